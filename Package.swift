@@ -1,0 +1,48 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// Kiln: distributed post-training quantization of LLMs. One target per layer;
+// see docs/ARCHITECTURE.md for which layer may import which.
+
+// F16C/AVX2/FMA make half-precision conversion and SIMD loops fast; every
+// machine of this project's kind has them.
+let fast: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"])]
+
+let package = Package(
+    name: "Kiln",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "kiln", targets: ["kiln"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
+        .systemLibrary(name: "CZeroMQ", path: "Sources/CZeroMQ"),
+        .target(name: "Tensor", dependencies: ["CBLAS"], swiftSettings: fast),
+        .target(name: "ModelIO", dependencies: ["Tensor"], swiftSettings: fast),
+        .target(name: "Tokenizers", swiftSettings: fast),
+        .target(name: "Models", dependencies: ["Tensor", "ModelIO", "Tokenizers"], swiftSettings: fast),
+        .target(name: "Calibration", dependencies: ["Tensor", "Models"], swiftSettings: fast),
+        .target(name: "Quantization", dependencies: ["Tensor", "Calibration"], swiftSettings: fast),
+        .executableTarget(
+            name: "kiln",
+            dependencies: [
+                "Tensor", "ModelIO", "Tokenizers", "Models", "Calibration", "Quantization",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: fast),
+        .target(name: "TestSupport", dependencies: ["Tensor", "ModelIO"], path: "Tests/TestSupport", swiftSettings: fast),
+        .testTarget(name: "TensorTests", dependencies: ["Tensor", "TestSupport"], swiftSettings: fast),
+        .testTarget(name: "ModelIOTests", dependencies: ["ModelIO", "TestSupport"], swiftSettings: fast),
+        .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "ModelIO", "TestSupport"], swiftSettings: fast),
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "TestSupport"], swiftSettings: fast),
+        .testTarget(name: "CalibrationTests", dependencies: ["Calibration", "TestSupport"], swiftSettings: fast),
+        .testTarget(name: "QuantizationTests", dependencies: ["Quantization", "TestSupport"], swiftSettings: fast),
+        .testTarget(name: "KilnCLITests", dependencies: ["TestSupport"], swiftSettings: fast),
+    ],
+    swiftLanguageModes: [.v5]
+)

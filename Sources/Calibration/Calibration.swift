@@ -1,0 +1,1 @@
+// \(t) layer; see docs/ARCHITECTURE.md
