@@ -17,6 +17,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
@@ -27,6 +28,11 @@ let package = Package(
         .target(name: "Models", dependencies: ["Tensor", "ModelIO", "Tokenizers"], swiftSettings: fast),
         .target(name: "Calibration", dependencies: ["Tensor", "Models"], swiftSettings: fast),
         .target(name: "Quantization", dependencies: ["Tensor", "Calibration"], swiftSettings: fast),
+        .target(name: "ZeroMQ", dependencies: ["CZeroMQ"], swiftSettings: fast),
+        .target(
+            name: "KilnProtocol",
+            dependencies: ["ZeroMQ", "Tensor", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            swiftSettings: fast),
         .executableTarget(
             name: "kiln",
             dependencies: [
@@ -42,6 +48,8 @@ let package = Package(
         .testTarget(name: "ModelsTests", dependencies: ["Models", "TestSupport"], swiftSettings: fast),
         .testTarget(name: "CalibrationTests", dependencies: ["Calibration", "TestSupport"], swiftSettings: fast),
         .testTarget(name: "QuantizationTests", dependencies: ["Quantization", "TestSupport"], swiftSettings: fast),
+        .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ", "TestSupport"], swiftSettings: fast),
+        .testTarget(name: "KilnProtocolTests", dependencies: ["KilnProtocol", "TestSupport"], swiftSettings: fast),
         .testTarget(name: "KilnCLITests", dependencies: ["TestSupport"], swiftSettings: fast),
     ],
     swiftLanguageModes: [.v5]

@@ -1,0 +1,1 @@
+// Wire protocol: see Protos/kiln/v1

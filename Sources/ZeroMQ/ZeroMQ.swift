@@ -1,0 +1,1 @@
+// ZeroMQ layer: see docs/ARCHITECTURE.md

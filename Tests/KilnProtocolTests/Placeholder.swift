@@ -1,0 +1,3 @@
+import XCTest
+import KilnProtocol
+final class KilnProtocolPlaceholderTests: XCTestCase { func testLinks() {} }

@@ -1,0 +1,3 @@
+import XCTest
+import ZeroMQ
+final class ZeroMQPlaceholderTests: XCTestCase { func testLinks() {} }
