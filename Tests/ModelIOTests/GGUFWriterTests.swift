@@ -271,6 +271,29 @@ final class GGUFWriterTests: XCTestCase {
         XCTAssertEqual(g.bytes.count % 32, 0)
     }
 
+    /// Round trip through ModelIO's own GGUF reader (branch modelio).
+    func testRoundTripThroughModelIOReader() throws {
+        let url = dir.appendingPathComponent("rt.gguf")
+        let tensors = try writeSample(url)
+        let f = try GGUFFile(url)
+        XCTAssertEqual(f.version, 3)
+        XCTAssertEqual(f.alignment, 32)
+        let expected = Self.allMetadata + [("test.arr.nested", GGUFValue.array([.array([.int32(1), .int32(2)]), .array([.int32(3)])])),
+                                            ("general.alignment", .uint32(32))]
+        XCTAssertEqual(f.metadataKeys, expected.map(\.0))
+        for (k, v) in expected { XCTAssertEqual(f.metadata[k], v, k) }
+        XCTAssertEqual(f.tensors.map(\.name), tensors.map(\.0))
+        for ((n, t, s, d, vals, _), info) in zip(tensors, f.tensors) {
+            XCTAssertEqual(info.dtype, t, n)
+            XCTAssertEqual(info.shape, s, n)
+            XCTAssertEqual(info.byteCount, d.count, n)
+            XCTAssertEqual(try f.rawBytes(n), d, n)
+            let m = try f.load(n)
+            XCTAssertEqual(m.cols, s.last!, n)
+            XCTAssertEqual(m.data.map(\.bitPattern), vals.map(\.bitPattern), "\(n): reader and writer dequantize differently")
+        }
+    }
+
     func testPythonGGUFReadsFile() throws {
         let url = dir.appendingPathComponent("py.gguf")
         let tensors = try writeSampleWithoutNested(url)
