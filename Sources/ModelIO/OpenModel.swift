@@ -11,9 +11,9 @@ public func openModel(_ url: URL) throws -> any ModelView {
     if isDir.boolValue { return try openDirectory(url) }
     switch url.pathExtension.lowercased() {
     case "gguf": return try GGUFModel(url)
-    case "safetensors": throw ModelIOError(file: url.lastPathComponent, "safetensors not yet supported")
+    case "safetensors": return try SafeTensorsModel(directory: url.deletingLastPathComponent(), files: [url], given: url)
     case "json" where url.lastPathComponent.hasSuffix(".index.json"):
-        throw ModelIOError(file: url.lastPathComponent, "safetensors not yet supported")
+        return try SafeTensorsModel(index: url, given: url)
     default:
         // Decide by content: GGUF files start with "GGUF".
         let head = try FileHandle(forReadingFrom: url).read(upToCount: 4) ?? Data()
@@ -26,12 +26,12 @@ private func openDirectory(_ dir: URL) throws -> any ModelView {
     let fm = FileManager.default
     let names = (try? fm.contentsOfDirectory(atPath: dir.path)) ?? []
     let index = dir.appendingPathComponent("model.safetensors.index.json")
-    if fm.fileExists(atPath: index.path) { throw ModelIOError(file: dir.lastPathComponent, "safetensors not yet supported") }
+    if fm.fileExists(atPath: index.path) { return try SafeTensorsModel(index: index, given: dir) }
     let single = dir.appendingPathComponent("model.safetensors")
-    if fm.fileExists(atPath: single.path) { throw ModelIOError(file: dir.lastPathComponent, "safetensors not yet supported") }
+    if fm.fileExists(atPath: single.path) { return try SafeTensorsModel(directory: dir, files: [single], given: dir) }
     let shards = names.filter { $0.hasSuffix(".safetensors") }.sorted()
     if !shards.isEmpty {
-        throw ModelIOError(file: dir.lastPathComponent, "safetensors not yet supported")
+        return try SafeTensorsModel(directory: dir, files: shards.map { dir.appendingPathComponent($0) }, given: dir)
     }
     let ggufs = names.filter { $0.lowercased().hasSuffix(".gguf") }
     if ggufs.count == 1 { return try GGUFModel(dir.appendingPathComponent(ggufs[0])) }
