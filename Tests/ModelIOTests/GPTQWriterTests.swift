@@ -196,6 +196,50 @@ final class GPTQWriterTests: XCTestCase {
         }
     }
 
+    /// Round trip through ModelIO's safetensors reader (branch modelio): openModel on the
+    /// output directory (sharded, with index.json), raw tensors and dense values.
+    func testRoundTripThroughModelIOReader() throws {
+        var rng = TestRNG(8)
+        let out = dir.appendingPathComponent("rt")
+        let cfg = GPTQConfig(bits: 4, groupSize: 32, descAct: true, sym: false)
+        let modelConfig = Data(#"{"model_type":"llama","vocab_size":10,"hidden_size":64,"intermediate_size":128,"num_hidden_layers":1,"num_attention_heads":4,"rms_norm_eps":1e-5}"#.utf8)
+        let w = try GPTQSafetensorsWriter(directory: out, config: cfg, modelConfig: modelConfig, maxShardBytes: 1500)
+        let emb = rng.floats(640), norm = rng.floats(64)
+        try w.declareTensor("model.embed_tokens.weight", dtype: .f16, shape: [10, 64])
+        let lins = [makeLinear("model.layers.0.self_attn.q_proj", out: 64, in: 64, bits: 4, group: 32, actOrder: true, bias: true, rng: &rng),
+                    makeLinear("model.layers.0.mlp.down_proj", out: 64, in: 128, bits: 4, group: 32, actOrder: true, bias: false, rng: &rng)]
+        for l in lins { try w.declareLinear(l.prefix, outFeatures: l.outFeatures, inFeatures: l.inFeatures, bias: l.bias != nil) }
+        try w.declareTensor("model.norm.weight", dtype: .f32, shape: [64])
+        try w.writeTensor("model.embed_tokens.weight", floats: emb)
+        for l in lins { try w.writeLinear(l) }
+        try w.writeTensor("model.norm.weight", floats: norm)
+        try w.finish()
+        XCTAssertTrue(fileNames(in: out).contains("model.safetensors.index.json"), "\(fileNames(in: out))")
+
+        let m = try openModel(out)
+        XCTAssertEqual(m.format, "safetensors")
+        XCTAssertEqual(m.config.hiddenSize, 64)
+        XCTAssertEqual(Set(m.tensors.map(\.name)).count, 2 + 4 * 2 + 1)
+        XCTAssertEqual(m.metadata["quantization_config.bits"]?.int, 4, "\(m.metadata.keys.sorted())")
+        XCTAssertEqual(try m.load("model.embed_tokens.weight").data, rounded(emb, .f16))
+        XCTAssertEqual(try m.load("model.norm.weight").data, norm)
+        for l in lins {
+            let ng = l.groupCount
+            let qw = try m.rawBytes(l.prefix + ".qweight")
+            let expected = GPTQPacking.packQWeight(codes: l.codes, outFeatures: l.outFeatures, inFeatures: l.inFeatures, bits: 4)
+            XCTAssertEqual(qw, expected.withUnsafeBytes { Data($0) }, l.prefix)
+            XCTAssertEqual(m.info(l.prefix + ".qweight")?.shape, [l.inFeatures / 8, l.outFeatures])
+            XCTAssertEqual(m.info(l.prefix + ".qzeros")?.dtype, .i32)
+            let sc = try m.load(l.prefix + ".scales")
+            XCTAssertEqual(sc.rows, ng)
+            for o in 0..<l.outFeatures { for g in 0..<ng { XCTAssertEqual(sc[g, o], Float(Float16(l.scales[o * ng + g]))) } }
+            let zeros = try m.rawBytes(l.prefix + ".qzeros").withUnsafeBytes { Array($0.bindMemory(to: Int32.self)) }
+            XCTAssertEqual(GPTQPacking.unpackQZeros(zeros, outFeatures: l.outFeatures, groupCount: ng, bits: 4), l.zeros)
+            XCTAssertEqual(try m.load(l.prefix + ".g_idx").data, l.gIdx.map(Float.init))
+            if let b = l.bias { XCTAssertEqual(try m.load(l.prefix + ".bias").data, rounded(b, .f16)) }
+        }
+    }
+
     func testDequantizedMatchesFormula() throws {
         // w = fp16(scale[o, g_idx[i]]) * (q - zero[o, g_idx[i]]), partial last group, act-order.
         var rng = TestRNG(9)
