@@ -1,0 +1,382 @@
+import Foundation
+import Tensor
+
+// GGUF / ggml block layouts for the types Kiln writes (F32, F16, BF16, Q8_0, Q4_0,
+// Q4_1), as pure functions: packing already-quantized codes and scales into blocks,
+// a round-to-nearest quantizer with ggml's reference semantics
+// (quantize_row_q{4_0,4_1,8_0}_ref), and dequantization.
+//
+// Blocks run along the innermost dimension: for a tensor of PyTorch shape
+// [..., n] (GGUF ne[0] = n) the flat row-major element order is the block order,
+// so n must be a multiple of the block size (32).
+//
+// Block layouts (all little-endian):
+//   Q4_0: fp16 d, 16 bytes qs; byte j = code[j] | code[j + 16] << 4; x = (q - 8) * d
+//   Q4_1: fp16 d, fp16 m, 16 bytes qs (as Q4_0);                       x = q * d + m
+//   Q8_0: fp16 d, 32 int8 qs;                                           x = q * d
+
+/// Quantized codes of one tensor, in flat row-major (PyTorch) element order.
+public enum GGUFCodes: Sendable, Equatable {
+    /// Q4_0 / Q4_1: one code 0...15 per element.
+    case unsigned([UInt8])
+    /// Q8_0: one code -128...127 per element (ggml's reference produces -127...127).
+    case signed([Int8])
+
+    public var count: Int {
+        switch self {
+        case let .unsigned(c): return c.count
+        case let .signed(c): return c.count
+        }
+    }
+}
+
+/// One tensor quantized to a GGUF block type: the quantizer's output, before packing.
+public struct GGUFQuantizedTensor: Sendable, Equatable {
+    /// .q4_0, .q4_1 or .q8_0.
+    public var type: DType
+    /// PyTorch order (outermost first): a linear weight is [out, in].
+    public var shape: [Int]
+    /// One code per element, flat row-major.
+    public var codes: GGUFCodes
+    /// One fp16 scale (d) per block of 32 consecutive elements, as bit patterns.
+    public var scales: [UInt16]
+    /// Q4_1 only: one fp16 min (m) per block, as bit patterns.
+    public var mins: [UInt16]?
+
+    public init(type: DType, shape: [Int], codes: GGUFCodes, scales: [UInt16], mins: [UInt16]? = nil) {
+        self.type = type; self.shape = shape; self.codes = codes; self.scales = scales; self.mins = mins
+    }
+
+    public var elementCount: Int { shape.reduce(1, *) }
+    public var blockCount: Int { elementCount / GGUFBlocks.blockElements }
+}
+
+public enum GGUFBlocks {
+    /// Elements per block of Q4_0, Q4_1 and Q8_0.
+    public static let blockElements = 32
+
+    /// ggml's type id (the number stored in a GGUF tensor info), or nil when GGUF has no such type.
+    public static func ggmlTypeID(_ t: DType) -> UInt32? {
+        switch t {
+        case .f32: return 0
+        case .f16: return 1
+        case .q4_0: return 2
+        case .q4_1: return 3
+        case .q5_0: return 6
+        case .q5_1: return 7
+        case .q8_0: return 8
+        case .q4_K: return 12
+        case .q5_K: return 13
+        case .q6_K: return 14
+        case .i8: return 24
+        case .i16: return 25
+        case .i32: return 26
+        case .i64: return 27
+        case .f64: return 28
+        case .bf16: return 30
+        case .u8: return nil
+        }
+    }
+
+    /// (elements per block, bytes per block) of a GGUF type.
+    public static func blockLayout(_ t: DType) -> (elements: Int, bytes: Int)? {
+        switch t {
+        case .f32: return (1, 4)
+        case .f16, .bf16: return (1, 2)
+        case .q4_0: return (32, 18)
+        case .q4_1: return (32, 20)
+        case .q5_0: return (32, 22)
+        case .q5_1: return (32, 24)
+        case .q8_0: return (32, 34)
+        case .q4_K: return (256, 144)
+        case .q5_K: return (256, 176)
+        case .q6_K: return (256, 210)
+        case .i8: return (1, 1)
+        case .i16: return (1, 2)
+        case .i32: return (1, 4)
+        case .i64, .f64: return (1, 8)
+        case .u8: return nil
+        }
+    }
+
+    /// Bytes a tensor of `shape` (PyTorch order) takes as `type`; throws when the
+    /// innermost dimension is not a whole number of blocks.
+    public static func byteCount(type: DType, shape: [Int], name: String = "tensor") throws -> Int {
+        guard let (be, bb) = blockLayout(type) else {
+            throw ModelIOError(file: name, "type \(type.rawValue) has no GGUF encoding")
+        }
+        guard shape.allSatisfy({ $0 >= 0 }) else {
+            throw ModelIOError(file: name, "negative dimension in shape \(shape)")
+        }
+        let inner = shape.last ?? 1
+        guard inner % be == 0 else {
+            throw ModelIOError(file: name, "innermost dimension \(inner) of shape \(shape) is not a multiple of \(type.rawValue)'s block size \(be)")
+        }
+        let (n, overflow) = shape.reduce((1, false)) { acc, d in
+            let (p, o) = acc.0.multipliedReportingOverflow(by: d); return (p, acc.1 || o)
+        }
+        guard !overflow else { throw ModelIOError(file: name, "shape \(shape) overflows") }
+        return n / be * bb
+    }
+
+    // MARK: - Raw float types
+
+    public static func packF32(_ x: [Float]) -> Data {
+        var d = Data(count: x.count * 4)
+        d.withUnsafeMutableBytes { dst in
+            for (i, v) in x.enumerated() { dst.storeBytes(of: v.bitPattern.littleEndian, toByteOffset: 4 * i, as: UInt32.self) }
+        }
+        return d
+    }
+
+    /// Round to nearest even (IEEE), as ggml's fp32 -> fp16.
+    public static func packF16(_ x: [Float]) -> Data {
+        var d = Data(count: x.count * 2)
+        d.withUnsafeMutableBytes { dst in
+            for (i, v) in x.enumerated() {
+                dst.storeBytes(of: HalfConversion.f32ToF16(v).littleEndian, toByteOffset: 2 * i, as: UInt16.self)
+            }
+        }
+        return d
+    }
+
+    public static func packBF16(_ x: [Float]) -> Data {
+        var d = Data(count: x.count * 2)
+        d.withUnsafeMutableBytes { dst in
+            for (i, v) in x.enumerated() {
+                dst.storeBytes(of: HalfConversion.f32ToBF16(v).littleEndian, toByteOffset: 2 * i, as: UInt16.self)
+            }
+        }
+        return d
+    }
+
+    // MARK: - Packing quantized blocks
+
+    /// Packs codes and per-block scales (and mins) into GGUF blocks. `name` names the
+    /// tensor in errors.
+    public static func pack(_ t: GGUFQuantizedTensor, name: String = "tensor") throws -> Data {
+        let n = t.elementCount
+        let total = try byteCount(type: t.type, shape: t.shape, name: name)
+        guard t.codes.count == n else {
+            throw ModelIOError(file: name, "\(t.codes.count) codes for shape \(t.shape) (\(n) elements)")
+        }
+        let nb = n / blockElements
+        guard t.scales.count == nb else {
+            throw ModelIOError(file: name, "\(t.scales.count) scales for \(nb) blocks")
+        }
+        var out = Data(count: total)
+        switch (t.type, t.codes) {
+        case let (.q4_0, .unsigned(codes)), let (.q4_1, .unsigned(codes)):
+            let hasMin = t.type == .q4_1
+            let mins = t.mins ?? []
+            if hasMin {
+                guard mins.count == nb else { throw ModelIOError(file: name, "\(mins.count) mins for \(nb) blocks") }
+            } else if t.mins != nil {
+                throw ModelIOError(file: name, "Q4_0 takes no mins")
+            }
+            if let bad = codes.firstIndex(where: { $0 > 15 }) {
+                throw ModelIOError(file: name, "code \(codes[bad]) at element \(bad) does not fit 4 bits")
+            }
+            let bb = hasMin ? 20 : 18
+            let q0 = hasMin ? 4 : 2
+            out.withUnsafeMutableBytes { dst in
+                codes.withUnsafeBufferPointer { c in
+                    for b in 0..<nb {
+                        let o = b * bb
+                        dst.storeBytes(of: t.scales[b].littleEndian, toByteOffset: o, as: UInt16.self)
+                        if hasMin { dst.storeBytes(of: mins[b].littleEndian, toByteOffset: o + 2, as: UInt16.self) }
+                        let e = b * 32
+                        for j in 0..<16 {
+                            dst[o + q0 + j] = c[e + j] | (c[e + 16 + j] << 4)
+                        }
+                    }
+                }
+            }
+        case let (.q8_0, .signed(codes)):
+            guard t.mins == nil else { throw ModelIOError(file: name, "Q8_0 takes no mins") }
+            out.withUnsafeMutableBytes { dst in
+                codes.withUnsafeBufferPointer { c in
+                    for b in 0..<nb {
+                        let o = b * 34
+                        dst.storeBytes(of: t.scales[b].littleEndian, toByteOffset: o, as: UInt16.self)
+                        for j in 0..<32 { dst[o + 2 + j] = UInt8(bitPattern: c[b * 32 + j]) }
+                    }
+                }
+            }
+        default:
+            throw ModelIOError(file: name, "cannot pack \(t.type.rawValue) from \(t.codes) codes (Q4_0/Q4_1 take unsigned, Q8_0 signed)")
+        }
+        return out
+    }
+
+    // MARK: - Round-to-nearest quantizers (ggml reference semantics)
+
+    /// Quantizes Float32 values like ggml's quantize_row_*_ref (bit-for-bit): the
+    /// scale is computed in fp32, stored as fp16 (round to nearest even), and the codes
+    /// use the fp32 inverse scale. `type` is .q4_0, .q4_1 or .q8_0.
+    public static func quantizeRTN(_ x: [Float], shape: [Int], type: DType, name: String = "tensor") throws -> GGUFQuantizedTensor {
+        let n = shape.reduce(1, *)
+        guard x.count == n else { throw ModelIOError(file: name, "\(x.count) values for shape \(shape)") }
+        _ = try byteCount(type: type, shape: shape, name: name)
+        let nb = n / blockElements
+        var scales = [UInt16](repeating: 0, count: nb)
+        switch type {
+        case .q4_0:
+            var codes = [UInt8](repeating: 0, count: n)
+            for b in 0..<nb {
+                let base = b * 32
+                var amax: Float = 0, maxv: Float = 0
+                for j in 0..<32 {
+                    let v = x[base + j]
+                    if amax < abs(v) { amax = abs(v); maxv = v }
+                }
+                let d = maxv / -8
+                let id: Float = d != 0 ? 1 / d : 0
+                scales[b] = HalfConversion.f32ToF16(d)
+                for j in 0..<32 {
+                    // C: MIN(15, (int8_t)(x*id + 8.5f)): truncation toward zero.
+                    let q = truncToInt8(x[base + j] * id + 8.5)
+                    codes[base + j] = UInt8(clamping: min(15, q))
+                }
+            }
+            return GGUFQuantizedTensor(type: .q4_0, shape: shape, codes: .unsigned(codes), scales: scales)
+        case .q4_1:
+            var codes = [UInt8](repeating: 0, count: n)
+            var mins = [UInt16](repeating: 0, count: nb)
+            for b in 0..<nb {
+                let base = b * 32
+                var lo = Float.greatestFiniteMagnitude, hi = -Float.greatestFiniteMagnitude
+                for j in 0..<32 {
+                    let v = x[base + j]
+                    if v < lo { lo = v }
+                    if v > hi { hi = v }
+                }
+                let d = (hi - lo) / 15
+                let id: Float = d != 0 ? 1 / d : 0
+                scales[b] = HalfConversion.f32ToF16(d)
+                mins[b] = HalfConversion.f32ToF16(lo)
+                for j in 0..<32 {
+                    let q = truncToInt8((x[base + j] - lo) * id + 0.5)
+                    codes[base + j] = UInt8(clamping: min(15, q))
+                }
+            }
+            return GGUFQuantizedTensor(type: .q4_1, shape: shape, codes: .unsigned(codes), scales: scales, mins: mins)
+        case .q8_0:
+            var codes = [Int8](repeating: 0, count: n)
+            for b in 0..<nb {
+                let base = b * 32
+                var amax: Float = 0
+                for j in 0..<32 { amax = max(amax, abs(x[base + j])) }
+                let d = amax / 127
+                let id: Float = d != 0 ? 1 / d : 0
+                scales[b] = HalfConversion.f32ToF16(d)
+                for j in 0..<32 {
+                    // roundf: half away from zero.
+                    codes[base + j] = Int8(clamping: Int((x[base + j] * id).rounded(.toNearestOrAwayFromZero)))
+                }
+            }
+            return GGUFQuantizedTensor(type: .q8_0, shape: shape, codes: .signed(codes), scales: scales)
+        default:
+            throw ModelIOError(file: name, "no round-to-nearest quantizer for \(type.rawValue)")
+        }
+    }
+
+    /// Encodes Float32 values as `type`: F32/F16/BF16 directly, Q4_0/Q4_1/Q8_0 through
+    /// `quantizeRTN` and `pack`.
+    public static func encode(_ x: [Float], shape: [Int], type: DType, name: String = "tensor") throws -> Data {
+        let n = shape.reduce(1, *)
+        guard x.count == n else { throw ModelIOError(file: name, "\(x.count) values for shape \(shape)") }
+        switch type {
+        case .f32: return packF32(x)
+        case .f16: return packF16(x)
+        case .bf16: return packBF16(x)
+        case .q4_0, .q4_1, .q8_0: return try pack(quantizeRTN(x, shape: shape, type: type, name: name), name: name)
+        default: throw ModelIOError(file: name, "cannot encode Float32 as \(type.rawValue)")
+        }
+    }
+
+    /// C's (int8_t) cast of a float (truncation toward zero) for the in-range values
+    /// ggml's reference produces; out-of-range values (only possible for non-finite
+    /// input) saturate instead of being undefined.
+    @inline(__always) static func truncToInt8(_ v: Float) -> Int {
+        guard v.isFinite else { return 0 }
+        return Int(max(-128, min(127, v.rounded(.towardZero))))
+    }
+
+    // MARK: - Dequantization
+
+    /// Dequantizes `count` elements stored as `type` (F32, F16, BF16, Q8_0, Q4_0, Q4_1)
+    /// to Float32, with ggml's arithmetic (q * d, (q - 8) * d, q * d + m in fp32).
+    public static func dequantize(_ bytes: UnsafeRawBufferPointer, type: DType, count: Int, name: String = "tensor") throws -> [Float] {
+        let need = try byteCount(type: type, shape: [count], name: name)
+        guard bytes.count == need else {
+            throw ModelIOError(file: name, "\(bytes.count) bytes where \(count) \(type.rawValue) elements take \(need)")
+        }
+        var y = [Float](repeating: 0, count: count)
+        y.withUnsafeMutableBufferPointer { out in
+            switch type {
+            case .f32:
+                for i in 0..<count { out[i] = Float(bitPattern: bytes.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self).littleEndian) }
+            case .f16:
+                HalfConversion.f16ToF32(bytes, into: out)
+            case .bf16:
+                HalfConversion.bf16ToF32(bytes, into: out)
+            case .q4_0, .q4_1:
+                let hasMin = type == .q4_1
+                let bb = hasMin ? 20 : 18, q0 = hasMin ? 4 : 2
+                for b in 0..<(count / 32) {
+                    let o = b * bb
+                    let d = HalfConversion.f16ToF32(bytes.loadUnaligned(fromByteOffset: o, as: UInt16.self).littleEndian)
+                    let m = hasMin ? HalfConversion.f16ToF32(bytes.loadUnaligned(fromByteOffset: o + 2, as: UInt16.self).littleEndian) : 0
+                    for j in 0..<16 {
+                        let byte = bytes[o + q0 + j]
+                        let lo = Int(byte & 0x0F), hi = Int(byte >> 4)
+                        if hasMin {
+                            out[b * 32 + j] = Float(lo) * d + m
+                            out[b * 32 + 16 + j] = Float(hi) * d + m
+                        } else {
+                            out[b * 32 + j] = Float(lo - 8) * d
+                            out[b * 32 + 16 + j] = Float(hi - 8) * d
+                        }
+                    }
+                }
+            case .q8_0:
+                for b in 0..<(count / 32) {
+                    let o = b * 34
+                    let d = HalfConversion.f16ToF32(bytes.loadUnaligned(fromByteOffset: o, as: UInt16.self).littleEndian)
+                    for j in 0..<32 { out[b * 32 + j] = Float(Int8(bitPattern: bytes[o + 2 + j])) * d }
+                }
+            default:
+                break
+            }
+        }
+        switch type {
+        case .f32, .f16, .bf16, .q4_0, .q4_1, .q8_0: return y
+        default: throw ModelIOError(file: name, "no dequantizer for \(type.rawValue)")
+        }
+    }
+
+    public static func dequantize(_ data: Data, type: DType, count: Int, name: String = "tensor") throws -> [Float] {
+        try data.withUnsafeBytes { try dequantize($0, type: type, count: count, name: name) }
+    }
+
+    /// Dequantizes unpacked codes and scales directly (no packing): the values the
+    /// packed blocks decode to.
+    public static func dequantize(_ t: GGUFQuantizedTensor) -> [Float] {
+        var y = [Float](repeating: 0, count: t.elementCount)
+        switch t.codes {
+        case let .unsigned(c):
+            for i in 0..<y.count {
+                let d = HalfConversion.f16ToF32(t.scales[i / 32])
+                if t.type == .q4_1 {
+                    y[i] = Float(Int(c[i])) * d + HalfConversion.f16ToF32(t.mins![i / 32])
+                } else {
+                    y[i] = Float(Int(c[i]) - 8) * d
+                }
+            }
+        case let .signed(c):
+            for i in 0..<y.count { y[i] = Float(c[i]) * HalfConversion.f16ToF32(t.scales[i / 32]) }
+        }
+        return y
+    }
+}
