@@ -240,3 +240,49 @@ extension Data {
     mutating func put64(_ v: UInt64) { Swift.withUnsafeBytes(of: v.littleEndian) { append(contentsOf: $0) } }
     mutating func putString(_ s: String) { put64(UInt64(s.utf8.count)); append(Data(s.utf8)) }
 }
+
+/// Seeded random byte corruption of the header regions: each copy either opens
+/// (and then every tensor loads) or throws a ModelIOError; nothing may trap.
+final class CorruptionSweepTests: XCTestCase {
+    struct LCG { var s: UInt64; mutating func next() -> UInt64 { s = s &* 6364136223846793005 &+ 1442695040888963407; return s >> 33 } }
+
+    func sweep(_ original: Data, headerEnd: Int, name: String, rounds: Int, open: (URL) throws -> [String: () throws -> Void]) throws {
+        var rng = LCG(s: 42)
+        let dir = Paths.tempDir("sweep")
+        for round in 0..<rounds {
+            var d = original
+            for _ in 0..<(1 + Int(rng.next() % 3)) {
+                let at = Int(rng.next() % UInt64(headerEnd))
+                d[at] = rng.next() % 4 == 0 ? 0xFF : UInt8(truncatingIfNeeded: rng.next())
+            }
+            let url = dir.appendingPathComponent(name)
+            try d.write(to: url)
+            do {
+                for (_, load) in try open(url) { try load() }
+            } catch let e as ModelIOError {
+                XCTAssertTrue(e.description.hasPrefix(name + ": "), "round \(round): \(e)")
+            } catch {
+                XCTFail("round \(round): not a ModelIOError: \(error)")
+            }
+        }
+    }
+
+    func testGGUFSweep() throws {
+        let url = Paths.fixture("gguf/quants.gguf")
+        let data = try Data(contentsOf: url)
+        try sweep(data, headerEnd: try GGUFFile(url).dataOffset, name: "model.gguf", rounds: 400) { u in
+            let f = try GGUFFile(u)
+            return Dictionary(f.tensors.map { t in (t.name, { _ = try f.load(t.name) }) }, uniquingKeysWith: { a, _ in a })
+        }
+    }
+
+    func testSafeTensorsSweep() throws {
+        let data = safetensorsBytes([("w", "F32", [2, 3], floatBytes([1, 2, 3, 4, 5, 6])), ("i", "I64", [2], Data(count: 16)),
+                                     ("h", "BF16", [4], Data(count: 8))], metadata: ["format": "pt"])
+        let headerEnd = 8 + Int(data.get(UInt64.self, at: 0))
+        try sweep(data, headerEnd: headerEnd, name: "model.safetensors", rounds: 400) { u in
+            let f = try SafeTensorsFile(u)
+            return Dictionary(f.tensors.map { t in (t.name, { _ = try f.load(t.name) }) }, uniquingKeysWith: { a, _ in a })
+        }
+    }
+}
