@@ -274,8 +274,13 @@ struct Fixed128: Equatable {
         return Fixed128(high: h2, low: lo)
     }
 
+    /// The value as a Double, converted from the magnitude so that small negative values
+    /// do not cancel (hi = -1 with lo near 2^64 would lose everything below 2^-53).
     var doubleValue: Double {
-        Double(high) + Double(low) * 0x1p-64
+        if high >= 0 { return Double(high) + Double(low) * 0x1p-64 }
+        let lo = ~low &+ 1
+        let hi = ~UInt64(bitPattern: high) &+ (lo == 0 ? 1 : 0)
+        return -(Double(hi) + Double(lo) * 0x1p-64)
     }
 }
 

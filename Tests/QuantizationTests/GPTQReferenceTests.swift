@@ -1,6 +1,7 @@
 import XCTest
 import Tensor
 import Quantization
+import Calibration
 import TestSupport
 
 /// The six settings of Tests/Fixtures/gptq (IST-DASLab/gptq at 2d65066, float32 CPU).
@@ -144,5 +145,18 @@ final class GPTQReferenceTests: XCTestCase {
         let x = Self.matrix("A.X").columns(0..<200)
         XCTAssertLessThan(OutputError.fromActivations(weight: w, quantized: g.weight.dequantized, activations: x),
                           OutputError.fromActivations(weight: w, quantized: rtn.dequantized, activations: x))
+    }
+
+    /// Statistics gathered by Calibration (4 batches, as the reference) feed GPTQ end to end.
+    func testGPTQWithOwnHessian() throws {
+        for c in Self.cases {
+            let w = Self.matrix("\(c.pair).W"), x = Self.matrix("\(c.pair).X")
+            var stats = LinearStatistics(name: "\(c.pair).in", columns: x.cols)
+            let b = x.rows / 4
+            for k in 0..<4 { try stats.add(x.rows((k * b)..<((k + 1) * b))) }
+            let result = try GPTQ.quantize(w, hessian: stats.finalHessian(), recipe: c.recipe, name: "\(c.pair).W")
+            let err = OutputError.fromActivations(weight: w, quantized: result.weight.dequantized, activations: x)
+            XCTAssertEqual(err, c.gptqError, accuracy: c.gptqError * 0.01, c.name)
+        }
     }
 }
