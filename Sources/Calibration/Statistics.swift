@@ -1,0 +1,412 @@
+import Tensor
+
+// Per-linear-input calibration statistics: the Hessian X^T X (GPTQ), per-channel
+// absmax/min/max (AWQ, SmoothQuant, clipping) and token/sample counts. Every statistic
+// is mergeable, and merging is exact: any grouping or order of shards gives a
+// bit-identical result (see `HessianAccumulator`).
+
+public enum StatisticsError: Error, CustomStringConvertible, Equatable {
+    case columnMismatch(name: String, expected: Int, got: Int)
+    case nonFiniteActivation(name: String, row: Int, column: Int, value: Float)
+    case fixedPointOverflow(name: String, row: Int, column: Int)
+    case invalidSamples(name: String, samples: Int)
+    case invalidState(String)
+
+    public var description: String {
+        switch self {
+        case let .columnMismatch(name, expected, got):
+            return "statistics '\(name)': input has \(got) columns, expected \(expected)"
+        case let .nonFiniteActivation(name, row, column, value):
+            return "statistics '\(name)': non-finite activation \(value) at token row \(row), channel \(column)"
+        case let .fixedPointOverflow(name, row, column):
+            return "statistics '\(name)': Hessian entry (\(row), \(column)) exceeds the exact accumulator's range (|value| >= 2^62)"
+        case let .invalidSamples(name, samples):
+            return "statistics '\(name)': sample count \(samples) must be >= 1"
+        case let .invalidState(detail):
+            return "statistics: invalid serialized state: \(detail)"
+        }
+    }
+}
+
+/// How the final Hessian is scaled.
+public enum HessianNormalization: String, Codable, Sendable {
+    /// 2/N * X^T X with N the number of samples as the GPTQ reference counts them
+    /// (`GPTQ.add_batch`: the leading batch dimension of each call; a 2-D `[tokens, in]`
+    /// input counts as one sample). This is the H the reference hands to `fasterquant`.
+    case referenceSamples
+    /// 2/T * X^T X with T the number of token rows. With this scaling,
+    /// trace(D H D^T) / 2 = sum((D X^T)^2) / T, the per-token output error.
+    case tokens
+}
+
+/// Exact, order-independent accumulator of the Gram matrix X^T X of a linear's input.
+///
+/// Exactness approach: each batch's X_b^T X_b is computed with one `ssyrk` in Float32
+/// (BLAS speed). Every Float32 entry of that batch result is then converted *exactly*
+/// (for |v| >= 2^-40; smaller magnitudes are rounded to the nearest multiple of 2^-64,
+/// a deterministic function of the batch alone) to a 128-bit two's-complement
+/// fixed-point integer in units of 2^-64, and added with integer arithmetic. Integer
+/// addition is associative and commutative, so merging shards in any grouping and any
+/// order gives bit-identical accumulators, and so bit-identical Hessians. The only
+/// rounding that depends on data layout is the per-batch Float32 `ssyrk`, which is a
+/// function of that batch's rows only. Range: a single batch entry must stay below
+/// 2^62 in magnitude and running sums below 2^63 (otherwise a clear error is thrown);
+/// activations of LLMs are many orders of magnitude below that.
+///
+/// Storage: the upper triangle, packed row by row (entry (i, j >= i) at
+/// `i*n - i*(i-1)/2 + (j-i)`), as two parallel arrays (`high` signed, `low` unsigned
+/// words of value * 2^64). Plain arrays, so the cluster can ship them as raw frames.
+public struct HessianAccumulator: Codable, Sendable, Equatable {
+    public let columns: Int
+    /// Samples as the GPTQ reference counts them (see `HessianNormalization`).
+    public private(set) var samples: Int
+    /// Token rows seen.
+    public private(set) var tokens: Int
+    public private(set) var high: [Int64]
+    public private(set) var low: [UInt64]
+
+    public init(columns: Int) {
+        precondition(columns >= 0)
+        self.columns = columns
+        self.samples = 0
+        self.tokens = 0
+        let packed = columns * (columns + 1) / 2
+        self.high = [Int64](repeating: 0, count: packed)
+        self.low = [UInt64](repeating: 0, count: packed)
+    }
+
+    /// Rebuilds an accumulator from its raw arrays (as shipped by a peer).
+    public init(columns: Int, samples: Int, tokens: Int, high: [Int64], low: [UInt64]) throws {
+        let packed = columns * (columns + 1) / 2
+        guard columns >= 0, samples >= 0, tokens >= 0, high.count == packed, low.count == packed else {
+            throw StatisticsError.invalidState("Hessian of \(columns) columns needs \(packed) packed entries, got \(high.count)/\(low.count)")
+        }
+        self.columns = columns
+        self.samples = samples
+        self.tokens = tokens
+        self.high = high
+        self.low = low
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        try self.init(columns: c.decode(Int.self, forKey: .columns), samples: c.decode(Int.self, forKey: .samples),
+                      tokens: c.decode(Int.self, forKey: .tokens), high: c.decode([Int64].self, forKey: .high),
+                      low: c.decode([UInt64].self, forKey: .low))
+    }
+
+    @inline(__always) public static func packedIndex(_ i: Int, _ j: Int, columns n: Int) -> Int {
+        i * n - i * (i - 1) / 2 + (j - i)
+    }
+
+    /// Adds one batch of token rows `x` [tokens, columns]. `samples` is how many reference
+    /// samples the batch holds (1 for a 2-D batch, the batch size for a [batch, seq, in] input).
+    public mutating func add(_ x: Matrix, samples: Int = 1, name: String = "input") throws {
+        guard x.cols == columns else { throw StatisticsError.columnMismatch(name: name, expected: columns, got: x.cols) }
+        guard samples >= 1 else { throw StatisticsError.invalidSamples(name: name, samples: samples) }
+        let n = columns
+        if x.rows > 0 && n > 0 {
+            var g = Matrix(rows: n, cols: n)
+            BLAS.syrkTransposed(x, into: &g)
+            // A NaN or infinity in x shows on the diagonal of its Gram matrix.
+            for i in 0..<n where !g.data[i * n + i].isFinite {
+                try Self.reportNonFinite(x, name: name)
+            }
+            var newHigh = high
+            var newLow = low
+            try g.data.withUnsafeBufferPointer { gp in
+                try newHigh.withUnsafeMutableBufferPointer { hp in
+                    try newLow.withUnsafeMutableBufferPointer { lp in
+                        var k = 0
+                        for i in 0..<n {
+                            for j in i..<n {
+                                let v = gp[i * n + j]
+                                guard let f = Fixed128(exactly: v) else {
+                                    throw StatisticsError.fixedPointOverflow(name: name, row: i, column: j)
+                                }
+                                guard let s = Fixed128(high: hp[k], low: lp[k]).adding(f) else {
+                                    throw StatisticsError.fixedPointOverflow(name: name, row: i, column: j)
+                                }
+                                hp[k] = s.high
+                                lp[k] = s.low
+                                k += 1
+                            }
+                        }
+                    }
+                }
+            }
+            high = newHigh
+            low = newLow
+        }
+        self.samples += samples
+        self.tokens += x.rows
+    }
+
+    private static func reportNonFinite(_ x: Matrix, name: String) throws {
+        for r in 0..<x.rows {
+            for c in 0..<x.cols where !x[r, c].isFinite {
+                throw StatisticsError.nonFiniteActivation(name: name, row: r, column: c, value: x[r, c])
+            }
+        }
+        // Finite inputs whose products overflow Float32.
+        throw StatisticsError.fixedPointOverflow(name: name, row: 0, column: 0)
+    }
+
+    /// Adds another accumulator's sums (exact; associative and commutative).
+    public mutating func merge(_ other: HessianAccumulator, name: String = "input") throws {
+        guard other.columns == columns else {
+            throw StatisticsError.columnMismatch(name: name, expected: columns, got: other.columns)
+        }
+        var newHigh = high
+        var newLow = low
+        for k in 0..<newHigh.count {
+            guard let s = Fixed128(high: newHigh[k], low: newLow[k]).adding(Fixed128(high: other.high[k], low: other.low[k])) else {
+                let (i, j) = Self.unpack(k, columns: columns)
+                throw StatisticsError.fixedPointOverflow(name: name, row: i, column: j)
+            }
+            newHigh[k] = s.high
+            newLow[k] = s.low
+        }
+        high = newHigh
+        low = newLow
+        samples += other.samples
+        tokens += other.tokens
+    }
+
+    public func merging(_ other: HessianAccumulator, name: String = "input") throws -> HessianAccumulator {
+        var out = self
+        try out.merge(other, name: name)
+        return out
+    }
+
+    private static func unpack(_ k: Int, columns n: Int) -> (Int, Int) {
+        var i = 0
+        var start = 0
+        while start + (n - i) <= k { start += n - i; i += 1 }
+        return (i, i + (k - start))
+    }
+
+    /// The full symmetric sum X^T X in Float64 (row-major n x n).
+    public func gram() -> [Double] {
+        let n = columns
+        var out = [Double](repeating: 0, count: n * n)
+        var k = 0
+        for i in 0..<n {
+            for j in i..<n {
+                let v = Fixed128(high: high[k], low: low[k]).doubleValue
+                out[i * n + j] = v
+                out[j * n + i] = v
+                k += 1
+            }
+        }
+        return out
+    }
+
+    /// The Hessian GPTQ consumes: 2/N * X^T X in Float32, scaled in Float64 and rounded once.
+    /// An empty accumulator gives the zero matrix.
+    public func hessian(normalization: HessianNormalization = .referenceSamples) -> Matrix {
+        let n = columns
+        let count = normalization == .referenceSamples ? samples : tokens
+        let factor = count > 0 ? 2.0 / Double(count) : 0
+        var out = Matrix(rows: n, cols: n)
+        var k = 0
+        for i in 0..<n {
+            for j in i..<n {
+                let v = Float(Fixed128(high: high[k], low: low[k]).doubleValue * factor)
+                out.data[i * n + j] = v
+                out.data[j * n + i] = v
+                k += 1
+            }
+        }
+        return out
+    }
+}
+
+/// A 128-bit two's-complement fixed-point number in units of 2^-64.
+struct Fixed128: Equatable {
+    var high: Int64
+    var low: UInt64
+
+    init(high: Int64, low: UInt64) { self.high = high; self.low = low }
+
+    /// The exact value of a finite Float32 (magnitudes below 2^-64 resolution are rounded
+    /// half away from zero, deterministically); nil when |v| >= 2^62 or v is not finite.
+    init?(exactly v: Float) {
+        guard v.isFinite else { return nil }
+        let bits = v.bitPattern
+        let exponentBits = Int((bits >> 23) & 0xFF)
+        var mantissa = UInt64(bits & 0x7F_FFFF)
+        let exponent: Int
+        if exponentBits == 0 { exponent = -149 } else { mantissa |= 0x80_0000; exponent = exponentBits - 150 }
+        var hi: UInt64 = 0
+        var lo: UInt64 = 0
+        if mantissa != 0 {
+            let shift = exponent + 64  // value = mantissa * 2^exponent = (mantissa << shift) units
+            if shift >= 0 {
+                if shift + 24 > 126 { return nil }  // keep the sign bit and one bit of headroom
+                if shift == 0 {
+                    lo = mantissa
+                } else if shift < 64 {
+                    lo = mantissa << UInt64(shift)
+                    hi = mantissa >> UInt64(64 - shift)
+                } else {
+                    hi = mantissa << UInt64(shift - 64)
+                }
+            } else {
+                let s = -shift
+                if s < 25 { lo = (mantissa + (UInt64(1) << UInt64(s - 1))) >> UInt64(s) }
+            }
+        }
+        if v.sign == .minus && (hi != 0 || lo != 0) {
+            lo = ~lo &+ 1
+            hi = ~hi &+ (lo == 0 ? 1 : 0)
+        }
+        self.high = Int64(bitPattern: hi)
+        self.low = lo
+    }
+
+    /// Sum, or nil on overflow of the 128-bit range.
+    func adding(_ o: Fixed128) -> Fixed128? {
+        let (lo, carry) = low.addingReportingOverflow(o.low)
+        let (h1, o1) = high.addingReportingOverflow(o.high)
+        let (h2, o2) = h1.addingReportingOverflow(carry ? 1 : 0)
+        if o1 || o2 { return nil }
+        return Fixed128(high: h2, low: lo)
+    }
+
+    /// The value as a Double, converted from the magnitude so that small negative values
+    /// do not cancel (hi = -1 with lo near 2^64 would lose everything below 2^-53).
+    var doubleValue: Double {
+        if high >= 0 { return Double(high) + Double(low) * 0x1p-64 }
+        let lo = ~low &+ 1
+        let hi = ~UInt64(bitPattern: high) &+ (lo == 0 ? 1 : 0)
+        return -(Double(hi) + Double(lo) * 0x1p-64)
+    }
+}
+
+/// Per-channel (per input column) absmax, min and max over all tokens seen.
+/// Merge is max/min, exact and order-independent. The arrays are empty until the
+/// first token arrives (so no infinities need serializing).
+public struct ChannelStatistics: Codable, Sendable, Equatable {
+    public let columns: Int
+    public private(set) var tokens: Int
+    public private(set) var absMax: [Float]
+    public private(set) var min: [Float]
+    public private(set) var max: [Float]
+
+    public init(columns: Int) {
+        self.columns = columns
+        self.tokens = 0
+        self.absMax = []
+        self.min = []
+        self.max = []
+    }
+
+    public init(columns: Int, tokens: Int, absMax: [Float], min: [Float], max: [Float]) throws {
+        let expected = tokens > 0 ? columns : 0
+        guard absMax.count == expected, min.count == expected, max.count == expected else {
+            throw StatisticsError.invalidState("channel statistics of \(columns) columns and \(tokens) tokens need \(expected) values per array")
+        }
+        self.columns = columns
+        self.tokens = tokens
+        self.absMax = absMax
+        self.min = min
+        self.max = max
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        try self.init(columns: c.decode(Int.self, forKey: .columns), tokens: c.decode(Int.self, forKey: .tokens),
+                      absMax: c.decode([Float].self, forKey: .absMax), min: c.decode([Float].self, forKey: .min),
+                      max: c.decode([Float].self, forKey: .max))
+    }
+
+    public mutating func add(_ x: Matrix, name: String = "input") throws {
+        guard x.cols == columns else { throw StatisticsError.columnMismatch(name: name, expected: columns, got: x.cols) }
+        if x.rows == 0 { return }
+        var lo = min.isEmpty ? Array(x.data[0..<columns]) : min
+        var hi = max.isEmpty ? Array(x.data[0..<columns]) : max
+        // Elementwise reductions over token rows (no BLAS routine computes a per-column min/max).
+        for r in 0..<x.rows {
+            for c in 0..<columns {
+                let v = x.data[r * columns + c]
+                if !v.isFinite { throw StatisticsError.nonFiniteActivation(name: name, row: r, column: c, value: v) }
+                lo[c] = Swift.min(lo[c], v)
+                hi[c] = Swift.max(hi[c], v)
+            }
+        }
+        min = lo
+        max = hi
+        absMax = (0..<columns).map { Swift.max(-lo[$0], hi[$0]) }
+        tokens += x.rows
+    }
+
+    public mutating func merge(_ other: ChannelStatistics, name: String = "input") throws {
+        guard other.columns == columns else { throw StatisticsError.columnMismatch(name: name, expected: columns, got: other.columns) }
+        if other.tokens == 0 { return }
+        if tokens == 0 { self = other; return }
+        for c in 0..<columns {
+            min[c] = Swift.min(min[c], other.min[c])
+            max[c] = Swift.max(max[c], other.max[c])
+            absMax[c] = Swift.max(absMax[c], other.absMax[c])
+        }
+        tokens += other.tokens
+    }
+}
+
+/// All statistics of one linear input (q, k, v share one; gate, up share one).
+public struct LinearStatistics: Codable, Sendable, Equatable {
+    /// Names the input in error messages, e.g. "blk.3.attn_qkv.input".
+    public var name: String
+    public private(set) var hessian: HessianAccumulator
+    public private(set) var channels: ChannelStatistics
+
+    public init(name: String, columns: Int) {
+        self.name = name
+        self.hessian = HessianAccumulator(columns: columns)
+        self.channels = ChannelStatistics(columns: columns)
+    }
+
+    public init(name: String, hessian: HessianAccumulator, channels: ChannelStatistics) throws {
+        guard hessian.columns == channels.columns, hessian.tokens == channels.tokens else {
+            throw StatisticsError.invalidState("'\(name)': Hessian (\(hessian.columns) columns, \(hessian.tokens) tokens) and channel statistics (\(channels.columns), \(channels.tokens)) disagree")
+        }
+        self.name = name
+        self.hessian = hessian
+        self.channels = channels
+    }
+
+    public var columns: Int { hessian.columns }
+    public var tokens: Int { hessian.tokens }
+    public var samples: Int { hessian.samples }
+
+    /// Adds a batch of token rows [tokens, columns]; `samples` as in `HessianAccumulator.add`.
+    public mutating func add(_ x: Matrix, samples: Int = 1) throws {
+        var h = hessian
+        var c = channels
+        try h.add(x, samples: samples, name: name)
+        try c.add(x, name: name)
+        hessian = h
+        channels = c
+    }
+
+    public mutating func merge(_ other: LinearStatistics) throws {
+        var h = hessian
+        var c = channels
+        try h.merge(other.hessian, name: name)
+        try c.merge(other.channels, name: name)
+        hessian = h
+        channels = c
+    }
+
+    /// Merges shards in the order given (the result does not depend on that order).
+    public static func merged(_ parts: [LinearStatistics]) throws -> LinearStatistics {
+        guard var out = parts.first else { throw StatisticsError.invalidState("nothing to merge") }
+        for p in parts.dropFirst() { try out.merge(p) }
+        return out
+    }
+
+    public func finalHessian(normalization: HessianNormalization = .referenceSamples) -> Matrix {
+        hessian.hessian(normalization: normalization)
+    }
+}

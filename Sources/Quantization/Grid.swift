@@ -1,0 +1,191 @@
+/// Parameters of one (row, group) of a quantization grid. Meaning per format:
+/// - `.integer`: value = scale * (code - zero); `zero` is the zero point in code units.
+/// - `.ggufQ4_0`: value = (code - 8) * scale; scale is the fp16-rounded d, zero = 8.
+/// - `.ggufQ4_1`: value = code * scale + zero; scale and zero are the fp16-rounded d and m.
+/// - `.ggufQ8_0`: value = Int8(code) * scale; scale is the fp16-rounded d, zero = 0.
+/// `inverse` and `minimum` are what ggml's reference quantizers use to *choose* codes
+/// (1/d and the block minimum in Float32, before fp16 rounding); 0 for `.integer`.
+public struct GroupParameters: Codable, Sendable, Equatable {
+    public var scale: Float
+    public var zero: Float
+    public var inverse: Float
+    public var minimum: Float
+
+    public init(scale: Float, zero: Float, inverse: Float = 0, minimum: Float = 0) {
+        self.scale = scale
+        self.zero = zero
+        self.inverse = inverse
+        self.minimum = minimum
+    }
+
+    /// The fp16 bit pattern of `scale` (GGUF d).
+    public var scaleHalfBits: UInt16 { Float16(scale).bitPattern }
+    /// The fp16 bit pattern of `zero` (GGUF Q4_1 m).
+    public var zeroHalfBits: UInt16 { Float16(zero).bitPattern }
+}
+
+/// A quantization grid: fits a group's parameters, picks a code for a value and maps a
+/// code back to its value. GPTQ and RTN are generic over it, so GPTQ optimizes exactly
+/// the grid that will be stored.
+public protocol QuantizationGrid: Sendable {
+    /// Fits the parameters of one row's group: `count` values starting at `base`, `stride` apart.
+    func fit(_ base: UnsafePointer<Float>, count: Int, stride: Int) -> GroupParameters
+    func code(_ x: Float, _ p: GroupParameters) -> UInt8
+    func value(_ code: UInt8, _ p: GroupParameters) -> Float
+}
+
+/// The GPTQ reference's `Quantizer` (quant.py, perchannel, weight=True, no MSE search),
+/// reproduced operation by operation in Float32 with torch.round = round half to even.
+public struct ReferenceGrid: QuantizationGrid {
+    public let bits: Int
+    public let symmetric: Bool
+    public let maxq: Float
+
+    public init(bits: Int, symmetric: Bool) {
+        self.bits = bits
+        self.symmetric = symmetric
+        self.maxq = Float((1 << bits) - 1)
+    }
+
+    @inline(__always)
+    public func fit(_ base: UnsafePointer<Float>, count: Int, stride: Int) -> GroupParameters {
+        var lo = base[0]
+        var hi = base[0]
+        for k in 1..<max(count, 1) {
+            let v = base[k * stride]
+            lo = min(lo, v)
+            hi = max(hi, v)
+        }
+        var xmin = min(lo, 0)
+        var xmax = max(hi, 0)
+        if symmetric {
+            xmax = max(abs(xmin), xmax)
+            if xmin < 0 { xmin = -xmax }
+        }
+        if xmin == 0 && xmax == 0 { xmin = -1; xmax = 1 }
+        let scale = (xmax - xmin) / maxq
+        let zero = symmetric ? (maxq + 1) / 2 : (-xmin / scale).rounded(.toNearestOrEven)
+        return GroupParameters(scale: scale, zero: zero)
+    }
+
+    @inline(__always)
+    public func code(_ x: Float, _ p: GroupParameters) -> UInt8 {
+        let q = (x / p.scale).rounded(.toNearestOrEven) + p.zero
+        return UInt8(min(max(q, 0), maxq))
+    }
+
+    @inline(__always)
+    public func value(_ code: UInt8, _ p: GroupParameters) -> Float {
+        p.scale * (Float(code) - p.zero)
+    }
+}
+
+@inline(__always) func roundToHalf(_ x: Float) -> Float { Float(Float16(x)) }
+
+/// Truncation toward zero as C's float -> int8 cast, then clamped to lo...hi (the cast's
+/// result is only defined in range; GPTQ's error-updated weights can leave the block's range).
+@inline(__always) func truncatedCode(_ t: Float, _ lo: Float, _ hi: Float) -> Float {
+    min(max(t, lo), hi).rounded(.towardZero)
+}
+
+/// GGUF Q4_0 as ggml's quantize_row_q4_0_ref: d = max / -8 where max is the first value
+/// of largest magnitude (signed), id = 1/d (0 when d == 0), code = MIN(15, (int8)(x*id + 8.5)),
+/// d stored as fp16 and the value (code - 8) * fp16(d).
+public struct GGUFQ4_0Grid: QuantizationGrid {
+    public init() {}
+
+    @inline(__always)
+    public func fit(_ base: UnsafePointer<Float>, count: Int, stride: Int) -> GroupParameters {
+        var amax: Float = 0
+        var mx: Float = 0
+        for k in 0..<count {
+            let v = base[k * stride]
+            if amax < abs(v) { amax = abs(v); mx = v }
+        }
+        let d = mx / -8
+        let id: Float = d != 0 ? 1 / d : 0
+        return GroupParameters(scale: roundToHalf(d), zero: 8, inverse: id)
+    }
+
+    @inline(__always)
+    public func code(_ x: Float, _ p: GroupParameters) -> UInt8 {
+        UInt8(truncatedCode(x * p.inverse + 8.5, 0, 15))
+    }
+
+    @inline(__always)
+    public func value(_ code: UInt8, _ p: GroupParameters) -> Float {
+        Float(Int(code) - 8) * p.scale
+    }
+}
+
+/// GGUF Q4_1 as ggml's quantize_row_q4_1_ref: min/max of the block, d = (max - min) / 15,
+/// id = 1/d (0 when d == 0), code = MIN(15, (int8)((x - min)*id + 0.5)); d and m = min
+/// stored as fp16; the value code * fp16(d) + fp16(m) (unfused, as ggml's dequantize_row_q4_1).
+public struct GGUFQ4_1Grid: QuantizationGrid {
+    public init() {}
+
+    @inline(__always)
+    public func fit(_ base: UnsafePointer<Float>, count: Int, stride: Int) -> GroupParameters {
+        var mn = Float.greatestFiniteMagnitude
+        var mx = -Float.greatestFiniteMagnitude
+        for k in 0..<count {
+            let v = base[k * stride]
+            if v < mn { mn = v }
+            if v > mx { mx = v }
+        }
+        let d = (mx - mn) / 15
+        let id: Float = d != 0 ? 1 / d : 0
+        return GroupParameters(scale: roundToHalf(d), zero: roundToHalf(mn), inverse: id, minimum: mn)
+    }
+
+    @inline(__always)
+    public func code(_ x: Float, _ p: GroupParameters) -> UInt8 {
+        UInt8(truncatedCode((x - p.minimum) * p.inverse + 0.5, 0, 15))
+    }
+
+    @inline(__always)
+    public func value(_ code: UInt8, _ p: GroupParameters) -> Float {
+        let scaled = Float(code) * p.scale
+        return scaled + p.zero
+    }
+}
+
+/// GGUF Q8_0 as ggml's quantize_row_q8_0_ref: d = absmax / 127, id = 1/d (0 when d == 0),
+/// code = roundf(x*id) (half away from zero) as int8 (clamped to -128...127 for GPTQ's
+/// updated weights; RTN never leaves -127...127); value = code * fp16(d).
+/// Codes are stored as the int8's bit pattern.
+public struct GGUFQ8_0Grid: QuantizationGrid {
+    public init() {}
+
+    @inline(__always)
+    public func fit(_ base: UnsafePointer<Float>, count: Int, stride: Int) -> GroupParameters {
+        var amax: Float = 0
+        for k in 0..<count { amax = max(amax, abs(base[k * stride])) }
+        let d = amax / 127
+        let id: Float = d != 0 ? 1 / d : 0
+        return GroupParameters(scale: roundToHalf(d), zero: 0, inverse: id)
+    }
+
+    @inline(__always)
+    public func code(_ x: Float, _ p: GroupParameters) -> UInt8 {
+        let r = min(max((x * p.inverse).rounded(.toNearestOrAwayFromZero), -128), 127)
+        return UInt8(bitPattern: Int8(r))
+    }
+
+    @inline(__always)
+    public func value(_ code: UInt8, _ p: GroupParameters) -> Float {
+        Float(Int8(bitPattern: code)) * p.scale
+    }
+}
+
+extension QuantRecipe {
+    /// The grid this recipe quantizes onto.
+    public func makeGrid() -> any QuantizationGrid {
+        switch format {
+        case .integer: return ReferenceGrid(bits: bits, symmetric: symmetric)
+        case .ggufQ4_0: return GGUFQ4_0Grid()
+        case .ggufQ4_1: return GGUFQ4_1Grid()
+        case .ggufQ8_0: return GGUFQ8_0Grid()
+        }
+    }
+}

@@ -1,0 +1,77 @@
+import Tensor
+
+/// A quantized linear weight [out, in]: integer codes, per (row, group) parameters and
+/// the group of every input column, plus the dequantized weights for checking.
+public struct QuantizedWeight: Sendable, Equatable {
+    public let rows: Int
+    public let columns: Int
+    public let recipe: QuantRecipe
+    /// Columns per group (== columns for per-channel).
+    public let groupSize: Int
+    public let groupCount: Int
+    /// Codes [rows, columns] in the original column order (0...2^bits-1; Q8_0: int8 bit patterns).
+    public var codes: [UInt8]
+    /// Parameters [rows, groupCount], row-major.
+    public var parameters: [GroupParameters]
+    /// g_idx: the group of each original input column (HF GPTQ layout). Without act-order
+    /// (or with static groups) this is column / groupSize.
+    public var groupIndex: [Int32]
+    /// Act-order only: position -> original column (perm) and its inverse (invperm).
+    public var permutation: [Int32]?
+    public var inversePermutation: [Int32]?
+    /// scale * (code - zero) etc. per the grid, [rows, columns], original column order.
+    public var dequantized: Matrix
+
+    public init(rows: Int, columns: Int, recipe: QuantRecipe, groupSize: Int, groupCount: Int, codes: [UInt8],
+                parameters: [GroupParameters], groupIndex: [Int32], permutation: [Int32]?,
+                inversePermutation: [Int32]?, dequantized: Matrix) {
+        self.rows = rows
+        self.columns = columns
+        self.recipe = recipe
+        self.groupSize = groupSize
+        self.groupCount = groupCount
+        self.codes = codes
+        self.parameters = parameters
+        self.groupIndex = groupIndex
+        self.permutation = permutation
+        self.inversePermutation = inversePermutation
+        self.dequantized = dequantized
+    }
+
+    /// Scales [rows, groupCount] (GGUF: fp16-rounded d).
+    public var scales: [Float] { parameters.map(\.scale) }
+    /// Zero points [rows, groupCount] (`.integer`: code units; Q4_1: fp16-rounded m; see GroupParameters).
+    public var zeros: [Float] { parameters.map(\.zero) }
+
+    public func parameters(row: Int, group: Int) -> GroupParameters { parameters[row * groupCount + group] }
+}
+
+/// The GPTQ result: the quantized weight and the reference's per-weight Losses
+/// ((w - q)^2 / Hinv[i,i]^2 / 2, original column order).
+public struct GPTQResult: Sendable {
+    public var weight: QuantizedWeight
+    public var losses: Matrix
+    /// sum(Losses), accumulated in Float64.
+    public var totalLoss: Double
+    /// Input columns whose Hessian diagonal was zero (weights zeroed, H[i,i] set to 1).
+    public var deadColumns: [Int]
+    /// The dampening added to diag(H).
+    public var damp: Float
+}
+
+enum Checks {
+    static func finiteWeight(_ w: Matrix, tensor: String) throws {
+        if w.count == 0 { throw QuantizationError.emptyTensor(tensor: tensor) }
+        for (k, v) in w.data.enumerated() where !v.isFinite {
+            throw QuantizationError.nonFiniteWeight(tensor: tensor, row: k / w.cols, column: k % w.cols, value: v)
+        }
+    }
+
+    static func scalesFit(_ p: [GroupParameters], groups: Int, recipe: QuantRecipe, tensor: String) throws {
+        guard recipe.format != .integer else { return }
+        for (k, q) in p.enumerated() where !q.scale.isFinite || !q.zero.isFinite {
+            throw QuantizationError.scaleOverflow(tensor: tensor, row: k / groups, group: k % groups,
+                                                  scale: q.scale.isFinite ? q.zero : q.scale)
+        }
+    }
+}
