@@ -56,7 +56,7 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
         if addEOS, let e = specialTokens.eos { suffix = [e] }
         self.init(tokens: tokens, types: types, merges: pairs, preTokenizer: pre,
                   specialTokens: specialTokens, addPrefixSpace: false,
-                  ignoreMerges: pre.rules == [.llama3(maxDigits: 3)],
+                  ignoreMerges: pre.ignoreMerges,
                   templatePrefix: prefix, templateSuffix: suffix)
     }
 

@@ -54,6 +54,15 @@ final class SmolLM2TokenizerTests: XCTestCase {
         XCTAssertEqual(t.decode(ids), text, "decode(encode(fortunes_eval.txt)) differs")
     }
 
+    func testFortunesCalibExactIDs() throws {
+        let t = try tokenizer()
+        let text = try String(contentsOf: Paths.fixture("text/fortunes_calib.txt"), encoding: .utf8)
+        let expected = try FixtureTensors(Paths.fixture("smollm2/fortunes_calib_ids.safetensors")).ints("ids").map(Int.init)
+        XCTAssertEqual(expected.count, 367_503)
+        let ids = t.encode(text)
+        XCTAssertNil(firstMismatch(ids, expected), "fortunes_calib.txt ids differ")
+    }
+
     func testDecodeRoundTrip() throws {
         let t = try tokenizer()
         for (text, ids) in try Assets.referenceTokens("smollm2/smollm2_reference.json") {
