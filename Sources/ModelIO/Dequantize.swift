@@ -1,0 +1,223 @@
+import Foundation
+import Tensor
+
+/// Dequantization of ggml storage types to Float32. Block layouts follow ggml's
+/// `block_q*` structs (all little-endian, no padding); each kernel turns `n`
+/// consecutive blocks at `src` into `n * blockSize` floats at `dst`.
+public enum Dequantize {
+    /// Dequantizes `count` elements stored as `type` in `bytes` (exactly their
+    /// storage size). Nil when the type is not supported or the sizes disagree.
+    public static func floats(_ bytes: UnsafeRawBufferPointer, type: GGMLType, count: Int) -> [Float]? {
+        guard count >= 0, let kernel = kernel(for: type), let need = type.rowBytes(count), need == bytes.count else { return nil }
+        if count == 0 { return [] }
+        guard let src = bytes.baseAddress else { return nil }
+        let blocks = count / type.blockSize
+        return [Float](unsafeUninitializedCapacity: count) { out, initialized in
+            let dst = out.baseAddress!  // count > 0, so the buffer exists
+            // Large tensors are split over the cores; the split is by block, so
+            // the result does not depend on the number of chunks.
+            let chunk = 16_384
+            let chunks = (blocks + chunk - 1) / chunk
+            if chunks <= 1 {
+                kernel(src, dst, blocks)
+            } else {
+                DispatchQueue.concurrentPerform(iterations: chunks) { c in
+                    let b0 = c * chunk, n = min(chunk, blocks - b0)
+                    kernel(src + b0 * type.typeSize, dst + b0 * type.blockSize, n)
+                }
+            }
+            initialized = count
+        }
+    }
+
+    typealias Kernel = (UnsafeRawPointer, UnsafeMutablePointer<Float>, Int) -> Void
+
+    static func kernel(for type: GGMLType) -> Kernel? {
+        switch type {
+        case .f32: return { s, d, n in UnsafeMutableRawPointer(d).copyMemory(from: s, byteCount: n * 4) }
+        case .f16: return f16
+        case .bf16: return bf16
+        case .f64: return { s, d, n in for i in 0..<n { d[i] = Float(Double(bitPattern: le64(s, 8 * i))) } }
+        case .i8: return { s, d, n in for i in 0..<n { d[i] = Float(Int8(bitPattern: s.load(fromByteOffset: i, as: UInt8.self))) } }
+        case .i16: return { s, d, n in for i in 0..<n { d[i] = Float(Int16(bitPattern: le16(s, 2 * i))) } }
+        case .i32: return { s, d, n in for i in 0..<n { d[i] = Float(Int32(bitPattern: le32(s, 4 * i))) } }
+        case .i64: return { s, d, n in for i in 0..<n { d[i] = Float(Int64(bitPattern: le64(s, 8 * i))) } }
+        case .q8_0: return q8_0
+        case .q4_0: return q4_0
+        case .q4_1: return q4_1
+        case .q5_0: return q5_0
+        case .q5_1: return q5_1
+        case .q4_K: return q4_K
+        case .q5_K: return q5_K
+        case .q6_K: return q6_K
+        default: return nil
+        }
+    }
+
+    // MARK: loads (unaligned: blocks are 18, 20, 22... bytes, so fields are not aligned)
+
+    @inline(__always) static func le16(_ p: UnsafeRawPointer, _ o: Int) -> UInt16 { UInt16(littleEndian: p.loadUnaligned(fromByteOffset: o, as: UInt16.self)) }
+    @inline(__always) static func le32(_ p: UnsafeRawPointer, _ o: Int) -> UInt32 { UInt32(littleEndian: p.loadUnaligned(fromByteOffset: o, as: UInt32.self)) }
+    @inline(__always) static func le64(_ p: UnsafeRawPointer, _ o: Int) -> UInt64 { UInt64(littleEndian: p.loadUnaligned(fromByteOffset: o, as: UInt64.self)) }
+    @inline(__always) static func half(_ p: UnsafeRawPointer, _ o: Int) -> Float { Float(Float16(bitPattern: le16(p, o))) }
+    @inline(__always) static func byte(_ p: UnsafeRawPointer, _ o: Int) -> UInt8 { p.load(fromByteOffset: o, as: UInt8.self) }
+
+    // MARK: plain 16-bit floats
+
+    static func f16(_ s: UnsafeRawPointer, _ d: UnsafeMutablePointer<Float>, _ n: Int) {
+        for i in 0..<n { d[i] = Float(Float16(bitPattern: le16(s, 2 * i))) }
+    }
+
+    static func bf16(_ s: UnsafeRawPointer, _ d: UnsafeMutablePointer<Float>, _ n: Int) {
+        for i in 0..<n { d[i] = Float(bitPattern: UInt32(le16(s, 2 * i)) << 16) }
+    }
+
+    // MARK: 32-element blocks
+
+    /// Q8_0: x = d * q, q int8.
+    static func q8_0(_ s: UnsafeRawPointer, _ d: UnsafeMutablePointer<Float>, _ n: Int) {
+        for b in 0..<n {
+            let p = s + b * 34, y = d + b * 32
+            let scale = half(p, 0)
+            for j in 0..<32 { y[j] = scale * Float(Int8(bitPattern: byte(p, 2 + j))) }
+        }
+    }
+
+    /// Q4_0: x = d * (q - 8); byte j holds element j (low nibble) and j+16 (high).
+    static func q4_0(_ s: UnsafeRawPointer, _ d: UnsafeMutablePointer<Float>, _ n: Int) {
+        for b in 0..<n {
+            let p = s + b * 18, y = d + b * 32
+            let scale = half(p, 0)
+            for j in 0..<16 {
+                let q = byte(p, 2 + j)
+                y[j] = scale * Float(Int(q & 0x0F) - 8)
+                y[j + 16] = scale * Float(Int(q >> 4) - 8)
+            }
+        }
+    }
+
+    /// Q4_1: x = d * q + m.
+    static func q4_1(_ s: UnsafeRawPointer, _ d: UnsafeMutablePointer<Float>, _ n: Int) {
+        for b in 0..<n {
+            let p = s + b * 20, y = d + b * 32
+            let scale = half(p, 0), minimum = half(p, 2)
+            for j in 0..<16 {
+                let q = byte(p, 4 + j)
+                y[j] = scale * Float(q & 0x0F) + minimum
+                y[j + 16] = scale * Float(q >> 4) + minimum
+            }
+        }
+    }
+
+    /// Q5_0: 5-bit q = nibble | (bit j of qh) << 4 for element j; x = d * (q - 16).
+    static func q5_0(_ s: UnsafeRawPointer, _ d: UnsafeMutablePointer<Float>, _ n: Int) {
+        for b in 0..<n {
+            let p = s + b * 22, y = d + b * 32
+            let scale = half(p, 0)
+            let qh = le32(p, 2)
+            for j in 0..<16 {
+                let q = byte(p, 6 + j)
+                let h0 = Int((qh >> UInt32(j)) & 1) << 4
+                let h1 = Int((qh >> UInt32(j + 16)) & 1) << 4
+                y[j] = scale * Float((Int(q & 0x0F) | h0) - 16)
+                y[j + 16] = scale * Float((Int(q >> 4) | h1) - 16)
+            }
+        }
+    }
+
+    /// Q5_1: as Q5_0 without the offset; x = d * q + m.
+    static func q5_1(_ s: UnsafeRawPointer, _ d: UnsafeMutablePointer<Float>, _ n: Int) {
+        for b in 0..<n {
+            let p = s + b * 24, y = d + b * 32
+            let scale = half(p, 0), minimum = half(p, 2)
+            let qh = le32(p, 4)
+            for j in 0..<16 {
+                let q = byte(p, 8 + j)
+                let h0 = Int((qh >> UInt32(j)) & 1) << 4
+                let h1 = Int((qh >> UInt32(j + 16)) & 1) << 4
+                y[j] = scale * Float(Int(q & 0x0F) | h0) + minimum
+                y[j + 16] = scale * Float(Int(q >> 4) | h1) + minimum
+            }
+        }
+    }
+
+    // MARK: K-quants (256-element super-blocks)
+
+    /// The 6-bit scale and min of sub-block j (0..<8) packed in 12 bytes at `q`:
+    /// j < 4 in the low 6 bits of bytes j and j+4; j >= 4 split between the
+    /// nibbles of byte j+4 and the top 2 bits of bytes j-4 and j.
+    @inline(__always) static func scaleMin(_ j: Int, _ q: UnsafeRawPointer) -> (Float, Float) {
+        if j < 4 {
+            return (Float(byte(q, j) & 63), Float(byte(q, j + 4) & 63))
+        }
+        let sc = (byte(q, j + 4) & 0x0F) | ((byte(q, j - 4) >> 6) << 4)
+        let m = (byte(q, j + 4) >> 4) | ((byte(q, j) >> 6) << 4)
+        return (Float(sc), Float(m))
+    }
+
+    /// Q4_K: 8 sub-blocks of 32; x = d * sc * q - dmin * m. Each 32 bytes of
+    /// nibbles hold two sub-blocks (low nibbles first).
+    static func q4_K(_ s: UnsafeRawPointer, _ d: UnsafeMutablePointer<Float>, _ n: Int) {
+        for b in 0..<n {
+            let p = s + b * 144, y = d + b * 256
+            let dd = half(p, 0), dmin = half(p, 2)
+            let scales = p + 4, qs = p + 16
+            for g in 0..<4 {
+                let (sc1, m1) = scaleMin(2 * g, scales), (sc2, m2) = scaleMin(2 * g + 1, scales)
+                let d1 = dd * sc1, o1 = dmin * m1, d2 = dd * sc2, o2 = dmin * m2
+                let q = qs + 32 * g, out = y + 64 * g
+                for l in 0..<32 {
+                    let v = byte(q, l)
+                    out[l] = d1 * Float(v & 0x0F) - o1
+                    out[l + 32] = d2 * Float(v >> 4) - o2
+                }
+            }
+        }
+    }
+
+    /// Q5_K: Q4_K plus a fifth bit per element from qh (bit 2g for the low
+    /// nibble sub-block of group g, bit 2g+1 for the high one).
+    static func q5_K(_ s: UnsafeRawPointer, _ d: UnsafeMutablePointer<Float>, _ n: Int) {
+        for b in 0..<n {
+            let p = s + b * 176, y = d + b * 256
+            let dd = half(p, 0), dmin = half(p, 2)
+            let scales = p + 4, qh = p + 16, qs = p + 48
+            for g in 0..<4 {
+                let (sc1, m1) = scaleMin(2 * g, scales), (sc2, m2) = scaleMin(2 * g + 1, scales)
+                let d1 = dd * sc1, o1 = dmin * m1, d2 = dd * sc2, o2 = dmin * m2
+                let q = qs + 32 * g, out = y + 64 * g
+                let u1 = UInt8(1) << UInt8(2 * g), u2 = UInt8(2) << UInt8(2 * g)
+                for l in 0..<32 {
+                    let v = byte(q, l), h = byte(qh, l)
+                    out[l] = d1 * Float((v & 0x0F) + (h & u1 != 0 ? 16 : 0)) - o1
+                    out[l + 32] = d2 * Float((v >> 4) + (h & u2 != 0 ? 16 : 0)) - o2
+                }
+            }
+        }
+    }
+
+    /// Q6_K: 16 sub-blocks of 16 with int8 scales; 6-bit q = low nibble (ql) |
+    /// 2 high bits (qh) << 4, x = d * sc * (q - 32). Two halves of 128 elements.
+    static func q6_K(_ s: UnsafeRawPointer, _ d: UnsafeMutablePointer<Float>, _ n: Int) {
+        for b in 0..<n {
+            let p = s + b * 210, y = d + b * 256
+            let dd = half(p, 208)
+            for half in 0..<2 {
+                let ql = p + 64 * half, qh = p + 128 + 32 * half, sc = p + 192 + 8 * half
+                let out = y + 128 * half
+                for l in 0..<32 {
+                    let i = l / 16
+                    let h = byte(qh, l), a = byte(ql, l), c = byte(ql, l + 32)
+                    let q1 = Int((a & 0x0F) | ((h & 3) << 4)) - 32
+                    let q2 = Int((c & 0x0F) | (((h >> 2) & 3) << 4)) - 32
+                    let q3 = Int((a >> 4) | (((h >> 4) & 3) << 4)) - 32
+                    let q4 = Int((c >> 4) | (((h >> 6) & 3) << 4)) - 32
+                    out[l] = dd * Float(Int8(bitPattern: byte(sc, i))) * Float(q1)
+                    out[l + 32] = dd * Float(Int8(bitPattern: byte(sc, i + 2))) * Float(q2)
+                    out[l + 64] = dd * Float(Int8(bitPattern: byte(sc, i + 4))) * Float(q3)
+                    out[l + 96] = dd * Float(Int8(bitPattern: byte(sc, i + 6))) * Float(q4)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,49 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A read-only memory map of a whole file. Opening a model touches only the
+/// header pages; tensor bytes are paged in when a tensor is read, so a 70B
+/// checkpoint can be inspected without reading its weights.
+///
+/// Sendable: the mapping is immutable (PROT_READ) for the object's lifetime.
+final class MappedFile: @unchecked Sendable {
+    let url: URL
+    /// File name used in error messages.
+    let name: String
+    let size: Int
+    private let base: UnsafeRawPointer?
+
+    init(_ url: URL) throws {
+        self.url = url
+        name = url.lastPathComponent
+        let fd = open(url.path, O_RDONLY)
+        guard fd >= 0 else { throw ModelIOError(file: url.lastPathComponent, "cannot open: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw ModelIOError(file: name, "cannot stat: \(String(cString: strerror(errno)))") }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw ModelIOError(file: name, "not a regular file") }
+        size = Int(st.st_size)
+        if size == 0 { base = nil; return }
+        let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
+        guard let p, p != UnsafeMutableRawPointer(bitPattern: -1) else {
+            throw ModelIOError(file: name, "cannot map \(size) bytes: \(String(cString: strerror(errno)))")
+        }
+        base = UnsafeRawPointer(p)
+    }
+
+    deinit {
+        if let base { munmap(UnsafeMutableRawPointer(mutating: base), size) }
+    }
+
+    var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: size) }
+
+    /// A copy of bytes [offset, offset+count); callers have validated the range.
+    func data(_ range: Range<Int>) -> Data {
+        guard let base, !range.isEmpty else { return Data() }
+        return Data(bytes: base + range.lowerBound, count: range.count)
+    }
+}
