@@ -1,0 +1,313 @@
+import Foundation
+
+/// Chunked tensor transfers with credit-based flow control, as pure state
+/// machines (no sockets, no clocks): the caller moves `Message`s between them.
+///
+/// Protocol (see Credit in worker.proto):
+/// - The sender splits a tensor into chunks of `chunkSize` bytes. Each chunk
+///   travels as a `tensor_chunk` message whose single TensorHeader carries the
+///   whole tensor's name/dtype/shape/byte_length/checksum plus the chunk's
+///   index, count, size and own checksum.
+/// - The sender starts with `window` credits; every chunk sent costs one. The
+///   receiver returns one credit per chunk it has dealt with (stored,
+///   duplicate or rejected), so at most `window` chunks are ever in flight.
+/// - A chunk with a bad checksum is rejected and asked for again (`resend`).
+///   After a silence the receiver may `reset`: the sender presumes everything
+///   in flight lost, its credit returns to `window`, and it resends the listed
+///   chunks. Duplicates are harmless: the receiver stores each index once.
+/// - When every chunk is stored and the whole tensor's checksum (combined from
+///   the chunk checksums) matches, the receiver sends `complete`.
+
+/// Sends one tensor as chunks.
+public struct ChunkSender: Sendable {
+    public let transferID: UInt64
+    public let chunkSize: Int
+    public let chunkCount: Int
+    public let window: Int
+    /// Header of the whole tensor (chunk fields unset).
+    public let tensorHeader: Kiln_V1_TensorHeader
+    private let payload: Data
+    private let chunkChecksums: [UInt32]
+
+    /// Credits left: chunks that may be sent now.
+    public private(set) var credit: Int
+    /// Largest number of chunks ever in flight (sent, credit not yet returned).
+    public private(set) var maxInFlight = 0
+    /// Chunks sent, counting resends.
+    public private(set) var chunksSent = 0
+    public private(set) var isComplete = false
+    public private(set) var abortError: Kiln_V1_Error?
+    private var nextIndex = 0
+    private var resendQueue: [Int] = []
+    private var lastSequence: UInt64 = 0
+
+    /// Chunks sent whose credit has not come back.
+    public var inFlight: Int { window - credit }
+
+    /// - Parameters:
+    ///   - transferID: nonzero, unique among the sender's live transfers.
+    ///   - tensor: the whole tensor (header from `TensorFrame.init(name:...)`).
+    public init(transferID: UInt64, tensor: TensorFrame, chunkSize: Int, window: Int) throws {
+        guard transferID != 0 else { throw ProtocolError.missingField("transfer_id") }
+        guard chunkSize > 0 else { throw ProtocolError.invalidField(field: "chunk_size", reason: "must be positive") }
+        guard window > 0 else { throw ProtocolError.invalidField(field: "window", reason: "must be positive") }
+        guard tensor.bytes.count > 0 else { throw ProtocolError.invalidField(field: "byte_length", reason: "an empty tensor is not chunked") }
+        guard UInt64(tensor.bytes.count) == tensor.header.byteLength else {
+            throw ProtocolError.frameSizeMismatch(field: "\(tensor.header.name).bytes", expected: tensor.header.byteLength,
+                                                  actual: UInt64(tensor.bytes.count))
+        }
+        self.transferID = transferID
+        self.chunkSize = chunkSize
+        self.window = window
+        self.credit = window
+        self.payload = tensor.bytes
+        self.chunkCount = (tensor.bytes.count - 1) / chunkSize + 1
+        var h = tensor.header
+        h.transferID = 0; h.chunkIndex = 0; h.chunkCount = 0; h.chunkSize = 0; h.chunkChecksum = 0
+        // One pass over the bytes: the chunk checksums, combined into the whole.
+        let count = (tensor.bytes.count - 1) / chunkSize + 1
+        var sums = [UInt32]()
+        sums.reserveCapacity(count)
+        var whole: UInt32 = 0
+        tensor.bytes.withUnsafeBytes { raw in
+            for i in 0..<count {
+                let lo = i * chunkSize, hi = min(lo + chunkSize, raw.count)
+                let c = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[lo..<hi]))
+                sums.append(c)
+                whole = i == 0 ? c : CRC32C.combine(whole, c, lengthB: hi - lo)
+            }
+        }
+        if h.checksumKind == .crc32C && h.checksum != UInt64(whole) {
+            throw ProtocolError.checksumMismatch(field: "\(h.name).checksum", expected: h.checksum, actual: UInt64(whole))
+        }
+        h.checksumKind = .crc32C
+        h.checksum = UInt64(whole)
+        self.tensorHeader = h
+        self.chunkChecksums = sums
+    }
+
+    /// True when a chunk can be sent now.
+    public var canSend: Bool {
+        !isComplete && abortError == nil && credit > 0 && (!resendQueue.isEmpty || nextIndex < chunkCount)
+    }
+
+    /// The next chunk to send (resends first), or nil if out of credit or
+    /// nothing is left to send. Costs one credit.
+    public mutating func nextChunk() -> TensorFrame? {
+        guard canSend else { return nil }
+        let index: Int
+        if !resendQueue.isEmpty { index = resendQueue.removeFirst() } else { index = nextIndex; nextIndex += 1 }
+        credit -= 1
+        chunksSent += 1
+        maxInFlight = max(maxInFlight, inFlight)
+        var h = tensorHeader
+        h.transferID = transferID
+        h.chunkIndex = UInt32(index)
+        h.chunkCount = UInt32(chunkCount)
+        h.chunkSize = UInt64(chunkSize)
+        h.chunkChecksum = UInt64(chunkChecksums[index])
+        let lo = index * chunkSize, hi = min(lo + chunkSize, payload.count)
+        let start = payload.startIndex
+        return TensorFrame(header: h, bytes: payload[(start + lo)..<(start + hi)])
+    }
+
+    /// `nextChunk()` wrapped as a tensor_chunk message.
+    public mutating func nextMessage(context: String = "") -> Message? {
+        guard let chunk = nextChunk() else { return nil }
+        var body = Kiln_V1_TensorChunk()
+        body.transferID = transferID
+        body.context = context
+        return Message(.tensorChunk(body), tensors: [chunk])
+    }
+
+    /// Applies a Credit from the receiver. Throws if it is not for this
+    /// transfer or breaks the rules (more credit than was spent, a resend of
+    /// a chunk that does not exist); stale sequences are ignored.
+    public mutating func apply(_ c: Kiln_V1_Credit) throws {
+        guard c.transferID == transferID else {
+            throw ProtocolError.invalidField(field: "credit.transfer_id", reason: "\(c.transferID), expected \(transferID)")
+        }
+        guard c.sequence > lastSequence else { return }  // duplicate or reordered: already applied
+        lastSequence = c.sequence
+        if c.abort {
+            abortError = c.hasError ? c.error : ProtocolError.invalidField(field: "credit.abort", reason: "receiver aborted").wireError
+            return
+        }
+        for (i, r) in c.resend.enumerated() where Int(r) >= chunkCount {
+            throw ProtocolError.invalidField(field: "credit.resend[\(i)]", reason: "chunk \(r) of \(chunkCount)")
+        }
+        if c.reset {
+            credit = window
+            resendQueue = []
+        } else {
+            guard Int(c.grant) <= window - credit else {
+                throw ProtocolError.invalidField(field: "credit.grant", reason: "\(c.grant) but only \(window - credit) chunks are in flight")
+            }
+            credit += Int(c.grant)
+        }
+        for r in c.resend.map(Int.init) where r < nextIndex && !resendQueue.contains(r) {
+            resendQueue.append(r)
+        }
+        if c.complete { isComplete = true }
+    }
+}
+
+/// Reassembles one chunked tensor and decides the credit to return.
+public struct ChunkReceiver: Sendable {
+    public enum Outcome: Equatable, Sendable {
+        case stored
+        case duplicate
+    }
+
+    public let transferID: UInt64
+    public let window: Int
+    /// Header of the whole tensor (chunk fields unset).
+    public let tensorHeader: Kiln_V1_TensorHeader
+    public let chunkCount: Int
+    public let chunkSize: Int
+    private let limits: FramingLimits
+    private var buffer: Data
+    private var received: [Bool]
+    private var chunkChecksums: [UInt32]
+    public private(set) var receivedCount = 0
+    public private(set) var duplicates = 0
+    /// Credit owed to the sender, not yet granted.
+    private var owed = 0
+    private var resend: [UInt32] = []
+    private var sequence: UInt64 = 0
+    private var completeSent = false
+
+    /// Starts a transfer from the header of its first chunk to arrive (any
+    /// index). Validates the header and the whole size against `limits` before
+    /// allocating anything.
+    public init(first header: Kiln_V1_TensorHeader, window: Int, limits: FramingLimits = .default) throws {
+        let layout = try TensorLayout(header, field: "tensors[0]", limits: limits)
+        guard layout.isChunked else {
+            throw ProtocolError.invalidField(field: "tensors[0].chunk_count", reason: "0: not a chunk")
+        }
+        guard window > 0 else { throw ProtocolError.invalidField(field: "window", reason: "must be positive") }
+        transferID = header.transferID
+        self.window = window
+        self.limits = limits
+        chunkCount = Int(layout.chunkCount)
+        chunkSize = Int(layout.chunkSize)
+        var h = header
+        h.transferID = 0; h.chunkIndex = 0; h.chunkCount = 0; h.chunkSize = 0; h.chunkChecksum = 0
+        tensorHeader = h
+        buffer = Data(count: Int(layout.byteLength))
+        received = [Bool](repeating: false, count: chunkCount)
+        chunkChecksums = [UInt32](repeating: 0, count: chunkCount)
+    }
+
+    public var isComplete: Bool { receivedCount == chunkCount }
+
+    /// Indices not received yet, ascending.
+    public var missing: [UInt32] { received.indices.filter { !received[$0] }.map(UInt32.init) }
+
+    /// Accepts one chunk (header and bytes as decoded from a tensor_chunk
+    /// message; `Message.decode` has checked the frame size and chunk checksum,
+    /// this checks them again along with consistency with the first chunk).
+    /// A chunk that fails its checksum is recorded for resend and the error
+    /// thrown; the transfer can continue.
+    @discardableResult
+    public mutating func accept(_ chunk: TensorFrame) throws -> Outcome {
+        let h = chunk.header
+        guard h.transferID == transferID else {
+            throw ProtocolError.invalidField(field: "tensors[0].transfer_id", reason: "\(h.transferID), expected \(transferID)")
+        }
+        var base = h
+        base.transferID = 0; base.chunkIndex = 0; base.chunkCount = 0; base.chunkSize = 0; base.chunkChecksum = 0
+        guard base == tensorHeader, Int(h.chunkCount) == chunkCount, Int(h.chunkSize) == chunkSize else {
+            throw ProtocolError.invalidField(field: "tensors[0]", reason: "chunk \(h.chunkIndex) describes a different tensor than earlier chunks")
+        }
+        let index = Int(h.chunkIndex)
+        guard index < chunkCount else {
+            throw ProtocolError.invalidField(field: "tensors[0].chunk_index", reason: "\(index) is not below chunk_count \(chunkCount)")
+        }
+        let lo = index * chunkSize, hi = min(lo + chunkSize, buffer.count)
+        guard chunk.bytes.count == hi - lo else {
+            throw ProtocolError.frameSizeMismatch(field: "frames[1]", expected: UInt64(hi - lo), actual: UInt64(chunk.bytes.count))
+        }
+        owed += 1
+        if received[index] {
+            duplicates += 1
+            return .duplicate
+        }
+        let sum = CRC32C.checksum(chunk.bytes)
+        guard UInt64(sum) == h.chunkChecksum else {
+            if !resend.contains(UInt32(index)) { resend.append(UInt32(index)) }
+            throw ProtocolError.checksumMismatch(field: "tensors[0].chunk_checksum", expected: h.chunkChecksum, actual: UInt64(sum))
+        }
+        buffer.withUnsafeMutableBytes { dst in
+            chunk.bytes.withUnsafeBytes { src in
+                (dst.baseAddress! + lo).copyMemory(from: src.baseAddress!, byteCount: src.count)
+            }
+        }
+        received[index] = true
+        chunkChecksums[index] = sum
+        receivedCount += 1
+        resend.removeAll { $0 == UInt32(index) }
+        return .stored
+    }
+
+    /// The Credit to send now, if any: when at least `batch` credits are owed,
+    /// a resend is wanted, or the transfer just completed.
+    public mutating func takeCredit(batch: Int = 1) -> Kiln_V1_Credit? {
+        let completeNow = isComplete && !completeSent
+        guard owed >= max(batch, 1) || !resend.isEmpty || completeNow || (isComplete && owed > 0) else { return nil }
+        var c = Kiln_V1_Credit()
+        c.transferID = transferID
+        c.grant = UInt32(owed)
+        sequence += 1
+        c.sequence = sequence
+        c.resend = resend
+        c.complete = isComplete
+        owed = 0
+        resend = []
+        if isComplete { completeSent = true }
+        return c
+    }
+
+    /// After a silence: ask for every missing chunk again and reset the
+    /// sender's window (it presumes everything in flight lost).
+    public mutating func resetCredit() -> Kiln_V1_Credit {
+        var c = Kiln_V1_Credit()
+        c.transferID = transferID
+        sequence += 1
+        c.sequence = sequence
+        c.reset = true
+        c.resend = missing
+        owed = 0
+        resend = []
+        return c
+    }
+
+    /// The Credit that tells the sender to give up.
+    public mutating func abortCredit(_ error: ProtocolError) -> Kiln_V1_Credit {
+        var c = Kiln_V1_Credit()
+        c.transferID = transferID
+        sequence += 1
+        c.sequence = sequence
+        c.abort = true
+        c.error = error.wireError
+        return c
+    }
+
+    /// The reassembled tensor, once complete, after checking the whole
+    /// tensor's checksum (combined from the chunk checksums: no second pass).
+    public func assemble() throws -> TensorFrame {
+        guard isComplete else {
+            throw ProtocolError.invalidField(field: "tensors[0].chunk_index",
+                                             reason: "transfer \(transferID) incomplete: \(chunkCount - receivedCount) chunks missing")
+        }
+        var whole: UInt32 = 0
+        for i in 0..<chunkCount {
+            let len = min(chunkSize, buffer.count - i * chunkSize)
+            whole = i == 0 ? chunkChecksums[0] : CRC32C.combine(whole, chunkChecksums[i], lengthB: len)
+        }
+        guard UInt64(whole) == tensorHeader.checksum else {
+            throw ProtocolError.checksumMismatch(field: "tensors[0].checksum", expected: tensorHeader.checksum, actual: UInt64(whole))
+        }
+        return TensorFrame(header: tensorHeader, bytes: buffer)
+    }
+}

@@ -1,1 +1,0 @@
-// Wire protocol: see Protos/kiln/v1

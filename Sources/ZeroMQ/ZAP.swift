@@ -1,0 +1,111 @@
+import CZeroMQ
+import Foundation
+
+/// A ZAP (ZeroMQ RFC 27) handler that admits CURVE clients whose public key is
+/// in an allow-list. It runs on its own thread, bound to
+/// inproc://zeromq.zap.01 of one context; every CURVE server socket of that
+/// context consults it during the handshake. Only one can run per context.
+///
+/// NULL and PLAIN mechanisms are denied unless `allowNullMechanism` is set
+/// (libzmq only asks about NULL when the socket has a ZAP domain).
+public final class ZAPAuthenticator: @unchecked Sendable {
+    public static let endpoint = "inproc://zeromq.zap.01"
+
+    private let state: State
+    private let finished = DispatchSemaphore(value: 0)
+    private var running = true
+
+    final class State: @unchecked Sendable {
+        let lock = NSLock()
+        var allowed: Set<String> = []
+        var allowNull = false
+        var domains: Set<String>? = nil
+        var stop = false
+        var decisions: [(key: String, allowed: Bool)] = []
+
+        func with<R>(_ body: (State) -> R) -> R {
+            lock.lock(); defer { lock.unlock() }
+            return body(self)
+        }
+    }
+
+    /// Starts the handler thread. Throws if another handler is already bound
+    /// in this context (EADDRINUSE).
+    /// - Parameters:
+    ///   - allowedKeys: Z85 public keys admitted.
+    ///   - domains: if set, requests for other ZAP domains are denied.
+    public init(context: ZMQContext, allowedKeys: Set<String> = [], domains: Set<String>? = nil,
+                allowNullMechanism: Bool = false) throws {
+        let socket = try context.socket(.rep)
+        try socket.bind(Self.endpoint)
+        state = State()
+        state.allowed = allowedKeys
+        state.domains = domains
+        state.allowNull = allowNullMechanism
+        let state = self.state
+        let finished = self.finished
+        let thread = Thread {
+            Self.serve(socket: socket, state: state)
+            socket.close()
+            finished.signal()
+        }
+        thread.name = "kiln.zap"
+        thread.start()
+    }
+
+    deinit { stop() }
+
+    /// Stops the handler and waits for its thread to exit.
+    public func stop() {
+        guard running else { return }
+        running = false
+        state.with { $0.stop = true }
+        finished.wait()
+    }
+
+    public func allow(_ publicKey: String) { state.with { _ = $0.allowed.insert(publicKey) } }
+    public func revoke(_ publicKey: String) { state.with { _ = $0.allowed.remove(publicKey) } }
+    public var allowedKeys: Set<String> { state.with { $0.allowed } }
+
+    /// The decisions taken so far (Z85 key or "mechanism:NAME", allowed?), for logs and tests.
+    public var decisions: [(key: String, allowed: Bool)] { state.with { $0.decisions } }
+
+    private static func serve(socket: ZMQSocket, state: State) {
+        while !state.with({ $0.stop }) {
+            guard let frames = try? socket.receiveMultipart(timeout: 50) else { continue }
+            // Request: version, request id, domain, address, routing id, mechanism, credentials...
+            guard frames.count >= 6 else {
+                // Not a ZAP request; a REP socket must still answer.
+                _ = try? socket.send([Data("1.0".utf8), Data(), Data("500".utf8), Data("malformed ZAP request".utf8), Data(), Data()])
+                continue
+            }
+            let version = String(decoding: frames[0], as: UTF8.self)
+            let requestID = frames[1]
+            let domain = String(decoding: frames[2], as: UTF8.self)
+            let mechanism = String(decoding: frames[5], as: UTF8.self)
+            var status = "400", text = "denied", user = ""
+            var subject = "mechanism:\(mechanism)"
+            if version != "1.0" {
+                status = "500"; text = "unsupported ZAP version"
+            } else {
+                state.with { s in
+                    if let d = s.domains, !d.contains(domain) { text = "unknown domain"; return }
+                    switch mechanism {
+                    case "CURVE":
+                        guard frames.count >= 7, frames[6].count == 32, let key = Z85.encode(frames[6]) else {
+                            text = "bad CURVE credentials"; return
+                        }
+                        subject = key
+                        if s.allowed.contains(key) { status = "200"; text = "OK"; user = key } else { text = "key not allowed" }
+                    case "NULL":
+                        if s.allowNull { status = "200"; text = "OK" }
+                    default:
+                        text = "mechanism not allowed"
+                    }
+                }
+            }
+            state.with { $0.decisions.append((subject, status == "200")) }
+            _ = try? socket.send([Data("1.0".utf8), requestID, Data(status.utf8), Data(text.utf8), Data(user.utf8), Data()])
+        }
+    }
+}

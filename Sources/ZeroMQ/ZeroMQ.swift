@@ -1,1 +1,0 @@
-// ZeroMQ layer: see docs/ARCHITECTURE.md

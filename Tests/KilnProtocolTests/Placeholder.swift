@@ -1,3 +1,0 @@
-import XCTest
-import KilnProtocol
-final class KilnProtocolPlaceholderTests: XCTestCase { func testLinks() {} }

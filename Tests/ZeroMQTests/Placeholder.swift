@@ -1,3 +1,0 @@
-import XCTest
-import ZeroMQ
-final class ZeroMQPlaceholderTests: XCTestCase { func testLinks() {} }
