@@ -149,7 +149,8 @@ public final class GGUFWriter {
         return b.bytes
     }
 
-    static func typeCode(_ v: GGUFValue) -> UInt32 {
+    /// GGUF value type id of a metadata value.
+    public static func typeCode(_ v: GGUFValue) -> UInt32 {
         switch v {
         case .uint8: return 0
         case .int8: return 1

@@ -1,6 +1,6 @@
 import Foundation
 import XCTest
-@testable import ModelIO
+import ModelIO
 import Tensor
 import TestSupport
 
