@@ -54,14 +54,14 @@ public final class SafeTensorsFile: @unchecked Sendable {  // immutable after in
         guard n >= 2, n <= UInt64(Self.maxHeaderBytes) else { throw ModelIOError(file: file, "header length \(n) out of range") }
         let headerBytes = Int(n)
         dataOffset = 8 + headerBytes
-        let dataSize = map.size - dataOffset
 
         let json = try JSONValue.parse(map.data(8..<dataOffset), file: file, what: "header")
         guard let header = json.object else { throw ModelIOError(file: file, "header is not a JSON object") }
 
         var meta: [String: String] = [:]
         var table: [Tensor] = []
-        for (name, v) in header {
+        // Sorted, so the first error reported does not depend on hash order.
+        for (name, v) in header.sorted(by: { $0.key < $1.key }) {
             let what = "tensor '\(name)'"
             if name == "__metadata__" {
                 guard let o = v.object else { throw ModelIOError(file: file, "key '__metadata__': not an object") }
@@ -85,8 +85,11 @@ public final class SafeTensorsFile: @unchecked Sendable {  // immutable after in
             guard let offs = o["data_offsets"]?.array, offs.count == 2, let begin = offs[0].int, let end = offs[1].int else {
                 throw ModelIOError(file: file, "\(what): data_offsets is not a pair of integers")
             }
-            guard 0 <= begin, begin <= end, end <= dataSize else {
-                throw ModelIOError(file: file, "\(what): data [\(dataOffset &+ begin), \(dataOffset &+ end)) past end of file (size \(map.size))")
+            guard 0 <= begin, begin <= end else {
+                throw ModelIOError(file: file, "\(what): data_offsets [\(begin), \(end)] are not an ordered pair of non-negative offsets")
+            }
+            guard end <= Int.max - dataOffset else {
+                throw ModelIOError(file: file, "\(what): data_offsets [\(begin), \(end)] overflow")
             }
             guard let count = checkedProduct(shape), let bytes = checkedMul(count, Self.elementSize(dtype)) else {
                 throw ModelIOError(file: file, "\(what): shape \(shape) overflows")
@@ -96,6 +99,10 @@ public final class SafeTensorsFile: @unchecked Sendable {  // immutable after in
             }
             let info = TensorInfo(name: name, dtype: dtype, shape: shape, byteCount: bytes, file: url)
             table.append(Tensor(info: info, range: (dataOffset + begin)..<(dataOffset + end)))
+        }
+        // Structure first, then the file's extent: a truncated file still reports a bad entry.
+        for t in table where t.range.upperBound > map.size {
+            throw ModelIOError(file: file, "tensor '\(t.info.name)': data [\(t.range.lowerBound), \(t.range.upperBound)) past end of file (size \(map.size))")
         }
         table.sort { ($0.range.lowerBound, $0.info.name) < ($1.range.lowerBound, $1.info.name) }
         for (a, b) in zip(table, table.dropFirst()) where a.range.upperBound > b.range.lowerBound && !b.range.isEmpty {
