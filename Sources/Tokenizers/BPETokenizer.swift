@@ -19,8 +19,8 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
     private let tokenBytes: [[UInt8]]
     /// Id of the single-byte token of each byte; -1 if the vocabulary lacks it.
     private let byteTokens: [Int]
-    /// (left << 32 | right) -> (rank << 32 | merged id).
-    private let merges: [UInt64: UInt64]
+    /// (left, right) -> (rank << 32 | merged id).
+    private let merges: PairTable
     private let preTokenizer: PreTokenizer
     private let specials: SpecialTokenMatcher
     private let addPrefixSpace: Bool
@@ -30,10 +30,10 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
     /// Qwen2's tokenizer.json normalizes to NFC first.
     private let nfc: Bool
 
-    // Words recur constantly in real text; their ids are cached.
-    private var cache: [[UInt8]: [Int]] = [:]
+    // Words recur constantly in real text; their ids are cached. One encode
+    // call holds the shared cache; a concurrent call uses a private one.
+    private var sharedCache = WordCache()
     private let lock = NSLock()
-    private static let cacheLimit = 200_000
 
     /// From GGUF metadata values: tokenizer.ggml.tokens, .merges ("a b"),
     /// .token_type and .pre (llama.cpp's pre-tokenizer name).
@@ -56,7 +56,7 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
         if addEOS, let e = specialTokens.eos { suffix = [e] }
         self.init(tokens: tokens, types: types, merges: pairs, preTokenizer: pre,
                   specialTokens: specialTokens, addPrefixSpace: false,
-                  ignoreMerges: pre.rules == [.llama3(maxDigits: 3)],
+                  ignoreMerges: pre.ignoreMerges,
                   templatePrefix: prefix, templateSuffix: suffix)
     }
 
@@ -98,12 +98,10 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
         }
         byteTokens = byteIDs
 
-        var table: [UInt64: UInt64] = [:]
-        table.reserveCapacity(merges.count)
+        var table = PairTable(capacity: merges.count)
         for (rank, (a, b)) in merges.enumerated() {
             guard let l = tokenToID[a], let r = tokenToID[b], let m = tokenToID[a + b] else { continue }
-            let key = UInt64(l) << 32 | UInt64(r)
-            if table[key] == nil { table[key] = UInt64(rank) << 32 | UInt64(m) }
+            table.insertIfAbsent(UInt64(l) << 32 | UInt64(r), UInt64(rank) << 32 | UInt64(m))
         }
         self.merges = table
     }
@@ -114,12 +112,25 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
     public func encode(_ text: String) -> [Int] {
         var bytes = Array((nfc ? text.precomposedStringWithCanonicalMapping : text).utf8)
         if addPrefixSpace, bytes.first != UInt8(ascii: " ") { bytes.insert(UInt8(ascii: " "), at: 0) }
+        if lock.try() {
+            defer { lock.unlock() }
+            return encode(bytes, &sharedCache)
+        }
+        var cache = WordCache()
+        return encode(bytes, &cache)
+    }
+
+    private func encode(_ bytes: [UInt8], _ cache: inout WordCache) -> [Int] {
         var out: [Int] = []
         out.reserveCapacity(bytes.count / 3)
         for segment in specials.segments(bytes) {
             switch segment {
             case let .special(id): out.append(id)
-            case let .text(range): encodePlain(bytes, range, &out)
+            case let .text(range):
+                let text = ScalarText(utf8: bytes[range])
+                preTokenizer.split(text) { r in
+                    appendWord(bytes[text.offsets[r.lowerBound]..<text.offsets[r.upperBound]], &out, &cache)
+                }
             }
         }
         return out
@@ -146,29 +157,15 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
         return out
     }
 
-    private func encodePlain(_ bytes: [UInt8], _ range: Range<Int>, _ out: inout [Int]) {
-        let text = ScalarText(utf8: bytes[range])
-        preTokenizer.split(text) { r in
-            let word = bytes[text.offsets[r.lowerBound]..<text.offsets[r.upperBound]]
-            appendWord(word, &out)
-        }
-    }
-
-    private func appendWord(_ word: ArraySlice<UInt8>, _ out: inout [Int]) {
+    private func appendWord(_ word: ArraySlice<UInt8>, _ out: inout [Int], _ cache: inout WordCache) {
         if word.count == 1, byteTokens[Int(word.first!)] >= 0 {
             out.append(byteTokens[Int(word.first!)])
             return
         }
-        let key = Array(word)
-        lock.lock()
-        let hit = cache[key]
-        lock.unlock()
-        if let hit { out += hit; return }
+        let hash = WordCache.hash(word)
+        if cache.append(word, hash: hash, to: &out) { return }
         let ids = bpe(word)
-        lock.lock()
-        if cache.count >= Self.cacheLimit { cache.removeAll(keepingCapacity: true) }
-        cache[key] = ids
-        lock.unlock()
+        cache.insert(word, hash: hash, ids: ids)
         out += ids
     }
 
@@ -181,7 +178,7 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
         while syms.count > 1 {
             var best = UInt64.max, at = 0
             for i in 0..<(syms.count - 1) where syms[i] >= 0 && syms[i + 1] >= 0 {
-                if let v = merges[UInt64(syms[i]) << 32 | UInt64(syms[i + 1])], v < best { best = v; at = i }
+                if let v = merges.get(syms[i], syms[i + 1]), v < best { best = v; at = i }
             }
             if best == .max { break }
             let merged = Int(best & 0xFFFF_FFFF)

@@ -17,6 +17,8 @@ enum SplitRule: Equatable {
 
 struct PreTokenizer: Equatable {
     var rules: [SplitRule]
+    /// llama.cpp sets ignore_merges for the Llama 3 names only.
+    var ignoreMerges = false
 
     /// The pre-tokenizer named by GGUF's tokenizer.ggml.pre (llama.cpp's names).
     init?(ggufName name: String) {
@@ -25,8 +27,9 @@ struct PreTokenizer: Equatable {
             rules = [.gpt2]
         case "smollm", "starcoder", "refact", "command-r", "codeshell", "exaone", "minerva-7b":
             rules = [.individualDigits, .gpt2]
-        case "llama3", "llama-v3", "llama-bpe", "falcon3", "chatglm-bpe":
+        case "llama3", "llama-v3", "llama-bpe", "falcon3":
             rules = [.llama3(maxDigits: 3)]
+            ignoreMerges = true
         case "qwen2", "stablelm2", "deepseek-r1-qwen":
             rules = [.llama3(maxDigits: 1)]
         default:

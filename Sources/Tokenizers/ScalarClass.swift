@@ -59,7 +59,8 @@ struct ScalarText {
             else if b0 < 0xE0 { v = b0 & 0x1F; n = 2 }
             else if b0 < 0xF0 { v = b0 & 0x0F; n = 3 }
             else { v = b0 & 0x07; n = 4 }
-            for k in 1..<max(n, 1) where i + k < end { v = (v << 6) | (UInt32(bytes[i + k]) & 0x3F) }
+            var k = 1
+            while k < n && i + k < end { v = (v << 6) | (UInt32(bytes[i + k]) & 0x3F); k += 1 }
             scalars.append(v)
             classes.append(ScalarClass.of(Unicode.Scalar(v) ?? "\u{FFFD}"))
             offsets.append(i)

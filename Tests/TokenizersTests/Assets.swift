@@ -12,18 +12,11 @@ enum Assets {
     static var minilmTokenizerJSON: URL { Paths.minilmDir.appendingPathComponent("tokenizer.json") }
     static var minilmVocabTxt: URL { Paths.minilmDir.appendingPathComponent("vocab.txt") }
 
-    // TEMPORARY until branch modelio has a GGUF reader: metadata dumped by gguf-py.
+    /// tokenizer.* metadata of the SmolLM2 GGUF, read by ModelIO.
     static func smollm2Metadata() throws -> [String: GGUFValue] {
-        let url = URL(fileURLWithPath: "/tmp/smollm2_tok.json")
-        let obj = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
-        func value(_ v: Any) -> GGUFValue {
-            if let s = v as? String { return .string(s) }
-            if let i = v as? Int { return .int64(Int64(i)) }
-            if let a = v as? [Any] { return .array(a.map(value)) }
-            return .string("\(v)")
+        guard case let .ggufMetadata(md)? = try openModel(Paths.smollm2).tokenizer else {
+            throw TokenizerError.missing(key: "tokenizer.ggml.*")
         }
-        var md = obj.mapValues(value)
-        for k in ["tokenizer.ggml.add_bos_token", "tokenizer.ggml.add_eos_token"] { md[k] = md[k].map { .bool($0.int == 1) } }
         return md
     }
 

@@ -37,9 +37,12 @@ final class SmolLM2TokenizerTests: XCTestCase {
         let text = try String(contentsOf: Paths.fixture("text/fortunes_eval.txt"), encoding: .utf8)
         let expected = try FixtureTensors(Paths.fixture("smollm2/fortunes_eval_ids.safetensors")).ints("ids").map(Int.init)
         XCTAssertEqual(expected.count, 345_931)
-        let start = Date()
+        // Informational, not asserted: wall and CPU time (the machine may be shared).
+        let start = Date(), cpu0 = clock()
         let ids = t.encode(text)
-        print("fortunes_eval.txt: \(ids.count) tokens in \(String(format: "%.3f", Date().timeIntervalSince(start))) s")
+        let cpu = Double(clock() - cpu0) / Double(CLOCKS_PER_SEC)
+        print(String(format: "fortunes_eval.txt: %d tokens in %.3f s wall, %.3f s CPU", ids.count,
+                     Date().timeIntervalSince(start), cpu))
         if let i = firstMismatch(ids, expected) {
             let lo = max(0, i - 8)
             XCTFail("""
@@ -49,6 +52,15 @@ final class SmolLM2TokenizerTests: XCTestCase {
                 """)
         }
         XCTAssertEqual(t.decode(ids), text, "decode(encode(fortunes_eval.txt)) differs")
+    }
+
+    func testFortunesCalibExactIDs() throws {
+        let t = try tokenizer()
+        let text = try String(contentsOf: Paths.fixture("text/fortunes_calib.txt"), encoding: .utf8)
+        let expected = try FixtureTensors(Paths.fixture("smollm2/fortunes_calib_ids.safetensors")).ints("ids").map(Int.init)
+        XCTAssertEqual(expected.count, 367_503)
+        let ids = t.encode(text)
+        XCTAssertNil(firstMismatch(ids, expected), "fortunes_calib.txt ids differ")
     }
 
     func testDecodeRoundTrip() throws {
