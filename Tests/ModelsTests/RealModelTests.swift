@@ -121,3 +121,37 @@ final class MiniLMTests: XCTestCase {
         XCTAssertThrowsError(try loadCausalLM(view: try openModel(Paths.minilmDir)))
     }
 }
+
+/// Text in, numbers out: ModelIO + Tokenizers + Models together.
+final class EndToEndTests: XCTestCase {
+    func testSmolLM2FromText() throws {
+        try XCTSkipUnless(FileManager.default.fileExists(atPath: Paths.smollm2.path), "SmolLM2 asset missing")
+        let view = try openModel(Paths.smollm2)
+        let tok = try loadTokenizer(try XCTUnwrap(view.tokenizer))
+        let ref = try fixtureJSON("smollm2/smollm2_reference.json")
+        let ids = tok.encodeForModel(ref["prompt"] as! String).map(Int32.init)
+        XCTAssertEqual(ids.map(Int.init), ref["prompt_ids"] as! [Int])
+        let m = try loadCausalLM(view: view, options: ModelLoadOptions(lazyBlocks: true))
+        let logits = try m.forward(ids: ids)
+        let last = logits.rows(ids.count - 1..<ids.count).data
+        let best = last.indices.max { last[$0] < last[$1] }!
+        XCTAssertEqual(tok.decode([best]), " Berlin")
+    }
+
+    func testMiniLMFromText() throws {
+        try XCTSkipUnless(FileManager.default.fileExists(atPath: Paths.minilmDir.path), "MiniLM asset missing")
+        let view = try openModel(Paths.minilmDir)
+        let tok = try loadTokenizer(try XCTUnwrap(view.tokenizer))
+        let m = try loadBERT(view: view)
+        let ref = try fixtureJSON("minilm/minilm_reference.json")
+        let sentences = ref["sentences"] as! [String]
+        let fx = try FixtureTensors(Paths.fixture("minilm/minilm_reference.safetensors"))
+        let emb = fx.floats("embeddings")
+        for i in [0, 6] {
+            let e = m.embed(tok.encodeForModel(sentences[i]).map(Int32.init))
+            var dot: Float = 0
+            for j in 0..<e.count { dot += e[j] * emb[i * e.count + j] }
+            XCTAssertGreaterThanOrEqual(dot, 0.9999, sentences[i])
+        }
+    }
+}
