@@ -119,10 +119,12 @@ public enum RopePermutation {
     }
 }
 
-/// Multi-head (grouped-query) scaled dot-product attention over one sequence, with
-/// scores and weighted sums done by sgemm per head on strided head columns.
+/// Multi-head (grouped-query) scaled dot-product attention over one sequence. The
+/// query heads sharing one kv head are stacked (row t*group + j is token t, head j of
+/// the group), so each kv head needs one sgemm for the scores and one for the
+/// weighted sum per block of query rows.
 enum Attention {
-    /// Query rows processed per step: bounds the score buffer and, when causal, skips
+    /// Query tokens processed per step: bounds the score buffer and, when causal, skips
     /// keys after the block's last query.
     static let rowBlock = 128
 
@@ -134,60 +136,59 @@ enum Attention {
                      "attention: inconsistent shapes")
         precondition(heads % kvHeads == 0, "attention: \(heads) heads not a multiple of \(kvHeads) kv heads")
         let group = heads / kvHeads
-        let qCols = heads * d, kvCols = kvHeads * d
+        let qCols = heads * d, kvCols = kvHeads * d, gw = group * d
         let scale = 1 / Float(d).squareRoot()
         var out = Matrix(rows: t, cols: qCols)
         if t == 0 { return out }
         let block = min(rowBlock, t)
-        var scores = [Float](repeating: 0, count: block * t)
-        // Additive key bias for masked keys (encoder padding).
-        var keyBias: [Float]? = nil
+        // Masked keys (encoder padding) get exactly zero weight.
+        var masked: [Int] = []
         if let mask = keyMask {
             precondition(mask.count == t, "attention: key mask of \(mask.count) for \(t) tokens")
-            if mask.contains(false) { keyBias = mask.map { $0 ? 0 : -Float.infinity } }
+            masked = mask.indices.filter { !mask[$0] }
         }
+        var scores = [Float](repeating: 0, count: block * group * t)
+        var qg = [Float](repeating: 0, count: t * gw)     // the group's queries, [T*group, d]
+        var og = [Float](repeating: 0, count: block * gw) // the group's outputs for one row block
         q.data.withUnsafeBufferPointer { pq in
-            k.data.withUnsafeBufferPointer { pk in
-                v.data.withUnsafeBufferPointer { pv in
-                    out.data.withUnsafeMutableBufferPointer { po in
-                        scores.withUnsafeMutableBufferPointer { ps in
-                            let s = ps.baseAddress!
-                            for h in 0..<heads {
-                                let kvh = h / group
-                                var r0 = 0
-                                while r0 < t {
-                                    let r1 = min(r0 + block, t)
-                                    let rows = r1 - r0
-                                    let keys = causal ? r1 : t
-                                    // S = Q_h K_h^T * scale  [rows, keys]
-                                    Kernels.sgemm(transB: true, m: rows, n: keys, k: d, alpha: scale,
-                                                  a: pq.baseAddress! + r0 * qCols + h * d, lda: qCols,
-                                                  b: pk.baseAddress! + kvh * d, ldb: kvCols,
-                                                  c: s, ldc: keys)
-                                    for r in 0..<rows {
-                                        let row = s + r * keys
-                                        if let bias = keyBias {
-                                            for j in 0..<keys { row[j] += bias[j] }
-                                        }
-                                        Kernels.softmaxRow(row, count: causal ? r0 + r + 1 : keys, zeroTo: keys)
-                                        if keyBias != nil {
-                                            // Fully-masked-out keys get exactly zero weight.
-                                            for j in 0..<keys where !keyMask![j] { row[j] = 0 }
-                                        }
-                                    }
-                                    // O_h = P V_h  [rows, d]
-                                    Kernels.sgemm(m: rows, n: d, k: keys,
-                                                  a: s, lda: keys,
-                                                  b: pv.baseAddress! + kvh * d, ldb: kvCols,
-                                                  c: po.baseAddress! + r0 * qCols + h * d, ldc: qCols)
-                                    r0 = r1
-                                }
-                            }
+        k.data.withUnsafeBufferPointer { pk in
+        v.data.withUnsafeBufferPointer { pv in
+        out.data.withUnsafeMutableBufferPointer { po in
+        scores.withUnsafeMutableBufferPointer { ps in
+        qg.withUnsafeMutableBufferPointer { pqg in
+        og.withUnsafeMutableBufferPointer { pog in
+            let s = ps.baseAddress!, qgp = pqg.baseAddress!, ogp = pog.baseAddress!
+            for g in 0..<kvHeads {
+                for r in 0..<t { (qgp + r * gw).update(from: pq.baseAddress! + r * qCols + g * gw, count: gw) }
+                var r0 = 0
+                while r0 < t {
+                    let r1 = min(r0 + block, t)
+                    let rows = (r1 - r0) * group
+                    let keys = causal ? r1 : t
+                    // S = Q_g K_g^T * scale  [rows, keys]
+                    Kernels.sgemm(transB: true, m: rows, n: keys, k: d, alpha: scale,
+                                  a: qgp + r0 * gw, lda: d, b: pk.baseAddress! + g * d, ldb: kvCols,
+                                  c: s, ldc: keys)
+                    for i in 0..<rows {
+                        let row = s + i * keys
+                        if masked.isEmpty {
+                            Kernels.softmaxRow(row, count: causal ? r0 + i / group + 1 : keys, zeroTo: keys)
+                        } else {
+                            for j in masked where j < keys { row[j] = -.infinity }
+                            Kernels.softmaxRow(row, count: causal ? r0 + i / group + 1 : keys, zeroTo: keys)
+                            for j in masked where j < keys { row[j] = 0 }
                         }
                     }
+                    // O_g = P V_g  [rows, d], then back to [token, head] order.
+                    Kernels.sgemm(m: rows, n: d, k: keys, a: s, lda: keys,
+                                  b: pv.baseAddress! + g * d, ldb: kvCols, c: ogp, ldc: d)
+                    for r in r0..<r1 {
+                        (po.baseAddress! + r * qCols + g * gw).update(from: ogp + (r - r0) * gw, count: gw)
+                    }
+                    r0 = r1
                 }
             }
-        }
+        }}}}}}}
         return out
     }
 }

@@ -107,7 +107,7 @@ public struct BertBlock: TransformerBlock {
     }
 }
 
-public final class BertModel: @unchecked Sendable {
+public final class BertModel: TransformerModel, @unchecked Sendable {
     public let config: ModelConfig
     public let hyper: BertHyper
     public let wordEmbedding: Matrix       // [vocab, hidden]
@@ -130,6 +130,16 @@ public final class BertModel: @unchecked Sendable {
     public var maxPositions: Int { positionEmbedding.rows }
 
     public func block(_ i: Int) -> BertBlock { BertBlock(index: i, hyper: hyper, weights: layers[i]) }
+    public func anyBlock(_ i: Int) throws -> any TransformerBlock { block(i) }
+
+    /// The same model with some layers' weights replaced (e.g. quantized ones).
+    public func replacingLayers(_ replacements: [Int: BertLayerWeights]) -> BertModel {
+        var l = layers
+        for (i, w) in replacements { l[i] = w }
+        return BertModel(config: config, hyper: hyper, wordEmbedding: wordEmbedding, positionEmbedding: positionEmbedding,
+                         tokenTypeEmbedding: tokenTypeEmbedding, embeddingNormWeight: embeddingNormWeight,
+                         embeddingNormBias: embeddingNormBias, layers: l)
+    }
 
     /// Embedding layer output (after its LayerNorm): [tokens, hidden].
     public func embeddings(_ ids: [Int32], tokenTypes: [Int32]? = nil) -> Matrix {

@@ -214,6 +214,8 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
         LlamaBlock(index: i, hyper: hyper, weights: try blockWeights(i), rope: rope)
     }
 
+    public func anyBlock(_ i: Int) throws -> any TransformerBlock { try block(i) }
+
     /// The same model with some blocks' weights replaced (e.g. quantized ones).
     public func replacingBlocks(_ replacements: [Int: LlamaBlockWeights]) -> LlamaModel {
         LlamaModel(base: self, overrides: replacements)

@@ -55,10 +55,16 @@ public protocol TransformerBlock: Sendable {
     func forward(hidden: Matrix, context: ForwardContext) -> Matrix
 }
 
-/// A decoder-only language model, usable block by block: embed -> blocks -> final norm -> head.
-public protocol CausalLM: AnyObject, Sendable {
+/// A model made of transformer blocks, each available as a module.
+public protocol TransformerModel: AnyObject, Sendable {
     var config: ModelConfig { get }
     var blockCount: Int { get }
+    /// Block i as a module (weights read on demand if the model is lazy).
+    func anyBlock(_ i: Int) throws -> any TransformerBlock
+}
+
+/// A decoder-only language model, usable block by block: embed -> blocks -> final norm -> head.
+public protocol CausalLM: TransformerModel {
     /// Token ids -> [tokens, hidden] (the residual stream entering block 0).
     func embed(_ ids: [Int32]) -> Matrix
     /// Runs block i (loading its weights if the model is lazy).

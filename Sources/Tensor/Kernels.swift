@@ -29,48 +29,50 @@ public enum Kernels {
 
     // MARK: SIMD exp
 
-    /// exp(x) for 16 lanes: Cody-Waite reduction to r in [-ln2/2, ln2/2], a degree-6
-    /// polynomial, and 2^n through the exponent bits. Relative error about 2e-7.
-    /// Inputs are clamped to [-87.3, 88.3] (results are 0 < exp < FLT_MAX).
+    /// exp(x): Cody-Waite reduction to r in [-ln2/2, ln2/2], a degree-6 polynomial and
+    /// 2^n through the exponent bits (relative error about 2e-7; inputs clamped to
+    /// [-87.3, 88.3]). Written with plain selects and bit casts so
+    /// that loops calling it auto-vectorize (release builds with AVX2).
     @inline(__always)
-    public static func exp16(_ v: SIMD16<Float>) -> SIMD16<Float> {
-        let x = v.clamped(lowerBound: SIMD16(repeating: -87.3), upperBound: SIMD16(repeating: 88.3))
-        let magic = SIMD16<Float>(repeating: 12582912)  // 1.5 * 2^23: rounds to an integer
-        let t = x * 1.4426950408889634 + magic
-        let n = t - magic
-        let r = x - n * 0.693145751953125 - n * 1.428606765330187e-06
-        var p = SIMD16<Float>(repeating: 1.0 / 720)
+    public static func exp1(_ v: Float) -> Float {
+        let x: Float = v < -87.3 ? -87.3 : (v > 88.3 ? 88.3 : v)
+        let t = x * 1.4426950408889634 + 12582912
+        let n = t - 12582912
+        let r = (x - n * 0.693145751953125) - n * 1.428606765330187e-06
+        var p: Float = 1.0 / 720
         p = p * r + 1.0 / 120
         p = p * r + 1.0 / 24
         p = p * r + 1.0 / 6
         p = p * r + 0.5
         p = p * r + 1
         p = p * r + 1
-        // bits(t) = 0x4B400000 + n; its high bits leave through the shift.
-        let ti = unsafeBitCast(t, to: SIMD16<Int32>.self)
-        let pow2n = unsafeBitCast((ti &+ 127) &<< 23, to: SIMD16<Float>.self)
-        return p * pow2n
+        return p * Float(bitPattern: (t.bitPattern &+ 127) &<< 23)
     }
 
-    /// Scalar exp with the same method, for tails.
+    /// In place: p[i] = exp(p[i] - shift) (vectorized loop).
     @inline(__always)
-    public static func exp1(_ x: Float) -> Float {
-        exp16(SIMD16(repeating: x))[0]
+    public static func expInPlace(_ p: UnsafeMutablePointer<Float>, count: Int, shift: Float = 0) {
+        for i in 0..<count { p[i] = exp1(p[i] - shift) }
     }
 
     // MARK: reductions
 
     @inline(__always)
     public static func max(_ p: UnsafePointer<Float>, count: Int) -> Float {
+        // Eight independent running maxima in plain selects: vectorizes without fast-math.
         var i = 0
-        var m16 = SIMD16<Float>(repeating: -.infinity)
-        while i + 16 <= count {
-            m16 = pointwiseMax(m16, UnsafeRawPointer(p + i).loadUnaligned(as: SIMD16<Float>.self))
-            i += 16
+        var r = -Float.infinity
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 8) { mb in
+            let mm = mb.baseAddress!
+            mm.initialize(repeating: -.infinity, count: 8)
+            while i + 8 <= count {
+                for j in 0..<8 { let v = p[i + j]; mm[j] = v > mm[j] ? v : mm[j] }
+                i += 8
+            }
+            for j in 0..<8 { r = mm[j] > r ? mm[j] : r }
         }
-        var m = m16.max()
-        while i < count { m = Swift.max(m, p[i]); i += 1 }
-        return m
+        while i < count { r = p[i] > r ? p[i] : r; i += 1 }
+        return r
     }
 
     @inline(__always)
@@ -98,27 +100,11 @@ public enum Kernels {
         return s
     }
 
-    /// In place: p[i] = exp(p[i] - shift); returns the sum (Float accumulation per lane).
+    /// In place: p[i] = exp(p[i] - shift); returns the sum.
     @inline(__always)
     public static func expShifted(_ p: UnsafeMutablePointer<Float>, count: Int, shift: Float) -> Float {
-        var i = 0
-        var acc = SIMD16<Float>()
-        let s = SIMD16<Float>(repeating: shift)
-        while i + 16 <= count {
-            let raw = UnsafeMutableRawPointer(p + i)
-            let e = exp16(raw.loadUnaligned(as: SIMD16<Float>.self) - s)
-            raw.storeBytes(of: e, as: SIMD16<Float>.self)
-            acc += e
-            i += 16
-        }
-        var total = acc.sum()
-        if i < count {
-            var tail = SIMD16<Float>(repeating: -.infinity)
-            for j in i..<count { tail[j - i] = p[j] - shift }
-            let e = exp16(tail)
-            for j in i..<count { p[j] = e[j - i]; total += e[j - i] }
-        }
-        return total
+        expInPlace(p, count: count, shift: shift)
+        return sum(p, count: count)
     }
 
     /// Softmax of one row in place over `count` entries; entries [count, zeroTo) are set to 0.
@@ -136,14 +122,18 @@ public enum Kernels {
     public static func logSumExp(_ p: UnsafePointer<Float>, count: Int) -> Double {
         let m = max(p, count: count)
         var total = 0.0
-        var i = 0
-        let s = SIMD16<Float>(repeating: m)
-        while i + 16 <= count {
-            let e = exp16(UnsafeRawPointer(p + i).loadUnaligned(as: SIMD16<Float>.self) - s)
-            total += Double(e.sum())
-            i += 16
+        let chunk = 256
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: chunk) { buf in
+            let b = buf.baseAddress!
+            var i = 0
+            while i < count {
+                let n = Swift.min(chunk, count - i)
+                b.update(from: p + i, count: n)
+                expInPlace(b, count: n, shift: m)
+                total += Double(sum(b, count: n))
+                i += n
+            }
         }
-        while i < count { total += Double(exp1(p[i] - m)); i += 1 }
         return Double(m) + Foundation.log(total)
     }
 
@@ -227,15 +217,7 @@ public enum Kernels {
         gate.data.withUnsafeMutableBufferPointer { pg in
             up.data.withUnsafeBufferPointer { pu in
                 let g = pg.baseAddress!, u = pu.baseAddress!
-                var i = 0
-                while i + 16 <= n {
-                    let gv = UnsafeRawPointer(g + i).loadUnaligned(as: SIMD16<Float>.self)
-                    let uv = UnsafeRawPointer(u + i).loadUnaligned(as: SIMD16<Float>.self)
-                    let s = gv / (1 + exp16(-gv))
-                    UnsafeMutableRawPointer(g + i).storeBytes(of: s * uv, as: SIMD16<Float>.self)
-                    i += 16
-                }
-                while i < n { g[i] = g[i] / (1 + exp1(-g[i])) * u[i]; i += 1 }
+                for i in 0..<n { g[i] = g[i] / (1 + exp1(-g[i])) * u[i] }
             }
         }
     }

@@ -54,6 +54,10 @@ final class SyntheticLlamaTests: XCTestCase {
             XCTAssertEqual(s.0, e.0); XCTAssertEqual(s.1, e.1); XCTAssertEqual(s.2, e.2)
         }
         XCTAssertEqual(Set(LlamaBlock.linearGroups.flatMap { $0 }), Set(LlamaBlock.linearNames))
+        let generic: any TransformerModel = m
+        let b1 = try generic.anyBlock(1)
+        XCTAssertEqual(b1.index, 1)
+        XCTAssertEqual(b1.weight("ffn_up")?.shape, [c.intermediateSize, c.hiddenSize])
         XCTAssertEqual(seen.prefix(4).map(\.1), LlamaBlock.linearGroups)
 
         // The hooked inputs are what the linears multiply: x W^T reproduces the block's q and MLP.
@@ -187,11 +191,19 @@ final class SyntheticLlamaTests: XCTestCase {
     }
 
     func testKernels() {
-        var x = SIMD16<Float>()
-        for i in 0..<16 { x[i] = Float(i) * 5.3 - 60 }
-        let e = Kernels.exp16(x)
-        for i in 0..<16 { XCTAssertEqual(e[i], Foundation.exp(x[i]), accuracy: Foundation.exp(x[i]) * 3e-7) }
+        var x = (0..<37).map { Float($0) * 3.3 - 60 }
+        let expected = x.map { Foundation.exp($0) }
+        x.withUnsafeMutableBufferPointer { Kernels.expInPlace($0.baseAddress!, count: 37) }
+        for i in 0..<37 { XCTAssertEqual(x[i], expected[i], accuracy: expected[i] * 3e-7) }
         XCTAssertEqual(Kernels.exp1(0), 1)
+        XCTAssertEqual(Kernels.exp1(-.infinity), 0, accuracy: 1e-37)
+        var row: [Float] = (0..<21).map { Float($0 % 7) - 3 }
+        let lse = row.withUnsafeBufferPointer { Kernels.logSumExp($0.baseAddress!, count: 21) }
+        XCTAssertEqual(lse, log(row.reduce(0.0) { $0 + exp(Double($1)) }), accuracy: 1e-6)
+        row.withUnsafeMutableBufferPointer { Kernels.softmaxRow($0.baseAddress!, count: 20, zeroTo: 21) }
+        XCTAssertEqual(row.reduce(0, +), 1, accuracy: 1e-6)
+        XCTAssertEqual(row[20], 0)
+        XCTAssertEqual(row.withUnsafeBufferPointer { Kernels.max($0.baseAddress!, count: 21) }, row.max()!)
         XCTAssertEqual(Kernels.firstNonFinite([Float](repeating: 1, count: 40)), nil)
         var v = [Float](repeating: 1, count: 40); v[33] = .infinity
         XCTAssertEqual(Kernels.firstNonFinite(v), 33)
