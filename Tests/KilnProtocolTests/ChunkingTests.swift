@@ -1,7 +1,7 @@
 import Foundation
 import XCTest
 import ZeroMQ
-@testable import KilnProtocol
+import KilnProtocol
 
 final class ChunkingTests: XCTestCase {
     private func tensor(bytes n: Int) throws -> TensorFrame {

@@ -1,6 +1,6 @@
 import Foundation
 import XCTest
-@testable import KilnProtocol
+import KilnProtocol
 
 /// Every message kind survives encode -> decode unchanged.
 final class MessageRoundTripTests: XCTestCase {

@@ -1,6 +1,6 @@
 import Foundation
 import XCTest
-@testable import ZeroMQ
+import ZeroMQ
 
 final class ZeroMQTests: XCTestCase {
     let ctx = ZMQContext()
