@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Builds Kiln and runs every test (unit, real-model conformance, CLI end to end).
-# Installs what is missing first. Release mode: the tests run whole models.
+# Builds Kiln and runs every test (unit, real-model conformance, CLI end to end,
+# cluster). Installs what is missing first. Release mode: the tests run whole models.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 Ops/setup.sh
-swift build -c release
-swift test -c release --parallel --num-workers 2 "$@"
+swift build -c release --build-tests
+# protoc-gen-swift (built once, cached) lets the protocol test check that the
+# committed generated code matches Protos/.
+Ops/gen-protos.sh --print-plugin >/dev/null
+swift test -c release --skip-build --parallel --num-workers 2 "$@"
