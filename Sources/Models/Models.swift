@@ -1,1 +1,151 @@
-// \(t) layer; see docs/ARCHITECTURE.md
+import Foundation
+import ModelIO
+import Tensor
+
+// Shared vocabulary of the Models layer: blocks as modules, the linear-input hook
+// the calibration layer gathers statistics through, the forward context and the
+// errors. Architecture families live in their own files (Llama*.swift, Bert.swift).
+
+/// One input matrix of one or more linear layers of a block, as the block saw it.
+/// Linears that share an input (q, k, v; gate, up) are reported once, together.
+public struct LinearInput {
+    /// Block index in the model.
+    public var block: Int
+    /// The linears consuming `input`, llama.cpp-style names: "attn_q", "attn_k", "attn_v",
+    /// "attn_output", "ffn_gate", "ffn_up", "ffn_down".
+    public var linears: [String]
+    /// [tokens, in_features] of those linears.
+    public var input: Matrix
+
+    public init(block: Int, linears: [String], input: Matrix) {
+        self.block = block; self.linears = linears; self.input = input
+    }
+}
+
+/// Called with the input of every linear (group) during a block's forward pass.
+public typealias LinearHook = (LinearInput) -> Void
+
+/// Per-call state of a forward pass over one sequence.
+public struct ForwardContext {
+    /// Position of the first row (RoPE / position embeddings); 0 for a fresh sequence.
+    public var positionOffset: Int
+    /// Encoder models: which key positions may be attended (false = padding). nil: all.
+    public var keyMask: [Bool]?
+    /// Sees every linear's input.
+    public var hook: LinearHook?
+
+    public init(positionOffset: Int = 0, keyMask: [Bool]? = nil, hook: LinearHook? = nil) {
+        self.positionOffset = positionOffset; self.keyMask = keyMask; self.hook = hook
+    }
+}
+
+/// A transformer block as a module: its linear weights can be read and replaced
+/// (e.g. by quantized-then-dequantized weights), and it runs over [tokens, hidden].
+public protocol TransformerBlock: Sendable {
+    var index: Int { get }
+    /// Every linear of the block, in execution order.
+    var linearNames: [String] { get }
+    /// Linears that share one input (and so one Hessian), in execution order.
+    var linearGroups: [[String]] { get }
+    /// Weight [out, in] of a linear.
+    func weight(_ linear: String) -> Matrix?
+    /// Replaces a linear's weight; the shape must stay the same.
+    mutating func setWeight(_ linear: String, _ weight: Matrix) throws
+    /// hidden [tokens, hidden] -> [tokens, hidden].
+    func forward(hidden: Matrix, context: ForwardContext) -> Matrix
+}
+
+/// A decoder-only language model, usable block by block: embed -> blocks -> final norm -> head.
+public protocol CausalLM: AnyObject, Sendable {
+    var config: ModelConfig { get }
+    var blockCount: Int { get }
+    /// Token ids -> [tokens, hidden] (the residual stream entering block 0).
+    func embed(_ ids: [Int32]) -> Matrix
+    /// Runs block i (loading its weights if the model is lazy).
+    func runBlock(_ i: Int, hidden: Matrix, context: ForwardContext) throws -> Matrix
+    /// The final norm.
+    func normalize(_ hidden: Matrix) -> Matrix
+    /// Output head: normalized hidden [tokens, hidden] -> logits [tokens, vocab].
+    func logits(_ normed: Matrix) -> Matrix
+}
+
+extension CausalLM {
+    /// Full forward pass of one sequence: logits [tokens, vocab]. `observe` sees the
+    /// residual stream entering each block (index k) and, with k == blockCount, the
+    /// output of the final norm.
+    public func forward(ids: [Int32], positionOffset: Int = 0, hook: LinearHook? = nil,
+                        observe: ((Int, Matrix) -> Void)? = nil) throws -> Matrix {
+        let normed = try finalHidden(ids: ids, positionOffset: positionOffset, hook: hook, observe: observe)
+        return logits(normed)
+    }
+
+    /// Forward pass up to and including the final norm: [tokens, hidden].
+    public func finalHidden(ids: [Int32], positionOffset: Int = 0, hook: LinearHook? = nil,
+                            observe: ((Int, Matrix) -> Void)? = nil) throws -> Matrix {
+        var h = embed(ids)
+        let ctx = ForwardContext(positionOffset: positionOffset, hook: hook)
+        for i in 0..<blockCount {
+            observe?(i, h)
+            h = try runBlock(i, hidden: h, context: ctx)
+        }
+        let normed = normalize(h)
+        observe?(blockCount, normed)
+        return normed
+    }
+}
+
+/// Errors from building a model from a file; each names the file and the tensor or field.
+public struct ModelError: Error, CustomStringConvertible, Equatable {
+    public var file: String
+    public var what: String
+    public init(file: String, _ what: String) { self.file = file; self.what = what }
+    public var description: String { "\(file): \(what)" }
+
+    public static let supportedArchitectures = ["llama", "mistral", "qwen2", "bert"]
+
+    static func unsupported(_ file: String, _ arch: String, hint: String = "") -> ModelError {
+        ModelError(file: file, "architecture '\(arch)' is not supported (supported: "
+            + supportedArchitectures.joined(separator: ", ") + ")" + hint)
+    }
+}
+
+/// Loads one tensor from a view with checks: present, expected shape, all finite.
+struct TensorReader {
+    let view: any ModelView
+    var file: String { view.url.lastPathComponent }
+
+    init(_ view: any ModelView) { self.view = view }
+
+    func has(_ name: String) -> Bool { view.has(name) }
+
+    /// A matrix of shape [rows, cols].
+    func matrix(_ name: String, _ rows: Int, _ cols: Int) throws -> Matrix {
+        let m = try raw(name)
+        guard m.rows == rows && m.cols == cols else {
+            throw ModelError(file: file, "tensor '\(name)' has shape [\(m.rows), \(m.cols)], expected [\(rows), \(cols)]")
+        }
+        return m
+    }
+
+    /// A vector of n values (stored as [n] or [1, n]).
+    func vector(_ name: String, _ n: Int) throws -> [Float] {
+        let m = try raw(name)
+        guard m.count == n else {
+            throw ModelError(file: file, "tensor '\(name)' has \(m.count) values, expected \(n)")
+        }
+        return m.data
+    }
+
+    func optionalVector(_ name: String, _ n: Int) throws -> [Float]? {
+        has(name) ? try vector(name, n) : nil
+    }
+
+    private func raw(_ name: String) throws -> Matrix {
+        guard has(name) else { throw ModelError(file: file, "missing tensor '\(name)'") }
+        let m = try view.load(name)
+        if let i = Kernels.firstNonFinite(m.data) {
+            throw ModelError(file: file, "tensor '\(name)' has a non-finite value (\(m.data[i])) at element \(i)")
+        }
+        return m
+    }
+}

@@ -1,0 +1,250 @@
+import Foundation
+import ModelIO
+import Tensor
+
+// The Llama family (Llama, Mistral, Qwen2, SmolLM): pre-RMSNorm blocks with RoPE
+// grouped-query causal attention and a SwiGLU MLP; tied or untied output head;
+// optional q/k/v bias (Qwen2).
+
+/// Hyper-parameters a Llama block needs.
+public struct LlamaHyper: Sendable, Equatable {
+    public var hiddenSize: Int
+    public var intermediateSize: Int
+    public var headCount: Int
+    public var kvHeadCount: Int
+    public var headDim: Int
+    public var normEps: Float
+    public var ropeTheta: Float
+    /// Layout of the q/k rows of the weights held (decides the RoPE pairing).
+    public var ropeLayout: RopeLayout
+
+    public init(hiddenSize: Int, intermediateSize: Int, headCount: Int, kvHeadCount: Int, headDim: Int,
+                normEps: Float, ropeTheta: Float, ropeLayout: RopeLayout) {
+        self.hiddenSize = hiddenSize; self.intermediateSize = intermediateSize; self.headCount = headCount
+        self.kvHeadCount = kvHeadCount; self.headDim = headDim; self.normEps = normEps
+        self.ropeTheta = ropeTheta; self.ropeLayout = ropeLayout
+    }
+
+    public init(config c: ModelConfig, ropeLayout: RopeLayout) {
+        self.init(hiddenSize: c.hiddenSize, intermediateSize: c.intermediateSize, headCount: c.headCount,
+                  kvHeadCount: c.kvHeadCount, headDim: c.headDim, normEps: c.normEps, ropeTheta: c.ropeTheta,
+                  ropeLayout: ropeLayout)
+    }
+}
+
+/// The weights of one block. Linears are [out, in]; swap any of them (same shape)
+/// to run the block with quantized-dequantized weights.
+public struct LlamaBlockWeights: Sendable, Equatable {
+    public var attnNorm: [Float]
+    public var q: Matrix
+    public var k: Matrix
+    public var v: Matrix
+    public var o: Matrix
+    public var qBias: [Float]?
+    public var kBias: [Float]?
+    public var vBias: [Float]?
+    public var ffnNorm: [Float]
+    public var gate: Matrix
+    public var up: Matrix
+    public var down: Matrix
+
+    public init(attnNorm: [Float], q: Matrix, k: Matrix, v: Matrix, o: Matrix,
+                qBias: [Float]? = nil, kBias: [Float]? = nil, vBias: [Float]? = nil,
+                ffnNorm: [Float], gate: Matrix, up: Matrix, down: Matrix) {
+        self.attnNorm = attnNorm; self.q = q; self.k = k; self.v = v; self.o = o
+        self.qBias = qBias; self.kBias = kBias; self.vBias = vBias
+        self.ffnNorm = ffnNorm; self.gate = gate; self.up = up; self.down = down
+    }
+
+    /// A linear by its llama.cpp name ("attn_q" ... "ffn_down"); nil for unknown names.
+    public subscript(linear name: String) -> Matrix? {
+        get {
+            switch name {
+            case "attn_q": return q
+            case "attn_k": return k
+            case "attn_v": return v
+            case "attn_output": return o
+            case "ffn_gate": return gate
+            case "ffn_up": return up
+            case "ffn_down": return down
+            default: return nil
+            }
+        }
+        set {
+            guard let m = newValue else { return }
+            switch name {
+            case "attn_q": q = m
+            case "attn_k": k = m
+            case "attn_v": v = m
+            case "attn_output": o = m
+            case "ffn_gate": gate = m
+            case "ffn_up": up = m
+            case "ffn_down": down = m
+            default: break
+            }
+        }
+    }
+}
+
+/// One Llama block as a module.
+public struct LlamaBlock: TransformerBlock {
+    public static let linearNames = ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"]
+    public static let linearGroups = [["attn_q", "attn_k", "attn_v"], ["attn_output"], ["ffn_gate", "ffn_up"], ["ffn_down"]]
+
+    public let index: Int
+    public let hyper: LlamaHyper
+    public var weights: LlamaBlockWeights
+    public let rope: RopeTable
+
+    public init(index: Int, hyper: LlamaHyper, weights: LlamaBlockWeights, rope: RopeTable) {
+        self.index = index; self.hyper = hyper; self.weights = weights; self.rope = rope
+    }
+
+    public var linearNames: [String] { Self.linearNames }
+    public var linearGroups: [[String]] { Self.linearGroups }
+    public func weight(_ linear: String) -> Matrix? { weights[linear: linear] }
+
+    public mutating func setWeight(_ linear: String, _ w: Matrix) throws {
+        guard let old = weights[linear: linear] else {
+            throw ModelError(file: "block \(index)", "no linear named '\(linear)' (have \(Self.linearNames.joined(separator: ", ")))")
+        }
+        guard old.rows == w.rows && old.cols == w.cols else {
+            throw ModelError(file: "block \(index)", "'\(linear)' is [\(old.rows), \(old.cols)], replacement is [\(w.rows), \(w.cols)]")
+        }
+        weights[linear: linear] = w
+    }
+
+    public func forward(hidden x: Matrix, context: ForwardContext) -> Matrix {
+        let w = weights, p = hyper
+        precondition(x.cols == p.hiddenSize, "block \(index): input has \(x.cols) columns, expected \(p.hiddenSize)")
+        var h = x
+
+        // Attention.
+        let n1 = Kernels.rmsNorm(x, weight: w.attnNorm, eps: p.normEps)
+        context.hook?(LinearInput(block: index, linears: ["attn_q", "attn_k", "attn_v"], input: n1))
+        var q = BLAS.linear(n1, w.q)
+        var k = BLAS.linear(n1, w.k)
+        var v = BLAS.linear(n1, w.v)
+        if let b = w.qBias { Kernels.addRowVector(&q, b) }
+        if let b = w.kBias { Kernels.addRowVector(&k, b) }
+        if let b = w.vBias { Kernels.addRowVector(&v, b) }
+        rope.apply(&q, heads: p.headCount, positionOffset: context.positionOffset, layout: p.ropeLayout)
+        rope.apply(&k, heads: p.kvHeadCount, positionOffset: context.positionOffset, layout: p.ropeLayout)
+        let a = Attention.run(q: q, k: k, v: v, heads: p.headCount, kvHeads: p.kvHeadCount,
+                              headDim: p.headDim, causal: true)
+        context.hook?(LinearInput(block: index, linears: ["attn_output"], input: a))
+        Kernels.linear(a, w.o, beta: 1, into: &h)
+
+        // MLP.
+        let n2 = Kernels.rmsNorm(h, weight: w.ffnNorm, eps: p.normEps)
+        context.hook?(LinearInput(block: index, linears: ["ffn_gate", "ffn_up"], input: n2))
+        var g = BLAS.linear(n2, w.gate)
+        let u = BLAS.linear(n2, w.up)
+        Kernels.siluMul(gate: &g, up: u)
+        context.hook?(LinearInput(block: index, linears: ["ffn_down"], input: g))
+        Kernels.linear(g, w.down, beta: 1, into: &h)
+        return h
+    }
+}
+
+/// A Llama-family causal LM. Immutable and thread-safe; blocks are either held in
+/// memory or read from the model file on demand (`lazy`), so a pipeline that runs
+/// one block at a time holds one block's weights.
+public final class LlamaModel: CausalLM, @unchecked Sendable {
+    public let config: ModelConfig
+    public let hyper: LlamaHyper
+    /// Naming of the source file (for mapping linears back to tensor names).
+    public let naming: TensorNaming
+    /// Token embedding [vocab, hidden].
+    public let embedding: Matrix
+    public let outputNorm: [Float]
+    /// Untied output head [vocab, hidden]; nil when tied to the embedding.
+    public let outputHead: Matrix?
+    public let rope: RopeTable
+
+    enum Blocks {
+        case eager([LlamaBlockWeights])
+        case lazy(@Sendable (Int) throws -> LlamaBlockWeights)
+    }
+    let blocks: Blocks
+    let overrides: [Int: LlamaBlockWeights]
+
+    public init(config: ModelConfig, hyper: LlamaHyper, naming: TensorNaming, embedding: Matrix, outputNorm: [Float],
+                outputHead: Matrix?, blocks: [LlamaBlockWeights]) {
+        self.config = config; self.hyper = hyper; self.naming = naming; self.embedding = embedding
+        self.outputNorm = outputNorm; self.outputHead = outputHead
+        self.rope = RopeTable(headDim: hyper.headDim, theta: hyper.ropeTheta,
+                              maxPositions: min(max(config.contextLength, 512), 32768))
+        self.blocks = .eager(blocks)
+        self.overrides = [:]
+    }
+
+    /// A model whose blocks are produced on demand by `loadBlock`.
+    public init(config: ModelConfig, hyper: LlamaHyper, naming: TensorNaming, embedding: Matrix, outputNorm: [Float],
+                outputHead: Matrix?, lazyBlocks loadBlock: @escaping @Sendable (Int) throws -> LlamaBlockWeights) {
+        self.config = config; self.hyper = hyper; self.naming = naming; self.embedding = embedding
+        self.outputNorm = outputNorm; self.outputHead = outputHead
+        self.rope = RopeTable(headDim: hyper.headDim, theta: hyper.ropeTheta,
+                              maxPositions: min(max(config.contextLength, 512), 32768))
+        self.blocks = .lazy(loadBlock)
+        self.overrides = [:]
+    }
+
+    private init(base: LlamaModel, overrides: [Int: LlamaBlockWeights]) {
+        config = base.config; hyper = base.hyper; naming = base.naming; embedding = base.embedding
+        outputNorm = base.outputNorm; outputHead = base.outputHead; rope = base.rope; blocks = base.blocks
+        self.overrides = base.overrides.merging(overrides) { _, new in new }
+    }
+
+    public var blockCount: Int { config.layerCount }
+    public var isLazy: Bool { if case .lazy = blocks { return true }; return false }
+
+    /// The weights of block i (read from the file if lazy).
+    public func blockWeights(_ i: Int) throws -> LlamaBlockWeights {
+        precondition(i >= 0 && i < blockCount, "block \(i) out of 0..<\(blockCount)")
+        if let w = overrides[i] { return w }
+        switch blocks {
+        case let .eager(all): return all[i]
+        case let .lazy(load): return try load(i)
+        }
+    }
+
+    /// Block i as a module.
+    public func block(_ i: Int) throws -> LlamaBlock {
+        LlamaBlock(index: i, hyper: hyper, weights: try blockWeights(i), rope: rope)
+    }
+
+    /// The same model with some blocks' weights replaced (e.g. quantized ones).
+    public func replacingBlocks(_ replacements: [Int: LlamaBlockWeights]) -> LlamaModel {
+        LlamaModel(base: self, overrides: replacements)
+    }
+
+    public func embed(_ ids: [Int32]) -> Matrix {
+        let hdim = embedding.cols, vocab = embedding.rows
+        var out = Matrix(rows: ids.count, cols: hdim)
+        embedding.data.withUnsafeBufferPointer { pe in
+            out.data.withUnsafeMutableBufferPointer { po in
+                for (t, id) in ids.enumerated() {
+                    precondition(id >= 0 && Int(id) < vocab, "token id \(id) outside the vocabulary of \(vocab)")
+                    (po.baseAddress! + t * hdim).update(from: pe.baseAddress! + Int(id) * hdim, count: hdim)
+                }
+            }
+        }
+        return out
+    }
+
+    public func runBlock(_ i: Int, hidden: Matrix, context: ForwardContext) throws -> Matrix {
+        try block(i).forward(hidden: hidden, context: context)
+    }
+
+    public func normalize(_ hidden: Matrix) -> Matrix {
+        Kernels.rmsNorm(hidden, weight: outputNorm, eps: hyper.normEps)
+    }
+
+    /// The output head weight [vocab, hidden] (the embedding when tied).
+    public var headWeight: Matrix { outputHead ?? embedding }
+
+    public func logits(_ normed: Matrix) -> Matrix {
+        BLAS.linear(normed, headWeight)
+    }
+}
