@@ -21,12 +21,14 @@ struct KilnRun {
         p.standardError = err
         try p.run()
         // Read both pipes concurrently so a chatty child never blocks on a full pipe.
-        var outData = Data(), errData = Data()
+        final class Box: @unchecked Sendable { var data = Data() }  // written by one thread, read after wait()
+        let outBox = Box()
         let group = DispatchGroup()
         group.enter()
-        DispatchQueue.global().async { outData = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
-        errData = err.fileHandleForReading.readDataToEndOfFile()
+        DispatchQueue.global().async { outBox.data = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+        let errData = err.fileHandleForReading.readDataToEndOfFile()
         group.wait()
+        let outData = outBox.data
         p.waitUntilExit()
         return KilnRun(status: p.terminationStatus,
                        stdout: String(decoding: outData, as: UTF8.self),
