@@ -1,3 +1,4 @@
+import Dispatch
 import Tensor
 
 // Per-linear-input calibration statistics: the Hessian X^T X (GPTQ), per-channel
@@ -114,26 +115,35 @@ public struct HessianAccumulator: Codable, Sendable, Equatable {
             }
             var newHigh = high
             var newLow = low
-            try g.data.withUnsafeBufferPointer { gp in
-                try newHigh.withUnsafeMutableBufferPointer { hp in
-                    try newLow.withUnsafeMutableBufferPointer { lp in
-                        var k = 0
-                        for i in 0..<n {
-                            for j in i..<n {
-                                let v = gp[i * n + j]
-                                guard let f = Fixed128(exactly: v) else {
-                                    throw StatisticsError.fixedPointOverflow(name: name, row: i, column: j)
+            // Two halves of the packed triangle in parallel (the second core is idle
+            // between BLAS calls); integer adds, so the split cannot change the result.
+            let total = n * (n + 1) / 2
+            var split = 0
+            while split < n && Self.packedIndex(split, split, columns: n) < total / 2 { split += 1 }
+            let ranges = [0..<split, split..<n]
+            let failures = UnsafeMutableBufferPointer<Int>.allocate(capacity: 2)
+            defer { failures.deallocate() }
+            failures.initialize(repeating: -1)
+            g.data.withUnsafeBufferPointer { gp in
+                newHigh.withUnsafeMutableBufferPointer { hp in
+                    newLow.withUnsafeMutableBufferPointer { lp in
+                        DispatchQueue.concurrentPerform(iterations: 2) { part in
+                            for i in ranges[part] {
+                                var k = Self.packedIndex(i, i, columns: n)
+                                for j in i..<n {
+                                    guard Fixed128.accumulate(gp[i * n + j], high: &hp[k], low: &lp[k]) else {
+                                        failures[part] = i * n + j
+                                        return
+                                    }
+                                    k += 1
                                 }
-                                guard let s = Fixed128(high: hp[k], low: lp[k]).adding(f) else {
-                                    throw StatisticsError.fixedPointOverflow(name: name, row: i, column: j)
-                                }
-                                hp[k] = s.high
-                                lp[k] = s.low
-                                k += 1
                             }
                         }
                     }
                 }
+            }
+            for f in failures where f >= 0 {
+                throw StatisticsError.fixedPointOverflow(name: name, row: f / n, column: f % n)
             }
             high = newHigh
             low = newLow
@@ -263,6 +273,31 @@ struct Fixed128: Equatable {
         }
         self.high = Int64(bitPattern: hi)
         self.low = lo
+    }
+
+    /// Adds the fixed-point value of `v` into (high, low) in place; false when |v| >= 2^62,
+    /// v is not finite, or the sum leaves the 128-bit range. Same value and rounding as
+    /// `init(exactly:)` (magnitude split into integer and fraction, the fraction scaled by
+    /// 2^64 exactly and rounded half away from zero), without its bit fiddling: this is
+    /// the hot loop of statistics collection.
+    @inline(__always)
+    static func accumulate(_ v: Float, high: inout Int64, low: inout UInt64) -> Bool {
+        let m = v.magnitude
+        guard m < 0x1p62 else { return false }  // also false for NaN and infinity
+        let whole = m.rounded(.down)
+        var hi = UInt64(whole)
+        var lo = UInt64(((m - whole) * 0x1p64).rounded(.toNearestOrAwayFromZero))
+        if v < 0 && (hi | lo) != 0 {
+            lo = ~lo &+ 1
+            hi = ~hi &+ (lo == 0 ? 1 : 0)
+        }
+        let (l, carry) = low.addingReportingOverflow(lo)
+        let (h1, o1) = high.addingReportingOverflow(Int64(bitPattern: hi))
+        let (h2, o2) = h1.addingReportingOverflow(carry ? 1 : 0)
+        if o1 || o2 { return false }
+        low = l
+        high = h2
+        return true
     }
 
     /// Sum, or nil on overflow of the 128-bit range.
