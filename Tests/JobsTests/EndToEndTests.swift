@@ -5,6 +5,7 @@ import Models
 import Quantization
 import Tensor
 import TestSupport
+import Tokenizers
 import XCTest
 
 final class EndToEndTests: XCTestCase {
@@ -80,6 +81,12 @@ final class EndToEndTests: XCTestCase {
         XCTAssertEqual(qc["bits"] as? Int, 4); XCTAssertEqual(qc["group_size"] as? Int, 64)
         XCTAssertEqual(qc["desc_act"] as? Bool, true); XCTAssertEqual(qc["sym"] as? Bool, false)
         XCTAssertEqual(qc["checkpoint_format"] as? String, checkpoint)
+
+        // The tokenizer.json built from the GGUF vocabulary tokenizes like the GGUF's own.
+        let built = try makeTokenizer(tokenizerJSON: Data(contentsOf: out.appendingPathComponent("tokenizer.json")))
+        let own = try loadTokenizer(ctx.view.tokenizer!)
+        let text = String(try String(contentsOf: Assets.eval, encoding: .utf8).prefix(20_000)) + " 12345 <|im_start|>user\nhi<|im_end|>"
+        XCTAssertEqual(built.encode(text), own.encode(text))
 
         let st = try SafeTensorsFile(out.appendingPathComponent("model.safetensors"))
         let c = ctx.model.config
