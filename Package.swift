@@ -36,10 +36,12 @@ let package = Package(
             name: "KilnProtocol",
             dependencies: ["ZeroMQ", "Tensor", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
             swiftSettings: fast),
+        .target(name: "Client", dependencies: ["KilnProtocol", "ZeroMQ"], swiftSettings: fast),
         .executableTarget(
             name: "kiln",
             dependencies: [
                 "Tensor", "ModelIO", "Tokenizers", "Models", "Calibration", "Quantization", "Jobs",
+                "Client", "KilnProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -55,6 +57,8 @@ let package = Package(
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ", "TestSupport"], swiftSettings: fast),
         .testTarget(name: "KilnProtocolTests", dependencies: ["KilnProtocol", "TestSupport"], swiftSettings: fast),
         .testTarget(name: "KilnCLITests", dependencies: ["TestSupport"], swiftSettings: fast),
+        .testTarget(name: "ClientTests", dependencies: ["Client", "TestSupport"], swiftSettings: fast),
+        .testTarget(name: "ClusterCLITests", dependencies: ["TestSupport"], swiftSettings: fast),
     ],
     swiftLanguageModes: [.v5]
 )
