@@ -78,7 +78,9 @@ start() {
   mkdir -p "$run_dir/logs" "$run_dir/data"
   run_dir=$(cd "$run_dir" && pwd)
   local bin; bin=$(kiln_bin)
-  "$bin" coordinator --help >/dev/null 2>&1 || die "$bin has no 'coordinator' command (build the cluster branch)"
+  # (`kiln coordinator --help` prints the root help without the command: look at the list.)
+  "$bin" --help 2>/dev/null | grep -Eq '^[[:space:]]+coordinator[[:space:]]' \
+    || die "$bin has no 'coordinator' command (build the cluster branch)"
 
   local cpid; cpid=$(pid_of "$run_dir/coordinator.pid")
   if alive "$cpid" && [[ -s $run_dir/endpoint.txt ]]; then
