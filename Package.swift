@@ -28,6 +28,9 @@ let package = Package(
         .target(name: "Models", dependencies: ["Tensor", "ModelIO", "Tokenizers"], swiftSettings: fast),
         .target(name: "Calibration", dependencies: ["Tensor", "Models"], swiftSettings: fast),
         .target(name: "Quantization", dependencies: ["Tensor", "Calibration"], swiftSettings: fast),
+        .target(
+            name: "Jobs", dependencies: ["Tensor", "ModelIO", "Tokenizers", "Models", "Calibration", "Quantization"],
+            swiftSettings: fast),
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"], swiftSettings: fast),
         .target(
             name: "KilnProtocol",
@@ -36,7 +39,7 @@ let package = Package(
         .executableTarget(
             name: "kiln",
             dependencies: [
-                "Tensor", "ModelIO", "Tokenizers", "Models", "Calibration", "Quantization",
+                "Tensor", "ModelIO", "Tokenizers", "Models", "Calibration", "Quantization", "Jobs",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -48,6 +51,7 @@ let package = Package(
         .testTarget(name: "ModelsTests", dependencies: ["Models", "TestSupport"], swiftSettings: fast),
         .testTarget(name: "CalibrationTests", dependencies: ["Calibration", "TestSupport"], swiftSettings: fast),
         .testTarget(name: "QuantizationTests", dependencies: ["Quantization", "TestSupport"], swiftSettings: fast),
+        .testTarget(name: "JobsTests", dependencies: ["Jobs", "TestSupport"], swiftSettings: fast),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ", "TestSupport"], swiftSettings: fast),
         .testTarget(name: "KilnProtocolTests", dependencies: ["KilnProtocol", "TestSupport"], swiftSettings: fast),
         .testTarget(name: "KilnCLITests", dependencies: ["TestSupport"], swiftSettings: fast),

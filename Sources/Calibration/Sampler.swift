@@ -1,0 +1,111 @@
+import Foundation
+
+// Calibration samples: a text file -> token ids -> N windows of L tokens, chosen
+// reproducibly from a seed. The tokenizer is passed in as a closure so this layer
+// needs no tokenizer types; the choice of windows is a pure function of
+// (tokens, count, length, kind, seed), identical on every platform.
+
+/// How windows are chosen from the token stream.
+public enum SamplerKind: String, Codable, Sendable, CaseIterable {
+    /// Non-overlapping windows from the start: window i is tokens [i*L, (i+1)*L).
+    case consecutive
+    /// Like the GPTQ reference's data loader: for each sample a start drawn uniformly
+    /// from [0, T - L - 1] (both ends included) by `SplitMix64` seeded with the job seed.
+    case random
+}
+
+public enum SamplerError: Error, CustomStringConvertible, Equatable {
+    case unreadable(file: String, reason: String)
+    case emptyFile(file: String)
+    case tooShort(file: String, tokens: Int, needed: Int, detail: String)
+    case invalidRequest(String)
+
+    public var description: String {
+        switch self {
+        case let .unreadable(file, reason): return "calibration file \(file): cannot read (\(reason))"
+        case let .emptyFile(file): return "calibration file \(file) is empty (no tokens); give a text file with some content"
+        case let .tooShort(file, tokens, needed, detail):
+            return "calibration file \(file) has \(tokens) tokens, \(detail) need \(needed); lower --samples or --seqlen, or use a longer text"
+        case let .invalidRequest(s): return "sampler: \(s)"
+        }
+    }
+}
+
+/// SplitMix64 (Steele, Lea, Flood 2014): a tiny, fully specified 64-bit generator, so
+/// that a seed gives the same windows on every machine and Swift version
+/// (`SystemRandomNumberGenerator` is not seedable and Swift's default generators
+/// are not specified).
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    public private(set) var state: UInt64
+    public init(seed: UInt64) { state = seed }
+
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// Uniform in 0...upper (inclusive), by rejection so no value is favoured.
+    public mutating func uniform(through upper: UInt64) -> UInt64 {
+        if upper == .max { return next() }
+        let range = upper + 1
+        let limit = UInt64.max - (UInt64.max % range)  // largest multiple of range, exclusive
+        while true {
+            let v = next()
+            if v < limit { return v % range }
+        }
+    }
+}
+
+public enum Sampler {
+    /// Start offsets of the windows (a pure function of its arguments).
+    public static func starts(tokenCount: Int, count: Int, length: Int, kind: SamplerKind, seed: UInt64,
+                              file: String = "calibration text") throws -> [Int] {
+        guard count >= 1 else { throw SamplerError.invalidRequest("sample count must be >= 1, got \(count)") }
+        guard length >= 2 else { throw SamplerError.invalidRequest("window length must be >= 2 tokens, got \(length)") }
+        if tokenCount == 0 { throw SamplerError.emptyFile(file: file) }
+        switch kind {
+        case .consecutive:
+            let needed = count * length
+            guard tokenCount >= needed else {
+                throw SamplerError.tooShort(file: file, tokens: tokenCount, needed: needed,
+                                            detail: "\(count) consecutive windows of \(length) tokens")
+            }
+            return (0..<count).map { $0 * length }
+        case .random:
+            // The reference draws from randint(0, T - L - 1): at least L + 1 tokens.
+            guard tokenCount >= length + 1 else {
+                throw SamplerError.tooShort(file: file, tokens: tokenCount, needed: length + 1,
+                                            detail: "random windows of \(length) tokens")
+            }
+            var rng = SplitMix64(seed: seed)
+            let upper = UInt64(tokenCount - length - 1)
+            return (0..<count).map { _ in Int(rng.uniform(through: upper)) }
+        }
+    }
+
+    /// The windows themselves.
+    public static func windows(tokens: [Int32], count: Int, length: Int, kind: SamplerKind, seed: UInt64,
+                               file: String = "calibration text") throws -> [[Int32]] {
+        try starts(tokenCount: tokens.count, count: count, length: length, kind: kind, seed: seed, file: file)
+            .map { Array(tokens[$0..<($0 + length)]) }
+    }
+
+    /// Reads a UTF-8 text file and tokenizes it with `encode`.
+    public static func tokens(file url: URL, encode: (String) throws -> [Int]) throws -> [Int32] {
+        let name = url.lastPathComponent
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw SamplerError.unreadable(file: name, reason: (error as NSError).localizedDescription)
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw SamplerError.unreadable(file: name, reason: "not valid UTF-8")
+        }
+        if text.isEmpty { throw SamplerError.emptyFile(file: name) }
+        let ids = try encode(text)
+        if ids.isEmpty { throw SamplerError.emptyFile(file: name) }
+        return ids.map { Int32($0) }
+    }
+}

@@ -1,0 +1,99 @@
+import Foundation
+import ModelIO
+import Quantization
+
+/// Writes the quantized model as GGUF: the input's metadata (every key, in file order,
+/// tokenizer included) with general.file_type set and kiln.* provenance keys added (no
+/// timestamps: the same job gives the same bytes); quantized linears as Q4_0 / Q4_1 /
+/// Q8_0 blocks packed from the quantizer's own codes and fp16 scales; every other
+/// tensor copied raw in its original type. Streams tensor by tensor to a temporary
+/// name, renamed into place only when complete.
+public enum GGUFOutput {
+    /// ggml's LLAMA_FTYPE_MOSTLY_* of each format.
+    static func fileType(_ f: OutputFormat) -> UInt32 {
+        switch f {
+        case .ggufQ4_0: return 2
+        case .ggufQ4_1: return 3
+        case .ggufQ8_0: return 7
+        case .gptqSafetensors: return 0
+        }
+    }
+
+    static func dtype(_ f: OutputFormat) -> DType {
+        switch f {
+        case .ggufQ4_0: return .q4_0
+        case .ggufQ4_1: return .q4_1
+        default: return .q8_0
+        }
+    }
+
+    /// The provenance keys (values fixed by the job; file names, not paths).
+    public static func provenance(_ spec: JobSpec) -> [(String, GGUFValue)] {
+        [
+            ("kiln.method", .string(spec.method.rawValue)),
+            ("kiln.format", .string(spec.format.rawValue)),
+            ("kiln.bits", .uint32(UInt32(spec.resolvedBits))),
+            ("kiln.group_size", .int32(Int32(spec.resolvedGroupSize))),
+            ("kiln.symmetric", .bool(spec.resolvedSymmetric)),
+            ("kiln.act_order", .bool(spec.actOrder)),
+            ("kiln.mode", .string(spec.mode.rawValue)),
+            ("kiln.damp", .float32(Float(spec.percentDamp))),
+            ("kiln.samples", .uint32(UInt32(spec.samples))),
+            ("kiln.seqlen", .uint32(UInt32(spec.seqlen))),
+            ("kiln.seed", .uint64(spec.seed)),
+            ("kiln.sampler", .string(spec.sampler.rawValue)),
+            ("kiln.calibration", .string(URL(fileURLWithPath: spec.calibration).lastPathComponent)),
+        ]
+    }
+
+    /// The GGUF blocks of one quantized linear.
+    public static func blocks(_ q: QuantizedLinear, format: OutputFormat) throws -> GGUFQuantizedTensor {
+        guard q.groupSize == 32, q.columns % 32 == 0,
+              q.groupIndex.enumerated().allSatisfy({ Int($0.element) == $0.offset / 32 }) else {
+            throw JobError("\(q.tensor): groups are not GGUF's consecutive blocks of 32 columns")
+        }
+        let type = dtype(format)
+        let codes: GGUFCodes = type == .q8_0 ? .signed(q.codes.map { Int8(bitPattern: $0) }) : .unsigned(q.codes)
+        return GGUFQuantizedTensor(type: type, shape: [q.rows, q.columns], codes: codes,
+                                   scales: q.parameters.map(\.scaleHalfBits),
+                                   mins: type == .q4_1 ? q.parameters.map(\.zeroHalfBits) : nil)
+    }
+
+    public static func write(spec: JobSpec, view: any ModelView, linears: [String: QuantizedLinear], to url: URL) throws {
+        let keys: [String]
+        if let g = view as? GGUFModel { keys = g.file.metadataKeys } else { keys = view.metadata.keys.sorted() }
+        let w = try GGUFWriter(url: url)
+        do {
+            let kiln = provenance(spec)
+            let replaced = Set(kiln.map(\.0) + ["general.alignment", "general.file_type"])
+            for k in keys where !replaced.contains(k) {
+                try w.addMetadata(k, view.metadata[k]!)
+                if k == "general.name" || (k == "general.architecture" && !keys.contains("general.name")) {
+                    try w.addMetadata("general.file_type", .uint32(fileType(spec.format)))
+                }
+            }
+            if !w.metadata.contains(where: { $0.key == "general.file_type" }) {
+                try w.addMetadata("general.file_type", .uint32(fileType(spec.format)))
+            }
+            try w.addMetadata(kiln)
+            for t in view.tensors {
+                if let q = linears[t.name] {
+                    try w.declareTensor(t.name, type: dtype(spec.format), shape: [q.rows, q.columns])
+                } else {
+                    try w.declareTensor(t.name, type: t.dtype, shape: t.shape)
+                }
+            }
+            for t in view.tensors {
+                if let q = linears[t.name] {
+                    try w.writeTensor(t.name, quantized: blocks(q, format: spec.format))
+                } else {
+                    try w.writeTensor(t.name, bytes: view.rawBytes(t.name))
+                }
+            }
+            try w.finish()
+        } catch {
+            w.abandon()
+            throw error
+        }
+    }
+}

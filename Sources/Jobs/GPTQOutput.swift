@@ -1,0 +1,177 @@
+import Foundation
+import ModelIO
+import Models
+import Quantization
+import Tensor
+
+/// Writes a Hugging Face GPTQ directory (AutoGPTQ / transformers layout) from the
+/// quantized linears: HF tensor names, q/k rows moved from GGUF's interleaved RoPE
+/// layout back to HF's halves layout (codes, scales and zeros rows alike), fp16
+/// embeddings and norms, config.json with quantization_config, and the tokenizer
+/// (copied from an HF input, or built from the GGUF vocabulary, best effort).
+public enum GPTQOutput {
+    /// The weights a GPTQ runtime reconstructs from the file: fp16(scale) * (code - zero),
+    /// in the input file's row layout.
+    public static func storedWeights(_ q: QuantizedLinear) -> Matrix {
+        var m = Matrix(rows: q.rows, cols: q.columns)
+        for r in 0..<q.rows {
+            for c in 0..<q.columns {
+                let p = q.parameters[r * q.groupCount + Int(q.groupIndex[c])]
+                let s = Float(Float16(p.scale))
+                m.data[r * q.columns + c] = s * (Float(q.codes[r * q.columns + c]) - p.zero)
+            }
+        }
+        return m
+    }
+
+    static let hfLinear = [
+        "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
+        "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
+        "ffn_down": "mlp.down_proj",
+    ]
+
+    /// hfRow -> source row, for a GGUF (interleaved) q/k weight of `heads` heads.
+    static func halvesOrder(rows: Int, heads: Int) -> [Int] {
+        let d = rows / heads, half = d / 2
+        var perm = [Int](repeating: 0, count: rows)
+        for h in 0..<heads {
+            for i in 0..<half {
+                for j in 0..<2 { perm[h * d + j * half + i] = h * d + 2 * i + j }
+            }
+        }
+        return perm
+    }
+
+    static func permuteRows<T>(_ a: [T], width: Int, order: [Int]) -> [T] {
+        var out: [T] = []
+        out.reserveCapacity(a.count)
+        for r in order { out.append(contentsOf: a[(r * width)..<((r + 1) * width)]) }
+        return out
+    }
+
+    /// Returns the checkpoint format written ("gptq", or "gptq_v2" when a zero point is 0).
+    @discardableResult
+    public static func write(spec: JobSpec, view: any ModelView, linears: [String: QuantizedLinear], to url: URL) throws -> String {
+        let c = view.config
+        let naming = view.naming
+        let recipe = spec.recipe
+        let permuteQK = fileRopeLayout(architecture: c.architecture.lowercased(), naming: naming) == .interleaved
+        // v1 stores zero - 1, so a zero point of 0 needs v2 (the exact values are kept
+        // rather than clamping, which would change weights GPTQ optimized).
+        let needsV2 = linears.values.contains { $0.parameters.contains { $0.zero == 0 } }
+        let checkpoint: GPTQConfig.CheckpointFormat = needsV2 ? .gptqV2 : .gptq
+        let config = GPTQConfig(bits: recipe.bits, groupSize: recipe.groupSize, descAct: recipe.actOrder,
+                                sym: recipe.symmetric, trueSequential: spec.mode == .sequential,
+                                dampPercent: recipe.percentDamp, staticGroups: recipe.staticGroups,
+                                checkpointFormat: checkpoint)
+
+        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-tok-\(getpid())-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        let (modelConfig, tokenizerFiles) = try configAndTokenizer(view: view, tmp: tmp)
+        let w = try GPTQSafetensorsWriter(directory: url, config: config, modelConfig: modelConfig, tokenizerFiles: tokenizerFiles)
+        do {
+            enum Item { case plain(String, String), linear(String, String) }
+            var items: [Item] = []
+            func plain(_ src: String, _ dst: String) { if view.has(src) { items.append(.plain(src, dst)) } }
+            plain(LlamaTensorNames.embedding(naming), "model.embed_tokens.weight")
+            for b in 0..<c.layerCount {
+                plain(naming == .gguf ? "blk.\(b).attn_norm.weight" : "model.layers.\(b).input_layernorm.weight",
+                      "model.layers.\(b).input_layernorm.weight")
+                for l in ["attn_q", "attn_k", "attn_v", "attn_output"] {
+                    items.append(.linear(LlamaTensorNames.linear(l, block: b, naming: naming), "model.layers.\(b).\(hfLinear[l]!)"))
+                }
+                plain(naming == .gguf ? "blk.\(b).ffn_norm.weight" : "model.layers.\(b).post_attention_layernorm.weight",
+                      "model.layers.\(b).post_attention_layernorm.weight")
+                for l in ["ffn_gate", "ffn_up", "ffn_down"] {
+                    items.append(.linear(LlamaTensorNames.linear(l, block: b, naming: naming), "model.layers.\(b).\(hfLinear[l]!)"))
+                }
+            }
+            plain(LlamaTensorNames.outputNorm(naming), "model.norm.weight")
+            plain(LlamaTensorNames.outputHead(naming), "lm_head.weight")
+
+            func biasName(_ weightName: String) -> String { String(weightName.dropLast("weight".count)) + "bias" }
+            for item in items {
+                switch item {
+                case let .plain(src, dst):
+                    let info = view.info(src)!
+                    try w.declareTensor(dst, dtype: .f16, shape: info.shape.count == 1 ? info.shape : info.shape)
+                case let .linear(src, dst):
+                    guard let q = linears[src] else { throw JobError("no quantized result for \(src)") }
+                    try w.declareLinear(dst, outFeatures: q.rows, inFeatures: q.columns, bias: view.has(biasName(src)))
+                }
+            }
+            for item in items {
+                switch item {
+                case let .plain(src, dst):
+                    try w.writeTensor(dst, floats: try view.load(src).data)
+                case let .linear(src, dst):
+                    let q = linears[src]!
+                    var codes = q.codes
+                    var params = q.parameters
+                    var bias = view.has(biasName(src)) ? try view.load(biasName(src)).data : nil
+                    if permuteQK && (q.linear == "attn_q" || q.linear == "attn_k") {
+                        let heads = q.linear == "attn_q" ? c.headCount : c.kvHeadCount
+                        let order = halvesOrder(rows: q.rows, heads: heads)
+                        codes = permuteRows(codes, width: q.columns, order: order)
+                        params = permuteRows(params, width: q.groupCount, order: order)
+                        bias = bias.map { permuteRows($0, width: 1, order: order) }
+                    }
+                    try w.writeLinear(GPTQLinear(
+                        prefix: dst, outFeatures: q.rows, inFeatures: q.columns, bits: recipe.bits,
+                        groupSize: recipe.groupSize, codes: codes, scales: params.map(\.scale),
+                        zeros: params.map { Int($0.zero) }, gIdx: q.groupIndex.map(Int.init), bias: bias))
+                }
+            }
+            try w.finish()
+        } catch {
+            w.abandon()
+            throw error
+        }
+        return checkpoint.rawValue
+    }
+
+    /// config.json bytes and tokenizer files: the HF input's own, or built from GGUF metadata.
+    static func configAndTokenizer(view: any ModelView, tmp: URL) throws -> (Data, [URL]) {
+        let fm = FileManager.default
+        if view.format != "gguf" {
+            var dir = view.url
+            var isDir: ObjCBool = false
+            if !(fm.fileExists(atPath: dir.path, isDirectory: &isDir) && isDir.boolValue) { dir.deleteLastPathComponent() }
+            let cfg = try Data(contentsOf: dir.appendingPathComponent("config.json"))
+            let toks = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"]
+                .map { dir.appendingPathComponent($0) }.filter { fm.fileExists(atPath: $0.path) }
+            return (cfg, toks)
+        }
+        let c = view.config
+        let md = view.metadata
+        let arch = c.architecture.lowercased()
+        let (cls, type) = arch == "qwen2" ? ("Qwen2ForCausalLM", "qwen2")
+            : arch == "mistral" ? ("MistralForCausalLM", "mistral") : ("LlamaForCausalLM", "llama")
+        // Floats through their shortest decimal form, so 1e-05 stays 1e-05.
+        func dec(_ f: Float) -> Double { Double("\(f)") ?? Double(f) }
+        var cfg: [String: Any] = [
+            "architectures": [cls], "model_type": type, "vocab_size": c.vocabSize, "hidden_size": c.hiddenSize,
+            "intermediate_size": c.intermediateSize, "num_hidden_layers": c.layerCount,
+            "num_attention_heads": c.headCount, "num_key_value_heads": c.kvHeadCount,
+            "max_position_embeddings": c.contextLength, "rms_norm_eps": dec(c.normEps), "rope_theta": dec(c.ropeTheta),
+            "tie_word_embeddings": c.tiedEmbeddings, "hidden_act": "silu", "torch_dtype": "float16",
+            "attention_bias": c.attentionBias, "head_dim": c.headDim,
+        ]
+        if let b = md["tokenizer.ggml.bos_token_id"]?.int { cfg["bos_token_id"] = b }
+        if let e = md["tokenizer.ggml.eos_token_id"]?.int { cfg["eos_token_id"] = e }
+        let cfgData = try JSONSerialization.data(withJSONObject: cfg, options: [.sortedKeys])
+        var files: [URL] = []
+        if let (tok, _) = TokenizerJSONBuilder.build(metadata: md) {
+            try fm.createDirectory(at: tmp, withIntermediateDirectories: true)
+            let t = tmp.appendingPathComponent("tokenizer.json")
+            try tok.write(to: t)
+            files.append(t)
+            if let tc = TokenizerJSONBuilder.config(metadata: md) {
+                let u = tmp.appendingPathComponent("tokenizer_config.json")
+                try tc.write(to: u)
+                files.append(u)
+            }
+        }
+        return (cfgData, files)
+    }
+}

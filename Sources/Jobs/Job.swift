@@ -1,0 +1,107 @@
+import Calibration
+import Foundation
+import ModelIO
+import Models
+import Tensor
+
+/// One quantization job end to end on this machine: validate, load, run the task graph
+/// with the local executor, write the output, evaluate, report.
+public enum Job {
+    public static func run(_ spec: JobSpec, progress: ((JobEvent) -> Void)? = nil) throws -> JobReport {
+        let start = DispatchTime.now()
+        try spec.validate()
+        var times = PhaseTimes()
+        var notes: [String] = []
+
+        progress?(.phase("load"))
+        var t0 = DispatchTime.now()
+        let ctx = try JobContext.open(spec)
+        var evalIDs: [Int32] = []
+        if let e = spec.evalFile {
+            let tok = try makeTokenizer(ctx.view)
+            evalIDs = try Sampler.tokens(file: URL(fileURLWithPath: e)) { tok.encode($0) }
+            let needed = spec.evalWindows * spec.evalContext
+            guard evalIDs.count >= needed else {
+                throw JobError("evaluation file \(e) has \(evalIDs.count) tokens; \(spec.evalWindows) windows of \(spec.evalContext) need \(needed): lower --eval-windows")
+            }
+        }
+        times.load = seconds(since: t0)
+
+        var before: Double?
+        if spec.evalFile != nil {
+            progress?(.phase("eval before"))
+            t0 = DispatchTime.now()
+            before = try BlockwisePerplexity.evaluate(
+                model: ctx.model, ids: evalIDs, context: spec.evalContext, windows: spec.evalWindows,
+                block: { try ctx.model.block($0) },
+                progress: { progress?(.eval(label: "before", window: $0, windows: $1, perplexity: .nan)) }).perplexity
+            times.evalBefore = seconds(since: t0)
+        }
+
+        let executor = LocalExecutor(context: ctx)
+        let graph = try executor.run(progress: progress)
+        times.collect = graph.times.collect
+        times.merge = graph.times.merge
+        times.reconstruct = graph.times.reconstruct
+        times.propagate = graph.times.propagate
+        let linears = graph.linears
+
+        progress?(.phase("write"))
+        t0 = DispatchTime.now()
+        let out = URL(fileURLWithPath: spec.output)
+        var gptqFormat: String?
+        if spec.format.isGGUF {
+            try GGUFOutput.write(spec: spec, view: ctx.view, linears: linears, to: out)
+        } else {
+            gptqFormat = try GPTQOutput.write(spec: spec, view: ctx.view, linears: linears, to: out)
+            if gptqFormat == "gptq_v2" {
+                notes.append("some zero points are 0, which the gptq (v1) checkpoint format cannot store: written as gptq_v2")
+            }
+        }
+        times.write = seconds(since: t0)
+
+        var ppl: PerplexityReport?
+        if let e = spec.evalFile, let before {
+            progress?(.phase("eval after"))
+            t0 = DispatchTime.now()
+            let after: BlockwisePerplexity.Result
+            let source: String
+            let evalProgress: (Int, Int) -> Void = { progress?(.eval(label: "after", window: $0, windows: $1, perplexity: .nan)) }
+            if spec.format.isGGUF {
+                // Honest: the file as a runtime reads it.
+                let written = try loadCausalLM(view: try openModel(out), options: ModelLoadOptions(lazyBlocks: true))
+                after = try BlockwisePerplexity.evaluate(model: written, ids: evalIDs, context: spec.evalContext,
+                                                         windows: spec.evalWindows, block: { try written.block($0) },
+                                                         progress: evalProgress)
+                source = "written GGUF reopened"
+            } else {
+                after = try BlockwisePerplexity.evaluate(
+                    model: ctx.model, ids: evalIDs, context: spec.evalContext, windows: spec.evalWindows,
+                    block: { b in
+                        var blk = try ctx.model.block(b)
+                        for name in blk.linearNames {
+                            let t = LlamaTensorNames.linear(name, block: b, naming: ctx.view.naming)
+                            if let q = linears[t] { try blk.setWeight(name, GPTQOutput.storedWeights(q)) }
+                        }
+                        return blk
+                    }, progress: evalProgress)
+                source = "GPTQ weights as stored (fp16 scales), in memory"
+            }
+            times.evalAfter = seconds(since: t0)
+            ppl = PerplexityReport(file: URL(fileURLWithPath: e).lastPathComponent, windows: spec.evalWindows,
+                                   context: spec.evalContext, before: before, after: after.perplexity, afterSource: source)
+        }
+        times.total = seconds(since: start)
+
+        let linearReports = graph.reconstructions.flatMap(\.linears).map {
+            LinearReport(tensor: $0.tensor, block: $0.block, linear: $0.linear, outputError: $0.outputError,
+                         relativeError: $0.relativeError, gptqLoss: $0.gptqLoss, seconds: $0.seconds)
+        }
+        if let f = gptqFormat { notes.append("checkpoint format \(f)") }
+        let report = JobReport(spec: spec, output: spec.output, calibrationTokens: ctx.calibrationTokens,
+                               calibrationWindowTokens: spec.samples * spec.seqlen, perplexity: ppl,
+                               linears: linearReports, times: times, peakRSSBytes: peakRSSBytes(), notes: notes)
+        try report.jsonData().write(to: JobReport.url(forOutput: spec.output), options: .atomic)
+        return report
+    }
+}

@@ -1,0 +1,112 @@
+import Calibration
+import Foundation
+import Quantization
+
+// A quantization job: everything `kiln run` accepts, as one Codable value. The
+// cluster ships this value to workers; every task result is a function of it
+// (and the task's explicit inputs), never of the machine or worker count.
+
+public enum QuantMethod: String, Codable, Sendable, CaseIterable { case rtn, gptq }
+
+public enum JobMode: String, Codable, Sendable, CaseIterable {
+    /// Statistics of every block from full-precision activations.
+    case parallel
+    /// Each block sees the outputs of the already-quantized blocks before it.
+    case sequential
+}
+
+public enum OutputFormat: String, Codable, Sendable, CaseIterable {
+    case ggufQ4_0 = "gguf-q4_0"
+    case ggufQ4_1 = "gguf-q4_1"
+    case ggufQ8_0 = "gguf-q8_0"
+    case gptqSafetensors = "gptq-safetensors"
+
+    public var isGGUF: Bool { self != .gptqSafetensors }
+
+    /// The quantizer's grid for this format.
+    public var weightFormat: WeightFormat {
+        switch self {
+        case .ggufQ4_0: return .ggufQ4_0
+        case .ggufQ4_1: return .ggufQ4_1
+        case .ggufQ8_0: return .ggufQ8_0
+        case .gptqSafetensors: return .integer
+        }
+    }
+
+    /// What the GGUF block type fixes, for error messages.
+    var gridDescription: String {
+        switch self {
+        case .ggufQ4_0: return "4-bit codes in blocks of 32 columns on a symmetric grid"
+        case .ggufQ4_1: return "4-bit codes in blocks of 32 columns on an asymmetric grid (scale and minimum)"
+        case .ggufQ8_0: return "8-bit codes in blocks of 32 columns on a symmetric grid"
+        case .gptqSafetensors: return "2, 3, 4 or 8-bit codes, any group size"
+        }
+    }
+}
+
+public struct JobSpec: Codable, Sendable, Equatable {
+    public var model: String
+    public var calibration: String
+    public var samples: Int = 128
+    public var seqlen: Int = 512
+    public var seed: UInt64 = 0
+    public var sampler: SamplerKind = .random
+    public var method: QuantMethod = .gptq
+    /// nil: the format's own (4 for gguf-q4_*, 8 for gguf-q8_0, 4 for gptq-safetensors).
+    public var bits: Int?
+    /// nil: the format's own (32 for GGUF, 128 for gptq-safetensors); -1 per channel.
+    public var groupSize: Int?
+    /// nil: the format's grid (Q4_0/Q8_0 symmetric, Q4_1 asymmetric; GPTQ symmetric).
+    public var symmetric: Bool?
+    public var actOrder: Bool = false
+    public var staticGroups: Bool = false
+    public var percentDamp: Double = 0.01
+    public var mode: JobMode = .sequential
+    public var format: OutputFormat = .ggufQ4_0
+    public var output: String
+    public var evalFile: String?
+    public var evalWindows: Int = 40
+    public var evalContext: Int = 512
+    /// Calibration windows per shard. The shard partition is a function of the job
+    /// only (never of how many workers run it).
+    public var shardSize: Int = 8
+
+    public init(model: String, calibration: String, output: String) {
+        self.model = model
+        self.calibration = calibration
+        self.output = output
+    }
+
+    public var resolvedBits: Int {
+        bits ?? (format == .ggufQ8_0 ? 8 : 4)
+    }
+
+    public var resolvedGroupSize: Int {
+        groupSize ?? (format.isGGUF ? 32 : 128)
+    }
+
+    public var resolvedSymmetric: Bool {
+        symmetric ?? (format != .ggufQ4_1)
+    }
+
+    /// The quantizer recipe for every linear. For GGUF formats the grid is exactly
+    /// the block type's, so what GPTQ optimizes is what the file stores.
+    public var recipe: QuantRecipe {
+        if format.isGGUF {
+            var r = QuantRecipe.gguf(format.weightFormat, actOrder: actOrder, percentDamp: percentDamp)
+            r.staticGroups = actOrder || staticGroups
+            return r
+        }
+        return QuantRecipe(format: .integer, bits: resolvedBits, symmetric: resolvedSymmetric,
+                           groupSize: resolvedGroupSize, actOrder: actOrder, staticGroups: staticGroups,
+                           percentDamp: percentDamp)
+    }
+
+    public var shardCount: Int { (samples + shardSize - 1) / max(shardSize, 1) }
+
+    /// Windows [start, end) of shard s.
+    public func shardRange(_ s: Int) -> Range<Int> {
+        let lo = s * shardSize
+        return lo..<min(lo + shardSize, samples)
+    }
+}

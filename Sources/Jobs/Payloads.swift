@@ -1,0 +1,86 @@
+import Calibration
+import Foundation
+import Quantization
+import Tensor
+
+// Serializable inputs and outputs of the tasks. Everything a task returns is one of
+// these Codable values, so a coordinator can receive it from any worker; shard
+// activations are not among them (they stay in the worker's ActivationStore).
+
+/// collect(b, s) -> partial statistics, one per linear group of block b (group order).
+public struct CollectResult: Codable, Sendable, Equatable {
+    public var block: Int
+    public var shard: Int
+    public var statistics: [LinearStatistics]
+    public var tokens: Int
+}
+
+/// merge(b) -> merged statistics per linear group.
+public struct MergeResult: Codable, Sendable, Equatable {
+    public var block: Int
+    public var statistics: [LinearStatistics]
+}
+
+/// What reconstruct(b, g) needs besides the job: the group's linears and its merged statistics.
+public struct ReconstructInput: Codable, Sendable, Equatable {
+    public var block: Int
+    public var group: Int
+    public var linears: [String]
+    public var statistics: LinearStatistics
+}
+
+/// One quantized linear: what the writers store and propagate runs with.
+public struct QuantizedLinear: Codable, Sendable, Equatable {
+    /// llama.cpp linear name ("attn_q"...).
+    public var linear: String
+    public var block: Int
+    /// Tensor name in the input file.
+    public var tensor: String
+    public var rows: Int
+    public var columns: Int
+    public var recipe: QuantRecipe
+    public var groupSize: Int
+    public var groupCount: Int
+    /// [rows, columns] in the file's column order (Q8_0: int8 bit patterns).
+    public var codes: [UInt8]
+    /// [rows, groupCount]: scale / zero as the grid defines them (GGUF: fp16-rounded).
+    public var parameters: [GroupParameters]
+    /// Group of each input column.
+    public var groupIndex: [Int32]
+    /// Per-token output error sum((W - Q) X^T)^2 / tokens, from the Hessian.
+    public var outputError: Double
+    /// outputError / (the same for Q = 0): the error relative to the output's energy.
+    public var relativeError: Double
+    /// GPTQ's sum of Losses (0 for RTN).
+    public var gptqLoss: Double
+    public var deadColumns: Int
+    public var seconds: Double
+
+    /// The weights this linear stands for: the grid's value of every code, bit for bit
+    /// what the quantizer produced (checked when the result is made).
+    public func dequantized() -> Matrix {
+        let grid = recipe.makeGrid()
+        var m = Matrix(rows: rows, cols: columns)
+        for r in 0..<rows {
+            for c in 0..<columns {
+                let p = parameters[r * groupCount + Int(groupIndex[c])]
+                m.data[r * columns + c] = grid.value(codes[r * columns + c], p)
+            }
+        }
+        return m
+    }
+}
+
+/// reconstruct(b, g) -> the group's quantized linears.
+public struct ReconstructResult: Codable, Sendable, Equatable {
+    public var block: Int
+    public var group: Int
+    public var linears: [QuantizedLinear]
+}
+
+/// propagate(b, s): the next activations stay in the store; this records that it ran.
+public struct PropagateResult: Codable, Sendable, Equatable {
+    public var block: Int
+    public var shard: Int
+    public var tokens: Int
+}

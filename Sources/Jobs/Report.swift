@@ -1,0 +1,96 @@
+import Foundation
+
+/// Wall time of each phase of a job, seconds.
+public struct PhaseTimes: Codable, Sendable, Equatable {
+    public var load = 0.0
+    public var collect = 0.0
+    public var merge = 0.0
+    public var reconstruct = 0.0
+    public var propagate = 0.0
+    public var write = 0.0
+    public var evalBefore = 0.0
+    public var evalAfter = 0.0
+    public var total = 0.0
+}
+
+public struct LinearReport: Codable, Sendable, Equatable {
+    public var tensor: String
+    public var block: Int
+    public var linear: String
+    /// Per-token output error sum((W - Q) X^T)^2 / tokens.
+    public var outputError: Double
+    public var relativeError: Double
+    public var gptqLoss: Double
+    public var seconds: Double
+}
+
+public struct PerplexityReport: Codable, Sendable, Equatable {
+    public var file: String
+    public var windows: Int
+    public var context: Int
+    public var before: Double
+    public var after: Double
+    /// What "after" ran: the written GGUF reopened, or the dequantized GPTQ weights.
+    public var afterSource: String
+}
+
+public struct JobReport: Codable, Sendable, Equatable {
+    public var spec: JobSpec
+    public var output: String
+    public var calibrationTokens: Int
+    /// Tokens the statistics saw (samples x seqlen).
+    public var calibrationWindowTokens: Int
+    public var perplexity: PerplexityReport?
+    public var linears: [LinearReport]
+    public var times: PhaseTimes
+    public var peakRSSBytes: Int
+    public var notes: [String]
+
+    public func jsonData() throws -> Data {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return try e.encode(self)
+    }
+
+    /// Where the report goes: beside the output.
+    public static func url(forOutput out: String) -> URL {
+        URL(fileURLWithPath: out.hasSuffix("/") ? String(out.dropLast()) : out).appendingPathExtension("report.json")
+    }
+
+    /// The report as a text table.
+    public func table() -> String {
+        var s: [String] = []
+        let r = spec.recipe
+        s.append("model        \(spec.model)")
+        s.append("output       \(output) (\(spec.format.rawValue))")
+        s.append("method       \(spec.method.rawValue), \(r.bits)-bit, group \(r.groupSize), \(r.symmetric ? "sym" : "asym")"
+            + (r.actOrder ? ", act-order" : "") + (r.staticGroups ? ", static groups" : "")
+            + ", damp \(spec.percentDamp), \(spec.mode.rawValue)")
+        s.append("calibration \(spec.samples) x \(spec.seqlen) tokens (\(spec.sampler.rawValue), seed \(spec.seed)) of \(calibrationTokens) in \(URL(fileURLWithPath: spec.calibration).lastPathComponent)")
+        if let p = perplexity {
+            s.append("")
+            s.append(String(format: "perplexity   before %.4f   after %.4f   (%+.2f%%, %d windows x %d of %@; after: %@)",
+                            p.before, p.after, (p.after / p.before - 1) * 100, p.windows, p.context, p.file, p.afterSource))
+        }
+        s.append("")
+        s.append("block  attn_q    attn_k    attn_v    attn_out  ffn_gate  ffn_up    ffn_down   (relative output error)")
+        let byBlock = Dictionary(grouping: linears, by: \.block)
+        for b in byBlock.keys.sorted() {
+            let row = byBlock[b]!.sorted { order($0.linear) < order($1.linear) }
+            s.append(String(format: "%5d", b) + "  " + row.map { String(format: "%.2e  ", $0.relativeError) }.joined())
+        }
+        let mean = linears.isEmpty ? 0 : linears.map(\.relativeError).reduce(0, +) / Double(linears.count)
+        s.append(String(format: "mean   %.3e", mean))
+        s.append("")
+        let t = times
+        s.append(String(format: "time (s)     load %.1f  collect %.1f  merge %.1f  reconstruct %.1f  propagate %.1f  write %.1f  eval %.1f + %.1f  total %.1f",
+                        t.load, t.collect, t.merge, t.reconstruct, t.propagate, t.write, t.evalBefore, t.evalAfter, t.total))
+        s.append(String(format: "peak RSS     %.0f MiB", Double(peakRSSBytes) / 1_048_576))
+        for n in notes { s.append("note         \(n)") }
+        return s.joined(separator: "\n")
+    }
+
+    private func order(_ l: String) -> Int {
+        ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"].firstIndex(of: l) ?? 99
+    }
+}

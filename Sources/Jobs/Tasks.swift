@@ -1,0 +1,178 @@
+import Calibration
+import Foundation
+import ModelIO
+import Models
+import Quantization
+import Tensor
+import Tokenizers
+
+/// What every task of a job may read: the job, the model file (block weights are read
+/// through the ModelView on demand) and the calibration windows. Each worker builds
+/// the same context from the same JobSpec, so task results do not depend on where
+/// they run.
+public final class JobContext: @unchecked Sendable {  // immutable after init, except the block cache
+    public let spec: JobSpec
+    public let view: any ModelView
+    /// Lazy: holds the embedding and head, reads blocks from the file.
+    public let model: LlamaModel
+    /// Calibration windows (samples x seqlen tokens), in sample order.
+    public let windows: [[Int32]]
+    public let calibrationTokens: Int
+
+    private let cacheLock = NSLock()
+    private var cachedBlock: LlamaBlock?
+
+    public init(spec: JobSpec, view: any ModelView, model: LlamaModel, windows: [[Int32]], calibrationTokens: Int) {
+        self.spec = spec; self.view = view; self.model = model; self.windows = windows
+        self.calibrationTokens = calibrationTokens
+    }
+
+    /// Opens the model, tokenizes the calibration text and draws the windows.
+    public static func open(_ spec: JobSpec) throws -> JobContext {
+        let view = try spec.openForJob()
+        let model = try loadCausalLM(view: view, options: ModelLoadOptions(lazyBlocks: true))
+        let tokenizer = try makeTokenizer(view)
+        let url = URL(fileURLWithPath: spec.calibration)
+        let tokens = try Sampler.tokens(file: url) { tokenizer.encode($0) }
+        let windows = try Sampler.windows(tokens: tokens, count: spec.samples, length: spec.seqlen, kind: spec.sampler,
+                                          seed: spec.seed, file: url.lastPathComponent)
+        return JobContext(spec: spec, view: view, model: model, windows: windows, calibrationTokens: tokens.count)
+    }
+
+    /// Block b with its full-precision weights, in the file's row layout (q/k rows as
+    /// stored, so codes map one-to-one onto the file's tensors). One-entry cache: the
+    /// executor works block by block.
+    public func block(_ b: Int) throws -> LlamaBlock {
+        if let c = cacheLock.withLock({ cachedBlock }), c.index == b { return c }
+        let blk = try model.block(b)
+        cacheLock.withLock { cachedBlock = blk }
+        return blk
+    }
+
+    public func windows(ofShard s: Int) -> ArraySlice<[Int32]> { windows[spec.shardRange(s)] }
+}
+
+func makeTokenizer(_ view: any ModelView) throws -> any Tokenizer {
+    guard let source = view.tokenizer else {
+        throw JobError("model \(view.url.lastPathComponent) has no tokenizer (GGUF tokenizer.ggml.* keys or tokenizer.json)")
+    }
+    return try loadTokenizer(source)
+}
+
+/// The task functions. Each is a function of the job context, its explicit inputs and
+/// (for collect / propagate) the shard's activations in the store.
+public enum Tasks {
+    /// The linear groups of a Llama block, in execution order.
+    public static let groups = LlamaBlock.linearGroups
+
+    static func groupName(_ b: Int, _ g: Int) -> String { "blk.\(b).\(groups[g].joined(separator: "+")).input" }
+
+    /// The shard's input of block b: from the store, or (block 0) the embedding of its windows.
+    static func input(_ ctx: JobContext, store: ActivationStore, block b: Int, shard s: Int) throws -> [Matrix] {
+        if b == 0 { return ctx.windows(ofShard: s).map { ctx.model.embed($0) } }
+        guard let a = store.get(shard: s) else {
+            throw JobError("activations of shard \(s) for block \(b) are not in this worker's store")
+        }
+        guard a.block == b else {
+            throw JobError("shard \(s) holds the input of block \(a.block), task needs block \(b)")
+        }
+        return a.windows
+    }
+
+    /// collect(b, s): runs block b (full-precision weights) over each window of shard s,
+    /// gathering statistics of every linear input. Parallel mode: the block's outputs
+    /// become the shard's input of block b+1.
+    public static func collect(_ ctx: JobContext, store: ActivationStore, block b: Int, shard s: Int) throws -> CollectResult {
+        let blk = try ctx.block(b)
+        let inputs = try input(ctx, store: store, block: b, shard: s)
+        var stats = groups.enumerated().map { g, names in
+            LinearStatistics(name: groupName(b, g), columns: blk.weight(names[0])!.cols)
+        }
+        var failure: Error?
+        var outputs: [Matrix] = []
+        var tokens = 0
+        for x in inputs {
+            // One window per add: the only non-exact rounding (the per-batch ssyrk) is then
+            // a function of the window alone, so any shard partition merges bit-identically.
+            let hook: LinearHook = { li in
+                guard failure == nil, let g = groups.firstIndex(of: li.linears) else { return }
+                do { try stats[g].add(li.input, samples: 1) } catch { failure = error }
+            }
+            let y = blk.forward(hidden: x, context: ForwardContext(hook: hook))
+            if let failure { throw failure }
+            if ctx.spec.mode == .parallel { outputs.append(y) }
+            tokens += x.rows
+        }
+        if ctx.spec.mode == .parallel { store.put(shard: s, ShardActivations(block: b + 1, windows: outputs)) }
+        return CollectResult(block: b, shard: s, statistics: stats, tokens: tokens)
+    }
+
+    /// merge(b): partial statistics summed in shard order (exact, so any order agrees).
+    public static func merge(block b: Int, parts: [CollectResult]) throws -> MergeResult {
+        let sorted = parts.sorted { $0.shard < $1.shard }
+        guard let first = sorted.first else { throw JobError("merge(\(b)): no shard results") }
+        var merged = first.statistics
+        for p in sorted.dropFirst() {
+            guard p.block == b, p.statistics.count == merged.count else {
+                throw JobError("merge(\(b)): shard \(p.shard) result is for block \(p.block) with \(p.statistics.count) groups")
+            }
+            for g in merged.indices { try merged[g].merge(p.statistics[g]) }
+        }
+        return MergeResult(block: b, statistics: merged)
+    }
+
+    /// reconstruct(b, g): quantizes each linear of the group from the merged Hessian.
+    public static func reconstruct(_ ctx: JobContext, _ input: ReconstructInput) throws -> ReconstructResult {
+        let blk = try ctx.block(input.block)
+        let recipe = ctx.spec.recipe
+        let stats = input.statistics
+        // GPTQ's H as the reference scales it (2/N, N windows); the error report's per token.
+        let h = stats.finalHessian(normalization: .referenceSamples)
+        let hTokens = stats.finalHessian(normalization: .tokens)
+        var out: [QuantizedLinear] = []
+        for name in input.linears {
+            let t0 = DispatchTime.now()
+            guard let w = blk.weight(name) else { throw JobError("block \(input.block) has no linear '\(name)'") }
+            let tensor = LlamaTensorNames.linear(name, block: input.block, naming: ctx.view.naming)
+            let q: QuantizedWeight
+            var loss = 0.0
+            var dead = 0
+            switch ctx.spec.method {
+            case .rtn:
+                q = try RTN.quantize(w, recipe: recipe, name: tensor)
+            case .gptq:
+                let r = try GPTQ.quantize(w, hessian: h, recipe: recipe, name: tensor)
+                q = r.weight; loss = r.totalLoss; dead = r.deadColumns.count
+            }
+            let err = OutputError.fromHessian(weight: w, quantized: q.dequantized, hessian: hTokens)
+            let energy = OutputError.fromHessian(weight: w, quantized: Matrix(rows: w.rows, cols: w.cols), hessian: hTokens)
+            let ql = QuantizedLinear(
+                linear: name, block: input.block, tensor: tensor, rows: q.rows, columns: q.columns, recipe: recipe,
+                groupSize: q.groupSize, groupCount: q.groupCount, codes: q.codes, parameters: q.parameters,
+                groupIndex: q.groupIndex, outputError: err, relativeError: energy > 0 ? err / energy : 0,
+                gptqLoss: loss, deadColumns: dead, seconds: seconds(since: t0))
+            // The payload must stand for exactly what the quantizer produced.
+            guard ql.dequantized().data.elementsEqual(q.dequantized.data, by: { $0.bitPattern == $1.bitPattern }) else {
+                throw JobError("\(tensor): codes and parameters do not reproduce the quantizer's weights")
+            }
+            out.append(ql)
+        }
+        return ReconstructResult(block: input.block, group: input.group, linears: out)
+    }
+
+    /// propagate(b, s): runs block b with its quantized (dequantized) weights over shard
+    /// s; the outputs become the shard's input of block b+1.
+    public static func propagate(_ ctx: JobContext, store: ActivationStore, block b: Int, shard s: Int,
+                                 quantized: [QuantizedLinear]) throws -> PropagateResult {
+        var blk = try ctx.block(b)
+        for q in quantized where q.block == b { try blk.setWeight(q.linear, q.dequantized()) }
+        let inputs = try input(ctx, store: store, block: b, shard: s)
+        let outputs = inputs.map { blk.forward(hidden: $0, context: ForwardContext()) }
+        store.put(shard: s, ShardActivations(block: b + 1, windows: outputs))
+        return PropagateResult(block: b, shard: s, tokens: inputs.reduce(0) { $0 + $1.rows })
+    }
+}
+
+func seconds(since t0: DispatchTime) -> Double {
+    Double(DispatchTime.now().uptimeNanoseconds - t0.uptimeNanoseconds) / 1e9
+}

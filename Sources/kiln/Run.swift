@@ -1,0 +1,140 @@
+import ArgumentParser
+import Calibration
+import Foundation
+import Jobs
+import Tensor
+
+extension SamplerKind: ExpressibleByArgument {}
+extension QuantMethod: ExpressibleByArgument {}
+extension JobMode: ExpressibleByArgument {}
+extension OutputFormat: ExpressibleByArgument {}
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Quantize a model on this machine: calibrate, reconstruct block by block, write, evaluate.",
+        discussion: """
+        Example: kiln run --model m.gguf --calib text.txt --method gptq --format gguf-q4_0 --out m-q4_0.gguf \\
+                          --eval held-out.txt
+        The report (perplexity before/after, per-linear output error, time per phase, peak RSS)
+        is printed and written beside the output as <out>.report.json.
+        """)
+
+    @Option(help: "Input model: a .gguf file (or a Hugging Face directory for gptq-safetensors).")
+    var model: String
+    @Option(help: "Calibration text file.")
+    var calib: String
+    @Option(help: "Calibration windows.")
+    var samples = 128
+    @Option(help: "Tokens per calibration window.")
+    var seqlen = 512
+    @Option(help: "Seed of the window sampler.")
+    var seed: UInt64 = 0
+    @Option(help: "consecutive | random (GPTQ reference's random windows).")
+    var sampler: SamplerKind = .random
+    @Option(help: "rtn | gptq")
+    var method: QuantMethod = .gptq
+    @Option(help: "Bits per weight (default: the format's; 4 for gptq-safetensors).")
+    var bits: Int?
+    @Option(help: "Input columns per group, -1 per channel (default: 32 for GGUF, 128 for gptq-safetensors).")
+    var group: Int?
+    @Flag(inversion: .prefixedNo, help: "Symmetric grid (default: the format's grid; gptq-safetensors: symmetric).")
+    var sym: Bool?
+    @Flag(help: "GPTQ: quantize columns in decreasing Hessian-diagonal order.")
+    var actOrder = false
+    @Flag(help: "GPTQ: fit all groups' parameters up front.")
+    var staticGroups = false
+    @Option(help: "GPTQ dampening, fraction of mean(diag(H)).")
+    var damp = 0.01
+    @Option(help: "parallel (statistics from full-precision activations) | sequential.")
+    var mode: JobMode = .sequential
+    @Option(help: "gguf-q4_0 | gguf-q4_1 | gguf-q8_0 | gptq-safetensors")
+    var format: OutputFormat = .ggufQ4_0
+    @Option(help: "Output .gguf file, or directory for gptq-safetensors.")
+    var out: String
+    @Option(help: "Text file for perplexity before and after.")
+    var eval: String?
+    @Option(help: "Evaluation windows of 512 tokens.")
+    var evalWindows = 40
+    @Option(help: "Calibration windows per shard (the unit of work of the task graph).")
+    var shardSize = 8
+    @Option(help: "BLAS threads.")
+    var threads: Int?
+    @Flag(help: "Print the report as JSON on stdout.")
+    var json = false
+
+    func spec() -> JobSpec {
+        var s = JobSpec(model: model, calibration: calib, output: out)
+        s.samples = samples; s.seqlen = seqlen; s.seed = seed; s.sampler = sampler; s.method = method
+        s.bits = bits; s.groupSize = group; s.symmetric = sym; s.actOrder = actOrder; s.staticGroups = staticGroups
+        s.percentDamp = damp; s.mode = mode; s.format = format; s.evalFile = eval; s.evalWindows = evalWindows
+        s.shardSize = shardSize
+        return s
+    }
+
+    func run() throws {
+        try runReportingErrors {
+            if let t = threads {
+                guard t >= 1 else { throw UserError("--threads must be at least 1 (got \(t))") }
+                BLAS.threads = t
+            }
+            let progress = RunProgress(terminal: isatty(STDERR_FILENO) == 1)
+            let report = try Job.run(spec(), progress: progress.handle)
+            progress.finish()
+            if json {
+                FileHandle.standardOutput.write(try report.jsonData())
+                FileHandle.standardOutput.write(Data("\n".utf8))
+            } else {
+                print(report.table())
+            }
+        }
+    }
+}
+
+/// Progress on stderr: on a terminal one updating line per block (statistics and
+/// reconstruction progress, then the block's error); otherwise a plain line per block.
+final class RunProgress {
+    let terminal: Bool
+    private var open = false
+    private var collected = 0, reconstructed = 0, propagated = 0
+    private var current = -1
+
+    init(terminal: Bool) { self.terminal = terminal }
+
+    private func write(_ s: String) { FileHandle.standardError.write(Data(s.utf8)) }
+
+    private func line(_ s: String) {
+        if terminal { write("\r\u{1B}[2K" + s); open = true }
+    }
+
+    private func endLine(_ s: String) {
+        if terminal { write("\r\u{1B}[2K" + s + "\n") } else { write(s + "\n") }
+        open = false
+    }
+
+    func handle(_ e: JobEvent) {
+        switch e {
+        case let .phase(name):
+            if open { write("\n"); open = false }
+            if !terminal { write("\(name)\n") } else { line(name) }
+        case let .task(t, done, total):
+            if t.block != current { current = t.block; collected = 0; reconstructed = 0; propagated = 0 }
+            switch t {
+            case .collect: collected += 1
+            case .reconstruct: reconstructed += 1
+            case .propagate: propagated += 1
+            case .merge: break
+            }
+            line("block \(t.block): statistics \(collected) shards, reconstruct \(reconstructed)/4"
+                 + (propagated > 0 ? ", propagate \(propagated)" : "") + "   [\(done)/\(total) tasks]")
+        case let .blockDone(b, blocks, linears):
+            let rel = linears.isEmpty ? 0 : linears.map(\.relativeError).reduce(0, +) / Double(linears.count)
+            let worst = linears.max { $0.relativeError < $1.relativeError }
+            endLine(String(format: "block %2d/%d  mean relative output error %.3e", b + 1, blocks, rel)
+                    + (worst.map { String(format: "  (worst %@ %.3e)", $0.linear, $0.relativeError) } ?? ""))
+        case let .eval(label, done, total, _):
+            if terminal { line("eval \(label): block \(done)/\(total)") }
+        }
+    }
+
+    func finish() { if open { write("\n"); open = false } }
+}
