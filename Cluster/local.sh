@@ -116,36 +116,52 @@ start() {
   echo "ready: $got workers; export KILN_COORDINATOR=$endpoint"
 }
 
-# TERM, then KILL after the timeout; removes the pid file either way.
-stop_one() {
-  local file=$1 name pid t
-  name=$(basename "$file" .pid)
-  pid=$(pid_of "$file")
-  if alive "$pid"; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((t = 0; t < stop_timeout * 10; t++)); do alive "$pid" || break; sleep 0.1; done
+# TERM to every process of the group at once, then KILL whatever is left after the
+# timeout; removes the pid files either way.
+stop_group() {
+  local f pid t left
+  local -a files=() pids=()
+  for f in "$@"; do
+    [[ -f $f ]] || continue
+    pid=$(pid_of "$f")
     if alive "$pid"; then
-      kill -KILL "$pid" 2>/dev/null || true
-      echo "$name: pid $pid killed (no exit ${stop_timeout}s after TERM)"
+      kill -TERM "$pid" 2>/dev/null || true
+      files+=("$f"); pids+=("$pid")
     else
-      echo "$name: pid $pid stopped"
+      echo "$(basename "$f" .pid): not running"
+      rm -f "$f"
     fi
-  else
-    echo "$name: not running"
-  fi
-  rm -f "$file"
+  done
+  ((${#pids[@]})) || return 0
+  for ((t = 0; t < stop_timeout * 10; t++)); do
+    left=0
+    for pid in "${pids[@]}"; do alive "$pid" && left=1; done
+    ((left)) || break
+    sleep 0.1
+  done
+  local i
+  for i in "${!pids[@]}"; do
+    if alive "${pids[$i]}"; then
+      kill -KILL "${pids[$i]}" 2>/dev/null || true
+      echo "$(basename "${files[$i]}" .pid): pid ${pids[$i]} killed (still running ${stop_timeout}s after TERM)"
+    else
+      echo "$(basename "${files[$i]}" .pid): pid ${pids[$i]} stopped"
+    fi
+    rm -f "${files[$i]}"
+  done
 }
 
 stop() {
   [[ -d $run_dir ]] || { echo "nothing running: $run_dir does not exist"; return 0; }
-  local f any=0
-  for f in "$run_dir"/worker-*.pid "$run_dir"/coordinator.pid; do
-    [[ -f $f ]] || continue
-    any=1
-    stop_one "$f"
-  done
+  local -a workers=("$run_dir"/worker-*.pid)
+  if [[ ! -e ${workers[0]} && ! -f $run_dir/coordinator.pid ]]; then
+    echo "nothing running in $run_dir"
+  else
+    # Workers first, so they leave while the coordinator can still hear their goodbye.
+    [[ -e ${workers[0]} ]] && stop_group "${workers[@]}"
+    stop_group "$run_dir/coordinator.pid"
+  fi
   rm -f "$run_dir/endpoint.txt"
-  ((any)) || echo "nothing running in $run_dir"
 }
 
 status() {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Calibration
 import Client
+import Coordinator
 import Foundation
 import Jobs
 import KilnProtocol
@@ -60,52 +61,17 @@ struct RecipeOptions: ParsableArguments {
 }
 
 extension JobSpec {
-    /// The kiln.v1 JobSpec a coordinator receives. Paths become absolute (the
-    /// coordinator does not share our working directory). Defaults that depend
-    /// on the format are resolved here, because proto3 scalars cannot say "unset":
-    /// bits, group_size (0 = one group per output channel, i.e. --group -1) and
-    /// symmetric always carry the values the job will use.
+    /// The spec as a coordinator receives it: paths made absolute (the coordinator
+    /// does not share our working directory), then the coordinator's own conversion
+    /// (the portable proto fields plus spec_json, which carries every option).
     func wireSpec(name: String) throws -> Kiln_V1_JobSpec {
-        // kiln.v1.JobSpec has no fields for these yet; refusing beats silently ignoring them.
-        if staticGroups && !(format.isGGUF && actOrder) {
-            throw UserError("--static-groups: the kiln.v1 JobSpec has no field for it yet; use `kiln run` for this recipe")
-        }
-        if shardSize != JobSpec(model: "", calibration: "", output: "").shardSize {
-            throw UserError("--shard-size \(shardSize): the kiln.v1 JobSpec has no field for it yet (the coordinator uses 8); use `kiln run`")
-        }
-        var w = Kiln_V1_JobSpec()
+        var s = self
+        s.model = Self.absolute(model)
+        s.calibration = Self.absolute(calibration)
+        s.output = Self.absolute(output)
+        s.evalFile = evalFile.map(Self.absolute)
+        var w = try SpecConversion.toProto(s)
         w.name = name
-        w.modelPath = Self.absolute(model)
-        w.method = method == .rtn ? .rtn : .gptq
-        w.bits = UInt32(resolvedBits)
-        w.groupSize = resolvedGroupSize < 0 ? 0 : UInt32(resolvedGroupSize)
-        w.symmetric = resolvedSymmetric
-        w.actOrder = actOrder
-        w.mode = mode == .parallel ? .parallel : .sequential
-        w.format = switch format {
-        case .ggufQ4_0: .ggufQ40
-        case .ggufQ4_1: .ggufQ41
-        case .ggufQ8_0: .ggufQ80
-        case .gptqSafetensors: .gptqSafetensors
-        }
-        w.outputPath = Self.absolute(output)
-        w.dampPercent = Float(percentDamp)
-        var c = Kiln_V1_CalibrationSpec()
-        c.source = .textPath(Self.absolute(calibration))
-        c.samples = UInt32(samples)
-        c.seqlen = UInt32(seqlen)
-        c.seed = seed
-        c.sampler = sampler == .consecutive ? .contiguous : .randomWindows
-        w.calibration = c
-        if let evalFile {
-            var e = Kiln_V1_EvalSpec()
-            e.enabled = true
-            e.textPath = Self.absolute(evalFile)
-            e.samples = UInt32(evalWindows)
-            e.seqlen = UInt32(evalContext)
-            e.metrics = [.perplexity]
-            w.eval = e
-        }
         return w
     }
 
@@ -120,13 +86,13 @@ struct CoordinatorOptions: ParsableArguments {
                                valueName: "endpoint"))
     var coordinator: String?
 
-    @Option(help: ArgumentHelp("The coordinator's CURVE public key, Z85 (default: $KILN_CURVE_SERVER_KEY); none: plain TCP.",
-                               valueName: "key"))
+    @Option(help: ArgumentHelp("File holding the coordinator's CURVE public key, Z85 (default: $KILN_CURVE_SERVER_KEY); none: plain TCP.",
+                               valueName: "file"))
     var curveServerKey: String?
 
-    @Option(help: ArgumentHelp("This client's CURVE secret key, Z85 (default: $KILN_CURVE_SECRET_KEY; else a fresh pair).",
-                               valueName: "key"))
-    var curveSecretKey: String?
+    @Option(help: ArgumentHelp("File holding this client's CURVE secret key, Z85 (default: $KILN_CURVE_SECRET; else a fresh pair).",
+                               valueName: "file"))
+    var curveSecret: String?
 
     @Option(help: "Seconds to wait for each answer from the coordinator.")
     var timeout = 5.0
@@ -136,9 +102,16 @@ struct CoordinatorOptions: ParsableArguments {
     func makeClient() throws -> CoordinatorClient {
         guard timeout > 0, timeout.isFinite else { throw UserError("--timeout \(timeout) must be a positive number of seconds") }
         let env = ProcessInfo.processInfo.environment
-        let serverKey = curveServerKey ?? env["KILN_CURVE_SERVER_KEY"].flatMap { $0.isEmpty ? nil : $0 }
-        let secretKey = curveSecretKey ?? env["KILN_CURVE_SECRET_KEY"].flatMap { $0.isEmpty ? nil : $0 }
-        let security = try serverKey.map { try ClientSecurity(serverPublicKey: $0, secretKey: secretKey) }
+        // Key files, as `kiln worker` takes them.
+        let serverFile = curveServerKey ?? env["KILN_CURVE_SERVER_KEY"].flatMap { $0.isEmpty ? nil : $0 }
+        let secretFile = curveSecret ?? env["KILN_CURVE_SECRET"].flatMap { $0.isEmpty ? nil : $0 }
+        if secretFile != nil && serverFile == nil {
+            throw UserError("--curve-secret needs --curve-server-key (the coordinator's public key)")
+        }
+        let security = try serverFile.map { file in
+            try ClientSecurity(serverPublicKey: readKeyFile(file, what: "--curve-server-key")[0],
+                               secretKey: secretFile.map { try readKeyFile($0, what: "--curve-secret")[0] })
+        }
         return try CoordinatorClient(endpoint: endpoint, timeoutMs: Int((timeout * 1000).rounded()), security: security)
     }
 }

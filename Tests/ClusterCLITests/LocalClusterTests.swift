@@ -27,7 +27,8 @@ final class LocalClusterTests: XCTestCase {
             throw XCTSkip("\(model.path) missing; run Ops/fetch-assets.sh")
         }
         let dir = Paths.tempDir("kiln-cluster")
-        let env = ["KILN_RUN_DIR": dir.appendingPathComponent("run").path, "KILN_BIN": bin.path, "KILN_READY_TIMEOUT": "30"]
+        let env = ["KILN_RUN_DIR": dir.appendingPathComponent("run").path, "KILN_BIN": bin.path, "KILN_READY_TIMEOUT": "30",
+                   "KILN_STOP_TIMEOUT": "3"]
         let bash = URL(fileURLWithPath: "/bin/bash")
         let start = try Proc.run(bash, [script.path, "start", "2"], env: env, timeout: 60)
         defer {
@@ -60,7 +61,7 @@ final class LocalClusterTests: XCTestCase {
         let out = dir.appendingPathComponent("smollm2-q4_0.gguf")
         let submit = try kiln(["submit", "--coordinator", endpoint, "--model", model.path,
                                "--calib", Paths.fixture("text/fortunes_calib.txt").path,
-                               "--samples", "4", "--seqlen", "64", "--method", "rtn", "--format", "gguf-q4_0",
+                               "--samples", "4", "--seqlen", "64", "--method", "rtn", "--mode", "parallel", "--format", "gguf-q4_0",
                                "--out", out.path])
         XCTAssertEqual(submit.status, 0, submit.summary)
         let job = submit.stdout.trimmingCharacters(in: .whitespacesAndNewlines)

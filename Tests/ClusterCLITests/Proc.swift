@@ -29,11 +29,33 @@ struct Proc {
         let errData = err.fileHandleForReading.readDataToEndOfFile()
         group.wait()
         let outData = outBox.value
-        p.waitUntilExit()
+        let status = waitForExit(p)
         killer.cancel()
         let timedOut = fired.value
-        return Proc(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+        return Proc(status: status, stdout: String(decoding: outData, as: UTF8.self),
                     stderr: String(decoding: errData, as: UTF8.self), timedOut: timedOut)
+    }
+
+    /// The exit status. Foundation's waitUntilExit was seen to hang on Linux for a
+    /// shell that leaves daemons behind (local.sh start): the child stayed a
+    /// zombie, never reaped. So reap it here, whichever of us gets there first.
+    static func waitForExit(_ p: Process) -> Int32 {
+        let pid = p.processIdentifier
+        while true {
+            if !p.isRunning { return p.terminationStatus }
+            var raw: Int32 = 0
+            let r = waitpid(pid, &raw, WNOHANG)
+            if r == pid {
+                let signal = raw & 0x7f
+                return signal == 0 ? (raw >> 8) & 0xff : 128 + signal
+            }
+            if r < 0 && errno == ECHILD {
+                // Foundation reaped it; its status is on the way.
+                while p.isRunning { usleep(10_000) }
+                return p.terminationStatus
+            }
+            usleep(10_000)
+        }
     }
 
     var summary: String { "exit \(status)\(timedOut ? " (timed out)" : "")\nstdout:\n\(stdout)\nstderr:\n\(stderr)" }
