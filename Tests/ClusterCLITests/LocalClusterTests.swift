@@ -76,7 +76,7 @@ final class LocalClusterTests: XCTestCase {
             if state != "queued" && state != "planning" { break }
             Thread.sleep(forTimeInterval: 0.2)
         }
-        let watch = try kiln(["watch", job, "--coordinator", endpoint], timeout: 90)
+        let watch = try kiln(["watch", job, "--coordinator", endpoint], timeout: 240)
         XCTAssertEqual(watch.status, 0, watch.summary)
         XCTAssertFalse(watch.timedOut)
 
