@@ -18,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
@@ -36,10 +37,20 @@ let package = Package(
             name: "KilnProtocol",
             dependencies: ["ZeroMQ", "Tensor", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
             swiftSettings: fast),
+        .target(
+            name: "Coordinator",
+            dependencies: ["Jobs", "KilnProtocol", "ZeroMQ", "Worker", .product(name: "GRDB", package: "GRDB.swift"),
+                           .product(name: "Logging", package: "swift-log")],
+            swiftSettings: fast),
+        .target(
+            name: "Worker", dependencies: ["Jobs", "KilnProtocol", "ZeroMQ", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: fast),
+        .target(name: "Client", dependencies: ["KilnProtocol", "ZeroMQ"], swiftSettings: fast),
         .executableTarget(
             name: "kiln",
             dependencies: [
-                "Tensor", "ModelIO", "Tokenizers", "Models", "Calibration", "Quantization", "Jobs",
+                "Tensor", "ModelIO", "Tokenizers", "Models", "Calibration", "Quantization", "Jobs", "Coordinator", "Worker",
+                "Client", "KilnProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -54,7 +65,10 @@ let package = Package(
         .testTarget(name: "JobsTests", dependencies: ["Jobs", "TestSupport"], swiftSettings: fast),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ", "TestSupport"], swiftSettings: fast),
         .testTarget(name: "KilnProtocolTests", dependencies: ["KilnProtocol", "TestSupport"], swiftSettings: fast),
+        .testTarget(name: "ClusterTests", dependencies: ["Coordinator", "Worker", "TestSupport"], swiftSettings: fast),
         .testTarget(name: "KilnCLITests", dependencies: ["TestSupport"], swiftSettings: fast),
+        .testTarget(name: "ClientTests", dependencies: ["Client", "TestSupport"], swiftSettings: fast),
+        .testTarget(name: "ClusterCLITests", dependencies: ["TestSupport"], swiftSettings: fast),
     ],
     swiftLanguageModes: [.v5]
 )

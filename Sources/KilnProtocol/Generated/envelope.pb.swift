@@ -135,6 +135,14 @@ public nonisolated struct Kiln_V1_Envelope: Sendable {
     set {body = .credit(newValue)}
   }
 
+  public var taskResultAck: Kiln_V1_TaskResultAck {
+    get {
+      if case .taskResultAck(let v)? = body {return v}
+      return Kiln_V1_TaskResultAck()
+    }
+    set {body = .taskResultAck(newValue)}
+  }
+
   /// any direction
   public var error: Kiln_V1_Error {
     get {
@@ -249,6 +257,7 @@ public nonisolated struct Kiln_V1_Envelope: Sendable {
     case rangeFetchResponse(Kiln_V1_RangeFetchResponse)
     case tensorChunk(Kiln_V1_TensorChunk)
     case credit(Kiln_V1_Credit)
+    case taskResultAck(Kiln_V1_TaskResultAck)
     /// any direction
     case error(Kiln_V1_Error)
     /// client <-> coordinator
@@ -275,7 +284,7 @@ fileprivate nonisolated let _protobuf_package = "kiln.v1"
 
 nonisolated extension Kiln_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Envelope"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}correlation_id\0\u{1}tensors\0\u{4}\u{7}worker_hello\0\u{3}worker_welcome\0\u{1}heartbeat\0\u{3}worker_goodbye\0\u{3}task_assignment\0\u{3}task_progress\0\u{3}task_result\0\u{3}task_cancel\0\u{3}range_fetch_request\0\u{3}range_fetch_response\0\u{3}tensor_chunk\0\u{1}credit\0\u{1}error\0\u{4}\u{8}submit_request\0\u{3}submit_response\0\u{3}status_request\0\u{3}status_response\0\u{3}cancel_request\0\u{3}cancel_response\0\u{3}list_workers_request\0\u{3}list_workers_response\0\u{3}snapshot_request\0\u{3}snapshot_response\0\u{3}progress_update\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}correlation_id\0\u{1}tensors\0\u{4}\u{7}worker_hello\0\u{3}worker_welcome\0\u{1}heartbeat\0\u{3}worker_goodbye\0\u{3}task_assignment\0\u{3}task_progress\0\u{3}task_result\0\u{3}task_cancel\0\u{3}range_fetch_request\0\u{3}range_fetch_response\0\u{3}tensor_chunk\0\u{1}credit\0\u{1}error\0\u{3}task_result_ack\0\u{4}\u{7}submit_request\0\u{3}submit_response\0\u{3}status_request\0\u{3}status_response\0\u{3}cancel_request\0\u{3}cancel_response\0\u{3}list_workers_request\0\u{3}list_workers_response\0\u{3}snapshot_request\0\u{3}snapshot_response\0\u{3}progress_update\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -453,6 +462,19 @@ nonisolated extension Kiln_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf._Me
         if let v = v {
           if hadOneofValue {try decoder.handleConflictingOneOf()}
           self.body = .error(v)
+        }
+      }()
+      case 23: try {
+        var v: Kiln_V1_TaskResultAck?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .taskResultAck(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .taskResultAck(v)
         }
       }()
       case 30: try {
@@ -669,6 +691,10 @@ nonisolated extension Kiln_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf._Me
     case .error?: try {
       guard case .error(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 22)
+    }()
+    case .taskResultAck?: try {
+      guard case .taskResultAck(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 23)
     }()
     case .submitRequest?: try {
       guard case .submitRequest(let v)? = self.body else { preconditionFailure() }

@@ -538,6 +538,13 @@ public nonisolated struct Kiln_V1_JobSpec: @unchecked Sendable {
     set {_uniqueStorage()._dampPercent = newValue}
   }
 
+  /// Kiln's own JobSpec as JSON (every option of `kiln run`, e.g. shard size and
+  /// sampler). When set, the coordinator uses it and ignores the fields above.
+  public var specJson: String {
+    get {_storage._specJson}
+    set {_uniqueStorage()._specJson = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -829,7 +836,7 @@ nonisolated extension Kiln_V1_EvalSpec: SwiftProtobuf.Message, SwiftProtobuf._Me
 
 nonisolated extension Kiln_V1_JobSpec: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".JobSpec"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{3}model_path\0\u{3}model_sha256\0\u{3}model_size\0\u{1}calibration\0\u{1}method\0\u{1}bits\0\u{3}group_size\0\u{1}symmetric\0\u{3}act_order\0\u{1}mode\0\u{1}format\0\u{3}output_path\0\u{1}eval\0\u{3}damp_percent\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{3}model_path\0\u{3}model_sha256\0\u{3}model_size\0\u{1}calibration\0\u{1}method\0\u{1}bits\0\u{3}group_size\0\u{1}symmetric\0\u{3}act_order\0\u{1}mode\0\u{1}format\0\u{3}output_path\0\u{1}eval\0\u{3}damp_percent\0\u{3}spec_json\0")
 
   fileprivate class _StorageClass {
     var _name: String = String()
@@ -847,6 +854,7 @@ nonisolated extension Kiln_V1_JobSpec: SwiftProtobuf.Message, SwiftProtobuf._Mes
     var _outputPath: String = String()
     var _eval: Kiln_V1_EvalSpec? = nil
     var _dampPercent: Float = 0
+    var _specJson: String = String()
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -872,6 +880,7 @@ nonisolated extension Kiln_V1_JobSpec: SwiftProtobuf.Message, SwiftProtobuf._Mes
       _outputPath = source._outputPath
       _eval = source._eval
       _dampPercent = source._dampPercent
+      _specJson = source._specJson
     }
   }
 
@@ -905,6 +914,7 @@ nonisolated extension Kiln_V1_JobSpec: SwiftProtobuf.Message, SwiftProtobuf._Mes
         case 13: try { try decoder.decodeSingularStringField(value: &_storage._outputPath) }()
         case 14: try { try decoder.decodeSingularMessageField(value: &_storage._eval) }()
         case 15: try { try decoder.decodeSingularFloatField(value: &_storage._dampPercent) }()
+        case 16: try { try decoder.decodeSingularStringField(value: &_storage._specJson) }()
         default: break
         }
       }
@@ -962,6 +972,9 @@ nonisolated extension Kiln_V1_JobSpec: SwiftProtobuf.Message, SwiftProtobuf._Mes
       if _storage._dampPercent.bitPattern != 0 {
         try visitor.visitSingularFloatField(value: _storage._dampPercent, fieldNumber: 15)
       }
+      if !_storage._specJson.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._specJson, fieldNumber: 16)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -986,6 +999,7 @@ nonisolated extension Kiln_V1_JobSpec: SwiftProtobuf.Message, SwiftProtobuf._Mes
         if _storage._outputPath != rhs_storage._outputPath {return false}
         if _storage._eval != rhs_storage._eval {return false}
         if _storage._dampPercent != rhs_storage._dampPercent {return false}
+        if _storage._specJson != rhs_storage._specJson {return false}
         return true
       }
       if !storagesAreEqual {return false}

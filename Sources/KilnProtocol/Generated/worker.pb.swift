@@ -466,6 +466,13 @@ public nonisolated struct Kiln_V1_TaskAssignment: @unchecked Sendable {
     set {_uniqueStorage()._inputs = newValue}
   }
 
+  /// Kiln's JobSpec as JSON (every option of `kiln run`): each worker builds the
+  /// same job context from it, so a task's result never depends on the worker.
+  public var jobSpecJson: String {
+    get {_storage._jobSpecJson}
+    set {_uniqueStorage()._jobSpecJson = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -542,6 +549,37 @@ public nonisolated struct Kiln_V1_TaskResult: Sendable {
   public mutating func clearError() {self._error = nil}
 
   public var elapsedMs: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _error: Kiln_V1_Error? = nil
+}
+
+/// Coordinator -> worker: the result of (task_id, attempt) is durable (file
+/// fsynced and recorded in the job store); the worker may forget it. A worker
+/// resends unacknowledged results after reconnecting.
+public nonisolated struct Kiln_V1_TaskResultAck: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var taskID: String = String()
+
+  public var attempt: UInt32 = 0
+
+  /// False if the result was rejected (see error); the worker does not resend it.
+  public var accepted: Bool = false
+
+  public var error: Kiln_V1_Error {
+    get {_error ?? Kiln_V1_Error()}
+    set {_error = newValue}
+  }
+  /// Returns true if `error` has been explicitly set.
+  public var hasError: Bool {self._error != nil}
+  /// Clears the value of `error`. Subsequent reads from it will return its default value.
+  public mutating func clearError() {self._error = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1078,7 +1116,7 @@ nonisolated extension Kiln_V1_InputRef: SwiftProtobuf.Message, SwiftProtobuf._Me
 
 nonisolated extension Kiln_V1_TaskAssignment: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TaskAssignment"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_id\0\u{1}attempt\0\u{3}job_id\0\u{1}kind\0\u{1}block\0\u{1}shard\0\u{3}shard_count\0\u{3}linear_group\0\u{1}recipe\0\u{1}model\0\u{1}calibration\0\u{1}inputs\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_id\0\u{1}attempt\0\u{3}job_id\0\u{1}kind\0\u{1}block\0\u{1}shard\0\u{3}shard_count\0\u{3}linear_group\0\u{1}recipe\0\u{1}model\0\u{1}calibration\0\u{1}inputs\0\u{3}job_spec_json\0")
 
   fileprivate class _StorageClass {
     var _taskID: String = String()
@@ -1093,6 +1131,7 @@ nonisolated extension Kiln_V1_TaskAssignment: SwiftProtobuf.Message, SwiftProtob
     var _model: Kiln_V1_ModelLocation? = nil
     var _calibration: Kiln_V1_CalibrationSpec? = nil
     var _inputs: [Kiln_V1_InputRef] = []
+    var _jobSpecJson: String = String()
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1115,6 +1154,7 @@ nonisolated extension Kiln_V1_TaskAssignment: SwiftProtobuf.Message, SwiftProtob
       _model = source._model
       _calibration = source._calibration
       _inputs = source._inputs
+      _jobSpecJson = source._jobSpecJson
     }
   }
 
@@ -1145,6 +1185,7 @@ nonisolated extension Kiln_V1_TaskAssignment: SwiftProtobuf.Message, SwiftProtob
         case 10: try { try decoder.decodeSingularMessageField(value: &_storage._model) }()
         case 11: try { try decoder.decodeSingularMessageField(value: &_storage._calibration) }()
         case 12: try { try decoder.decodeRepeatedMessageField(value: &_storage._inputs) }()
+        case 13: try { try decoder.decodeSingularStringField(value: &_storage._jobSpecJson) }()
         default: break
         }
       }
@@ -1193,6 +1234,9 @@ nonisolated extension Kiln_V1_TaskAssignment: SwiftProtobuf.Message, SwiftProtob
       if !_storage._inputs.isEmpty {
         try visitor.visitRepeatedMessageField(value: _storage._inputs, fieldNumber: 12)
       }
+      if !_storage._jobSpecJson.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._jobSpecJson, fieldNumber: 13)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1214,6 +1258,7 @@ nonisolated extension Kiln_V1_TaskAssignment: SwiftProtobuf.Message, SwiftProtob
         if _storage._model != rhs_storage._model {return false}
         if _storage._calibration != rhs_storage._calibration {return false}
         if _storage._inputs != rhs_storage._inputs {return false}
+        if _storage._jobSpecJson != rhs_storage._jobSpecJson {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -1377,6 +1422,55 @@ nonisolated extension Kiln_V1_TaskResult: SwiftProtobuf.Message, SwiftProtobuf._
     if lhs.metrics != rhs.metrics {return false}
     if lhs._error != rhs._error {return false}
     if lhs.elapsedMs != rhs.elapsedMs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Kiln_V1_TaskResultAck: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TaskResultAck"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_id\0\u{1}attempt\0\u{1}accepted\0\u{1}error\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.taskID) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.attempt) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.accepted) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._error) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.taskID.isEmpty {
+      try visitor.visitSingularStringField(value: self.taskID, fieldNumber: 1)
+    }
+    if self.attempt != 0 {
+      try visitor.visitSingularUInt32Field(value: self.attempt, fieldNumber: 2)
+    }
+    if self.accepted != false {
+      try visitor.visitSingularBoolField(value: self.accepted, fieldNumber: 3)
+    }
+    try { if let v = self._error {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Kiln_V1_TaskResultAck, rhs: Kiln_V1_TaskResultAck) -> Bool {
+    if lhs.taskID != rhs.taskID {return false}
+    if lhs.attempt != rhs.attempt {return false}
+    if lhs.accepted != rhs.accepted {return false}
+    if lhs._error != rhs._error {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,34 @@
+import Foundation
+import ZeroMQ
+
+/// CurveZMQ settings of a client socket: the coordinator's public key and this
+/// client's key pair (which the coordinator's allow-list must hold).
+public struct ClientSecurity: Sendable, Equatable {
+    public var serverPublicKey: String
+    public var keys: ZMQCurveKeyPair
+
+    public init(serverPublicKey: String, keys: ZMQCurveKeyPair) {
+        self.serverPublicKey = serverPublicKey
+        self.keys = keys
+    }
+
+    /// From Z85 strings; without a secret key a fresh pair is made (enough for a
+    /// coordinator that accepts any client that knows its key).
+    public init(serverPublicKey: String, secretKey: String?) throws {
+        guard serverPublicKey.utf8.count == 40 else {
+            throw ClientError.badKey("the coordinator's CURVE public key must be 40 Z85 characters (got \(serverPublicKey.utf8.count))")
+        }
+        let keys: ZMQCurveKeyPair
+        do {
+            keys = try secretKey.map { try ZMQCurveKeyPair(secretKey: $0) } ?? ZMQCurveKeyPair.generate()
+        } catch {
+            throw ClientError.badKey("the client's CURVE secret key is not usable: \(error)")
+        }
+        self.init(serverPublicKey: serverPublicKey, keys: keys)
+    }
+
+    /// Applies the options; must run before connect.
+    func apply(to socket: ZMQSocket) throws {
+        try socket.set([.curveServerKey(serverPublicKey), .curvePublicKey(keys.publicKey), .curveSecretKey(keys.secretKey)])
+    }
+}

@@ -1,0 +1,193 @@
+import Foundation
+import Jobs
+import KilnProtocol
+import Logging
+import ZeroMQ
+
+// Client requests on the ROUTER (a client connects a DEALER): submit, status, cancel,
+// workers, snapshot. Progress goes out on the PUB socket with the job id as topic;
+// a watcher subscribes, then asks for a snapshot, then applies updates with a
+// greater sequence (the Clone pattern).
+
+extension Coordinator {
+    func errorReply(_ routing: Data, _ code: Kiln_V1_ErrorCode, field: String, _ message: String, correlation: String) {
+        var e = Kiln_V1_Error()
+        e.code = code; e.field = field; e.message = message
+        reply(routing, Message(.error(e), correlationID: correlation))
+    }
+
+    func onSubmit(_ routing: Data, _ r: Kiln_V1_SubmitRequest, _ cid: String) {
+        if !r.clientToken.isEmpty, let existing = clientTokens[r.clientToken], let run = jobs[existing] {
+            var resp = Kiln_V1_SubmitResponse()
+            resp.jobID = existing
+            resp.status = status(run)
+            reply(routing, Message(.submitResponse(resp), correlationID: cid))
+            return
+        }
+        do {
+            let spec = try SpecConversion.fromProto(r.spec)
+            let run = try submit(spec, clientToken: r.clientToken)
+            var resp = Kiln_V1_SubmitResponse()
+            resp.jobID = run.id
+            resp.status = status(run)
+            reply(routing, Message(.submitResponse(resp), correlationID: cid))
+        } catch {
+            log.warning("submit rejected: \(error)")
+            errorReply(routing, .invalidField, field: "submit_request.spec", "\(error)", correlation: cid)
+        }
+    }
+
+    /// Validates a job (options, files, the model's header), plans its task graph,
+    /// stores it and queues it.
+    func submit(_ spec: JobSpec, clientToken: String = "") throws -> JobRun {
+        try spec.validate()
+        let view = try spec.openModelView()
+        let blocks = spec.blockCount(view)
+        let now = Self.nowMs()
+        let id = "job-" + String(UInt64(now), radix: 36) + "-" + String(UInt32.random(in: 0...UInt32.max), radix: 36)
+        let run = JobRun(id: id, spec: spec, blocks: blocks, state: .queued, submittedMs: now)
+        try store.insertJob(StoredJob(id: id, spec: spec, state: "queued", error: "", clientToken: clientToken,
+                                      submittedMs: now, finishedMs: 0), tasks: run.graph.tasks)
+        jobs[id] = run
+        jobOrder.append(id)
+        if !clientToken.isEmpty { clientTokens[clientToken] = id }
+        log.info("job submitted", metadata: ["job": "\(id)", "blocks": "\(blocks)", "shards": "\(run.graph.shards)",
+                                             "tasks": "\(run.graph.tasks.count)", "mode": "\(spec.mode.rawValue)"])
+        publishState(run)
+        return run
+    }
+
+    /// Submits from any thread (the embedded `kiln run`): runs on the loop, which must be running.
+    public func submitJob(_ spec: JobSpec) throws -> String {
+        let done = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var outcome: Result<String, Error> = .failure(CoordinatorError("coordinator stopped"))
+        post { [self] in
+            outcome = Result { try self.submit(spec).id }
+            done.signal()
+        }
+        done.wait()
+        return try outcome.get()
+    }
+
+    /// A job's state, read on the loop thread: (state, error).
+    public func jobState(_ id: String) -> (state: Kiln_V1_JobState, error: String)? {
+        let done = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var out: (Kiln_V1_JobState, String)?
+        post { [self] in
+            if let r = self.jobs[id] { out = (r.state, r.error) }
+            done.signal()
+        }
+        done.wait()
+        return out
+    }
+
+    func onStatus(_ routing: Data, _ r: Kiln_V1_StatusRequest, _ cid: String) {
+        guard let run = jobs[r.jobID] else {
+            return errorReply(routing, .unknownJob, field: "status_request.job_id", "no job '\(r.jobID)'", correlation: cid)
+        }
+        var resp = Kiln_V1_StatusResponse()
+        resp.status = status(run)
+        reply(routing, Message(.statusResponse(resp), correlationID: cid))
+    }
+
+    func onCancel(_ routing: Data, _ r: Kiln_V1_CancelRequest, _ cid: String) {
+        guard let run = jobs[r.jobID] else {
+            return errorReply(routing, .unknownJob, field: "cancel_request.job_id", "no job '\(r.jobID)'", correlation: cid)
+        }
+        if !run.isTerminal && !run.writing {
+            run.state = .cancelled
+            run.error = r.reason.isEmpty ? "cancelled" : "cancelled: \(r.reason)"
+            run.finishedMs = Self.nowMs()
+            try? store.setJobState(run.id, state: "cancelled", error: run.error, finishedMs: run.finishedMs)
+            cancelRunning(run, reason: run.error)
+            publishState(run)
+            log.info("job cancelled", metadata: ["job": "\(run.id)"])
+        }
+        var resp = Kiln_V1_CancelResponse()
+        resp.jobID = run.id
+        resp.state = run.state
+        reply(routing, Message(.cancelResponse(resp), correlationID: cid))
+    }
+
+    func onListWorkers(_ routing: Data, _ cid: String) {
+        var resp = Kiln_V1_ListWorkersResponse()
+        let live = workers.values.sorted { ($0.connectedMs, $0.id) < ($1.connectedMs, $1.id) }
+        let lost = lostWorkers.values.sorted { $0.id < $1.id }
+        for w in live + lost {
+            var i = Kiln_V1_WorkerInfo()
+            i.workerID = w.id
+            i.capacity = w.capacity
+            i.state = w.lost ? .lost : (w.task == nil ? .idle : .busy)
+            if let t = w.task { i.runningTaskIds = [t.task.wireName] }
+            i.connectedUnixMs = w.connectedMs
+            i.lastHeartbeatUnixMs = w.lastSeenMs
+            i.tasksDone = w.tasksDone
+            i.hostname = w.hostname
+            resp.workers.append(i)
+        }
+        reply(routing, Message(.listWorkersResponse(resp), correlationID: cid))
+    }
+
+    func onSnapshot(_ routing: Data, _ r: Kiln_V1_SnapshotRequest, _ cid: String) {
+        var resp = Kiln_V1_SnapshotResponse()
+        resp.sequence = sequence
+        if r.jobID.isEmpty {
+            resp.jobs = jobOrder.compactMap { jobs[$0] }.map(status)
+        } else if let run = jobs[r.jobID] {
+            resp.jobs = [status(run)]
+        } else {
+            return errorReply(routing, .unknownJob, field: "snapshot_request.job_id", "no job '\(r.jobID)'", correlation: cid)
+        }
+        reply(routing, Message(.snapshotResponse(resp), correlationID: cid))
+    }
+
+    /// The whole state of a job: one ModuleProgress per (block, phase).
+    func status(_ run: JobRun) -> Kiln_V1_JobStatus {
+        var s = Kiln_V1_JobStatus()
+        s.jobID = run.id
+        s.state = run.state
+        s.spec = (try? SpecConversion.toProto(run.spec)) ?? Kiln_V1_JobSpec()
+        s.blocksTotal = UInt32(run.graph.blocks)
+        s.blocksDone = UInt32(run.blocksDone)
+        s.submittedUnixMs = run.submittedMs
+        s.elapsedMs = UInt64(max(0, (run.finishedMs > 0 ? run.finishedMs : Self.nowMs()) - run.submittedMs))
+        if !run.error.isEmpty {
+            var e = Kiln_V1_Error()
+            e.code = run.state == .cancelled ? .cancelled : .taskFailed
+            e.message = run.error
+            s.error = e
+        }
+        let now = Self.nowMs()
+        for b in 0..<run.graph.blocks {
+            for ph in [Kiln_V1_Phase.collect, .merge, .reconstruct, .propagate] {
+                guard let p = run.phases[b]?[ph] else { continue }
+                var m = Kiln_V1_ModuleProgress()
+                m.block = UInt32(b); m.phase = ph
+                m.done = UInt32(p.done); m.total = UInt32(p.total)
+                m.workerID = p.worker; m.error = p.error
+                m.startedUnixMs = p.startedMs
+                if p.startedMs > 0 { m.elapsedMs = UInt64(max(0, (p.finishedMs > 0 ? p.finishedMs : now) - p.startedMs)) }
+                s.modules.append(m)
+            }
+        }
+        return s
+    }
+
+    /// Publishes one update (topic = job id) and counts it in the global sequence.
+    func publish(_ run: JobRun, module: Kiln_V1_ModuleProgress? = nil, full: Bool = false) {
+        sequence += 1
+        var u = Kiln_V1_ProgressUpdate()
+        u.sequence = sequence
+        u.jobID = run.id
+        u.state = run.state
+        if let module { u.module = module }
+        if full { u.status = status(run) }
+        do {
+            _ = try pub.send(Message(.progressUpdate(u)), prefix: [Data(run.id.utf8)], dontWait: true, limits: config.limits)
+        } catch {
+            log.warning("progress publish failed: \(error)")
+        }
+    }
+
+    func publishState(_ run: JobRun) { publish(run, full: true) }
+}

@@ -1,0 +1,194 @@
+import Foundation
+import Jobs
+import KilnProtocol
+import Logging
+import ZeroMQ
+
+extension Coordinator {
+    func onHello(_ routing: Data, _ h: Kiln_V1_WorkerHello) {
+        guard h.protocolVersion == KilnWire.version else {
+            var e = Kiln_V1_Error()
+            e.code = .versionMismatch; e.field = "worker_hello.protocol_version"
+            e.message = "worker speaks protocol version \(h.protocolVersion.rawValue), coordinator \(KilnWire.version.rawValue)"
+            log.warning("\(e.message)", metadata: ["worker": "\(h.workerID)"])
+            reply(routing, Message(.error(e)))
+            return
+        }
+        guard !h.workerID.isEmpty, h.workerID.utf8.count <= 256 else {
+            var e = Kiln_V1_Error()
+            e.code = .invalidField; e.field = "worker_hello.worker_id"; e.message = "worker_id must be 1...256 bytes"
+            reply(routing, Message(.error(e)))
+            return
+        }
+        let now = Self.nowMs()
+        // A worker that reconnects (new connection, same id): its old session's work is void.
+        for old in workers.values where old.id == h.workerID && old.routing != routing {
+            dropWorker(old, reason: "reconnected")
+        }
+        if let existing = workers[routing], existing.id == h.workerID {
+            existing.capacity = h.capacity
+            existing.lastSeenMs = now
+            if let t = existing.task { requeue(t.job, t.task, attempt: t.attempt, outcome: "worker said hello again") }
+            existing.task = nil
+        } else {
+            if let existing = workers[routing] { dropWorker(existing, reason: "routing id reused") }
+            workers[routing] = WorkerSession(routing: routing, id: h.workerID, capacity: h.capacity, hostname: h.hostname, nowMs: now)
+        }
+        lostWorkers[h.workerID] = nil
+        var w = Kiln_V1_WorkerWelcome()
+        w.workerID = h.workerID
+        w.heartbeatIntervalMs = config.heartbeatIntervalMs
+        w.heartbeatLiveness = config.heartbeatLiveness
+        w.maxFrameBytes = UInt64(config.limits.maxFrameBytes)
+        w.chunkSize = 8 << 20
+        w.maxChunksInFlight = 4
+        reply(routing, Message(.workerWelcome(w)))
+        workers[routing]?.lastSentMs = now
+        log.info("worker joined", metadata: ["worker": "\(h.workerID)", "threads": "\(h.capacity.threads)",
+                                             "cpu": "\(h.capacity.cpuKind)", "host": "\(h.hostname)"])
+    }
+
+    func onHeartbeat(_ routing: Data) {
+        guard workers[routing] != nil else {
+            // A worker we dropped (or from before a restart): it must say hello again.
+            var e = Kiln_V1_Error()
+            e.code = .unknownTask; e.field = "heartbeat"; e.message = "unknown worker: send worker_hello"
+            reply(routing, Message(.error(e)))
+            return
+        }
+    }
+
+    func onGoodbye(_ routing: Data, _ g: Kiln_V1_WorkerGoodbye) {
+        guard let w = workers[routing] else { return }
+        dropWorker(w, reason: "goodbye: \(g.reason)")
+    }
+
+    /// Drops a worker: its running task goes back to the queue and the shards it held
+    /// lose their owner, so the next owner rebuilds them by lineage.
+    func dropWorker(_ w: WorkerSession, reason: String) {
+        log.warning("worker dropped", metadata: ["worker": "\(w.id)", "reason": "\(reason)"])
+        workers[w.routing] = nil
+        w.lost = true
+        lostWorkers[w.id] = w
+        if let t = w.task { requeue(t.job, t.task, attempt: t.attempt, outcome: "lost: \(reason)") }
+        w.task = nil
+        for run in jobs.values {
+            for (s, owner) in run.shardOwner where owner == w.id { run.shardOwner[s] = nil }
+        }
+    }
+
+    func requeue(_ job: String, _ t: TaskID, attempt: Int, outcome: String) {
+        guard let run = jobs[job], let r = run.running[t], r.attempt == attempt else { return }
+        run.running[t] = nil
+        try? store.endAttempt(job: job, task: t, attempt: attempt, outcome: outcome, nowMs: Self.nowMs())
+    }
+
+    func onProgress(_ routing: Data, _ p: Kiln_V1_TaskProgress) {
+        guard let w = workers[routing], let cur = w.task, cur.task.wireName == p.taskID,
+              let run = jobs[cur.job] else { return }
+        var m = Kiln_V1_ModuleProgress()
+        m.block = UInt32(cur.task.block)
+        m.module = p.stage
+        m.phase = JobRun.phase(cur.task)
+        m.done = p.done
+        m.total = p.total
+        m.workerID = w.id
+        publish(run, module: m)
+    }
+
+    func onResult(_ routing: Data, _ r: Kiln_V1_TaskResult, _ message: Message) {
+        guard let w = workers[routing] else {
+            log.warning("result from an unknown peer dropped", metadata: ["task": "\(r.taskID)"])
+            return
+        }
+        var ack = Kiln_V1_TaskResultAck()
+        ack.taskID = r.taskID
+        ack.attempt = r.attempt
+        func reject(_ why: String, field: String) {
+            log.warning("result rejected: \(why)", metadata: ["worker": "\(w.id)", "task": "\(r.taskID)"])
+            ack.accepted = false
+            var e = Kiln_V1_Error(); e.code = .invalidField; e.field = field; e.message = why
+            ack.error = e
+            reply(routing, Message(.taskResultAck(ack)))
+        }
+        guard let t = TaskID(wireName: r.taskID) else { return reject("unknown task id '\(r.taskID)'", field: "task_result.task_id") }
+        // The job is the one the worker was given; results resent after a reconnect name it in the frame.
+        let jobID = w.task?.task == t ? w.task!.job : (message.tensors.first?.header.name.split(separator: ":").last.map(String.init) ?? "")
+        guard let run = jobs[jobID] else { return reject("no job '\(jobID)' for task \(r.taskID)", field: "task_result.outputs[0].name") }
+        if w.task?.task == t { w.task = nil }
+        let now = Self.nowMs()
+
+        guard r.status == .ok else {
+            let retryable = r.status == .retryable
+            log.warning("task failed", metadata: ["worker": "\(w.id)", "task": "\(r.taskID)", "error": "\(r.error.message)"])
+            if run.running[t]?.attempt == Int(r.attempt) {
+                run.running[t] = nil
+                try? store.endAttempt(job: run.id, task: t, attempt: Int(r.attempt), outcome: "failed: \(r.error.message)", nowMs: now)
+            }
+            if r.error.code == .invalidField && r.error.field == "activations", let s = t.shard {
+                run.shardOwner[s] = nil  // the worker lost them: next assignment carries lineage
+            } else {
+                run.failures[t, default: 0] += 1
+                if !retryable || run.failures[t]! >= config.maxAttempts {
+                    failJob(run, "\(t) failed on \(w.id): \(r.error.message)")
+                }
+            }
+            ack.accepted = true
+            reply(routing, Message(.taskResultAck(ack)))
+            return
+        }
+        if run.done.contains(t) || run.isTerminal {
+            ack.accepted = true  // already durable (a duplicate or late result): nothing to do
+            reply(routing, Message(.taskResultAck(ack)))
+            if run.running[t]?.worker == w.id { run.running[t] = nil }
+            return
+        }
+        guard message.tensors.count == 1, message.tensors[0].header.dtype == .u8 else {
+            return reject("a result carries exactly one U8 payload frame", field: "task_result.outputs")
+        }
+        let payload = message.tensors[0].bytes  // checksum verified by Message.decode
+        countReceived(t.kindName, payload.count)
+        let output: ClusterTaskOutput
+        do { output = try ClusterCodec.decode(ClusterTaskOutput.self, from: payload) } catch {
+            return reject("payload does not decode: \(error)", field: "frames[1]")
+        }
+        guard output.taskID == t else { return reject("payload is for \(output.taskID), not \(t)", field: "frames[1]") }
+        do {
+            try validate(output, run: run)
+            // Durable before acknowledged: file fsynced, then recorded in one transaction.
+            let (url, sum) = try files.write(payload, job: run.id, task: t)
+            try store.recordResult(job: run.id, StoredResult(task: t, path: url.path, checksum: sum, bytes: payload.count, worker: w.id),
+                                   attempt: Int(r.attempt), nowMs: now)
+        } catch {
+            return reject("\(error)", field: "frames[1]")
+        }
+        ack.accepted = true
+        reply(routing, Message(.taskResultAck(ack)))
+        w.tasksDone += 1
+        var err = 0.0
+        if case let .reconstruct(rr) = output { err = rr.linears.map(\.relativeError).max() ?? 0 }
+        if let s = t.shard { run.shardOwner[s] = w.id }
+        completed(run, t, worker: w.id, error: err)
+    }
+
+    /// Checks a decoded result against what the job expects before accepting it.
+    func validate(_ o: ClusterTaskOutput, run: JobRun) throws {
+        switch o {
+        case let .collect(c):
+            guard c.statistics.count == run.graph.groups else {
+                throw CoordinatorError("collect result has \(c.statistics.count) groups, expected \(run.graph.groups)")
+            }
+        case let .reconstruct(r):
+            guard r.group < Tasks.groups.count, r.linears.map(\.linear) == Tasks.groups[r.group] else {
+                throw CoordinatorError("reconstruct result linears \(r.linears.map(\.linear)) do not match group \(r.group)")
+            }
+            for l in r.linears {
+                guard l.codes.count == l.rows * l.columns, l.parameters.count == l.rows * l.groupCount, l.groupIndex.count == l.columns else {
+                    throw CoordinatorError("\(l.tensor): codes/parameters/group index sizes disagree with \(l.rows)x\(l.columns)")
+                }
+            }
+        case .propagate, .merge:
+            break
+        }
+    }
+}

@@ -1,0 +1,252 @@
+import Foundation
+import Jobs
+import KilnProtocol
+import Logging
+import ZeroMQ
+
+/// A connected worker as the coordinator sees it.
+final class WorkerSession {
+    let routing: Data
+    let id: String
+    var capacity: Kiln_V1_WorkerCapacity
+    var hostname: String
+    let connectedMs: Int64
+    var lastSeenMs: Int64
+    var lastSentMs: Int64 = 0
+    var task: (job: String, task: TaskID, attempt: Int)?
+    var tasksDone: UInt64 = 0
+    var lost = false
+    var heartbeatSequence: UInt64 = 0
+
+    init(routing: Data, id: String, capacity: Kiln_V1_WorkerCapacity, hostname: String, nowMs: Int64) {
+        self.routing = routing; self.id = id; self.capacity = capacity; self.hostname = hostname
+        connectedMs = nowMs; lastSeenMs = nowMs
+    }
+}
+
+/// Bytes sent to workers per task kind (and received back), for the benchmark figures.
+public struct TrafficCounters: Sendable {
+    public var sent: [String: Int] = [:]
+    public var received: [String: Int] = [:]
+}
+
+/// The coordinator: one ROUTER for workers and clients, one PUB for progress, a job
+/// store, the scheduler and the merger/writer. Its sockets are used only by the loop
+/// thread (ZeroMQ's rule); heavy work (merges, the writer) runs on a serial queue and
+/// hands its outcome back to the loop through `inbox`.
+public final class Coordinator: @unchecked Sendable {
+    public let config: CoordinatorConfig
+    let context: ZMQContext
+    var log: Logger
+    let router: ZMQSocket
+    let pub: ZMQSocket
+    let store: JobStore
+    let files: ResultFiles
+    let zap: ZAPAuthenticator?
+    /// Actual endpoints after binding (a port of * resolved).
+    public let endpoints: (listen: String, publish: String)
+
+    var jobs: [String: JobRun] = [:]
+    var jobOrder: [String] = []
+    var workers: [Data: WorkerSession] = [:]
+    var lostWorkers: [String: WorkerSession] = [:]
+    var sequence: UInt64 = 0
+    /// Submit idempotency: client token -> job id.
+    var clientTokens: [String: String] = [:]
+    /// Tasks found done in the store at start (resumed, not rerun).
+    public internal(set) var resumedTaskCount = 0
+    /// Per-block caches of decoded payloads the scheduler sends (merged statistics,
+    /// quantized linears), dropped when the block no longer needs them.
+    var mergedCache: [String: [Int: MergeResult]] = [:]
+    var quantizedCache: [String: [Int: [QuantizedLinear]]] = [:]
+
+    let work = DispatchQueue(label: "kiln.coordinator.work")
+    private let inboxLock = NSLock()
+    private var inbox: [() -> Void] = []
+    private let stopLock = NSLock()
+    private var stopRequested = false
+    private let stopped = DispatchSemaphore(value: 0)
+    private var loopStarted = false
+
+    private let trafficLock = NSLock()
+    private var _traffic = TrafficCounters()
+    public var traffic: TrafficCounters { trafficLock.withLock { _traffic } }
+    func countSent(_ kind: String, _ n: Int) { trafficLock.withLock { _traffic.sent[kind, default: 0] += n } }
+    func countReceived(_ kind: String, _ n: Int) { trafficLock.withLock { _traffic.received[kind, default: 0] += n } }
+
+    /// In-process observer (the embedded `kiln run` progress): called on the loop thread.
+    public var onEvent: ((String, JobEvent) -> Void)?
+
+    public init(config: CoordinatorConfig, context: ZMQContext = .shared,
+                logger: Logger = Logger(label: "kiln.coordinator")) throws {
+        self.config = config
+        self.context = context
+        self.log = logger
+        let secured = config.curveSecretKey != nil
+        try EndpointPolicy.check(config.listen, secured: secured, insecure: config.insecure, flag: "--listen")
+        let publish = try config.publish ?? EndpointPolicy.defaultPublish(for: config.listen)
+        try EndpointPolicy.check(publish, secured: secured, insecure: config.insecure, flag: "--publish")
+
+        try FileManager.default.createDirectory(at: config.dataDir, withIntermediateDirectories: true)
+        store = try JobStore(path: config.dataDir.appendingPathComponent("kiln.sqlite").path)
+        files = try ResultFiles(dataDir: config.dataDir)
+
+        if config.curveSecretKey != nil {
+            zap = try ZAPAuthenticator(context: context, allowedKeys: config.allowedKeys)
+        } else {
+            zap = nil
+        }
+        router = try context.socket(.router)
+        pub = try context.socket(.pub)
+        var opts: [ZMQOption] = [.linger(0), .maxMessageSize(config.maxMessageBytes), .routerMandatory(false),
+                                 .sendHighWaterMark(0), .receiveHighWaterMark(0)]
+        if let secret = config.curveSecretKey {
+            let pair = try ZMQCurveKeyPair(secretKey: secret)
+            opts += [.curveServer(true), .curveSecretKey(pair.secretKey), .zapDomain("kiln")]
+            try pub.set([.curveServer(true), .curveSecretKey(pair.secretKey), .zapDomain("kiln")])
+        }
+        try router.set(opts)
+        try pub.set([.linger(0), .sendHighWaterMark(100_000)])
+        try router.bind(config.listen)
+        try pub.bind(publish)
+        endpoints = (try router.lastEndpoint, try pub.lastEndpoint)
+        try resumeJobs()
+    }
+
+    deinit {
+        router.close(); pub.close(); zap?.stop()
+    }
+
+    static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+    /// Runs the loop on a new thread.
+    @discardableResult
+    public func start() -> Thread {
+        let t = Thread { [self] in self.run() }
+        t.name = "kiln.coordinator"
+        t.stackSize = 8 << 20
+        t.start()
+        return t
+    }
+
+    /// Asks the loop to stop and waits for it (and for background work) to finish.
+    public func stop() {
+        let wait = stopLock.withLock { () -> Bool in stopRequested = true; return loopStarted }
+        if wait { stopped.wait(); stopped.signal() }  // re-signal: stop() may be called again
+        work.sync {}
+        router.close(); pub.close(); zap?.stop()
+    }
+
+    /// Makes the loop return soon (safe from any thread or a signal handler's queue).
+    public func requestStop() { stopLock.withLock { stopRequested = true } }
+
+    var shouldStop: Bool { stopLock.withLock { stopRequested } }
+
+    func post(_ f: @escaping () -> Void) { inboxLock.withLock { inbox.append(f) } }
+
+    /// The event loop: messages, heartbeats, liveness, scheduling.
+    public func run() {
+        stopLock.withLock { loopStarted = true }
+        defer { stopped.signal() }
+        log.info("coordinator listening", metadata: ["listen": "\(endpoints.listen)", "publish": "\(endpoints.publish)"])
+        while !shouldStop {
+            do {
+                var handled = 0
+                // Drain what is queued (bounded, so timers still run under load).
+                while handled < 256, let frames = try router.receiveMultipart(timeout: handled == 0 ? 20 : 0) {
+                    handled += 1
+                    handle(frames)
+                }
+                let pending = inboxLock.withLock { () -> [() -> Void] in defer { inbox = [] }; return inbox }
+                for f in pending { f() }
+                tick()
+            } catch {
+                log.error("coordinator loop: \(error)")
+                Thread.sleep(forTimeInterval: 0.05)
+            }
+        }
+    }
+
+    /// Decodes one ROUTER message; anything malformed is logged and dropped.
+    func handle(_ frames: [Data]) {
+        guard frames.count >= 2 else {
+            log.warning("dropped a message without envelope", metadata: ["frames": "\(frames.count)"])
+            return
+        }
+        let routing = frames[0]
+        let message: Message
+        do {
+            message = try Message.decode(Array(frames.dropFirst()), limits: config.limits)
+        } catch let e as ProtocolError {
+            log.warning("dropped a bad message: \(e)", metadata: ["peer": "\(peerName(routing))", "field": "\(e.field)"])
+            if let w = workers[routing] { w.lastSeenMs = Self.nowMs() }
+            reply(routing, Message(.error(e.wireError)))
+            return
+        } catch {
+            log.warning("dropped a bad message: \(error)", metadata: ["peer": "\(peerName(routing))"])
+            return
+        }
+        if let w = workers[routing] { w.lastSeenMs = Self.nowMs() }
+        guard let body = message.body else { return }
+        switch body {
+        case .workerHello(let h): onHello(routing, h)
+        case .heartbeat: onHeartbeat(routing)
+        case .workerGoodbye(let g): onGoodbye(routing, g)
+        case .taskResult(let r): onResult(routing, r, message)
+        case .taskProgress(let p): onProgress(routing, p)
+        case .rangeFetchRequest(let r): onRangeFetch(routing, r, message.correlationID)
+        case .submitRequest(let r): onSubmit(routing, r, message.correlationID)
+        case .statusRequest(let r): onStatus(routing, r, message.correlationID)
+        case .cancelRequest(let r): onCancel(routing, r, message.correlationID)
+        case .listWorkersRequest: onListWorkers(routing, message.correlationID)
+        case .snapshotRequest(let r): onSnapshot(routing, r, message.correlationID)
+        case .error(let e):
+            log.warning("peer reported an error: \(e.message)", metadata: ["peer": "\(peerName(routing))", "field": "\(e.field)"])
+        default:
+            log.warning("dropped an unexpected message kind", metadata: ["peer": "\(peerName(routing))"])
+        }
+    }
+
+    func peerName(_ routing: Data) -> String {
+        if let w = workers[routing] { return w.id }
+        return routing.map { String(format: "%02x", $0) }.joined()
+    }
+
+    @discardableResult
+    func reply(_ routing: Data, _ m: Message) -> Int {
+        do {
+            let frames = try m.encodeForSocket(limits: config.limits)
+            let n = frames.reduce(0) { a, f in
+                if case .copy(let d) = f { return a + d.count }
+                if case .zeroCopy(let b) = f { return a + b.count }
+                return a
+            }
+            // A peer gone away (or a full queue) must never block or kill the loop.
+            _ = try router.send(frames: [.copy(routing)] + frames, dontWait: true)
+            return n
+        } catch {
+            log.warning("could not send to \(peerName(routing)): \(error)")
+            return 0
+        }
+    }
+
+    /// Periodic work: heartbeats to workers, liveness, scheduling.
+    func tick() {
+        let now = Self.nowMs()
+        for w in Array(workers.values) {
+            if now - w.lastSeenMs > config.livenessMs {
+                dropWorker(w, reason: "silent for \(now - w.lastSeenMs) ms")
+                continue
+            }
+            if now - w.lastSentMs >= Int64(config.heartbeatIntervalMs) {
+                w.heartbeatSequence += 1
+                var hb = Kiln_V1_Heartbeat()
+                hb.sequence = w.heartbeatSequence
+                hb.sentUnixMs = now
+                reply(w.routing, Message(.heartbeat(hb)))
+                w.lastSentMs = now
+            }
+        }
+        schedule()
+    }
+}

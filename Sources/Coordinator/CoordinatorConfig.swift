@@ -1,0 +1,73 @@
+import Foundation
+import KilnProtocol
+
+/// How a coordinator listens, stores and watches its workers.
+public struct CoordinatorConfig: Sendable {
+    /// The ROUTER endpoint serving workers and clients, e.g. tcp://127.0.0.1:5555
+    /// (a port of * picks a free one; see `Coordinator.endpoints`).
+    public var listen: String
+    /// The PUB endpoint for ProgressUpdate; nil: the listen port + 1.
+    public var publish: String?
+    public var dataDir: URL
+    /// Allow binding non-loopback addresses without CURVE.
+    public var insecure = false
+    /// CURVE: the coordinator's secret key (Z85) and the public keys allowed in.
+    public var curveSecretKey: String?
+    public var allowedKeys: Set<String> = []
+    public var heartbeatIntervalMs: UInt32 = 1000
+    /// Missed intervals before a worker is declared lost.
+    public var heartbeatLiveness: UInt32 = 3
+    /// libzmq drops (and disconnects) any inbound message larger than this.
+    public var maxMessageBytes: Int64 = 1 << 30
+    public var limits: FramingLimits = .default
+    /// Attempts of one task before the job fails.
+    public var maxAttempts = 5
+
+    public init(listen: String, publish: String? = nil, dataDir: URL) {
+        self.listen = listen; self.publish = publish; self.dataDir = dataDir
+    }
+
+    var livenessMs: Int64 { Int64(heartbeatIntervalMs) * Int64(heartbeatLiveness) }
+}
+
+public struct CoordinatorError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ d: String) { description = d }
+}
+
+enum EndpointPolicy {
+    /// The host part of tcp://HOST:PORT; nil for other transports.
+    static func tcpHost(_ endpoint: String) -> String? {
+        guard endpoint.hasPrefix("tcp://") else { return nil }
+        let rest = endpoint.dropFirst("tcp://".count)
+        if rest.hasPrefix("[") { return rest.split(separator: "]").first.map { String($0.dropFirst()) } }
+        guard let colon = rest.lastIndex(of: ":") else { return String(rest) }
+        return String(rest[..<colon])
+    }
+
+    static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.") || host == "lo"
+    }
+
+    /// Secure by default: without CURVE only loopback (and in-process) endpoints may be bound.
+    static func check(_ endpoint: String, secured: Bool, insecure: Bool, flag: String) throws {
+        guard let host = tcpHost(endpoint) else {
+            guard endpoint.hasPrefix("inproc://") || endpoint.hasPrefix("ipc://") else {
+                throw CoordinatorError("\(flag) \(endpoint): use tcp://HOST:PORT, ipc:// or inproc://")
+            }
+            return
+        }
+        if secured || insecure || isLoopback(host) { return }
+        throw CoordinatorError("\(flag) \(endpoint): refusing to bind \(host) without CURVE keys, because anyone who can reach it could submit jobs and read model data; bind 127.0.0.1, configure --curve-secret and --allow-keys, or pass --insecure on a trusted network")
+    }
+
+    /// The default publish endpoint: same host, port + 1.
+    static func defaultPublish(for listen: String) throws -> String {
+        guard listen.hasPrefix("tcp://"), let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]) else {
+            if listen.hasPrefix("tcp://"), listen.hasSuffix(":*") { return listen }
+            if listen.hasPrefix("inproc://") || listen.hasPrefix("ipc://") { return listen + "-pub" }
+            throw CoordinatorError("--listen \(listen): cannot derive --publish (expected tcp://HOST:PORT); give --publish")
+        }
+        return String(listen[..<colon]) + ":\(port + 1)"
+    }
+}

@@ -1,0 +1,68 @@
+import Foundation
+import Jobs
+import KilnProtocol
+import Logging
+import Worker
+import ZeroMQ
+
+/// `kiln run --workers N`: a coordinator and N workers in this process over inproc://.
+/// The same Coordinator and Worker as a cluster (sockets, store, durable results,
+/// scheduler), only the transport differs.
+public enum EmbeddedCluster {
+    public struct Outcome: Sendable {
+        public var jobID: String
+        public var report: JobReport
+        public var traffic: TrafficCounters
+        public var seconds: Double
+    }
+
+    public static func run(spec: JobSpec, workers n: Int, threads: Int = 1, dataDir: URL? = nil,
+                           logLevel: Logger.Level = .warning, progress: ((JobEvent) -> Void)? = nil) throws -> Outcome {
+        guard n >= 1 else { throw JobError("--workers \(n) must be at least 1") }
+        try spec.validate()
+        let t0 = Date()
+        var log = Logger(label: "kiln.embedded", factory: { StreamLogHandler.standardError(label: $0) })
+        log.logLevel = logLevel
+        let context = ZMQContext()
+        let tag = UUID().uuidString.prefix(8)
+        let dir = dataDir ?? FileManager.default.temporaryDirectory.appendingPathComponent("kiln-embedded-\(tag)")
+        defer { if dataDir == nil { try? FileManager.default.removeItem(at: dir) } }
+        let config = CoordinatorConfig(listen: "inproc://kiln-\(tag)", publish: "inproc://kiln-\(tag)-pub", dataDir: dir)
+        let coordinator = try Coordinator(config: config, context: context, logger: log)
+        coordinator.onEvent = { _, e in progress?(e) }
+        coordinator.start()
+        let workers = (0..<n).map { i in
+            Worker(config: WorkerConfig(coordinator: config.listen, threads: threads, id: "embedded-\(i + 1)"), context: context, logger: log)
+        }
+        for w in workers { w.start() }
+        defer {
+            for w in workers { w.requestStop() }
+            for w in workers { w.stop() }
+            coordinator.stop()
+        }
+        progress?(.phase("calibrate and reconstruct (\(n) worker\(n == 1 ? "" : "s"))"))
+        let id = try coordinator.submitJob(spec)
+        while true {
+            Thread.sleep(forTimeInterval: 0.05)
+            guard let (state, error) = coordinator.jobState(id) else { throw JobError("job \(id) vanished") }
+            if state == .succeeded { break }
+            if state == .failed || state == .cancelled { throw JobError("job \(id) \(state == .failed ? "failed" : "was cancelled"): \(error)") }
+        }
+        let reconstructions = try coordinator.reconstructions(job: id)
+        let seconds = Date().timeIntervalSince(t0)
+        let report = JobReport.cluster(spec: spec, reconstructions: reconstructions, seconds: seconds,
+                                       notes: ["embedded cluster: \(n) worker\(n == 1 ? "" : "s") over inproc://"])
+        return Outcome(jobID: id, report: report, traffic: coordinator.traffic, seconds: seconds)
+    }
+}
+
+extension Coordinator {
+    /// Every reconstruct result of a job, read back from the durable files.
+    public func reconstructions(job: String) throws -> [ReconstructResult] {
+        try store.results(job: job).compactMap { r -> ReconstructResult? in
+            guard case .reconstruct = r.task else { return nil }
+            guard case let .reconstruct(rr) = try ClusterCodec.decode(ClusterTaskOutput.self, from: try files.read(r)) else { return nil }
+            return rr
+        }.sorted { ($0.block, $0.group) < ($1.block, $1.group) }
+    }
+}

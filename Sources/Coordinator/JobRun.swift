@@ -1,0 +1,118 @@
+import Foundation
+import Jobs
+import KilnProtocol
+
+/// One running task attempt.
+struct RunningTask {
+    var worker: String
+    var attempt: Int
+    var startedMs: Int64
+}
+
+/// Progress of one (block, phase): what `kiln watch` shows per row.
+struct PhaseProgress {
+    var done = 0
+    var total = 0
+    var worker = ""
+    var startedMs: Int64 = 0
+    var finishedMs: Int64 = 0
+    var error = 0.0
+}
+
+/// The scheduler's state of one job: the task graph (Jobs'), which tasks are done or
+/// running, and which worker holds each shard's activations.
+final class JobRun {
+    let id: String
+    let spec: JobSpec
+    let graph: TaskGraph
+    let position: [TaskID: Int]
+    var state: Kiln_V1_JobState
+    var error = ""
+    let submittedMs: Int64
+    var finishedMs: Int64 = 0
+    var done: Set<TaskID> = []
+    var running: [TaskID: RunningTask] = [:]
+    var attempts: [TaskID: Int] = [:]
+    var failures: [TaskID: Int] = [:]
+    /// Worker holding each shard's activations (affinity); nil: nobody known.
+    var shardOwner: [Int: String] = [:]
+    var mergesInFlight: Set<Int> = []
+    var writing = false
+    var phases: [Int: [Kiln_V1_Phase: PhaseProgress]] = [:]
+
+    init(id: String, spec: JobSpec, blocks: Int, state: Kiln_V1_JobState, submittedMs: Int64) {
+        self.id = id; self.spec = spec; self.state = state; self.submittedMs = submittedMs
+        graph = TaskGraph(blocks: blocks, shards: spec.shardCount, groups: Tasks.groups.count, mode: spec.mode)
+        var p: [TaskID: Int] = [:]
+        for (i, t) in graph.tasks.enumerated() { p[t] = i }
+        position = p
+        for b in 0..<blocks {
+            var m: [Kiln_V1_Phase: PhaseProgress] = [
+                .collect: PhaseProgress(total: graph.shards), .merge: PhaseProgress(total: 1),
+                .reconstruct: PhaseProgress(total: graph.groups),
+            ]
+            if spec.mode == .sequential { m[.propagate] = PhaseProgress(total: graph.shards) }
+            phases[b] = m
+        }
+    }
+
+    var isTerminal: Bool { state == .succeeded || state == .failed || state == .cancelled }
+    var allDone: Bool { done.count == graph.tasks.count }
+
+    func isReady(_ t: TaskID) -> Bool {
+        !done.contains(t) && running[t] == nil && graph.dependencies(of: t).allSatisfy { done.contains($0) }
+    }
+
+    /// Ready merges (the coordinator runs them).
+    func readyMerges() -> [Int] {
+        graph.tasks.compactMap { t in
+            if case let .merge(b) = t, !mergesInFlight.contains(b), isReady(t) { return b }
+            return nil
+        }
+    }
+
+    /// The first ready worker task, in canonical order, that `worker` may run: shard
+    /// tasks stay with the worker holding the shard while it is alive.
+    func nextTask(for worker: String, alive: (String) -> Bool) -> TaskID? {
+        for t in graph.tasks where isReady(t) {
+            if case .merge = t { continue }
+            if let s = t.shard, let owner = shardOwner[s], owner != worker, alive(owner) { continue }
+            return t
+        }
+        return nil
+    }
+
+    static func phase(_ t: TaskID) -> Kiln_V1_Phase {
+        switch t {
+        case .collect: return .collect
+        case .merge: return .merge
+        case .reconstruct: return .reconstruct
+        case .propagate: return .propagate
+        }
+    }
+
+    func markStarted(_ t: TaskID, worker: String, nowMs: Int64) {
+        let ph = Self.phase(t)
+        var p = phases[t.block]?[ph] ?? PhaseProgress()
+        if p.startedMs == 0 { p.startedMs = nowMs }
+        p.worker = worker
+        phases[t.block]?[ph] = p
+    }
+
+    func markDone(_ t: TaskID, worker: String, nowMs: Int64, error: Double = 0) {
+        done.insert(t)
+        running[t] = nil
+        let ph = Self.phase(t)
+        var p = phases[t.block]?[ph] ?? PhaseProgress()
+        if p.startedMs == 0 { p.startedMs = nowMs }
+        p.done = min(p.total, p.done + 1)
+        if p.done == p.total { p.finishedMs = nowMs }
+        if !worker.isEmpty { p.worker = worker }
+        p.error = max(p.error, error)
+        phases[t.block]?[ph] = p
+    }
+
+    var blocksDone: Int {
+        (0..<graph.blocks).filter { b in graph.tasks.allSatisfy { $0.block != b || done.contains($0) } }.count
+    }
+}

@@ -1,0 +1,77 @@
+import Calibration
+import Foundation
+import Jobs
+import KilnProtocol
+
+/// JobSpec <-> kiln.v1.JobSpec. A client may send Kiln's own JobSpec as JSON
+/// (spec_json, every `kiln run` option) or the portable proto fields.
+public enum SpecConversion {
+    public static func toProto(_ s: JobSpec) throws -> Kiln_V1_JobSpec {
+        var p = Kiln_V1_JobSpec()
+        p.modelPath = s.model
+        var c = Kiln_V1_CalibrationSpec()
+        c.textPath = s.calibration
+        c.samples = UInt32(clamping: s.samples)
+        c.seqlen = UInt32(clamping: s.seqlen)
+        c.seed = s.seed
+        c.sampler = s.sampler == .random ? .randomWindows : .contiguous
+        p.calibration = c
+        p.method = s.method == .rtn ? .rtn : .gptq
+        p.bits = UInt32(clamping: s.resolvedBits)
+        p.groupSize = s.resolvedGroupSize < 0 ? 0 : UInt32(clamping: s.resolvedGroupSize)
+        p.symmetric = s.resolvedSymmetric
+        p.actOrder = s.actOrder
+        p.mode = s.mode == .parallel ? .parallel : .sequential
+        switch s.format {
+        case .ggufQ4_0: p.format = .ggufQ40
+        case .ggufQ4_1: p.format = .ggufQ41
+        case .ggufQ8_0: p.format = .ggufQ80
+        case .gptqSafetensors: p.format = .gptqSafetensors
+        }
+        p.outputPath = s.output
+        p.dampPercent = Float(s.percentDamp)
+        p.specJson = String(decoding: try JSONEncoder().encode(s), as: UTF8.self)
+        return p
+    }
+
+    public static func fromProto(_ p: Kiln_V1_JobSpec) throws -> JobSpec {
+        if !p.specJson.isEmpty {
+            do { return try JSONDecoder().decode(JobSpec.self, from: Data(p.specJson.utf8)) } catch {
+                throw CoordinatorError("spec.spec_json: not a Kiln JobSpec: \(error)")
+            }
+        }
+        guard !p.modelPath.isEmpty else { throw CoordinatorError("spec.model_path: missing") }
+        guard !p.outputPath.isEmpty else { throw CoordinatorError("spec.output_path: missing") }
+        guard case .textPath(let text)? = p.calibration.source, !text.isEmpty else {
+            throw CoordinatorError("spec.calibration.text_path: missing (inline token ids are not supported)")
+        }
+        var s = JobSpec(model: p.modelPath, calibration: text, output: p.outputPath)
+        if p.calibration.samples > 0 { s.samples = Int(p.calibration.samples) }
+        if p.calibration.seqlen > 0 { s.seqlen = Int(p.calibration.seqlen) }
+        s.seed = p.calibration.seed
+        s.sampler = p.calibration.sampler == .contiguous ? .consecutive : .random
+        switch p.method {
+        case .rtn: s.method = .rtn
+        case .gptq, .unspecified: s.method = .gptq
+        case .UNRECOGNIZED(let v): throw CoordinatorError("spec.method: unknown value \(v)")
+        }
+        switch p.format {
+        case .ggufQ40, .unspecified: s.format = .ggufQ4_0
+        case .ggufQ41: s.format = .ggufQ4_1
+        case .ggufQ80: s.format = .ggufQ8_0
+        case .gptqSafetensors: s.format = .gptqSafetensors
+        case .UNRECOGNIZED(let v): throw CoordinatorError("spec.format: unknown value \(v)")
+        }
+        switch p.mode {
+        case .parallel: s.mode = .parallel
+        case .sequential, .unspecified: s.mode = .sequential
+        case .UNRECOGNIZED(let v): throw CoordinatorError("spec.mode: unknown value \(v)")
+        }
+        // GGUF formats fix the bits: keep nil (as `kiln run` does) unless they disagree, so validation names it.
+        if p.bits > 0 && (!s.format.isGGUF || Int(p.bits) != s.resolvedBits) { s.bits = Int(p.bits) }
+        if !s.format.isGGUF { s.groupSize = p.groupSize == 0 ? -1 : Int(p.groupSize); s.symmetric = p.symmetric }
+        s.actOrder = p.actOrder
+        if p.dampPercent > 0 { s.percentDamp = Double(p.dampPercent) }
+        return s
+    }
+}

@@ -1,0 +1,99 @@
+import Foundation
+import Jobs
+import KilnProtocol
+
+/// Runs tasks one at a time on its own thread (big stack, BLAS inside), keeping each
+/// job's context (model view, calibration windows) and shard activations between
+/// tasks. Only the latest job's state is kept.
+final class TaskRunner: @unchecked Sendable {  // the queue is guarded by `cond`; contexts are touched only by the thread
+    struct Job {
+        let id: String
+        let context: JobContext
+        let store: InMemoryActivationStore
+    }
+
+    private let cond = NSCondition()
+    private var queue: [(Kiln_V1_TaskAssignment, Data)] = []
+    private var stopping = false
+    private var current: Job?
+    private let emit: (Message) -> Void
+    private let log: (String) -> Void
+
+    init(emit: @escaping (Message) -> Void, log: @escaping (String) -> Void) {
+        self.emit = emit
+        self.log = log
+        let t = Thread { [self] in self.loop() }
+        t.name = "kiln.worker.compute"
+        t.stackSize = 16 << 20
+        t.start()
+    }
+
+    func submit(_ a: Kiln_V1_TaskAssignment, input: Data) {
+        cond.lock(); queue.append((a, input)); cond.signal(); cond.unlock()
+    }
+
+    func stop() { cond.lock(); stopping = true; cond.signal(); cond.unlock() }
+
+    private func loop() {
+        while true {
+            cond.lock()
+            while queue.isEmpty && !stopping { cond.wait() }
+            if stopping { cond.unlock(); return }
+            let (a, input) = queue.removeFirst()
+            cond.unlock()
+            emit(execute(a, input: input))
+        }
+    }
+
+    private func context(for a: Kiln_V1_TaskAssignment) throws -> Job {
+        if let c = current, c.id == a.jobID { return c }
+        current = nil  // free the previous job's activations first
+        let spec: JobSpec
+        do { spec = try JSONDecoder().decode(JobSpec.self, from: Data(a.jobSpecJson.utf8)) } catch {
+            throw JobError("task_assignment.job_spec_json: not a Kiln JobSpec: \(error)")
+        }
+        let j = Job(id: a.jobID, context: try JobContext.open(spec), store: InMemoryActivationStore())
+        current = j
+        return j
+    }
+
+    /// One task: Jobs' task function through ClusterExecution, result encoded with its checksum.
+    private func execute(_ a: Kiln_V1_TaskAssignment, input: Data) -> Message {
+        let t0 = DispatchTime.now()
+        var r = Kiln_V1_TaskResult()
+        r.taskID = a.taskID
+        r.attempt = a.attempt
+        func fail(_ status: Kiln_V1_TaskStatus, _ code: Kiln_V1_ErrorCode, field: String, _ msg: String) -> Message {
+            log("task \(a.taskID) failed: \(msg)")
+            r.status = status
+            var e = Kiln_V1_Error(); e.code = code; e.field = field; e.message = msg
+            r.error = e
+            r.elapsedMs = UInt64((DispatchTime.now().uptimeNanoseconds - t0.uptimeNanoseconds) / 1_000_000)
+            return Message(.taskResult(r))
+        }
+        guard let task = TaskID(wireName: a.taskID) else {
+            return fail(.failed, .invalidField, field: "task_assignment.task_id", "unknown task id '\(a.taskID)'")
+        }
+        do {
+            let job = try context(for: a)
+            let taskInput = try ClusterCodec.decode(ClusterTaskInput.self, from: input)
+            let output = try ClusterExecution.run(job.context, store: job.store, task: task, input: taskInput) { done, total, stage in
+                var p = Kiln_V1_TaskProgress()
+                p.taskID = a.taskID; p.attempt = a.attempt; p.done = UInt32(done); p.total = UInt32(total); p.stage = stage
+                self.emit(Message(.taskProgress(p)))
+            }
+            let payload = try ClusterCodec.encode(output)
+            // The job id rides in the frame name so a result resent after a reconnect finds its job.
+            let frame = try TensorFrame(name: "result:\(a.jobID)", dtype: .u8, shape: [payload.count], bytes: payload)
+            r.status = .ok
+            r.outputs = [frame.header]
+            r.elapsedMs = UInt64((DispatchTime.now().uptimeNanoseconds - t0.uptimeNanoseconds) / 1_000_000)
+            r.metrics = ["bytes": Double(payload.count)]
+            return Message(.taskResult(r), tensors: [frame])
+        } catch let e as MissingActivations {
+            return fail(.retryable, .invalidField, field: "activations", e.description)
+        } catch {
+            return fail(.failed, .taskFailed, field: "", "\(error)")
+        }
+    }
+}

@@ -1,0 +1,94 @@
+import ArgumentParser
+import Coordinator
+import Foundation
+import Logging
+
+struct CoordinatorCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "coordinator",
+        abstract: "Run a coordinator: job store, scheduler, merger and writer for ZeroMQ workers.",
+        discussion: """
+        One ROUTER socket at --listen serves workers and clients; progress is published at
+        --publish (default: the listen port + 1). Without CURVE keys only loopback addresses
+        are bound unless --insecure is given.
+        Example: kiln coordinator --listen tcp://127.0.0.1:5555 --data-dir /var/lib/kiln
+        """)
+
+    @Option(help: "ROUTER endpoint for workers and clients.")
+    var listen = "tcp://127.0.0.1:5555"
+    @Option(help: "PUB endpoint for progress (default: listen port + 1).")
+    var publish: String?
+    @Option(help: "Directory of the job store (kiln.sqlite) and durable results.")
+    var dataDir: String
+    @Flag(help: "Allow binding non-loopback addresses without CURVE (trusted networks only).")
+    var insecure = false
+    @Option(help: "File holding the coordinator's CURVE secret key (Z85, 40 characters).")
+    var curveSecret: String?
+    @Option(help: "File of allowed client/worker CURVE public keys, one per line.")
+    var allowKeys: String?
+    @Option(help: "Heartbeat interval in milliseconds.")
+    var heartbeatMs: UInt32 = 1000
+    @Option(help: "Missed heartbeats before a worker is declared lost.")
+    var liveness: UInt32 = 3
+    @Option(help: "Largest inbound message in bytes (larger ones are dropped by ZeroMQ).")
+    var maxMessageBytes: Int64 = 1 << 30
+    @Option(help: "trace | debug | info | notice | warning | error")
+    var logLevel = "info"
+
+    func run() throws {
+        try runReportingErrors {
+            bootstrapLogging(logLevel)
+            var c = CoordinatorConfig(listen: listen, publish: publish, dataDir: URL(fileURLWithPath: dataDir))
+            c.insecure = insecure
+            c.heartbeatIntervalMs = heartbeatMs
+            c.heartbeatLiveness = liveness
+            c.maxMessageBytes = maxMessageBytes
+            if let f = curveSecret {
+                c.curveSecretKey = try readKeyFile(f, what: "--curve-secret").first
+                guard let f2 = allowKeys else { throw UserError("--curve-secret needs --allow-keys (the public keys let in)") }
+                c.allowedKeys = Set(try readKeyFile(f2, what: "--allow-keys"))
+            } else if allowKeys != nil {
+                throw UserError("--allow-keys needs --curve-secret")
+            }
+            let coordinator = try Coordinator(config: c)
+            print("coordinator listening on \(coordinator.endpoints.listen), progress on \(coordinator.endpoints.publish)")
+            fflush(stdout)
+            let signals = stopOnSignals { coordinator.requestStop() }
+            coordinator.run()
+            coordinator.stop()
+            _ = signals
+        }
+    }
+}
+
+/// Lines of a key file (blank lines and # comments skipped); each must be a 40-character Z85 key.
+func readKeyFile(_ path: String, what: String) throws -> [String] {
+    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw UserError("\(what) \(path): cannot read the file") }
+    let keys = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+        .filter { !$0.isEmpty && !$0.hasPrefix("#") }
+    guard !keys.isEmpty else { throw UserError("\(what) \(path): no key in the file") }
+    for (i, k) in keys.enumerated() where k.utf8.count != 40 {
+        throw UserError("\(what) \(path): line \(i + 1) is not a 40-character Z85 CURVE key")
+    }
+    return keys
+}
+
+func bootstrapLogging(_ level: String) {
+    let lvl = Logger.Level(rawValue: level) ?? .info
+    LoggingSystem.bootstrap { label in
+        var h = StreamLogHandler.standardError(label: label)
+        h.logLevel = lvl
+        return h
+    }
+}
+
+/// SIGINT / SIGTERM call `stop` once (the default handlers would skip the goodbye and cleanup).
+func stopOnSignals(_ stop: @escaping @Sendable () -> Void) -> [DispatchSourceSignal] {
+    [SIGINT, SIGTERM].map { sig in
+        signal(sig, SIG_IGN)
+        let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+        s.setEventHandler { stop() }
+        s.resume()
+        return s
+    }
+}

@@ -1,0 +1,117 @@
+import ArgumentParser
+import Calibration
+import Client
+import Coordinator
+import Foundation
+import Jobs
+import KilnProtocol
+
+// Option groups shared by several commands: the quantization recipe (`kiln run`
+// and `kiln submit` take the same options) and how to reach a coordinator.
+
+/// The recipe options of `kiln run`, same names, defaults and meaning.
+struct RecipeOptions: ParsableArguments {
+    @Option(help: "Input model: a .gguf file (or a Hugging Face directory for gptq-safetensors).")
+    var model: String
+    @Option(help: "Calibration text file.")
+    var calib: String
+    @Option(help: "Calibration windows.")
+    var samples = 128
+    @Option(help: "Tokens per calibration window.")
+    var seqlen = 512
+    @Option(help: "Seed of the window sampler.")
+    var seed: UInt64 = 0
+    @Option(help: "consecutive | random (GPTQ reference's random windows).")
+    var sampler: SamplerKind = .random
+    @Option(help: "rtn | gptq")
+    var method: QuantMethod = .gptq
+    @Option(help: "Bits per weight (default: the format's; 4 for gptq-safetensors).")
+    var bits: Int?
+    @Option(help: "Input columns per group, -1 per channel (default: 32 for GGUF, 128 for gptq-safetensors).")
+    var group: Int?
+    @Flag(inversion: .prefixedNo, help: "Symmetric grid (default: the format's grid; gptq-safetensors: symmetric).")
+    var sym: Bool?
+    @Flag(help: "GPTQ: quantize columns in decreasing Hessian-diagonal order.")
+    var actOrder = false
+    @Flag(help: "GPTQ: fit all groups' parameters up front.")
+    var staticGroups = false
+    @Option(help: "GPTQ dampening, fraction of mean(diag(H)).")
+    var damp = 0.01
+    @Option(help: "parallel (statistics from full-precision activations) | sequential.")
+    var mode: JobMode = .sequential
+    @Option(help: "gguf-q4_0 | gguf-q4_1 | gguf-q8_0 | gptq-safetensors")
+    var format: OutputFormat = .ggufQ4_0
+    @Option(help: "Output .gguf file, or directory for gptq-safetensors.")
+    var out: String
+    @Option(help: "Text file for perplexity before and after.")
+    var eval: String?
+    @Option(help: "Evaluation windows of 512 tokens.")
+    var evalWindows = 40
+    @Option(help: "Calibration windows per shard (the unit of work of the task graph).")
+    var shardSize = 8
+
+    func jobSpec() -> JobSpec {
+        var s = JobSpec(model: model, calibration: calib, output: out)
+        s.samples = samples; s.seqlen = seqlen; s.seed = seed; s.sampler = sampler; s.method = method
+        s.bits = bits; s.groupSize = group; s.symmetric = sym; s.actOrder = actOrder; s.staticGroups = staticGroups
+        s.percentDamp = damp; s.mode = mode; s.format = format; s.evalFile = eval; s.evalWindows = evalWindows
+        s.shardSize = shardSize
+        return s
+    }
+}
+
+extension JobSpec {
+    /// The spec as a coordinator receives it: paths made absolute (the coordinator
+    /// does not share our working directory), then the coordinator's own conversion
+    /// (the portable proto fields plus spec_json, which carries every option).
+    func wireSpec(name: String) throws -> Kiln_V1_JobSpec {
+        var s = self
+        s.model = Self.absolute(model)
+        s.calibration = Self.absolute(calibration)
+        s.output = Self.absolute(output)
+        s.evalFile = evalFile.map(Self.absolute)
+        var w = try SpecConversion.toProto(s)
+        w.name = name
+        return w
+    }
+
+    static func absolute(_ path: String) -> String {
+        URL(fileURLWithPath: path).standardizedFileURL.path
+    }
+}
+
+/// How to reach the coordinator (every cluster client command).
+struct CoordinatorOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Coordinator endpoint (default: $KILN_COORDINATOR, else \(Endpoints.defaultCoordinator)).",
+                               valueName: "endpoint"))
+    var coordinator: String?
+
+    @Option(help: ArgumentHelp("File holding the coordinator's CURVE public key, Z85 (default: $KILN_CURVE_SERVER_KEY); none: plain TCP.",
+                               valueName: "file"))
+    var curveServerKey: String?
+
+    @Option(help: ArgumentHelp("File holding this client's CURVE secret key, Z85 (default: $KILN_CURVE_SECRET; else a fresh pair).",
+                               valueName: "file"))
+    var curveSecret: String?
+
+    @Option(help: "Seconds to wait for each answer from the coordinator.")
+    var timeout = 5.0
+
+    var endpoint: String { Endpoints.coordinator(explicit: coordinator) }
+
+    func makeClient() throws -> CoordinatorClient {
+        guard timeout > 0, timeout.isFinite else { throw UserError("--timeout \(timeout) must be a positive number of seconds") }
+        let env = ProcessInfo.processInfo.environment
+        // Key files, as `kiln worker` takes them.
+        let serverFile = curveServerKey ?? env["KILN_CURVE_SERVER_KEY"].flatMap { $0.isEmpty ? nil : $0 }
+        let secretFile = curveSecret ?? env["KILN_CURVE_SECRET"].flatMap { $0.isEmpty ? nil : $0 }
+        if secretFile != nil && serverFile == nil {
+            throw UserError("--curve-secret needs --curve-server-key (the coordinator's public key)")
+        }
+        let security = try serverFile.map { file in
+            try ClientSecurity(serverPublicKey: readKeyFile(file, what: "--curve-server-key")[0],
+                               secretKey: secretFile.map { try readKeyFile($0, what: "--curve-secret")[0] })
+        }
+        return try CoordinatorClient(endpoint: endpoint, timeoutMs: Int((timeout * 1000).rounded()), security: security)
+    }
+}

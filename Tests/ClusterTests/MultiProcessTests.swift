@@ -1,0 +1,56 @@
+import Coordinator
+import Foundation
+import Jobs
+import KilnProtocol
+import TestSupport
+import XCTest
+
+/// The built `kiln` binary as separate processes on loopback.
+final class MultiProcessTests: XCTestCase {
+    final class Proc {
+        let process = Process()
+        let log: URL
+        init(_ args: [String], log: URL) throws {
+            self.log = log
+            process.executableURL = Paths.kilnBinary
+            process.arguments = args
+            FileManager.default.createFile(atPath: log.path, contents: nil)
+            let h = try FileHandle(forWritingTo: log)
+            process.standardOutput = h
+            process.standardError = h
+            try process.run()
+        }
+        func kill9() { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
+        func terminate() { if process.isRunning { process.terminate(); process.waitUntilExit() } }
+        var text: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
+    }
+
+    func testCoordinatorAndTwoWorkerProcessesSurviveASIGKILL() throws {
+        guard FileManager.default.isExecutableFile(atPath: Paths.kilnBinary.path) else {
+            throw XCTSkip("kiln binary not built at \(Paths.kilnBinary.path)")
+        }
+        let model = try ClusterAssets.smolLM2(blocks: 4)
+        let dir = Paths.tempDir("kiln-cluster-mp")
+        let spec = ClusterAssets.spec(model: model, out: dir.appendingPathComponent("mp.gguf"), method: .gptq, mode: .sequential,
+                                      samples: 8, shardSize: 2)
+        let endpoint = "tcp://127.0.0.1:\(try freePort())"
+        let coordinator = try Proc(["coordinator", "--listen", endpoint, "--publish", "tcp://127.0.0.1:\(try freePort())",
+                                    "--data-dir", dir.appendingPathComponent("data").path, "--heartbeat-ms", "300", "--liveness", "5"],
+                                   log: dir.appendingPathComponent("coordinator.log"))
+        defer { coordinator.terminate() }
+        let w1 = try Proc(["worker", "--coordinator", endpoint, "--id", "w1", "--threads", "1"], log: dir.appendingPathComponent("w1.log"))
+        defer { w1.terminate() }
+        let w2 = try Proc(["worker", "--coordinator", endpoint, "--id", "w2", "--threads", "1"], log: dir.appendingPathComponent("w2.log"))
+        defer { w2.terminate() }
+
+        let client = try TestClient(endpoint)
+        let job = try client.submit(spec)
+        try waitUntil("the job to be under way") { try client.status(job).tasksDone >= 12 }
+        w2.kill9()
+        let status = try client.wait(job)
+        XCTAssertEqual(status.state, .succeeded, status.error.message + "\n" + coordinator.text)
+        XCTAssertTrue(coordinator.text.contains("worker dropped"), coordinator.text)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: spec.output)), try ClusterAssets.localReference(spec),
+                       "output after losing a worker differs from the local executor's")
+    }
+}

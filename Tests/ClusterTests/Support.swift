@@ -1,0 +1,154 @@
+import Coordinator
+import Foundation
+import Jobs
+import KilnProtocol
+import Logging
+import ModelIO
+import TestSupport
+import Worker
+import XCTest
+import ZeroMQ
+
+enum ClusterAssets {
+    static let calib = Paths.fixture("text/fortunes_calib.txt")
+
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var models: [Int: URL] = [:]
+
+    /// SmolLM2 with only its first `blocks` blocks: a real model whose jobs take seconds.
+    static func smolLM2(blocks: Int = 3) throws -> URL {
+        let src = Paths.smollm2
+        guard FileManager.default.fileExists(atPath: src.path) else {
+            throw XCTSkip("SmolLM2 asset missing at \(src.path); run Ops/fetch-assets.sh")
+        }
+        return try lock.withLock {
+            if let u = models[blocks] { return u }
+            let file = try GGUFFile(src)
+            let out = Paths.tempDir("kiln-cluster-model").appendingPathComponent("smollm2-\(blocks)b.gguf")
+            let w = try GGUFWriter(url: out)
+            for k in file.metadataKeys where k != "general.alignment" {
+                try w.addMetadata(k, k == "llama.block_count" ? .uint32(UInt32(blocks)) : file.metadata[k]!)
+            }
+            let kept = file.tensors.filter { t in
+                !t.name.hasPrefix("blk.") || Int(t.name.split(separator: ".")[1])! < blocks
+            }
+            for t in kept { try w.declareTensor(t.name, type: t.dtype, shape: t.shape) }
+            for t in kept { try w.writeTensor(t.name, bytes: file.rawBytes(t.name)) }
+            try w.finish()
+            models[blocks] = out
+            return out
+        }
+    }
+
+    static func spec(model: URL, out: URL, method: QuantMethod = .rtn, mode: JobMode = .parallel,
+                     samples: Int = 4, seqlen: Int = 64, shardSize: Int = 2) -> JobSpec {
+        var s = JobSpec(model: model.path, calibration: calib.path, output: out.path)
+        s.samples = samples; s.seqlen = seqlen; s.shardSize = shardSize; s.method = method; s.mode = mode
+        return s
+    }
+
+    /// The local executor's output for `spec` (written next to spec.output with a .local suffix).
+    static func localReference(_ spec: JobSpec) throws -> Data {
+        var s = spec
+        s.output = spec.output + ".local.gguf"
+        _ = try Job.run(s)
+        return try Data(contentsOf: URL(fileURLWithPath: s.output))
+    }
+}
+
+func quietLogger(_ label: String) -> Logger {
+    var l = Logger(label: label, factory: { StreamLogHandler.standardError(label: $0) })
+    l.logLevel = ProcessInfo.processInfo.environment["KILN_TEST_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .error
+    return l
+}
+
+/// A coordinator on tcp loopback (free ports) with fast heartbeats.
+func makeCoordinator(dataDir: URL, context: ZMQContext = .shared, listen: String = "tcp://127.0.0.1:*",
+                     publish: String = "tcp://127.0.0.1:*", configure: (inout CoordinatorConfig) -> Void = { _ in }) throws -> Coordinator {
+    var c = CoordinatorConfig(listen: listen, publish: publish, dataDir: dataDir)
+    c.heartbeatIntervalMs = 300
+    c.heartbeatLiveness = 5
+    configure(&c)
+    return try Coordinator(config: c, context: context, logger: quietLogger("test.coordinator"))
+}
+
+func makeWorker(_ endpoint: String, id: String, context: ZMQContext = .shared) -> Worker {
+    var c = WorkerConfig(coordinator: endpoint, threads: 1, id: id)
+    c.reconnectInitialMs = 100
+    c.reconnectMaxMs = 1000
+    return Worker(config: c, context: context, logger: quietLogger("test.worker"))
+}
+
+/// A DEALER client speaking the client protocol to the coordinator.
+final class TestClient {
+    let socket: ZMQSocket
+    init(_ endpoint: String, context: ZMQContext = .shared) throws {
+        socket = try context.socket(.dealer)
+        try socket.set([.linger(0)])
+        try socket.connect(endpoint)
+    }
+    deinit { socket.close() }
+
+    func request(_ body: Kiln_V1_Envelope.OneOf_Body, timeoutMs: Int32 = 10_000) throws -> Message {
+        let cid = UUID().uuidString
+        try socket.send(Message(body, correlationID: cid))
+        let deadline = Date().addingTimeInterval(Double(timeoutMs) / 1000)
+        while Date() < deadline {
+            guard let (_, m) = try socket.receiveMessage(timeout: 200) else { continue }
+            if m.correlationID == cid { return m }
+        }
+        throw XCTSkip("no reply from the coordinator")
+    }
+
+    func submit(_ spec: JobSpec) throws -> String {
+        var r = Kiln_V1_SubmitRequest()
+        r.spec = try SpecConversion.toProto(spec)
+        let m = try request(.submitRequest(r))
+        guard case .submitResponse(let resp)? = m.body else { XCTFail("submit: \(m.body as Any)"); return "" }
+        return resp.jobID
+    }
+
+    func status(_ job: String) throws -> Kiln_V1_JobStatus {
+        var r = Kiln_V1_StatusRequest()
+        r.jobID = job
+        let m = try request(.statusRequest(r))
+        guard case .statusResponse(let resp)? = m.body else { XCTFail("status: \(m.body as Any)"); return .init() }
+        return resp.status
+    }
+
+    /// Polls until the job ends; returns its final status.
+    func wait(_ job: String, timeout: Double = 240, every: (Kiln_V1_JobStatus) -> Void = { _ in }) throws -> Kiln_V1_JobStatus {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            let s = try status(job)
+            every(s)
+            if [.succeeded, .failed, .cancelled].contains(s.state) { return s }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        XCTFail("job \(job) did not finish in \(timeout) s")
+        return try status(job)
+    }
+}
+
+/// A free TCP port on loopback (bound and released; fine for tests).
+func freePort() throws -> Int {
+    let s = try ZMQContext.shared.socket(.router)
+    defer { s.close() }
+    try s.set(.linger(0))
+    try s.bind("tcp://127.0.0.1:*")
+    return Int(try s.lastEndpoint.split(separator: ":").last!)!
+}
+
+/// Waits until `cond` holds (polling), failing after `timeout` seconds.
+func waitUntil(_ what: String, timeout: Double = 120, _ cond: () throws -> Bool) throws {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if try cond() { return }
+        Thread.sleep(forTimeInterval: 0.05)
+    }
+    XCTFail("timed out waiting for \(what)")
+}
+
+extension Kiln_V1_JobStatus {
+    var tasksDone: Int { modules.reduce(0) { $0 + Int($1.done) } }
+}
