@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Independent check of a GGUF file with the `gguf` Python package (llama.cpp's).
 
-Usage: check_gguf.py FILE.gguf [--rtn SRC:DST ...] > out.json
+Usage: check_gguf.py FILE.gguf [--rtn SRC:DST ...] [--only NAME ...] > out.json
+
+--only NAME limits "tensors" to the named tensors (a whole model's f32_bits is too
+large for JSON); all tensors are still read and listed by the reader.
 
 --rtn SRC:DST quantizes the F32 tensor SRC with gguf.quants.quantize (the package's
 numpy port of ggml's quantize_row_*_ref) to DST's type and reports in "rtn" whether
@@ -53,6 +56,7 @@ def main():
     args = sys.argv[1:]
     path = args[0]
     pairs = [args[i + 1].split(":") for i in range(1, len(args) - 1) if args[i] == "--rtn"]
+    only = {args[i + 1] for i in range(1, len(args) - 1) if args[i] == "--only"}
     r = GGUFReader(path, "r")
     meta = {}
     for name, f in r.fields.items():
@@ -61,6 +65,8 @@ def main():
         meta[name] = field_json(f)
     tensors = []
     for t in r.tensors:
+        if only and t.name not in only:
+            continue
         deq = dequantize(t.data, t.tensor_type).astype(np.float32, copy=False).reshape(-1)
         tensors.append({
             "name": t.name,

@@ -61,7 +61,10 @@ public enum GPTQOutput {
         let needsV2 = linears.values.contains { $0.parameters.contains { $0.zero == 0 } }
         let checkpoint: GPTQConfig.CheckpointFormat = needsV2 ? .gptqV2 : .gptq
         let config = GPTQConfig(bits: recipe.bits, groupSize: recipe.groupSize, descAct: recipe.actOrder,
-                                sym: recipe.symmetric, trueSequential: spec.mode == .sequential,
+                                sym: recipe.symmetric,
+                                // All groups of a block are calibrated in one pass (collect), not
+                                // re-collected after each earlier group is quantized.
+                                trueSequential: false,
                                 dampPercent: recipe.percentDamp, staticGroups: recipe.staticGroups,
                                 checkpointFormat: checkpoint)
 

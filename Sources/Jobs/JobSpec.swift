@@ -61,6 +61,8 @@ public struct JobSpec: Codable, Sendable, Equatable {
     public var actOrder: Bool = false
     public var staticGroups: Bool = false
     public var percentDamp: Double = 0.01
+    /// GPTQ columns per lazy-update block (nil: 128).
+    public var blockSize: Int?
     public var mode: JobMode = .sequential
     public var format: OutputFormat = .ggufQ4_0
     public var output: String
@@ -95,11 +97,12 @@ public struct JobSpec: Codable, Sendable, Equatable {
         if format.isGGUF {
             var r = QuantRecipe.gguf(format.weightFormat, actOrder: actOrder, percentDamp: percentDamp)
             r.staticGroups = actOrder || staticGroups
+            r.blockSize = blockSize ?? 128
             return r
         }
         return QuantRecipe(format: .integer, bits: resolvedBits, symmetric: resolvedSymmetric,
                            groupSize: resolvedGroupSize, actOrder: actOrder, staticGroups: staticGroups,
-                           percentDamp: percentDamp)
+                           percentDamp: percentDamp, blockSize: blockSize ?? 128)
     }
 
     public var shardCount: Int { (samples + shardSize - 1) / max(shardSize, 1) }

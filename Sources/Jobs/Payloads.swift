@@ -27,6 +27,10 @@ public struct ReconstructInput: Codable, Sendable, Equatable {
     public var group: Int
     public var linears: [String]
     public var statistics: LinearStatistics
+
+    public init(block: Int, group: Int, linears: [String], statistics: LinearStatistics) {
+        self.block = block; self.group = group; self.linears = linears; self.statistics = statistics
+    }
 }
 
 /// One quantized linear: what the writers store and propagate runs with.
