@@ -66,8 +66,8 @@ func quietLogger(_ label: String) -> Logger {
 func makeCoordinator(dataDir: URL, context: ZMQContext = .shared, listen: String = "tcp://127.0.0.1:*",
                      publish: String = "tcp://127.0.0.1:*", configure: (inout CoordinatorConfig) -> Void = { _ in }) throws -> Coordinator {
     var c = CoordinatorConfig(listen: listen, publish: publish, dataDir: dataDir)
-    c.heartbeatIntervalMs = 300
-    c.heartbeatLiveness = 5
+    c.heartbeatIntervalMs = 500
+    c.heartbeatLiveness = 6
     configure(&c)
     return try Coordinator(config: c, context: context, logger: quietLogger("test.coordinator"))
 }
