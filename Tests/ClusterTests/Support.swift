@@ -4,6 +4,7 @@ import Jobs
 import KilnProtocol
 import Logging
 import ModelIO
+import Tensor
 import TestSupport
 import Worker
 import XCTest
@@ -49,6 +50,8 @@ enum ClusterAssets {
 
     /// The local executor's output for `spec` (written next to spec.output with a .local suffix).
     static func localReference(_ spec: JobSpec) throws -> Data {
+        // Workers run one BLAS thread; the reference must too (OpenBLAS results depend on it).
+        BLAS.threads = 1
         var s = spec
         s.output = spec.output + ".local.gguf"
         _ = try Job.run(s)
