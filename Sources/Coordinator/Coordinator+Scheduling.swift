@@ -31,25 +31,13 @@ extension Coordinator {
         }
     }
 
+    /// Reserves the worker and the task now; the input (merged statistics, quantized
+    /// linears, lineage) is read and encoded on the work queue, then sent from the loop.
     func assign(_ run: JobRun, _ t: TaskID, to w: WorkerSession) {
         let attempt = (run.attempts[t] ?? 0) + 1
         run.attempts[t] = attempt
-        let input: ClusterTaskInput
-        do {
-            input = try taskInput(run, t, worker: w.id)
-        } catch {
-            failJob(run, "cannot prepare \(t): \(error)")
-            return
-        }
-        let payload: Data
+        let replay = t.shard.map { t.block > 0 && run.shardOwner[$0] != w.id } ?? false
         var a = Kiln_V1_TaskAssignment()
-        do {
-            payload = try ClusterCodec.encode(input)
-            a.jobSpecJson = String(decoding: try JSONEncoder().encode(run.spec), as: UTF8.self)
-        } catch {
-            failJob(run, "cannot encode the input of \(t): \(error)")
-            return
-        }
         a.taskID = t.wireName
         a.attempt = UInt32(attempt)
         a.jobID = run.id
@@ -65,26 +53,43 @@ extension Coordinator {
         ref.name = "input"
         ref.kind = .tensor
         a.inputs = [ref]
-        let frame: TensorFrame
-        do { frame = try TensorFrame(name: "input", dtype: .u8, shape: [payload.count], bytes: payload) } catch {
-            failJob(run, "cannot frame the input of \(t): \(error)")
-            return
-        }
         let now = Self.nowMs()
         try? store.startAttempt(job: run.id, task: t, attempt: attempt, worker: w.id, nowMs: now)
         run.running[t] = RunningTask(worker: w.id, attempt: attempt, startedMs: now)
         w.task = (run.id, t, attempt)
         if let s = t.shard { run.shardOwner[s] = w.id }
         run.markStarted(t, worker: w.id, nowMs: now)
-        let n = reply(w.routing, Message(.taskAssignment(a), tensors: [frame]))
-        w.lastSentMs = now
-        countSent(t.kindName, n)
-        log.debug("assigned", metadata: ["task": "\(t)", "worker": "\(w.id)", "attempt": "\(attempt)", "bytes": "\(n)"])
+        let routing = w.routing
+        let assignment = a
+        work.async { [weak self] in
+            guard let self else { return }
+            let prepared = Result { () -> (Data, String) in
+                let payload = try ClusterCodec.encode(try self.taskInput(run, t, replay: replay))
+                return (payload, String(decoding: try JSONEncoder().encode(run.spec), as: UTF8.self))
+            }
+            self.post { [weak self] in
+                var a = assignment
+                guard let self, let live = self.workers[routing], live.task?.task == t, live.task?.attempt == attempt,
+                      run.running[t]?.attempt == attempt else { return }  // reassigned or dropped meanwhile
+                do {
+                    let (payload, specJSON) = try prepared.get()
+                    a.jobSpecJson = specJSON
+                    let frame = try TensorFrame(name: "input", dtype: .u8, shape: [payload.count], bytes: payload)
+                    let n = self.reply(routing, Message(.taskAssignment(a), tensors: [frame]))
+                    live.lastSentMs = Self.nowMs()
+                    self.countSent(t.kindName, n)
+                    self.log.debug("assigned", metadata: ["task": "\(t)", "worker": "\(live.id)", "attempt": "\(attempt)", "bytes": "\(n)"])
+                } catch {
+                    self.failJob(run, "cannot prepare the input of \(t): \(error)")
+                }
+            }
+        }
     }
 
     /// The task's inputs: merged statistics, quantized linears, and lineage when the
     /// worker may not hold the shard's activations.
-    func taskInput(_ run: JobRun, _ t: TaskID, worker: String) throws -> ClusterTaskInput {
+    /// Work queue only (it owns the caches); reads only the run's immutable parts.
+    func taskInput(_ run: JobRun, _ t: TaskID, replay: Bool) throws -> ClusterTaskInput {
         var input = ClusterTaskInput()
         switch t {
         case let .reconstruct(b, g):
@@ -94,7 +99,7 @@ extension Coordinator {
             input.quantized = try quantized(run, block: b)
         default: break
         }
-        if let s = t.shard, t.block > 0, run.shardOwner[s] != worker {
+        if replay {
             input.replayAllowed = true
             if run.spec.mode == .sequential {
                 input.lineage = try (0..<t.block).map { try quantized(run, block: $0) }
@@ -138,12 +143,19 @@ extension Coordinator {
     func completed(_ run: JobRun, _ t: TaskID, worker: String, error: Double = 0) {
         run.markDone(t, worker: worker, nowMs: Self.nowMs(), error: error)
         let b = t.block
-        if case .reconstruct = t, (0..<run.graph.groups).allSatisfy({ run.done.contains(.reconstruct(block: b, group: $0)) }) {
-            mergedCache[run.id]?[b] = nil
-        }
-        if case .propagate = t, (0..<run.graph.shards).allSatisfy({ run.done.contains(.propagate(block: b, shard: $0)) }) {
-            // Keep only what lineage may still need in memory: nothing; it reloads from files.
-            quantizedCache[run.id]?[b] = nil
+        let blockDone = run.graph.tasks.allSatisfy { $0.block != b || run.done.contains($0) }
+        let reconstructed = (0..<run.graph.groups).allSatisfy { run.done.contains(.reconstruct(block: b, group: $0)) }
+        let jobID = run.id, blocks = run.graph.blocks
+        let ev = onEvent
+        work.async { [weak self] in
+            guard let self else { return }
+            // The caches belong to the work queue; a block's entries go when no task needs them
+            // (lineage reloads from the durable files).
+            if reconstructed { self.mergedCache[jobID]?[b] = nil }
+            guard blockDone else { return }
+            let linears = ev == nil ? [] : ((try? self.quantized(run, block: b)) ?? [])
+            self.quantizedCache[jobID]?[b] = nil
+            if let ev { self.post { ev(jobID, .blockDone(block: b, blocks: blocks, linears: linears)) } }
         }
         var m = Kiln_V1_ModuleProgress()
         m.block = UInt32(b)
@@ -154,14 +166,7 @@ extension Coordinator {
             m.elapsedMs = UInt64(max(0, (p.finishedMs > 0 ? p.finishedMs : Self.nowMs()) - p.startedMs))
         }
         publish(run, module: m)
-        if let ev = onEvent {
-            ev(run.id, .task(t, done: run.done.count, total: run.graph.tasks.count))
-            if run.graph.tasks.allSatisfy({ $0.block != b || run.done.contains($0) }) {
-                let linears = (try? quantized(run, block: b)) ?? []
-                ev(run.id, .blockDone(block: b, blocks: run.graph.blocks, linears: linears))
-                quantizedCache[run.id]?[b] = nil
-            }
-        }
+        ev?(run.id, .task(t, done: run.done.count, total: run.graph.tasks.count))
     }
 
     /// merge(b) on the work queue: shard results read from their durable files and
@@ -187,6 +192,7 @@ extension Coordinator {
                     return c
                 }
                 let m = try Tasks.merge(block: b, parts: parts)
+                self?.mergedCache[jobID, default: [:]][b] = m
                 let data = try ClusterCodec.encode(ClusterTaskOutput.merge(m))
                 let (url, sum) = try files.write(data, job: jobID, task: .merge(block: b))
                 try store.recordResult(job: jobID, StoredResult(task: .merge(block: b), path: url.path, checksum: sum, bytes: data.count, worker: "coordinator"),
@@ -197,8 +203,7 @@ extension Coordinator {
                 guard let self, let run = self.jobs[jobID] else { return }
                 run.mergesInFlight.remove(b)
                 switch outcome {
-                case .success(let m):
-                    self.mergedCache[jobID, default: [:]][b] = m
+                case .success:
                     self.completed(run, .merge(block: b), worker: "coordinator")
                 case .failure(let e):
                     self.failJob(run, "merge(\(b)): \(e)")
@@ -224,9 +229,13 @@ extension Coordinator {
                     run.state = .succeeded
                     run.finishedMs = Self.nowMs()
                     try? self.store.setJobState(jobID, state: "succeeded", finishedMs: run.finishedMs)
-                    self.log.info("job succeeded", metadata: ["job": "\(jobID)", "output": "\(spec.output)"])
-                    self.mergedCache[jobID] = nil
-                    self.quantizedCache[jobID] = nil
+                    let tr = self.traffic
+                    self.log.info("job succeeded", metadata: ["job": "\(jobID)", "output": "\(spec.output)",
+                                                              "seconds": "\(Double(run.finishedMs - run.submittedMs) / 1000)",
+                                                              "bytes_sent": "\(tr.sent.sorted { $0.key < $1.key })",
+                                                              "bytes_received": "\(tr.received.sorted { $0.key < $1.key })",
+                                                              "peak_rss": "\(Jobs.peakRSSBytes())"])
+                    self.work.async { self.mergedCache[jobID] = nil; self.quantizedCache[jobID] = nil }
                     self.publishState(run)
                 case .failure(let e):
                     self.failJob(run, "writing \(spec.output): \(e)")

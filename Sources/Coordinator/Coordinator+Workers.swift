@@ -104,17 +104,20 @@ extension Coordinator {
         var ack = Kiln_V1_TaskResultAck()
         ack.taskID = r.taskID
         ack.attempt = r.attempt
-        func reject(_ why: String, field: String) {
-            log.warning("result rejected: \(why)", metadata: ["worker": "\(w.id)", "task": "\(r.taskID)"])
-            ack.accepted = false
+        let accepted: Kiln_V1_TaskResultAck = { var a = ack; a.accepted = true; return a }()
+        let log = self.log, workerName = w.id
+        let reject: (String, String) -> Void = { [weak self] why, field in
+            log.warning("result rejected: \(why)", metadata: ["worker": "\(workerName)", "task": "\(r.taskID)"])
+            var nack = ack
+            nack.accepted = false
             var e = Kiln_V1_Error(); e.code = .invalidField; e.field = field; e.message = why
-            ack.error = e
-            reply(routing, Message(.taskResultAck(ack)))
+            nack.error = e
+            self?.reply(routing, Message(.taskResultAck(nack)))
         }
-        guard let t = TaskID(wireName: r.taskID) else { return reject("unknown task id '\(r.taskID)'", field: "task_result.task_id") }
+        guard let t = TaskID(wireName: r.taskID) else { return reject("unknown task id '\(r.taskID)'", "task_result.task_id") }
         // The job is the one the worker was given; results resent after a reconnect name it in the frame.
         let jobID = w.task?.task == t ? w.task!.job : (message.tensors.first?.header.name.split(separator: ":").last.map(String.init) ?? "")
-        guard let run = jobs[jobID] else { return reject("no job '\(jobID)' for task \(r.taskID)", field: "task_result.outputs[0].name") }
+        guard let run = jobs[jobID] else { return reject("no job '\(jobID)' for task \(r.taskID)", "task_result.outputs[0].name") }
         if w.task?.task == t { w.task = nil }
         let now = Self.nowMs()
 
@@ -144,39 +147,51 @@ extension Coordinator {
             return
         }
         guard message.tensors.count == 1, message.tensors[0].header.dtype == .u8 else {
-            return reject("a result carries exactly one U8 payload frame", field: "task_result.outputs")
+            return reject("a result carries exactly one U8 payload frame", "task_result.outputs")
         }
         let payload = message.tensors[0].bytes  // checksum verified by Message.decode
         countReceived(t.kindName, payload.count)
-        let output: ClusterTaskOutput
-        do { output = try ClusterCodec.decode(ClusterTaskOutput.self, from: payload) } catch {
-            return reject("payload does not decode: \(error)", field: "frames[1]")
+        guard !run.accepting.contains(t) else { return }  // the same result is being made durable
+        run.accepting.insert(t)
+        // Decoding, checks and the fsync run on the work queue: the loop keeps heartbeats going.
+        let files = self.files, store = self.store, workerID = w.id, attempt = Int(r.attempt)
+        let groups = run.graph.groups
+        work.async { [weak self] in
+            let outcome = Result { () -> Double in
+                let output = try ClusterCodec.decode(ClusterTaskOutput.self, from: payload)
+                guard output.taskID == t else { throw CoordinatorError("payload is for \(output.taskID), not \(t)") }
+                try Coordinator.validate(output, groups: groups)
+                // Durable before acknowledged: file fsynced, then recorded in one transaction.
+                let (url, sum) = try files.write(payload, job: jobID, task: t)
+                try store.recordResult(job: jobID, StoredResult(task: t, path: url.path, checksum: sum, bytes: payload.count, worker: workerID),
+                                       attempt: attempt, nowMs: Coordinator.nowMs())
+                if case let .reconstruct(rr) = output { return rr.linears.map(\.relativeError).max() ?? 0 }
+                return 0
+            }
+            self?.post { [weak self] in
+                guard let self, let run = self.jobs[jobID] else { return }
+                run.accepting.remove(t)
+                switch outcome {
+                case .failure(let e):
+                    reject("\(e)", "frames[1]")
+                    if run.running[t]?.attempt == attempt { self.requeue(jobID, t, attempt: attempt, outcome: "rejected") }
+                case .success(let err):
+                    self.reply(routing, Message(.taskResultAck(accepted)))
+                    guard !run.done.contains(t) else { return }
+                    if let live = self.workers[routing] { live.tasksDone += 1 }
+                    if let s = t.shard, !run.isTerminal { run.shardOwner[s] = workerID }
+                    self.completed(run, t, worker: workerID, error: err)
+                }
+            }
         }
-        guard output.taskID == t else { return reject("payload is for \(output.taskID), not \(t)", field: "frames[1]") }
-        do {
-            try validate(output, run: run)
-            // Durable before acknowledged: file fsynced, then recorded in one transaction.
-            let (url, sum) = try files.write(payload, job: run.id, task: t)
-            try store.recordResult(job: run.id, StoredResult(task: t, path: url.path, checksum: sum, bytes: payload.count, worker: w.id),
-                                   attempt: Int(r.attempt), nowMs: now)
-        } catch {
-            return reject("\(error)", field: "frames[1]")
-        }
-        ack.accepted = true
-        reply(routing, Message(.taskResultAck(ack)))
-        w.tasksDone += 1
-        var err = 0.0
-        if case let .reconstruct(rr) = output { err = rr.linears.map(\.relativeError).max() ?? 0 }
-        if let s = t.shard { run.shardOwner[s] = w.id }
-        completed(run, t, worker: w.id, error: err)
     }
 
     /// Checks a decoded result against what the job expects before accepting it.
-    func validate(_ o: ClusterTaskOutput, run: JobRun) throws {
+    static func validate(_ o: ClusterTaskOutput, groups: Int) throws {
         switch o {
         case let .collect(c):
-            guard c.statistics.count == run.graph.groups else {
-                throw CoordinatorError("collect result has \(c.statistics.count) groups, expected \(run.graph.groups)")
+            guard c.statistics.count == groups else {
+                throw CoordinatorError("collect result has \(c.statistics.count) groups, expected \(groups)")
             }
         case let .reconstruct(r):
             guard r.group < Tasks.groups.count, r.linears.map(\.linear) == Tasks.groups[r.group] else {

@@ -37,6 +37,8 @@ final class JobRun {
     /// Worker holding each shard's activations (affinity); nil: nobody known.
     var shardOwner: [Int: String] = [:]
     var mergesInFlight: Set<Int> = []
+    /// Results being made durable on the work queue.
+    var accepting: Set<TaskID> = []
     var writing = false
     var phases: [Int: [Kiln_V1_Phase: PhaseProgress]] = [:]
 

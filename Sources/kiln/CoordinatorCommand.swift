@@ -82,13 +82,17 @@ func bootstrapLogging(_ level: String) {
     }
 }
 
-/// SIGINT / SIGTERM call `stop` once (the default handlers would skip the goodbye and cleanup).
-func stopOnSignals(_ stop: @escaping @Sendable () -> Void) -> [DispatchSourceSignal] {
-    [SIGINT, SIGTERM].map { sig in
-        signal(sig, SIG_IGN)
-        let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-        s.setEventHandler { stop() }
-        s.resume()
-        return s
+nonisolated(unsafe) private var stopSignalled: sig_atomic_t = 0
+
+/// SIGINT / SIGTERM call `stop` once (the default action would skip the goodbye and
+/// cleanup). The handler only sets a flag; a small thread turns it into the call.
+func stopOnSignals(_ stop: @escaping @Sendable () -> Void) -> Thread {
+    for sig in [SIGINT, SIGTERM] { signal(sig, { _ in stopSignalled = 1 }) }
+    let t = Thread {
+        while stopSignalled == 0 { usleep(50_000) }
+        stop()
     }
+    t.name = "kiln.signals"
+    t.start()
+    return t
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Calibration
+import Coordinator
 import Foundation
 import Jobs
 import Tensor
@@ -61,6 +62,8 @@ struct Run: ParsableCommand {
     var shardSize = 8
     @Option(help: "BLAS threads.")
     var threads: Int?
+    @Option(help: "Run as a coordinator and N workers in this process over inproc:// (the cluster's code path; no --eval).")
+    var workers: Int?
     @Flag(help: "Print the report as JSON on stdout.")
     var json = false
 
@@ -80,7 +83,14 @@ struct Run: ParsableCommand {
                 BLAS.threads = t
             }
             let progress = RunProgress(terminal: isatty(STDERR_FILENO) == 1)
-            let report = try Job.run(spec(), progress: progress.handle)
+            let report: JobReport
+            if let n = workers {
+                guard eval == nil else { throw UserError("--eval is not supported with --workers yet; run without --workers to evaluate") }
+                report = try EmbeddedCluster.run(spec: spec(), workers: n, threads: threads ?? 1, progress: progress.handle).report
+                try report.jsonData().write(to: JobReport.url(forOutput: report.output), options: .atomic)
+            } else {
+                report = try Job.run(spec(), progress: progress.handle)
+            }
             progress.finish()
             if json {
                 FileHandle.standardOutput.write(try report.jsonData())

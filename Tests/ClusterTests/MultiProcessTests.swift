@@ -14,7 +14,7 @@ final class MultiProcessTests: XCTestCase {
             self.log = log
             process.executableURL = Paths.kilnBinary
             process.arguments = args
-            FileManager.default.createFile(atPath: log.path, contents: nil)
+            _ = FileManager.default.createFile(atPath: log.path, contents: nil)
             let h = try FileHandle(forWritingTo: log)
             process.standardOutput = h
             process.standardError = h
@@ -35,7 +35,7 @@ final class MultiProcessTests: XCTestCase {
                                       samples: 8, shardSize: 2)
         let endpoint = "tcp://127.0.0.1:\(try freePort())"
         let coordinator = try Proc(["coordinator", "--listen", endpoint, "--publish", "tcp://127.0.0.1:\(try freePort())",
-                                    "--data-dir", dir.appendingPathComponent("data").path, "--heartbeat-ms", "300", "--liveness", "5"],
+                                    "--data-dir", dir.appendingPathComponent("data").path, "--heartbeat-ms", "500", "--liveness", "6"],
                                    log: dir.appendingPathComponent("coordinator.log"))
         defer { coordinator.terminate() }
         let w1 = try Proc(["worker", "--coordinator", endpoint, "--id", "w1", "--threads", "1"], log: dir.appendingPathComponent("w1.log"))
@@ -52,5 +52,41 @@ final class MultiProcessTests: XCTestCase {
         XCTAssertTrue(coordinator.text.contains("worker dropped"), coordinator.text)
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: spec.output)), try ClusterAssets.localReference(spec),
                        "output after losing a worker differs from the local executor's")
+    }
+}
+
+/// `kiln run --workers N` (the embedded cluster over inproc://) writes the same bytes
+/// for N = 1 and 2, and the same as the local executor.
+final class EmbeddedRunTests: XCTestCase {
+    func runKiln(_ args: [String]) throws -> Int32 {
+        let p = Process()
+        p.executableURL = Paths.kilnBinary
+        p.arguments = args
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+        return p.terminationStatus
+    }
+
+    func testRunWithOneAndTwoWorkersIsByteIdentical() throws {
+        guard FileManager.default.isExecutableFile(atPath: Paths.kilnBinary.path) else {
+            throw XCTSkip("kiln binary not built at \(Paths.kilnBinary.path)")
+        }
+        let model = try ClusterAssets.smolLM2(blocks: 2)
+        let dir = Paths.tempDir("kiln-embedded")
+        let spec = ClusterAssets.spec(model: model, out: dir.appendingPathComponent("ref.gguf"), method: .gptq, mode: .sequential)
+        let reference = try ClusterAssets.localReference(spec)
+        var outputs: [Data] = []
+        for n in [1, 2] {
+            let out = dir.appendingPathComponent("w\(n).gguf")
+            let rc = try runKiln(["run", "--model", model.path, "--calib", ClusterAssets.calib.path, "--samples", "4", "--seqlen", "64",
+                                  "--shard-size", "2", "--method", "gptq", "--mode", "sequential", "--out", out.path,
+                                  "--workers", "\(n)", "--threads", "1"])
+            XCTAssertEqual(rc, 0, "kiln run --workers \(n) failed")
+            outputs.append(try Data(contentsOf: out))
+        }
+        XCTAssertEqual(outputs[0], outputs[1], "--workers 1 and --workers 2 differ")
+        XCTAssertEqual(outputs[0], reference, "--workers 1 differs from the local executor")
     }
 }

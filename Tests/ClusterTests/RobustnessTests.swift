@@ -101,7 +101,13 @@ final class RobustnessTests: XCTestCase {
         first!.stop()
         first = nil
 
-        let second = try makeCoordinator(dataDir: data, listen: endpoint, publish: publish)
+        // libzmq releases the first listener asynchronously: retry the bind briefly.
+        var made: Coordinator?
+        for _ in 0..<50 where made == nil {
+            made = try? makeCoordinator(dataDir: data, listen: endpoint, publish: publish)
+            if made == nil { Thread.sleep(forTimeInterval: 0.1) }
+        }
+        let second = try XCTUnwrap(made, "could not bind \(endpoint) again")
         XCTAssertGreaterThanOrEqual(second.resumedTaskCount, doneBefore - 2, "completed tasks were not resumed from the store")
         second.start()
         defer { second.stop() }

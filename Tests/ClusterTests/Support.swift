@@ -4,6 +4,7 @@ import Jobs
 import KilnProtocol
 import Logging
 import ModelIO
+import Tensor
 import TestSupport
 import Worker
 import XCTest
@@ -49,6 +50,8 @@ enum ClusterAssets {
 
     /// The local executor's output for `spec` (written next to spec.output with a .local suffix).
     static func localReference(_ spec: JobSpec) throws -> Data {
+        // Workers run one BLAS thread; the reference must too (OpenBLAS results depend on it).
+        BLAS.threads = 1
         var s = spec
         s.output = spec.output + ".local.gguf"
         _ = try Job.run(s)
@@ -66,8 +69,8 @@ func quietLogger(_ label: String) -> Logger {
 func makeCoordinator(dataDir: URL, context: ZMQContext = .shared, listen: String = "tcp://127.0.0.1:*",
                      publish: String = "tcp://127.0.0.1:*", configure: (inout CoordinatorConfig) -> Void = { _ in }) throws -> Coordinator {
     var c = CoordinatorConfig(listen: listen, publish: publish, dataDir: dataDir)
-    c.heartbeatIntervalMs = 300
-    c.heartbeatLiveness = 5
+    c.heartbeatIntervalMs = 500
+    c.heartbeatLiveness = 6
     configure(&c)
     return try Coordinator(config: c, context: context, logger: quietLogger("test.coordinator"))
 }
