@@ -37,6 +37,8 @@ struct RecipeOptions: ParsableArguments {
     var staticGroups = false
     @Option(help: "GPTQ dampening, fraction of mean(diag(H)).")
     var damp = 0.01
+    @Option(help: "GPTQ columns per lazy-update block (default 128).")
+    var blockSize: Int?
     @Option(help: "parallel (statistics from full-precision activations) | sequential.")
     var mode: JobMode = .sequential
     @Option(help: "gguf-q4_0 | gguf-q4_1 | gguf-q8_0 | gptq-safetensors")
@@ -55,7 +57,7 @@ struct RecipeOptions: ParsableArguments {
         s.samples = samples; s.seqlen = seqlen; s.seed = seed; s.sampler = sampler; s.method = method
         s.bits = bits; s.groupSize = group; s.symmetric = sym; s.actOrder = actOrder; s.staticGroups = staticGroups
         s.percentDamp = damp; s.mode = mode; s.format = format; s.evalFile = eval; s.evalWindows = evalWindows
-        s.shardSize = shardSize
+        s.shardSize = shardSize; s.blockSize = blockSize
         return s
     }
 }

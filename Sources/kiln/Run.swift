@@ -20,46 +20,8 @@ struct Run: ParsableCommand {
         is printed and written beside the output as <out>.report.json.
         """)
 
-    @Option(help: "Input model: a .gguf file (or a Hugging Face directory for gptq-safetensors).")
-    var model: String
-    @Option(help: "Calibration text file.")
-    var calib: String
-    @Option(help: "Calibration windows.")
-    var samples = 128
-    @Option(help: "Tokens per calibration window.")
-    var seqlen = 512
-    @Option(help: "Seed of the window sampler.")
-    var seed: UInt64 = 0
-    @Option(help: "consecutive | random (GPTQ reference's random windows).")
-    var sampler: SamplerKind = .random
-    @Option(help: "rtn | gptq")
-    var method: QuantMethod = .gptq
-    @Option(help: "Bits per weight (default: the format's; 4 for gptq-safetensors).")
-    var bits: Int?
-    @Option(help: "Input columns per group, -1 per channel (default: 32 for GGUF, 128 for gptq-safetensors).")
-    var group: Int?
-    @Flag(inversion: .prefixedNo, help: "Symmetric grid (default: the format's grid; gptq-safetensors: symmetric).")
-    var sym: Bool?
-    @Flag(help: "GPTQ: quantize columns in decreasing Hessian-diagonal order.")
-    var actOrder = false
-    @Flag(help: "GPTQ: fit all groups' parameters up front.")
-    var staticGroups = false
-    @Option(help: "GPTQ dampening, fraction of mean(diag(H)).")
-    var damp = 0.01
-    @Option(help: "GPTQ columns per lazy-update block (default 128).")
-    var blockSize: Int?
-    @Option(help: "parallel (statistics from full-precision activations) | sequential.")
-    var mode: JobMode = .sequential
-    @Option(help: "gguf-q4_0 | gguf-q4_1 | gguf-q8_0 | gptq-safetensors")
-    var format: OutputFormat = .ggufQ4_0
-    @Option(help: "Output .gguf file, or directory for gptq-safetensors.")
-    var out: String
-    @Option(help: "Text file for perplexity before and after.")
-    var eval: String?
-    @Option(help: "Evaluation windows of 512 tokens.")
-    var evalWindows = 40
-    @Option(help: "Calibration windows per shard (the unit of work of the task graph).")
-    var shardSize = 8
+    @OptionGroup(title: "Recipe")
+    var recipe: RecipeOptions
     @Option(help: "BLAS threads.")
     var threads: Int?
     @Option(help: "Run as a coordinator and N workers in this process over inproc:// (the cluster's code path; no --eval).")
@@ -67,14 +29,7 @@ struct Run: ParsableCommand {
     @Flag(help: "Print the report as JSON on stdout.")
     var json = false
 
-    func spec() -> JobSpec {
-        var s = JobSpec(model: model, calibration: calib, output: out)
-        s.samples = samples; s.seqlen = seqlen; s.seed = seed; s.sampler = sampler; s.method = method
-        s.bits = bits; s.groupSize = group; s.symmetric = sym; s.actOrder = actOrder; s.staticGroups = staticGroups
-        s.percentDamp = damp; s.mode = mode; s.format = format; s.evalFile = eval; s.evalWindows = evalWindows
-        s.shardSize = shardSize; s.blockSize = blockSize
-        return s
-    }
+    func spec() -> JobSpec { recipe.jobSpec() }
 
     func run() throws {
         try runReportingErrors {
@@ -85,7 +40,7 @@ struct Run: ParsableCommand {
             let progress = RunProgress(terminal: isatty(STDERR_FILENO) == 1)
             let report: JobReport
             if let n = workers {
-                guard eval == nil else { throw UserError("--eval is not supported with --workers yet; run without --workers to evaluate") }
+                guard recipe.eval == nil else { throw UserError("--eval is not supported with --workers yet; run without --workers to evaluate") }
                 report = try EmbeddedCluster.run(spec: spec(), workers: n, threads: threads ?? 1, progress: progress.handle).report
                 try report.jsonData().write(to: JobReport.url(forOutput: report.output), options: .atomic)
             } else {
