@@ -38,7 +38,8 @@ public final class GGUFFile: @unchecked Sendable {  // immutable after init
     let map: MappedFile
     private let index: [String: Int]
 
-    public var tensors: [TensorInfo] { tensorTable.map(\.info) }
+    /// The tensor table's infos, built once (callers look tensors up often).
+    public let tensors: [TensorInfo]
 
     public init(_ url: URL) throws {
         self.url = url
@@ -138,6 +139,7 @@ public final class GGUFFile: @unchecked Sendable {  // immutable after init
             throw ModelIOError(file: file, "tensor '\(b.info.name)': data [\(b.range.lowerBound), \(b.range.upperBound)) overlaps tensor '\(a.info.name)' [\(a.range.lowerBound), \(a.range.upperBound))")
         }
         tensorTable = table
+        tensors = table.map(\.info)
         self.index = index
     }
 

@@ -23,6 +23,7 @@ public final class GGUFModel: ModelView, @unchecked Sendable {  // immutable aft
     }
 
     public func load(_ name: String) throws -> Matrix { try file.load(name) }
+    public func info(_ name: String) -> TensorInfo? { file.tensor(name)?.info }
     public func rawBytes(_ name: String) throws -> Data { try file.rawBytes(name) }
 
     /// Families whose GGUF tensors share llama's layout.

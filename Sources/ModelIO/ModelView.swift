@@ -142,9 +142,11 @@ public protocol ModelView: AnyObject, Sendable {
     func load(_ name: String) throws -> Matrix
     /// Raw bytes of one tensor as stored (for copying unchanged tensors to output).
     func rawBytes(_ name: String) throws -> Data
+    /// The table entry of one tensor; readers with a name index answer without a scan.
+    func info(_ name: String) -> TensorInfo?
 }
 
 extension ModelView {
-    public func info(_ name: String) -> TensorInfo? { tensors.first { $0.name == name } }
+    public func info(_ name: String) -> TensorInfo? { tensors.first { $0.name == name } }  // default: scan
     public func has(_ name: String) -> Bool { info(name) != nil }
 }
