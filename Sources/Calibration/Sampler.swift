@@ -9,8 +9,9 @@ import Foundation
 public enum SamplerKind: String, Codable, Sendable, CaseIterable {
     /// Non-overlapping windows from the start: window i is tokens [i*L, (i+1)*L).
     case consecutive
-    /// Like the GPTQ reference's data loader: for each sample a start drawn uniformly
-    /// from [0, T - L - 1] (both ends included) by `SplitMix64` seeded with the job seed.
+    /// The GPTQ reference's data loader: for each sample a start drawn uniformly from
+    /// [0, T - L - 1] (both ends included) by Python's `random.randint` after
+    /// `random.seed(seed)` (`PythonRandom`), so the same seed picks the same windows.
     case random
 }
 
@@ -27,34 +28,6 @@ public enum SamplerError: Error, CustomStringConvertible, Equatable {
         case let .tooShort(file, tokens, needed, detail):
             return "calibration file \(file) has \(tokens) tokens, \(detail) need \(needed); lower --samples or --seqlen, or use a longer text"
         case let .invalidRequest(s): return "sampler: \(s)"
-        }
-    }
-}
-
-/// SplitMix64 (Steele, Lea, Flood 2014): a tiny, fully specified 64-bit generator, so
-/// that a seed gives the same windows on every machine and Swift version
-/// (`SystemRandomNumberGenerator` is not seedable and Swift's default generators
-/// are not specified).
-public struct SplitMix64: RandomNumberGenerator, Sendable {
-    public private(set) var state: UInt64
-    public init(seed: UInt64) { state = seed }
-
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in 0...upper (inclusive), by rejection so no value is favoured.
-    public mutating func uniform(through upper: UInt64) -> UInt64 {
-        if upper == .max { return next() }
-        let range = upper + 1
-        let limit = UInt64.max - (UInt64.max % range)  // largest multiple of range, exclusive
-        while true {
-            let v = next()
-            if v < limit { return v % range }
         }
     }
 }
@@ -80,9 +53,9 @@ public enum Sampler {
                 throw SamplerError.tooShort(file: file, tokens: tokenCount, needed: length + 1,
                                             detail: "random windows of \(length) tokens")
             }
-            var rng = SplitMix64(seed: seed)
+            var rng = PythonRandom(seed: seed)
             let upper = UInt64(tokenCount - length - 1)
-            return (0..<count).map { _ in Int(rng.uniform(through: upper)) }
+            return (0..<count).map { _ in Int(rng.int(through: upper)) }
         }
     }
 

@@ -4,11 +4,21 @@ import TestSupport
 import XCTest
 
 final class SamplerTests: XCTestCase {
-    func testSplitMix64ReferenceValues() {
-        // First outputs of SplitMix64 seeded with 0 (the published reference sequence).
-        var g = SplitMix64(seed: 0)
-        XCTAssertEqual(g.next(), 0xE220_A839_7B1D_CDAF)
-        XCTAssertEqual(g.next(), 0x6E78_9E6A_A1B9_65F4)
+    func testPythonRandomMatchesCPython() {
+        // Values printed by CPython 3: random.seed(S); random.getrandbits / random.randint.
+        var g = PythonRandom(seed: 0)
+        XCTAssertEqual((0..<3).map { _ in g.next32() }, [3_626_764_237, 1_654_615_998, 3_255_389_356])
+        var big = PythonRandom(seed: 12_345_678_901_234_567)  // a two-word seed
+        XCTAssertEqual((0..<4).map { _ in big.int(through: 10_000 - 512 - 1) }, [1589, 9358, 9215, 4515])
+        var wide = PythonRandom(seed: 0)  // randint above 2^32: two words per draw
+        XCTAssertEqual((0..<2).map { _ in wide.int(through: 1 << 40) }, [849_735_321_549, 87_705_687_125])
+    }
+
+    func testRandomWindowsAreTheGPTQReferenceLoaders() throws {
+        // The reference loader over fortunes_calib.txt's 367,503 tokens, seqlen 512, seed 0:
+        // random.seed(0); [random.randint(0, 367503 - 512 - 1) for _ in range(8)].
+        XCTAssertEqual(try Sampler.starts(tokenCount: 367_503, count: 8, length: 512, kind: .random, seed: 0),
+                       [201_979, 220_500, 21225, 135_746, 268_055, 254_766, 212_302, 159_023])
     }
 
     func testRandomWindowsAreReproducibleAndInRange() throws {
