@@ -113,10 +113,20 @@ public struct HessianAccumulator: Codable, Sendable, Equatable {
             for i in 0..<n where !g.data[i * n + i].isFinite {
                 try Self.reportNonFinite(x, name: name)
             }
-            var newHigh = high
-            var newLow = low
-            // Two halves of the packed triangle in parallel (the second core is idle
-            // between BLAS calls); integer adds, so the split cannot change the result.
+            // Range check up front, so the in-place add below cannot fail half way: every
+            // |g_ij| <= max_i g_ii (Cauchy-Schwarz, with a factor-2 margin for Float32
+            // rounding), and likewise for the running sums, so a new diagonal below 2^61
+            // and running diagonals below 2^62 keep every entry below 2^63.
+            var newMax: Float = 0, newArg = 0
+            for i in 0..<n where g.data[i * n + i] > newMax { newMax = g.data[i * n + i]; newArg = i }
+            var accMax = 0.0
+            for i in 0..<n { accMax = Swift.max(accMax, abs(Fixed128(high: high[Self.packedIndex(i, i, columns: n)], low: low[Self.packedIndex(i, i, columns: n)]).doubleValue)) }
+            guard Double(newMax) < 0x1p61, accMax + Double(newMax) < 0x1p62 else {
+                throw StatisticsError.fixedPointOverflow(name: name, row: newArg, column: newArg)
+            }
+            // In place (no copy of the accumulator per batch). Two halves of the packed
+            // triangle in parallel (the second core is idle between BLAS calls); integer
+            // adds, so the split cannot change the result.
             let total = n * (n + 1) / 2
             var split = 0
             while split < n && Self.packedIndex(split, split, columns: n) < total / 2 { split += 1 }
@@ -125,8 +135,8 @@ public struct HessianAccumulator: Codable, Sendable, Equatable {
             defer { failures.deallocate() }
             failures.initialize(repeating: -1)
             g.data.withUnsafeBufferPointer { gp in
-                newHigh.withUnsafeMutableBufferPointer { hp in
-                    newLow.withUnsafeMutableBufferPointer { lp in
+                high.withUnsafeMutableBufferPointer { hp in
+                    low.withUnsafeMutableBufferPointer { lp in
                         DispatchQueue.concurrentPerform(iterations: 2) { part in
                             for i in ranges[part] {
                                 var k = Self.packedIndex(i, i, columns: n)
@@ -142,11 +152,10 @@ public struct HessianAccumulator: Codable, Sendable, Equatable {
                     }
                 }
             }
+            // Unreachable after the range check; fail loudly rather than keep a bad sum.
             for f in failures where f >= 0 {
-                throw StatisticsError.fixedPointOverflow(name: name, row: f / n, column: f % n)
+                throw StatisticsError.invalidState("'\(name)': fixed-point overflow at (\(f / n), \(f % n)) after the range check passed; the accumulator is no longer valid")
             }
-            high = newHigh
-            low = newLow
         }
         self.samples += samples
         self.tokens += x.rows
@@ -361,13 +370,46 @@ public struct ChannelStatistics: Codable, Sendable, Equatable {
         if x.rows == 0 { return }
         var lo = min.isEmpty ? Array(x.data[0..<columns]) : min
         var hi = max.isEmpty ? Array(x.data[0..<columns]) : max
-        // Elementwise reductions over token rows (no BLAS routine computes a per-column min/max).
-        for r in 0..<x.rows {
-            for c in 0..<columns {
-                let v = x.data[r * columns + c]
-                if !v.isFinite { throw StatisticsError.nonFiniteActivation(name: name, row: r, column: c, value: v) }
-                lo[c] = Swift.min(lo[c], v)
-                hi[c] = Swift.max(hi[c], v)
+        // Column-wise reductions over token rows (no BLAS routine computes a per-column
+        // min/max), eight lanes at a time. `poison` collects v * 0, which is NaN exactly
+        // when some v is NaN or infinite (min/max would silently drop a NaN).
+        let n = columns, wide = n / 8 * 8
+        var poison = SIMD8<Float>()
+        x.data.withUnsafeBufferPointer { xp in
+            lo.withUnsafeMutableBufferPointer { lp in
+                hi.withUnsafeMutableBufferPointer { hp in
+                    let xr = UnsafeRawPointer(xp.baseAddress!)
+                    let lr = UnsafeMutableRawPointer(lp.baseAddress!), hr = UnsafeMutableRawPointer(hp.baseAddress!)
+                    var c = 0
+                    while c < wide {
+                        var l = lr.loadUnaligned(fromByteOffset: c * 4, as: SIMD8<Float>.self)
+                        var h = hr.loadUnaligned(fromByteOffset: c * 4, as: SIMD8<Float>.self)
+                        for r in 0..<x.rows {
+                            let v = xr.loadUnaligned(fromByteOffset: (r * n + c) * 4, as: SIMD8<Float>.self)
+                            l = pointwiseMin(l, v)
+                            h = pointwiseMax(h, v)
+                            poison += v * 0
+                        }
+                        lr.storeBytes(of: l, toByteOffset: c * 4, as: SIMD8<Float>.self)
+                        hr.storeBytes(of: h, toByteOffset: c * 4, as: SIMD8<Float>.self)
+                        c += 8
+                    }
+                    for c in wide..<n {
+                        for r in 0..<x.rows {
+                            let v = xp[r * n + c]
+                            lp[c] = Swift.min(lp[c], v)
+                            hp[c] = Swift.max(hp[c], v)
+                            poison[0] += v * 0
+                        }
+                    }
+                }
+            }
+        }
+        if !poison.sum().isFinite {
+            for r in 0..<x.rows {
+                for c in 0..<n where !x.data[r * n + c].isFinite {
+                    throw StatisticsError.nonFiniteActivation(name: name, row: r, column: c, value: x.data[r * n + c])
+                }
             }
         }
         min = lo
@@ -417,11 +459,11 @@ public struct LinearStatistics: Codable, Sendable, Equatable {
 
     /// Adds a batch of token rows [tokens, columns]; `samples` as in `HessianAccumulator.add`.
     public mutating func add(_ x: Matrix, samples: Int = 1) throws {
-        var h = hessian
+        // The channel statistics into a copy first (small); the Hessian in place, and it
+        // either adds everything or throws before changing anything.
         var c = channels
-        try h.add(x, samples: samples, name: name)
         try c.add(x, name: name)
-        hessian = h
+        try hessian.add(x, samples: samples, name: name)
         channels = c
     }
 

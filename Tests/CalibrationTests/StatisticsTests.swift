@@ -90,6 +90,35 @@ final class StatisticsTests: XCTestCase {
         XCTAssertEqual(empty, m)
     }
 
+    /// The eight-lane reduction against a plain one on real activations (the reference
+    /// layer's X), with a column count that leaves a tail (13) and one that does not.
+    func testChannelStatisticsAgreeWithPlainReduction() throws {
+        let full = Self.matrix("A.X")
+        for cols in [13, 256] {
+            let x = full.columns(0..<cols)
+            var s = ChannelStatistics(columns: cols)
+            try s.add(x.rows(0..<5))
+            try s.add(x.rows(5..<x.rows))
+            for c in 0..<cols {
+                let column = (0..<x.rows).map { x[$0, c] }
+                XCTAssertEqual(s.min[c], column.min()!, "column \(c)")
+                XCTAssertEqual(s.max[c], column.max()!, "column \(c)")
+                XCTAssertEqual(s.absMax[c], column.map(\.magnitude).max()!, "column \(c)")
+            }
+        }
+        // A non-finite value is named, in a SIMD lane and in the tail.
+        for (row, col, v) in [(3, 5, Float.nan), (1, 12, -Float.infinity)] {
+            var x = full.columns(0..<13).rows(0..<8)
+            x[row, col] = v
+            var s = ChannelStatistics(columns: 13)
+            XCTAssertThrowsError(try s.add(x)) {
+                guard case let .nonFiniteActivation(_, r, c, _)? = $0 as? StatisticsError else { return XCTFail("\($0)") }
+                XCTAssertEqual([r, c], [row, col])
+            }
+            XCTAssertEqual(s.tokens, 0)
+        }
+    }
+
     func testCodableRoundTripAndRawArrays() throws {
         var s = LinearStatistics(name: "B.in", columns: 320)
         try s.add(Self.matrix("B.X").rows(0..<100))
