@@ -98,7 +98,8 @@ public enum Tasks {
                 guard failure == nil, let g = groups.firstIndex(of: li.linears) else { return }
                 do { try stats[g].add(li.input, samples: 1) } catch { failure = error }
             }
-            let y = blk.forward(hidden: x, context: ForwardContext(hook: hook))
+            // Sequential mode recomputes the output with quantized weights in propagate.
+            let y = blk.forward(hidden: x, context: ForwardContext(hook: hook, outputNeeded: ctx.spec.mode == .parallel))
             if let failure { throw failure }
             if ctx.spec.mode == .parallel { outputs.append(y) }
             tokens += x.rows

@@ -142,6 +142,7 @@ public struct LlamaBlock: TransformerBlock {
         let u = BLAS.linear(n2, w.up)
         Kernels.siluMul(gate: &g, up: u)
         context.hook?(LinearInput(block: index, linears: ["ffn_down"], input: g))
+        if !context.outputNeeded { return h }  // statistics only: ffn_down's output is not wanted
         Kernels.linear(g, w.down, beta: 1, into: &h)
         return h
     }

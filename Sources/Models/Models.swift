@@ -33,9 +33,13 @@ public struct ForwardContext {
     public var keyMask: [Bool]?
     /// Sees every linear's input.
     public var hook: LinearHook?
+    /// false: the caller wants only what the hook sees (statistics), so a block may skip
+    /// work after its last hook (the Llama block skips ffn_down) and return a partial result.
+    public var outputNeeded: Bool
 
-    public init(positionOffset: Int = 0, keyMask: [Bool]? = nil, hook: LinearHook? = nil) {
+    public init(positionOffset: Int = 0, keyMask: [Bool]? = nil, hook: LinearHook? = nil, outputNeeded: Bool = true) {
         self.positionOffset = positionOffset; self.keyMask = keyMask; self.hook = hook
+        self.outputNeeded = outputNeeded
     }
 }
 
