@@ -12,9 +12,11 @@ import Tensor
 /// 5. damp = percdamp * mean(diag(H)) added to the diagonal; Hinv = the upper Cholesky
 ///    factor of H^-1 (LAPACK spotrf/spotri, then spotrf).
 /// 6. Blocks of `blockSize` columns: each column is quantized, its scaled error
-///    (w - q) / Hinv[i,i] is spread over the rest of the block (a rank-1 product then a
-///    subtraction, as the reference rounds it), and at the block end the remaining
-///    columns get the whole block's update in one sgemm. Non-static groups are fitted
+///    (w - q) / Hinv[i,i] is spread over the rest of the block, and at the block end the
+///    remaining columns get the whole block's update in one sgemm. Inside a block the
+///    same lazy scheme runs once more on sub-blocks of 16 columns (rank-1 updates within
+///    the sub-block, one sgemm for the rest of the block), which keeps most of the work
+///    in sgemm; only the rounding order differs from the reference's. Non-static groups are fitted
 ///    when column i reaches a group start, on W as of the start of the current block
 ///    (the reference reads W, not the in-block copy W1).
 ///
@@ -114,12 +116,13 @@ public enum GPTQ {
         }
 
         let bs = recipe.blockSize
+        // Columns per in-block sub-block (see the update below).
+        let subBlock = 16
         var codesT = [UInt8](repeating: 0, count: n * m)
         var qT = [Float](repeating: 0, count: n * m)
         var lossT = [Float](repeating: 0, count: n * m)
         var w1 = [Float](repeating: 0, count: min(bs, n) * m)
         var err1 = [Float](repeating: 0, count: min(bs, n) * m)
-        var tmp = [Float](repeating: 0, count: min(bs, n) * m)
         var current = [GroupParameters](repeating: zeroParams, count: m)
         if perChannel { for r in 0..<m { current[r] = params[r] } }
 
@@ -129,7 +132,6 @@ public enum GPTQ {
                 let wtp = wtb.baseAddress!
                 w1.withUnsafeMutableBufferPointer { w1b in
                     err1.withUnsafeMutableBufferPointer { eb in
-                        tmp.withUnsafeMutableBufferPointer { tb in
                             codesT.withUnsafeMutableBufferPointer { cb in
                                 qT.withUnsafeMutableBufferPointer { qb in
                                     lossT.withUnsafeMutableBufferPointer { lb in
@@ -170,12 +172,21 @@ public enum GPTQ {
                     lb[out + r] = diff * diff / d2 / 2
                     ecol[r] = diff / d
                 }
-                let rest = count - i - 1
+                // The error reaches the rest of its sub-block now (a rank-1 update) and
+                // the rest of the block at the sub-block's end (one sgemm): the same
+                // update as the reference's whole-block rank-1 steps, in fewer passes.
+                let subEnd = min((i / subBlock + 1) * subBlock, count)
+                let rest = subEnd - i - 1
                 if rest > 0 {
-                    // tmp = Hinv[c, c+1..<i2]^T (rest x 1) * err (1 x m); W1[i+1..<count] -= tmp
-                    BLAS.gemm(transA: false, transB: false, m: rest, n: m, k: 1, alpha: 1,
-                              a: hp + c * n + c + 1, lda: 1, b: ecol, ldb: m, beta: 0, c: tb.baseAddress!, ldc: m)
-                    BLAS.axpy(count: rest * m, alpha: -1, x: tb.baseAddress!, y: wcol + m)
+                    // W1[i+1..<subEnd] -= Hinv[c, c+1..<] (rest) outer err (m)
+                    BLAS.ger(m: rest, n: m, alpha: -1, x: hp + c * n + c + 1, y: ecol, a: wcol + m, lda: m)
+                }
+                if i + 1 == subEnd && subEnd < count {
+                    let s0 = i / subBlock * subBlock  // first column of this sub-block
+                    // W1[subEnd..<count] -= Hinv[i1+s0..<i1+subEnd, i1+subEnd..<i2]^T * Err1[s0..<subEnd]
+                    BLAS.gemm(transA: true, transB: false, m: count - subEnd, n: m, k: subEnd - s0, alpha: -1,
+                              a: hp + (i1 + s0) * n + i1 + subEnd, lda: n, b: eb.baseAddress! + s0 * m, ldb: m,
+                              beta: 1, c: w1b.baseAddress! + subEnd * m, ldc: m)
                 }
             }
             if i2 < n {
@@ -193,7 +204,6 @@ public enum GPTQ {
                     }
                 }
             }
-        }
 
         try Checks.scalesFit(params, groups: groups, recipe: recipe, tensor: name)
 

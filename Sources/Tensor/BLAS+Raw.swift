@@ -18,6 +18,16 @@ extension BLAS {
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
+    /// A += alpha * x y^T on raw row-major storage: A is m x n with leading dimension lda,
+    /// x has m elements, y has n (a rank-1 update, BLAS-2 sger).
+    public static func ger(m: Int, n: Int, alpha: Float, x: UnsafePointer<Float>, incX: Int = 1,
+                           y: UnsafePointer<Float>, incY: Int = 1, a: UnsafeMutablePointer<Float>, lda: Int) {
+        precondition(m >= 0 && n >= 0, "ger: negative dimension")
+        if m == 0 || n == 0 { return }
+        precondition(lda >= max(1, n), "ger: leading dimension too small")
+        cblas_sger(CblasRowMajor, Int32(m), Int32(n), alpha, x, Int32(incX), y, Int32(incY), a, Int32(lda))
+    }
+
     /// y += alpha * x over `count` elements with strides.
     public static func axpy(count: Int, alpha: Float, x: UnsafePointer<Float>, incX: Int = 1,
                             y: UnsafeMutablePointer<Float>, incY: Int = 1) {

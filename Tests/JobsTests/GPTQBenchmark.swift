@@ -1,0 +1,66 @@
+import Calibration
+import Foundation
+import ModelIO
+import Models
+import Quantization
+import Tensor
+import TestSupport
+import XCTest
+
+/// Opt-in measurement (KILN_BENCH=1, release): the GPTQ phase's FLOP rate as a ratio of
+/// sgemm's on the same shapes, in the same process. Real SmolLM2 block-0 weights and
+/// Hessians gathered from 8 calibration windows.
+///
+/// GPTQ's arithmetic, counted as the algorithm needs it: the error updates (every
+/// column's error reaches every later column of every row: m * n^2 flops as
+/// multiply-adds counted twice over half the triangle), plus the dampened Hessian's
+/// Cholesky, inverse and Cholesky again (4/3 n^3). The baseline is sgemm of [m, n] by
+/// [n, n] (2 m n^2 flops), i.e. what the same update would cost as one dense product.
+final class GPTQBenchmark: XCTestCase {
+    func testGPTQPhaseVersusSgemm() throws {
+        try XCTSkipUnless(ProcessInfo.processInfo.environment["KILN_BENCH"] == "1", "set KILN_BENCH=1 to run")
+        let model = try loadCausalLM(view: try openModel(try Assets.smollm2()))
+        let tokenizer = try loadTokenizer(try openModel(try Assets.smollm2()).tokenizer!)
+        let tokens = try Sampler.tokens(file: Assets.calib) { tokenizer.encode($0) }
+        let windows = try Sampler.windows(tokens: tokens, count: 8, length: 512, kind: .random, seed: 0)
+        let blk = try model.block(0)
+        var stats = LlamaBlock.linearGroups.map { LinearStatistics(name: $0[0], columns: blk.weight($0[0])!.cols) }
+        for w in windows {
+            _ = blk.forward(hidden: model.embed(w), context: ForwardContext(hook: { li in
+                let g = LlamaBlock.linearGroups.firstIndex(of: li.linears)!
+                try! stats[g].add(li.input)
+            }))
+        }
+        print("openblas core: \(BLAS.coreName), threads: \(BLAS.threads)")
+        func time(_ body: () throws -> Void) rethrows -> Double {
+            let s = DispatchTime.now().uptimeNanoseconds
+            try body()
+            return Double(DispatchTime.now().uptimeNanoseconds - s) / 1e9
+        }
+        let recipes: [(String, QuantRecipe)] = [
+            ("gptq 4-bit g64 act-order static", QuantRecipe(bits: 4, symmetric: true, groupSize: 64, actOrder: true, staticGroups: true)),
+            ("gguf q4_0", QuantRecipe.gguf(.ggufQ4_0)),
+        ]
+        for (label, recipe) in recipes {
+            var gptqTime = 0.0, gemmTime = 0.0, flops = 0.0, gemmFlops = 0.0
+            for (g, names) in LlamaBlock.linearGroups.enumerated() {
+                let h = stats[g].finalHessian()
+                for name in names {
+                    let w = blk.weight(name)!
+                    let m = Double(w.rows), n = Double(w.cols)
+                    var best = Double.infinity
+                    for _ in 0..<3 { best = min(best, try time { _ = try GPTQ.quantize(w, hessian: h, recipe: recipe, name: name) }) }
+                    gptqTime += best
+                    flops += m * n * n + 4.0 / 3.0 * n * n * n
+                    var gb = Double.infinity
+                    for _ in 0..<3 { gb = min(gb, time { _ = BLAS.matmul(w, h) }) }
+                    gemmTime += gb
+                    gemmFlops += 2 * m * n * n
+                }
+            }
+            let rate = flops / gptqTime / 1e9, base = gemmFlops / gemmTime / 1e9
+            print(String(format: "GPTQ %@: block 0 (7 linears) %.3f s, %.1f GFLOP/s; sgemm same shapes %.1f GFLOP/s; ratio %.2f",
+                         label, gptqTime, rate, base, rate / base))
+        }
+    }
+}
