@@ -28,7 +28,7 @@ public enum Job {
         times.load = seconds(since: t0)
 
         var before: Double?
-        if spec.evalFile != nil {
+        if spec.evalFile != nil && spec.evalBefore {
             progress?(.phase("eval before"))
             t0 = DispatchTime.now()
             before = try BlockwisePerplexity.evaluate(
@@ -61,7 +61,7 @@ public enum Job {
         times.write = seconds(since: t0)
 
         var ppl: PerplexityReport?
-        if let e = spec.evalFile, let before {
+        if let e = spec.evalFile {
             progress?(.phase("eval after"))
             t0 = DispatchTime.now()
             let after: BlockwisePerplexity.Result

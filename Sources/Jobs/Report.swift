@@ -28,7 +28,8 @@ public struct PerplexityReport: Codable, Sendable, Equatable {
     public var file: String
     public var windows: Int
     public var context: Int
-    public var before: Double
+    /// nil when the job skipped it (--no-eval-before).
+    public var before: Double?
     public var after: Double
     /// What "after" ran: the written GGUF reopened, or the dequantized GPTQ weights.
     public var afterSource: String
@@ -69,8 +70,13 @@ public struct JobReport: Codable, Sendable, Equatable {
         s.append("calibration \(spec.samples) x \(spec.seqlen) tokens (\(spec.sampler.rawValue), seed \(spec.seed)) of \(calibrationTokens) in \(URL(fileURLWithPath: spec.calibration).lastPathComponent)")
         if let p = perplexity {
             s.append("")
-            s.append(String(format: "perplexity   before %.4f   after %.4f   (%+.2f%%, %d windows x %d of %@; after: %@)",
-                            p.before, p.after, (p.after / p.before - 1) * 100, p.windows, p.context, p.file, p.afterSource))
+            if let before = p.before {
+                s.append(String(format: "perplexity   before %.4f   after %.4f   (%+.2f%%, %d windows x %d of %@; after: %@)",
+                                before, p.after, (p.after / before - 1) * 100, p.windows, p.context, p.file, p.afterSource))
+            } else {
+                s.append(String(format: "perplexity   after %.4f   (%d windows x %d of %@; after: %@; before not measured)",
+                                p.after, p.windows, p.context, p.file, p.afterSource))
+            }
         }
         s.append("")
         s.append("block  attn_q    attn_k    attn_v    attn_out  ffn_gate  ffn_up    ffn_down   (relative output error)")

@@ -31,10 +31,10 @@ struct RecipeOptions: ParsableArguments {
     var group: Int?
     @Flag(inversion: .prefixedNo, help: "Symmetric grid (default: the format's grid; gptq-safetensors: symmetric).")
     var sym: Bool?
-    @Flag(help: "GPTQ: quantize columns in decreasing Hessian-diagonal order.")
-    var actOrder = false
-    @Flag(help: "GPTQ: fit all groups' parameters up front.")
-    var staticGroups = false
+    @Flag(inversion: .prefixedNo, help: "GPTQ: quantize columns in decreasing Hessian-diagonal order.")
+    var actOrder = true
+    @Flag(inversion: .prefixedNo, help: "GPTQ: fit all groups' parameters on the original weights up front (default: with act-order).")
+    var staticGroups: Bool?
     @Option(help: "GPTQ dampening, fraction of mean(diag(H)).")
     var damp = 0.01
     @Option(help: "GPTQ columns per lazy-update block (default 128).")
@@ -49,6 +49,8 @@ struct RecipeOptions: ParsableArguments {
     var eval: String?
     @Option(help: "Evaluation windows of 512 tokens.")
     var evalWindows = 40
+    @Flag(inversion: .prefixedNo, help: "With --eval: also measure the unquantized model (skip it when comparing recipes).")
+    var evalBefore = true
     @Option(help: "Calibration windows per shard (the unit of work of the task graph).")
     var shardSize = 8
 
@@ -56,7 +58,7 @@ struct RecipeOptions: ParsableArguments {
         var s = JobSpec(model: model, calibration: calib, output: out)
         s.samples = samples; s.seqlen = seqlen; s.seed = seed; s.sampler = sampler; s.method = method
         s.bits = bits; s.groupSize = group; s.symmetric = sym; s.actOrder = actOrder; s.staticGroups = staticGroups
-        s.percentDamp = damp; s.mode = mode; s.format = format; s.evalFile = eval; s.evalWindows = evalWindows
+        s.percentDamp = damp; s.mode = mode; s.format = format; s.evalFile = eval; s.evalWindows = evalWindows; s.evalBefore = evalBefore
         s.shardSize = shardSize; s.blockSize = blockSize
         return s
     }
