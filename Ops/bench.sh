@@ -5,7 +5,13 @@
 #
 #   Ops/bench.sh eval      perplexity on 40 windows (vs transformers' 27.8344), peak RSS,
 #                          forward FLOP rate / sgemm FLOP rate on the same shapes
-#   Ops/bench.sh all       everything below
+#   Ops/bench.sh gptq      GPTQ phase FLOP rate / sgemm FLOP rate (real block-0 weights)
+#   Ops/bench.sh peer      the llm-compressor comparison: 4-bit g64 sym, 32 windows, RTN
+#                          and GPTQ (sequential, 2 BLAS threads): perplexity, phase times, RSS
+#   Ops/bench.sh matrix    the quantization matrix: SAMPLES (128) windows, RTN and GPTQ
+#                          (both modes) at gguf-q4_0/q4_1/q8_0 and gptq-safetensors 4-bit
+#                          and 3-bit g64 asym; two runs side by side with 1 BLAS thread each
+#   Ops/bench.sh all       eval, gptq, peer
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${BENCH_OUT:-bench-results}"
@@ -31,9 +37,76 @@ PY
     | grep -E "openblas|ratio|GFLOP|window" | tee "$OUT/forward.txt"
 }
 
+bench_gptq() {
+  echo "== GPTQ phase FLOP rate vs sgemm on the same shapes (same process)"
+  KILN_BENCH=1 swift test -c release --skip-build --filter 'JobsTests.GPTQBenchmark' 2>&1 \
+    | grep -E "openblas|GPTQ " | tee "$OUT/gptq.txt"
+}
+
+# quant NAME THREADS ARGS...: one `kiln run` with the 40-window evaluation (no baseline).
+quant() {
+  local name=$1 threads=$2; shift 2
+  /usr/bin/time -v "$KILN" run --model "$MODEL" --calib Tests/Fixtures/text/fortunes_calib.txt --seqlen 512 --seed 0 \
+    --eval "$EVAL" --eval-windows 40 --no-eval-before --threads "$threads" --out "$OUT/q-$name" "$@" --json \
+    >"$OUT/q-$name.json" 2>"$OUT/q-$name.time" || { echo "$name failed: see $OUT/q-$name.time" >&2; return 1; }
+  rm -rf "$OUT/q-$name"
+}
+
+summary() {
+  python3 - "$OUT" "$@" <<'PY'
+import json, sys, re, os
+out = sys.argv[1]
+for name in sys.argv[2:]:
+    r = json.load(open(f"{out}/q-{name}.json"))
+    t = r["times"]; rss = r["peakRSSBytes"] / 2**20
+    quant = sum(t[k] for k in ("load", "collect", "merge", "reconstruct", "propagate", "write"))
+    print(f"{name:28s} ppl {r['perplexity']['after']:8.3f}  quantization {quant:7.1f} s (collect {t['collect']:.1f}, "
+          f"merge {t['merge']:.1f}, reconstruct {t['reconstruct']:.1f}, propagate {t['propagate']:.1f}, write {t['write']:.1f})  "
+          f"peak RSS {rss:.0f} MiB")
+PY
+}
+
+bench_peer() {
+  echo "== llm-compressor comparison: SmolLM2 4-bit g64 sym, 32 random windows x 512 (seed 0), 40-window eval"
+  echo "   (peer on this machine kind: FP 27.83, RTN 38.73, GPTQ 35.86 in 990 s, 1.3 GB)"
+  local fmt="--format gptq-safetensors --bits 4 --group 64 --sym"
+  quant peer-rtn 2 --method rtn --samples 4 --mode parallel $fmt
+  quant peer-gptq 2 --method gptq --samples 32 --mode sequential $fmt
+  summary peer-rtn peer-gptq | tee "$OUT/peer.txt"
+}
+
+bench_matrix() {
+  local n="${SAMPLES:-128}"
+  echo "== quantization matrix: $n windows x 512 of fortunes_calib.txt (seed 0), 40-window eval; RTN uses 4 windows (error report only)"
+  local names=()
+  run_pair() {  # two jobs side by side, one BLAS thread each
+    quant "$1" 1 ${2} & local a=$!
+    if [ -n "${3:-}" ]; then quant "$3" 1 ${4}; fi
+    wait $a
+  }
+  local settings=("q4_0:--format gguf-q4_0" "q4_1:--format gguf-q4_1" "q8_0:--format gguf-q8_0"
+                  "w4g64:--format gptq-safetensors --bits 4 --group 64 --no-sym"
+                  "w3g64:--format gptq-safetensors --bits 3 --group 64 --no-sym")
+  for s in "${settings[@]}"; do
+    local key=${s%%:*} args=${s#*:}
+    run_pair "$key-rtn" "--method rtn --samples 4 --mode parallel $args" \
+             "$key-gptq-par" "--method gptq --samples $n --mode parallel $args"
+    quant "$key-gptq-seq" 2 --method gptq --samples "$n" --mode sequential $args
+    names+=("$key-rtn" "$key-gptq-par" "$key-gptq-seq")
+    summary "$key-rtn" "$key-gptq-par" "$key-gptq-seq"
+  done
+  summary "${names[@]}" > "$OUT/matrix.txt"
+}
+
 swift build -c release --build-tests >/dev/null
+# A private copy, so a rebuild during a long run does not change the binary under it.
+cp .build/release/kiln "$OUT/kiln"
+KILN="$OUT/kiln"
 case "${1:-all}" in
   eval) bench_eval ;;
-  all) bench_eval ;;
-  *) echo "usage: Ops/bench.sh [eval|all]" >&2; exit 2 ;;
+  gptq) bench_gptq ;;
+  peer) bench_peer ;;
+  matrix) bench_matrix ;;
+  all) bench_eval; bench_gptq; bench_peer ;;
+  *) echo "usage: Ops/bench.sh [eval|gptq|peer|matrix|all]" >&2; exit 2 ;;
 esac
