@@ -7,7 +7,10 @@ import Tensor
 /// One quantization job end to end on this machine: validate, load, run the task graph
 /// with the local executor, write the output, evaluate, report.
 public enum Job {
-    public static func run(_ spec: JobSpec, progress: ((JobEvent) -> Void)? = nil) throws -> JobReport {
+    /// `concurrency`: graph tasks run at once, each on one BLAS thread (nil: the BLAS
+    /// thread count, so `--threads N` means N tasks in the graph and N BLAS threads
+    /// for the evaluation). The output does not depend on it.
+    public static func run(_ spec: JobSpec, concurrency: Int? = nil, progress: ((JobEvent) -> Void)? = nil) throws -> JobReport {
         let start = DispatchTime.now()
         try spec.validate()
         var times = PhaseTimes()
@@ -38,7 +41,7 @@ public enum Job {
             times.evalBefore = seconds(since: t0)
         }
 
-        let executor = LocalExecutor(context: ctx)
+        let executor = LocalExecutor(context: ctx, concurrency: concurrency ?? BLAS.threads)
         let graph = try executor.run(progress: progress)
         times.collect = graph.times.collect
         times.merge = graph.times.merge

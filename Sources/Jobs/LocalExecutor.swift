@@ -1,4 +1,5 @@
 import Foundation
+import Tensor
 
 /// Progress of a job, for the CLI (and later the progress publisher).
 public enum JobEvent: Sendable {
@@ -35,64 +36,112 @@ public struct GraphOutput: Sendable {
     }
 }
 
-/// Runs the task graph in one process, one task at a time, in the graph's
-/// deterministic order. Task results are the Codable payloads a remote worker would
-/// return; activations stay in `store`.
+/// Runs the task graph in one process, block by block: the collects of a block, its
+/// merge, its reconstructs, its propagates, each wave spread over `concurrency` task
+/// threads with one BLAS thread each (as a cluster worker runs). Every task is a
+/// function of its inputs alone, and results are combined in canonical order, so the
+/// output does not depend on `concurrency`; it equals the cluster's bytes. Task
+/// results are the Codable payloads a remote worker would return; activations stay
+/// in `store`.
 public final class LocalExecutor {
     public let context: JobContext
     public let store: ActivationStore
     public var keepMerged = false
+    /// Tasks run at once (each with one BLAS thread).
+    public var concurrency: Int
 
-    public init(context: JobContext, store: ActivationStore = InMemoryActivationStore()) {
+    public init(context: JobContext, store: ActivationStore = InMemoryActivationStore(), concurrency: Int = 1) {
         self.context = context
         self.store = store
+        self.concurrency = max(1, concurrency)
     }
 
     public func run(progress: ((JobEvent) -> Void)? = nil) throws -> GraphOutput {
         let spec = context.spec
         let blocks = context.model.blockCount
         let graph = TaskGraph(blocks: blocks, shards: spec.shardCount, groups: Tasks.groups.count, mode: spec.mode)
-        let order = graph.order()
-        var remainingInBlock = [Int](repeating: 0, count: blocks)
-        for t in order { remainingInBlock[t.block] += 1 }
-
-        var collects: [Int: [CollectResult]] = [:]
-        var merges: [Int: MergeResult] = [:]
-        var reconstructs: [Int: [ReconstructResult]] = [:]
-        var keptMerges: [MergeResult] = []
-        var times = GraphTimes()
-
-        for (i, task) in order.enumerated() {
-            let t0 = DispatchTime.now()
-            switch task {
-            case let .collect(b, s):
-                collects[b, default: []].append(try Tasks.collect(context, store: store, block: b, shard: s))
-                times.collect += seconds(since: t0)
-            case let .merge(b):
-                let m = try Tasks.merge(block: b, parts: collects.removeValue(forKey: b) ?? [])
-                merges[b] = m
-                if keepMerged { keptMerges.append(m) }
-                times.merge += seconds(since: t0)
-            case let .reconstruct(b, g):
-                guard let m = merges[b] else { throw JobError("reconstruct(\(b),\(g)) ran before merge(\(b))") }
-                let input = ReconstructInput(block: b, group: g, linears: Tasks.groups[g], statistics: m.statistics[g])
-                reconstructs[b, default: []].append(try Tasks.reconstruct(context, input))
-                if reconstructs[b]!.count == graph.groups { merges[b] = nil }
-                times.reconstruct += seconds(since: t0)
-            case let .propagate(b, s):
-                let q = (reconstructs[b] ?? []).flatMap(\.linears)
-                _ = try Tasks.propagate(context, store: store, block: b, shard: s, quantized: q)
-                times.propagate += seconds(since: t0)
-            }
-            progress?(.task(task, done: i + 1, total: order.count))
-            remainingInBlock[task.block] -= 1
-            if remainingInBlock[task.block] == 0 {
-                let linears = (reconstructs[task.block] ?? []).sorted { $0.group < $1.group }.flatMap(\.linears)
-                progress?(.blockDone(block: task.block, blocks: blocks, linears: linears))
+        let total = graph.tasks.count
+        var done = 0
+        let progressLock = NSLock()
+        func finished(_ task: TaskID) {
+            progressLock.withLock {
+                done += 1
+                progress?(.task(task, done: done, total: total))
             }
         }
+
+        let savedThreads = BLAS.threads
+        BLAS.threads = 1
+        defer { BLAS.threads = savedThreads }
+
+        var reconstructions: [ReconstructResult] = []
+        var keptMerges: [MergeResult] = []
+        var times = GraphTimes()
+        let shards = Array(0..<spec.shardCount), groups = Array(0..<graph.groups)
+        for b in 0..<blocks {
+            var t0 = DispatchTime.now()
+            let parts = try wave(shards) { s in
+                defer { finished(.collect(block: b, shard: s)) }
+                return try Tasks.collect(context, store: store, block: b, shard: s)
+            }
+            times.collect += seconds(since: t0)
+
+            t0 = DispatchTime.now()
+            let merged = try Tasks.merge(block: b, parts: parts)
+            if keepMerged { keptMerges.append(merged) }
+            finished(.merge(block: b))
+            times.merge += seconds(since: t0)
+
+            t0 = DispatchTime.now()
+            let recon = try wave(groups) { g in
+                defer { finished(.reconstruct(block: b, group: g)) }
+                let input = ReconstructInput(block: b, group: g, linears: Tasks.groups[g], statistics: merged.statistics[g])
+                return try Tasks.reconstruct(context, input)
+            }
+            reconstructions += recon
+            times.reconstruct += seconds(since: t0)
+
+            if spec.mode == .sequential {
+                t0 = DispatchTime.now()
+                let q = recon.flatMap(\.linears)
+                _ = try wave(shards) { s in
+                    defer { finished(.propagate(block: b, shard: s)) }
+                    return try Tasks.propagate(context, store: store, block: b, shard: s, quantized: q)
+                }
+                times.propagate += seconds(since: t0)
+            }
+            progress?(.blockDone(block: b, blocks: blocks, linears: recon.flatMap(\.linears)))
+        }
         for s in 0..<spec.shardCount { store.remove(shard: s) }
-        let all = reconstructs.keys.sorted().flatMap { b in reconstructs[b]!.sorted { $0.group < $1.group } }
-        return GraphOutput(reconstructions: all, merged: keptMerges, times: times)
+        return GraphOutput(reconstructions: reconstructions, merged: keptMerges, times: times)
+    }
+
+    /// body(item) for every item, up to `concurrency` at a time; results in item order.
+    /// The first error (in item order) is rethrown after all have stopped.
+    private func wave<T>(_ items: [Int], _ body: (Int) throws -> T) throws -> [T] {
+        var results = [Result<T, Error>?](repeating: nil, count: items.count)
+        let lock = NSLock()
+        let next = ManagedCounter()
+        let workers = min(concurrency, items.count)
+        DispatchQueue.concurrentPerform(iterations: workers) { _ in
+            while let i = next.take(below: items.count) {
+                let r = Result { try body(items[i]) }
+                lock.withLock { results[i] = r }
+            }
+        }
+        return try results.map { try $0!.get() }
+    }
+}
+
+/// A shared index handed out once each.
+private final class ManagedCounter: @unchecked Sendable {
+    private var value = 0
+    private let lock = NSLock()
+    func take(below limit: Int) -> Int? {
+        lock.withLock {
+            guard value < limit else { return nil }
+            defer { value += 1 }
+            return value
+        }
     }
 }
