@@ -55,8 +55,9 @@ public final class Coordinator: @unchecked Sendable {
     var clientTokens: [String: String] = [:]
     /// Tasks found done in the store at start (resumed, not rerun).
     public internal(set) var resumedTaskCount = 0
-    /// Per-block caches of decoded payloads the scheduler sends (merged statistics,
-    /// quantized linears), dropped when the block no longer needs them.
+    /// Per-block caches of decoded payloads the scheduler sends (merged statistics for
+    /// reconstructs, quantized linears for propagates), dropped when the block no longer
+    /// needs them. Lineage reads the durable files without caching.
     var mergedCache: [String: [Int: MergeResult]] = [:]
     var quantizedCache: [String: [Int: [QuantizedLinear]]] = [:]
 
