@@ -53,6 +53,10 @@ extension Coordinator {
         ref.name = "input"
         ref.kind = .tensor
         a.inputs = [ref]
+        // Where the model is: a worker that cannot read this path (or sees another size)
+        // fetches it in ranges from us.
+        a.model.path = run.spec.model
+        a.model.size = run.modelSize
         let now = Self.nowMs()
         try? store.startAttempt(job: run.id, task: t, attempt: attempt, worker: w.id, nowMs: now)
         run.running[t] = RunningTask(worker: w.id, attempt: attempt, startedMs: now)
@@ -75,7 +79,17 @@ extension Coordinator {
                     let (payload, specJSON) = try prepared.get()
                     a.jobSpecJson = specJSON
                     let frame = try TensorFrame(name: "input", dtype: .u8, shape: [payload.count], bytes: payload)
-                    let n = self.reply(routing, Message(.taskAssignment(a), tensors: [frame]))
+                    var n: Int
+                    if live.outgoing.needsChunking(payload.count) {
+                        // Announced by the assignment; the bytes follow in chunks under credit.
+                        let (header, chunks) = try live.outgoing.start(frame, context: t.wireName)
+                        a.inputs[0].tensor = header
+                        n = self.reply(routing, Message(.taskAssignment(a)))
+                        for c in chunks { n += self.reply(routing, c) }
+                        self.countChunks(sent: chunks.count)
+                    } else {
+                        n = self.reply(routing, Message(.taskAssignment(a), tensors: [frame]))
+                    }
                     live.lastSentMs = Self.nowMs()
                     self.countSent(t.kindName, n)
                     self.log.debug("assigned", metadata: ["task": "\(t)", "worker": "\(live.id)", "attempt": "\(attempt)", "bytes": "\(n)"])
