@@ -21,8 +21,9 @@ extension Coordinator {
         guard workers[routing] != nil else { return refuse(.unauthorized, "range_fetch_request", "say worker_hello first") }
         // Jobs run one at a time: the range is of the active job's model (model_sha256 is not checked yet).
         guard let run = activeJob else { return refuse(.unknownJob, "range_fetch_request", "no active job") }
-        guard r.length > 0, r.length <= Self.maxRangeBytes else {
-            return refuse(.tooLarge, "range_fetch_request.length", "\(r.length) is not in 1...\(Self.maxRangeBytes)")
+        let maxRange = min(Self.maxRangeBytes, UInt64(config.limits.maxFrameBytes))  // one frame, never more
+        guard r.length > 0, r.length <= maxRange else {
+            return refuse(.tooLarge, "range_fetch_request.length", "\(r.length) is not in 1...\(maxRange)")
         }
         let path = run.spec.model
         guard let h = FileHandle(forReadingAtPath: path) else { return refuse(.modelUnreadable, "model_path", "cannot open \(path)") }

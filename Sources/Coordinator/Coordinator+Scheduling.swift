@@ -53,6 +53,10 @@ extension Coordinator {
         ref.name = "input"
         ref.kind = .tensor
         a.inputs = [ref]
+        // Where the model is: a worker that cannot read this path (or sees another size)
+        // fetches it in ranges from us.
+        a.model.path = run.spec.model
+        a.model.size = run.modelSize
         let now = Self.nowMs()
         try? store.startAttempt(job: run.id, task: t, attempt: attempt, worker: w.id, nowMs: now)
         run.running[t] = RunningTask(worker: w.id, attempt: attempt, startedMs: now)
@@ -75,7 +79,17 @@ extension Coordinator {
                     let (payload, specJSON) = try prepared.get()
                     a.jobSpecJson = specJSON
                     let frame = try TensorFrame(name: "input", dtype: .u8, shape: [payload.count], bytes: payload)
-                    let n = self.reply(routing, Message(.taskAssignment(a), tensors: [frame]))
+                    var n: Int
+                    if live.outgoing.needsChunking(payload.count) {
+                        // Announced by the assignment; the bytes follow in chunks under credit.
+                        let (header, chunks) = try live.outgoing.start(frame, context: t.wireName)
+                        a.inputs[0].tensor = header
+                        n = self.reply(routing, Message(.taskAssignment(a)))
+                        for c in chunks { n += self.reply(routing, c) }
+                        self.countChunks(sent: chunks.count)
+                    } else {
+                        n = self.reply(routing, Message(.taskAssignment(a), tensors: [frame]))
+                    }
                     live.lastSentMs = Self.nowMs()
                     self.countSent(t.kindName, n)
                     self.log.debug("assigned", metadata: ["task": "\(t)", "worker": "\(live.id)", "attempt": "\(attempt)", "bytes": "\(n)"])
@@ -102,7 +116,7 @@ extension Coordinator {
         if replay {
             input.replayAllowed = true
             if run.spec.mode == .sequential {
-                input.lineage = try (0..<t.block).map { try quantized(run, block: $0) }
+                input.lineage = try (0..<t.block).map { try quantized(run, block: $0, cache: false) }
             }
         }
         return input
@@ -118,7 +132,7 @@ extension Coordinator {
         return m
     }
 
-    func quantized(_ run: JobRun, block b: Int) throws -> [QuantizedLinear] {
+    func quantized(_ run: JobRun, block b: Int, cache: Bool = true) throws -> [QuantizedLinear] {
         if let q = quantizedCache[run.id]?[b] { return q }
         var out: [QuantizedLinear] = []
         for g in 0..<run.graph.groups {
@@ -128,7 +142,7 @@ extension Coordinator {
             }
             out += rr.linears
         }
-        quantizedCache[run.id, default: [:]][b] = out
+        if cache { quantizedCache[run.id, default: [:]][b] = out }
         return out
     }
 
@@ -153,7 +167,7 @@ extension Coordinator {
             // (lineage reloads from the durable files).
             if reconstructed { self.mergedCache[jobID]?[b] = nil }
             guard blockDone else { return }
-            let linears = ev == nil ? [] : ((try? self.quantized(run, block: b)) ?? [])
+            let linears = ev == nil ? [] : ((try? self.quantized(run, block: b, cache: false)) ?? [])
             self.quantizedCache[jobID]?[b] = nil
             if let ev { self.post { ev(jobID, .blockDone(block: b, blocks: blocks, linears: linears)) } }
         }
@@ -185,13 +199,21 @@ extension Coordinator {
         let files = self.files, store = self.store, jobID = run.id
         work.async { [weak self] in
             let outcome: Result<MergeResult, Error> = Result {
-                let parts = try results.map { r -> CollectResult in
+                // One shard's statistics in memory at a time, folded in shard order into the
+                // running sum by Jobs' merge (exact fixed-point sums: the same bits as
+                // merging every part at once).
+                var m: MergeResult?
+                for r in results {
                     guard case let .collect(c) = try ClusterCodec.decode(ClusterTaskOutput.self, from: try files.read(r)) else {
                         throw CoordinatorError("result file of \(r.task) holds another task's result")
                     }
-                    return c
+                    if let acc = m {
+                        m = try Tasks.merge(block: b, parts: [CollectResult(block: b, shard: -1, statistics: acc.statistics, tokens: 0), c])
+                    } else {
+                        m = try Tasks.merge(block: b, parts: [c])
+                    }
                 }
-                let m = try Tasks.merge(block: b, parts: parts)
+                guard let m else { throw CoordinatorError("merge(\(b)): no shard results") }
                 self?.mergedCache[jobID, default: [:]][b] = m
                 let data = try ClusterCodec.encode(ClusterTaskOutput.merge(m))
                 let (url, sum) = try files.write(data, job: jobID, task: .merge(block: b))

@@ -32,7 +32,7 @@ extension Coordinator {
             existing.task = nil
         } else {
             if let existing = workers[routing] { dropWorker(existing, reason: "routing id reused") }
-            workers[routing] = WorkerSession(routing: routing, id: h.workerID, capacity: h.capacity, hostname: h.hostname, nowMs: now)
+            workers[routing] = WorkerSession(routing: routing, id: h.workerID, capacity: h.capacity, hostname: h.hostname, nowMs: now, config: config)
         }
         lostWorkers[h.workerID] = nil
         var w = Kiln_V1_WorkerWelcome()
@@ -40,8 +40,8 @@ extension Coordinator {
         w.heartbeatIntervalMs = config.heartbeatIntervalMs
         w.heartbeatLiveness = config.heartbeatLiveness
         w.maxFrameBytes = UInt64(config.limits.maxFrameBytes)
-        w.chunkSize = 8 << 20
-        w.maxChunksInFlight = 4
+        w.chunkSize = UInt64(config.effectiveChunkBytes)
+        w.maxChunksInFlight = UInt32(config.chunkWindow)
         reply(routing, Message(.workerWelcome(w)))
         workers[routing]?.lastSentMs = now
         log.info("worker joined", metadata: ["worker": "\(h.workerID)", "threads": "\(h.capacity.threads)",
@@ -99,6 +99,18 @@ extension Coordinator {
     func onResult(_ routing: Data, _ r: Kiln_V1_TaskResult, _ message: Message) {
         guard let w = workers[routing] else {
             log.warning("result from an unknown peer dropped", metadata: ["task": "\(r.taskID)"])
+            return
+        }
+        // A result too large for one frame: announced here, its bytes follow in chunks;
+        // onResult runs again with the payload attached when every chunk is in.
+        if message.tensors.isEmpty, r.status == .ok, let h = r.outputs.first, h.transferID != 0 {
+            do {
+                try w.incoming.announce(h, by: message, nowMs: Self.nowMs())
+            } catch {
+                let e = error as? ProtocolError ?? .invalidField(field: "task_result.outputs[0]", reason: "\(error)")
+                log.warning("chunked result refused: \(e)", metadata: ["worker": "\(w.id)", "task": "\(r.taskID)"])
+                transferFailed(w, r, e)
+            }
             return
         }
         var ack = Kiln_V1_TaskResultAck()
@@ -183,6 +195,65 @@ extension Coordinator {
                     self.completed(run, t, worker: workerID, error: err)
                 }
             }
+        }
+    }
+
+    /// A tensor_chunk from a worker.
+    func onChunk(_ routing: Data, _ m: Message) {
+        guard let w = workers[routing] else { return }
+        countChunks(received: 1)
+        onChunkEvent(w, w.incoming.accept(m, nowMs: Self.nowMs()))
+    }
+
+    /// What a chunk did: credit back, a complete result (handled as if it came whole),
+    /// or a failed transfer: aborted, the result refused and its task retried.
+    func onChunkEvent(_ w: WorkerSession, _ e: IncomingTransfers.Event) {
+        switch e {
+        case .progress(let credit):
+            if let c = credit { reply(w.routing, Message(.credit(c))) }
+        case let .complete(message, credit):
+            reply(w.routing, Message(.credit(credit)))
+            if case .taskResult(let r)? = message.body { onResult(w.routing, r, message) }
+        case let .failed(announcement, error, credit):
+            if announcement != nil { countChunks(failed: 1) }
+            log.warning("chunk rejected: \(error)", metadata: ["worker": "\(w.id)", "field": "\(error.field)"])
+            if let c = credit { reply(w.routing, Message(.credit(c))) }
+            if case .taskResult(let r)? = announcement?.body { transferFailed(w, r, error) }
+        }
+    }
+
+    /// A chunked result that cannot be completed: refused (the worker forgets it) and
+    /// its task retried (counted as a failed attempt, so a worker that keeps sending
+    /// damaged chunks cannot stall the job forever).
+    func transferFailed(_ w: WorkerSession, _ r: Kiln_V1_TaskResult, _ e: ProtocolError) {
+        var nack = Kiln_V1_TaskResultAck()
+        nack.taskID = r.taskID
+        nack.attempt = r.attempt
+        nack.accepted = false
+        nack.error = e.wireError
+        reply(w.routing, Message(.taskResultAck(nack)))
+        guard let t = TaskID(wireName: r.taskID), let cur = w.task, cur.task == t, cur.attempt == Int(r.attempt),
+              let run = jobs[cur.job] else { return }
+        w.task = nil
+        requeue(cur.job, t, attempt: cur.attempt, outcome: "result transfer failed: \(e)")
+        run.failures[t, default: 0] += 1
+        if run.failures[t]! >= config.maxAttempts { failJob(run, "\(t): result transfers from \(w.id) keep failing: \(e)") }
+    }
+
+    /// Credit from a worker for one of our chunked transfers (task inputs).
+    func onCredit(_ routing: Data, _ c: Kiln_V1_Credit) {
+        guard let w = workers[routing] else { return }
+        let (chunks, aborted, context) = w.outgoing.apply(c)
+        if let e = aborted {
+            // The worker reports the task as failed (retryable) itself.
+            log.warning("worker aborted transfer \(c.transferID): \(e.message)", metadata: ["worker": "\(w.id)", "task": "\(context)"])
+        }
+        var n = 0
+        for m in chunks { n += reply(routing, m) }
+        if !chunks.isEmpty {
+            countChunks(sent: chunks.count)
+            countSent(TaskID(wireName: context)?.kindName ?? "chunk", n)
+            w.lastSentMs = Self.nowMs()
         }
     }
 

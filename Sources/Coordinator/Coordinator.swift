@@ -17,10 +17,15 @@ final class WorkerSession {
     var tasksDone: UInt64 = 0
     var lost = false
     var heartbeatSequence: UInt64 = 0
+    /// Chunked transfers with this worker (inputs out, results in).
+    var outgoing: OutgoingTransfers
+    var incoming: IncomingTransfers
 
-    init(routing: Data, id: String, capacity: Kiln_V1_WorkerCapacity, hostname: String, nowMs: Int64) {
+    init(routing: Data, id: String, capacity: Kiln_V1_WorkerCapacity, hostname: String, nowMs: Int64, config: CoordinatorConfig) {
         self.routing = routing; self.id = id; self.capacity = capacity; self.hostname = hostname
         connectedMs = nowMs; lastSeenMs = nowMs
+        outgoing = OutgoingTransfers(chunkSize: config.effectiveChunkBytes, window: config.chunkWindow)
+        incoming = IncomingTransfers(window: config.chunkWindow, limits: config.limits, maxBytes: config.maxTransferBytes)
     }
 }
 
@@ -28,6 +33,10 @@ final class WorkerSession {
 public struct TrafficCounters: Sendable {
     public var sent: [String: Int] = [:]
     public var received: [String: Int] = [:]
+    /// Chunk messages sent and received (chunked transfers), and transfers that failed.
+    public var chunksSent = 0
+    public var chunksReceived = 0
+    public var transfersFailed = 0
 }
 
 /// The coordinator: one ROUTER for workers and clients, one PUB for progress, a job
@@ -55,8 +64,9 @@ public final class Coordinator: @unchecked Sendable {
     var clientTokens: [String: String] = [:]
     /// Tasks found done in the store at start (resumed, not rerun).
     public internal(set) var resumedTaskCount = 0
-    /// Per-block caches of decoded payloads the scheduler sends (merged statistics,
-    /// quantized linears), dropped when the block no longer needs them.
+    /// Per-block caches of decoded payloads the scheduler sends (merged statistics for
+    /// reconstructs, quantized linears for propagates), dropped when the block no longer
+    /// needs them. Lineage reads the durable files without caching.
     var mergedCache: [String: [Int: MergeResult]] = [:]
     var quantizedCache: [String: [Int: [QuantizedLinear]]] = [:]
 
@@ -73,6 +83,9 @@ public final class Coordinator: @unchecked Sendable {
     public var traffic: TrafficCounters { trafficLock.withLock { _traffic } }
     func countSent(_ kind: String, _ n: Int) { trafficLock.withLock { _traffic.sent[kind, default: 0] += n } }
     func countReceived(_ kind: String, _ n: Int) { trafficLock.withLock { _traffic.received[kind, default: 0] += n } }
+    func countChunks(sent: Int = 0, received: Int = 0, failed: Int = 0) {
+        trafficLock.withLock { _traffic.chunksSent += sent; _traffic.chunksReceived += received; _traffic.transfersFailed += failed }
+    }
 
     /// In-process observer (the embedded `kiln run` progress): called on the loop thread.
     public var onEvent: ((String, JobEvent) -> Void)?
@@ -179,7 +192,13 @@ public final class Coordinator: @unchecked Sendable {
             message = try Message.decode(Array(frames.dropFirst()), limits: config.limits)
         } catch let e as ProtocolError {
             log.warning("dropped a bad message: \(e)", metadata: ["peer": "\(peerName(routing))", "field": "\(e.field)"])
-            if let w = workers[routing] { w.lastSeenMs = Self.nowMs() }
+            if let w = workers[routing] {
+                w.lastSeenMs = Self.nowMs()
+                // A damaged chunk fails its transfer at once (the task is retried), rather than stalling it.
+                if let id = Message.chunkTransferID(Array(frames.dropFirst()), limits: config.limits) {
+                    onChunkEvent(w, w.incoming.fail(id, e))
+                }
+            }
             reply(routing, Message(.error(e.wireError)))
             return
         } catch {
@@ -195,6 +214,8 @@ public final class Coordinator: @unchecked Sendable {
         case .taskResult(let r): onResult(routing, r, message)
         case .taskProgress(let p): onProgress(routing, p)
         case .rangeFetchRequest(let r): onRangeFetch(routing, r, message.correlationID)
+        case .tensorChunk: onChunk(routing, message)
+        case .credit(let c): onCredit(routing, c)
         case .submitRequest(let r): onSubmit(routing, r, message.correlationID)
         case .statusRequest(let r): onStatus(routing, r, message.correlationID)
         case .cancelRequest(let r): onCancel(routing, r, message.correlationID)
@@ -237,6 +258,9 @@ public final class Coordinator: @unchecked Sendable {
             if now - w.lastSeenMs > config.livenessMs {
                 dropWorker(w, reason: "silent for \(now - w.lastSeenMs) ms")
                 continue
+            }
+            if w.incoming.active > 0 {
+                for e in w.incoming.expire(nowMs: now, silenceMs: max(config.livenessMs, 10_000)) { onChunkEvent(w, e) }
             }
             if now - w.lastSentMs >= Int64(config.heartbeatIntervalMs) {
                 w.heartbeatSequence += 1

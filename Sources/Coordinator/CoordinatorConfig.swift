@@ -22,6 +22,14 @@ public struct CoordinatorConfig: Sendable {
     public var limits: FramingLimits = .default
     /// Attempts of one task before the job fails.
     public var maxAttempts = 5
+    /// Payloads (task inputs and results) above this size travel as chunked transfers
+    /// of this chunk size (capped by `limits.maxFrameBytes`), `chunkWindow` chunks in flight.
+    public var chunkBytes = 8 << 20
+    public var chunkWindow = 4
+    /// Largest task result accepted in chunks (checked before anything is allocated).
+    public var maxTransferBytes: UInt64 = 4 << 30
+
+    var effectiveChunkBytes: Int { max(1, min(chunkBytes, limits.maxFrameBytes)) }
 
     public init(listen: String, publish: String? = nil, dataDir: URL) {
         self.listen = listen; self.publish = publish; self.dataDir = dataDir

@@ -59,7 +59,9 @@ public enum GGUFOutput {
                                    mins: type == .q4_1 ? q.parameters.map(\.zeroHalfBits) : nil)
     }
 
-    public static func write(spec: JobSpec, view: any ModelView, linears: [String: QuantizedLinear], to url: URL) throws {
+    /// `linears` is read one tensor at a time, in the file's tensor order.
+    public static func write(spec: JobSpec, view: any ModelView, linears: any QuantizedLinearSource, to url: URL) throws {
+        let quantized = try linears.summaries()
         let keys: [String]
         if let g = view as? GGUFModel { keys = g.file.metadataKeys } else { keys = view.metadata.keys.sorted() }
         let w = try GGUFWriter(url: url)
@@ -77,15 +79,15 @@ public enum GGUFOutput {
             }
             try w.addMetadata(kiln)
             for t in view.tensors {
-                if let q = linears[t.name] {
+                if let q = quantized[t.name] {
                     try w.declareTensor(t.name, type: dtype(spec.format), shape: [q.rows, q.columns])
                 } else {
                     try w.declareTensor(t.name, type: t.dtype, shape: t.shape)
                 }
             }
             for t in view.tensors {
-                if let q = linears[t.name] {
-                    try w.writeTensor(t.name, quantized: blocks(q, format: spec.format))
+                if quantized[t.name] != nil {
+                    try w.writeTensor(t.name, quantized: blocks(try linears.linear(t.name), format: spec.format))
                 } else {
                     try w.writeTensor(t.name, bytes: view.rawBytes(t.name))
                 }

@@ -51,14 +51,16 @@ public enum GPTQOutput {
 
     /// Returns the checkpoint format written ("gptq", or "gptq_v2" when a zero point is 0).
     @discardableResult
-    public static func write(spec: JobSpec, view: any ModelView, linears: [String: QuantizedLinear], to url: URL) throws -> String {
+    /// `linears` is read one tensor at a time, in the output's order.
+    public static func write(spec: JobSpec, view: any ModelView, linears: any QuantizedLinearSource, to url: URL) throws -> String {
+        let quantized = try linears.summaries()
         let c = view.config
         let naming = view.naming
         let recipe = spec.recipe
         let permuteQK = fileRopeLayout(architecture: c.architecture.lowercased(), naming: naming) == .interleaved
         // v1 stores zero - 1, so a zero point of 0 needs v2 (the exact values are kept
         // rather than clamping, which would change weights GPTQ optimized).
-        let needsV2 = linears.values.contains { $0.parameters.contains { $0.zero == 0 } }
+        let needsV2 = quantized.values.contains { $0.hasZeroPointZero }
         let checkpoint: GPTQConfig.CheckpointFormat = needsV2 ? .gptqV2 : .gptq
         let config = GPTQConfig(bits: recipe.bits, groupSize: recipe.groupSize, descAct: recipe.actOrder,
                                 sym: recipe.symmetric,
@@ -99,7 +101,7 @@ public enum GPTQOutput {
                     let info = view.info(src)!
                     try w.declareTensor(dst, dtype: .f16, shape: info.shape.count == 1 ? info.shape : info.shape)
                 case let .linear(src, dst):
-                    guard let q = linears[src] else { throw JobError("no quantized result for \(src)") }
+                    guard let q = quantized[src] else { throw JobError("no quantized result for \(src)") }
                     try w.declareLinear(dst, outFeatures: q.rows, inFeatures: q.columns, bias: view.has(biasName(src)))
                 }
             }
@@ -108,7 +110,7 @@ public enum GPTQOutput {
                 case let .plain(src, dst):
                     try w.writeTensor(dst, floats: try view.load(src).data)
                 case let .linear(src, dst):
-                    let q = linears[src]!
+                    let q = try linears.linear(src)
                     var codes = q.codes
                     var params = q.parameters
                     var bias = view.has(biasName(src)) ? try view.load(biasName(src)).data : nil

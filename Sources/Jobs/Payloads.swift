@@ -13,6 +13,10 @@ public struct CollectResult: Codable, Sendable, Equatable {
     public var shard: Int
     public var statistics: [LinearStatistics]
     public var tokens: Int
+
+    public init(block: Int, shard: Int, statistics: [LinearStatistics], tokens: Int) {
+        self.block = block; self.shard = shard; self.statistics = statistics; self.tokens = tokens
+    }
 }
 
 /// merge(b) -> merged statistics per linear group.

@@ -18,10 +18,19 @@ final class TaskRunner: @unchecked Sendable {  // the queue is guarded by `cond`
     private var current: Job?
     private let emit: (Message) -> Void
     private let log: (String) -> Void
+    private let info: (String) -> Void
+    private let models: ModelSource
+    private let fetchLock = NSLock()
+    private var _modelFetches = 0
+    var modelFetches: Int { fetchLock.withLock { _modelFetches } }
 
-    init(emit: @escaping (Message) -> Void, log: @escaping (String) -> Void) {
+    init(emit: @escaping (Message) -> Void, log: @escaping (String) -> Void, info: @escaping (String) -> Void,
+         models: ModelSource) {
         self.emit = emit
         self.log = log
+        self.info = info
+        self.models = models
+        models.send = emit
         let t = Thread { [self] in self.loop() }
         t.name = "kiln.worker.compute"
         t.stackSize = 16 << 20
@@ -48,13 +57,33 @@ final class TaskRunner: @unchecked Sendable {  // the queue is guarded by `cond`
     private func context(for a: Kiln_V1_TaskAssignment) throws -> Job {
         if let c = current, c.id == a.jobID { return c }
         current = nil  // free the previous job's activations first
-        let spec: JobSpec
+        models.forget(exceptJob: a.jobID)
+        var spec: JobSpec
         do { spec = try JSONDecoder().decode(JobSpec.self, from: Data(a.jobSpecJson.utf8)) } catch {
             throw JobError("task_assignment.job_spec_json: not a Kiln JobSpec: \(error)")
+        }
+        // The model from the file system when this host sees the coordinator's file,
+        // otherwise fetched in ranges from the coordinator into the local cache.
+        let local = try models.path(job: a.jobID, spec: spec.model, location: a.model, log: info)
+        if local != spec.model {
+            fetchLock.withLock { _modelFetches += 1 }
+            spec.model = local
         }
         let j = Job(id: a.jobID, context: try JobContext.open(spec), store: InMemoryActivationStore())
         current = j
         return j
+    }
+
+    /// A failed result for an assignment that never ran (its input did not arrive intact).
+    static func failure(_ a: Kiln_V1_TaskAssignment, _ status: Kiln_V1_TaskStatus, _ code: Kiln_V1_ErrorCode,
+                        field: String, _ msg: String) -> Message {
+        var r = Kiln_V1_TaskResult()
+        r.taskID = a.taskID
+        r.attempt = a.attempt
+        r.status = status
+        var e = Kiln_V1_Error(); e.code = code; e.field = field; e.message = msg
+        r.error = e
+        return Message(.taskResult(r))
     }
 
     /// One task: Jobs' task function through ClusterExecution, result encoded with its checksum.
@@ -92,6 +121,8 @@ final class TaskRunner: @unchecked Sendable {  // the queue is guarded by `cond`
             return Message(.taskResult(r), tensors: [frame])
         } catch let e as MissingActivations {
             return fail(.retryable, .invalidField, field: "activations", e.description)
+        } catch let e as ModelFetchError {
+            return fail(.retryable, .modelUnreadable, field: "model_path", e.description)
         } catch {
             return fail(.failed, .taskFailed, field: "", "\(error)")
         }

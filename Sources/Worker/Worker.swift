@@ -21,6 +21,18 @@ public struct WorkerConfig: Sendable {
     public var reconnectMaxMs = 8000
     public var maxMessageBytes: Int64 = 1 << 30
     public var limits: FramingLimits = .default
+    /// Chunked transfers until the coordinator's welcome says otherwise: payloads above
+    /// `chunkBytes` (capped by the frame limit) travel in chunks, `chunkWindow` in flight.
+    public var chunkBytes = 8 << 20
+    public var chunkWindow = 4
+    /// Largest task input accepted in chunks.
+    public var maxTransferBytes: UInt64 = 4 << 30
+    /// Where a model fetched from the coordinator is kept (default: a directory under
+    /// the system's temporary directory named after the worker id).
+    public var cacheDirectory: URL?
+    /// Always fetch the model from the coordinator, even if its path is readable here
+    /// (hosts without the coordinator's file system).
+    public var fetchModel = false
 
     public init(coordinator: String, threads: Int = 1, id: String? = nil) {
         self.coordinator = coordinator
@@ -49,6 +61,9 @@ public final class Worker: @unchecked Sendable {  // the socket is used only by 
     private var liveness: Int64
     private var backoffMs: Int
     private var heartbeatSequence: UInt64 = 0
+    private var outgoing: OutgoingTransfers
+    private var incoming: IncomingTransfers
+    private let fetcher = RangeFetcher()
     private let stopLock = NSLock()
     private var stopRequested = false
     private let stopped = DispatchSemaphore(value: 0)
@@ -62,11 +77,29 @@ public final class Worker: @unchecked Sendable {  // the socket is used only by 
         intervalMs = Int64(config.heartbeatIntervalMs)
         liveness = Int64(config.heartbeatLiveness)
         backoffMs = config.reconnectInitialMs
+        outgoing = Self.outgoing(config, chunkBytes: config.chunkBytes, window: config.chunkWindow)
+        incoming = Self.incoming(config, window: config.chunkWindow)
         log[metadataKey: "worker"] = "\(config.id)"
         BLAS.threads = max(1, config.threads)
         let log = self.log
-        runner = TaskRunner(emit: { [weak self] m in self?.enqueue(m) }, log: { log.warning("\($0)") })
+        let cache = config.cacheDirectory ?? FileManager.default.temporaryDirectory
+            .appendingPathComponent("kiln-worker-\(config.id.map { $0.isLetter || $0.isNumber || $0 == "-" ? $0 : "_" })")
+        runner = TaskRunner(emit: { [weak self] m in self?.enqueue(m) }, log: { log.warning("\($0)") },
+                            info: { log.info("\($0)") },
+                            models: ModelSource(fetcher: fetcher, cacheDirectory: cache, alwaysFetch: config.fetchModel,
+                                                rangeBytes: min(8 << 20, config.limits.maxFrameBytes)))
     }
+
+    static func outgoing(_ c: WorkerConfig, chunkBytes: Int, window: Int) -> OutgoingTransfers {
+        OutgoingTransfers(chunkSize: min(chunkBytes, c.limits.maxFrameBytes), window: window)
+    }
+
+    static func incoming(_ c: WorkerConfig, window: Int) -> IncomingTransfers {
+        IncomingTransfers(window: window, limits: c.limits, maxBytes: c.maxTransferBytes)
+    }
+
+    /// Model fetches done (the model path was not readable here, or fetchModel was set).
+    public var modelFetches: Int { runner.modelFetches }
 
     static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
@@ -84,6 +117,7 @@ public final class Worker: @unchecked Sendable {  // the socket is used only by 
     public func stop() {
         let wait = stopLock.withLock { () -> Bool in stopRequested = true; return started }
         if wait { stopped.wait(); stopped.signal() }  // re-signal: stop() may be called again
+        fetcher.cancelAll("worker stopping")
         runner.stop()
     }
 
@@ -127,6 +161,10 @@ public final class Worker: @unchecked Sendable {  // the socket is used only by 
         }
         try s.connect(config.coordinator)
         socket = s
+        // Transfers do not survive a connection: unacknowledged results are resent whole.
+        outgoing = Self.outgoing(config, chunkBytes: outgoing.chunkSize, window: outgoing.window)
+        incoming.cancelAll()
+        fetcher.cancelAll("connection to the coordinator reset")
         lastHeardMs = Self.nowMs()
         try sendHello()
     }
@@ -158,6 +196,18 @@ public final class Worker: @unchecked Sendable {  // the socket is used only by 
 
     private func send(_ m: Message) throws {
         guard let s = socket else { return }
+        // A result too large for one frame: announced by its header, bytes in chunks.
+        if case .taskResult(var r)? = m.body, m.tensors.count == 1, outgoing.needsChunking(m.tensors[0].bytes.count) {
+            let (header, chunks) = try outgoing.start(m.tensors[0], context: r.taskID)
+            r.outputs = [header]
+            var announce = m
+            announce.envelope.body = .taskResult(r)
+            announce.tensors = []
+            _ = try s.send(frames: try announce.encodeForSocket(limits: config.limits))
+            for c in chunks { _ = try s.send(frames: try c.encodeForSocket(limits: config.limits)) }
+            lastSentMs = Self.nowMs()
+            return
+        }
         _ = try s.send(frames: try m.encodeForSocket(limits: config.limits))
         lastSentMs = Self.nowMs()
     }
@@ -201,12 +251,23 @@ public final class Worker: @unchecked Sendable {  // the socket is used only by 
         let m: Message
         do { m = try Message.decode(frames, limits: config.limits) } catch {
             log.warning("dropped a bad message from the coordinator: \(error)")
+            // A damaged chunk: its transfer fails now (the task is retried) rather than stalling.
+            if let id = Message.chunkTransferID(frames, limits: config.limits) {
+                let e = error as? ProtocolError ?? .invalidField(field: "tensor_chunk", reason: "\(error)")
+                onChunkEvent(incoming.fail(id, e))
+            }
             return
         }
         switch m.body {
         case .workerWelcome(let w)?:
             if w.heartbeatIntervalMs > 0 { intervalMs = Int64(w.heartbeatIntervalMs) }
             if w.heartbeatLiveness > 0 { liveness = Int64(w.heartbeatLiveness) }
+            if w.chunkSize > 0 || w.maxChunksInFlight > 0 {
+                let size = w.chunkSize > 0 ? Int(clamping: w.chunkSize) : outgoing.chunkSize
+                let window = w.maxChunksInFlight > 0 ? Int(w.maxChunksInFlight) : outgoing.window
+                outgoing = Self.outgoing(config, chunkBytes: size, window: window)
+                incoming = Self.incoming(config, window: window)
+            }
             backoffMs = config.reconnectInitialMs
             log.info("welcomed", metadata: ["coordinator": "\(config.coordinator)", "heartbeat_ms": "\(intervalMs)"])
             // Results computed while disconnected: the coordinator may not have them durably yet.
@@ -214,12 +275,29 @@ public final class Worker: @unchecked Sendable {  // the socket is used only by 
         case .heartbeat?:
             break
         case .taskAssignment(let a)?:
+            if m.tensors.isEmpty, let h = a.inputs.first?.tensor, h.transferID != 0 {
+                // The input follows in chunks; the task starts when it is complete.
+                do { try incoming.announce(h, by: m, nowMs: Self.nowMs()) } catch {
+                    log.warning("assignment \(a.taskID): chunked input refused: \(error)")
+                    enqueue(TaskRunner.failure(a, .retryable, (error as? ProtocolError)?.code ?? .invalidField,
+                                               field: "task_assignment.inputs[0].tensor", "\(error)"))
+                }
+                return
+            }
             guard m.tensors.count == 1 else {
                 log.warning("assignment \(a.taskID) without its input frame dropped")
                 return
             }
             log.debug("task", metadata: ["task": "\(a.taskID)", "attempt": "\(a.attempt)"])
             runner.submit(a, input: m.tensors[0].bytes)
+        case .tensorChunk?:
+            onChunkEvent(incoming.accept(m, nowMs: Self.nowMs()))
+        case .credit(let c)?:
+            let (chunks, aborted, _) = outgoing.apply(c)
+            if let e = aborted { log.warning("the coordinator aborted transfer \(c.transferID): \(e.message)") }
+            for chunk in chunks { try? send(chunk) }
+        case .rangeFetchResponse(let r)?:
+            fetcher.deliver(r, bytes: m.tensors.first?.bytes)
         case .taskResultAck(let ack)?:
             unacked["\(ack.taskID)#\(ack.attempt)"] = nil
             if !ack.accepted { log.warning("result \(ack.taskID) rejected: \(ack.error.message)") }
@@ -231,6 +309,27 @@ public final class Worker: @unchecked Sendable {  // the socket is used only by 
             if e.field == "heartbeat" { try? sendHello() }
         default:
             log.warning("dropped an unexpected message kind from the coordinator")
+        }
+    }
+
+    /// What an incoming chunk did: credit back, a task whose input is complete, or a
+    /// failed transfer (aborted; its task reported retryable so the coordinator retries it).
+    private func onChunkEvent(_ e: IncomingTransfers.Event) {
+        switch e {
+        case .progress(let credit):
+            if let c = credit { try? send(Message(.credit(c))) }
+        case let .complete(message, credit):
+            try? send(Message(.credit(credit)))
+            if case .taskAssignment(let a)? = message.body {
+                log.debug("task", metadata: ["task": "\(a.taskID)", "attempt": "\(a.attempt)", "chunked": "true"])
+                runner.submit(a, input: message.tensors[0].bytes)
+            }
+        case let .failed(announcement, error, credit):
+            log.warning("chunk rejected: \(error)")
+            if let c = credit { try? send(Message(.credit(c))) }
+            if case .taskAssignment(let a)? = announcement?.body {
+                enqueue(TaskRunner.failure(a, .retryable, error.code, field: error.field, "input transfer failed: \(error)"))
+            }
         }
     }
 }

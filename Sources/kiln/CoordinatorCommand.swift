@@ -36,6 +36,13 @@ struct CoordinatorCommand: ParsableCommand {
     var logLevel = "info"
 
     func run() throws {
+        #if os(Linux)
+        // The coordinator's large buffers (payloads, decoded statistics) are short-lived:
+        // served by mmap they go back to the system when freed, instead of staying in
+        // glibc's heap (whose mmap threshold otherwise grows to 32 MiB). Demo job: the
+        // peak RSS ~50 MiB lower. Workers keep the default (they reuse big matrices).
+        _ = kiln_mallopt(-3 /* M_MMAP_THRESHOLD */, 1 << 20)
+        #endif
         try runReportingErrors {
             bootstrapLogging(logLevel)
             var c = CoordinatorConfig(listen: listen, publish: publish, dataDir: URL(fileURLWithPath: dataDir))
@@ -96,3 +103,13 @@ func stopOnSignals(_ stop: @escaping @Sendable () -> Void) -> Thread {
     t.start()
     return t
 }
+
+#if os(Linux)
+/// glibc's mallopt, looked up at run time (malloc.h is not part of the Glibc module).
+@discardableResult
+private func kiln_mallopt(_ param: Int32, _ value: Int32) -> Int32 {
+    guard let f = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return 0 }
+    typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
+    return unsafeBitCast(f, to: Mallopt.self)(param, value)
+}
+#endif

@@ -20,6 +20,10 @@ struct WorkerCommand: ParsableCommand {
     var curveServerKey: String?
     @Option(help: "File holding this worker's CURVE secret key (Z85); generated if omitted.")
     var curveSecret: String?
+    @Option(help: ArgumentHelp("Where a model fetched from the coordinator is kept (default: a kiln-worker-ID directory under the temporary directory).", valueName: "dir"))
+    var cacheDir: String?
+    @Flag(help: "Always fetch the job's model from the coordinator in ranges, even if its path is readable here (hosts that do not share the coordinator's files). Without it the worker fetches only when the path is unreadable or its size differs.")
+    var fetchModel = false
     @Option(help: "trace | debug | info | notice | warning | error")
     var logLevel = "info"
 
@@ -30,6 +34,8 @@ struct WorkerCommand: ParsableCommand {
             var c = WorkerConfig(coordinator: coordinator, threads: threads, id: id)
             if let f = curveServerKey { c.curveServerKey = try readKeyFile(f, what: "--curve-server-key").first }
             if let f = curveSecret { c.curveKeys = try ZMQCurveKeyPair(secretKey: try readKeyFile(f, what: "--curve-secret")[0]) }
+            c.fetchModel = fetchModel
+            if let d = cacheDir { c.cacheDirectory = URL(fileURLWithPath: d) }
             let worker = Worker(config: c)
             let signals = stopOnSignals { worker.requestStop() }
             worker.run()

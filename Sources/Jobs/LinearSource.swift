@@ -1,0 +1,35 @@
+import Foundation
+
+/// What the output writers need of the quantized linears: which tensors are quantized
+/// (with a small summary) up front, then each linear by tensor name, one at a time.
+/// `kiln run` hands a dictionary; the coordinator reads its durable result files on
+/// demand, so the codes of the whole model are never in memory at once.
+public protocol QuantizedLinearSource {
+    /// Every quantized tensor by name.
+    func summaries() throws -> [String: QuantizedLinearSummary]
+    /// The quantized linear of `tensor` (one of `summaries()`'s names).
+    func linear(_ tensor: String) throws -> QuantizedLinear
+}
+
+/// What a writer must know of a quantized linear before writing any tensor.
+public struct QuantizedLinearSummary: Sendable, Equatable {
+    public var rows: Int
+    public var columns: Int
+    /// Some group's zero point is exactly 0 (GPTQ safetensors then needs gptq_v2).
+    public var hasZeroPointZero: Bool
+
+    public init(_ q: QuantizedLinear) {
+        rows = q.rows
+        columns = q.columns
+        hasZeroPointZero = q.parameters.contains { $0.zero == 0 }
+    }
+}
+
+extension Dictionary: QuantizedLinearSource where Key == String, Value == QuantizedLinear {
+    public func summaries() throws -> [String: QuantizedLinearSummary] { mapValues(QuantizedLinearSummary.init) }
+
+    public func linear(_ tensor: String) throws -> QuantizedLinear {
+        guard let q = self[tensor] else { throw JobError("no quantized result for \(tensor)") }
+        return q
+    }
+}
