@@ -10,7 +10,7 @@
 #                          and GPTQ (sequential, 2 BLAS threads): perplexity, phase times, RSS
 #   Ops/bench.sh matrix    the quantization matrix: SAMPLES (128) windows, RTN and GPTQ
 #                          (both modes) at gguf-q4_0/q4_1/q8_0 and gptq-safetensors 4-bit
-#                          and 3-bit g64 asym; two runs side by side with 1 BLAS thread each
+#                          and 3-bit g64 asym; results already in BENCH_OUT are kept
 #   Ops/bench.sh all       eval, gptq, peer
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,6 +46,7 @@ bench_gptq() {
 # quant NAME THREADS ARGS...: one `kiln run` with the 40-window evaluation (no baseline).
 quant() {
   local name=$1 threads=$2; shift 2
+  if [ -s "$OUT/q-$name.json" ]; then echo "$name: kept from an earlier run ($OUT/q-$name.json)"; return 0; fi
   /usr/bin/time -v "$KILN" run --model "$MODEL" --calib Tests/Fixtures/text/fortunes_calib.txt --seqlen 512 --seed 0 \
     --eval "$EVAL" --eval-windows 40 --no-eval-before --threads "$threads" --out "$OUT/q-$name" "$@" --json \
     >"$OUT/q-$name.json" 2>"$OUT/q-$name.time" || { echo "$name failed: see $OUT/q-$name.time" >&2; return 1; }
@@ -79,21 +80,27 @@ bench_matrix() {
   local n="${SAMPLES:-128}"
   echo "== quantization matrix: $n windows x 512 of fortunes_calib.txt (seed 0), 40-window eval; RTN uses 4 windows (error report only)"
   local names=()
-  run_pair() {  # two jobs side by side, one BLAS thread each
+  run_pair() {  # RTN (mostly evaluation, 1 thread) beside a GPTQ job (2 task threads)
     quant "$1" 1 ${2} & local a=$!
-    if [ -n "${3:-}" ]; then quant "$3" 1 ${4}; fi
+    quant "$3" 2 ${4}
     wait $a
   }
   local settings=("q4_0:--format gguf-q4_0" "q4_1:--format gguf-q4_1" "q8_0:--format gguf-q8_0"
                   "w4g64:--format gptq-safetensors --bits 4 --group 64 --no-sym"
                   "w3g64:--format gptq-safetensors --bits 3 --group 64 --no-sym")
+  # Sequential mode (the default) first for every setting, then parallel mode.
   for s in "${settings[@]}"; do
     local key=${s%%:*} args=${s#*:}
     run_pair "$key-rtn" "--method rtn --samples 4 --mode parallel $args" \
-             "$key-gptq-par" "--method gptq --samples $n --mode parallel $args"
-    quant "$key-gptq-seq" 2 --method gptq --samples "$n" --mode sequential $args
-    names+=("$key-rtn" "$key-gptq-par" "$key-gptq-seq")
-    summary "$key-rtn" "$key-gptq-par" "$key-gptq-seq"
+             "$key-gptq-seq" "--method gptq --samples $n --mode sequential $args"
+    names+=("$key-rtn" "$key-gptq-seq")
+    summary "$key-rtn" "$key-gptq-seq"
+  done
+  for s in "${settings[@]}"; do
+    local key=${s%%:*} args=${s#*:}
+    quant "$key-gptq-par" 2 --method gptq --samples "$n" --mode parallel $args
+    names+=("$key-gptq-par")
+    summary "$key-gptq-par"
   done
   summary "${names[@]}" > "$OUT/matrix.txt"
 }

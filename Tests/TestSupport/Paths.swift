@@ -36,9 +36,29 @@ public enum Paths {
     }
 
     /// A fresh temporary directory for one test.
+    /// A fresh directory, removed when the test process exits (cluster tests write
+    /// hundreds of MB each); KILN_KEEP_TEMP=1 keeps them for a post-mortem.
     public static func tempDir(_ tag: String = "kiln") -> URL {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("\(tag)-\(UUID().uuidString)")
         try! FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        TempDirs.shared.add(url)
         return url
+    }
+}
+
+private final class TempDirs: @unchecked Sendable {
+    static let shared: TempDirs = {
+        let t = TempDirs()
+        atexit { TempDirs.shared.removeAll() }
+        return t
+    }()
+    private let lock = NSLock()
+    private var urls: [URL] = []
+
+    func add(_ url: URL) { lock.withLock { urls.append(url) } }
+
+    func removeAll() {
+        if ProcessInfo.processInfo.environment["KILN_KEEP_TEMP"] == "1" { return }
+        for u in lock.withLock({ urls }) { try? FileManager.default.removeItem(at: u) }
     }
 }
