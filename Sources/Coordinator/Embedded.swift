@@ -2,6 +2,7 @@ import Foundation
 import Jobs
 import KilnProtocol
 import Logging
+import Tensor
 import Worker
 import ZeroMQ
 
@@ -21,6 +22,11 @@ public enum EmbeddedCluster {
         guard n >= 1 else { throw JobError("--workers \(n) must be at least 1") }
         try spec.validate()
         let t0 = Date()
+        // Evaluation as `kiln run` without --workers does it, on this process's BLAS
+        // threads (workers set one thread each; restored for the "after" pass).
+        let evaluation = try JobEvaluation.open(spec)
+        let evalThreads = BLAS.threads
+        let before = try evaluation?.before(progress: progress)
         var log = Logger(label: "kiln.embedded", factory: { StreamLogHandler.standardError(label: $0) })
         log.logLevel = logLevel
         let context = ZMQContext()
@@ -50,8 +56,16 @@ public enum EmbeddedCluster {
         }
         let reconstructions = try coordinator.reconstructions(job: id)
         let seconds = Date().timeIntervalSince(t0)
-        let report = JobReport.cluster(spec: spec, reconstructions: reconstructions, seconds: seconds,
+        var report = JobReport.cluster(spec: spec, reconstructions: reconstructions, seconds: seconds,
                                        notes: ["embedded cluster: \(n) worker\(n == 1 ? "" : "s") over inproc://"])
+        if let evaluation {
+            BLAS.threads = evalThreads
+            var linears: [String: QuantizedLinear] = [:]
+            for r in reconstructions { for l in r.linears { linears[l.tensor] = l } }
+            report.perplexity = try evaluation.after(output: URL(fileURLWithPath: spec.output), linears: linears,
+                                                     before: before, progress: progress)
+            report.times.total = Date().timeIntervalSince(t0)
+        }
         return Outcome(jobID: id, report: report, traffic: coordinator.traffic, seconds: seconds)
     }
 }

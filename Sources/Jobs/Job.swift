@@ -19,27 +19,12 @@ public enum Job {
         progress?(.phase("load"))
         var t0 = DispatchTime.now()
         let ctx = try JobContext.open(spec)
-        var evalIDs: [Int32] = []
-        if let e = spec.evalFile {
-            let tok = try makeTokenizer(ctx.view)
-            evalIDs = try Sampler.tokens(file: URL(fileURLWithPath: e)) { tok.encode($0) }
-            let needed = spec.evalWindows * spec.evalContext
-            guard evalIDs.count >= needed else {
-                throw JobError("evaluation file \(e) has \(evalIDs.count) tokens; \(spec.evalWindows) windows of \(spec.evalContext) need \(needed): lower --eval-windows")
-            }
-        }
+        let evaluation = try JobEvaluation(spec: spec, view: ctx.view, model: ctx.model)
         times.load = seconds(since: t0)
 
-        var before: Double?
-        if spec.evalFile != nil && spec.evalBefore {
-            progress?(.phase("eval before"))
-            t0 = DispatchTime.now()
-            before = try BlockwisePerplexity.evaluate(
-                model: ctx.model, ids: evalIDs, context: spec.evalContext, windows: spec.evalWindows,
-                block: { try ctx.model.block($0) },
-                progress: { progress?(.eval(label: "before", window: $0, windows: $1, perplexity: .nan)) }).perplexity
-            times.evalBefore = seconds(since: t0)
-        }
+        t0 = DispatchTime.now()
+        let before = try evaluation?.before(progress: progress)
+        times.evalBefore = seconds(since: t0)
 
         let executor = LocalExecutor(context: ctx, concurrency: concurrency ?? BLAS.threads)
         let graph = try executor.run(progress: progress)
@@ -63,37 +48,9 @@ public enum Job {
         }
         times.write = seconds(since: t0)
 
-        var ppl: PerplexityReport?
-        if let e = spec.evalFile {
-            progress?(.phase("eval after"))
-            t0 = DispatchTime.now()
-            let after: BlockwisePerplexity.Result
-            let source: String
-            let evalProgress: (Int, Int) -> Void = { progress?(.eval(label: "after", window: $0, windows: $1, perplexity: .nan)) }
-            if spec.format.isGGUF {
-                // Honest: the file as a runtime reads it.
-                let written = try loadCausalLM(view: try openModel(out), options: ModelLoadOptions(lazyBlocks: true))
-                after = try BlockwisePerplexity.evaluate(model: written, ids: evalIDs, context: spec.evalContext,
-                                                         windows: spec.evalWindows, block: { try written.block($0) },
-                                                         progress: evalProgress)
-                source = "written GGUF reopened"
-            } else {
-                after = try BlockwisePerplexity.evaluate(
-                    model: ctx.model, ids: evalIDs, context: spec.evalContext, windows: spec.evalWindows,
-                    block: { b in
-                        var blk = try ctx.model.block(b)
-                        for name in blk.linearNames {
-                            let t = LlamaTensorNames.linear(name, block: b, naming: ctx.view.naming)
-                            if let q = linears[t] { try blk.setWeight(name, GPTQOutput.storedWeights(q)) }
-                        }
-                        return blk
-                    }, progress: evalProgress)
-                source = "GPTQ weights as stored (fp16 scales), in memory"
-            }
-            times.evalAfter = seconds(since: t0)
-            ppl = PerplexityReport(file: URL(fileURLWithPath: e).lastPathComponent, windows: spec.evalWindows,
-                                   context: spec.evalContext, before: before, after: after.perplexity, afterSource: source)
-        }
+        t0 = DispatchTime.now()
+        let ppl = try evaluation?.after(output: out, linears: linears, before: before, progress: progress)
+        times.evalAfter = seconds(since: t0)
         times.total = seconds(since: start)
 
         let linearReports = graph.reconstructions.flatMap(\.linears).map {
@@ -106,5 +63,75 @@ public enum Job {
                                linears: linearReports, times: times, peakRSSBytes: peakRSSBytes(), notes: notes)
         try report.jsonData().write(to: JobReport.url(forOutput: spec.output), options: .atomic)
         return report
+    }
+}
+
+/// Perplexity before and after a job, with the protocol of `kiln eval`, for `kiln run`
+/// with or without `--workers`. nil when the job has no evaluation file.
+public struct JobEvaluation {
+    let spec: JobSpec
+    let view: any ModelView
+    let model: LlamaModel
+    let ids: [Int32]
+
+    /// Tokenizes the evaluation text and checks it is long enough.
+    public init?(spec: JobSpec, view: any ModelView, model: LlamaModel) throws {
+        guard let e = spec.evalFile else { return nil }
+        let tok = try makeTokenizer(view)
+        let ids = try Sampler.tokens(file: URL(fileURLWithPath: e)) { tok.encode($0) }
+        let needed = spec.evalWindows * spec.evalContext
+        guard ids.count >= needed else {
+            throw JobError("evaluation file \(e) has \(ids.count) tokens; \(spec.evalWindows) windows of \(spec.evalContext) need \(needed): lower --eval-windows")
+        }
+        self.spec = spec; self.view = view; self.model = model; self.ids = ids
+    }
+
+    /// Opens the model (lazily, blocks read on demand) for a job's evaluation.
+    public static func open(_ spec: JobSpec) throws -> JobEvaluation? {
+        guard spec.evalFile != nil else { return nil }
+        let view = try spec.openForJob()
+        return try JobEvaluation(spec: spec, view: view,
+                                 model: try loadCausalLM(view: view, options: ModelLoadOptions(lazyBlocks: true)))
+    }
+
+    /// The unquantized model's perplexity (nil with --no-eval-before).
+    public func before(progress: ((JobEvent) -> Void)?) throws -> Double? {
+        guard spec.evalBefore else { return nil }
+        progress?(.phase("eval before"))
+        return try BlockwisePerplexity.evaluate(
+            model: model, ids: ids, context: spec.evalContext, windows: spec.evalWindows,
+            block: { try model.block($0) },
+            progress: { progress?(.eval(label: "before", window: $0, windows: $1, perplexity: .nan)) }).perplexity
+    }
+
+    /// The quantized model's perplexity: a GGUF output reopened as a runtime reads it;
+    /// GPTQ safetensors as stored (fp16 scales), from the quantized linears.
+    public func after(output: URL, linears: [String: QuantizedLinear], before: Double?,
+                      progress: ((JobEvent) -> Void)?) throws -> PerplexityReport {
+        progress?(.phase("eval after"))
+        let after: BlockwisePerplexity.Result
+        let source: String
+        let evalProgress: (Int, Int) -> Void = { progress?(.eval(label: "after", window: $0, windows: $1, perplexity: .nan)) }
+        if spec.format.isGGUF {
+            let written = try loadCausalLM(view: try openModel(output), options: ModelLoadOptions(lazyBlocks: true))
+            after = try BlockwisePerplexity.evaluate(model: written, ids: ids, context: spec.evalContext,
+                                                     windows: spec.evalWindows, block: { try written.block($0) },
+                                                     progress: evalProgress)
+            source = "written GGUF reopened"
+        } else {
+            after = try BlockwisePerplexity.evaluate(
+                model: model, ids: ids, context: spec.evalContext, windows: spec.evalWindows,
+                block: { b in
+                    var blk = try model.block(b)
+                    for name in blk.linearNames {
+                        let t = LlamaTensorNames.linear(name, block: b, naming: view.naming)
+                        if let q = linears[t] { try blk.setWeight(name, GPTQOutput.storedWeights(q)) }
+                    }
+                    return blk
+                }, progress: evalProgress)
+            source = "GPTQ weights as stored (fp16 scales), in memory"
+        }
+        return PerplexityReport(file: URL(fileURLWithPath: spec.evalFile ?? "").lastPathComponent, windows: spec.evalWindows,
+                                context: spec.evalContext, before: before, after: after.perplexity, afterSource: source)
     }
 }

@@ -24,7 +24,7 @@ struct Run: ParsableCommand {
     var recipe: RecipeOptions
     @Option(help: "BLAS threads.")
     var threads: Int?
-    @Option(help: "Run as a coordinator and N workers in this process over inproc:// (the cluster's code path; no --eval).")
+    @Option(help: "Run as a coordinator and N workers in this process over inproc:// (the cluster's code path).")
     var workers: Int?
     @Flag(help: "Print the report as JSON on stdout.")
     var json = false
@@ -40,7 +40,6 @@ struct Run: ParsableCommand {
             let progress = RunProgress(terminal: isatty(STDERR_FILENO) == 1)
             let report: JobReport
             if let n = workers {
-                guard recipe.eval == nil else { throw UserError("--eval is not supported with --workers yet; run without --workers to evaluate") }
                 report = try EmbeddedCluster.run(spec: spec(), workers: n, threads: threads ?? 1, progress: progress.handle).report
                 try report.jsonData().write(to: JobReport.url(forOutput: report.output), options: .atomic)
             } else {

@@ -58,11 +58,16 @@ final class MultiProcessTests: XCTestCase {
 /// `kiln run --workers N` (the embedded cluster over inproc://) writes the same bytes
 /// for N = 1 and 2, and the same as the local executor.
 final class EmbeddedRunTests: XCTestCase {
-    func runKiln(_ args: [String]) throws -> Int32 {
+    func runKiln(_ args: [String], stdout: URL? = nil) throws -> Int32 {
         let p = Process()
         p.executableURL = Paths.kilnBinary
         p.arguments = args
-        p.standardOutput = FileHandle.nullDevice
+        if let stdout {
+            FileManager.default.createFile(atPath: stdout.path, contents: nil)
+            p.standardOutput = try FileHandle(forWritingTo: stdout)
+        } else {
+            p.standardOutput = FileHandle.nullDevice
+        }
         p.standardError = FileHandle.nullDevice
         try p.run()
         p.waitUntilExit()
@@ -88,5 +93,22 @@ final class EmbeddedRunTests: XCTestCase {
         }
         XCTAssertEqual(outputs[0], outputs[1], "--workers 1 and --workers 2 differ")
         XCTAssertEqual(outputs[0], reference, "--workers 1 differs from the local executor")
+
+        // --eval with --workers: before and after, as the local executor reports them.
+        var local = spec
+        local.evalFile = ClusterAssets.eval.path; local.evalWindows = 2; local.evalContext = 512
+        local.output = dir.appendingPathComponent("local-eval.gguf").path
+        let expected = try XCTUnwrap(try Job.run(local, concurrency: 1).perplexity)
+        let json = dir.appendingPathComponent("w2-eval.json")
+        let rc = try runKiln(["run", "--model", model.path, "--calib", ClusterAssets.calib.path, "--samples", "4", "--seqlen", "64",
+                              "--shard-size", "2", "--method", "gptq", "--mode", "sequential",
+                              "--out", dir.appendingPathComponent("w2-eval.gguf").path, "--eval", ClusterAssets.eval.path,
+                              "--eval-windows", "2", "--workers", "2", "--threads", "1", "--json"], stdout: json)
+        XCTAssertEqual(rc, 0, "kiln run --workers 2 --eval failed")
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: json)) as! [String: Any]
+        let ppl = try XCTUnwrap(report["perplexity"] as? [String: Any], "no perplexity in the --workers report")
+        let before = try XCTUnwrap(ppl["before"] as? Double), after = try XCTUnwrap(ppl["after"] as? Double)
+        XCTAssertEqual(before, try XCTUnwrap(expected.before), accuracy: 1e-9 * before)
+        XCTAssertEqual(after, expected.after, accuracy: 1e-9 * after, "same bytes must give the same perplexity")
     }
 }

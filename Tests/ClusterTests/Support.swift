@@ -12,6 +12,7 @@ import ZeroMQ
 
 enum ClusterAssets {
     static let calib = Paths.fixture("text/fortunes_calib.txt")
+    static let eval = Paths.fixture("text/fortunes_eval.txt")
 
     private static let lock = NSLock()
     nonisolated(unsafe) private static var models: [Int: URL] = [:]
