@@ -9,7 +9,7 @@ import XCTest
 
 /// Opt-in measurement (KILN_BENCH=1, release): the GPTQ phase's FLOP rate as a ratio of
 /// sgemm's on the same shapes, in the same process. Real SmolLM2 block-0 weights and
-/// Hessians gathered from 8 calibration windows.
+/// Hessians gathered from 8 calibration windows; one BLAS thread, as tasks run.
 ///
 /// GPTQ's arithmetic, counted as the algorithm needs it: the error updates (every
 /// column's error reaches every later column of every row: m * n^2 flops as
@@ -31,6 +31,10 @@ final class GPTQBenchmark: XCTestCase {
                 try! stats[g].add(li.input)
             }))
         }
+        // One BLAS thread, as every task runs (LocalExecutor, workers).
+        let saved = BLAS.threads
+        BLAS.threads = 1
+        defer { BLAS.threads = saved }
         print("openblas core: \(BLAS.coreName), threads: \(BLAS.threads)")
         func time(_ body: () throws -> Void) rethrows -> Double {
             let s = DispatchTime.now().uptimeNanoseconds
