@@ -86,9 +86,12 @@ func makeWorker(_ endpoint: String, id: String, context: ZMQContext = .shared) -
 /// A DEALER client speaking the client protocol to the coordinator.
 final class TestClient {
     let socket: ZMQSocket
-    init(_ endpoint: String, context: ZMQContext = .shared) throws {
+    init(_ endpoint: String, context: ZMQContext = .shared, curve: (server: String, keys: ZMQCurveKeyPair)? = nil) throws {
         socket = try context.socket(.dealer)
         try socket.set([.linger(0)])
+        if let curve {
+            try socket.set([.curveServerKey(curve.server), .curvePublicKey(curve.keys.publicKey), .curveSecretKey(curve.keys.secretKey)])
+        }
         try socket.connect(endpoint)
     }
     deinit { socket.close() }
