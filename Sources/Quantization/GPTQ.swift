@@ -132,11 +132,11 @@ public enum GPTQ {
                 let wtp = wtb.baseAddress!
                 w1.withUnsafeMutableBufferPointer { w1b in
                     err1.withUnsafeMutableBufferPointer { eb in
-                            codesT.withUnsafeMutableBufferPointer { cb in
-                                qT.withUnsafeMutableBufferPointer { qb in
-                                    lossT.withUnsafeMutableBufferPointer { lb in
-                                        params.withUnsafeMutableBufferPointer { pb in
-                                            current.withUnsafeMutableBufferPointer { cur in
+                        codesT.withUnsafeMutableBufferPointer { cb in
+                            qT.withUnsafeMutableBufferPointer { qb in
+                                lossT.withUnsafeMutableBufferPointer { lb in
+                                    params.withUnsafeMutableBufferPointer { pb in
+                                        current.withUnsafeMutableBufferPointer { cur in
         for i1 in stride(from: 0, to: n, by: bs) {
             let i2 = min(i1 + bs, n)
             let count = i2 - i1
@@ -195,7 +195,6 @@ public enum GPTQ {
                           a: hp + i1 * n + i2, lda: n, b: eb.baseAddress!, ldb: m, beta: 1, c: wtp + i2 * m, ldc: m)
             }
         }
-                                            }
                                         }
                                     }
                                 }
@@ -204,6 +203,7 @@ public enum GPTQ {
                     }
                 }
             }
+        }
 
         try Checks.scalesFit(params, groups: groups, recipe: recipe, tensor: name)
 

@@ -78,12 +78,15 @@ func runPython(_ script: String, _ args: [String]) throws -> [String: Any] {
     p.standardOutput = out
     p.standardError = err
     try p.run()
-    var data = Data()
+    // stdout on another thread so neither pipe can fill up and block the script.
+    final class Box: @unchecked Sendable { var data = Data() }
+    let box = Box()
     let g = DispatchGroup()
     g.enter()
-    DispatchQueue.global().async { data = out.fileHandleForReading.readDataToEndOfFile(); g.leave() }
+    DispatchQueue.global().async { box.data = out.fileHandleForReading.readDataToEndOfFile(); g.leave() }
     let e = err.fileHandleForReading.readDataToEndOfFile()
     g.wait()
+    let data = box.data
     p.waitUntilExit()
     guard p.terminationStatus == 0 else {
         throw NSError(domain: "python", code: Int(p.terminationStatus), userInfo: [NSLocalizedDescriptionKey: String(decoding: e, as: UTF8.self)])
