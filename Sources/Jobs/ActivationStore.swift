@@ -13,12 +13,12 @@ public struct ShardActivations: Sendable, Equatable {
 /// Where a worker keeps the activations of the shards it owns. They never travel
 /// through the coordinator; a lost shard is rebuilt from its tokens (lineage).
 public protocol ActivationStore: AnyObject, Sendable {
-    func get(shard: Int) -> ShardActivations?
-    func put(shard: Int, _ activations: ShardActivations)
+    func get(shard: Int) throws -> ShardActivations?
+    func put(shard: Int, _ activations: ShardActivations) throws
     func remove(shard: Int)
 }
 
-/// In-process store (the local executor's; a worker's until a spilling store exists).
+/// In-process store (the local executor's default; a worker's).
 public final class InMemoryActivationStore: ActivationStore, @unchecked Sendable {
     private var shards: [Int: ShardActivations] = [:]
     private let lock = NSLock()
@@ -29,4 +29,88 @@ public final class InMemoryActivationStore: ActivationStore, @unchecked Sendable
     public func put(shard: Int, _ a: ShardActivations) { lock.withLock { shards[shard] = a } }
     public func remove(shard: Int) { _ = lock.withLock { shards.removeValue(forKey: shard) } }
     public var shardCount: Int { lock.withLock { shards.count } }
+}
+
+/// Spills every shard's activations to its own file in `directory`, so only the
+/// shards being worked on are in memory (`kiln run --spill DIR`): calibration sets
+/// whose activations exceed RAM. Files are written to a temporary name and renamed;
+/// reading checks every count against the file's size and names the file on damage.
+///
+/// Layout (little-endian): "KACT", u32 version 1, i64 block, u32 windows, then per
+/// window u32 rows, u32 cols; then the windows' Float32 data in order.
+public final class FileActivationStore: ActivationStore, @unchecked Sendable {
+    public let directory: URL
+    private static let magic = Data("KACT".utf8)
+
+    public init(directory: URL) throws {
+        self.directory = directory
+        do {
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        } catch {
+            throw JobError("activation spill directory \(directory.path) cannot be created: \(error.localizedDescription)")
+        }
+    }
+
+    func url(_ shard: Int) -> URL { directory.appendingPathComponent("shard-\(shard).act") }
+
+    public func put(shard: Int, _ a: ShardActivations) throws {
+        var d = Data()
+        d.append(Self.magic)
+        func u32(_ v: Int) { withUnsafeBytes(of: UInt32(v).littleEndian) { d.append(contentsOf: $0) } }
+        u32(1)
+        withUnsafeBytes(of: Int64(a.block).littleEndian) { d.append(contentsOf: $0) }
+        u32(a.windows.count)
+        for w in a.windows { u32(w.rows); u32(w.cols) }
+        for w in a.windows { w.data.withUnsafeBytes { d.append(contentsOf: $0) } }
+        let tmp = directory.appendingPathComponent(".tmp-\(shard)-\(UUID().uuidString)")
+        do {
+            try d.write(to: tmp)
+            guard rename(tmp.path, url(shard).path) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        } catch {
+            try? FileManager.default.removeItem(at: tmp)
+            throw JobError("cannot spill the activations of shard \(shard) to \(url(shard).path): \(error.localizedDescription)")
+        }
+    }
+
+    public func get(shard: Int) throws -> ShardActivations? {
+        let u = url(shard)
+        guard FileManager.default.fileExists(atPath: u.path) else { return nil }
+        let d: Data
+        do { d = try Data(contentsOf: u, options: .alwaysMapped) } catch {
+            throw JobError("activation file \(u.path) cannot be read: \(error.localizedDescription)")
+        }
+        func bad(_ why: String) -> JobError { JobError("activation file \(u.path) is damaged: \(why)") }
+        var off = 0
+        func take(_ n: Int) throws -> Data {
+            guard n >= 0, n <= d.count - off else { throw bad("\(d.count) bytes, needs more than \(off + max(n, 0))") }
+            defer { off += n }
+            return d.subdata(in: (d.startIndex + off)..<(d.startIndex + off + n))
+        }
+        func u32() throws -> Int { Int(try take(4).withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self)) }) }
+        guard try take(4) == Self.magic else { throw bad("not an activation file (magic)") }
+        let version = try u32()
+        guard version == 1 else { throw bad("version \(version), expected 1") }
+        let block = Int(try take(8).withUnsafeBytes { Int64(littleEndian: $0.loadUnaligned(as: Int64.self)) })
+        let count = try u32()
+        guard block >= 0, count <= (d.count - off) / 8 else { throw bad("block \(block), \(count) windows") }
+        var shapes: [(Int, Int)] = []
+        var total = 0
+        for _ in 0..<count {
+            let (r, c) = (try u32(), try u32())
+            let (n, o1) = r.multipliedReportingOverflow(by: c)
+            let (t, o2) = total.addingReportingOverflow(n)
+            guard !o1, !o2 else { throw bad("window shape \(r)x\(c) overflows") }
+            shapes.append((r, c)); total = t
+        }
+        guard total <= (d.count - off) / 4, total * 4 == d.count - off else {
+            throw bad("\(d.count - off) data bytes for \(total) floats")
+        }
+        let windows = try shapes.map { r, c in
+            let bytes = try take(r * c * 4)
+            return Matrix(rows: r, cols: c, data: bytes.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) })
+        }
+        return ShardActivations(block: block, windows: windows)
+    }
+
+    public func remove(shard: Int) { try? FileManager.default.removeItem(at: url(shard)) }
 }

@@ -92,7 +92,7 @@ public enum ClusterExecution {
     /// `progress(done, total, stage)` is called within the task (lineage replay steps).
     public static func run(_ ctx: JobContext, store: ActivationStore, task: TaskID, input: ClusterTaskInput,
                            progress: (Int, Int, String) -> Void = { _, _, _ in }) throws -> ClusterTaskOutput {
-        if let s = task.shard, task.block > 0, store.get(shard: s)?.block != task.block {
+        if let s = task.shard, task.block > 0, try store.get(shard: s)?.block != task.block {
             guard input.replayAllowed else { throw MissingActivations(shard: s, block: task.block) }
             try rebuild(ctx, store: store, shard: s, toBlock: task.block, lineage: input.lineage, progress: progress)
         }

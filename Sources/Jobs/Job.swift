@@ -10,7 +10,10 @@ public enum Job {
     /// `concurrency`: graph tasks run at once, each on one BLAS thread (nil: the BLAS
     /// thread count, so `--threads N` means N tasks in the graph and N BLAS threads
     /// for the evaluation). The output does not depend on it.
-    public static func run(_ spec: JobSpec, concurrency: Int? = nil, progress: ((JobEvent) -> Void)? = nil) throws -> JobReport {
+    /// `spill`: keep calibration activations in files under this directory (a private
+    /// subdirectory, removed afterwards) instead of memory.
+    public static func run(_ spec: JobSpec, concurrency: Int? = nil, spill: URL? = nil,
+                           progress: ((JobEvent) -> Void)? = nil) throws -> JobReport {
         let start = DispatchTime.now()
         try spec.validate()
         var times = PhaseTimes()
@@ -26,7 +29,14 @@ public enum Job {
         let before = try evaluation?.before(progress: progress)
         times.evalBefore = seconds(since: t0)
 
-        let executor = LocalExecutor(context: ctx, concurrency: concurrency ?? BLAS.threads)
+        var store: ActivationStore = InMemoryActivationStore()
+        if let spill {
+            let dir = spill.appendingPathComponent("kiln-activations-\(UUID().uuidString.prefix(8))")
+            store = try FileActivationStore(directory: dir)
+            notes.append("activations spilled to \(spill.path)")
+        }
+        defer { if let s = store as? FileActivationStore { try? FileManager.default.removeItem(at: s.directory) } }
+        let executor = LocalExecutor(context: ctx, store: store, concurrency: concurrency ?? BLAS.threads)
         let graph = try executor.run(progress: progress)
         times.collect = graph.times.collect
         times.merge = graph.times.merge

@@ -70,7 +70,7 @@ public enum Tasks {
     /// The shard's input of block b: from the store, or (block 0) the embedding of its windows.
     static func input(_ ctx: JobContext, store: ActivationStore, block b: Int, shard s: Int) throws -> [Matrix] {
         if b == 0 { return ctx.windows(ofShard: s).map { ctx.model.embed($0) } }
-        guard let a = store.get(shard: s) else {
+        guard let a = try store.get(shard: s) else {
             throw JobError("activations of shard \(s) for block \(b) are not in this worker's store")
         }
         guard a.block == b else {
@@ -104,7 +104,7 @@ public enum Tasks {
             if ctx.spec.mode == .parallel { outputs.append(y) }
             tokens += x.rows
         }
-        if ctx.spec.mode == .parallel { store.put(shard: s, ShardActivations(block: b + 1, windows: outputs)) }
+        if ctx.spec.mode == .parallel { try store.put(shard: s, ShardActivations(block: b + 1, windows: outputs)) }
         return CollectResult(block: b, shard: s, statistics: stats, tokens: tokens)
     }
 
@@ -169,7 +169,7 @@ public enum Tasks {
         for q in quantized where q.block == b { try blk.setWeight(q.linear, q.dequantized()) }
         let inputs = try input(ctx, store: store, block: b, shard: s)
         let outputs = inputs.map { blk.forward(hidden: $0, context: ForwardContext()) }
-        store.put(shard: s, ShardActivations(block: b + 1, windows: outputs))
+        try store.put(shard: s, ShardActivations(block: b + 1, windows: outputs))
         return PropagateResult(block: b, shard: s, tokens: inputs.reduce(0) { $0 + $1.rows })
     }
 }

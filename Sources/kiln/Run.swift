@@ -26,6 +26,9 @@ struct Run: ParsableCommand {
     var threads: Int?
     @Option(help: "Run as a coordinator and N workers in this process over inproc:// (the cluster's code path).")
     var workers: Int?
+    @Option(help: ArgumentHelp("Keep calibration activations in files under DIR instead of memory (calibration sets larger than RAM).",
+                               valueName: "dir"))
+    var spill: String?
     @Flag(help: "Print the report as JSON on stdout.")
     var json = false
 
@@ -40,10 +43,11 @@ struct Run: ParsableCommand {
             let progress = RunProgress(terminal: isatty(STDERR_FILENO) == 1)
             let report: JobReport
             if let n = workers {
+                guard spill == nil else { throw UserError("--spill applies to kiln run without --workers (workers keep their shards in memory)") }
                 report = try EmbeddedCluster.run(spec: spec(), workers: n, threads: threads ?? 1, progress: progress.handle).report
                 try report.jsonData().write(to: JobReport.url(forOutput: report.output), options: .atomic)
             } else {
-                report = try Job.run(spec(), progress: progress.handle)
+                report = try Job.run(spec(), spill: spill.map { URL(fileURLWithPath: $0) }, progress: progress.handle)
             }
             progress.finish()
             if json {
