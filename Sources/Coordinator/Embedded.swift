@@ -60,9 +60,7 @@ public enum EmbeddedCluster {
                                        notes: ["embedded cluster: \(n) worker\(n == 1 ? "" : "s") over inproc://"])
         if let evaluation {
             BLAS.threads = evalThreads
-            var linears: [String: QuantizedLinear] = [:]
-            for r in reconstructions { for l in r.linears { linears[l.tensor] = l } }
-            report.perplexity = try evaluation.after(output: URL(fileURLWithPath: spec.output), linears: linears,
+            report.perplexity = try evaluation.after(output: URL(fileURLWithPath: spec.output), linears: reconstructions.linearsByTensor,
                                                      before: before, progress: progress)
             report.times.total = Date().timeIntervalSince(t0)
         }

@@ -1,4 +1,5 @@
 import Foundation
+import ModelIO
 import Tensor
 
 /// The hidden states of one shard entering block `block`: one [seqlen, hidden] matrix
@@ -80,36 +81,43 @@ public final class FileActivationStore: ActivationStore, @unchecked Sendable {
             throw JobError("activation file \(u.path) cannot be read: \(error.localizedDescription)")
         }
         func bad(_ why: String) -> JobError { JobError("activation file \(u.path) is damaged: \(why)") }
-        var off = 0
-        func take(_ n: Int) throws -> Data {
-            guard n >= 0, n <= d.count - off else { throw bad("\(d.count) bytes, needs more than \(off + max(n, 0))") }
-            defer { off += n }
-            return d.subdata(in: (d.startIndex + off)..<(d.startIndex + off + n))
+        do {
+            return try d.withUnsafeBytes { raw in
+                var c = ByteCursor(raw, file: u.path)
+                guard c.remaining >= 4, raw.prefix(4).elementsEqual(Self.magic) else { throw bad("not an activation file (magic)") }
+                _ = try c.take(4, "magic")
+                let version = try c.u32("version")
+                guard version == 1 else { throw bad("version \(version), expected 1") }
+                let block = Int64(bitPattern: try c.u64("block"))
+                let count = Int(try c.u32("window count"))
+                guard block >= 0, count <= c.remaining / 8 else { throw bad("block \(block), \(count) windows") }
+                var shapes: [(Int, Int)] = []
+                var total = 0
+                for w in 0..<count {
+                    let (r, cols) = (Int(try c.u32("rows of window \(w)")), Int(try c.u32("columns of window \(w)")))
+                    let (n, o1) = r.multipliedReportingOverflow(by: cols)
+                    let (t, o2) = total.addingReportingOverflow(n)
+                    guard !o1, !o2 else { throw bad("window shape \(r)x\(cols) overflows") }
+                    shapes.append((r, cols)); total = t
+                }
+                guard total <= c.remaining / 4, total * 4 == c.remaining else {
+                    throw bad("\(c.remaining) data bytes for \(total) floats")
+                }
+                let windows = try shapes.map { r, cols in
+                    let at = try c.take(r * cols * 4, "window data")
+                    let data = [Float](unsafeUninitializedCapacity: r * cols) { dst, n in
+                        UnsafeMutableRawBufferPointer(dst).copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[at..<(at + r * cols * 4)]))
+                        n = r * cols
+                    }
+                    return Matrix(rows: r, cols: cols, data: data)
+                }
+                return ShardActivations(block: Int(block), windows: windows)
+            }
+        } catch let e as JobError {
+            throw e
+        } catch {
+            throw bad("\(error)")
         }
-        func u32() throws -> Int { Int(try take(4).withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self)) }) }
-        guard try take(4) == Self.magic else { throw bad("not an activation file (magic)") }
-        let version = try u32()
-        guard version == 1 else { throw bad("version \(version), expected 1") }
-        let block = Int(try take(8).withUnsafeBytes { Int64(littleEndian: $0.loadUnaligned(as: Int64.self)) })
-        let count = try u32()
-        guard block >= 0, count <= (d.count - off) / 8 else { throw bad("block \(block), \(count) windows") }
-        var shapes: [(Int, Int)] = []
-        var total = 0
-        for _ in 0..<count {
-            let (r, c) = (try u32(), try u32())
-            let (n, o1) = r.multipliedReportingOverflow(by: c)
-            let (t, o2) = total.addingReportingOverflow(n)
-            guard !o1, !o2 else { throw bad("window shape \(r)x\(c) overflows") }
-            shapes.append((r, c)); total = t
-        }
-        guard total <= (d.count - off) / 4, total * 4 == d.count - off else {
-            throw bad("\(d.count - off) data bytes for \(total) floats")
-        }
-        let windows = try shapes.map { r, c in
-            let bytes = try take(r * c * 4)
-            return Matrix(rows: r, cols: c, data: bytes.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) })
-        }
-        return ShardActivations(block: block, windows: windows)
     }
 
     public func remove(shard: Int) { try? FileManager.default.removeItem(at: url(shard)) }

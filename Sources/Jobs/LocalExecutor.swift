@@ -29,11 +29,7 @@ public struct GraphOutput: Sendable {
     public var times: GraphTimes
 
     /// All quantized linears by tensor name.
-    public var linears: [String: QuantizedLinear] {
-        var d: [String: QuantizedLinear] = [:]
-        for r in reconstructions { for l in r.linears { d[l.tensor] = l } }
-        return d
-    }
+    public var linears: [String: QuantizedLinear] { reconstructions.linearsByTensor }
 }
 
 /// Runs the task graph in one process, block by block: the collects of a block, its
@@ -116,32 +112,26 @@ public final class LocalExecutor {
         return GraphOutput(reconstructions: reconstructions, merged: keptMerges, times: times)
     }
 
-    /// body(item) for every item, up to `concurrency` at a time; results in item order.
-    /// The first error (in item order) is rethrown after all have stopped.
+    /// body(item) for every item, up to `concurrency` at a time (lane k takes items
+    /// k, k + lanes, ...); results in item order. The first error (in item order) is
+    /// rethrown after all have stopped.
     private func wave<T>(_ items: [Int], _ body: (Int) throws -> T) throws -> [T] {
         var results = [Result<T, Error>?](repeating: nil, count: items.count)
-        let lock = NSLock()
-        let next = ManagedCounter()
-        let workers = min(concurrency, items.count)
-        DispatchQueue.concurrentPerform(iterations: workers) { _ in
-            while let i = next.take(below: items.count) {
-                let r = Result { try body(items[i]) }
-                lock.withLock { results[i] = r }
+        let lanes = min(concurrency, items.count)
+        results.withUnsafeMutableBufferPointer { out in
+            DispatchQueue.concurrentPerform(iterations: lanes) { lane in
+                for i in stride(from: lane, to: items.count, by: lanes) { out[i] = Result { try body(items[i]) } }
             }
         }
         return try results.map { try $0!.get() }
     }
 }
 
-/// A shared index handed out once each.
-private final class ManagedCounter: @unchecked Sendable {
-    private var value = 0
-    private let lock = NSLock()
-    func take(below limit: Int) -> Int? {
-        lock.withLock {
-            guard value < limit else { return nil }
-            defer { value += 1 }
-            return value
-        }
+extension Array where Element == ReconstructResult {
+    /// Every quantized linear of these results by tensor name.
+    public var linearsByTensor: [String: QuantizedLinear] {
+        var d: [String: QuantizedLinear] = [:]
+        for r in self { for l in r.linears { d[l.tensor] = l } }
+        return d
     }
 }

@@ -3,17 +3,17 @@ import Foundation
 /// Sequential little-endian reader over a mapped file that checks every read
 /// against the end of the file, so a truncated or lying header gives an error
 /// naming the field being read.
-struct ByteCursor {
-    let buf: UnsafeRawBufferPointer
-    let file: String
-    private(set) var pos: Int = 0
+public struct ByteCursor {
+    public let buf: UnsafeRawBufferPointer
+    public let file: String
+    public private(set) var pos: Int = 0
 
-    init(_ buf: UnsafeRawBufferPointer, file: String) { self.buf = buf; self.file = file }
+    public init(_ buf: UnsafeRawBufferPointer, file: String) { self.buf = buf; self.file = file }
 
-    var remaining: Int { buf.count - pos }
+    public var remaining: Int { buf.count - pos }
 
     /// Reserves `n` bytes and returns their start offset.
-    mutating func take(_ n: Int, _ what: @autoclosure () -> String) throws -> Int {
+    public mutating func take(_ n: Int, _ what: @autoclosure () -> String) throws -> Int {
         guard n >= 0, n <= remaining else {
             throw ModelIOError(file: file, "\(what()): truncated (needs \(n) bytes at offset \(pos), file size \(buf.count))")
         }
@@ -21,14 +21,14 @@ struct ByteCursor {
         return pos
     }
 
-    mutating func load<T: FixedWidthInteger>(_: T.Type, _ what: @autoclosure () -> String) throws -> T {
+    public mutating func load<T: FixedWidthInteger>(_: T.Type, _ what: @autoclosure () -> String) throws -> T {
         let at = try take(MemoryLayout<T>.size, what())
         return T(littleEndian: buf.loadUnaligned(fromByteOffset: at, as: T.self))
     }
 
     mutating func u8(_ what: @autoclosure () -> String) throws -> UInt8 { try load(UInt8.self, what()) }
-    mutating func u32(_ what: @autoclosure () -> String) throws -> UInt32 { try load(UInt32.self, what()) }
-    mutating func u64(_ what: @autoclosure () -> String) throws -> UInt64 { try load(UInt64.self, what()) }
+    public mutating func u32(_ what: @autoclosure () -> String) throws -> UInt32 { try load(UInt32.self, what()) }
+    public mutating func u64(_ what: @autoclosure () -> String) throws -> UInt64 { try load(UInt64.self, what()) }
 
     /// A u64 that must fit in Int (every GGUF length and count).
     mutating func count(_ what: @autoclosure () -> String) throws -> Int {
