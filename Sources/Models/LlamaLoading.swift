@@ -83,7 +83,7 @@ public func loadCausalLM(view: any ModelView, options: ModelLoadOptions = ModelL
     for i in 0..<c.layerCount {
         let names = LlamaBlock.linearNames.map { LlamaTensorNames.linear($0, block: i, naming: naming) }
             + [LlamaTensorNames.attnNorm(i, naming), LlamaTensorNames.ffnNorm(i, naming)]
-        for n in names where !view.has(n) { throw ModelError(file: file, "missing tensor '\(n)' (block_count \(c.layerCount))") }
+        for n in names where !view.has(n) { throw ModelError(file: file, "missing tensor '\(n)'") }
     }
     if options.lazyBlocks {
         return LlamaModel(config: c, hyper: hyper, naming: naming, embedding: embedding, outputNorm: outputNorm,

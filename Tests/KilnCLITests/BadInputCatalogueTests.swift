@@ -81,6 +81,7 @@ final class BadInputCatalogueTests: XCTestCase {
             // Keys: wrong length, right length but not Z85.
             try Data("short-key\n".utf8).write(to: url("short.key"))
             try Data((String(repeating: "~", count: 40) + "\n").utf8).write(to: url("notz85.key"))
+            try Data("0123456789abcdefghijklmnopqrstuvwxyzABCD\n".utf8).write(to: url("fine.key"))
         }
         func url(_ name: String) -> URL { dir.appendingPathComponent(name) }
         func path(_ name: String) -> String { url(name).path }
@@ -210,7 +211,7 @@ final class BadInputCatalogueTests: XCTestCase {
                  args: ["coordinator", "--listen", "tcp://0.0.0.0:45817", "--data-dir", coord], expect: ["0.0.0.0", "CURVE"]),
             Case(name: "listen scheme", args: ["coordinator", "--listen", "udp://1.2.3.4:5", "--data-dir", coord], expect: ["--listen"]),
             Case(name: "curve secret without allow-keys",
-                 args: ["coordinator", "--curve-secret", s.path("short.key"), "--data-dir", coord], expect: ["--allow-keys"]),
+                 args: ["coordinator", "--curve-secret", s.path("fine.key"), "--data-dir", coord], expect: ["--allow-keys"]),
             Case(name: "missing key file", args: ["status", "--curve-server-key", s.path("nokey.pub"), "--timeout", "1"],
                  expect: ["nokey.pub"]),
             Case(name: "short key file", args: ["status", "--curve-server-key", s.path("short.key"), "--timeout", "1"],
