@@ -32,7 +32,8 @@ func decodeGGUF(_ bytes: Data) throws {
 
 @_cdecl("LLVMFuzzerInitialize")
 public func fuzzInitialize(_ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> CInt {
-    guard let dir = ProcessInfo.processInfo.environment["KILN_FUZZ_MAKE_SEEDS"] else { return 0 }
+    guard let env = getenv("KILN_FUZZ_MAKE_SEEDS") else { return 0 }
+    let dir = String(cString: env)
     do {
         try makeSeeds(URL(fileURLWithPath: dir))
         exit(0)
