@@ -37,6 +37,12 @@ mkdir -p "$MODS" "$OBJS" "$BINS"
 FLAGS=(-O -wmo -parse-as-library -sanitize=fuzzer,address -target-cpu haswell
        -I "$MODS" -I Sources/CBLAS -I Sources/CZeroMQ)
 
+# Objects built with other flags are rebuilt.
+if [ "$(cat "$OUT/flags" 2>/dev/null)" != "${FLAGS[*]}" ]; then
+    rm -f "$OBJS"/*.o "$BINS"/fuzz-*
+    echo "${FLAGS[*]}" >"$OUT/flags"
+fi
+
 PROTOBUF=.build/checkouts/swift-protobuf/Sources/SwiftProtobuf
 if [ ! -d "$PROTOBUF" ]; then
     swift package resolve >/dev/null
@@ -107,11 +113,11 @@ build_module() {
         build_module "$d"
         deps_objs+=("$OBJS/$d.o")
     done
-    if stale "$OBJS/$m.o" "${srcs[@]}" "${deps_objs[@]}" "$0"; then
+    if stale "$OBJS/$m.o" "${srcs[@]}" "${deps_objs[@]}"; then
         echo "fuzz: compiling module $m" >&2
         local extra=(-swift-version 5)
         # swift-protobuf's own settings (Swift 6 mode, ExistentialAny).
-        [ "$m" = SwiftProtobuf ] && extra=(-swift-version 6 -enable-upcoming-feature ExistentialAny)
+        [ "$m" = SwiftProtobuf ] && extra=(-swift-version 6 -enable-upcoming-feature ExistentialAny -package-name swift_protobuf)
         swiftc "${FLAGS[@]}" "${extra[@]}" -module-name "$m" -emit-module -emit-module-path "$MODS/$m.swiftmodule" \
             -c -o "$OBJS/$m.o" "${srcs[@]}"
         # swiftc leaves an unchanged output's old timestamp; the staleness check needs it fresh.
@@ -150,7 +156,8 @@ for t in "${TARGETS[@]}"; do
     # defaults made explicit. The working corpus comes first (written to), then seeds.
     set +e
     # Short allocation stacks: recording full ones costs more than the decoders themselves.
-    ASAN_OPTIONS=${ASAN_OPTIONS:-malloc_context_size=2} "$BINS/fuzz-$t" "${budget[@]}" -rss_limit_mb=2048 -malloc_limit_mb=2048 -timeout=10 \
+    # Swift's own crash handler would race ASan's report: off.
+    SWIFT_BACKTRACE=enable=no ASAN_OPTIONS=${ASAN_OPTIONS:-malloc_context_size=2} "$BINS/fuzz-$t" "${budget[@]}" -rss_limit_mb=2048 -malloc_limit_mb=2048 -timeout=10 \
         -max_len="$(max_len_of "$t")" -print_final_stats=1 -artifact_prefix="$crashes/" \
         "$corpus" "Fuzz/seeds/$t" "Tests/Fixtures/fuzz/$t" >"$log" 2>&1
     rc=$?
