@@ -43,6 +43,7 @@ extension Coordinator {
         try spec.validate()
         let view = try spec.openModelView()
         let blocks = spec.blockCount(view)
+        try checkDiskSpace(spec, view: view)
         let now = Self.nowMs()
         let id = "job-" + String(UInt64(now), radix: 36) + "-" + String(UInt32.random(in: 0...UInt32.max), radix: 36)
         let run = JobRun(id: id, spec: spec, blocks: blocks, state: .queued, submittedMs: now)

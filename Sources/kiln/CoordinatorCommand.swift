@@ -32,6 +32,8 @@ struct CoordinatorCommand: ParsableCommand {
     var liveness: UInt32 = 3
     @Option(help: "Largest inbound message in bytes (larger ones are dropped by ZeroMQ).")
     var maxMessageBytes: Int64 = 1 << 30
+    @Flag(help: "Keep each job's result files after it ends, for debugging (`kiln gc` removes them later).")
+    var keepResults = false
     @Option(help: "trace | debug | info | notice | warning | error")
     var logLevel = "info"
 
@@ -50,6 +52,7 @@ struct CoordinatorCommand: ParsableCommand {
             c.heartbeatIntervalMs = heartbeatMs
             c.heartbeatLiveness = liveness
             c.maxMessageBytes = maxMessageBytes
+            c.keepResults = keepResults
             if let f = curveSecret {
                 c.curveSecretKey = try readKeyFile(f, what: "--curve-secret").first
                 guard let f2 = allowKeys else { throw UserError("--curve-secret needs --allow-keys (the public keys let in)") }
