@@ -71,18 +71,6 @@ struct CoordinatorCommand: ParsableCommand {
     }
 }
 
-/// Lines of a key file (blank lines and # comments skipped); each must be a 40-character Z85 key.
-func readKeyFile(_ path: String, what: String) throws -> [String] {
-    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw UserError("\(what) \(path): cannot read the file") }
-    let keys = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
-        .filter { !$0.isEmpty && !$0.hasPrefix("#") }
-    guard !keys.isEmpty else { throw UserError("\(what) \(path): no key in the file") }
-    for (i, k) in keys.enumerated() where k.utf8.count != 40 {
-        throw UserError("\(what) \(path): line \(i + 1) is not a 40-character Z85 CURVE key")
-    }
-    return keys
-}
-
 func bootstrapLogging(_ level: String) {
     let lvl = Logger.Level(rawValue: level) ?? .info
     LoggingSystem.bootstrap { label in
