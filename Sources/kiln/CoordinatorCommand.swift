@@ -1,6 +1,7 @@
 import ArgumentParser
 import Coordinator
 import Foundation
+import Jobs
 import Logging
 
 struct CoordinatorCommand: ParsableCommand {
@@ -34,8 +35,36 @@ struct CoordinatorCommand: ParsableCommand {
     var maxMessageBytes: Int64 = 1 << 30
     @Flag(help: "Keep each job's result files after it ends, for debugging (`kiln gc` removes them later).")
     var keepResults = false
+    @Option(help: ArgumentHelp("A directory whose files jobs may read and write (repeatable). Jobs are confined to "
+                               + "these, --data-dir and the directory the coordinator starts in.", valueName: "dir"))
+    var allowPath: [String] = []
+    @Option(help: ArgumentHelp("Refuse a job whose estimated memory per process exceeds SIZE (e.g. 16G; default 80% of RAM).",
+                               valueName: "size"))
+    var maxJobMemory: String?
     @Option(help: "trace | debug | info | notice | warning | error")
     var logLevel = "info"
+
+    /// Jobs are confined to the allowed roots and must send absolute paths.
+    func jobLimits() throws -> JobLimits {
+        var l = JobLimits()
+        if let m = maxJobMemory {
+            guard let bytes = MemoryEstimate.parse(m) else {
+                throw UserError("--max-job-memory \(m): give a size such as 512M, 16G or a byte count")
+            }
+            l.maxJobMemory = bytes
+        }
+        l.requireAbsolutePaths = true
+        var roots = [dataDir, FileManager.default.currentDirectoryPath]
+        for p in allowPath {
+            var isDir: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: p, isDirectory: &isDir), isDir.boolValue else {
+                throw UserError("--allow-path \(p) is not an existing directory")
+            }
+            roots.append(p)
+        }
+        l.allowedRoots = roots.map { PathResolution.resolve($0) }
+        return l
+    }
 
     func run() throws {
         #if os(Linux)
@@ -53,6 +82,7 @@ struct CoordinatorCommand: ParsableCommand {
             c.heartbeatLiveness = liveness
             c.maxMessageBytes = maxMessageBytes
             c.keepResults = keepResults
+            c.jobLimits = try jobLimits()
             if let f = curveSecret {
                 c.curveSecretKey = try readKeyFile(f, what: "--curve-secret").first
                 guard let f2 = allowKeys else { throw UserError("--curve-secret needs --allow-keys (the public keys let in)") }
