@@ -2,6 +2,7 @@ import Calibration
 import Foundation
 import Jobs
 import Tensor
+import TestSupport
 import XCTest
 
 /// ClusterCodec decodes bytes from peers and from result files: every malformed
@@ -29,6 +30,18 @@ final class ClusterCodecTests: XCTestCase {
             for f in fragments {
                 XCTAssertTrue(text.contains(f), "'\(text)' does not mention '\(f)'", file: file, line: line)
             }
+        }
+    }
+
+    /// Payloads Fuzz/codec.swift once crashed on (Tests/Fixtures/fuzz/codec/), decoded as
+    /// both payload types the target tries: each must now throw.
+    func testRecordedFuzzInputsAreRefused() throws {
+        let inputs = Paths.fuzzInputs("codec")
+        XCTAssertFalse(inputs.isEmpty, "no inputs under Tests/Fixtures/fuzz/codec")
+        for url in inputs {
+            let data = try Data(contentsOf: url)
+            XCTAssertThrowsError(try ClusterCodec.decode(ClusterTaskInput.self, from: data), url.lastPathComponent)
+            XCTAssertThrowsError(try ClusterCodec.decode(ClusterTaskOutput.self, from: data), url.lastPathComponent)
         }
     }
 
@@ -81,7 +94,7 @@ final class ClusterCodecTests: XCTestCase {
 
     func testDeepNestingIsRefused() {
         // 100 arrays of one element each, around a null.
-        let bytes = (0..<100).flatMap { _ in [9] + Self.u64(1) } + [0]
+        let bytes: [UInt8] = (0..<100).flatMap { _ -> [UInt8] in [9] + Self.u64(1) } + [0]
         assertDecodeError(ClusterTaskInput.self, payload(bytes), ["nesting deeper than 64"])
     }
 
@@ -112,12 +125,14 @@ final class ClusterCodecTests: XCTestCase {
     func testTypeErrorsNameThePath() throws {
         assertDecodeError(ClusterTaskInput.self, try ClusterCodec.encode(WrongTypes()), ["replayAllowed: expected a bool, found string"])
         assertDecodeError(ClusterTaskInput.self, try ClusterCodec.encode([String: Int]()), ["replayAllowed: missing"])
-        assertDecodeError(ClusterTaskOutput.self, try ClusterCodec.encode(NegativeShard()), ["propagate._0.shard: integer does not fit Int"])
+        assertDecodeError(ClusterTaskOutput.self, try ClusterCodec.encode(NegativeShard()),
+                          ["propagate._0.shard: integer does not fit Int"])
         assertDecodeError(ClusterTaskInput.self, try ClusterCodec.encode(WrongBlob()), ["number array of kind f32, expected i64"])
     }
 
     /// Found by Fuzz/codec.swift: a Hessian's column count overflowed its packed size (a trap).
     func testHugeHessianColumnsAreRefused() throws {
-        assertDecodeError(ClusterTaskInput.self, try ClusterCodec.encode(HugeColumns()), ["Hessian of 9223372036854775807 columns is out of range"])
+        assertDecodeError(ClusterTaskInput.self, try ClusterCodec.encode(HugeColumns()),
+                          ["Hessian of 9223372036854775807 columns is out of range"])
     }
 }

@@ -21,8 +21,8 @@ final class TokenizerFuzzRegressionTests: XCTestCase {
     }
 
     func bpe(vocab: String, added: String = "[]") -> Data {
-        Data(#"{"model": {"type": "BPE", "vocab": \#(vocab), "merges": []}, "added_tokens": \#(added),"#.utf8
-             + #" "pre_tokenizer": {"type": "ByteLevel"}}"#.utf8)
+        let model = #"{"type": "BPE", "vocab": \#(vocab), "merges": []}"#
+        return Data(#"{"model": \#(model), "added_tokens": \#(added), "pre_tokenizer": {"type": "ByteLevel"}}"#.utf8)
     }
 
     func assertInvalid(_ data: Data, key: String, _ fragment: String, line: UInt = #line) {
@@ -49,7 +49,8 @@ final class TokenizerFuzzRegressionTests: XCTestCase {
 
     /// Gaps stay allowed: ids need not be dense.
     func testSparseIDsStillLoad() throws {
-        let tok = try makeTokenizer(tokenizerJSON: wordPiece(vocab: #"{"[UNK]": 0, "a": 3, "b": 7}"#, added: #"[{"id": 9, "content": "[X]"}]"#))
+        let json = wordPiece(vocab: #"{"[UNK]": 0, "a": 3, "b": 7}"#, added: #"[{"id": 9, "content": "[X]"}]"#)
+        let tok = try makeTokenizer(tokenizerJSON: json)
         XCTAssertEqual(tok.vocabularySize, 10)
         XCTAssertEqual(tok.encode("a b [X]"), [3, 7, 9])
     }
