@@ -6,12 +6,20 @@
 #   Cluster/local.sh status    list the processes and whether they are alive (exit 0 all alive, 1 some dead, 3 none)
 #
 # State in $KILN_RUN_DIR (default .kiln-local/ in the current directory): coordinator.pid,
-# worker-1.pid ... worker-N.pid, endpoint.txt (the coordinator endpoint), logs/, data/.
+# worker-1.pid ... worker-N.pid, endpoint.txt (the coordinator endpoint), port (kept after stop),
+# logs/ (appended to, a "--- started" line per start), data/.
 # Environment: KILN_BIN (kiln binary; default: the release build, built if missing),
 # KILN_WORKER_THREADS (threads per worker, default 1), KILN_STOP_TIMEOUT (seconds, default 10),
-# KILN_READY_TIMEOUT (seconds to wait for the coordinator and workers, default 60).
+# KILN_READY_TIMEOUT (seconds to wait for the coordinator and workers, default 60),
+# KILN_LISTEN_HOST (default 127.0.0.1; another address needs CURVE keys or --insecure in
+# KILN_COORDINATOR_ARGS, extra coordinator arguments), KILN_WORKER_PREFIX (words run before
+# each worker's command, e.g. "ip netns exec NS" to place workers in a network namespace),
+# KILN_ALLOW_PATHS (colon-separated directories jobs may use, besides the data directory,
+# the current directory and the model asset cache $KILN_ASSETS).
 # The coordinator listens on 127.0.0.1 (loopback needs no CURVE keys) on a free port P and
 # publishes progress on P+1; clients find it with KILN_COORDINATOR=$(cat "$KILN_RUN_DIR/endpoint.txt").
+# A restart (after a crash or a stop) reuses the previous P when P and P+1 are free, so
+# workers that survived a coordinator crash find it again at the address they know.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,6 +27,16 @@ run_dir=${KILN_RUN_DIR:-.kiln-local}
 threads=${KILN_WORKER_THREADS:-1}
 stop_timeout=${KILN_STOP_TIMEOUT:-10}
 ready_timeout=${KILN_READY_TIMEOUT:-60}
+host=${KILN_LISTEN_HOST:-127.0.0.1}
+read -r -a coordinator_args <<<"${KILN_COORDINATOR_ARGS:-}"
+read -r -a worker_prefix <<<"${KILN_WORKER_PREFIX:-}"
+# Jobs may use files under the model asset cache and KILN_ALLOW_PATHS (colon-separated
+# directories), besides the data directory and the directory local.sh is started in.
+allow_args=()
+assets=${KILN_ASSETS:-$HOME/.cache/kiln/assets}
+[[ -d $assets ]] && allow_args+=(--allow-path "$assets")
+IFS=: read -r -a extra_allowed <<<"${KILN_ALLOW_PATHS:-}"
+for p in ${extra_allowed[@]+"${extra_allowed[@]}"}; do [[ -n $p ]] && allow_args+=(--allow-path "$p"); done
 
 die() { echo "local.sh: $*" >&2; exit 1; }
 usage() { echo "usage: Cluster/local.sh start N | stop | status" >&2; exit 2; }
@@ -46,7 +64,7 @@ kiln_bin() {
   echo "$dir/kiln"
 }
 
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+port_free() { ! (exec 3<>"/dev/tcp/$host/$1") 2>/dev/null; }
 
 # A port P with P and P+1 free (listen and publish).
 free_port_pair() {
@@ -55,8 +73,25 @@ free_port_pair() {
     p=$((20000 + RANDOM % 40000))
     if port_free "$p" && port_free $((p + 1)); then echo "$p"; return; fi
   done
-  die "no free pair of TCP ports found on 127.0.0.1"
+  die "no free pair of TCP ports found on $host"
 }
+
+# The port of the last start (endpoint.txt, else the port file) if it and the next are free,
+# else a new free pair.
+coordinator_port() {
+  local p=""
+  [[ -s $run_dir/endpoint.txt ]] && p=$(cat "$run_dir/endpoint.txt")
+  p=${p#"tcp://$host:"}
+  [[ -z $p && -s $run_dir/port ]] && p=$(cat "$run_dir/port")
+  if [[ $p =~ ^[0-9]+$ ]] && ((p >= 1024 && p < 65535)) && port_free "$p" && port_free $((p + 1)); then
+    echo "$p"
+  else
+    free_port_pair
+  fi
+}
+
+# Appends a dated separator to a log (a crash's log stays readable above it).
+log_separator() { echo "--- started $(date -u '+%Y-%m-%dT%H:%M:%SZ') ---" >>"$1"; }
 
 # Polls `kiln workers --json` until it answers with at least $2 workers; prints the count.
 wait_workers() {
@@ -87,12 +122,14 @@ start() {
     endpoint=$(cat "$run_dir/endpoint.txt")
     echo "coordinator already running: pid $cpid at $endpoint"
   else
-    local port; port=$(free_port_pair)
-    endpoint="tcp://127.0.0.1:$port"
-    nohup "$bin" coordinator --listen "$endpoint" --data-dir "$run_dir/data" \
-      </dev/null >"$run_dir/logs/coordinator.log" 2>&1 &
+    local port; port=$(coordinator_port)
+    endpoint="tcp://$host:$port"
+    log_separator "$run_dir/logs/coordinator.log"
+    nohup "$bin" coordinator --listen "$endpoint" --data-dir "$run_dir/data" ${allow_args[@]+"${allow_args[@]}"} ${coordinator_args[@]+"${coordinator_args[@]}"} \
+      </dev/null >>"$run_dir/logs/coordinator.log" 2>&1 &
     echo $! >"$run_dir/coordinator.pid"
     echo "$endpoint" >"$run_dir/endpoint.txt"
+    echo "$port" >"$run_dir/port"
     if ! wait_workers "$bin" 0 >/dev/null; then
       tail -n 20 "$run_dir/logs/coordinator.log" >&2 || true
       die "the coordinator at $endpoint did not answer within ${ready_timeout}s (log: $run_dir/logs/coordinator.log)"
@@ -104,8 +141,9 @@ start() {
   for i in $(seq 1 "$n"); do
     wpid=$(pid_of "$run_dir/worker-$i.pid")
     if alive "$wpid"; then echo "worker $i already running: pid $wpid"; continue; fi
-    nohup "$bin" worker --coordinator "$endpoint" --threads "$threads" \
-      </dev/null >"$run_dir/logs/worker-$i.log" 2>&1 &
+    log_separator "$run_dir/logs/worker-$i.log"
+    nohup ${worker_prefix[@]+"${worker_prefix[@]}"} "$bin" worker --coordinator "$endpoint" --threads "$threads" \
+      </dev/null >>"$run_dir/logs/worker-$i.log" 2>&1 &
     echo $! >"$run_dir/worker-$i.pid"
     echo "worker $i: pid $!"
   done

@@ -40,9 +40,10 @@ extension Coordinator {
     /// Validates a job (options, files, the model's header), plans its task graph,
     /// stores it and queues it.
     func submit(_ spec: JobSpec, clientToken: String = "") throws -> JobRun {
-        try spec.validate()
+        try spec.validate(limits: config.jobLimits)
         let view = try spec.openModelView()
         let blocks = spec.blockCount(view)
+        try checkDiskSpace(spec, view: view)
         let now = Self.nowMs()
         let id = "job-" + String(UInt64(now), radix: 36) + "-" + String(UInt32.random(in: 0...UInt32.max), radix: 36)
         let run = JobRun(id: id, spec: spec, blocks: blocks, state: .queued, submittedMs: now)

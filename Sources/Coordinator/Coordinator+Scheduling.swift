@@ -12,6 +12,7 @@ extension Coordinator {
 
     /// Hands ready tasks to idle workers and starts ready merges.
     func schedule() {
+        releaseEndedJobs()
         guard let run = activeJob else { return }
         if run.state == .queued || run.state == .planning {
             run.state = .running
@@ -277,6 +278,33 @@ extension Coordinator {
         publishState(run)
     }
 
+    /// Result files of jobs that ended (output written, failed or cancelled) are removed,
+    /// unless --keep-results: nothing reads them again, and a small job leaves gigabytes.
+    /// The store marks them removed first, so a crash in between leaves only files that
+    /// no one reads (`kiln gc` collects them). Runs every tick, so jobs found ended at a
+    /// restart are collected too.
+    func releaseEndedJobs() {
+        for run in jobs.values where run.isTerminal && !run.resultsReleased {
+            run.resultsReleased = true
+            guard !config.keepResults else { continue }
+            let store = self.store, files = self.files, jobID = run.id, log = self.log
+            // On the work queue: after anything it still holds for the job (a result being
+            // made durable, a merge, an input being read), in order.
+            work.async { [weak self] in
+                self?.mergedCache[jobID] = nil
+                self?.quantizedCache[jobID] = nil
+                do {
+                    try store.markResultsRemoved(job: jobID)
+                    let r = try files.removeJob(jobID)
+                    log.info("result files removed", metadata: ["job": "\(jobID)", "files": "\(r.files)", "bytes": "\(r.bytes)",
+                                                                "left": "\(r.foreign)"])
+                } catch {
+                    log.warning("could not remove the result files of \(jobID): \(error)")
+                }
+            }
+        }
+    }
+
     func cancelRunning(_ run: JobRun, reason: String) {
         for (t, r) in run.running {
             if let w = workers.values.first(where: { $0.id == r.worker }) {
@@ -291,6 +319,7 @@ extension Coordinator {
 
     /// Jobs in the store that were not finished: resumed; completed tasks are not rerun.
     func resumeJobs() throws {
+        let removed = try store.jobsWithResultsRemoved()
         for j in try store.jobs() {
             let state = Self.jobState(j.state)
             let blocks: Int
@@ -302,6 +331,7 @@ extension Coordinator {
             let run = JobRun(id: j.id, spec: j.spec, blocks: blocks, state: state == .writing ? .running : state, submittedMs: j.submittedMs)
             run.error = j.error
             run.finishedMs = j.finishedMs
+            run.resultsReleased = removed.contains(j.id)
             jobs[j.id] = run
             jobOrder.append(j.id)
             clientTokens[j.clientToken.isEmpty ? "-" + j.id : j.clientToken] = j.id

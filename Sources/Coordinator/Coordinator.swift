@@ -51,6 +51,8 @@ public final class Coordinator: @unchecked Sendable {
     let pub: ZMQSocket
     let store: JobStore
     let files: ResultFiles
+    /// Held while the coordinator runs: no second coordinator or `kiln gc` on the data dir.
+    let dataDirLock: DataDirLock
     let zap: ZAPAuthenticator?
     /// Actual endpoints after binding (a port of * resolved).
     public let endpoints: (listen: String, publish: String)
@@ -101,6 +103,7 @@ public final class Coordinator: @unchecked Sendable {
         try EndpointPolicy.check(publish, secured: secured, insecure: config.insecure, flag: "--publish")
 
         try FileManager.default.createDirectory(at: config.dataDir, withIntermediateDirectories: true)
+        dataDirLock = try DataDirLock(dataDir: config.dataDir)
         store = try JobStore(path: config.dataDir.appendingPathComponent("kiln.sqlite").path)
         files = try ResultFiles(dataDir: config.dataDir)
 
@@ -148,6 +151,7 @@ public final class Coordinator: @unchecked Sendable {
         if wait { stopped.wait(); stopped.signal() }  // re-signal: stop() may be called again
         work.sync {}
         router.close(); pub.close(); zap?.stop()
+        dataDirLock.release()
     }
 
     /// Makes the loop return soon (safe from any thread or a signal handler's queue).

@@ -33,7 +33,9 @@ public enum EmbeddedCluster {
         let tag = UUID().uuidString.prefix(8)
         let dir = dataDir ?? FileManager.default.temporaryDirectory.appendingPathComponent("kiln-embedded-\(tag)")
         defer { if dataDir == nil { try? FileManager.default.removeItem(at: dir) } }
-        let config = CoordinatorConfig(listen: "inproc://kiln-\(tag)", publish: "inproc://kiln-\(tag)-pub", dataDir: dir)
+        var config = CoordinatorConfig(listen: "inproc://kiln-\(tag)", publish: "inproc://kiln-\(tag)-pub", dataDir: dir)
+        // The report reads the reconstructions back after the job succeeds; the data dir goes with it.
+        config.keepResults = true
         let coordinator = try Coordinator(config: config, context: context, logger: log)
         coordinator.onEvent = { _, e in progress?(e) }
         coordinator.start()

@@ -40,6 +40,8 @@ final class JobRun {
     /// Results being made durable on the work queue.
     var accepting: Set<TaskID> = []
     var writing = false
+    /// The job ended and its result files were handed to removal (or are kept: --keep-results).
+    var resultsReleased = false
     /// Size of the model file (told to workers, which fetch it when they cannot read it).
     lazy var modelSize: UInt64 = (try? FileManager.default.attributesOfItem(atPath: spec.model)[.size] as? NSNumber)?.uint64Value ?? 0
     var phases: [Int: [Kiln_V1_Phase: PhaseProgress]] = [:]

@@ -45,6 +45,11 @@ public final class JobStore: @unchecked Sendable {  // GRDB's DatabaseQueue seri
                                       bytes INTEGER NOT NULL, worker TEXT NOT NULL, PRIMARY KEY (job_id, task_id));
                 """)
         }
+        // Result files are removed once a job ends; the rows stay as history, marked so
+        // that nothing reads the files again.
+        m.registerMigration("v2-retention") { db in
+            try db.execute(sql: "ALTER TABLE jobs ADD COLUMN results_removed INTEGER NOT NULL DEFAULT 0")
+        }
         try m.migrate(db)
     }
 
@@ -116,14 +121,39 @@ public final class JobStore: @unchecked Sendable {  // GRDB's DatabaseQueue seri
         }
     }
 
+    /// The job's recorded results; none once its files are removed.
     public func results(job: String) throws -> [StoredResult] {
         try db.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM results WHERE job_id = ?", arguments: [job]).compactMap { r in
+            let sql = """
+                SELECT results.* FROM results JOIN jobs ON jobs.id = results.job_id
+                WHERE results.job_id = ? AND jobs.results_removed = 0
+                """
+            return try Row.fetchAll(db, sql: sql, arguments: [job]).compactMap { r in
                 let name: String = r["task_id"]
                 guard let t = TaskID(wireName: name) else { return nil }
                 let sum: Int64 = r["checksum"]
                 return StoredResult(task: t, path: r["path"], checksum: UInt32(truncatingIfNeeded: sum), bytes: r["bytes"], worker: r["worker"])
             }
+        }
+    }
+
+    /// Marks a job's result files as removed (before they are unlinked, so a crash in
+    /// between leaves files nobody reads, which `kiln gc` collects).
+    public func markResultsRemoved(job: String) throws {
+        try db.write { db in
+            try db.execute(sql: "UPDATE jobs SET results_removed = 1 WHERE id = ?", arguments: [job])
+        }
+    }
+
+    /// Jobs whose result files are marked removed.
+    public func jobsWithResultsRemoved() throws -> Set<String> {
+        try db.read { db in Set(try String.fetchAll(db, sql: "SELECT id FROM jobs WHERE results_removed = 1")) }
+    }
+
+    /// Bytes of the results recorded so far for a job (for the disk budget of later jobs).
+    public func resultBytes(job: String) throws -> Int64 {
+        try db.read { db in
+            try Int64.fetchOne(db, sql: "SELECT COALESCE(SUM(bytes), 0) FROM results WHERE job_id = ?", arguments: [job]) ?? 0
         }
     }
 

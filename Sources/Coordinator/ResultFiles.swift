@@ -31,6 +31,59 @@ public struct ResultFiles: Sendable {
         return (dst, CRC32C.checksum(data))
     }
 
+    /// Whether `name` is a job id the coordinator generates ("job-" and base-36 digits),
+    /// so a directory of that name under results/ is Kiln's and safe to empty.
+    public static func isJobID(_ name: String) -> Bool {
+        let parts = name.split(separator: "-", omittingEmptySubsequences: false)
+        return parts.count == 3 && parts[0] == "job"
+            && parts.dropFirst().allSatisfy { !$0.isEmpty && $0.allSatisfy { c in c.isASCII && (c.isNumber || c.isLowercase) } }
+    }
+
+    /// Whether `name` is a file this type writes in a job's directory: a task's result
+    /// (its wire name with '/' as '-', then ".bin") or a temporary file (".tmp-UUID").
+    public static func isResultFileName(_ name: String) -> Bool {
+        if name.hasPrefix(".tmp-") { return UUID(uuidString: String(name.dropFirst(5))) != nil }
+        guard name.hasSuffix(".bin") else { return false }
+        return TaskID(wireName: name.dropLast(4).replacingOccurrences(of: "-", with: "/")) != nil
+    }
+
+    /// What a removal freed.
+    public struct Removal: Sendable, Equatable {
+        public var files = 0
+        public var bytes: Int64 = 0
+        /// Entries left in place because Kiln did not name them (the directory stays too).
+        public var foreign: [String] = []
+    }
+
+    /// Removes a job's result directory: only the files Kiln names (results and, with
+    /// `onlyTemporary`, just the stale temporary ones), then the directory if it is empty.
+    /// Anything else in it is left alone and reported.
+    @discardableResult
+    public func removeJob(_ job: String, onlyTemporary: Bool = false) throws -> Removal {
+        guard Self.isJobID(job) else { throw JobError("'\(job)' is not a Kiln job id; not removing \(root.path)/\(job)") }
+        let dir = root.appendingPathComponent(job)
+        var out = Removal()
+        let fm = FileManager.default
+        guard let names = try? fm.contentsOfDirectory(atPath: dir.path) else { return out }
+        for name in names.sorted() {
+            let path = dir.appendingPathComponent(name).path
+            var st = stat()
+            guard lstat(path, &st) == 0 else { continue }
+            // A symlink named like a result is removed as the link, never followed.
+            let kind = st.st_mode & S_IFMT
+            guard Self.isResultFileName(name), kind == S_IFREG || kind == S_IFLNK else {
+                out.foreign.append(name)
+                continue
+            }
+            if onlyTemporary && !name.hasPrefix(".tmp-") { continue }
+            guard unlink(path) == 0 else { throw JobError("cannot remove \(path): \(String(cString: strerror(errno)))") }
+            out.files += 1
+            out.bytes += Int64(st.st_size)
+        }
+        if !onlyTemporary && out.foreign.isEmpty { rmdir(dir.path) }
+        return out
+    }
+
     /// Reads a result file back and checks it against the checksum in the store.
     public func read(_ r: StoredResult) throws -> Data {
         let d = try Data(contentsOf: URL(fileURLWithPath: r.path))
