@@ -157,7 +157,8 @@ for t in "${TARGETS[@]}"; do
     set +e
     # Short allocation stacks: recording full ones costs more than the decoders themselves.
     # Swift's own crash handler would race ASan's report: off.
-    SWIFT_BACKTRACE=enable=no ASAN_OPTIONS=${ASAN_OPTIONS:-malloc_context_size=2} "$BINS/fuzz-$t" "${budget[@]}" -rss_limit_mb=2048 -malloc_limit_mb=2048 -timeout=10 \
+    SWIFT_BACKTRACE=enable=no ASAN_OPTIONS=${ASAN_OPTIONS:-malloc_context_size=2} \
+        "$BINS/fuzz-$t" "${budget[@]}" -rss_limit_mb=2048 -malloc_limit_mb=2048 -timeout=10 \
         -max_len="$(max_len_of "$t")" -print_final_stats=1 -artifact_prefix="$crashes/" \
         "$corpus" "Fuzz/seeds/$t" "Tests/Fixtures/fuzz/$t" >"$log" 2>&1
     rc=$?

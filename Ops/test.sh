@@ -44,5 +44,13 @@ if status != 0 and failed == 0: failed = 1  # swift test failed outside any test
 print(passed, failed)
 PY
 )
+# Fuzzing after the unit tests: each libFuzzer target for KILN_FUZZ_SECONDS (60 s; 0
+# skips), builds cached in .build-fuzz. One extra check: Ops/fuzz.sh prints its table
+# here, before the summary, and fails if a target crashed (the input is kept under
+# Tests/Fixtures/fuzz/<target>/ for the FuzzRegression tests).
+if [[ "${KILN_FUZZ_SECONDS:-60}" != 0 ]]; then
+  check "fuzz (${KILN_FUZZ_SECONDS:-60} s per target)" Ops/fuzz.sh "${KILN_FUZZ_SECONDS:-60}"
+fi
+
 echo "$((passed + extra_passed)) passed, $((failed + extra_failed)) failed"
 [[ $((failed + extra_failed)) -eq 0 ]]

@@ -136,7 +136,9 @@ struct Reader {
             // Each item takes at least one byte: a count beyond the remaining bytes is a lie.
             guard n <= UInt64(bytes.count - offset) else { throw ClusterCodecError("array count \(n) exceeds the remaining bytes") }
             let a = ArrayRef()
-            a.items.reserveCapacity(Int(n))
+            // Capped: every nesting level may announce the whole remainder, and 64 levels
+            // of full reservations would allocate ~1000x the payload before reading an item.
+            a.items.reserveCapacity(Int(min(n, 4096)))
             for _ in 0..<n { a.items.append(try read(depth: depth + 1)) }
             return .array(a)
         case 10:

@@ -133,6 +133,11 @@ public struct ChunkSender: Sendable {
             abortError = c.hasError ? c.error : ProtocolError.invalidField(field: "credit.abort", reason: "receiver aborted").wireError
             return
         }
+        // Each index is looked up in the resend queue below: a list longer than the
+        // transfer (a receiver names each chunk once) would cost count x queue.
+        guard c.resend.count <= chunkCount else {
+            throw ProtocolError.invalidField(field: "credit.resend", reason: "\(c.resend.count) entries for \(chunkCount) chunks")
+        }
         for (i, r) in c.resend.enumerated() where Int(r) >= chunkCount {
             throw ProtocolError.invalidField(field: "credit.resend[\(i)]", reason: "chunk \(r) of \(chunkCount)")
         }

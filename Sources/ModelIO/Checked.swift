@@ -11,14 +11,17 @@
     return o ? nil : r
 }
 
-/// Product of dimensions, nil on overflow or a negative dimension.
+/// Product of dimensions, nil on overflow or a negative dimension. The product of
+/// the non-zero dimensions must fit as well: a zero-sized [0, 2^40, 2^40] would
+/// otherwise pass, and multiplying its dimensions in another order (GGUF's shape
+/// is ne[] reversed; `TensorInfo.elementCount`) overflows.
 func checkedProduct(_ dims: [Int]) -> Int? {
-    var n = 1
-    for d in dims {
-        guard d >= 0, let m = checkedMul(n, d) else { return nil }
-        n = m
+    var nonZero = 1
+    for d in dims where d != 0 {
+        guard d > 0, let m = checkedMul(nonZero, d) else { return nil }
+        nonZero = m
     }
-    return n
+    return dims.contains(0) ? 0 : nonZero
 }
 
 /// Rounds `x` up to a multiple of `alignment` (a power of two), nil on overflow.
