@@ -8,4 +8,8 @@ swift build -c release --build-tests
 # protoc-gen-swift (built once, cached) lets the protocol test check that the
 # committed generated code matches Protos/.
 Ops/gen-protos.sh --print-plugin >/dev/null
+# Step: short fault campaign (Ops/chaos.sh --short): small SmolLM2 jobs on a local
+# cluster, each with a crash or stall of a worker or the coordinator; every output must
+# equal the undisturbed one and nothing may be left behind.
+Ops/chaos.sh --short
 swift test -c release --skip-build --parallel --num-workers 2 "$@"
