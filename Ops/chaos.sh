@@ -92,10 +92,10 @@ on_exit() {
 }
 trap on_exit EXIT
 
-# local.sh with this run's environment.
+# local.sh with this run's environment (jobs read the fixtures and write under $base).
 cluster() {
   KILN_RUN_DIR=$run_dir KILN_LISTEN_HOST=${listen_host:-127.0.0.1} KILN_COORDINATOR_ARGS=${coordinator_args:-} \
-    KILN_WORKER_PREFIX=${worker_prefix:-} "$local_sh" "$@"
+    KILN_WORKER_PREFIX=${worker_prefix:-} KILN_ALLOW_PATHS=$base:$root/Tests/Fixtures "$local_sh" "$@"
 }
 
 endpoint() { cat "$run_dir/endpoint.txt"; }
