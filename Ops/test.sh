@@ -52,5 +52,10 @@ if [[ "${KILN_FUZZ_SECONDS:-60}" != 0 ]]; then
   check "fuzz (${KILN_FUZZ_SECONDS:-60} s per target)" Ops/fuzz.sh "${KILN_FUZZ_SECONDS:-60}"
 fi
 
+# A short fault campaign (Ops/chaos.sh --short): small SmolLM2 jobs on a local cluster,
+# each with a crash or stall of a worker or the coordinator; every output must equal the
+# undisturbed one and nothing may be left behind. One extra check.
+check "fault campaign (short)" Ops/chaos.sh --short
+
 echo "$((passed + extra_passed)) passed, $((failed + extra_failed)) failed"
 [[ $((failed + extra_failed)) -eq 0 ]]
