@@ -18,6 +18,13 @@ public enum ClientError: Error, Equatable, Sendable, CustomStringConvertible {
     case badKey(String)
     /// The job is not known to the coordinator.
     case unknownJob(endpoint: String, jobID: String)
+    /// The coordinator's ZAP handler denied this client's CURVE public key (`ephemeral`:
+    /// the key was made for this run, so it can never be on the allow-list).
+    case refusedKey(endpoint: String, publicKey: String, ephemeral: Bool)
+    /// Nothing accepts connections at the endpoint.
+    case unreachable(endpoint: String)
+    /// A peer answered but the handshake failed (`hint` says what to check).
+    case handshakeFailed(endpoint: String, hint: String)
 
     public var description: String {
         switch self {
@@ -37,6 +44,17 @@ public enum ClientError: Error, Equatable, Sendable, CustomStringConvertible {
             return why
         case let .unknownJob(endpoint, jobID):
             return "job \(jobID) is not known to the coordinator at \(endpoint)"
+        case let .refusedKey(endpoint, key, ephemeral):
+            if ephemeral {
+                return "the coordinator at \(endpoint) refused this CURVE key (a fresh one, made because no --curve-secret was "
+                    + "given): make a key pair with `kiln keygen NAME`, pass --curve-secret NAME.secret, and ask the "
+                    + "coordinator's operator to add NAME.pub to --allow-keys"
+            }
+            return "the coordinator at \(endpoint) refused this CURVE key (ask its operator to add \(key) to --allow-keys)"
+        case let .unreachable(endpoint):
+            return "no coordinator answers at \(endpoint) (is `kiln coordinator` running there?)"
+        case let .handshakeFailed(endpoint, hint):
+            return "the coordinator at \(endpoint) did not complete the connection handshake: \(hint)"
         }
     }
 }

@@ -6,17 +6,20 @@ import ZeroMQ
 public struct ClientSecurity: Sendable, Equatable {
     public var serverPublicKey: String
     public var keys: ZMQCurveKeyPair
+    /// The key pair was made for this process (no secret key given): no allow-list holds it.
+    public var ephemeral = false
 
-    public init(serverPublicKey: String, keys: ZMQCurveKeyPair) {
+    public init(serverPublicKey: String, keys: ZMQCurveKeyPair, ephemeral: Bool = false) {
         self.serverPublicKey = serverPublicKey
         self.keys = keys
+        self.ephemeral = ephemeral
     }
 
     /// From Z85 strings; without a secret key a fresh pair is made (enough for a
     /// coordinator that accepts any client that knows its key).
     public init(serverPublicKey: String, secretKey: String?) throws {
-        guard serverPublicKey.utf8.count == 40 else {
-            throw ClientError.badKey("the coordinator's CURVE public key must be 40 Z85 characters (got \(serverPublicKey.utf8.count))")
+        if let why = Z85.keyProblem(serverPublicKey) {
+            throw ClientError.badKey("the coordinator's CURVE public key is not usable: \(why)")
         }
         let keys: ZMQCurveKeyPair
         do {
@@ -24,7 +27,7 @@ public struct ClientSecurity: Sendable, Equatable {
         } catch {
             throw ClientError.badKey("the client's CURVE secret key is not usable: \(error)")
         }
-        self.init(serverPublicKey: serverPublicKey, keys: keys)
+        self.init(serverPublicKey: serverPublicKey, keys: keys, ephemeral: secretKey == nil)
     }
 
     /// Applies the options; must run before connect.

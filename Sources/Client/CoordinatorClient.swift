@@ -14,6 +14,8 @@ public final class CoordinatorClient {
     public let security: ClientSecurity?
     let context: ZMQContext
     let socket: ZMQSocket
+    /// The socket's handshake events: why a request got no answer.
+    let watch: HandshakeWatch
     /// Unique per client so ids never collide between clients of one coordinator.
     private let idPrefix = UUID().uuidString.prefix(8).lowercased()
     private var nextID: UInt64 = 0
@@ -31,12 +33,16 @@ public final class CoordinatorClient {
         socket = try context.socket(.dealer)
         try socket.set([.maxMessageSize(Self.maxReplyBytes), .sendTimeout(Int32(clamping: timeoutMs))])
         try security?.apply(to: socket)
+        watch = try HandshakeWatch(socket)
         do { try socket.connect(endpoint) } catch let e as ZMQError {
             throw ClientError.badEndpoint(endpoint, reason: e.message)
         }
     }
 
-    deinit { socket.close() }
+    deinit {
+        watch.close()
+        socket.close()
+    }
 
     // MARK: requests
 
@@ -77,7 +83,7 @@ public final class CoordinatorClient {
     public func snapshot(jobID: String = "") throws -> Kiln_V1_SnapshotResponse {
         let id = try sendRequest(.snapshotRequest(Self.snapshotRequest(jobID)))
         guard let snapshot = try awaitSnapshot(correlationID: id, jobID: jobID, timeoutMs: timeoutMs) else {
-            throw ClientError.noAnswer(endpoint: endpoint, timeoutMs: timeoutMs)
+            throw noAnswer()
         }
         return snapshot
     }
@@ -94,7 +100,7 @@ public final class CoordinatorClient {
                          _ extract: (Kiln_V1_Envelope.OneOf_Body) -> R?) throws -> R {
         let id = try sendRequest(body)
         guard let reply = try receiveReply(correlationID: id, timeoutMs: timeoutMs) else {
-            throw ClientError.noAnswer(endpoint: endpoint, timeoutMs: timeoutMs)
+            throw noAnswer()
         }
         return try unpack(reply, expecting: expecting, jobID: jobID, extract)
     }
@@ -127,11 +133,29 @@ public final class CoordinatorClient {
         let id = "\(idPrefix)-\(nextID)"
         let sent: Bool
         do { sent = try socket.send(Message(body, correlationID: id)) } catch let e as ZMQError {
-            if e.isAgain { throw ClientError.noAnswer(endpoint: endpoint, timeoutMs: timeoutMs) }
+            if e.isAgain { throw noAnswer() }
             throw e
         }
-        guard sent else { throw ClientError.noAnswer(endpoint: endpoint, timeoutMs: timeoutMs) }
+        guard sent else { throw noAnswer() }
         return id
+    }
+
+    /// Why nothing came back, from the socket's handshake events: a refused key, nobody
+    /// listening, a failed handshake, or (handshake done) a coordinator that is slow or stuck.
+    func noAnswer() -> ClientError {
+        let verdict = watch.update()
+        if let hint = verdict.hint(curve: security != nil) {
+            return .handshakeFailed(endpoint: endpoint, hint: hint)
+        }
+        switch verdict {
+        case .refused:
+            return .refusedKey(endpoint: endpoint, publicKey: security?.keys.publicKey ?? "",
+                               ephemeral: security?.ephemeral ?? false)
+        case .unreachable:
+            return .unreachable(endpoint: endpoint)
+        default:
+            return .noAnswer(endpoint: endpoint, timeoutMs: timeoutMs)
+        }
     }
 
     /// Waits for the reply carrying `correlationID`, dropping stale replies to
@@ -141,7 +165,11 @@ public final class CoordinatorClient {
         while true {
             let left = deadline - Clock.nowMs
             guard left > 0 else { return nil }
-            guard let message = try receiveOne(timeoutMs: left) else { return nil }
+            // In slices, so a refused key ends the wait at once instead of at the deadline.
+            guard let message = try receiveOne(timeoutMs: min(left, 100)) else {
+                if case .refused = watch.update() { throw noAnswer() }
+                continue
+            }
             if message.correlationID == correlationID, let body = message.body { return body }
         }
     }

@@ -64,7 +64,7 @@ public final class ProgressSubscriber {
             requestSnapshot()
         }
         if let p = pendingSnapshot, now >= p.deadlineMs {
-            throw ClientError.noAnswer(endpoint: client.endpoint, timeoutMs: client.timeoutMs)
+            throw client.noAnswer()
         }
         var wait = Int64(timeoutMs)
         if let p = pendingSnapshot { wait = min(wait, p.deadlineMs - now) }

@@ -32,7 +32,12 @@ extension Coordinator {
             existing.task = nil
         } else {
             if let existing = workers[routing] { dropWorker(existing, reason: "routing id reused") }
-            workers[routing] = WorkerSession(routing: routing, id: h.workerID, capacity: h.capacity, hostname: h.hostname, nowMs: now, config: config)
+            let session = WorkerSession(routing: routing, id: h.workerID, capacity: h.capacity, hostname: h.hostname,
+                                        nowMs: now, config: config)
+            // The same worker back (a reconnect, or stopped past its liveness and continued):
+            // its figures go on from where they were, not from zero.
+            session.tasksDone = lostWorkers[h.workerID]?.tasksDone ?? 0
+            workers[routing] = session
         }
         lostWorkers[h.workerID] = nil
         var w = Kiln_V1_WorkerWelcome()

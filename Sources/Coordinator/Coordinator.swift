@@ -71,6 +71,9 @@ public final class Coordinator: @unchecked Sendable {
     /// needs them. Lineage reads the durable files without caching.
     var mergedCache: [String: [Int: MergeResult]] = [:]
     var quantizedCache: [String: [Int: [QuantizedLinear]]] = [:]
+    /// Bad messages are logged a few times per peer and kind, then summarised (loop thread only):
+    /// a peer can send them as fast as the network carries them.
+    var badMessageLog = LogLimiter(burst: 3, intervalMs: 10_000)
 
     let work = DispatchQueue(label: "kiln.coordinator.work")
     private let inboxLock = NSLock()
@@ -97,9 +100,12 @@ public final class Coordinator: @unchecked Sendable {
         self.config = config
         self.context = context
         self.log = logger
+        badMessageLog = LogLimiter(burst: 3, intervalMs: config.repeatLogIntervalMs)
         let secured = config.curveSecretKey != nil
-        try EndpointPolicy.check(config.listen, secured: secured, insecure: config.insecure, flag: "--listen")
-        let publish = try config.publish ?? EndpointPolicy.defaultPublish(for: config.listen)
+        let listen = try EndpointPolicy.bindable(config.listen, flag: "--listen")
+        try EndpointPolicy.check(listen, secured: secured, insecure: config.insecure, flag: "--listen")
+        let publish = try config.publish.map { try EndpointPolicy.bindable($0, flag: "--publish") }
+            ?? EndpointPolicy.defaultPublish(for: listen)
         try EndpointPolicy.check(publish, secured: secured, insecure: config.insecure, flag: "--publish")
 
         try FileManager.default.createDirectory(at: config.dataDir, withIntermediateDirectories: true)
@@ -108,22 +114,30 @@ public final class Coordinator: @unchecked Sendable {
         files = try ResultFiles(dataDir: config.dataDir)
 
         if config.curveSecretKey != nil {
-            zap = try ZAPAuthenticator(context: context, allowedKeys: config.allowedKeys)
+            let log = logger
+            zap = try ZAPAuthenticator(context: context, allowedKeys: config.allowedKeys, log: { line in
+                log.warning("\(line) (to let a key in, add it to the --allow-keys file and restart the coordinator)")
+            }, limiter: LogLimiter(burst: 3, intervalMs: config.repeatLogIntervalMs))
         } else {
             zap = nil
         }
         router = try context.socket(.router)
         pub = try context.socket(.pub)
-        var opts: [ZMQOption] = [.linger(0), .maxMessageSize(config.maxMessageBytes), .routerMandatory(false),
+        let opts: [ZMQOption] = [.linger(0), .maxMessageSize(config.maxMessageBytes), .routerMandatory(false),
                                  .sendHighWaterMark(0), .receiveHighWaterMark(0)]
-        if let secret = config.curveSecretKey {
-            let pair = try ZMQCurveKeyPair(secretKey: secret)
-            opts += [.curveServer(true), .curveSecretKey(pair.secretKey), .zapDomain("kiln")]
-            try pub.set([.curveServer(true), .curveSecretKey(pair.secretKey), .zapDomain("kiln")])
-        }
         try router.set(opts)
+        if let secret = config.curveSecretKey {
+            do {
+                let pair = try ZMQCurveKeyPair(secretKey: secret)
+                try router.set([.curveServer(true), .curveSecretKey(pair.secretKey), .zapDomain("kiln")])
+                try pub.set([.curveServer(true), .curveSecretKey(pair.secretKey), .zapDomain("kiln")])
+            } catch {
+                throw CoordinatorError("\(config.curveSecretSource): not a usable CURVE secret key (\(error)); "
+                                       + "make a key pair with `kiln keygen NAME`")
+            }
+        }
         try pub.set([.linger(0), .sendHighWaterMark(100_000)])
-        try router.bind(config.listen)
+        try router.bind(listen)
         try pub.bind(publish)
         endpoints = (try router.lastEndpoint, try pub.lastEndpoint)
         try resumeJobs()
@@ -187,7 +201,8 @@ public final class Coordinator: @unchecked Sendable {
     /// Decodes one ROUTER message; anything malformed is logged and dropped.
     func handle(_ frames: [Data]) {
         guard frames.count >= 2 else {
-            log.warning("dropped a message without envelope", metadata: ["frames": "\(frames.count)"])
+            logBad(frames.first ?? Data(), kind: "no envelope", "dropped a message without envelope",
+                   ["frames": "\(frames.count)"])
             return
         }
         let routing = frames[0]
@@ -195,7 +210,7 @@ public final class Coordinator: @unchecked Sendable {
         do {
             message = try Message.decode(Array(frames.dropFirst()), limits: config.limits)
         } catch let e as ProtocolError {
-            log.warning("dropped a bad message: \(e)", metadata: ["peer": "\(peerName(routing))", "field": "\(e.field)"])
+            logBad(routing, kind: e.field, "dropped a bad message: \(e)", ["field": "\(e.field)"])
             if let w = workers[routing] {
                 w.lastSeenMs = Self.nowMs()
                 // A damaged chunk fails its transfer at once (the task is retried), rather than stalling it.
@@ -206,7 +221,7 @@ public final class Coordinator: @unchecked Sendable {
             reply(routing, Message(.error(e.wireError)))
             return
         } catch {
-            log.warning("dropped a bad message: \(error)", metadata: ["peer": "\(peerName(routing))"])
+            logBad(routing, kind: "undecodable", "dropped a bad message: \(error)")
             return
         }
         if let w = workers[routing] { w.lastSeenMs = Self.nowMs() }
@@ -226,9 +241,23 @@ public final class Coordinator: @unchecked Sendable {
         case .listWorkersRequest: onListWorkers(routing, message.correlationID)
         case .snapshotRequest(let r): onSnapshot(routing, r, message.correlationID)
         case .error(let e):
-            log.warning("peer reported an error: \(e.message)", metadata: ["peer": "\(peerName(routing))", "field": "\(e.field)"])
+            logBad(routing, kind: "error report", "peer reported an error: \(e.message)", ["field": "\(e.field)"])
         default:
-            log.warning("dropped an unexpected message kind", metadata: ["peer": "\(peerName(routing))"])
+            logBad(routing, kind: "unexpected kind", "dropped an unexpected message kind")
+        }
+    }
+
+    /// Logs a dropped or odd message unless this peer has sent too many of this kind lately
+    /// (those are counted and reported by `reportSuppressed`).
+    func logBad(_ routing: Data, kind: String, _ message: @autoclosure () -> String, _ metadata: Logger.Metadata = [:]) {
+        let peer = peerName(routing)
+        guard badMessageLog.admit("\(peer) (\(kind))", nowMs: Self.nowMs()) else { return }
+        log.warning("\(message())", metadata: metadata.merging(["peer": "\(peer)"]) { $1 })
+    }
+
+    func reportSuppressed(force: Bool = false) {
+        for (key, n) in badMessageLog.summaries(nowMs: Self.nowMs(), force: force) {
+            log.warning("\(n) more malformed message\(n == 1 ? "" : "s") from \(key) suppressed")
         }
     }
 
@@ -257,6 +286,7 @@ public final class Coordinator: @unchecked Sendable {
 
     /// Periodic work: heartbeats to workers, liveness, scheduling.
     func tick() {
+        reportSuppressed()
         let now = Self.nowMs()
         for w in Array(workers.values) {
             if now - w.lastSeenMs > config.livenessMs {

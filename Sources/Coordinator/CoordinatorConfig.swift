@@ -14,6 +14,8 @@ public struct CoordinatorConfig: Sendable {
     public var insecure = false
     /// CURVE: the coordinator's secret key (Z85) and the public keys allowed in.
     public var curveSecretKey: String?
+    /// Where the secret key came from, for error messages ("--curve-secret FILE").
+    public var curveSecretSource = "the coordinator's CURVE secret key"
     public var allowedKeys: Set<String> = []
     public var heartbeatIntervalMs: UInt32 = 1000
     /// Missed intervals before a worker is declared lost.
@@ -38,6 +40,9 @@ public struct CoordinatorConfig: Sendable {
     public var jobLimits = JobLimits()
     /// Free bytes on the file system of a directory (statvfs), judged at submit; tests replace it.
     public var freeBytes: @Sendable (URL) -> UInt64? = { DiskBudget.freeBytes($0) }
+    /// Repeated log lines a peer can provoke (malformed messages, denied keys) are logged a
+    /// few times, then summarised once per this interval.
+    public var repeatLogIntervalMs: Int64 = 10_000
 
     var effectiveChunkBytes: Int { max(1, min(chunkBytes, limits.maxFrameBytes)) }
 
@@ -79,12 +84,37 @@ enum EndpointPolicy {
         throw CoordinatorError("\(flag) \(endpoint): refusing to bind \(host) without CURVE keys, because anyone who can reach it could submit jobs and read model data; bind 127.0.0.1, configure --curve-secret and --allow-keys, or pass --insecure on a trusted network")
     }
 
-    /// The default publish endpoint: same host, port + 1.
+    /// The endpoint to hand zmq_bind. tcp://localhost:P becomes tcp://127.0.0.1:P: zmq_bind
+    /// takes addresses and interface names, not host names ("localhost" fails with ENODEV).
+    /// A port must be 1...65535 or * (libzmq picks a free one); port 0 is refused, since
+    /// libzmq would take it literally and the publish port derived from it would be 1.
+    static func bindable(_ endpoint: String, flag: String) throws -> String {
+        guard endpoint.hasPrefix("tcp://") else { return endpoint }
+        let rest = endpoint.dropFirst("tcp://".count)
+        guard let colon = rest.lastIndex(of: ":"), colon != rest.startIndex, !rest.hasSuffix("]") else {
+            throw CoordinatorError("\(flag) \(endpoint): missing :PORT; write tcp://HOST:PORT (PORT a number, or * for a free one)")
+        }
+        var host = String(rest[..<colon])
+        let port = rest[rest.index(after: colon)...]
+        if port != "*" {
+            guard let p = Int(port), (1...65535).contains(p) else {
+                throw CoordinatorError("\(flag) \(endpoint): port \(port) cannot be bound; use a port number "
+                                       + "in 1...65535, or * to pick a free one")
+            }
+        }
+        if host == "localhost" { host = "127.0.0.1" }
+        return "tcp://\(host):\(port)"
+    }
+
+    /// The default publish endpoint: same host, port + 1 (which must exist).
     static func defaultPublish(for listen: String) throws -> String {
         guard listen.hasPrefix("tcp://"), let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]) else {
             if listen.hasPrefix("tcp://"), listen.hasSuffix(":*") { return listen }
             if listen.hasPrefix("inproc://") || listen.hasPrefix("ipc://") { return listen + "-pub" }
             throw CoordinatorError("--listen \(listen): cannot derive --publish (expected tcp://HOST:PORT); give --publish")
+        }
+        guard port < 65535 else {
+            throw CoordinatorError("--listen \(listen): port \(port) leaves no port + 1 for progress; pick a lower port or give --publish")
         }
         return String(listen[..<colon]) + ":\(port + 1)"
     }

@@ -68,7 +68,17 @@ public final class Worker: @unchecked Sendable {  // the socket is used only by 
     private var stopRequested = false
     private let stopped = DispatchSemaphore(value: 0)
     private var started = false
-    public private(set) var tasksRun = 0
+    /// Results handed to the socket (guarded by outLock: tests and the CLI read it from other threads).
+    private var tasksRunCount = 0
+    public var tasksRun: Int { outLock.withLock { tasksRunCount } }
+    /// This connection's handshake events, and whether the coordinator welcomed it.
+    private var watch: HandshakeWatch?
+    private var welcomed = false
+    private var reportedVerdict: HandshakeVerdict = .unknown
+    /// Refusals repeat on every reconnect: logged a few times, then summarised.
+    private var refusalLog = LogLimiter(burst: 3, intervalMs: 60_000)
+    /// Made once when no key is configured (so every reconnect shows the coordinator the same key).
+    private var ephemeralKeys: ZMQCurveKeyPair?
 
     public init(config: WorkerConfig, context: ZMQContext = .shared, logger: Logger? = nil) {
         self.config = config
@@ -136,6 +146,8 @@ public final class Worker: @unchecked Sendable {  // the socket is used only by 
             } catch {
                 log.warning("connection: \(error)")
             }
+            watch?.close()
+            watch = nil
             socket?.close()
             socket = nil
             if shouldStop { break }
@@ -156,9 +168,17 @@ public final class Worker: @unchecked Sendable {  // the socket is used only by 
         try s.set([.linger(0), .routingID(Data("\(config.id)#\(session)".utf8)), .maxMessageSize(config.maxMessageBytes),
                    .sendHighWaterMark(0), .receiveHighWaterMark(0)])
         if let server = config.curveServerKey {
-            let keys = try config.curveKeys ?? ZMQCurveKeyPair.generate()
-            try s.set([.curveServerKey(server), .curvePublicKey(keys.publicKey), .curveSecretKey(keys.secretKey)])
+            let keys = try curveKeys()
+            do {
+                try s.set([.curveServerKey(server), .curvePublicKey(keys.publicKey), .curveSecretKey(keys.secretKey)])
+            } catch {
+                throw WorkerError("the CURVE keys are not usable (--curve-server-key, --curve-secret): \(error)")
+            }
         }
+        watch?.close()
+        watch = try HandshakeWatch(s)
+        welcomed = false
+        reportedVerdict = .unknown
         try s.connect(config.coordinator)
         socket = s
         // Transfers do not survive a connection: unacknowledged results are resent whole.
@@ -167,6 +187,57 @@ public final class Worker: @unchecked Sendable {  // the socket is used only by 
         fetcher.cancelAll("connection to the coordinator reset")
         lastHeardMs = Self.nowMs()
         try sendHello()
+    }
+
+    private func curveKeys() throws -> ZMQCurveKeyPair {
+        if let k = config.curveKeys ?? ephemeralKeys { return k }
+        let k = try ZMQCurveKeyPair.generate()
+        ephemeralKeys = k
+        return k
+    }
+
+    /// Says why the coordinator does not answer, when the handshake events tell: a refused
+    /// key, nobody listening, a failed handshake. Each kind a few times, then summarised.
+    private func reportHandshake(final: Bool) {
+        guard let watch else { return }
+        let v = watch.update()
+        let now = Self.nowMs()
+        for (key, n) in refusalLog.summaries(nowMs: now) {
+            log.warning("\(key) (\(n) more time\(n == 1 ? "" : "s"), repeats suppressed)")
+        }
+        // Refusals and failures are final for this connection; "nobody there" only once it gave up.
+        let report: Bool
+        switch v {
+        case .refused, .protocolFailure: report = v != reportedVerdict
+        case .unreachable, .noHandshake: report = final
+        case .unknown, .succeeded: report = false
+        }
+        guard report, !welcomed else { return }
+        reportedVerdict = v
+        let message = handshakeMessage(v)
+        if refusalLog.admit(message, nowMs: now) { log.warning("\(message)") }
+    }
+
+    func handshakeMessage(_ v: HandshakeVerdict) -> String {
+        let curve = config.curveServerKey != nil
+        if let hint = v.hint(curve: curve) {
+            return "the coordinator at \(config.coordinator) did not complete the connection handshake: \(hint)"
+        }
+        switch v {
+        case .refused:
+            let key = (try? curveKeys().publicKey) ?? "?"
+            var m = "the coordinator at \(config.coordinator) refused this CURVE key (ask its operator to add \(key) "
+                + "to --allow-keys)"
+            if config.curveKeys == nil {
+                m += "; this key was made for this run (no --curve-secret): make a pair with `kiln keygen NAME` and "
+                    + "pass --curve-secret NAME.secret"
+            }
+            return m
+        case .unreachable:
+            return "no coordinator answers at \(config.coordinator) (is `kiln coordinator` running there?)"
+        default:
+            return "the coordinator at \(config.coordinator) went silent"
+        }
     }
 
     private func sendHello() throws {
@@ -203,12 +274,15 @@ public final class Worker: @unchecked Sendable {  // the socket is used only by 
             var announce = m
             announce.envelope.body = .taskResult(r)
             announce.tensors = []
-            _ = try s.send(frames: try announce.encodeForSocket(limits: config.limits))
-            for c in chunks { _ = try s.send(frames: try c.encodeForSocket(limits: config.limits)) }
+            guard try s.send(frames: try announce.encodeForSocket(limits: config.limits), dontWait: true) else { return }
+            for c in chunks { _ = try s.send(frames: try c.encodeForSocket(limits: config.limits), dontWait: true) }
             lastSentMs = Self.nowMs()
             return
         }
-        _ = try s.send(frames: try m.encodeForSocket(limits: config.limits))
+        // Never blocks: with no live connection (a refused key) a blocking send would hang
+        // here for good, deaf to stop requests. What is not sent is sent again: hello on the
+        // next connection, results (kept until acknowledged) after the next welcome.
+        guard try s.send(frames: try m.encodeForSocket(limits: config.limits), dontWait: true) else { return }
         lastSentMs = Self.nowMs()
     }
 
@@ -224,13 +298,19 @@ public final class Worker: @unchecked Sendable {  // the socket is used only by 
             for m in out {
                 if case .taskResult(let r)? = m.body {
                     unacked["\(r.taskID)#\(r.attempt)"] = m
-                    tasksRun += 1
+                    outLock.withLock { tasksRunCount += 1 }
                 }
                 try send(m)
             }
+            reportHandshake(final: false)
             let now = Self.nowMs()
             if now - lastHeardMs > intervalMs * liveness {
-                log.warning("coordinator silent", metadata: ["ms": "\(now - lastHeardMs)"])
+                let verdict = watch?.update() ?? .unknown
+                if !welcomed && verdict != .unknown && verdict != .succeeded {
+                    reportHandshake(final: true)
+                } else {
+                    log.warning("coordinator silent", metadata: ["ms": "\(now - lastHeardMs)"])
+                }
                 return
             }
             if now - lastSentMs >= intervalMs {
@@ -269,6 +349,7 @@ public final class Worker: @unchecked Sendable {  // the socket is used only by 
                 incoming = Self.incoming(config, window: window)
             }
             backoffMs = config.reconnectInitialMs
+            welcomed = true
             log.info("welcomed", metadata: ["coordinator": "\(config.coordinator)", "heartbeat_ms": "\(intervalMs)"])
             // Results computed while disconnected: the coordinator may not have them durably yet.
             for (_, r) in unacked.sorted(by: { $0.key < $1.key }) { try? send(r) }
@@ -332,4 +413,10 @@ public final class Worker: @unchecked Sendable {  // the socket is used only by 
             }
         }
     }
+}
+
+/// A worker misconfiguration, said in the user's terms (flags, files).
+public struct WorkerError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ d: String) { description = d }
 }

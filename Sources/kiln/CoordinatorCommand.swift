@@ -3,6 +3,8 @@ import Coordinator
 import Foundation
 import Jobs
 import Logging
+import Synchronization
+import ZeroMQ
 
 struct CoordinatorCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -84,9 +86,10 @@ struct CoordinatorCommand: ParsableCommand {
             c.keepResults = keepResults
             c.jobLimits = try jobLimits()
             if let f = curveSecret {
-                c.curveSecretKey = try readKeyFile(f, what: "--curve-secret").first
+                c.curveSecretKey = try readSecretKey(f, what: "--curve-secret").secretKey
+                c.curveSecretSource = "--curve-secret \(f)"
                 guard let f2 = allowKeys else { throw UserError("--curve-secret needs --allow-keys (the public keys let in)") }
-                c.allowedKeys = Set(try readKeyFile(f2, what: "--allow-keys"))
+                c.allowedKeys = Set(try readKeyFile(f2, what: "--allow-keys", kind: .publicKey))
             } else if allowKeys != nil {
                 throw UserError("--allow-keys needs --curve-secret")
             }
@@ -110,14 +113,17 @@ func bootstrapLogging(_ level: String) {
     }
 }
 
-nonisolated(unsafe) private var stopSignalled: sig_atomic_t = 0
+/// Set by the SIGINT / SIGTERM handler, read by the thread that turns it into `stop`. An
+/// atomic: a plain global written in a handler and read on another thread is a data race
+/// (nothing makes the write visible). Lock-free atomic stores are async-signal-safe.
+private let stopSignalled = Atomic<Bool>(false)
 
 /// SIGINT / SIGTERM call `stop` once (the default action would skip the goodbye and
 /// cleanup). The handler only sets a flag; a small thread turns it into the call.
 func stopOnSignals(_ stop: @escaping @Sendable () -> Void) -> Thread {
-    for sig in [SIGINT, SIGTERM] { signal(sig, { _ in stopSignalled = 1 }) }
+    for sig in [SIGINT, SIGTERM] { signal(sig, { _ in stopSignalled.store(true, ordering: .releasing) }) }
     let t = Thread {
-        while stopSignalled == 0 { usleep(50_000) }
+        while !stopSignalled.load(ordering: .acquiring) { usleep(50_000) }
         stop()
     }
     t.name = "kiln.signals"

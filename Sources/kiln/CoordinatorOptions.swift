@@ -1,6 +1,7 @@
 import ArgumentParser
 import Client
 import Foundation
+import ZeroMQ
 
 /// How to reach the coordinator (every cluster client command).
 struct CoordinatorOptions: ParsableArguments {
@@ -31,21 +32,55 @@ struct CoordinatorOptions: ParsableArguments {
             throw UserError("--curve-secret needs --curve-server-key (the coordinator's public key)")
         }
         let security = try serverFile.map { file in
-            try ClientSecurity(serverPublicKey: readKeyFile(file, what: "--curve-server-key")[0],
-                               secretKey: secretFile.map { try readKeyFile($0, what: "--curve-secret")[0] })
+            let server = try readKeyFile(file, what: "--curve-server-key", kind: .publicKey)[0]
+            if let secretFile {
+                return ClientSecurity(serverPublicKey: server, keys: try readSecretKey(secretFile, what: "--curve-secret"))
+            }
+            return try ClientSecurity(serverPublicKey: server, secretKey: nil)
         }
         return try CoordinatorClient(endpoint: endpoint, timeoutMs: Int((timeout * 1000).rounded()), security: security)
     }
 }
 
-/// Lines of a key file (blank lines and # comments skipped); each must be a 40-character Z85 key.
-func readKeyFile(_ path: String, what: String) throws -> [String] {
-    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw UserError("\(what) \(path): cannot read the file") }
-    let keys = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
-        .filter { !$0.isEmpty && !$0.hasPrefix("#") }
-    guard !keys.isEmpty else { throw UserError("\(what) \(path): no key in the file") }
-    for (i, k) in keys.enumerated() where k.utf8.count != 40 {
-        throw UserError("\(what) \(path): line \(i + 1) is not a 40-character Z85 CURVE key")
+/// Which half of a key pair a file should hold. `kiln keygen` heads each file with a
+/// comment saying which it is, so a swapped pair is caught here and not as a refusal later.
+enum KeyKind {
+    case publicKey, secretKey
+
+    var marker: String { self == .publicKey ? "# kiln CURVE public key" : "# kiln CURVE secret key" }
+    var other: KeyKind { self == .publicKey ? .secretKey : .publicKey }
+}
+
+/// Lines of a key file (blank lines and # comments skipped); each must be a Z85 CURVE key
+/// (40 characters of RFC 32's alphabet). Errors name the flag, the file and the line.
+func readKeyFile(_ path: String, what: String, kind: KeyKind) throws -> [String] {
+    let text: String
+    do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+        throw UserError("\(what) \(path): cannot read the file (\(error.localizedDescription))")
     }
+    let lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
+        .map { $0.trimmingCharacters(in: .whitespaces) }
+    if lines.contains(where: { $0.hasPrefix(kind.other.marker) }) {
+        let holds = kind == .publicKey ? "a secret key; pass the .pub file (keep the .secret on its own host)"
+            : "a public key; pass the .secret file written beside it by `kiln keygen`"
+        throw UserError("\(what) \(path): the file holds \(holds)")
+    }
+    var keys: [String] = []
+    for (i, line) in lines.enumerated() where !line.isEmpty && !line.hasPrefix("#") {
+        if let why = Z85.keyProblem(line) {
+            throw UserError("\(what) \(path): line \(i + 1) is not a Z85 CURVE key: \(why) (make keys with `kiln keygen NAME`)")
+        }
+        keys.append(line)
+    }
+    guard !keys.isEmpty else { throw UserError("\(what) \(path): no key in the file (make one with `kiln keygen NAME`)") }
     return keys
+}
+
+/// The key pair of a secret key file (its public half derived by libzmq).
+func readSecretKey(_ path: String, what: String) throws -> ZMQCurveKeyPair {
+    let keys = try readKeyFile(path, what: what, kind: .secretKey)
+    guard keys.count == 1 else { throw UserError("\(what) \(path): holds \(keys.count) keys; a secret key file holds one") }
+    do { return try ZMQCurveKeyPair(secretKey: keys[0]) } catch {
+        throw UserError("\(what) \(path): the key is not usable as a CURVE secret key: \(error)")
+    }
 }

@@ -6,7 +6,7 @@ struct Kiln: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kiln",
         abstract: "Post-training quantization of large language models, on one machine or a cluster.",
-        subcommands: [Inspect.self, Eval.self, Embed.self, Run.self, CoordinatorCommand.self, WorkerCommand.self,
+        subcommands: [Inspect.self, Eval.self, Embed.self, Run.self, CoordinatorCommand.self, WorkerCommand.self, Keygen.self,
                       Submit.self, Watch.self, Status.self, Cancel.self, Workers.self, GC.self])
 }
 

@@ -32,8 +32,13 @@ struct WorkerCommand: ParsableCommand {
             guard threads >= 1 else { throw UserError("--threads must be at least 1 (got \(threads))") }
             bootstrapLogging(logLevel)
             var c = WorkerConfig(coordinator: coordinator, threads: threads, id: id)
-            if let f = curveServerKey { c.curveServerKey = try readKeyFile(f, what: "--curve-server-key").first }
-            if let f = curveSecret { c.curveKeys = try ZMQCurveKeyPair(secretKey: try readKeyFile(f, what: "--curve-secret")[0]) }
+            if let f = curveServerKey { c.curveServerKey = try readKeyFile(f, what: "--curve-server-key", kind: .publicKey)[0] }
+            if let f = curveSecret {
+                guard c.curveServerKey != nil else {
+                    throw UserError("--curve-secret needs --curve-server-key (the coordinator's public key file)")
+                }
+                c.curveKeys = try readSecretKey(f, what: "--curve-secret")
+            }
             c.fetchModel = fetchModel
             if let d = cacheDir { c.cacheDirectory = URL(fileURLWithPath: d) }
             let worker = Worker(config: c)
