@@ -13,6 +13,8 @@ public struct WorkerConfig: Sendable {
     /// CURVE: the coordinator's public key, and this worker's key pair (generated if nil).
     public var curveServerKey: String?
     public var curveKeys: ZMQCurveKeyPair?
+    /// The coordinator's token (its DATA_DIR/token) when it runs without CURVE.
+    public var token: String?
     /// Until the coordinator's welcome says otherwise.
     public var heartbeatIntervalMs: UInt32 = 1000
     public var heartbeatLiveness: UInt32 = 3
@@ -267,6 +269,8 @@ public final class Worker: @unchecked Sendable {  // the socket is used only by 
 
     private func send(_ m: Message) throws {
         guard let s = socket else { return }
+        var m = m
+        if let token = config.token { m.envelope.authToken = token }
         // A result too large for one frame: announced by its header, bytes in chunks.
         if case .taskResult(var r)? = m.body, m.tensors.count == 1, outgoing.needsChunking(m.tensors[0].bytes.count) {
             let (header, chunks) = try outgoing.start(m.tensors[0], context: r.taskID)

@@ -41,6 +41,7 @@ final class BadMessageFloodTests: XCTestCase {
                                   dataDir: Paths.tempDir("kiln-flood").appendingPathComponent("data"))
         c.repeatLogIntervalMs = 500
         let coordinator = try Coordinator(config: c, logger: captured.logger("test.coordinator"))
+        TestTokens.register(coordinator.endpoints.listen, coordinator.token)
         coordinator.start()
         defer { coordinator.stop() }
 
