@@ -13,6 +13,8 @@ public struct WorkerConfig: Sendable {
     /// CURVE: the coordinator's public key, and this worker's key pair (generated if nil).
     public var curveServerKey: String?
     public var curveKeys: ZMQCurveKeyPair?
+    /// Where the CURVE keys came from, for errors ("--curve-server-key FILE, --curve-secret FILE").
+    public var curveKeySource = "--curve-server-key, --curve-secret"
     /// The coordinator's token (its DATA_DIR/token) when it runs without CURVE.
     public var token: String?
     /// Until the coordinator's welcome says otherwise.
@@ -174,7 +176,8 @@ public final class Worker: @unchecked Sendable {  // the socket is used only by 
             do {
                 try s.set([.curveServerKey(server), .curvePublicKey(keys.publicKey), .curveSecretKey(keys.secretKey)])
             } catch {
-                throw WorkerError("the CURVE keys are not usable (--curve-server-key, --curve-secret): \(error)")
+                throw WorkerError("\(config.curveKeySource): libzmq refused the CURVE keys (\(error)); "
+                                  + "make a pair with `kiln keygen NAME`")
             }
         }
         watch?.close()

@@ -38,10 +38,11 @@ struct CoordinatorOptions: ParsableArguments {
         }
         let security = try serverFile.map { file in
             let server = try readKeyFile(file, what: "--curve-server-key", kind: .publicKey)[0]
-            if let secretFile {
-                return ClientSecurity(serverPublicKey: server, keys: try readSecretKey(secretFile, what: "--curve-secret"))
-            }
-            return try ClientSecurity(serverPublicKey: server, secretKey: nil)
+            var security = try secretFile.map {
+                ClientSecurity(serverPublicKey: server, keys: try readSecretKey($0, what: "--curve-secret"))
+            } ?? ClientSecurity(serverPublicKey: server, secretKey: nil)
+            security.source = "--curve-server-key \(file)" + (secretFile.map { ", --curve-secret \($0)" } ?? "")
+            return security
         }
         let token = try readTokenFile(explicit: tokenFile, environment: env)
         return try CoordinatorClient(endpoint: endpoint, timeoutMs: Int((timeout * 1000).rounded()), security: security,

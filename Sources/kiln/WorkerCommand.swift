@@ -43,6 +43,9 @@ struct WorkerCommand: ParsableCommand {
                 }
                 c.curveKeys = try readSecretKey(f, what: "--curve-secret")
             }
+            if let f = curveServerKey {
+                c.curveKeySource = "--curve-server-key \(f)" + (curveSecret.map { ", --curve-secret \($0)" } ?? "")
+            }
             c.token = try readTokenFile(explicit: tokenFile, environment: ProcessInfo.processInfo.environment)
             c.fetchModel = fetchModel
             if let d = cacheDir { c.cacheDirectory = URL(fileURLWithPath: d) }
