@@ -112,6 +112,7 @@ start() {
   [[ $n =~ ^[1-9][0-9]*$ ]] || die "start needs a worker count >= 1 (got '${n}')"
   mkdir -p "$run_dir/logs" "$run_dir/data"
   run_dir=$(cd "$run_dir" && pwd)
+  export KILN_TOKEN_FILE="$run_dir/data/token"  # the coordinator's token (made at its start): workers, wait_workers
   local bin; bin=$(kiln_bin)
   # (`kiln coordinator --help` prints the root help without the command: look at the list.)
   "$bin" --help 2>/dev/null | grep -Eq '^[[:space:]]+coordinator[[:space:]]' \

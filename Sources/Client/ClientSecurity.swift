@@ -8,6 +8,8 @@ public struct ClientSecurity: Sendable, Equatable {
     public var keys: ZMQCurveKeyPair
     /// The key pair was made for this process (no secret key given): no allow-list holds it.
     public var ephemeral = false
+    /// Where the keys came from, for errors ("--curve-server-key FILE, --curve-secret FILE").
+    public var source = "the CURVE keys"
 
     public init(serverPublicKey: String, keys: ZMQCurveKeyPair, ephemeral: Bool = false) {
         self.serverPublicKey = serverPublicKey
@@ -32,6 +34,10 @@ public struct ClientSecurity: Sendable, Equatable {
 
     /// Applies the options; must run before connect.
     func apply(to socket: ZMQSocket) throws {
-        try socket.set([.curveServerKey(serverPublicKey), .curvePublicKey(keys.publicKey), .curveSecretKey(keys.secretKey)])
+        do {
+            try socket.set([.curveServerKey(serverPublicKey), .curvePublicKey(keys.publicKey), .curveSecretKey(keys.secretKey)])
+        } catch {
+            throw ClientError.badKey("\(source): libzmq refused the keys (\(error)); make a pair with `kiln keygen NAME`")
+        }
     }
 }

@@ -12,6 +12,8 @@ public final class CoordinatorClient {
     /// How long a request waits for its reply.
     public let timeoutMs: Int
     public let security: ClientSecurity?
+    /// The coordinator's token (a coordinator without CURVE requires it on every request).
+    public let token: String?
     let context: ZMQContext
     let socket: ZMQSocket
     /// The socket's handshake events: why a request got no answer.
@@ -23,12 +25,13 @@ public final class CoordinatorClient {
     /// Replies larger than this are refused by libzmq before they reach us.
     static let maxReplyBytes: Int64 = 64 << 20
 
-    public init(endpoint: String, timeoutMs: Int = 5000, security: ClientSecurity? = nil,
+    public init(endpoint: String, timeoutMs: Int = 5000, security: ClientSecurity? = nil, token: String? = nil,
                 context: ZMQContext = .shared) throws {
         guard timeoutMs > 0 else { throw ClientError.badEndpoint(endpoint, reason: "timeout must be positive") }
         self.endpoint = endpoint
         self.timeoutMs = timeoutMs
         self.security = security
+        self.token = token
         self.context = context
         socket = try context.socket(.dealer)
         try socket.set([.maxMessageSize(Self.maxReplyBytes), .sendTimeout(Int32(clamping: timeoutMs))])
@@ -132,7 +135,9 @@ public final class CoordinatorClient {
         nextID += 1
         let id = "\(idPrefix)-\(nextID)"
         let sent: Bool
-        do { sent = try socket.send(Message(body, correlationID: id)) } catch let e as ZMQError {
+        var message = Message(body, correlationID: id)
+        if let token { message.envelope.authToken = token }
+        do { sent = try socket.send(message) } catch let e as ZMQError {
             if e.isAgain { throw noAnswer() }
             throw e
         }

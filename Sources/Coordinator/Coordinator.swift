@@ -56,6 +56,8 @@ public final class Coordinator: @unchecked Sendable {
     let zap: ZAPAuthenticator?
     /// Actual endpoints after binding (a port of * resolved).
     public let endpoints: (listen: String, publish: String)
+    /// Without CURVE: the token every client request and worker hello must carry (see LocalToken).
+    public let token: String?
 
     var jobs: [String: JobRun] = [:]
     var jobOrder: [String] = []
@@ -110,6 +112,7 @@ public final class Coordinator: @unchecked Sendable {
 
         try FileManager.default.createDirectory(at: config.dataDir, withIntermediateDirectories: true)
         dataDirLock = try DataDirLock(dataDir: config.dataDir)
+        token = secured ? nil : try LocalToken.loadOrCreate(dataDir: config.dataDir)
         store = try JobStore(path: config.dataDir.appendingPathComponent("kiln.sqlite").path)
         files = try ResultFiles(dataDir: config.dataDir)
 
@@ -224,6 +227,9 @@ public final class Coordinator: @unchecked Sendable {
             logBad(routing, kind: "undecodable", "dropped a bad message: \(error)")
             return
         }
+        if let token, workers[routing] == nil, !LocalToken.matches(message.envelope.authToken, token) {
+            return refuseWithoutToken(routing, message)
+        }
         if let w = workers[routing] { w.lastSeenMs = Self.nowMs() }
         guard let body = message.body else { return }
         switch body {
@@ -244,6 +250,25 @@ public final class Coordinator: @unchecked Sendable {
             logBad(routing, kind: "error report", "peer reported an error: \(e.message)", ["field": "\(e.field)"])
         default:
             logBad(routing, kind: "unexpected kind", "dropped an unexpected message kind")
+        }
+    }
+
+    /// A message from a peer that is not a welcomed worker and lacks the token: dropped;
+    /// requests are told what to do (answering every stray heartbeat would make an echo service).
+    func refuseWithoutToken(_ routing: Data, _ m: Message) {
+        logBad(routing, kind: "token", "refused a message \(m.envelope.authToken.isEmpty ? "without" : "with a wrong") token")
+        switch m.body {
+        case .workerHello?, .submitRequest?, .statusRequest?, .cancelRequest?, .listWorkersRequest?, .snapshotRequest?,
+             .rangeFetchRequest?:
+            let path = config.dataDir.appendingPathComponent(LocalToken.fileName).path
+            var e = Kiln_V1_Error()
+            e.code = .unauthorized
+            e.field = "auth_token"
+            e.message = "this coordinator requires its token; run as a user who can read \(path), or pass --token-file "
+                + "\(path) (or set KILN_TOKEN_FILE)"
+            reply(routing, Message(.error(e), correlationID: m.correlationID))
+        default:
+            return
         }
     }
 

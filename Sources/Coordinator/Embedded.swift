@@ -40,7 +40,9 @@ public enum EmbeddedCluster {
         coordinator.onEvent = { _, e in progress?(e) }
         coordinator.start()
         let workers = (0..<n).map { i in
-            Worker(config: WorkerConfig(coordinator: config.listen, threads: threads, id: "embedded-\(i + 1)"), context: context, logger: log)
+            var wc = WorkerConfig(coordinator: config.listen, threads: threads, id: "embedded-\(i + 1)")
+            wc.token = coordinator.token
+            return Worker(config: wc, context: context, logger: log)
         }
         for w in workers { w.start() }
         defer {

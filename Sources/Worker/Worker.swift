@@ -13,6 +13,10 @@ public struct WorkerConfig: Sendable {
     /// CURVE: the coordinator's public key, and this worker's key pair (generated if nil).
     public var curveServerKey: String?
     public var curveKeys: ZMQCurveKeyPair?
+    /// Where the CURVE keys came from, for errors ("--curve-server-key FILE, --curve-secret FILE").
+    public var curveKeySource = "--curve-server-key, --curve-secret"
+    /// The coordinator's token (its DATA_DIR/token) when it runs without CURVE.
+    public var token: String?
     /// Until the coordinator's welcome says otherwise.
     public var heartbeatIntervalMs: UInt32 = 1000
     public var heartbeatLiveness: UInt32 = 3
@@ -172,7 +176,8 @@ public final class Worker: @unchecked Sendable {  // the socket is used only by 
             do {
                 try s.set([.curveServerKey(server), .curvePublicKey(keys.publicKey), .curveSecretKey(keys.secretKey)])
             } catch {
-                throw WorkerError("the CURVE keys are not usable (--curve-server-key, --curve-secret): \(error)")
+                throw WorkerError("\(config.curveKeySource): libzmq refused the CURVE keys (\(error)); "
+                                  + "make a pair with `kiln keygen NAME`")
             }
         }
         watch?.close()
@@ -267,6 +272,8 @@ public final class Worker: @unchecked Sendable {  // the socket is used only by 
 
     private func send(_ m: Message) throws {
         guard let s = socket else { return }
+        var m = m
+        if let token = config.token { m.envelope.authToken = token }
         // A result too large for one frame: announced by its header, bytes in chunks.
         if case .taskResult(var r)? = m.body, m.tensors.count == 1, outgoing.needsChunking(m.tensors[0].bytes.count) {
             let (header, chunks) = try outgoing.start(m.tensors[0], context: r.taskID)

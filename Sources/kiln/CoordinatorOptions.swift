@@ -1,5 +1,6 @@
 import ArgumentParser
 import Client
+import Coordinator
 import Foundation
 import ZeroMQ
 
@@ -17,6 +18,10 @@ struct CoordinatorOptions: ParsableArguments {
                                valueName: "file"))
     var curveSecret: String?
 
+    @Option(help: ArgumentHelp("File holding the coordinator's token, its DATA_DIR/token (default: $KILN_TOKEN_FILE); "
+                               + "a coordinator without CURVE keys requires it.", valueName: "file"))
+    var tokenFile: String?
+
     @Option(help: "Seconds to wait for each answer from the coordinator.")
     var timeout = 5.0
 
@@ -33,12 +38,15 @@ struct CoordinatorOptions: ParsableArguments {
         }
         let security = try serverFile.map { file in
             let server = try readKeyFile(file, what: "--curve-server-key", kind: .publicKey)[0]
-            if let secretFile {
-                return ClientSecurity(serverPublicKey: server, keys: try readSecretKey(secretFile, what: "--curve-secret"))
-            }
-            return try ClientSecurity(serverPublicKey: server, secretKey: nil)
+            var security = try secretFile.map {
+                ClientSecurity(serverPublicKey: server, keys: try readSecretKey($0, what: "--curve-secret"))
+            } ?? ClientSecurity(serverPublicKey: server, secretKey: nil)
+            security.source = "--curve-server-key \(file)" + (secretFile.map { ", --curve-secret \($0)" } ?? "")
+            return security
         }
-        return try CoordinatorClient(endpoint: endpoint, timeoutMs: Int((timeout * 1000).rounded()), security: security)
+        let token = try readTokenFile(explicit: tokenFile, environment: env)
+        return try CoordinatorClient(endpoint: endpoint, timeoutMs: Int((timeout * 1000).rounded()), security: security,
+                                     token: token)
     }
 }
 
@@ -83,4 +91,25 @@ func readSecretKey(_ path: String, what: String) throws -> ZMQCurveKeyPair {
     do { return try ZMQCurveKeyPair(secretKey: keys[0]) } catch {
         throw UserError("\(what) \(path): the key is not usable as a CURVE secret key: \(error)")
     }
+}
+
+/// The coordinator's token from --token-file, else $KILN_TOKEN_FILE; nil if neither is set.
+func readTokenFile(explicit: String?, environment: [String: String]) throws -> String? {
+    let (path, what): (String, String)
+    if let explicit {
+        (path, what) = (explicit, "--token-file")
+    } else if let env = environment["KILN_TOKEN_FILE"], !env.isEmpty {
+        (path, what) = (env, "KILN_TOKEN_FILE")
+    } else {
+        return nil
+    }
+    let text: String
+    do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+        throw UserError("\(what) \(path): cannot read the token (\(error.localizedDescription)); it is the coordinator's "
+                        + "DATA_DIR/token, readable by the user who runs the coordinator")
+    }
+    guard let token = LocalToken.parse(text) else {
+        throw UserError("\(what) \(path): not a coordinator token (64 hex digits); pass the coordinator's DATA_DIR/token")
+    }
+    return token
 }

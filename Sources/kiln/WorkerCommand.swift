@@ -1,4 +1,5 @@
 import ArgumentParser
+import Coordinator
 import Foundation
 import Logging
 import Worker
@@ -20,6 +21,9 @@ struct WorkerCommand: ParsableCommand {
     var curveServerKey: String?
     @Option(help: "File holding this worker's CURVE secret key (Z85); generated if omitted.")
     var curveSecret: String?
+    @Option(help: ArgumentHelp("File holding the coordinator's token, its DATA_DIR/token (default: $KILN_TOKEN_FILE); "
+                               + "a coordinator without CURVE keys requires it.", valueName: "file"))
+    var tokenFile: String?
     @Option(help: ArgumentHelp("Where a model fetched from the coordinator is kept (default: a kiln-worker-ID directory under the temporary directory).", valueName: "dir"))
     var cacheDir: String?
     @Flag(help: "Always fetch the job's model from the coordinator in ranges, even if its path is readable here (hosts that do not share the coordinator's files). Without it the worker fetches only when the path is unreadable or its size differs.")
@@ -39,6 +43,10 @@ struct WorkerCommand: ParsableCommand {
                 }
                 c.curveKeys = try readSecretKey(f, what: "--curve-secret")
             }
+            if let f = curveServerKey {
+                c.curveKeySource = "--curve-server-key \(f)" + (curveSecret.map { ", --curve-secret \($0)" } ?? "")
+            }
+            c.token = try readTokenFile(explicit: tokenFile, environment: ProcessInfo.processInfo.environment)
             c.fetchModel = fetchModel
             if let d = cacheDir { c.cacheDirectory = URL(fileURLWithPath: d) }
             let worker = Worker(config: c)

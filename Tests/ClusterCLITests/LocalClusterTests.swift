@@ -8,8 +8,11 @@ final class LocalClusterTests: XCTestCase {
     var bin: URL { Paths.kilnBinary }
     var script: URL { Paths.repoRoot.appendingPathComponent("Cluster/local.sh") }
 
+    /// The coordinator's token for the client commands (set once local.sh has started it).
+    var clientEnv: [String: String] = [:]
+
     func kiln(_ args: [String], timeout: TimeInterval = 60) throws -> Proc {
-        try Proc.run(bin, args, timeout: timeout)
+        try Proc.run(bin, args, env: clientEnv, timeout: timeout)
     }
 
     func testSubmitWatchStatusWorkersOnALocalCluster() throws {
@@ -41,6 +44,7 @@ final class LocalClusterTests: XCTestCase {
         }
         XCTAssertEqual(start.status, 0, start.summary)
         let runDir = dir.appendingPathComponent("run")
+        clientEnv = ["KILN_TOKEN_FILE": runDir.appendingPathComponent("data/token").path]
         let endpoint = try String(contentsOf: runDir.appendingPathComponent("endpoint.txt"), encoding: .utf8)
             .trimmingCharacters(in: .whitespacesAndNewlines)
         XCTAssertTrue(endpoint.hasPrefix("tcp://127.0.0.1:"), endpoint)
@@ -107,7 +111,7 @@ final class LocalClusterTests: XCTestCase {
         let endpoint = "tcp://127.0.0.1:\(Int.random(in: 40000...49999))"
         let r = try kiln(["workers", "--coordinator", endpoint, "--timeout", "0.5"])
         XCTAssertEqual(r.status, 1)
-        XCTAssertTrue(r.stderr.contains("no coordinator answers at \(endpoint)"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("no coordinator answers at \(endpoint) (is `kiln coordinator` running there?)"), r.stderr)
         let w = try kiln(["watch", "j1", "--coordinator", "ipc:///tmp/nothing"])
         XCTAssertEqual(w.status, 1)
         XCTAssertTrue(w.stderr.contains("--publish"), w.stderr)

@@ -26,8 +26,11 @@ final class BenchmarkTests: XCTestCase {
             let coord = try MultiProcessTests.Proc(["coordinator", "--listen", endpoint, "--publish", "tcp://127.0.0.1:\(try freePort())",
                                                     "--data-dir", dir.appendingPathComponent("data").path] + ClusterAssets.allowPathArgs,
                                                    log: dir.appendingPathComponent("coordinator.log"))
+            _ = try TestTokens.read(dataDir: dir.appendingPathComponent("data"), endpoint: endpoint)
+            let token = dir.appendingPathComponent("data/token").path
             let workers = try (1...n).map { i in
-                try MultiProcessTests.Proc(["worker", "--coordinator", endpoint, "--id", "w\(i)", "--threads", "1"],
+                try MultiProcessTests.Proc(["worker", "--coordinator", endpoint, "--id", "w\(i)", "--threads", "1",
+                                            "--token-file", token],
                                            log: dir.appendingPathComponent("w\(i).log"))
             }
             let client = try TestClient(endpoint)

@@ -38,9 +38,14 @@ final class MultiProcessTests: XCTestCase {
                                     "--data-dir", dir.appendingPathComponent("data").path] + ClusterAssets.allowPathArgs + ["--heartbeat-ms", "500", "--liveness", "6"],
                                    log: dir.appendingPathComponent("coordinator.log"))
         defer { coordinator.terminate() }
-        let w1 = try Proc(["worker", "--coordinator", endpoint, "--id", "w1", "--threads", "1"], log: dir.appendingPathComponent("w1.log"))
+        // Workers start once the coordinator has made its token (they read it at start).
+        _ = try TestTokens.read(dataDir: dir.appendingPathComponent("data"), endpoint: endpoint)
+        let token = dir.appendingPathComponent("data/token").path
+        let w1 = try Proc(["worker", "--coordinator", endpoint, "--id", "w1", "--threads", "1", "--token-file", token],
+                          log: dir.appendingPathComponent("w1.log"))
         defer { w1.terminate() }
-        let w2 = try Proc(["worker", "--coordinator", endpoint, "--id", "w2", "--threads", "1"], log: dir.appendingPathComponent("w2.log"))
+        let w2 = try Proc(["worker", "--coordinator", endpoint, "--id", "w2", "--threads", "1", "--token-file", token],
+                          log: dir.appendingPathComponent("w2.log"))
         defer { w2.terminate() }
 
         let client = try TestClient(endpoint)

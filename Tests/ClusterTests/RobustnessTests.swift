@@ -86,8 +86,9 @@ final class RobustnessTests: XCTestCase {
         let endpoint = "tcp://127.0.0.1:\(port)"
         let publish = "tcp://127.0.0.1:\(try freePort())"
 
-        let worker = makeWorker(endpoint, id: "w1")
         var first: Coordinator? = try makeCoordinator(dataDir: data, listen: endpoint, publish: publish)
+        // After the coordinator: the worker carries its token (the restarted one reuses it).
+        let worker = makeWorker(endpoint, id: "w1")
         first!.start()
         worker.start()
         defer { worker.requestStop(); worker.stop() }

@@ -79,11 +79,39 @@ func makeCoordinator(dataDir: URL, context: ZMQContext = .shared, listen: String
     c.heartbeatIntervalMs = 500
     c.heartbeatLiveness = 6
     configure(&c)
-    return try Coordinator(config: c, context: context, logger: quietLogger("test.coordinator"))
+    let coordinator = try Coordinator(config: c, context: context, logger: quietLogger("test.coordinator"))
+    TestTokens.register(coordinator.endpoints.listen, coordinator.token)
+    return coordinator
+}
+
+/// The token of each coordinator a test started (by endpoint), so the helpers below pass
+/// it the way `kiln` clients and workers pass --token-file.
+enum TestTokens {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var tokens: [String: String] = [:]
+
+    static func register(_ endpoint: String, _ token: String?) { lock.withLock { tokens[endpoint] = token } }
+    static func token(for endpoint: String) -> String? { lock.withLock { tokens[endpoint] } }
+
+    /// The token a `kiln coordinator` process made in its data directory (waits for it to appear).
+    static func read(dataDir: URL, endpoint: String) throws -> String {
+        let file = dataDir.appendingPathComponent("token")
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline {
+            if let text = try? String(contentsOf: file, encoding: .utf8), let t = LocalToken.parse(text) {
+                register(endpoint, t)
+                return t
+            }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        XCTFail("no token at \(file.path)")
+        return ""
+    }
 }
 
 func makeWorker(_ endpoint: String, id: String, context: ZMQContext = .shared) -> Worker {
     var c = WorkerConfig(coordinator: endpoint, threads: 1, id: id)
+    c.token = TestTokens.token(for: endpoint)
     c.reconnectInitialMs = 100
     c.reconnectMaxMs = 1000
     return Worker(config: c, context: context, logger: quietLogger("test.worker"))
@@ -92,7 +120,9 @@ func makeWorker(_ endpoint: String, id: String, context: ZMQContext = .shared) -
 /// A DEALER client speaking the client protocol to the coordinator.
 final class TestClient {
     let socket: ZMQSocket
+    let token: String?
     init(_ endpoint: String, context: ZMQContext = .shared, curve: (server: String, keys: ZMQCurveKeyPair)? = nil) throws {
+        token = curve == nil ? TestTokens.token(for: endpoint) : nil
         socket = try context.socket(.dealer)
         try socket.set([.linger(0)])
         if let curve {
@@ -104,13 +134,15 @@ final class TestClient {
 
     func request(_ body: Kiln_V1_Envelope.OneOf_Body, timeoutMs: Int32 = 10_000) throws -> Message {
         let cid = UUID().uuidString
-        try socket.send(Message(body, correlationID: cid))
+        var message = Message(body, correlationID: cid)
+        if let token { message.envelope.authToken = token }
+        try socket.send(message)
         let deadline = Date().addingTimeInterval(Double(timeoutMs) / 1000)
         while Date() < deadline {
             guard let (_, m) = try socket.receiveMessage(timeout: 200) else { continue }
             if m.correlationID == cid { return m }
         }
-        throw XCTSkip("no reply from the coordinator")
+        throw ClusterTestError("no reply from the coordinator within \(timeoutMs) ms")
     }
 
     func submit(_ spec: JobSpec) throws -> String {
@@ -164,4 +196,9 @@ func waitUntil(_ what: String, timeout: Double = 120, _ cond: () throws -> Bool)
 
 extension Kiln_V1_JobStatus {
     var tasksDone: Int { modules.reduce(0) { $0 + Int($1.done) } }
+}
+
+struct ClusterTestError: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
 }

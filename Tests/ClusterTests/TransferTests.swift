@@ -26,6 +26,7 @@ final class ClusterTransferTests: XCTestCase {
         coordinator.start()
         defer { coordinator.stop() }
         var wc = WorkerConfig(coordinator: coordinator.endpoints.listen, threads: 1, id: "w1")
+        wc.token = coordinator.token
         wc.limits.maxFrameBytes = 1 << 20
         let worker = Worker(config: wc, logger: quietLogger("test.worker"))
         worker.start()
@@ -57,7 +58,9 @@ final class ClusterTransferTests: XCTestCase {
         try evil.connect(coordinator.endpoints.listen)
         var hello = Kiln_V1_WorkerHello()
         hello.workerID = "evil"; hello.protocolVersion = KilnWire.version; hello.capacity.threads = 1
-        try evil.send(Message(.workerHello(hello)))
+        var helloMessage = Message(.workerHello(hello))
+        helloMessage.envelope.authToken = coordinator.token ?? ""
+        try evil.send(helloMessage)
 
         let client = try TestClient(coordinator.endpoints.listen)
         let job = try client.submit(spec)
@@ -136,6 +139,7 @@ final class ClusterTransferTests: XCTestCase {
         defer { coordinator.stop() }
         let cache = dir.appendingPathComponent("worker-cache")
         var wc = WorkerConfig(coordinator: coordinator.endpoints.listen, threads: 1, id: "remote")
+        wc.token = coordinator.token
         wc.fetchModel = true
         wc.cacheDirectory = cache
         wc.limits.maxFrameBytes = 4 << 20

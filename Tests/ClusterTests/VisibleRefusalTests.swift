@@ -32,6 +32,22 @@ final class EndpointCheckTests: XCTestCase {
     }
 }
 
+/// A secret key libzmq refuses is reported with the flag and file it came from.
+final class CoordinatorKeyErrorTests: XCTestCase {
+    func testAnUnusableSecretKeyNamesItsFile() throws {
+        let good = try ZMQCurveKeyPair.generate().secretKey
+        var c = CoordinatorConfig(listen: "tcp://127.0.0.1:*", publish: "tcp://127.0.0.1:*",
+                                  dataDir: Paths.tempDir("kiln-key").appendingPathComponent("data"))
+        c.curveSecretKey = "#####" + good.dropFirst(5)  // 40 alphabet characters, no 32-bit value
+        c.curveSecretSource = "--curve-secret /etc/kiln/coordinator.secret"
+        XCTAssertThrowsError(try Coordinator(config: c, context: ZMQContext(), logger: quietLogger("test"))) { error in
+            XCTAssertTrue("\(error)".hasPrefix("--curve-secret /etc/kiln/coordinator.secret: not a usable CURVE secret key ("),
+                          "\(error)")
+            XCTAssertTrue("\(error)".hasSuffix("make a key pair with `kiln keygen NAME`"), "\(error)")
+        }
+    }
+}
+
 /// A peer flooding the coordinator with garbage gets a bounded number of log lines, and
 /// the coordinator keeps answering.
 final class BadMessageFloodTests: XCTestCase {
@@ -41,6 +57,7 @@ final class BadMessageFloodTests: XCTestCase {
                                   dataDir: Paths.tempDir("kiln-flood").appendingPathComponent("data"))
         c.repeatLogIntervalMs = 500
         let coordinator = try Coordinator(config: c, logger: captured.logger("test.coordinator"))
+        TestTokens.register(coordinator.endpoints.listen, coordinator.token)
         coordinator.start()
         defer { coordinator.stop() }
 

@@ -59,7 +59,8 @@ final class WorkerProcessTests: XCTestCase {
         }
         coordinator.start()
         defer { coordinator.stop() }
-        let worker = try KilnProcess(["worker", "--coordinator", coordinator.endpoints.listen, "--id", "sleeper"],
+        let worker = try KilnProcess(["worker", "--coordinator", coordinator.endpoints.listen, "--id", "sleeper",
+                                      "--token-file", dir.appendingPathComponent("data/token").path],
                                      log: dir.appendingPathComponent("worker.log"))
         defer { worker.stop() }
         let client = try TestClient(coordinator.endpoints.listen)

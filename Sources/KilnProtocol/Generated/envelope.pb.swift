@@ -22,223 +22,242 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
   typealias Version = _2
 }
 
-public nonisolated struct Kiln_V1_Envelope: Sendable {
+public nonisolated struct Kiln_V1_Envelope: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   /// Must be PROTOCOL_VERSION_1 (the receiver's version); anything else is rejected.
-  public var protocolVersion: Kiln_V1_ProtocolVersion = .unspecified
+  public var protocolVersion: Kiln_V1_ProtocolVersion {
+    get {_storage._protocolVersion}
+    set {_uniqueStorage()._protocolVersion = newValue}
+  }
 
   /// Set by a requester; copied into the reply so replies can be matched.
-  public var correlationID: String = String()
+  public var correlationID: String {
+    get {_storage._correlationID}
+    set {_uniqueStorage()._correlationID = newValue}
+  }
 
   /// One header per raw frame following this envelope, in order.
-  public var tensors: [Kiln_V1_TensorHeader] = []
+  public var tensors: [Kiln_V1_TensorHeader] {
+    get {_storage._tensors}
+    set {_uniqueStorage()._tensors = newValue}
+  }
 
-  public var body: Kiln_V1_Envelope.OneOf_Body? = nil
+  /// A coordinator without CURVE keys requires its per-instance token (the hex text of
+  /// DATA_DIR/token) on every client request and on worker_hello; others leave it empty.
+  public var authToken: String {
+    get {_storage._authToken}
+    set {_uniqueStorage()._authToken = newValue}
+  }
+
+  public var body: OneOf_Body? {
+    get {return _storage._body}
+    set {_uniqueStorage()._body = newValue}
+  }
 
   /// coordinator <-> worker
   public var workerHello: Kiln_V1_WorkerHello {
     get {
-      if case .workerHello(let v)? = body {return v}
+      if case .workerHello(let v)? = _storage._body {return v}
       return Kiln_V1_WorkerHello()
     }
-    set {body = .workerHello(newValue)}
+    set {_uniqueStorage()._body = .workerHello(newValue)}
   }
 
   public var workerWelcome: Kiln_V1_WorkerWelcome {
     get {
-      if case .workerWelcome(let v)? = body {return v}
+      if case .workerWelcome(let v)? = _storage._body {return v}
       return Kiln_V1_WorkerWelcome()
     }
-    set {body = .workerWelcome(newValue)}
+    set {_uniqueStorage()._body = .workerWelcome(newValue)}
   }
 
   public var heartbeat: Kiln_V1_Heartbeat {
     get {
-      if case .heartbeat(let v)? = body {return v}
+      if case .heartbeat(let v)? = _storage._body {return v}
       return Kiln_V1_Heartbeat()
     }
-    set {body = .heartbeat(newValue)}
+    set {_uniqueStorage()._body = .heartbeat(newValue)}
   }
 
   public var workerGoodbye: Kiln_V1_WorkerGoodbye {
     get {
-      if case .workerGoodbye(let v)? = body {return v}
+      if case .workerGoodbye(let v)? = _storage._body {return v}
       return Kiln_V1_WorkerGoodbye()
     }
-    set {body = .workerGoodbye(newValue)}
+    set {_uniqueStorage()._body = .workerGoodbye(newValue)}
   }
 
   public var taskAssignment: Kiln_V1_TaskAssignment {
     get {
-      if case .taskAssignment(let v)? = body {return v}
+      if case .taskAssignment(let v)? = _storage._body {return v}
       return Kiln_V1_TaskAssignment()
     }
-    set {body = .taskAssignment(newValue)}
+    set {_uniqueStorage()._body = .taskAssignment(newValue)}
   }
 
   public var taskProgress: Kiln_V1_TaskProgress {
     get {
-      if case .taskProgress(let v)? = body {return v}
+      if case .taskProgress(let v)? = _storage._body {return v}
       return Kiln_V1_TaskProgress()
     }
-    set {body = .taskProgress(newValue)}
+    set {_uniqueStorage()._body = .taskProgress(newValue)}
   }
 
   public var taskResult: Kiln_V1_TaskResult {
     get {
-      if case .taskResult(let v)? = body {return v}
+      if case .taskResult(let v)? = _storage._body {return v}
       return Kiln_V1_TaskResult()
     }
-    set {body = .taskResult(newValue)}
+    set {_uniqueStorage()._body = .taskResult(newValue)}
   }
 
   public var taskCancel: Kiln_V1_TaskCancel {
     get {
-      if case .taskCancel(let v)? = body {return v}
+      if case .taskCancel(let v)? = _storage._body {return v}
       return Kiln_V1_TaskCancel()
     }
-    set {body = .taskCancel(newValue)}
+    set {_uniqueStorage()._body = .taskCancel(newValue)}
   }
 
   public var rangeFetchRequest: Kiln_V1_RangeFetchRequest {
     get {
-      if case .rangeFetchRequest(let v)? = body {return v}
+      if case .rangeFetchRequest(let v)? = _storage._body {return v}
       return Kiln_V1_RangeFetchRequest()
     }
-    set {body = .rangeFetchRequest(newValue)}
+    set {_uniqueStorage()._body = .rangeFetchRequest(newValue)}
   }
 
   public var rangeFetchResponse: Kiln_V1_RangeFetchResponse {
     get {
-      if case .rangeFetchResponse(let v)? = body {return v}
+      if case .rangeFetchResponse(let v)? = _storage._body {return v}
       return Kiln_V1_RangeFetchResponse()
     }
-    set {body = .rangeFetchResponse(newValue)}
+    set {_uniqueStorage()._body = .rangeFetchResponse(newValue)}
   }
 
   public var tensorChunk: Kiln_V1_TensorChunk {
     get {
-      if case .tensorChunk(let v)? = body {return v}
+      if case .tensorChunk(let v)? = _storage._body {return v}
       return Kiln_V1_TensorChunk()
     }
-    set {body = .tensorChunk(newValue)}
+    set {_uniqueStorage()._body = .tensorChunk(newValue)}
   }
 
   public var credit: Kiln_V1_Credit {
     get {
-      if case .credit(let v)? = body {return v}
+      if case .credit(let v)? = _storage._body {return v}
       return Kiln_V1_Credit()
     }
-    set {body = .credit(newValue)}
+    set {_uniqueStorage()._body = .credit(newValue)}
   }
 
   public var taskResultAck: Kiln_V1_TaskResultAck {
     get {
-      if case .taskResultAck(let v)? = body {return v}
+      if case .taskResultAck(let v)? = _storage._body {return v}
       return Kiln_V1_TaskResultAck()
     }
-    set {body = .taskResultAck(newValue)}
+    set {_uniqueStorage()._body = .taskResultAck(newValue)}
   }
 
   /// any direction
   public var error: Kiln_V1_Error {
     get {
-      if case .error(let v)? = body {return v}
+      if case .error(let v)? = _storage._body {return v}
       return Kiln_V1_Error()
     }
-    set {body = .error(newValue)}
+    set {_uniqueStorage()._body = .error(newValue)}
   }
 
   /// client <-> coordinator
   public var submitRequest: Kiln_V1_SubmitRequest {
     get {
-      if case .submitRequest(let v)? = body {return v}
+      if case .submitRequest(let v)? = _storage._body {return v}
       return Kiln_V1_SubmitRequest()
     }
-    set {body = .submitRequest(newValue)}
+    set {_uniqueStorage()._body = .submitRequest(newValue)}
   }
 
   public var submitResponse: Kiln_V1_SubmitResponse {
     get {
-      if case .submitResponse(let v)? = body {return v}
+      if case .submitResponse(let v)? = _storage._body {return v}
       return Kiln_V1_SubmitResponse()
     }
-    set {body = .submitResponse(newValue)}
+    set {_uniqueStorage()._body = .submitResponse(newValue)}
   }
 
   public var statusRequest: Kiln_V1_StatusRequest {
     get {
-      if case .statusRequest(let v)? = body {return v}
+      if case .statusRequest(let v)? = _storage._body {return v}
       return Kiln_V1_StatusRequest()
     }
-    set {body = .statusRequest(newValue)}
+    set {_uniqueStorage()._body = .statusRequest(newValue)}
   }
 
   public var statusResponse: Kiln_V1_StatusResponse {
     get {
-      if case .statusResponse(let v)? = body {return v}
+      if case .statusResponse(let v)? = _storage._body {return v}
       return Kiln_V1_StatusResponse()
     }
-    set {body = .statusResponse(newValue)}
+    set {_uniqueStorage()._body = .statusResponse(newValue)}
   }
 
   public var cancelRequest: Kiln_V1_CancelRequest {
     get {
-      if case .cancelRequest(let v)? = body {return v}
+      if case .cancelRequest(let v)? = _storage._body {return v}
       return Kiln_V1_CancelRequest()
     }
-    set {body = .cancelRequest(newValue)}
+    set {_uniqueStorage()._body = .cancelRequest(newValue)}
   }
 
   public var cancelResponse: Kiln_V1_CancelResponse {
     get {
-      if case .cancelResponse(let v)? = body {return v}
+      if case .cancelResponse(let v)? = _storage._body {return v}
       return Kiln_V1_CancelResponse()
     }
-    set {body = .cancelResponse(newValue)}
+    set {_uniqueStorage()._body = .cancelResponse(newValue)}
   }
 
   public var listWorkersRequest: Kiln_V1_ListWorkersRequest {
     get {
-      if case .listWorkersRequest(let v)? = body {return v}
+      if case .listWorkersRequest(let v)? = _storage._body {return v}
       return Kiln_V1_ListWorkersRequest()
     }
-    set {body = .listWorkersRequest(newValue)}
+    set {_uniqueStorage()._body = .listWorkersRequest(newValue)}
   }
 
   public var listWorkersResponse: Kiln_V1_ListWorkersResponse {
     get {
-      if case .listWorkersResponse(let v)? = body {return v}
+      if case .listWorkersResponse(let v)? = _storage._body {return v}
       return Kiln_V1_ListWorkersResponse()
     }
-    set {body = .listWorkersResponse(newValue)}
+    set {_uniqueStorage()._body = .listWorkersResponse(newValue)}
   }
 
   public var snapshotRequest: Kiln_V1_SnapshotRequest {
     get {
-      if case .snapshotRequest(let v)? = body {return v}
+      if case .snapshotRequest(let v)? = _storage._body {return v}
       return Kiln_V1_SnapshotRequest()
     }
-    set {body = .snapshotRequest(newValue)}
+    set {_uniqueStorage()._body = .snapshotRequest(newValue)}
   }
 
   public var snapshotResponse: Kiln_V1_SnapshotResponse {
     get {
-      if case .snapshotResponse(let v)? = body {return v}
+      if case .snapshotResponse(let v)? = _storage._body {return v}
       return Kiln_V1_SnapshotResponse()
     }
-    set {body = .snapshotResponse(newValue)}
+    set {_uniqueStorage()._body = .snapshotResponse(newValue)}
   }
 
   public var progressUpdate: Kiln_V1_ProgressUpdate {
     get {
-      if case .progressUpdate(let v)? = body {return v}
+      if case .progressUpdate(let v)? = _storage._body {return v}
       return Kiln_V1_ProgressUpdate()
     }
-    set {body = .progressUpdate(newValue)}
+    set {_uniqueStorage()._body = .progressUpdate(newValue)}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -276,6 +295,8 @@ public nonisolated struct Kiln_V1_Envelope: Sendable {
   }
 
   public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
@@ -284,472 +305,521 @@ fileprivate nonisolated let _protobuf_package = "kiln.v1"
 
 nonisolated extension Kiln_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Envelope"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}correlation_id\0\u{1}tensors\0\u{4}\u{7}worker_hello\0\u{3}worker_welcome\0\u{1}heartbeat\0\u{3}worker_goodbye\0\u{3}task_assignment\0\u{3}task_progress\0\u{3}task_result\0\u{3}task_cancel\0\u{3}range_fetch_request\0\u{3}range_fetch_response\0\u{3}tensor_chunk\0\u{1}credit\0\u{1}error\0\u{3}task_result_ack\0\u{4}\u{7}submit_request\0\u{3}submit_response\0\u{3}status_request\0\u{3}status_response\0\u{3}cancel_request\0\u{3}cancel_response\0\u{3}list_workers_request\0\u{3}list_workers_response\0\u{3}snapshot_request\0\u{3}snapshot_response\0\u{3}progress_update\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}correlation_id\0\u{1}tensors\0\u{3}auth_token\0\u{4}\u{6}worker_hello\0\u{3}worker_welcome\0\u{1}heartbeat\0\u{3}worker_goodbye\0\u{3}task_assignment\0\u{3}task_progress\0\u{3}task_result\0\u{3}task_cancel\0\u{3}range_fetch_request\0\u{3}range_fetch_response\0\u{3}tensor_chunk\0\u{1}credit\0\u{1}error\0\u{3}task_result_ack\0\u{4}\u{7}submit_request\0\u{3}submit_response\0\u{3}status_request\0\u{3}status_response\0\u{3}cancel_request\0\u{3}cancel_response\0\u{3}list_workers_request\0\u{3}list_workers_response\0\u{3}snapshot_request\0\u{3}snapshot_response\0\u{3}progress_update\0")
+
+  fileprivate class _StorageClass {
+    var _protocolVersion: Kiln_V1_ProtocolVersion = .unspecified
+    var _correlationID: String = String()
+    var _tensors: [Kiln_V1_TensorHeader] = []
+    var _authToken: String = String()
+    var _body: Kiln_V1_Envelope.OneOf_Body?
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _protocolVersion = source._protocolVersion
+      _correlationID = source._correlationID
+      _tensors = source._tensors
+      _authToken = source._authToken
+      _body = source._body
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularEnumField(value: &self.protocolVersion) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.correlationID) }()
-      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.tensors) }()
-      case 10: try {
-        var v: Kiln_V1_WorkerHello?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .workerHello(let m) = current {v = m}
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularEnumField(value: &_storage._protocolVersion) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._correlationID) }()
+        case 3: try { try decoder.decodeRepeatedMessageField(value: &_storage._tensors) }()
+        case 4: try { try decoder.decodeSingularStringField(value: &_storage._authToken) }()
+        case 10: try {
+          var v: Kiln_V1_WorkerHello?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .workerHello(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .workerHello(v)
+          }
+        }()
+        case 11: try {
+          var v: Kiln_V1_WorkerWelcome?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .workerWelcome(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .workerWelcome(v)
+          }
+        }()
+        case 12: try {
+          var v: Kiln_V1_Heartbeat?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .heartbeat(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .heartbeat(v)
+          }
+        }()
+        case 13: try {
+          var v: Kiln_V1_WorkerGoodbye?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .workerGoodbye(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .workerGoodbye(v)
+          }
+        }()
+        case 14: try {
+          var v: Kiln_V1_TaskAssignment?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .taskAssignment(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .taskAssignment(v)
+          }
+        }()
+        case 15: try {
+          var v: Kiln_V1_TaskProgress?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .taskProgress(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .taskProgress(v)
+          }
+        }()
+        case 16: try {
+          var v: Kiln_V1_TaskResult?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .taskResult(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .taskResult(v)
+          }
+        }()
+        case 17: try {
+          var v: Kiln_V1_TaskCancel?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .taskCancel(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .taskCancel(v)
+          }
+        }()
+        case 18: try {
+          var v: Kiln_V1_RangeFetchRequest?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .rangeFetchRequest(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .rangeFetchRequest(v)
+          }
+        }()
+        case 19: try {
+          var v: Kiln_V1_RangeFetchResponse?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .rangeFetchResponse(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .rangeFetchResponse(v)
+          }
+        }()
+        case 20: try {
+          var v: Kiln_V1_TensorChunk?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .tensorChunk(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .tensorChunk(v)
+          }
+        }()
+        case 21: try {
+          var v: Kiln_V1_Credit?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .credit(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .credit(v)
+          }
+        }()
+        case 22: try {
+          var v: Kiln_V1_Error?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .error(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .error(v)
+          }
+        }()
+        case 23: try {
+          var v: Kiln_V1_TaskResultAck?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .taskResultAck(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .taskResultAck(v)
+          }
+        }()
+        case 30: try {
+          var v: Kiln_V1_SubmitRequest?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .submitRequest(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .submitRequest(v)
+          }
+        }()
+        case 31: try {
+          var v: Kiln_V1_SubmitResponse?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .submitResponse(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .submitResponse(v)
+          }
+        }()
+        case 32: try {
+          var v: Kiln_V1_StatusRequest?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .statusRequest(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .statusRequest(v)
+          }
+        }()
+        case 33: try {
+          var v: Kiln_V1_StatusResponse?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .statusResponse(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .statusResponse(v)
+          }
+        }()
+        case 34: try {
+          var v: Kiln_V1_CancelRequest?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .cancelRequest(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .cancelRequest(v)
+          }
+        }()
+        case 35: try {
+          var v: Kiln_V1_CancelResponse?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .cancelResponse(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .cancelResponse(v)
+          }
+        }()
+        case 36: try {
+          var v: Kiln_V1_ListWorkersRequest?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .listWorkersRequest(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .listWorkersRequest(v)
+          }
+        }()
+        case 37: try {
+          var v: Kiln_V1_ListWorkersResponse?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .listWorkersResponse(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .listWorkersResponse(v)
+          }
+        }()
+        case 38: try {
+          var v: Kiln_V1_SnapshotRequest?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .snapshotRequest(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .snapshotRequest(v)
+          }
+        }()
+        case 39: try {
+          var v: Kiln_V1_SnapshotResponse?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .snapshotResponse(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .snapshotResponse(v)
+          }
+        }()
+        case 40: try {
+          var v: Kiln_V1_ProgressUpdate?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .progressUpdate(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .progressUpdate(v)
+          }
+        }()
+        default: break
         }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .workerHello(v)
-        }
-      }()
-      case 11: try {
-        var v: Kiln_V1_WorkerWelcome?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .workerWelcome(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .workerWelcome(v)
-        }
-      }()
-      case 12: try {
-        var v: Kiln_V1_Heartbeat?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .heartbeat(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .heartbeat(v)
-        }
-      }()
-      case 13: try {
-        var v: Kiln_V1_WorkerGoodbye?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .workerGoodbye(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .workerGoodbye(v)
-        }
-      }()
-      case 14: try {
-        var v: Kiln_V1_TaskAssignment?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .taskAssignment(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .taskAssignment(v)
-        }
-      }()
-      case 15: try {
-        var v: Kiln_V1_TaskProgress?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .taskProgress(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .taskProgress(v)
-        }
-      }()
-      case 16: try {
-        var v: Kiln_V1_TaskResult?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .taskResult(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .taskResult(v)
-        }
-      }()
-      case 17: try {
-        var v: Kiln_V1_TaskCancel?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .taskCancel(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .taskCancel(v)
-        }
-      }()
-      case 18: try {
-        var v: Kiln_V1_RangeFetchRequest?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .rangeFetchRequest(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .rangeFetchRequest(v)
-        }
-      }()
-      case 19: try {
-        var v: Kiln_V1_RangeFetchResponse?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .rangeFetchResponse(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .rangeFetchResponse(v)
-        }
-      }()
-      case 20: try {
-        var v: Kiln_V1_TensorChunk?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .tensorChunk(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .tensorChunk(v)
-        }
-      }()
-      case 21: try {
-        var v: Kiln_V1_Credit?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .credit(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .credit(v)
-        }
-      }()
-      case 22: try {
-        var v: Kiln_V1_Error?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .error(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .error(v)
-        }
-      }()
-      case 23: try {
-        var v: Kiln_V1_TaskResultAck?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .taskResultAck(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .taskResultAck(v)
-        }
-      }()
-      case 30: try {
-        var v: Kiln_V1_SubmitRequest?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .submitRequest(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .submitRequest(v)
-        }
-      }()
-      case 31: try {
-        var v: Kiln_V1_SubmitResponse?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .submitResponse(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .submitResponse(v)
-        }
-      }()
-      case 32: try {
-        var v: Kiln_V1_StatusRequest?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .statusRequest(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .statusRequest(v)
-        }
-      }()
-      case 33: try {
-        var v: Kiln_V1_StatusResponse?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .statusResponse(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .statusResponse(v)
-        }
-      }()
-      case 34: try {
-        var v: Kiln_V1_CancelRequest?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .cancelRequest(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .cancelRequest(v)
-        }
-      }()
-      case 35: try {
-        var v: Kiln_V1_CancelResponse?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .cancelResponse(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .cancelResponse(v)
-        }
-      }()
-      case 36: try {
-        var v: Kiln_V1_ListWorkersRequest?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .listWorkersRequest(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .listWorkersRequest(v)
-        }
-      }()
-      case 37: try {
-        var v: Kiln_V1_ListWorkersResponse?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .listWorkersResponse(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .listWorkersResponse(v)
-        }
-      }()
-      case 38: try {
-        var v: Kiln_V1_SnapshotRequest?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .snapshotRequest(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .snapshotRequest(v)
-        }
-      }()
-      case 39: try {
-        var v: Kiln_V1_SnapshotResponse?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .snapshotResponse(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .snapshotResponse(v)
-        }
-      }()
-      case 40: try {
-        var v: Kiln_V1_ProgressUpdate?
-        var hadOneofValue = false
-        if let current = self.body {
-          hadOneofValue = true
-          if case .progressUpdate(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.body = .progressUpdate(v)
-        }
-      }()
-      default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if self.protocolVersion != .unspecified {
-      try visitor.visitSingularEnumField(value: self.protocolVersion, fieldNumber: 1)
-    }
-    if !self.correlationID.isEmpty {
-      try visitor.visitSingularStringField(value: self.correlationID, fieldNumber: 2)
-    }
-    if !self.tensors.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.tensors, fieldNumber: 3)
-    }
-    switch self.body {
-    case .workerHello?: try {
-      guard case .workerHello(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
-    }()
-    case .workerWelcome?: try {
-      guard case .workerWelcome(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
-    }()
-    case .heartbeat?: try {
-      guard case .heartbeat(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
-    }()
-    case .workerGoodbye?: try {
-      guard case .workerGoodbye(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
-    }()
-    case .taskAssignment?: try {
-      guard case .taskAssignment(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
-    }()
-    case .taskProgress?: try {
-      guard case .taskProgress(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
-    }()
-    case .taskResult?: try {
-      guard case .taskResult(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
-    }()
-    case .taskCancel?: try {
-      guard case .taskCancel(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 17)
-    }()
-    case .rangeFetchRequest?: try {
-      guard case .rangeFetchRequest(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 18)
-    }()
-    case .rangeFetchResponse?: try {
-      guard case .rangeFetchResponse(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 19)
-    }()
-    case .tensorChunk?: try {
-      guard case .tensorChunk(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
-    }()
-    case .credit?: try {
-      guard case .credit(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 21)
-    }()
-    case .error?: try {
-      guard case .error(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 22)
-    }()
-    case .taskResultAck?: try {
-      guard case .taskResultAck(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 23)
-    }()
-    case .submitRequest?: try {
-      guard case .submitRequest(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 30)
-    }()
-    case .submitResponse?: try {
-      guard case .submitResponse(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 31)
-    }()
-    case .statusRequest?: try {
-      guard case .statusRequest(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 32)
-    }()
-    case .statusResponse?: try {
-      guard case .statusResponse(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 33)
-    }()
-    case .cancelRequest?: try {
-      guard case .cancelRequest(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 34)
-    }()
-    case .cancelResponse?: try {
-      guard case .cancelResponse(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 35)
-    }()
-    case .listWorkersRequest?: try {
-      guard case .listWorkersRequest(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 36)
-    }()
-    case .listWorkersResponse?: try {
-      guard case .listWorkersResponse(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 37)
-    }()
-    case .snapshotRequest?: try {
-      guard case .snapshotRequest(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 38)
-    }()
-    case .snapshotResponse?: try {
-      guard case .snapshotResponse(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 39)
-    }()
-    case .progressUpdate?: try {
-      guard case .progressUpdate(let v)? = self.body else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 40)
-    }()
-    case nil: break
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if _storage._protocolVersion != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._protocolVersion, fieldNumber: 1)
+      }
+      if !_storage._correlationID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._correlationID, fieldNumber: 2)
+      }
+      if !_storage._tensors.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._tensors, fieldNumber: 3)
+      }
+      if !_storage._authToken.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._authToken, fieldNumber: 4)
+      }
+      switch _storage._body {
+      case .workerHello?: try {
+        guard case .workerHello(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+      }()
+      case .workerWelcome?: try {
+        guard case .workerWelcome(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+      }()
+      case .heartbeat?: try {
+        guard case .heartbeat(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
+      }()
+      case .workerGoodbye?: try {
+        guard case .workerGoodbye(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
+      }()
+      case .taskAssignment?: try {
+        guard case .taskAssignment(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
+      }()
+      case .taskProgress?: try {
+        guard case .taskProgress(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
+      }()
+      case .taskResult?: try {
+        guard case .taskResult(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
+      }()
+      case .taskCancel?: try {
+        guard case .taskCancel(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 17)
+      }()
+      case .rangeFetchRequest?: try {
+        guard case .rangeFetchRequest(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 18)
+      }()
+      case .rangeFetchResponse?: try {
+        guard case .rangeFetchResponse(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 19)
+      }()
+      case .tensorChunk?: try {
+        guard case .tensorChunk(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
+      }()
+      case .credit?: try {
+        guard case .credit(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 21)
+      }()
+      case .error?: try {
+        guard case .error(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 22)
+      }()
+      case .taskResultAck?: try {
+        guard case .taskResultAck(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 23)
+      }()
+      case .submitRequest?: try {
+        guard case .submitRequest(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 30)
+      }()
+      case .submitResponse?: try {
+        guard case .submitResponse(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 31)
+      }()
+      case .statusRequest?: try {
+        guard case .statusRequest(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 32)
+      }()
+      case .statusResponse?: try {
+        guard case .statusResponse(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 33)
+      }()
+      case .cancelRequest?: try {
+        guard case .cancelRequest(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 34)
+      }()
+      case .cancelResponse?: try {
+        guard case .cancelResponse(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 35)
+      }()
+      case .listWorkersRequest?: try {
+        guard case .listWorkersRequest(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 36)
+      }()
+      case .listWorkersResponse?: try {
+        guard case .listWorkersResponse(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 37)
+      }()
+      case .snapshotRequest?: try {
+        guard case .snapshotRequest(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 38)
+      }()
+      case .snapshotResponse?: try {
+        guard case .snapshotResponse(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 39)
+      }()
+      case .progressUpdate?: try {
+        guard case .progressUpdate(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 40)
+      }()
+      case nil: break
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Kiln_V1_Envelope, rhs: Kiln_V1_Envelope) -> Bool {
-    if lhs.protocolVersion != rhs.protocolVersion {return false}
-    if lhs.correlationID != rhs.correlationID {return false}
-    if lhs.tensors != rhs.tensors {return false}
-    if lhs.body != rhs.body {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._protocolVersion != rhs_storage._protocolVersion {return false}
+        if _storage._correlationID != rhs_storage._correlationID {return false}
+        if _storage._tensors != rhs_storage._tensors {return false}
+        if _storage._authToken != rhs_storage._authToken {return false}
+        if _storage._body != rhs_storage._body {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
