@@ -95,6 +95,10 @@ struct CoordinatorCommand: ParsableCommand {
             }
             let coordinator = try Coordinator(config: c)
             print("coordinator listening on \(coordinator.endpoints.listen), progress on \(coordinator.endpoints.publish)")
+            if coordinator.token != nil {
+                let file = c.dataDir.appendingPathComponent(LocalToken.fileName).path
+                print("clients and workers need its token: --token-file \(file) (or KILN_TOKEN_FILE=\(file))")
+            }
             fflush(stdout)
             let signals = stopOnSignals { coordinator.requestStop() }
             coordinator.run()
