@@ -48,6 +48,8 @@ export KILN_BIN=$bin KILN_STOP_TIMEOUT=5 KILN_READY_TIMEOUT=60
 base=${KILN_CHAOS_DIR:-$(mktemp -d /tmp/kiln-chaos.XXXXXX)}
 mkdir -p "$base"
 base=$(cd "$base" && pwd)
+# The coordinator confines jobs to allowed roots: the runs' files and the repository's texts.
+export KILN_ALLOW_PATHS="$base:$root"
 netns_ok=0
 root_ok=0
 if ((!short)) && [[ $(id -u) == 0 ]]; then
@@ -99,11 +101,13 @@ cluster() {
 }
 
 endpoint() { cat "$run_dir/endpoint.txt"; }
+# Clients present the coordinator's local token (made in its data directory at start).
+token() { echo "$run_dir/data/token"; }
 
 # state<TAB>error of a job, or nothing while the coordinator does not answer.
 job_state() {
   local json
-  json=$("$bin" status "$1" --coordinator "$(endpoint)" --timeout 2 --json 2>/dev/null) || return 0
+  json=$(KILN_TOKEN_FILE=$(token) "$bin" status "$1" --coordinator "$(endpoint)" --timeout 2 --json 2>/dev/null) || return 0
   python3 -c '
 import json, sys
 o = json.load(sys.stdin)
@@ -114,7 +118,7 @@ print(o.get("state", ""), e.get("message", "") if isinstance(e, dict) else e, se
 # A recipe is METHOD:MODE; two shards, so two workers share the work.
 submit() {
   local recipe=$1 out=$2
-  "$bin" submit --coordinator "$(endpoint)" --timeout 10 --model "$model" --calib "$calib" --samples 4 --seqlen 64 \
+  KILN_TOKEN_FILE=$(token) "$bin" submit --coordinator "$(endpoint)" --timeout 10 --model "$model" --calib "$calib" --samples 4 --seqlen 64 \
     --shard-size 2 --method "${recipe%%:*}" --mode "${recipe#*:}" --format gguf-q4_0 --out "$out"
 }
 

@@ -10,8 +10,8 @@ final class LocalRestartTests: XCTestCase {
     var script: URL { Paths.repoRoot.appendingPathComponent("Cluster/local.sh") }
     let bash = URL(fileURLWithPath: "/bin/bash")
 
-    func workerIDs(_ endpoint: String) throws -> [String] {
-        let r = try Proc.run(bin, ["workers", "--coordinator", endpoint, "--json"], timeout: 30)
+    func workerIDs(_ endpoint: String, token: URL) throws -> [String] {
+        let r = try Proc.run(bin, ["workers", "--coordinator", endpoint, "--json"], env: ["KILN_TOKEN_FILE": token.path], timeout: 30)
         guard r.status == 0 else { return [] }
         return ((try r.json()["workers"] as? [[String: Any]]) ?? []).compactMap { $0["worker_id"] as? String }
     }
@@ -36,7 +36,7 @@ final class LocalRestartTests: XCTestCase {
         }
         let endpoint = try read("endpoint.txt")
         let workerPid = try read("worker-1.pid")
-        let before = try workerIDs(endpoint)
+        let before = try workerIDs(endpoint, token: run.appendingPathComponent("data/token"))
         XCTAssertEqual(before.count, 1)
         let oldLog = try read("logs/coordinator.log")
         XCTAssertTrue(oldLog.contains("coordinator listening"), oldLog)
@@ -57,7 +57,7 @@ final class LocalRestartTests: XCTestCase {
         XCTAssertTrue(log.contains(oldLog), "the crashed coordinator's log was overwritten")
         XCTAssertEqual(log.components(separatedBy: "\n").filter { $0.hasPrefix("--- started ") }.count, 2, log)
         // The surviving worker (same process) registered with the new coordinator.
-        XCTAssertEqual(try workerIDs(endpoint), before)
+        XCTAssertEqual(try workerIDs(endpoint, token: run.appendingPathComponent("data/token")), before)
 
         // `kiln gc` keeps off a data directory a coordinator holds, and runs once it stopped.
         let data = run.appendingPathComponent("data").path
