@@ -66,7 +66,7 @@ let package = Package(
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ", "TestSupport"], swiftSettings: fast),
         .testTarget(name: "KilnProtocolTests", dependencies: ["KilnProtocol", "TestSupport"], swiftSettings: fast),
         .testTarget(name: "ClusterTests", dependencies: ["Coordinator", "Worker", "Jobs", "KilnProtocol", "ZeroMQ", "TestSupport"], swiftSettings: fast),
-        .testTarget(name: "KilnCLITests", dependencies: ["TestSupport"], swiftSettings: fast),
+        .testTarget(name: "KilnCLITests", dependencies: ["TestSupport", "ModelIO"], swiftSettings: fast),
         .testTarget(name: "ClientTests", dependencies: ["Client", "TestSupport"], swiftSettings: fast),
         .testTarget(name: "ClusterCLITests", dependencies: ["TestSupport"], swiftSettings: fast),
     ],

@@ -13,7 +13,9 @@
 # KILN_READY_TIMEOUT (seconds to wait for the coordinator and workers, default 60),
 # KILN_LISTEN_HOST (default 127.0.0.1; another address needs CURVE keys or --insecure in
 # KILN_COORDINATOR_ARGS, extra coordinator arguments), KILN_WORKER_PREFIX (words run before
-# each worker's command, e.g. "ip netns exec NS" to place workers in a network namespace).
+# each worker's command, e.g. "ip netns exec NS" to place workers in a network namespace),
+# KILN_ALLOW_PATHS (colon-separated directories jobs may use, besides the data directory,
+# the current directory and the model asset cache $KILN_ASSETS).
 # The coordinator listens on 127.0.0.1 (loopback needs no CURVE keys) on a free port P and
 # publishes progress on P+1; clients find it with KILN_COORDINATOR=$(cat "$KILN_RUN_DIR/endpoint.txt").
 # A restart (after a crash or a stop) reuses the previous P when P and P+1 are free, so
@@ -28,6 +30,13 @@ ready_timeout=${KILN_READY_TIMEOUT:-60}
 host=${KILN_LISTEN_HOST:-127.0.0.1}
 read -r -a coordinator_args <<<"${KILN_COORDINATOR_ARGS:-}"
 read -r -a worker_prefix <<<"${KILN_WORKER_PREFIX:-}"
+# Jobs may use files under the model asset cache and KILN_ALLOW_PATHS (colon-separated
+# directories), besides the data directory and the directory local.sh is started in.
+allow_args=()
+assets=${KILN_ASSETS:-$HOME/.cache/kiln/assets}
+[[ -d $assets ]] && allow_args+=(--allow-path "$assets")
+IFS=: read -r -a extra_allowed <<<"${KILN_ALLOW_PATHS:-}"
+for p in ${extra_allowed[@]+"${extra_allowed[@]}"}; do [[ -n $p ]] && allow_args+=(--allow-path "$p"); done
 
 die() { echo "local.sh: $*" >&2; exit 1; }
 usage() { echo "usage: Cluster/local.sh start N | stop | status" >&2; exit 2; }
@@ -116,7 +125,7 @@ start() {
     local port; port=$(coordinator_port)
     endpoint="tcp://$host:$port"
     log_separator "$run_dir/logs/coordinator.log"
-    nohup "$bin" coordinator --listen "$endpoint" --data-dir "$run_dir/data" ${coordinator_args[@]+"${coordinator_args[@]}"} \
+    nohup "$bin" coordinator --listen "$endpoint" --data-dir "$run_dir/data" ${allow_args[@]+"${allow_args[@]}"} ${coordinator_args[@]+"${coordinator_args[@]}"} \
       </dev/null >>"$run_dir/logs/coordinator.log" 2>&1 &
     echo $! >"$run_dir/coordinator.pid"
     echo "$endpoint" >"$run_dir/endpoint.txt"

@@ -48,7 +48,7 @@ quant() {
   local name=$1 threads=$2; shift 2
   if [ -s "$OUT/q-$name.json" ]; then echo "$name: kept from an earlier run ($OUT/q-$name.json)"; return 0; fi
   /usr/bin/time -v "$KILN" run --model "$MODEL" --calib Tests/Fixtures/text/fortunes_calib.txt --seqlen 512 --seed 0 \
-    --eval "$EVAL" --eval-windows 40 --no-eval-before --threads "$threads" --out "$OUT/q-$name" "$@" --json \
+    --eval "$EVAL" --eval-windows 40 --no-eval-before --threads "$threads" --out "$OUT/q-$name" --overwrite "$@" --json \
     >"$OUT/q-$name.json" 2>"$OUT/q-$name.time" || { echo "$name failed: see $OUT/q-$name.time" >&2; return 1; }
   rm -rf "$OUT/q-$name"
 }

@@ -16,5 +16,5 @@ mkdir -p "$(dirname "$OUT")"
   --calib Tests/Fixtures/text/fortunes_calib.txt --samples "${SAMPLES:-32}" --seqlen 512 --seed 0 \
   --method gptq --format gguf-q4_0 --mode "${MODE:-sequential}" \
   --eval Tests/Fixtures/text/fortunes_eval.txt --eval-windows "${EVAL_WINDOWS:-16}" \
-  --out "$OUT"
+  --out "$OUT" --overwrite  # a rerun replaces its own earlier output
 echo "output: $OUT (report: $OUT.report.json)"

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds Kiln and runs every test (unit, real-model conformance, CLI end to end,
 # cluster). Installs what is missing first. Release mode: the tests run whole models.
+# The last line is the count of real results: "N passed, N failed" (XCTest cases plus
+# each extra check below), and the exit status is non-zero when anything failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 Ops/setup.sh
@@ -8,8 +10,44 @@ swift build -c release --build-tests
 # protoc-gen-swift (built once, cached) lets the protocol test check that the
 # committed generated code matches Protos/.
 Ops/gen-protos.sh --print-plugin >/dev/null
-# Step: short fault campaign (Ops/chaos.sh --short): small SmolLM2 jobs on a local
-# cluster, each with a crash or stall of a worker or the coordinator; every output must
-# equal the undisturbed one and nothing may be left behind.
-Ops/chaos.sh --short
-swift test -c release --skip-build --parallel --num-workers 2 "$@"
+
+results=.build/test-results
+rm -rf "$results" && mkdir -p "$results"
+extra_passed=0
+extra_failed=0
+# check NAME COMMAND...: one extra check (a script, not an XCTest case), counted in the summary.
+check() {
+  local name=$1; shift
+  echo "== $name"
+  if "$@"; then extra_passed=$((extra_passed + 1)); else extra_failed=$((extra_failed + 1)); echo "== $name FAILED"; fi
+}
+
+set +e
+swift test -c release --skip-build --parallel --num-workers 2 --xunit-output "$results/xunit.xml" "$@"
+xctest_status=$?
+set -e
+
+# Step: short fault campaign: small SmolLM2 jobs on a local cluster, each with a crash or
+# stall of a worker or the coordinator; every output must equal the undisturbed one and
+# nothing may be left behind.
+check "fault campaign (Ops/chaos.sh --short)" Ops/chaos.sh --short
+
+# Counts from the xUnit report (one <testcase> per test, <failure> inside the failed ones).
+read -r passed failed < <(python3 - "$results/xunit.xml" "$xctest_status" <<'PY'
+import sys, xml.etree.ElementTree as ET
+path, status = sys.argv[1], int(sys.argv[2])
+try:
+    cases = ET.parse(path).getroot().iter("testcase")
+except (OSError, ET.ParseError):
+    print(0, 1)  # no report: the test process itself died
+    sys.exit()
+passed = failed = 0
+for c in cases:
+    if c.find("failure") is not None or c.find("error") is not None: failed += 1
+    else: passed += 1
+if status != 0 and failed == 0: failed = 1  # swift test failed outside any test case
+print(passed, failed)
+PY
+)
+echo "$((passed + extra_passed)) passed, $((failed + extra_failed)) failed"
+[[ $((failed + extra_failed)) -eq 0 ]]

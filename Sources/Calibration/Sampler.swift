@@ -23,7 +23,7 @@ public enum SamplerError: Error, CustomStringConvertible, Equatable {
 
     public var description: String {
         switch self {
-        case let .unreadable(file, reason): return "calibration file \(file): cannot read (\(reason))"
+        case let .unreadable(file, reason): return "cannot read \(file): \(reason)"
         case let .emptyFile(file): return "calibration file \(file) is empty (no tokens); give a text file with some content"
         case let .tooShort(file, tokens, needed, detail):
             return "calibration file \(file) has \(tokens) tokens, \(detail) need \(needed); lower --samples or --seqlen, or use a longer text"
@@ -33,16 +33,25 @@ public enum SamplerError: Error, CustomStringConvertible, Equatable {
 }
 
 public enum Sampler {
+    /// Bounds on a request, checked before anything is allocated (the result holds
+    /// `count` offsets; the windows `count * length` tokens).
+    public static let maxWindows = 1 << 24
+    public static let maxWindowLength = 1 << 20
+
     /// Start offsets of the windows (a pure function of its arguments).
     public static func starts(tokenCount: Int, count: Int, length: Int, kind: SamplerKind, seed: UInt64,
                               file: String = "calibration text") throws -> [Int] {
-        guard count >= 1 else { throw SamplerError.invalidRequest("sample count must be >= 1, got \(count)") }
-        guard length >= 2 else { throw SamplerError.invalidRequest("window length must be >= 2 tokens, got \(length)") }
+        guard (1...maxWindows).contains(count) else {
+            throw SamplerError.invalidRequest("sample count must be 1...\(maxWindows), got \(count)")
+        }
+        guard (2...maxWindowLength).contains(length) else {
+            throw SamplerError.invalidRequest("window length must be 2...\(maxWindowLength) tokens, got \(length)")
+        }
         if tokenCount == 0 { throw SamplerError.emptyFile(file: file) }
         switch kind {
         case .consecutive:
-            let needed = count * length
-            guard tokenCount >= needed else {
+            let (needed, overflow) = count.multipliedReportingOverflow(by: length)
+            guard !overflow, tokenCount >= needed else {
                 throw SamplerError.tooShort(file: file, tokens: tokenCount, needed: needed,
                                             detail: "\(count) consecutive windows of \(length) tokens")
             }
@@ -67,14 +76,12 @@ public enum Sampler {
     }
 
     /// Reads a UTF-8 text file and tokenizes it with `encode`.
-    public static func tokens(file url: URL, encode: (String) throws -> [Int]) throws -> [Int32] {
+    public static func tokens(file url: URL, what: String = "calibration file",
+                              encode: (String) throws -> [Int]) throws -> [Int32] {
         let name = url.lastPathComponent
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch {
-            throw SamplerError.unreadable(file: name, reason: (error as NSError).localizedDescription)
-        }
-        guard let text = String(data: data, encoding: .utf8) else {
-            throw SamplerError.unreadable(file: name, reason: "not valid UTF-8")
+        let text: String
+        do { text = try TextFile.read(url, what: what) } catch let e as TextFile.Error {
+            throw SamplerError.unreadable(file: name, reason: e.description)
         }
         if text.isEmpty { throw SamplerError.emptyFile(file: name) }
         let ids = try encode(text)

@@ -78,8 +78,12 @@ public struct HessianAccumulator: Codable, Sendable, Equatable {
 
     /// Rebuilds an accumulator from its raw arrays (as shipped by a peer).
     public init(columns: Int, samples: Int, tokens: Int, high: [Int64], low: [UInt64]) throws {
+        // `columns` comes from a peer: bounded before the packed size, which could overflow.
+        guard columns >= 0, columns < 1 << 31 else {
+            throw StatisticsError.invalidState("Hessian of \(columns) columns is out of range")
+        }
         let packed = columns * (columns + 1) / 2
-        guard columns >= 0, samples >= 0, tokens >= 0, high.count == packed, low.count == packed else {
+        guard samples >= 0, tokens >= 0, high.count == packed, low.count == packed else {
             throw StatisticsError.invalidState("Hessian of \(columns) columns needs \(packed) packed entries, got \(high.count)/\(low.count)")
         }
         self.columns = columns

@@ -40,7 +40,7 @@ extension Coordinator {
     /// Validates a job (options, files, the model's header), plans its task graph,
     /// stores it and queues it.
     func submit(_ spec: JobSpec, clientToken: String = "") throws -> JobRun {
-        try spec.validate()
+        try spec.validate(limits: config.jobLimits)
         let view = try spec.openModelView()
         let blocks = spec.blockCount(view)
         try checkDiskSpace(spec, view: view)

@@ -1,4 +1,5 @@
 import Foundation
+import Jobs
 import KilnProtocol
 
 /// How a coordinator listens, stores and watches its workers.
@@ -31,6 +32,10 @@ public struct CoordinatorConfig: Sendable {
     /// Keep a job's result files after it ends (debugging); by default they are removed
     /// once the output is written or the job fails or is cancelled.
     public var keepResults = false
+    /// What a submitted job may ask for: memory, paths (absolute, under allowed roots).
+    /// The library default allows any absolute or relative path (the embedded `kiln run`);
+    /// `kiln coordinator` confines jobs to its data directory, its start directory and --allow-path.
+    public var jobLimits = JobLimits()
     /// Free bytes on the file system of a directory (statvfs), judged at submit; tests replace it.
     public var freeBytes: @Sendable (URL) -> UInt64? = { DiskBudget.freeBytes($0) }
 

@@ -64,7 +64,7 @@ public enum GGUFOutput {
         let quantized = try linears.summaries()
         let keys: [String]
         if let g = view as? GGUFModel { keys = g.file.metadataKeys } else { keys = view.metadata.keys.sorted() }
-        let w = try GGUFWriter(url: url)
+        let w = try GGUFWriter(url: url, replace: spec.overwrite)
         do {
             let kiln = provenance(spec)
             let replaced = Set(kiln.map(\.0) + ["general.alignment", "general.file_type"])

@@ -73,7 +73,8 @@ public enum GPTQOutput {
         let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-tok-\(getpid())-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: tmp) }
         let (modelConfig, tokenizerFiles) = try configAndTokenizer(view: view, tmp: tmp)
-        let w = try GPTQSafetensorsWriter(directory: url, config: config, modelConfig: modelConfig, tokenizerFiles: tokenizerFiles)
+        let w = try GPTQSafetensorsWriter(directory: url, config: config, modelConfig: modelConfig, tokenizerFiles: tokenizerFiles,
+                                          replace: spec.overwrite)
         do {
             enum Item { case plain(String, String), linear(String, String) }
             var items: [Item] = []

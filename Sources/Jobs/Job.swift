@@ -12,10 +12,12 @@ public enum Job {
     /// for the evaluation). The output does not depend on it.
     /// `spill`: keep calibration activations in files under this directory (a private
     /// subdirectory, removed afterwards) instead of memory.
-    public static func run(_ spec: JobSpec, concurrency: Int? = nil, spill: URL? = nil,
+    public static func run(_ spec: JobSpec, concurrency: Int? = nil, spill: URL? = nil, limits: JobLimits = JobLimits(),
                            progress: ((JobEvent) -> Void)? = nil) throws -> JobReport {
         let start = DispatchTime.now()
-        try spec.validate()
+        var limits = limits
+        limits.activationsInMemory = spill == nil
+        try spec.validate(limits: limits)
         var times = PhaseTimes()
         var notes: [String] = []
 
@@ -71,7 +73,7 @@ public enum Job {
         let report = JobReport(spec: spec, output: spec.output, calibrationTokens: ctx.calibrationTokens,
                                calibrationWindowTokens: spec.samples * spec.seqlen, perplexity: ppl,
                                linears: linearReports, times: times, peakRSSBytes: peakRSSBytes(), notes: notes)
-        try report.jsonData().write(to: JobReport.url(forOutput: spec.output), options: .atomic)
+        try report.write()
         return report
     }
 }
@@ -88,7 +90,7 @@ public struct JobEvaluation {
     public init?(spec: JobSpec, view: any ModelView, model: LlamaModel) throws {
         guard let e = spec.evalFile else { return nil }
         let tok = try makeTokenizer(view)
-        let ids = try Sampler.tokens(file: URL(fileURLWithPath: e)) { tok.encode($0) }
+        let ids = try Sampler.tokens(file: URL(fileURLWithPath: e), what: "evaluation file (--eval)") { tok.encode($0) }
         let needed = spec.evalWindows * spec.evalContext
         guard ids.count >= needed else {
             throw JobError("evaluation file \(e) has \(ids.count) tokens; \(spec.evalWindows) windows of \(spec.evalContext) need \(needed): lower --eval-windows")

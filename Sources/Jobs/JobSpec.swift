@@ -79,6 +79,9 @@ public struct JobSpec: Codable, Sendable, Equatable {
     /// Calibration windows per shard. The shard partition is a function of the job
     /// only (never of how many workers run it).
     public var shardSize: Int = 8
+    /// Replace an existing output (a file, or a directory holding only a previous Kiln
+    /// output, by its manifest) and report. Never an input, never foreign files.
+    public var overwrite: Bool = false
 
     public init(model: String, calibration: String, output: String) {
         self.model = model
@@ -117,11 +120,49 @@ public struct JobSpec: Codable, Sendable, Equatable {
                            percentDamp: percentDamp, blockSize: blockSize ?? 128)
     }
 
-    public var shardCount: Int { (samples + shardSize - 1) / max(shardSize, 1) }
+    /// Written without `samples + shardSize - 1`, which overflows for unchecked values.
+    public var shardCount: Int {
+        let size = max(shardSize, 1)
+        return samples / size + (samples % size == 0 ? 0 : 1)
+    }
 
     /// Windows [start, end) of shard s.
     public func shardRange(_ s: Int) -> Range<Int> {
         let lo = s * shardSize
         return lo..<min(lo + shardSize, samples)
+    }
+}
+
+extension JobSpec {
+    /// Decodes a spec sent by any client: missing fields take their defaults (model,
+    /// calibration and output are required), so a spec from an older or hand-written
+    /// client decodes, then `validate()` says what is wrong with it.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(model: try c.decode(String.self, forKey: .model), calibration: try c.decode(String.self, forKey: .calibration),
+                  output: try c.decode(String.self, forKey: .output))
+        func take<T: Decodable>(_ key: CodingKeys, _ field: inout T) throws {
+            if let v = try c.decodeIfPresent(T.self, forKey: key) { field = v }
+        }
+        try take(.samples, &samples)
+        try take(.seqlen, &seqlen)
+        try take(.seed, &seed)
+        try take(.sampler, &sampler)
+        try take(.method, &method)
+        bits = try c.decodeIfPresent(Int.self, forKey: .bits)
+        groupSize = try c.decodeIfPresent(Int.self, forKey: .groupSize)
+        symmetric = try c.decodeIfPresent(Bool.self, forKey: .symmetric)
+        try take(.actOrder, &actOrder)
+        staticGroups = try c.decodeIfPresent(Bool.self, forKey: .staticGroups)
+        try take(.percentDamp, &percentDamp)
+        blockSize = try c.decodeIfPresent(Int.self, forKey: .blockSize)
+        try take(.mode, &mode)
+        try take(.format, &format)
+        evalFile = try c.decodeIfPresent(String.self, forKey: .evalFile)
+        try take(.evalWindows, &evalWindows)
+        try take(.evalBefore, &evalBefore)
+        try take(.evalContext, &evalContext)
+        try take(.shardSize, &shardSize)
+        try take(.overwrite, &overwrite)
     }
 }

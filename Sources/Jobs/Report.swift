@@ -1,4 +1,5 @@
 import Foundation
+import ModelIO
 
 /// Wall time of each phase of a job, seconds.
 public struct PhaseTimes: Codable, Sendable, Equatable {
@@ -54,6 +55,11 @@ public struct JobReport: Codable, Sendable, Equatable {
     }
 
     /// Where the report goes: beside the output.
+    /// Writes the report beside the output (replacing a previous one only with --overwrite).
+    public func write() throws {
+        try OutputPlacement.write(try jsonData(), to: Self.url(forOutput: output), replace: spec.overwrite)
+    }
+
     public static func url(forOutput out: String) -> URL {
         URL(fileURLWithPath: out.hasSuffix("/") ? String(out.dropLast()) : out).appendingPathExtension("report.json")
     }

@@ -41,9 +41,14 @@ public final class GGUFFile: @unchecked Sendable {  // immutable after init
     /// The tensor table's infos, built once (callers look tensors up often).
     public let tensors: [TensorInfo]
 
-    public init(_ url: URL) throws {
-        self.url = url
-        map = try MappedFile(url)
+    public convenience init(_ url: URL) throws { try self.init(map: MappedFile(url)) }
+
+    /// Reads GGUF bytes held in memory; `name` stands for the file in errors.
+    public convenience init(bytes: Data, name: String) throws { try self.init(map: MappedFile(copying: bytes, name: name)) }
+
+    init(map: MappedFile) throws {
+        url = map.url
+        self.map = map
         let file = map.name
         var c = ByteCursor(map.bytes, file: file)
 

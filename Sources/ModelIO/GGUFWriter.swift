@@ -8,7 +8,7 @@ import Foundation
 ///     ...                                   // every tensor, in file order
 ///     try w.writeTensor("token_embd.weight", bytes: packed)   // in declaration order
 ///     ...
-///     try w.finish()                        // renames <out>.partial to <out>
+///     try w.finish()                        // moves the temporary file to <out>
 ///
 /// Metadata and the tensor table are fixed by the declarations, so every offset in
 /// the header is computed before any tensor data is written; the writer holds one
@@ -16,7 +16,8 @@ import Foundation
 /// reverse. Tensor data starts at a multiple of `general.alignment` (default 32) and
 /// each tensor is padded with zeros to that alignment.
 ///
-/// The file is written as `<out>.partial` and renamed onto `<out>` by `finish()`.
+/// The file is written under a fresh temporary sibling name and moved onto `<out>` by
+/// `finish()`; an existing `<out>` is an error unless `replace` (see OutputPlacement).
 /// Any error while streaming, `abandon()`, or dropping the writer before `finish()`
 /// removes the temporary file and leaves `<out>` untouched.
 public final class GGUFWriter {
@@ -32,6 +33,8 @@ public final class GGUFWriter {
 
     public let url: URL
     public let alignment: Int
+    /// Replace an existing regular file at `url` (otherwise `finish()` refuses).
+    public let replace: Bool
     public private(set) var metadata: [(key: String, value: GGUFValue)] = []
     public private(set) var tensors: [DeclaredTensor] = []
     private var keys: Set<String> = []
@@ -44,12 +47,13 @@ public final class GGUFWriter {
 
     /// - alignment: data alignment, written as `general.alignment` (uint32) unless
     ///   the caller sets that key to the same value.
-    public init(url: URL, alignment: Int = 32) throws {
+    public init(url: URL, alignment: Int = 32, replace: Bool = false) throws {
         guard alignment > 0, alignment % 8 == 0, alignment <= Int(UInt32.max) else {
             throw ModelIOError(file: url.path, "general.alignment \(alignment) must be a positive multiple of 8")
         }
         self.url = url
         self.alignment = alignment
+        self.replace = replace
     }
 
     deinit { out?.discard() }
@@ -173,7 +177,7 @@ public final class GGUFWriter {
     private func writeHeaderIfNeeded() throws {
         guard !headerWritten else { return }
         headerWritten = true
-        let o = try WriterOutputFile(url: url)
+        let o = try WriterOutputFile(url: url, replace: replace)
         out = o
         let h = headerBytes()
         headerSize = Self.align(h.count, alignment)

@@ -237,16 +237,21 @@ public enum GPTQPacking {
 /// quantize_config.json, and copies of the tokenizer files.
 ///
 /// Declare every linear and every other tensor first (in file order), then write them
-/// in that order; the writer holds one tensor at a time. Everything is written into
-/// `<directory>.partial` and renamed onto `<directory>` by `finish()`; on any error or
-/// `abandon()` the temporary directory is removed and `<directory>` is untouched.
+/// in that order; the writer holds one tensor at a time. Everything is written into a
+/// fresh temporary sibling directory, with a `kiln-manifest.json` listing the files, and
+/// moved onto `<directory>` by `finish()` (an existing non-empty directory only with
+/// `replace`, and only if it holds nothing but a previous Kiln output; see
+/// OutputPlacement). On any error or `abandon()` the temporary directory is removed and
+/// `<directory>` is untouched.
 public final class GPTQSafetensorsWriter {
     public let directory: URL
     public let config: GPTQConfig
     private let modelConfig: Data?
     private let tokenizerFiles: [URL]
     private let maxShardBytes: Int?
-    private let tempDir: URL
+    private let replace: Bool
+    /// Created by `start()`; nil before.
+    private var tempDir: URL!
 
     private struct Spec { var name: String; var dtype: DType; var shape: [Int]; var bytes: Int }
     private struct Unit { var name: String; var linear: (out: Int, in: Int, bias: Bool)?; var specs: [Spec] }
@@ -266,7 +271,7 @@ public final class GPTQSafetensorsWriter {
     /// - maxShardBytes: split into several safetensors files of about this size
     ///   (a linear's tensors stay together); nil writes one file.
     public init(directory: URL, config: GPTQConfig, modelConfig: Data? = nil, tokenizerFiles: [URL] = [],
-                maxShardBytes: Int? = nil) throws {
+                maxShardBytes: Int? = nil, replace: Bool = false) throws {
         guard [2, 3, 4, 8].contains(config.bits) else { throw ModelIOError(file: directory.path, "GPTQ bits \(config.bits) (2, 3, 4 or 8)") }
         guard config.groupSize == -1 || config.groupSize > 0 else { throw ModelIOError(file: directory.path, "GPTQ group size \(config.groupSize)") }
         if let m = modelConfig {
@@ -279,7 +284,7 @@ public final class GPTQSafetensorsWriter {
         self.modelConfig = modelConfig
         self.tokenizerFiles = tokenizerFiles
         self.maxShardBytes = maxShardBytes
-        tempDir = directory.deletingLastPathComponent().appendingPathComponent(directory.lastPathComponent + ".partial")
+        self.replace = replace
     }
 
     deinit { if !closed { cleanup() } }
@@ -345,11 +350,7 @@ public final class GPTQSafetensorsWriter {
         let n = shards.count
         shardFiles = n == 1 ? ["model.safetensors"]
             : (1...n).map { String(format: "model-%05d-of-%05d.safetensors", $0, n) }
-        let fm = FileManager.default
-        if fm.fileExists(atPath: tempDir.path) { try? fm.removeItem(at: tempDir) }
-        do { try fm.createDirectory(at: tempDir, withIntermediateDirectories: false) } catch {
-            throw ModelIOError(file: directory.path, "cannot create \(tempDir.lastPathComponent): \(error.localizedDescription)")
-        }
+        tempDir = try OutputPlacement.createTemporaryDirectory(for: directory)
     }
 
     private func writeSpec(_ name: String, bytes: Data) throws {
@@ -459,7 +460,8 @@ public final class GPTQSafetensorsWriter {
                 guard fm.fileExists(atPath: t.path) else { throw ModelIOError(file: t.path, "tokenizer file not found") }
                 try fm.copyItem(at: t, to: tempDir.appendingPathComponent(t.lastPathComponent))
             }
-            try moveIntoPlace()
+            try writeManifest()
+            try OutputPlacement.placeDirectory(tempDir, at: directory, replace: replace)
             closed = true
         } catch { fail(); throw error }
     }
@@ -489,24 +491,12 @@ public final class GPTQSafetensorsWriter {
         try o.commit()
     }
 
-    private func moveIntoPlace() throws {
-        let fm = FileManager.default
-        var isDir: ObjCBool = false
-        var old: URL?
-        if fm.fileExists(atPath: directory.path, isDirectory: &isDir) {
-            guard isDir.boolValue else { throw ModelIOError(file: directory.path, "exists and is not a directory") }
-            let aside = directory.deletingLastPathComponent().appendingPathComponent(directory.lastPathComponent + ".old-\(getpid())")
-            if rename(directory.path, aside.path) != 0 {
-                throw ModelIOError(file: directory.path, "cannot move the previous directory aside: \(String(cString: strerror(errno)))")
-            }
-            old = aside
-        }
-        if rename(tempDir.path, directory.path) != 0 {
-            let err = String(cString: strerror(errno))
-            if let a = old { _ = rename(a.path, directory.path) }
-            throw ModelIOError(file: directory.path, "rename from \(tempDir.lastPathComponent) failed: \(err)")
-        }
-        if let a = old { try? fm.removeItem(at: a) }
+    private func writeManifest() throws {
+        let files = try FileManager.default.contentsOfDirectory(atPath: tempDir.path)
+        let o = try WriterOutputFile(url: tempDir.appendingPathComponent(OutputManifest.fileName))
+        try o.write(try OutputManifest.data(files: files + [OutputManifest.fileName]))
+        try o.write([0x0A])
+        try o.commit()
     }
 
     /// Gives up: removes the temporary directory.
@@ -520,7 +510,8 @@ public final class GPTQSafetensorsWriter {
     private func cleanup() {
         shardWriter?.abandon()
         shardWriter = nil
-        if started { try? FileManager.default.removeItem(at: tempDir) }
+        // The temporary directory was created empty by this writer: all of it is ours.
+        if let t = tempDir { try? FileManager.default.removeItem(at: t) }
     }
 }
 

@@ -16,6 +16,8 @@ final class MappedFile: @unchecked Sendable {
     let name: String
     let size: Int
     private let base: UnsafeRawPointer?
+    /// True for an in-memory copy (freed, not unmapped).
+    private let owned: Bool
 
     init(_ url: URL) throws {
         self.url = url
@@ -27,6 +29,7 @@ final class MappedFile: @unchecked Sendable {
         guard fstat(fd, &st) == 0 else { throw ModelIOError(file: name, "cannot stat: \(String(cString: strerror(errno)))") }
         guard (st.st_mode & S_IFMT) == S_IFREG else { throw ModelIOError(file: name, "not a regular file") }
         size = Int(st.st_size)
+        owned = false
         if size == 0 { base = nil; return }
         let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
         guard let p, p != UnsafeMutableRawPointer(bitPattern: -1) else {
@@ -35,8 +38,26 @@ final class MappedFile: @unchecked Sendable {
         base = UnsafeRawPointer(p)
     }
 
+    /// A private copy of `data` read like a mapped file named `name`: lets bytes
+    /// that never touched the disk (fuzz inputs, tests) go through the same reader.
+    init(copying data: Data, name: String) {
+        url = URL(fileURLWithPath: name)
+        self.name = name
+        size = data.count
+        owned = true
+        if size == 0 { base = nil; return }
+        let p = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
+        data.copyBytes(to: p.assumingMemoryBound(to: UInt8.self), count: size)
+        base = UnsafeRawPointer(p)
+    }
+
     deinit {
-        if let base { munmap(UnsafeMutableRawPointer(mutating: base), size) }
+        guard let base else { return }
+        if owned {
+            UnsafeMutableRawPointer(mutating: base).deallocate()
+        } else {
+            munmap(UnsafeMutableRawPointer(mutating: base), size)
+        }
     }
 
     var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: size) }

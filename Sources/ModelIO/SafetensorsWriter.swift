@@ -13,26 +13,24 @@ private let sysWrite = Glibc.write
 private let sysWrite = Darwin.write
 #endif
 
-/// A file written under a temporary name next to its destination and renamed into
-/// place by `commit()` (rename(2) within one directory is atomic). Until then the
-/// destination is untouched; `discard()` (or deinit without commit) removes the
-/// temporary file.
+/// A file written under a fresh temporary name next to its destination and moved into
+/// place by `commit()` (see `OutputPlacement`: an existing destination is replaced only
+/// with `replace`). Until then the destination is untouched; `discard()` (or deinit
+/// without commit) removes the temporary file, which no one else could have used.
 final class WriterOutputFile {
     let url: URL
     let tempURL: URL
+    let replace: Bool
     private var fd: Int32
     private var buffer: [UInt8] = []
     private let bufferLimit = 1 << 20
     private(set) var offset: Int = 0
     private var done = false
 
-    init(url: URL) throws {
+    init(url: URL, replace: Bool = false) throws {
         self.url = url
-        tempURL = url.deletingLastPathComponent().appendingPathComponent(url.lastPathComponent + ".partial")
-        fd = open(tempURL.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        if fd < 0 {
-            throw ModelIOError(file: url.path, "cannot create \(tempURL.lastPathComponent): \(String(cString: strerror(errno)))")
-        }
+        self.replace = replace
+        (tempURL, fd) = try OutputPlacement.createTemporaryFile(for: url)
         buffer.reserveCapacity(bufferLimit)
     }
 
@@ -81,9 +79,7 @@ final class WriterOutputFile {
             let fdc = fd
             fd = -1
             if close(fdc) != 0 { throw ModelIOError(file: url.path, "close failed: \(String(cString: strerror(errno)))") }
-            if rename(tempURL.path, url.path) != 0 {
-                throw ModelIOError(file: url.path, "rename from \(tempURL.lastPathComponent) failed: \(String(cString: strerror(errno)))")
-            }
+            try OutputPlacement.placeFile(tempURL, at: url, replace: replace)
             done = true
         } catch {
             discard()

@@ -219,8 +219,11 @@ public func loadBERT(view: any ModelView) throws -> BertModel {
     let c = view.config
     let file = view.url.lastPathComponent
     guard c.architecture.lowercased() == "bert" else {
-        throw ModelError.unsupported(file, c.architecture,
-                                     hint: causalArchitectures.contains(c.architecture.lowercased()) ? "; '\(c.architecture)' is a causal LM: use loadCausalLM" : "")
+        if causalArchitectures.contains(c.architecture.lowercased()) {
+            throw ModelError(file: file, "architecture '\(c.architecture)' is a causal language model, not a BERT encoder: "
+                             + "sentence embeddings need a BERT model (perplexity of this model: kiln eval)")
+        }
+        throw ModelError.unsupported(file, c.architecture)
     }
     try checkConfig(c, file: file)
     let prefix = (view.naming == .huggingFace && !view.has("embeddings.word_embeddings.weight")

@@ -78,13 +78,14 @@ public func loadCausalLM(view: any ModelView, options: ModelLoadOptions = ModelL
     let loadBlock: @Sendable (Int) throws -> LlamaBlockWeights = { i in
         try loadLlamaBlock(reader: TensorReader(view), config: c, block: i, naming: naming, stored: stored, wanted: layout)
     }
+    // Fail early on a missing tensor, without reading any data (the block count is
+    // bounded by checkConfig, so this loop and the block array below are too).
+    for i in 0..<c.layerCount {
+        let names = LlamaBlock.linearNames.map { LlamaTensorNames.linear($0, block: i, naming: naming) }
+            + [LlamaTensorNames.attnNorm(i, naming), LlamaTensorNames.ffnNorm(i, naming)]
+        for n in names where !view.has(n) { throw ModelError(file: file, "missing tensor '\(n)'") }
+    }
     if options.lazyBlocks {
-        // Fail early on a missing tensor, without reading any data.
-        for i in 0..<c.layerCount {
-            let names = LlamaBlock.linearNames.map { LlamaTensorNames.linear($0, block: i, naming: naming) }
-                + [LlamaTensorNames.attnNorm(i, naming), LlamaTensorNames.ffnNorm(i, naming)]
-            for n in names where !view.has(n) { throw ModelError(file: file, "missing tensor '\(n)'") }
-        }
         return LlamaModel(config: c, hyper: hyper, naming: naming, embedding: embedding, outputNorm: outputNorm,
                           outputHead: head, lazyBlocks: loadBlock)
     }
@@ -93,10 +94,30 @@ public func loadCausalLM(view: any ModelView, options: ModelLoadOptions = ModelL
                       outputHead: head, blocks: blocks)
 }
 
+/// Bounds on a model's header fields, checked before anything is sized by them. Far
+/// above any published model (Llama 3 405B: 126 blocks, hidden 16384, ffn 53248).
+public enum ModelLimits {
+    public static let maxBlocks = 4096
+    public static let maxWidth = 1 << 18
+    public static let maxVocab = 1 << 24
+    public static let maxContext = 1 << 24
+}
+
 func checkConfig(_ c: ModelConfig, file: String) throws {
     func bad(_ s: String) -> ModelError { ModelError(file: file, "invalid config: \(s)") }
     guard c.hiddenSize > 0, c.headCount > 0, c.layerCount >= 0, c.vocabSize > 0, c.intermediateSize > 0 else {
         throw bad("sizes must be positive (hidden \(c.hiddenSize), heads \(c.headCount), vocab \(c.vocabSize))")
+    }
+    guard c.layerCount <= ModelLimits.maxBlocks else {
+        throw bad("block count \(c.layerCount) exceeds \(ModelLimits.maxBlocks); the header is damaged")
+    }
+    for (name, v) in [("hidden size", c.hiddenSize), ("feed-forward size", c.intermediateSize),
+                      ("head count", c.headCount), ("kv head count", c.kvHeadCount)] where v > ModelLimits.maxWidth {
+        throw bad("\(name) \(v) exceeds \(ModelLimits.maxWidth); the header is damaged")
+    }
+    guard c.vocabSize <= ModelLimits.maxVocab else { throw bad("vocabulary size \(c.vocabSize) exceeds \(ModelLimits.maxVocab)") }
+    guard (1...ModelLimits.maxContext).contains(c.contextLength) else {
+        throw bad("context length \(c.contextLength) must be 1...\(ModelLimits.maxContext) (context_length / max_position_embeddings)")
     }
     guard c.hiddenSize % c.headCount == 0 else { throw bad("hidden size \(c.hiddenSize) not divisible by \(c.headCount) heads") }
     guard c.kvHeadCount > 0, c.headCount % c.kvHeadCount == 0 else {

@@ -34,14 +34,25 @@ private func ggufTokenizer(_ md: [String: GGUFValue]) throws -> any Tokenizer {
     }
     let preKey = "tokenizer.ggml.pre"
     guard let pre = md[preKey]?.string else { throw TokenizerError.missing(key: preKey) }
-    func id(_ name: String) -> Int? { md["tokenizer.ggml.\(name)_token_id"]?.int }
+    let tokens = try strings("tokenizer.ggml.tokens")
+    // Special ids are copied into outputs and used at inference: one outside the
+    // vocabulary is a damaged header, not something to carry along.
+    func id(_ name: String) throws -> Int? {
+        let key = "tokenizer.ggml.\(name)_token_id"
+        guard let v = md[key] else { return nil }
+        guard let i = v.int, (0..<tokens.count).contains(i) else {
+            throw TokenizerError.invalid(key: key, reason: "\(v) is not a token id of the \(tokens.count)-token vocabulary")
+        }
+        return i
+    }
     return try BPETokenizer(
-        tokens: strings("tokenizer.ggml.tokens"),
+        tokens: tokens,
         merges: strings("tokenizer.ggml.merges"),
         tokenTypes: md["tokenizer.ggml.token_type"]?.array?.compactMap(\.int),
         preTokenizer: pre,
-        specialTokens: SpecialTokenIDs(bos: id("bos"), eos: id("eos"), unk: id("unknown"), pad: id("padding"),
-                                       cls: id("cls"), sep: id("seperator") ?? id("separator"), mask: id("mask")),
+        specialTokens: SpecialTokenIDs(bos: try id("bos"), eos: try id("eos"), unk: try id("unknown"),
+                                       pad: try id("padding"), cls: try id("cls"),
+                                       sep: try id("seperator") ?? id("separator"), mask: try id("mask")),
         addBOS: md["tokenizer.ggml.add_bos_token"]?.bool ?? false,
         addEOS: md["tokenizer.ggml.add_eos_token"]?.bool ?? false)
 }

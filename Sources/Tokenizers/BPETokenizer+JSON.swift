@@ -30,7 +30,7 @@ extension BPETokenizer {
 
         var tokens = try json.vocabulary()
         var types = [TokenType](repeating: .normal, count: tokens.count)
-        for t in json.addedTokens {
+        for t in try json.addedTokens() {
             if t.id >= tokens.count {
                 tokens += Array(repeating: "", count: t.id + 1 - tokens.count)
                 types += Array(repeating: .unused, count: t.id + 1 - types.count)

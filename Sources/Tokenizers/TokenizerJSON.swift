@@ -28,13 +28,25 @@ struct TokenizerJSON {
 
     var modelType: String { model["type"] as? String ?? "(none)" }
 
+    /// Ids may leave gaps, but fewer than there are entries (model.vocab plus
+    /// added_tokens): the vocabulary array is sized by the largest id, and a lying
+    /// id must not allocate beyond what the file holds.
+    var idLimit: Int {
+        let entries = ((model["vocab"] as? [String: Any])?.count ?? 0) + ((root["added_tokens"] as? [Any])?.count ?? 0)
+        return 2 * entries + 1024
+    }
+
     /// model.vocab (token -> id) as an id-ordered array; gaps are empty strings.
     func vocabulary() throws -> [String] {
         guard let vocab = model["vocab"] as? [String: Any] else { throw TokenizerError.missing(key: "model.vocab") }
+        let limit = idLimit
         var pairs: [(String, Int)] = []
         pairs.reserveCapacity(vocab.count)
         for (k, v) in vocab {
             guard let id = v as? Int, id >= 0 else { throw TokenizerError.invalid(key: "model.vocab", reason: "id of \(k)") }
+            guard id < limit else {
+                throw TokenizerError.invalid(key: "model.vocab", reason: "id \(id) of \(k) is far beyond the \(vocab.count) entries")
+            }
             pairs.append((k, id))
         }
         var tokens = [String](repeating: "", count: (pairs.map(\.1).max() ?? -1) + 1)
@@ -44,9 +56,14 @@ struct TokenizerJSON {
 
     struct AddedToken { var id: Int; var content: String; var special: Bool }
 
-    var addedTokens: [AddedToken] {
-        (root["added_tokens"] as? [[String: Any]] ?? []).compactMap { t in
+    /// added_tokens entries with an id and a content; ids checked like the vocabulary's.
+    func addedTokens() throws -> [AddedToken] {
+        let limit = idLimit
+        return try (root["added_tokens"] as? [[String: Any]] ?? []).compactMap { t in
             guard let id = t["id"] as? Int, let content = t["content"] as? String else { return nil }
+            guard id >= 0, id < limit else {
+                throw TokenizerError.invalid(key: "added_tokens", reason: "id \(id) of \(content) is out of range")
+            }
             return AddedToken(id: id, content: content, special: t["special"] as? Bool ?? false)
         }
     }

@@ -75,7 +75,7 @@ public final class WordPieceTokenizer: Tokenizer {
             throw TokenizerError.unsupported(key: "pre_tokenizer.type", value: type)
         }
         var vocab = try json.vocabulary()
-        let added = json.addedTokens
+        let added = try json.addedTokens()
         for t in added {
             if t.id >= vocab.count { vocab += Array(repeating: "", count: t.id + 1 - vocab.count) }
             vocab[t.id] = t.content

@@ -30,6 +30,31 @@ public struct ZMQCurveKeyPair: Sendable, Equatable, Codable {
 
 /// Z85 encoding (ZeroMQ RFC 32) of binary keys.
 public enum Z85 {
+    /// RFC 32's alphabet, in digit order.
+    public static let alphabet = Array("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#".utf8)
+
+    /// Why `text` is not a Z85 CURVE key (40 characters of the alphabet, each group of 5
+    /// worth less than 2^32), nil if it is one. libzmq's own refusal names neither.
+    public static func keyProblem(_ text: String) -> String? {
+        let bytes = Array(text.utf8)
+        guard bytes.count == 40 else { return "a CURVE key is 40 Z85 characters, this is \(bytes.count)" }
+        var value: UInt64 = 0
+        for (i, b) in bytes.enumerated() {
+            guard let digit = alphabet.firstIndex(of: b) else {
+                let c = b < 0x80 ? "'\(Character(Unicode.Scalar(b)))'" : String(format: "byte 0x%02x", b)
+                return "character \(i + 1) (\(c)) is not in the Z85 alphabet"
+            }
+            value = value * 85 + UInt64(digit)
+            if i % 5 == 4 {
+                guard value <= UInt64(UInt32.max) else {
+                    return "characters \(i - 3)...\(i + 1) are not valid Z85 (their value exceeds 32 bits)"
+                }
+                value = 0
+            }
+        }
+        return nil
+    }
+
     /// Encodes bytes (count a multiple of 4).
     public static func encode(_ data: Data) -> String? {
         guard data.count % 4 == 0 else { return nil }

@@ -388,12 +388,21 @@ public struct ZMQMonitorEvent: Sendable, Equatable {
     public let value: UInt32
     public let endpoint: String
 
+    public init(event: UInt16, value: UInt32, endpoint: String) {
+        self.event = event
+        self.value = value
+        self.endpoint = endpoint
+    }
+
     public static let connected = UInt16(ZMQ_EVENT_CONNECTED)
+    public static let connectDelayed = UInt16(ZMQ_EVENT_CONNECT_DELAYED)
+    public static let connectRetried = UInt16(ZMQ_EVENT_CONNECT_RETRIED)
     public static let accepted = UInt16(ZMQ_EVENT_ACCEPTED)
     public static let disconnected = UInt16(ZMQ_EVENT_DISCONNECTED)
     public static let handshakeSucceeded = UInt16(ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
     public static let handshakeFailedAuth = UInt16(ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
     public static let handshakeFailedProtocol = UInt16(ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
+    public static let handshakeFailedNoDetail = UInt16(ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 
     /// Parses the two frames a monitor socket sends; nil if they are not one.
     public static func parse(_ frames: [Data]) -> ZMQMonitorEvent? {

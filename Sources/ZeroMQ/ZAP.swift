@@ -8,12 +8,14 @@ import Foundation
 ///
 /// NULL and PLAIN mechanisms are denied unless `allowNullMechanism` is set
 /// (libzmq only asks about NULL when the socket has a ZAP domain).
-public final class ZAPAuthenticator: @unchecked Sendable {
+///
+/// Each denial goes to `log` (the Z85 key and the peer's address), rate-limited per
+/// key: a refused client retries its handshake for as long as it runs.
+public final class ZAPAuthenticator: @unchecked Sendable {  // mutable state lives in `state`, under its lock
     public static let endpoint = "inproc://zeromq.zap.01"
 
     private let state: State
     private let finished = DispatchSemaphore(value: 0)
-    private var running = true
 
     final class State: @unchecked Sendable {
         let lock = NSLock()
@@ -21,6 +23,8 @@ public final class ZAPAuthenticator: @unchecked Sendable {
         var allowNull = false
         var domains: Set<String>? = nil
         var stop = false
+        /// stop() was called (it waits for the thread once; later calls return at once).
+        var stopCalled = false
         var decisions: [(key: String, allowed: Bool)] = []
 
         func with<R>(_ body: (State) -> R) -> R {
@@ -34,8 +38,11 @@ public final class ZAPAuthenticator: @unchecked Sendable {
     /// - Parameters:
     ///   - allowedKeys: Z85 public keys admitted.
     ///   - domains: if set, requests for other ZAP domains are denied.
+    ///   - log: where denials are reported (called on the handler's thread).
+    ///   - limiter: how often they are reported.
     public init(context: ZMQContext, allowedKeys: Set<String> = [], domains: Set<String>? = nil,
-                allowNullMechanism: Bool = false) throws {
+                allowNullMechanism: Bool = false, log: (@Sendable (String) -> Void)? = nil,
+                limiter: LogLimiter = LogLimiter(burst: 3, intervalMs: 30_000)) throws {
         let socket = try context.socket(.rep)
         try socket.bind(Self.endpoint)
         state = State()
@@ -45,7 +52,7 @@ public final class ZAPAuthenticator: @unchecked Sendable {
         let state = self.state
         let finished = self.finished
         let thread = Thread {
-            Self.serve(socket: socket, state: state)
+            Self.serve(socket: socket, state: state, log: log, limiter: limiter)
             socket.close()
             finished.signal()
         }
@@ -57,21 +64,25 @@ public final class ZAPAuthenticator: @unchecked Sendable {
 
     /// Stops the handler and waits for its thread to exit.
     public func stop() {
-        guard running else { return }
-        running = false
-        state.with { $0.stop = true }
-        finished.wait()
+        let first = state.with { s -> Bool in
+            defer { s.stopCalled = true; s.stop = true }
+            return !s.stopCalled
+        }
+        if first { finished.wait() }
     }
 
     public func allow(_ publicKey: String) { state.with { _ = $0.allowed.insert(publicKey) } }
     public func revoke(_ publicKey: String) { state.with { _ = $0.allowed.remove(publicKey) } }
     public var allowedKeys: Set<String> { state.with { $0.allowed } }
 
-    /// The decisions taken so far (Z85 key or "mechanism:NAME", allowed?), for logs and tests.
+    /// The latest decisions (up to 1024; Z85 key or "mechanism:NAME", allowed?), for logs and tests.
     public var decisions: [(key: String, allowed: Bool)] { state.with { $0.decisions } }
 
-    private static func serve(socket: ZMQSocket, state: State) {
+    private static func serve(socket: ZMQSocket, state: State, log: (@Sendable (String) -> Void)?, limiter: LogLimiter) {
+        var limiter = limiter
+        defer { report(limiter.summaries(nowMs: nowMs(), force: true), log) }
         while !state.with({ $0.stop }) {
+            report(limiter.summaries(nowMs: nowMs()), log)
             guard let frames = try? socket.receiveMultipart(timeout: 50) else { continue }
             // Request: version, request id, domain, address, routing id, mechanism, credentials...
             guard frames.count >= 6 else {
@@ -104,8 +115,31 @@ public final class ZAPAuthenticator: @unchecked Sendable {
                     }
                 }
             }
-            state.with { $0.decisions.append((subject, status == "200")) }
+            state.with { s in
+                // Bounded: a refused peer retries for as long as it runs.
+                if s.decisions.count >= 1024 { s.decisions.removeFirst(512) }
+                s.decisions.append((subject, status == "200"))
+            }
+            if status != "200", let log {
+                // The address frame is the peer's IP (empty for inproc).
+                let address = String(decoding: frames[3], as: UTF8.self)
+                let from = address.isEmpty ? "" : " from \(address)"
+                if limiter.admit(subject, nowMs: nowMs()) {
+                    let what = subject.hasPrefix("mechanism:") ? "a \(mechanism) client" : "CURVE key \(subject)"
+                    log("ZAP denied \(what)\(from): \(text)")
+                }
+            }
             _ = try? socket.send([Data("1.0".utf8), requestID, Data(status.utf8), Data(text.utf8), Data(user.utf8), Data()])
         }
     }
+
+    private static func report(_ summaries: [(key: String, suppressed: Int)], _ log: (@Sendable (String) -> Void)?) {
+        guard let log else { return }
+        for (key, n) in summaries {
+            let what = key.hasPrefix("mechanism:") ? "\(key.dropFirst("mechanism:".count)) clients" : "CURVE key \(key)"
+            log("ZAP denied \(what) \(n) more time\(n == 1 ? "" : "s") (repeats suppressed)")
+        }
+    }
+
+    static func nowMs() -> Int64 { Int64(DispatchTime.now().uptimeNanoseconds / 1_000_000) }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Coordinator
 import Foundation
+import Jobs
 import Logging
 
 struct CoordinatorCommand: ParsableCommand {
@@ -34,8 +35,36 @@ struct CoordinatorCommand: ParsableCommand {
     var maxMessageBytes: Int64 = 1 << 30
     @Flag(help: "Keep each job's result files after it ends, for debugging (`kiln gc` removes them later).")
     var keepResults = false
+    @Option(help: ArgumentHelp("A directory whose files jobs may read and write (repeatable). Jobs are confined to "
+                               + "these, --data-dir and the directory the coordinator starts in.", valueName: "dir"))
+    var allowPath: [String] = []
+    @Option(help: ArgumentHelp("Refuse a job whose estimated memory per process exceeds SIZE (e.g. 16G; default 80% of RAM).",
+                               valueName: "size"))
+    var maxJobMemory: String?
     @Option(help: "trace | debug | info | notice | warning | error")
     var logLevel = "info"
+
+    /// Jobs are confined to the allowed roots and must send absolute paths.
+    func jobLimits() throws -> JobLimits {
+        var l = JobLimits()
+        if let m = maxJobMemory {
+            guard let bytes = MemoryEstimate.parse(m) else {
+                throw UserError("--max-job-memory \(m): give a size such as 512M, 16G or a byte count")
+            }
+            l.maxJobMemory = bytes
+        }
+        l.requireAbsolutePaths = true
+        var roots = [dataDir, FileManager.default.currentDirectoryPath]
+        for p in allowPath {
+            var isDir: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: p, isDirectory: &isDir), isDir.boolValue else {
+                throw UserError("--allow-path \(p) is not an existing directory")
+            }
+            roots.append(p)
+        }
+        l.allowedRoots = roots.map { PathResolution.resolve($0) }
+        return l
+    }
 
     func run() throws {
         #if os(Linux)
@@ -53,6 +82,7 @@ struct CoordinatorCommand: ParsableCommand {
             c.heartbeatLiveness = liveness
             c.maxMessageBytes = maxMessageBytes
             c.keepResults = keepResults
+            c.jobLimits = try jobLimits()
             if let f = curveSecret {
                 c.curveSecretKey = try readKeyFile(f, what: "--curve-secret").first
                 guard let f2 = allowKeys else { throw UserError("--curve-secret needs --allow-keys (the public keys let in)") }
@@ -69,18 +99,6 @@ struct CoordinatorCommand: ParsableCommand {
             _ = signals
         }
     }
-}
-
-/// Lines of a key file (blank lines and # comments skipped); each must be a 40-character Z85 key.
-func readKeyFile(_ path: String, what: String) throws -> [String] {
-    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw UserError("\(what) \(path): cannot read the file") }
-    let keys = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
-        .filter { !$0.isEmpty && !$0.hasPrefix("#") }
-    guard !keys.isEmpty else { throw UserError("\(what) \(path): no key in the file") }
-    for (i, k) in keys.enumerated() where k.utf8.count != 40 {
-        throw UserError("\(what) \(path): line \(i + 1) is not a 40-character Z85 CURVE key")
-    }
-    return keys
 }
 
 func bootstrapLogging(_ level: String) {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Calibration
 import Foundation
 import ModelIO
 import Models
@@ -25,10 +26,7 @@ struct Embed: ParsableCommand {
                 throw UserError("\(view.url.lastPathComponent): no tokenizer.json or vocab.txt beside the model")
             }
             let tokenizer = try loadTokenizer(source)
-            let content: String
-            do { content = try String(contentsOf: URL(fileURLWithPath: text), encoding: .utf8) } catch {
-                throw UserError("\(text): cannot read the text file as UTF-8 (\(error.localizedDescription))")
-            }
+            let content = try TextFile.read(URL(fileURLWithPath: text), what: "text file (--text)")
             let lines = content.split(whereSeparator: \.isNewline).map(String.init)
                 .filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }
             guard !lines.isEmpty else { throw UserError("\(text): no sentences (the file has no non-empty line)") }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Calibration
 import Foundation
 import ModelIO
 import Models
@@ -20,13 +21,13 @@ struct Eval: ParsableCommand {
     @Option(help: "Text file to score.")
     var text: String
 
-    @Option(help: "Tokens per window.")
+    @Option(parsing: .unconditional, help: "Tokens per window (at most the model's context length).")
     var ctx: Int = 512
 
-    @Option(help: "Number of windows (default: every whole window of the file).")
+    @Option(parsing: .unconditional, help: "Number of windows (default: every whole window of the file).")
     var windows: Int?
 
-    @Option(help: "BLAS threads (default: OpenBLAS's choice).")
+    @Option(parsing: .unconditional, help: "BLAS threads (default: OpenBLAS's choice).")
     var threads: Int?
 
     @Flag(help: "Print a JSON object with perplexity, tokens, windows and seconds.")
@@ -36,18 +37,22 @@ struct Eval: ParsableCommand {
         try runReportingErrors {
             guard ctx >= 2 else { throw UserError("--ctx must be at least 2 (got \(ctx))") }
             if let w = windows, w < 1 { throw UserError("--windows must be at least 1 (got \(w))") }
-            if let t = threads { guard t >= 1 else { throw UserError("--threads must be at least 1") }; BLAS.threads = t }
+            if let t = threads {
+                guard (1...1024).contains(t) else { throw UserError("--threads \(t) is out of range: use 1 to 1024") }
+                BLAS.threads = t
+            }
             let started = Date()
             let view = try openModel(URL(fileURLWithPath: model))
+            guard ctx <= view.config.contextLength else {
+                throw UserError("--ctx \(ctx) exceeds the context length of \(view.url.lastPathComponent) "
+                                + "(\(view.config.contextLength)); use at most \(view.config.contextLength)")
+            }
             guard let source = view.tokenizer else {
                 throw UserError("\(view.url.lastPathComponent): the model carries no tokenizer (GGUF tokenizer.ggml.* keys or tokenizer.json)")
             }
             let tokenizer = try loadTokenizer(source)
             let textURL = URL(fileURLWithPath: text)
-            let content: String
-            do { content = try String(contentsOf: textURL, encoding: .utf8) } catch {
-                throw UserError("\(text): cannot read the text file as UTF-8 (\(error.localizedDescription))")
-            }
+            let content = try TextFile.read(textURL, what: "text file (--text)")
             let ids = tokenizer.encode(content).map(Int32.init)
             let available = ids.count / ctx
             guard available >= 1 else {

@@ -15,19 +15,19 @@ struct RecipeOptions: ParsableArguments {
     var model: String
     @Option(help: "Calibration text file.")
     var calib: String
-    @Option(help: "Calibration windows.")
+    @Option(parsing: .unconditional, help: "Calibration windows.")
     var samples = 128
-    @Option(help: "Tokens per calibration window.")
+    @Option(parsing: .unconditional, help: "Tokens per calibration window.")
     var seqlen = 512
-    @Option(help: "Seed of the window sampler.")
+    @Option(parsing: .unconditional, help: "Seed of the window sampler.")
     var seed: UInt64 = 0
     @Option(help: "consecutive | random (GPTQ reference's random windows).")
     var sampler: SamplerKind = .random
     @Option(help: "rtn | gptq")
     var method: QuantMethod = .gptq
-    @Option(help: "Bits per weight (default: the format's; 4 for gptq-safetensors).")
+    @Option(parsing: .unconditional, help: "Bits per weight (default: the format's; 4 for gptq-safetensors).")
     var bits: Int?
-    @Option(help: "Input columns per group, -1 per channel (default: 32 for GGUF, 128 for gptq-safetensors).")
+    @Option(parsing: .unconditional, help: "Input columns per group, -1 per channel (default: 32 for GGUF, 128 for gptq-safetensors).")
     var group: Int?
     @Flag(inversion: .prefixedNo, help: "Symmetric grid (default: the format's grid; gptq-safetensors: symmetric).")
     var sym: Bool?
@@ -35,9 +35,9 @@ struct RecipeOptions: ParsableArguments {
     var actOrder = true
     @Flag(inversion: .prefixedNo, help: "GPTQ: fit all groups' parameters on the original weights up front (default: with act-order).")
     var staticGroups: Bool?
-    @Option(help: "GPTQ dampening, fraction of mean(diag(H)).")
+    @Option(parsing: .unconditional, help: "GPTQ dampening, fraction of mean(diag(H)).")
     var damp = 0.01
-    @Option(help: "GPTQ columns per lazy-update block (default 128).")
+    @Option(parsing: .unconditional, help: "GPTQ columns per lazy-update block (default 128).")
     var blockSize: Int?
     @Option(help: "parallel (statistics from full-precision activations) | sequential.")
     var mode: JobMode = .sequential
@@ -47,19 +47,21 @@ struct RecipeOptions: ParsableArguments {
     var out: String
     @Option(help: "Text file for perplexity before and after.")
     var eval: String?
-    @Option(help: "Evaluation windows of 512 tokens.")
+    @Option(parsing: .unconditional, help: "Evaluation windows of 512 tokens.")
     var evalWindows = 40
     @Flag(inversion: .prefixedNo, help: "With --eval: also measure the unquantized model (skip it when comparing recipes).")
     var evalBefore = true
-    @Option(help: "Calibration windows per shard (the unit of work of the task graph).")
+    @Option(parsing: .unconditional, help: "Calibration windows per shard (the unit of work of the task graph).")
     var shardSize = 8
+    @Flag(help: "Replace an existing output: a file, or a directory holding only a previous Kiln output (its manifest); never inputs or files Kiln did not write.")
+    var overwrite = false
 
     func jobSpec() -> JobSpec {
         var s = JobSpec(model: model, calibration: calib, output: out)
         s.samples = samples; s.seqlen = seqlen; s.seed = seed; s.sampler = sampler; s.method = method
         s.bits = bits; s.groupSize = group; s.symmetric = sym; s.actOrder = actOrder; s.staticGroups = staticGroups
         s.percentDamp = damp; s.mode = mode; s.format = format; s.evalFile = eval; s.evalWindows = evalWindows; s.evalBefore = evalBefore
-        s.shardSize = shardSize; s.blockSize = blockSize
+        s.shardSize = shardSize; s.blockSize = blockSize; s.overwrite = overwrite
         return s
     }
 }
@@ -81,41 +83,5 @@ extension JobSpec {
 
     static func absolute(_ path: String) -> String {
         URL(fileURLWithPath: path).standardizedFileURL.path
-    }
-}
-
-/// How to reach the coordinator (every cluster client command).
-struct CoordinatorOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("Coordinator endpoint (default: $KILN_COORDINATOR, else \(Endpoints.defaultCoordinator)).",
-                               valueName: "endpoint"))
-    var coordinator: String?
-
-    @Option(help: ArgumentHelp("File holding the coordinator's CURVE public key, Z85 (default: $KILN_CURVE_SERVER_KEY); none: plain TCP.",
-                               valueName: "file"))
-    var curveServerKey: String?
-
-    @Option(help: ArgumentHelp("File holding this client's CURVE secret key, Z85 (default: $KILN_CURVE_SECRET; else a fresh pair).",
-                               valueName: "file"))
-    var curveSecret: String?
-
-    @Option(help: "Seconds to wait for each answer from the coordinator.")
-    var timeout = 5.0
-
-    var endpoint: String { Endpoints.coordinator(explicit: coordinator) }
-
-    func makeClient() throws -> CoordinatorClient {
-        guard timeout > 0, timeout.isFinite else { throw UserError("--timeout \(timeout) must be a positive number of seconds") }
-        let env = ProcessInfo.processInfo.environment
-        // Key files, as `kiln worker` takes them.
-        let serverFile = curveServerKey ?? env["KILN_CURVE_SERVER_KEY"].flatMap { $0.isEmpty ? nil : $0 }
-        let secretFile = curveSecret ?? env["KILN_CURVE_SECRET"].flatMap { $0.isEmpty ? nil : $0 }
-        if secretFile != nil && serverFile == nil {
-            throw UserError("--curve-secret needs --curve-server-key (the coordinator's public key)")
-        }
-        let security = try serverFile.map { file in
-            try ClientSecurity(serverPublicKey: readKeyFile(file, what: "--curve-server-key")[0],
-                               secretKey: secretFile.map { try readKeyFile($0, what: "--curve-secret")[0] })
-        }
-        return try CoordinatorClient(endpoint: endpoint, timeoutMs: Int((timeout * 1000).rounded()), security: security)
     }
 }

@@ -22,10 +22,14 @@ struct Run: ParsableCommand {
 
     @OptionGroup(title: "Recipe")
     var recipe: RecipeOptions
-    @Option(help: "BLAS threads.")
+    @Option(parsing: .unconditional, help: "Tasks run at once, each on one BLAS thread (the output does not depend on it).")
     var threads: Int?
-    @Option(help: "Run as a coordinator and N workers in this process over inproc:// (the cluster's code path).")
+    @Option(parsing: .unconditional,
+            help: "Run as a coordinator and N workers in this process over inproc:// (the cluster's code path).")
     var workers: Int?
+    @Option(help: ArgumentHelp("Refuse a job whose estimated memory exceeds SIZE (e.g. 16G; default 80% of RAM).",
+                               valueName: "size"))
+    var maxJobMemory: String?
     @Option(help: ArgumentHelp("Keep calibration activations in files under DIR instead of memory (calibration sets larger than RAM).",
                                valueName: "dir"))
     var spill: String?
@@ -34,20 +38,34 @@ struct Run: ParsableCommand {
 
     func spec() -> JobSpec { recipe.jobSpec() }
 
+    func limits() throws -> JobLimits {
+        guard let m = maxJobMemory else { return JobLimits() }
+        guard let bytes = MemoryEstimate.parse(m) else {
+            throw UserError("--max-job-memory \(m): give a size such as 512M, 16G or a byte count")
+        }
+        return JobLimits(maxJobMemory: bytes)
+    }
+
     func run() throws {
         try runReportingErrors {
             if let t = threads {
-                guard t >= 1 else { throw UserError("--threads must be at least 1 (got \(t))") }
+                guard (1...1024).contains(t) else { throw UserError("--threads \(t) is out of range: use 1 to 1024") }
                 BLAS.threads = t
             }
+            if let n = workers, !(1...256).contains(n) {
+                throw UserError("--workers \(n) is out of range: use 1 to 256 in-process workers")
+            }
+            let limits = try limits()
             let progress = RunProgress(terminal: isatty(STDERR_FILENO) == 1)
             let report: JobReport
             if let n = workers {
                 guard spill == nil else { throw UserError("--spill applies to kiln run without --workers (workers keep their shards in memory)") }
+                try spec().validate(limits: limits)
                 report = try EmbeddedCluster.run(spec: spec(), workers: n, threads: threads ?? 1, progress: progress.handle).report
-                try report.jsonData().write(to: JobReport.url(forOutput: report.output), options: .atomic)
+                try report.write()
             } else {
-                report = try Job.run(spec(), spill: spill.map { URL(fileURLWithPath: $0) }, progress: progress.handle)
+                report = try Job.run(spec(), spill: spill.map { URL(fileURLWithPath: $0) }, limits: limits,
+                                     progress: progress.handle)
             }
             progress.finish()
             if json {

@@ -28,6 +28,7 @@ final class LocalClusterTests: XCTestCase {
         }
         let dir = Paths.tempDir("kiln-cluster")
         let env = ["KILN_RUN_DIR": dir.appendingPathComponent("run").path, "KILN_BIN": bin.path, "KILN_READY_TIMEOUT": "30",
+                   "KILN_ALLOW_PATHS": FileManager.default.temporaryDirectory.path + ":" + Paths.repoRoot.path,
                    "KILN_STOP_TIMEOUT": "3"]
         let bash = URL(fileURLWithPath: "/bin/bash")
         let start = try Proc.run(bash, [script.path, "start", "2"], env: env, timeout: 60)

@@ -23,7 +23,8 @@ final class LocalRestartTests: XCTestCase {
         continueAfterFailure = false
         let dir = Paths.tempDir("kiln-local-restart")
         let run = dir.appendingPathComponent("run")
-        let env = ["KILN_RUN_DIR": run.path, "KILN_BIN": bin.path, "KILN_READY_TIMEOUT": "30", "KILN_STOP_TIMEOUT": "3"]
+        let env = ["KILN_RUN_DIR": run.path, "KILN_BIN": bin.path, "KILN_READY_TIMEOUT": "30",
+                   "KILN_ALLOW_PATHS": FileManager.default.temporaryDirectory.path + ":" + Paths.repoRoot.path, "KILN_STOP_TIMEOUT": "3"]
         defer {
             let stop = try? Proc.run(bash, [script.path, "stop"], env: env, timeout: 60)
             XCTAssertEqual(stop?.status, 0, stop?.summary ?? "stop did not run")

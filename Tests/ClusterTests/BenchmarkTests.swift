@@ -24,7 +24,7 @@ final class BenchmarkTests: XCTestCase {
             spec.samples = 16; spec.seqlen = 128; spec.shardSize = 4; spec.method = .gptq; spec.mode = .sequential
             let endpoint = "tcp://127.0.0.1:\(try freePort())"
             let coord = try MultiProcessTests.Proc(["coordinator", "--listen", endpoint, "--publish", "tcp://127.0.0.1:\(try freePort())",
-                                                    "--data-dir", dir.appendingPathComponent("data").path],
+                                                    "--data-dir", dir.appendingPathComponent("data").path] + ClusterAssets.allowPathArgs,
                                                    log: dir.appendingPathComponent("coordinator.log"))
             let workers = try (1...n).map { i in
                 try MultiProcessTests.Proc(["worker", "--coordinator", endpoint, "--id", "w\(i)", "--threads", "1"],

@@ -35,7 +35,7 @@ final class MultiProcessTests: XCTestCase {
                                       samples: 8, shardSize: 2)
         let endpoint = "tcp://127.0.0.1:\(try freePort())"
         let coordinator = try Proc(["coordinator", "--listen", endpoint, "--publish", "tcp://127.0.0.1:\(try freePort())",
-                                    "--data-dir", dir.appendingPathComponent("data").path, "--heartbeat-ms", "500", "--liveness", "6"],
+                                    "--data-dir", dir.appendingPathComponent("data").path] + ClusterAssets.allowPathArgs + ["--heartbeat-ms", "500", "--liveness", "6"],
                                    log: dir.appendingPathComponent("coordinator.log"))
         defer { coordinator.terminate() }
         let w1 = try Proc(["worker", "--coordinator", endpoint, "--id", "w1", "--threads", "1"], log: dir.appendingPathComponent("w1.log"))

@@ -11,6 +11,12 @@ import XCTest
 import ZeroMQ
 
 enum ClusterAssets {
+    /// `kiln coordinator` confines jobs to allowed roots: the tests' files live under
+    /// the temporary directory, the asset cache and the repository's fixtures.
+    static var allowPathArgs: [String] {
+        [FileManager.default.temporaryDirectory.path, Paths.assets.path, Paths.repoRoot.path].flatMap { ["--allow-path", $0] }
+    }
+
     static let calib = Paths.fixture("text/fortunes_calib.txt")
     static let eval = Paths.fixture("text/fortunes_eval.txt")
 

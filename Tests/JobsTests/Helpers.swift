@@ -24,22 +24,9 @@ enum Assets {
         return try lock.withLock {
             if let u = truncatedURL { return u }
             let blocks = 2
-            let file = try GGUFFile(src)
             let dir = Paths.tempDir("kiln-jobs-model")
             let out = dir.appendingPathComponent("smollm2-2blocks.gguf")
-            let w = try GGUFWriter(url: out)
-            for k in file.metadataKeys where k != "general.alignment" {
-                if k == "llama.block_count" { try w.addMetadata(k, .uint32(UInt32(blocks))); continue }
-                try w.addMetadata(k, file.metadata[k]!)
-            }
-            func keep(_ name: String) -> Bool {
-                guard name.hasPrefix("blk.") else { return true }
-                return Int(name.split(separator: ".")[1])! < blocks
-            }
-            let kept = file.tensors.filter { keep($0.name) }
-            for t in kept { try w.declareTensor(t.name, type: t.dtype, shape: t.shape) }
-            for t in kept { try w.writeTensor(t.name, bytes: file.rawBytes(t.name)) }
-            try w.finish()
+            try GGUFVariants.write(from: src, to: out, blocks: blocks, overrides: ["llama.block_count": .uint32(UInt32(blocks))])
             truncatedURL = out
             return out
         }

@@ -62,6 +62,11 @@ func fileNames(in dir: URL) -> [String] {
     ((try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []).sorted()
 }
 
+/// The writers' temporary siblings of `name` in `dir` (".NAME.kiln-RANDOM.partial").
+func partials(of name: String, in dir: URL) -> [String] {
+    fileNames(in: dir).filter { $0.hasPrefix(".\(name).kiln-") && $0.hasSuffix(".partial") }
+}
+
 // MARK: - A small GGUF parser local to the tests (an independent reading of the layout)
 
 struct TestGGUF {
@@ -385,7 +390,7 @@ final class GGUFWriterTests: XCTestCase {
             try w.declareTensor("a.weight", type: .f32, shape: [2, 32])
             try w.declareTensor("b.weight", type: .q4_0, shape: [2, 32])
             try w.writeTensor("a.weight", floats: [Float](repeating: 1, count: 64))
-            XCTAssertTrue(FileManager.default.fileExists(atPath: url.path + ".partial"))
+            XCTAssertEqual(partials(of: "bad.gguf", in: dir).count, 1)
             XCTAssertThrowsError(try w.writeTensor("b.weight", bytes: Data(count: 35))) {
                 XCTAssertTrue("\($0)".contains("b.weight"), "\($0)")
                 XCTAssertTrue("\($0)".contains("36"), "\($0)")
@@ -414,7 +419,8 @@ final class GGUFWriterTests: XCTestCase {
             let w = try GGUFWriter(url: url)
             try w.declareTensor("a.weight", type: .f16, shape: [32])
             try w.writeTensor("a.weight", bytes: Data(count: 64))
-            XCTAssertEqual(fileNames(in: dir), ["bad.gguf.partial"])
+            XCTAssertEqual(fileNames(in: dir), partials(of: "bad.gguf", in: dir))
+            XCTAssertEqual(fileNames(in: dir).count, 1)
         }
         XCTAssertEqual(fileNames(in: dir), [])
         // Abandon.
@@ -444,7 +450,7 @@ final class GGUFWriterTests: XCTestCase {
     func testReplacesExistingFileOnlyOnFinish() throws {
         let url = dir.appendingPathComponent("m.gguf")
         try Data("old".utf8).write(to: url)
-        let w = try GGUFWriter(url: url)
+        let w = try GGUFWriter(url: url, replace: true)
         try w.declareTensor("a", type: .f32, shape: [1])
         try w.writeTensor("a", floats: [1])
         XCTAssertEqual(try Data(contentsOf: url), Data("old".utf8))

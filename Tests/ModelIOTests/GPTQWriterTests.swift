@@ -143,7 +143,7 @@ final class GPTQWriterTests: XCTestCase {
         for (k, c) in cases.enumerated() {
             let out = dir.appendingPathComponent("model-\(k)")
             let (lins, dense) = try writeModel(c, to: out, rng: &rng, tokenizer: [tok])
-            XCTAssertFalse(FileManager.default.fileExists(atPath: out.path + ".partial"))
+            XCTAssertEqual(partials(of: out.lastPathComponent, in: dir), [])
             let files = fileNames(in: out)
             XCTAssertTrue(files.contains("config.json") && files.contains("quantize_config.json") && files.contains("tokenizer.json"), "\(files)")
             if c.shardBytes != nil {
@@ -267,7 +267,7 @@ final class GPTQWriterTests: XCTestCase {
             try w.declareLinear("a.q_proj", outFeatures: 8, inFeatures: 64)
             try w.declareLinear("a.k_proj", outFeatures: 8, inFeatures: 64)
             try w.writeLinear(makeLinear("a.q_proj", out: 8, in: 64, bits: 4, group: 32, actOrder: false, bias: false, rng: &rng))
-            XCTAssertTrue(FileManager.default.fileExists(atPath: out.path + ".partial"))
+            XCTAssertEqual(partials(of: "q", in: dir).count, 1)
             var bad = makeLinear("a.k_proj", out: 8, in: 64, bits: 4, group: 32, actOrder: false, bias: false, rng: &rng)
             bad.zeros[3] = 0  // not storable in the v1 format (zero - 1)
             XCTAssertThrowsError(try w.writeLinear(bad)) {
@@ -325,13 +325,23 @@ final class GPTQWriterTests: XCTestCase {
         }
         XCTAssertEqual(fileNames(in: dir), ["q"])
         XCTAssertEqual(fileNames(in: out), ["marker"])
-        // Success replaces the previous directory.
+        // A directory holding a file Kiln did not write is never replaced, even when asked.
+        do {
+            let w = try GPTQSafetensorsWriter(directory: out, config: cfg, replace: true)
+            try w.declareTensor("n.weight", dtype: .f32, shape: [2])
+            try w.writeTensor("n.weight", floats: [1, 2])
+            XCTAssertThrowsError(try w.finish()) { XCTAssertTrue("\($0)".contains("marker"), "\($0)") }
+        }
+        XCTAssertEqual(fileNames(in: dir), ["q"])
+        XCTAssertEqual(fileNames(in: out), ["marker"])
+        // Once it is empty, success fills it.
+        try FileManager.default.removeItem(at: out.appendingPathComponent("marker"))
         let w = try GPTQSafetensorsWriter(directory: out, config: cfg)
         try w.declareTensor("n.weight", dtype: .f32, shape: [2])
         try w.writeTensor("n.weight", floats: [1, 2])
         try w.finish()
         XCTAssertEqual(fileNames(in: dir), ["q"])
-        XCTAssertEqual(fileNames(in: out), ["config.json", "model.safetensors", "quantize_config.json"])
+        XCTAssertEqual(fileNames(in: out), ["config.json", OutputManifest.fileName, "model.safetensors", "quantize_config.json"])
         XCTAssertEqual(try FixtureTensors(out.appendingPathComponent("model.safetensors")).floats("n.weight"), [1, 2])
     }
 
@@ -344,7 +354,8 @@ final class GPTQWriterTests: XCTestCase {
         try w.declare("b \"quoted\"", dtype: .i32, shape: [3])
         try w.declare("empty", dtype: .f32, shape: [0])
         try w.write("a", floats: [1, 2, 3, 4, 5, 6])
-        XCTAssertEqual(fileNames(in: dir), ["t.safetensors.partial"])
+        XCTAssertEqual(partials(of: "t.safetensors", in: dir).count, 1)
+        XCTAssertEqual(fileNames(in: dir).count, 1)
         try w.write("b \"quoted\"", int32s: [-1, 0, 7])
         try w.write("empty", floats: [])
         try w.finish()
