@@ -295,6 +295,13 @@ extension Coordinator {
                 self?.quantizedCache[jobID] = nil
                 do {
                     try store.markResultsRemoved(job: jobID)
+                } catch {
+                    // A full disk refuses even this update, and that is when the space is
+                    // needed most: the files go anyway (nothing reads an ended job's results);
+                    // the mark is made at the next start (this sweep again) or by `kiln gc`.
+                    log.warning("could not mark the result files of \(jobID) removed: \(error)")
+                }
+                do {
                     let r = try files.removeJob(jobID)
                     log.info("result files removed", metadata: ["job": "\(jobID)", "files": "\(r.files)", "bytes": "\(r.bytes)",
                                                                 "left": "\(r.foreign)"])

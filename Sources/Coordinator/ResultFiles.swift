@@ -23,9 +23,15 @@ public struct ResultFiles: Sendable {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let dst = url(job: job, task: task)
         let tmp = dir.appendingPathComponent(".tmp-\(UUID().uuidString)")
-        try Self.durableWrite(data, to: tmp)
-        guard rename(tmp.path, dst.path) == 0 else {
-            throw JobError("cannot rename result file to \(dst.path): \(String(cString: strerror(errno)))")
+        do {
+            try Self.durableWrite(data, to: tmp)
+            guard rename(tmp.path, dst.path) == 0 else {
+                throw JobError("cannot rename result file to \(dst.path): \(String(cString: strerror(errno)))")
+            }
+        } catch {
+            // A failed write (a full disk) must not leave its partial file taking the space.
+            unlink(tmp.path)
+            throw error
         }
         try Self.fsyncPath(dir.path, directory: true)
         return (dst, CRC32C.checksum(data))

@@ -148,6 +148,17 @@ final class RetentionTests: XCTestCase {
         XCTAssertThrowsError(try ResultsGC.run(dataDir: dir), "gc on a directory without a job store")
     }
 
+    /// A result write that fails (a full disk in the fault campaign; here a directory where
+    /// the file goes, so the rename fails) leaves no temporary file taking the space.
+    func testAFailedResultWriteLeavesNoTemporaryFile() throws {
+        let files = try ResultFiles(dataDir: Paths.tempDir("kiln-retention"))
+        let job = "job-abc-1"
+        let blocker = files.url(job: job, task: .merge(block: 0))
+        try FileManager.default.createDirectory(at: blocker.appendingPathComponent("x"), withIntermediateDirectories: true)
+        XCTAssertThrowsError(try files.write(Data(count: 4096), job: job, task: .merge(block: 0)))
+        XCTAssertEqual(entries(files.root.appendingPathComponent(job)), [blocker.lastPathComponent])
+    }
+
     func testSubmitIsRefusedWhenTheResultsWouldNotFit() throws {
         let model = try ClusterAssets.smolLM2(blocks: 2)
         let dir = Paths.tempDir("kiln-retention")
