@@ -83,7 +83,9 @@ final class RefusalVisibilityTests: XCTestCase {
         defer { s.close() }
         let watch = try HandshakeWatch(s)
         try s.connect(dead)
-        try waitFor("a retried connect") { watch.update() == .unreachable }
+        // The closed ROUTER's listener goes away asynchronously (ZeroMQ's I/O thread): a first
+        // connect may still reach it, then reconnects are refused. Loaded hosts need longer.
+        try waitFor("a retried connect", timeout: 30) { watch.update() == .unreachable }
     }
 
     func testHandshakeStateLatestOutcomeWins() {
