@@ -88,23 +88,6 @@ func writeGGUF(_ url: URL, kv: [(String, GGUFValue)], tensors: [(String, GGMLTyp
         u64(UInt64(s.utf8.count))
         out.append(contentsOf: Array(s.utf8))
     }
-    func typeID(_ v: GGUFValue) -> UInt32 {
-        switch v {
-        case .uint8: return 0
-        case .int8: return 1
-        case .uint16: return 2
-        case .int16: return 3
-        case .uint32: return 4
-        case .int32: return 5
-        case .float32: return 6
-        case .bool: return 7
-        case .string: return 8
-        case .array: return 9
-        case .uint64: return 10
-        case .int64: return 11
-        case .float64: return 12
-        }
-    }
     func value(_ v: GGUFValue) {
         switch v {
         case let .uint8(x): out.append(x)
@@ -117,7 +100,7 @@ func writeGGUF(_ url: URL, kv: [(String, GGUFValue)], tensors: [(String, GGMLTyp
         case let .bool(x): out.append(x ? 1 : 0)
         case let .string(s): str(s)
         case let .array(a):
-            u32(a.first.map(typeID) ?? 8)
+            u32(a.first.map(GGUFWriter.typeCode) ?? 8)
             u64(UInt64(a.count))
             a.forEach(value)
         case let .uint64(x): u64(x)
@@ -131,7 +114,7 @@ func writeGGUF(_ url: URL, kv: [(String, GGUFValue)], tensors: [(String, GGMLTyp
     u64(UInt64(kv.count))
     for (k, v) in kv {
         str(k)
-        u32(typeID(v))
+        u32(GGUFWriter.typeCode(v))
         value(v)
     }
     var offset = 0

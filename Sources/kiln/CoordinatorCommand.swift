@@ -48,13 +48,7 @@ struct CoordinatorCommand: ParsableCommand {
 
     /// Jobs are confined to the allowed roots and must send absolute paths.
     func jobLimits() throws -> JobLimits {
-        var l = JobLimits()
-        if let m = maxJobMemory {
-            guard let bytes = MemoryEstimate.parse(m) else {
-                throw UserError("--max-job-memory \(m): give a size such as 512M, 16G or a byte count")
-            }
-            l.maxJobMemory = bytes
-        }
+        var l = JobLimits(maxJobMemory: try maxJobMemoryBytes(maxJobMemory))
         l.requireAbsolutePaths = true
         var roots = [dataDir, FileManager.default.currentDirectoryPath]
         for p in allowPath {

@@ -85,3 +85,12 @@ extension JobSpec {
         URL(fileURLWithPath: path).standardizedFileURL.path
     }
 }
+
+/// `--max-job-memory SIZE` of `kiln run` and `kiln coordinator`; nil: the default share of RAM.
+func maxJobMemoryBytes(_ text: String?) throws -> UInt64 {
+    guard let text else { return JobLimits.defaultMaxJobMemory }
+    guard let bytes = MemoryEstimate.parse(text) else {
+        throw UserError("--max-job-memory \(text): give a size such as 512M, 16G or a byte count")
+    }
+    return bytes
+}

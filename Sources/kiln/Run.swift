@@ -39,11 +39,7 @@ struct Run: ParsableCommand {
     func spec() -> JobSpec { recipe.jobSpec() }
 
     func limits() throws -> JobLimits {
-        guard let m = maxJobMemory else { return JobLimits() }
-        guard let bytes = MemoryEstimate.parse(m) else {
-            throw UserError("--max-job-memory \(m): give a size such as 512M, 16G or a byte count")
-        }
-        return JobLimits(maxJobMemory: bytes)
+        JobLimits(maxJobMemory: try maxJobMemoryBytes(maxJobMemory))
     }
 
     func run() throws {
