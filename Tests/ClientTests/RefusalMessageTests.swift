@@ -1,5 +1,6 @@
 import Client
 import Foundation
+import TestSupport
 import XCTest
 import ZeroMQ
 
@@ -45,10 +46,7 @@ final class RefusalMessageTests: XCTestCase {
     }
 
     func testNobodyListeningIsToldToStartACoordinator() throws {
-        let probe = try ZMQContext.shared.socket(.router)
-        try probe.bind("tcp://127.0.0.1:*")
-        let endpoint = try probe.lastEndpoint
-        probe.close()
+        let endpoint = closedLoopbackEndpoint()
         let client = try CoordinatorClient(endpoint: endpoint, timeoutMs: 1500)
         XCTAssertThrowsError(try client.workers()) { error in
             XCTAssertEqual(error as? ClientError, .unreachable(endpoint: endpoint))

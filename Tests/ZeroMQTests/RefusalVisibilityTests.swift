@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 import ZeroMQ
 
@@ -74,18 +75,12 @@ final class RefusalVisibilityTests: XCTestCase {
         let plain = try handshake(context, endpoint, server: server.publicKey, keys: nil)
         XCTAssertEqual(plain, .protocolFailure(code: HandshakeVerdict.mechanismMismatch))
         XCTAssertTrue(plain.hint(curve: false)?.contains("requires CURVE") == true)
-        // A port nobody listens on: bound, then closed.
-        let probe = try context.socket(.router)
-        try probe.bind("tcp://127.0.0.1:*")
-        let dead = try probe.lastEndpoint
-        probe.close()
+        let dead = closedLoopbackEndpoint()
         let s = try context.socket(.dealer)
         defer { s.close() }
         let watch = try HandshakeWatch(s)
         try s.connect(dead)
-        // The closed ROUTER's listener goes away asynchronously (ZeroMQ's I/O thread): a first
-        // connect may still reach it, then reconnects are refused. Loaded hosts need longer.
-        try waitFor("a retried connect", timeout: 30) { watch.update() == .unreachable }
+        try waitFor("a refused connect", timeout: 10) { watch.update() == .unreachable }
     }
 
     func testHandshakeStateLatestOutcomeWins() {
