@@ -24,7 +24,9 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
 }
 
 @_cdecl("LLVMFuzzerInitialize")
-public func fuzzInitialize(_ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> CInt {
+public func fuzzInitialize(
+    _ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>
+) -> CInt {
     guard let env = getenv("KILN_FUZZ_MAKE_SEEDS") else { return 0 }
     do {
         try makeSeeds(URL(fileURLWithPath: String(cString: env)))
@@ -69,10 +71,21 @@ func makeSeeds(_ dir: URL) throws {
     try stats.add(Matrix(rows: 3, cols: 4, data: (0..<12).map { Float($0) / 3 - 1 }))
     let seeds: [(String, Data)] = [
         ("input-statistics", try ClusterCodec.encode(ClusterTaskInput(statistics: stats))),
-        ("input-quantized", try ClusterCodec.encode(InputSeed(quantized: [QuantizedLinearSeed()], lineage: [[QuantizedLinearSeed()]],
-                                                             replayAllowed: true))),
-        ("output-collect", try ClusterCodec.encode(ClusterTaskOutput.collect(CollectResult(block: 0, shard: 1, statistics: [stats],
-                                                                                         tokens: 3)))),
+        (
+            "input-quantized",
+            try ClusterCodec.encode(
+                InputSeed(
+                    quantized: [QuantizedLinearSeed()], lineage: [[QuantizedLinearSeed()]],
+                    replayAllowed: true))
+        ),
+        (
+            "output-collect",
+            try ClusterCodec.encode(
+                ClusterTaskOutput.collect(
+                    CollectResult(
+                        block: 0, shard: 1, statistics: [stats],
+                        tokens: 3)))
+        ),
         ("output-reconstruct", try ClusterCodec.encode(OutputSeed.reconstruct(ReconstructSeed()))),
         ("output-propagate", try ClusterCodec.encode(OutputSeed.propagate(PropagateSeed()))),
     ]

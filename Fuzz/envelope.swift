@@ -103,7 +103,9 @@ func receive(_ input: [[Data]]) {
 }
 
 @_cdecl("LLVMFuzzerInitialize")
-public func fuzzInitialize(_ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> CInt {
+public func fuzzInitialize(
+    _ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>
+) -> CInt {
     guard let env = getenv("KILN_FUZZ_MAKE_SEEDS") else { return 0 }
     do {
         try makeSeeds(URL(fileURLWithPath: String(cString: env)))
@@ -141,7 +143,8 @@ func makeSeeds(_ dir: URL) throws {
     r.status = .ok
     r.outputs = [header]
     let announce = try Message(.taskResult(r)).encode(limits: limits)
-    try frames([announce] + chunks.map { try $0.encode(limits: limits) }).write(to: dir.appendingPathComponent("chunked.bin"))
+    try frames([announce] + chunks.map { try $0.encode(limits: limits) }).write(
+        to: dir.appendingPathComponent("chunked.bin"))
 
     var credit = Kiln_V1_Credit()
     credit.transferID = 1
@@ -152,6 +155,8 @@ func makeSeeds(_ dir: URL) throws {
     reset.sequence = 2
     reset.reset = true
     let beat = try Message(.heartbeat(Kiln_V1_Heartbeat())).encode(limits: limits)
-    try frames([try Message(.credit(credit)).encode(limits: limits), try Message(.credit(reset)).encode(limits: limits), beat])
-        .write(to: dir.appendingPathComponent("credits.bin"))
+    try frames([
+        try Message(.credit(credit)).encode(limits: limits), try Message(.credit(reset)).encode(limits: limits), beat,
+    ])
+    .write(to: dir.appendingPathComponent("credits.bin"))
 }

@@ -31,7 +31,9 @@ func decodeGGUF(_ bytes: Data) throws {
 }
 
 @_cdecl("LLVMFuzzerInitialize")
-public func fuzzInitialize(_ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> CInt {
+public func fuzzInitialize(
+    _ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>
+) -> CInt {
     guard let env = getenv("KILN_FUZZ_MAKE_SEEDS") else { return 0 }
     let dir = String(cString: env)
     do {
@@ -74,8 +76,9 @@ func makeSeeds(_ dir: URL) throws {
     ]
     try writeGGUF(dir.appendingPathComponent("smollm2-tiny.gguf"), kv: kv, tensors: tensors)
     // The same without the tokenizer arrays: a header the fuzzer can mutate quickly.
-    try writeGGUF(dir.appendingPathComponent("llama-notok.gguf"), kv: kv.filter { !$0.0.hasPrefix("tokenizer.ggml.t") },
-                  tensors: Array(tensors.prefix(4)))
+    try writeGGUF(
+        dir.appendingPathComponent("llama-notok.gguf"), kv: kv.filter { !$0.0.hasPrefix("tokenizer.ggml.t") },
+        tensors: Array(tensors.prefix(4)))
 }
 
 /// GGUF v3 written by hand (the project's writer streams from a model; seeds need

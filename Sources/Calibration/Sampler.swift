@@ -24,9 +24,11 @@ public enum SamplerError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case let .unreadable(file, reason): return "cannot read \(file): \(reason)"
-        case let .emptyFile(file): return "calibration file \(file) is empty (no tokens); give a text file with some content"
+        case let .emptyFile(file):
+            return "calibration file \(file) is empty (no tokens); give a text file with some content"
         case let .tooShort(file, tokens, needed, detail):
-            return "calibration file \(file) has \(tokens) tokens, \(detail) need \(needed); lower --samples or --seqlen, or use a longer text"
+            return
+                "calibration file \(file) has \(tokens) tokens, \(detail) need \(needed); lower --samples or --seqlen, or use a longer text"
         case let .invalidRequest(s): return "sampler: \(s)"
         }
     }
@@ -39,8 +41,10 @@ public enum Sampler {
     public static let maxWindowLength = 1 << 20
 
     /// Start offsets of the windows (a pure function of its arguments).
-    public static func starts(tokenCount: Int, count: Int, length: Int, kind: SamplerKind, seed: UInt64,
-                              file: String = "calibration text") throws -> [Int] {
+    public static func starts(
+        tokenCount: Int, count: Int, length: Int, kind: SamplerKind, seed: UInt64,
+        file: String = "calibration text"
+    ) throws -> [Int] {
         guard (1...maxWindows).contains(count) else {
             throw SamplerError.invalidRequest("sample count must be 1...\(maxWindows), got \(count)")
         }
@@ -52,15 +56,17 @@ public enum Sampler {
         case .consecutive:
             let (needed, overflow) = count.multipliedReportingOverflow(by: length)
             guard !overflow, tokenCount >= needed else {
-                throw SamplerError.tooShort(file: file, tokens: tokenCount, needed: needed,
-                                            detail: "\(count) consecutive windows of \(length) tokens")
+                throw SamplerError.tooShort(
+                    file: file, tokens: tokenCount, needed: needed,
+                    detail: "\(count) consecutive windows of \(length) tokens")
             }
             return (0..<count).map { $0 * length }
         case .random:
             // The reference draws from randint(0, T - L - 1): at least L + 1 tokens.
             guard tokenCount >= length + 1 else {
-                throw SamplerError.tooShort(file: file, tokens: tokenCount, needed: length + 1,
-                                            detail: "random windows of \(length) tokens")
+                throw SamplerError.tooShort(
+                    file: file, tokens: tokenCount, needed: length + 1,
+                    detail: "random windows of \(length) tokens")
             }
             var rng = PythonRandom(seed: seed)
             let upper = UInt64(tokenCount - length - 1)
@@ -69,15 +75,19 @@ public enum Sampler {
     }
 
     /// The windows themselves.
-    public static func windows(tokens: [Int32], count: Int, length: Int, kind: SamplerKind, seed: UInt64,
-                               file: String = "calibration text") throws -> [[Int32]] {
+    public static func windows(
+        tokens: [Int32], count: Int, length: Int, kind: SamplerKind, seed: UInt64,
+        file: String = "calibration text"
+    ) throws -> [[Int32]] {
         try starts(tokenCount: tokens.count, count: count, length: length, kind: kind, seed: seed, file: file)
             .map { Array(tokens[$0..<($0 + length)]) }
     }
 
     /// Reads a UTF-8 text file and tokenizes it with `encode`.
-    public static func tokens(file url: URL, what: String = "calibration file",
-                              encode: (String) throws -> [Int]) throws -> [Int32] {
+    public static func tokens(
+        file url: URL, what: String = "calibration file",
+        encode: (String) throws -> [Int]
+    ) throws -> [Int32] {
         let name = url.lastPathComponent
         let text: String
         do { text = try TextFile.read(url, what: what) } catch let e as TextFile.Error {

@@ -20,7 +20,8 @@ public enum StatisticsError: Error, CustomStringConvertible, Equatable {
         case let .nonFiniteActivation(name, row, column, value):
             return "statistics '\(name)': non-finite activation \(value) at token row \(row), channel \(column)"
         case let .fixedPointOverflow(name, row, column):
-            return "statistics '\(name)': Hessian entry (\(row), \(column)) exceeds the exact accumulator's range (|value| >= 2^62)"
+            return
+                "statistics '\(name)': Hessian entry (\(row), \(column)) exceeds the exact accumulator's range (|value| >= 2^62)"
         case let .invalidSamples(name, samples):
             return "statistics '\(name)': sample count \(samples) must be >= 1"
         case let .invalidState(detail):
@@ -84,7 +85,8 @@ public struct HessianAccumulator: Codable, Sendable, Equatable {
         }
         let packed = columns * (columns + 1) / 2
         guard samples >= 0, tokens >= 0, high.count == packed, low.count == packed else {
-            throw StatisticsError.invalidState("Hessian of \(columns) columns needs \(packed) packed entries, got \(high.count)/\(low.count)")
+            throw StatisticsError.invalidState(
+                "Hessian of \(columns) columns needs \(packed) packed entries, got \(high.count)/\(low.count)")
         }
         self.columns = columns
         self.samples = samples
@@ -95,9 +97,10 @@ public struct HessianAccumulator: Codable, Sendable, Equatable {
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        try self.init(columns: c.decode(Int.self, forKey: .columns), samples: c.decode(Int.self, forKey: .samples),
-                      tokens: c.decode(Int.self, forKey: .tokens), high: c.decode([Int64].self, forKey: .high),
-                      low: c.decode([UInt64].self, forKey: .low))
+        try self.init(
+            columns: c.decode(Int.self, forKey: .columns), samples: c.decode(Int.self, forKey: .samples),
+            tokens: c.decode(Int.self, forKey: .tokens), high: c.decode([Int64].self, forKey: .high),
+            low: c.decode([UInt64].self, forKey: .low))
     }
 
     @inline(__always) public static func packedIndex(_ i: Int, _ j: Int, columns n: Int) -> Int {
@@ -107,7 +110,9 @@ public struct HessianAccumulator: Codable, Sendable, Equatable {
     /// Adds one batch of token rows `x` [tokens, columns]. `samples` is how many reference
     /// samples the batch holds (1 for a 2-D batch, the batch size for a [batch, seq, in] input).
     public mutating func add(_ x: Matrix, samples: Int = 1, name: String = "input") throws {
-        guard x.cols == columns else { throw StatisticsError.columnMismatch(name: name, expected: columns, got: x.cols) }
+        guard x.cols == columns else {
+            throw StatisticsError.columnMismatch(name: name, expected: columns, got: x.cols)
+        }
         guard samples >= 1 else { throw StatisticsError.invalidSamples(name: name, samples: samples) }
         let n = columns
         if x.rows > 0 && n > 0 {
@@ -121,10 +126,21 @@ public struct HessianAccumulator: Codable, Sendable, Equatable {
             // |g_ij| <= max_i g_ii (Cauchy-Schwarz, with a factor-2 margin for Float32
             // rounding), and likewise for the running sums, so a new diagonal below 2^61
             // and running diagonals below 2^62 keep every entry below 2^63.
-            var newMax: Float = 0, newArg = 0
-            for i in 0..<n where g.data[i * n + i] > newMax { newMax = g.data[i * n + i]; newArg = i }
+            var newMax: Float = 0
+            var newArg = 0
+            for i in 0..<n where g.data[i * n + i] > newMax {
+                newMax = g.data[i * n + i]
+                newArg = i
+            }
             var accMax = 0.0
-            for i in 0..<n { accMax = Swift.max(accMax, abs(Fixed128(high: high[Self.packedIndex(i, i, columns: n)], low: low[Self.packedIndex(i, i, columns: n)]).doubleValue)) }
+            for i in 0..<n {
+                accMax = Swift.max(
+                    accMax,
+                    abs(
+                        Fixed128(
+                            high: high[Self.packedIndex(i, i, columns: n)], low: low[Self.packedIndex(i, i, columns: n)]
+                        ).doubleValue))
+            }
             guard Double(newMax) < 0x1p61, accMax + Double(newMax) < 0x1p62 else {
                 throw StatisticsError.fixedPointOverflow(name: name, row: newArg, column: newArg)
             }
@@ -158,7 +174,9 @@ public struct HessianAccumulator: Codable, Sendable, Equatable {
             }
             // Unreachable after the range check; fail loudly rather than keep a bad sum.
             for f in failures where f >= 0 {
-                throw StatisticsError.invalidState("'\(name)': fixed-point overflow at (\(f / n), \(f % n)) after the range check passed; the accumulator is no longer valid")
+                throw StatisticsError.invalidState(
+                    "'\(name)': fixed-point overflow at (\(f / n), \(f % n)) after the range check passed; the accumulator is no longer valid"
+                )
             }
         }
         self.samples += samples
@@ -183,7 +201,10 @@ public struct HessianAccumulator: Codable, Sendable, Equatable {
         var newHigh = high
         var newLow = low
         for k in 0..<newHigh.count {
-            guard let s = Fixed128(high: newHigh[k], low: newLow[k]).adding(Fixed128(high: other.high[k], low: other.low[k])) else {
+            guard
+                let s = Fixed128(high: newHigh[k], low: newLow[k]).adding(
+                    Fixed128(high: other.high[k], low: other.low[k]))
+            else {
                 let (i, j) = Self.unpack(k, columns: columns)
                 throw StatisticsError.fixedPointOverflow(name: name, row: i, column: j)
             }
@@ -205,7 +226,10 @@ public struct HessianAccumulator: Codable, Sendable, Equatable {
     private static func unpack(_ k: Int, columns n: Int) -> (Int, Int) {
         var i = 0
         var start = 0
-        while start + (n - i) <= k { start += n - i; i += 1 }
+        while start + (n - i) <= k {
+            start += n - i
+            i += 1
+        }
         return (i, i + (k - start))
     }
 
@@ -250,7 +274,10 @@ struct Fixed128: Equatable {
     var high: Int64
     var low: UInt64
 
-    init(high: Int64, low: UInt64) { self.high = high; self.low = low }
+    init(high: Int64, low: UInt64) {
+        self.high = high
+        self.low = low
+    }
 
     /// The exact value of a finite Float32 (magnitudes below 2^-64 resolution are rounded
     /// half away from zero, deterministically); nil when |v| >= 2^62 or v is not finite.
@@ -260,7 +287,12 @@ struct Fixed128: Equatable {
         let exponentBits = Int((bits >> 23) & 0xFF)
         var mantissa = UInt64(bits & 0x7F_FFFF)
         let exponent: Int
-        if exponentBits == 0 { exponent = -149 } else { mantissa |= 0x80_0000; exponent = exponentBits - 150 }
+        if exponentBits == 0 {
+            exponent = -149
+        } else {
+            mantissa |= 0x80_0000
+            exponent = exponentBits - 150
+        }
         var hi: UInt64 = 0
         var lo: UInt64 = 0
         if mantissa != 0 {
@@ -353,7 +385,8 @@ public struct ChannelStatistics: Codable, Sendable, Equatable {
     public init(columns: Int, tokens: Int, absMax: [Float], min: [Float], max: [Float]) throws {
         let expected = tokens > 0 ? columns : 0
         guard absMax.count == expected, min.count == expected, max.count == expected else {
-            throw StatisticsError.invalidState("channel statistics of \(columns) columns and \(tokens) tokens need \(expected) values per array")
+            throw StatisticsError.invalidState(
+                "channel statistics of \(columns) columns and \(tokens) tokens need \(expected) values per array")
         }
         self.columns = columns
         self.tokens = tokens
@@ -364,26 +397,31 @@ public struct ChannelStatistics: Codable, Sendable, Equatable {
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        try self.init(columns: c.decode(Int.self, forKey: .columns), tokens: c.decode(Int.self, forKey: .tokens),
-                      absMax: c.decode([Float].self, forKey: .absMax), min: c.decode([Float].self, forKey: .min),
-                      max: c.decode([Float].self, forKey: .max))
+        try self.init(
+            columns: c.decode(Int.self, forKey: .columns), tokens: c.decode(Int.self, forKey: .tokens),
+            absMax: c.decode([Float].self, forKey: .absMax), min: c.decode([Float].self, forKey: .min),
+            max: c.decode([Float].self, forKey: .max))
     }
 
     public mutating func add(_ x: Matrix, name: String = "input") throws {
-        guard x.cols == columns else { throw StatisticsError.columnMismatch(name: name, expected: columns, got: x.cols) }
+        guard x.cols == columns else {
+            throw StatisticsError.columnMismatch(name: name, expected: columns, got: x.cols)
+        }
         if x.rows == 0 { return }
         var lo = min.isEmpty ? Array(x.data[0..<columns]) : min
         var hi = max.isEmpty ? Array(x.data[0..<columns]) : max
         // Column-wise reductions over token rows (no BLAS routine computes a per-column
         // min/max), eight lanes at a time. `poison` collects v * 0, which is NaN exactly
         // when some v is NaN or infinite (min/max would silently drop a NaN).
-        let n = columns, wide = n / 8 * 8
+        let n = columns
+        let wide = n / 8 * 8
         var poison = SIMD8<Float>()
         x.data.withUnsafeBufferPointer { xp in
             lo.withUnsafeMutableBufferPointer { lp in
                 hi.withUnsafeMutableBufferPointer { hp in
                     let xr = UnsafeRawPointer(xp.baseAddress!)
-                    let lr = UnsafeMutableRawPointer(lp.baseAddress!), hr = UnsafeMutableRawPointer(hp.baseAddress!)
+                    let lr = UnsafeMutableRawPointer(lp.baseAddress!)
+                    let hr = UnsafeMutableRawPointer(hp.baseAddress!)
                     var c = 0
                     while c < wide {
                         var l = lr.loadUnaligned(fromByteOffset: c * 4, as: SIMD8<Float>.self)
@@ -423,9 +461,14 @@ public struct ChannelStatistics: Codable, Sendable, Equatable {
     }
 
     public mutating func merge(_ other: ChannelStatistics, name: String = "input") throws {
-        guard other.columns == columns else { throw StatisticsError.columnMismatch(name: name, expected: columns, got: other.columns) }
+        guard other.columns == columns else {
+            throw StatisticsError.columnMismatch(name: name, expected: columns, got: other.columns)
+        }
         if other.tokens == 0 { return }
-        if tokens == 0 { self = other; return }
+        if tokens == 0 {
+            self = other
+            return
+        }
         for c in 0..<columns {
             min[c] = Swift.min(min[c], other.min[c])
             max[c] = Swift.max(max[c], other.max[c])
@@ -450,7 +493,9 @@ public struct LinearStatistics: Codable, Sendable, Equatable {
 
     public init(name: String, hessian: HessianAccumulator, channels: ChannelStatistics) throws {
         guard hessian.columns == channels.columns, hessian.tokens == channels.tokens else {
-            throw StatisticsError.invalidState("'\(name)': Hessian (\(hessian.columns) columns, \(hessian.tokens) tokens) and channel statistics (\(channels.columns), \(channels.tokens)) disagree")
+            throw StatisticsError.invalidState(
+                "'\(name)': Hessian (\(hessian.columns) columns, \(hessian.tokens) tokens) and channel statistics (\(channels.columns), \(channels.tokens)) disagree"
+            )
         }
         self.name = name
         self.hessian = hessian

@@ -23,7 +23,9 @@ public enum TextFile {
         default: throw Error(description: "\(what) \(path) is not a regular file; give a text file")
         }
         guard st.st_size <= maxBytes else {
-            throw Error(description: "\(what) \(path) is \(st.st_size) bytes; the limit is \(maxBytes) (2 GiB): use a smaller text")
+            throw Error(
+                description:
+                    "\(what) \(path) is \(st.st_size) bytes; the limit is \(maxBytes) (2 GiB): use a smaller text")
         }
         guard access(path, R_OK) == 0 else { throw Error(description: "\(what) \(path) is not readable by this user") }
         let data: Data

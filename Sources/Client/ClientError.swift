@@ -46,11 +46,13 @@ public enum ClientError: Error, Equatable, Sendable, CustomStringConvertible {
             return "job \(jobID) is not known to the coordinator at \(endpoint)"
         case let .refusedKey(endpoint, key, ephemeral):
             if ephemeral {
-                return "the coordinator at \(endpoint) refused this CURVE key (a fresh one, made because no --curve-secret was "
+                return
+                    "the coordinator at \(endpoint) refused this CURVE key (a fresh one, made because no --curve-secret was "
                     + "given): make a key pair with `kiln keygen NAME`, pass --curve-secret NAME.secret, and ask the "
                     + "coordinator's operator to add NAME.pub to --allow-keys"
             }
-            return "the coordinator at \(endpoint) refused this CURVE key (ask its operator to add \(key) to --allow-keys)"
+            return
+                "the coordinator at \(endpoint) refused this CURVE key (ask its operator to add \(key) to --allow-keys)"
         case let .unreachable(endpoint):
             return "no coordinator answers at \(endpoint) (is `kiln coordinator` running there?)"
         case let .handshakeFailed(endpoint, hint):

@@ -35,9 +35,12 @@ public struct ClientSecurity: Sendable, Equatable {
     /// Applies the options; must run before connect.
     func apply(to socket: ZMQSocket) throws {
         do {
-            try socket.set([.curveServerKey(serverPublicKey), .curvePublicKey(keys.publicKey), .curveSecretKey(keys.secretKey)])
+            try socket.set([
+                .curveServerKey(serverPublicKey), .curvePublicKey(keys.publicKey), .curveSecretKey(keys.secretKey),
+            ])
         } catch {
-            throw ClientError.badKey("\(source): libzmq refused the keys (\(error)); make a pair with `kiln keygen NAME`")
+            throw ClientError.badKey(
+                "\(source): libzmq refused the keys (\(error)); make a pair with `kiln keygen NAME`")
         }
     }
 }

@@ -25,8 +25,10 @@ public final class CoordinatorClient {
     /// Replies larger than this are refused by libzmq before they reach us.
     static let maxReplyBytes: Int64 = 64 << 20
 
-    public init(endpoint: String, timeoutMs: Int = 5000, security: ClientSecurity? = nil, token: String? = nil,
-                context: ZMQContext = .shared) throws {
+    public init(
+        endpoint: String, timeoutMs: Int = 5000, security: ClientSecurity? = nil, token: String? = nil,
+        context: ZMQContext = .shared
+    ) throws {
         guard timeoutMs > 0 else { throw ClientError.badEndpoint(endpoint, reason: "timeout must be positive") }
         self.endpoint = endpoint
         self.timeoutMs = timeoutMs
@@ -49,7 +51,9 @@ public final class CoordinatorClient {
 
     // MARK: requests
 
-    public func submit(_ spec: Kiln_V1_JobSpec, clientToken: String = UUID().uuidString) throws -> Kiln_V1_SubmitResponse {
+    public func submit(
+        _ spec: Kiln_V1_JobSpec, clientToken: String = UUID().uuidString
+    ) throws -> Kiln_V1_SubmitResponse {
         var r = Kiln_V1_SubmitRequest()
         r.spec = spec
         r.clientToken = clientToken
@@ -99,8 +103,10 @@ public final class CoordinatorClient {
         return r
     }
 
-    private func call<R>(_ body: Kiln_V1_Envelope.OneOf_Body, expecting: String, jobID: String? = nil,
-                         _ extract: (Kiln_V1_Envelope.OneOf_Body) -> R?) throws -> R {
+    private func call<R>(
+        _ body: Kiln_V1_Envelope.OneOf_Body, expecting: String, jobID: String? = nil,
+        _ extract: (Kiln_V1_Envelope.OneOf_Body) -> R?
+    ) throws -> R {
         let id = try sendRequest(body)
         guard let reply = try receiveReply(correlationID: id, timeoutMs: timeoutMs) else {
             throw noAnswer()
@@ -108,8 +114,10 @@ public final class CoordinatorClient {
         return try unpack(reply, expecting: expecting, jobID: jobID, extract)
     }
 
-    func unpack<R>(_ reply: Kiln_V1_Envelope.OneOf_Body, expecting: String, jobID: String?,
-                   _ extract: (Kiln_V1_Envelope.OneOf_Body) -> R?) throws -> R {
+    func unpack<R>(
+        _ reply: Kiln_V1_Envelope.OneOf_Body, expecting: String, jobID: String?,
+        _ extract: (Kiln_V1_Envelope.OneOf_Body) -> R?
+    ) throws -> R {
         if case .error(let e) = reply {
             if e.code == .unknownJob, let jobID, !jobID.isEmpty {
                 throw ClientError.unknownJob(endpoint: endpoint, jobID: jobID)
@@ -154,8 +162,9 @@ public final class CoordinatorClient {
         }
         switch verdict {
         case .refused:
-            return .refusedKey(endpoint: endpoint, publicKey: security?.keys.publicKey ?? "",
-                               ephemeral: security?.ephemeral ?? false)
+            return .refusedKey(
+                endpoint: endpoint, publicKey: security?.keys.publicKey ?? "",
+                ephemeral: security?.ephemeral ?? false)
         case .unreachable:
             return .unreachable(endpoint: endpoint)
         default:

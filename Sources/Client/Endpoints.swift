@@ -6,7 +6,9 @@ public enum Endpoints {
     public static let defaultCoordinator = "tcp://127.0.0.1:5555"
 
     /// --coordinator if given, else $KILN_COORDINATOR if set and non-empty, else the default.
-    public static func coordinator(explicit: String?, environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+    public static func coordinator(
+        explicit: String?, environment: [String: String] = ProcessInfo.processInfo.environment
+    ) -> String {
         if let e = explicit, !e.isEmpty { return e }
         if let e = environment["KILN_COORDINATOR"], !e.isEmpty { return e }
         return defaultCoordinator
@@ -17,7 +19,8 @@ public enum Endpoints {
     public static func publish(forCoordinator endpoint: String) throws -> String {
         let (host, port) = try tcpHostPort(endpoint)
         guard port < 65535 else {
-            throw ClientError.badEndpoint(endpoint, reason: "port 65535 leaves no port + 1 for progress; pass --publish")
+            throw ClientError.badEndpoint(
+                endpoint, reason: "port 65535 leaves no port + 1 for progress; pass --publish")
         }
         return "tcp://\(host):\(port + 1)"
     }
@@ -26,7 +29,8 @@ public enum Endpoints {
     public static func tcpHostPort(_ endpoint: String) throws -> (host: String, port: Int) {
         let prefix = "tcp://"
         guard endpoint.hasPrefix(prefix) else {
-            throw ClientError.badEndpoint(endpoint, reason: "not a tcp://HOST:PORT endpoint; pass --publish for the progress endpoint")
+            throw ClientError.badEndpoint(
+                endpoint, reason: "not a tcp://HOST:PORT endpoint; pass --publish for the progress endpoint")
         }
         let rest = endpoint.dropFirst(prefix.count)
         guard let colon = rest.lastIndex(of: ":"), colon != rest.startIndex else {

@@ -53,7 +53,10 @@ extension Kiln_V1_JobSpec {
             "samples": calibration.samples, "seqlen": calibration.seqlen, "seed": calibration.seed,
         ]
         if case .textPath(let p)? = calibration.source { o["calibration"] = p }
-        if eval.enabled { o["eval"] = eval.textPath; o["eval_windows"] = eval.samples }
+        if eval.enabled {
+            o["eval"] = eval.textPath
+            o["eval_windows"] = eval.samples
+        }
         return o
     }
 }
@@ -123,15 +126,20 @@ extension Kiln_V1_WorkerInfo {
 /// The `kiln workers` table.
 public enum WorkerTable {
     public static func lines(_ workers: [Kiln_V1_WorkerInfo], nowUnixMs: Int64) -> [String] {
-        var out = [JobTable.pad("worker", 24) + "  " + JobTable.pad("host", 16) + "  " + JobTable.pad("state", 6) + "  "
-                   + JobTable.pad("threads", 7, right: true) + "  " + JobTable.pad("done", 6, right: true) + "  "
-                   + JobTable.pad("running", 7, right: true) + "  " + JobTable.pad("heartbeat", 9, right: true)]
+        var out = [
+            JobTable.pad("worker", 24) + "  " + JobTable.pad("host", 16) + "  " + JobTable.pad("state", 6) + "  "
+                + JobTable.pad("threads", 7, right: true) + "  " + JobTable.pad("done", 6, right: true) + "  "
+                + JobTable.pad("running", 7, right: true) + "  " + JobTable.pad("heartbeat", 9, right: true)
+        ]
         for w in workers.sorted(by: { $0.workerID < $1.workerID }) {
             let age = w.lastHeartbeatUnixMs > 0 ? JobTable.duration(nowUnixMs - w.lastHeartbeatUnixMs) + " ago" : "-"
-            out.append(JobTable.pad(w.workerID, 24) + "  " + JobTable.pad(w.hostname.isEmpty ? "-" : w.hostname, 16) + "  "
-                       + JobTable.pad(w.state.label, 6) + "  " + JobTable.pad("\(w.capacity.threads)", 7, right: true) + "  "
-                       + JobTable.pad("\(w.tasksDone)", 6, right: true) + "  "
-                       + JobTable.pad("\(w.runningTaskIds.count)", 7, right: true) + "  " + JobTable.pad(age, 9, right: true))
+            out.append(
+                JobTable.pad(w.workerID, 24) + "  " + JobTable.pad(w.hostname.isEmpty ? "-" : w.hostname, 16) + "  "
+                    + JobTable.pad(w.state.label, 6) + "  " + JobTable.pad("\(w.capacity.threads)", 7, right: true)
+                    + "  "
+                    + JobTable.pad("\(w.tasksDone)", 6, right: true) + "  "
+                    + JobTable.pad("\(w.runningTaskIds.count)", 7, right: true) + "  "
+                    + JobTable.pad(age, 9, right: true))
         }
         return out
     }

@@ -33,7 +33,9 @@ public final class JobFollower {
     /// every `tickMs` with `previous` equal to the view (for clocks on screen).
     /// Returns the final view.
     @discardableResult
-    public func run(tickMs: Int = 500, onChange: (_ view: JobView, _ previous: JobView?) throws -> Void) throws -> JobView {
+    public func run(
+        tickMs: Int = 500, onChange: (_ view: JobView, _ previous: JobView?) throws -> Void
+    ) throws -> JobView {
         apply(try subscriber.start())
         try onChange(view, nil)
         while !view.isFinished {

@@ -8,9 +8,11 @@ public enum JobTable {
 
     /// The summary line: job id, state, blocks done, elapsed, ETA.
     public static func summary(_ view: JobView, nowUnixMs: Int64) -> String {
-        var parts = ["job \(view.jobID)", view.state.label,
-                     "blocks \(view.blocksDone)/\(view.rows.count)",
-                     "elapsed \(duration(view.jobElapsedMs(nowUnixMs: nowUnixMs)))"]
+        var parts = [
+            "job \(view.jobID)", view.state.label,
+            "blocks \(view.blocksDone)/\(view.rows.count)",
+            "elapsed \(duration(view.jobElapsedMs(nowUnixMs: nowUnixMs)))",
+        ]
         if let eta = view.etaMs(nowUnixMs: nowUnixMs) { parts.append("eta \(duration(eta))") }
         if let e = view.error { parts.append("error: \(errorText(e))") }
         return parts.joined(separator: "  ")
@@ -19,9 +21,10 @@ public enum JobTable {
     /// Summary, header and one row per block.
     public static func lines(_ view: JobView, nowUnixMs: Int64) -> [String] {
         var out = [summary(view, nowUnixMs: nowUnixMs)]
-        out.append(pad("block", 5, right: true) + "  " + pad("stage", 14) + "  " + pad("statistics", barWidth + 10)
-                   + "  " + pad("reconstruction", barWidth + 10) + "  " + pad("error", 9) + "  "
-                   + pad("worker", 16) + "  " + pad("elapsed", 8, right: true) + "  " + pad("eta", 8, right: true))
+        out.append(
+            pad("block", 5, right: true) + "  " + pad("stage", 14) + "  " + pad("statistics", barWidth + 10)
+                + "  " + pad("reconstruction", barWidth + 10) + "  " + pad("error", 9) + "  "
+                + pad("worker", 16) + "  " + pad("elapsed", 8, right: true) + "  " + pad("eta", 8, right: true))
         for row in view.rows { out.append(tableRow(row, nowUnixMs: nowUnixMs)) }
         return out
     }
@@ -37,8 +40,10 @@ public enum JobTable {
 
     /// One line for a block that changed state (non-terminal output).
     public static func plainLine(_ row: BlockRow, jobID: String, nowUnixMs: Int64) -> String {
-        var parts = ["job \(jobID) block \(row.block): \(row.stage.rawValue)",
-                     "statistics \(count(row.statistics))", "reconstruction \(count(row.reconstruction))"]
+        var parts = [
+            "job \(jobID) block \(row.block): \(row.stage.rawValue)",
+            "statistics \(count(row.statistics))", "reconstruction \(count(row.reconstruction))",
+        ]
         if row.propagation.isKnown { parts.append("propagation \(count(row.propagation))") }
         if let e = row.error { parts.append(String(format: "error %.3e", e)) }
         if !row.workers.isEmpty { parts.append("worker \(row.workers.joined(separator: ","))") }
@@ -69,7 +74,8 @@ public enum JobTable {
     static func bar(_ p: PhaseCount) -> String {
         guard p.isKnown else { return "-" }
         let filled = Int((p.fraction * Double(barWidth)).rounded(.down))
-        return "[" + String(repeating: "#", count: filled) + String(repeating: ".", count: barWidth - filled) + "] " + count(p)
+        return "[" + String(repeating: "#", count: filled) + String(repeating: ".", count: barWidth - filled) + "] "
+            + count(p)
     }
 
     static func workers(_ ids: [String]) -> String {

@@ -75,7 +75,8 @@ public struct JobView: Equatable, Sendable {
         for (k, m) in modules { byBlock[Int(k.block), default: []].append(m) }
         for (b, ms) in byBlock {
             // Sorted so that the result never depends on dictionary order.
-            out[b] = Self.row(block: b, modules: ms.sorted { ($0.phase.rawValue, $0.module) < ($1.phase.rawValue, $1.module) })
+            out[b] = Self.row(
+                block: b, modules: ms.sorted { ($0.phase.rawValue, $0.module) < ($1.phase.rawValue, $1.module) })
         }
         if state == .succeeded {
             for i in out.indices where out[i].stage != .done { out[i].stage = .done }

@@ -51,7 +51,9 @@ public final class ProgressSubscriber {
         requestSnapshot()
         while true {
             let events = try next(timeoutMs: 100)
-            if events.contains(where: { if case .snapshot = $0 { return true } else { return false } }) { return events }
+            if events.contains(where: { if case .snapshot = $0 { return true } else { return false } }) {
+                return events
+            }
         }
     }
 

@@ -12,7 +12,9 @@ import ZeroMQ
 extension Coordinator {
     func errorReply(_ routing: Data, _ code: Kiln_V1_ErrorCode, field: String, _ message: String, correlation: String) {
         var e = Kiln_V1_Error()
-        e.code = code; e.field = field; e.message = message
+        e.code = code
+        e.field = field
+        e.message = message
         reply(routing, Message(.error(e), correlationID: correlation))
     }
 
@@ -47,13 +49,19 @@ extension Coordinator {
         let now = Self.nowMs()
         let id = "job-" + String(UInt64(now), radix: 36) + "-" + String(UInt32.random(in: 0...UInt32.max), radix: 36)
         let run = JobRun(id: id, spec: spec, blocks: blocks, state: .queued, submittedMs: now)
-        try store.insertJob(StoredJob(id: id, spec: spec, state: "queued", error: "", clientToken: clientToken,
-                                      submittedMs: now, finishedMs: 0), tasks: run.graph.tasks)
+        try store.insertJob(
+            StoredJob(
+                id: id, spec: spec, state: "queued", error: "", clientToken: clientToken,
+                submittedMs: now, finishedMs: 0), tasks: run.graph.tasks)
         jobs[id] = run
         jobOrder.append(id)
         if !clientToken.isEmpty { clientTokens[clientToken] = id }
-        log.info("job submitted", metadata: ["job": "\(id)", "blocks": "\(blocks)", "shards": "\(run.graph.shards)",
-                                             "tasks": "\(run.graph.tasks.count)", "mode": "\(spec.mode.rawValue)"])
+        log.info(
+            "job submitted",
+            metadata: [
+                "job": "\(id)", "blocks": "\(blocks)", "shards": "\(run.graph.shards)",
+                "tasks": "\(run.graph.tasks.count)", "mode": "\(spec.mode.rawValue)",
+            ])
         publishState(run)
         return run
     }
@@ -84,7 +92,8 @@ extension Coordinator {
 
     func onStatus(_ routing: Data, _ r: Kiln_V1_StatusRequest, _ cid: String) {
         guard let run = jobs[r.jobID] else {
-            return errorReply(routing, .unknownJob, field: "status_request.job_id", "no job '\(r.jobID)'", correlation: cid)
+            return errorReply(
+                routing, .unknownJob, field: "status_request.job_id", "no job '\(r.jobID)'", correlation: cid)
         }
         var resp = Kiln_V1_StatusResponse()
         resp.status = status(run)
@@ -93,7 +102,8 @@ extension Coordinator {
 
     func onCancel(_ routing: Data, _ r: Kiln_V1_CancelRequest, _ cid: String) {
         guard let run = jobs[r.jobID] else {
-            return errorReply(routing, .unknownJob, field: "cancel_request.job_id", "no job '\(r.jobID)'", correlation: cid)
+            return errorReply(
+                routing, .unknownJob, field: "cancel_request.job_id", "no job '\(r.jobID)'", correlation: cid)
         }
         if !run.isTerminal && !run.writing {
             run.state = .cancelled
@@ -137,7 +147,8 @@ extension Coordinator {
         } else if let run = jobs[r.jobID] {
             resp.jobs = [status(run)]
         } else {
-            return errorReply(routing, .unknownJob, field: "snapshot_request.job_id", "no job '\(r.jobID)'", correlation: cid)
+            return errorReply(
+                routing, .unknownJob, field: "snapshot_request.job_id", "no job '\(r.jobID)'", correlation: cid)
         }
         reply(routing, Message(.snapshotResponse(resp), correlationID: cid))
     }
@@ -163,11 +174,16 @@ extension Coordinator {
             for ph in [Kiln_V1_Phase.collect, .merge, .reconstruct, .propagate] {
                 guard let p = run.phases[b]?[ph] else { continue }
                 var m = Kiln_V1_ModuleProgress()
-                m.block = UInt32(b); m.phase = ph
-                m.done = UInt32(p.done); m.total = UInt32(p.total)
-                m.workerID = p.worker; m.error = p.error
+                m.block = UInt32(b)
+                m.phase = ph
+                m.done = UInt32(p.done)
+                m.total = UInt32(p.total)
+                m.workerID = p.worker
+                m.error = p.error
                 m.startedUnixMs = p.startedMs
-                if p.startedMs > 0 { m.elapsedMs = UInt64(max(0, (p.finishedMs > 0 ? p.finishedMs : now) - p.startedMs)) }
+                if p.startedMs > 0 {
+                    m.elapsedMs = UInt64(max(0, (p.finishedMs > 0 ? p.finishedMs : now) - p.startedMs))
+                }
                 s.modules.append(m)
             }
         }
@@ -184,7 +200,8 @@ extension Coordinator {
         if let module { u.module = module }
         if full { u.status = status(run) }
         do {
-            _ = try pub.send(Message(.progressUpdate(u)), prefix: [Data(run.id.utf8)], dontWait: true, limits: config.limits)
+            _ = try pub.send(
+                Message(.progressUpdate(u)), prefix: [Data(run.id.utf8)], dontWait: true, limits: config.limits)
         } catch {
             log.warning("progress publish failed: \(error)")
         }

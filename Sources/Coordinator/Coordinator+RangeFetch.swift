@@ -14,11 +14,16 @@ extension Coordinator {
         resp.offset = r.offset
         resp.length = r.length
         func refuse(_ code: Kiln_V1_ErrorCode, _ field: String, _ msg: String) {
-            var e = Kiln_V1_Error(); e.code = code; e.field = field; e.message = msg
+            var e = Kiln_V1_Error()
+            e.code = code
+            e.field = field
+            e.message = msg
             resp.error = e
             reply(routing, Message(.rangeFetchResponse(resp), correlationID: cid))
         }
-        guard workers[routing] != nil else { return refuse(.unauthorized, "range_fetch_request", "say worker_hello first") }
+        guard workers[routing] != nil else {
+            return refuse(.unauthorized, "range_fetch_request", "say worker_hello first")
+        }
         // Jobs run one at a time: the range is of the active job's model (model_sha256 is not checked yet).
         guard let run = activeJob else { return refuse(.unknownJob, "range_fetch_request", "no active job") }
         let maxRange = min(Self.maxRangeBytes, UInt64(config.limits.maxFrameBytes))  // one frame, never more
@@ -26,12 +31,16 @@ extension Coordinator {
             return refuse(.tooLarge, "range_fetch_request.length", "\(r.length) is not in 1...\(maxRange)")
         }
         let path = run.spec.model
-        guard let h = FileHandle(forReadingAtPath: path) else { return refuse(.modelUnreadable, "model_path", "cannot open \(path)") }
+        guard let h = FileHandle(forReadingAtPath: path) else {
+            return refuse(.modelUnreadable, "model_path", "cannot open \(path)")
+        }
         defer { try? h.close() }
         do {
             let size = try h.seekToEnd()
             guard r.offset <= size, r.length <= size - r.offset else {
-                return refuse(.invalidField, "range_fetch_request.offset", "range \(r.offset)+\(r.length) beyond the file's \(size) bytes")
+                return refuse(
+                    .invalidField, "range_fetch_request.offset",
+                    "range \(r.offset)+\(r.length) beyond the file's \(size) bytes")
             }
             try h.seek(toOffset: r.offset)
             let bytes = try h.read(upToCount: Int(r.length)) ?? Data()

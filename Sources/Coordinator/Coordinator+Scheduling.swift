@@ -45,9 +45,15 @@ extension Coordinator {
         a.block = UInt32(t.block)
         a.shardCount = UInt32(run.graph.shards)
         switch t {
-        case let .collect(_, s): a.kind = .collect; a.shard = UInt32(s)
-        case let .propagate(_, s): a.kind = .propagate; a.shard = UInt32(s)
-        case let .reconstruct(_, g): a.kind = .reconstruct; a.linearGroup = Tasks.groups[g].joined(separator: "+")
+        case let .collect(_, s):
+            a.kind = .collect
+            a.shard = UInt32(s)
+        case let .propagate(_, s):
+            a.kind = .propagate
+            a.shard = UInt32(s)
+        case let .reconstruct(_, g):
+            a.kind = .reconstruct
+            a.linearGroup = Tasks.groups[g].joined(separator: "+")
         case .merge: a.kind = .merge
         }
         var ref = Kiln_V1_InputRef()
@@ -75,7 +81,8 @@ extension Coordinator {
             self.post { [weak self] in
                 var a = assignment
                 guard let self, let live = self.workers[routing], live.task?.task == t, live.task?.attempt == attempt,
-                      run.running[t]?.attempt == attempt else { return }  // reassigned or dropped meanwhile
+                    run.running[t]?.attempt == attempt
+                else { return }  // reassigned or dropped meanwhile
                 do {
                     let (payload, specJSON) = try prepared.get()
                     a.jobSpecJson = specJSON
@@ -93,7 +100,9 @@ extension Coordinator {
                     }
                     live.lastSentMs = Self.nowMs()
                     self.countSent(t.kindName, n)
-                    self.log.debug("assigned", metadata: ["task": "\(t)", "worker": "\(live.id)", "attempt": "\(attempt)", "bytes": "\(n)"])
+                    self.log.debug(
+                        "assigned",
+                        metadata: ["task": "\(t)", "worker": "\(live.id)", "attempt": "\(attempt)", "bytes": "\(n)"])
                 } catch {
                     self.failJob(run, "cannot prepare the input of \(t): \(error)")
                 }
@@ -138,7 +147,8 @@ extension Coordinator {
         var out: [QuantizedLinear] = []
         for g in 0..<run.graph.groups {
             let r = try storedResult(run, .reconstruct(block: b, group: g))
-            guard case let .reconstruct(rr) = try ClusterCodec.decode(ClusterTaskOutput.self, from: try files.read(r)) else {
+            guard case let .reconstruct(rr) = try ClusterCodec.decode(ClusterTaskOutput.self, from: try files.read(r))
+            else {
                 throw CoordinatorError("result file of reconstruct(\(b),\(g)) holds another task's result")
             }
             out += rr.linears
@@ -160,7 +170,8 @@ extension Coordinator {
         let b = t.block
         let blockDone = run.graph.tasks.allSatisfy { $0.block != b || run.done.contains($0) }
         let reconstructed = (0..<run.graph.groups).allSatisfy { run.done.contains(.reconstruct(block: b, group: $0)) }
-        let jobID = run.id, blocks = run.graph.blocks
+        let jobID = run.id
+        let blocks = run.graph.blocks
         let ev = onEvent
         work.async { [weak self] in
             guard let self else { return }
@@ -176,8 +187,11 @@ extension Coordinator {
         m.block = UInt32(b)
         m.phase = JobRun.phase(t)
         if let p = run.phases[b]?[m.phase] {
-            m.done = UInt32(p.done); m.total = UInt32(p.total); m.workerID = p.worker
-            m.startedUnixMs = p.startedMs; m.error = p.error
+            m.done = UInt32(p.done)
+            m.total = UInt32(p.total)
+            m.workerID = p.worker
+            m.startedUnixMs = p.startedMs
+            m.error = p.error
             m.elapsedMs = UInt64(max(0, (p.finishedMs > 0 ? p.finishedMs : Self.nowMs()) - p.startedMs))
         }
         publish(run, module: m)
@@ -197,7 +211,9 @@ extension Coordinator {
             failJob(run, "merge(\(b)): \(error)")
             return
         }
-        let files = self.files, store = self.store, jobID = run.id
+        let files = self.files
+        let store = self.store
+        let jobID = run.id
         work.async { [weak self] in
             let outcome: Result<MergeResult, Error> = Result {
                 // One shard's statistics in memory at a time, folded in shard order into the
@@ -205,11 +221,15 @@ extension Coordinator {
                 // merging every part at once).
                 var m: MergeResult?
                 for r in results {
-                    guard case let .collect(c) = try ClusterCodec.decode(ClusterTaskOutput.self, from: try files.read(r)) else {
+                    guard
+                        case let .collect(c) = try ClusterCodec.decode(ClusterTaskOutput.self, from: try files.read(r))
+                    else {
                         throw CoordinatorError("result file of \(r.task) holds another task's result")
                     }
                     if let acc = m {
-                        m = try Tasks.merge(block: b, parts: [CollectResult(block: b, shard: -1, statistics: acc.statistics, tokens: 0), c])
+                        m = try Tasks.merge(
+                            block: b,
+                            parts: [CollectResult(block: b, shard: -1, statistics: acc.statistics, tokens: 0), c])
                     } else {
                         m = try Tasks.merge(block: b, parts: [c])
                     }
@@ -218,8 +238,11 @@ extension Coordinator {
                 self?.mergedCache[jobID, default: [:]][b] = m
                 let data = try ClusterCodec.encode(ClusterTaskOutput.merge(m))
                 let (url, sum) = try files.write(data, job: jobID, task: .merge(block: b))
-                try store.recordResult(job: jobID, StoredResult(task: .merge(block: b), path: url.path, checksum: sum, bytes: data.count, worker: "coordinator"),
-                                       attempt: 1, nowMs: Coordinator.nowMs())
+                try store.recordResult(
+                    job: jobID,
+                    StoredResult(
+                        task: .merge(block: b), path: url.path, checksum: sum, bytes: data.count, worker: "coordinator"),
+                    attempt: 1, nowMs: Coordinator.nowMs())
                 return m
             }
             self?.post { [weak self] in
@@ -242,9 +265,14 @@ extension Coordinator {
         try? store.setJobState(run.id, state: "writing")
         publishState(run)
         onEvent?(run.id, .phase("write"))
-        let files = self.files, store = self.store, spec = run.spec, jobID = run.id
+        let files = self.files
+        let store = self.store
+        let spec = run.spec
+        let jobID = run.id
         work.async { [weak self] in
-            let outcome = Result { try OutputAssembly.write(spec: spec, results: try store.results(job: jobID), files: files) }
+            let outcome = Result {
+                try OutputAssembly.write(spec: spec, results: try store.results(job: jobID), files: files)
+            }
             self?.post { [weak self] in
                 guard let self, let run = self.jobs[jobID] else { return }
                 switch outcome {
@@ -253,12 +281,19 @@ extension Coordinator {
                     run.finishedMs = Self.nowMs()
                     try? self.store.setJobState(jobID, state: "succeeded", finishedMs: run.finishedMs)
                     let tr = self.traffic
-                    self.log.info("job succeeded", metadata: ["job": "\(jobID)", "output": "\(spec.output)",
-                                                              "seconds": "\(Double(run.finishedMs - run.submittedMs) / 1000)",
-                                                              "bytes_sent": "\(tr.sent.sorted { $0.key < $1.key })",
-                                                              "bytes_received": "\(tr.received.sorted { $0.key < $1.key })",
-                                                              "peak_rss": "\(Jobs.peakRSSBytes())"])
-                    self.work.async { self.mergedCache[jobID] = nil; self.quantizedCache[jobID] = nil }
+                    self.log.info(
+                        "job succeeded",
+                        metadata: [
+                            "job": "\(jobID)", "output": "\(spec.output)",
+                            "seconds": "\(Double(run.finishedMs - run.submittedMs) / 1000)",
+                            "bytes_sent": "\(tr.sent.sorted { $0.key < $1.key })",
+                            "bytes_received": "\(tr.received.sorted { $0.key < $1.key })",
+                            "peak_rss": "\(Jobs.peakRSSBytes())",
+                        ])
+                    self.work.async {
+                        self.mergedCache[jobID] = nil
+                        self.quantizedCache[jobID] = nil
+                    }
                     self.publishState(run)
                 case .failure(let e):
                     self.failJob(run, "writing \(spec.output): \(e)")
@@ -287,7 +322,10 @@ extension Coordinator {
         for run in jobs.values where run.isTerminal && !run.resultsReleased {
             run.resultsReleased = true
             guard !config.keepResults else { continue }
-            let store = self.store, files = self.files, jobID = run.id, log = self.log
+            let store = self.store
+            let files = self.files
+            let jobID = run.id
+            let log = self.log
             // On the work queue: after anything it still holds for the job (a result being
             // made durable, a merge, an input being read), in order.
             work.async { [weak self] in
@@ -303,8 +341,12 @@ extension Coordinator {
                 }
                 do {
                     let r = try files.removeJob(jobID)
-                    log.info("result files removed", metadata: ["job": "\(jobID)", "files": "\(r.files)", "bytes": "\(r.bytes)",
-                                                                "left": "\(r.foreign)"])
+                    log.info(
+                        "result files removed",
+                        metadata: [
+                            "job": "\(jobID)", "files": "\(r.files)", "bytes": "\(r.bytes)",
+                            "left": "\(r.foreign)",
+                        ])
                 } catch {
                     log.warning("could not remove the result files of \(jobID): \(error)")
                 }
@@ -316,7 +358,9 @@ extension Coordinator {
         for (t, r) in run.running {
             if let w = workers.values.first(where: { $0.id == r.worker }) {
                 var c = Kiln_V1_TaskCancel()
-                c.taskID = t.wireName; c.attempt = UInt32(r.attempt); c.reason = reason
+                c.taskID = t.wireName
+                c.attempt = UInt32(r.attempt)
+                c.reason = reason
                 reply(w.routing, Message(.taskCancel(c)))
                 if w.task?.task == t { w.task = nil }
             }
@@ -335,7 +379,9 @@ extension Coordinator {
             } else {
                 blocks = try j.spec.blockCount(j.spec.openModelView())
             }
-            let run = JobRun(id: j.id, spec: j.spec, blocks: blocks, state: state == .writing ? .running : state, submittedMs: j.submittedMs)
+            let run = JobRun(
+                id: j.id, spec: j.spec, blocks: blocks, state: state == .writing ? .running : state,
+                submittedMs: j.submittedMs)
             run.error = j.error
             run.finishedMs = j.finishedMs
             run.resultsReleased = removed.contains(j.id)
@@ -347,7 +393,9 @@ extension Coordinator {
                 continue
             }
             try store.resetRunning(job: j.id)
-            for (name, n) in try store.attemptCounts(job: j.id) { if let t = TaskID(wireName: name) { run.attempts[t] = n } }
+            for (name, n) in try store.attemptCounts(job: j.id) {
+                if let t = TaskID(wireName: name) { run.attempts[t] = n }
+            }
             var resumed = 0
             for r in try store.results(job: j.id) where run.position[r.task] != nil {
                 // A damaged file is redone rather than trusted.
@@ -356,7 +404,8 @@ extension Coordinator {
                 resumed += 1
             }
             resumedTaskCount += resumed
-            log.info("resumed job", metadata: ["job": "\(j.id)", "done": "\(resumed)", "tasks": "\(run.graph.tasks.count)"])
+            log.info(
+                "resumed job", metadata: ["job": "\(j.id)", "done": "\(resumed)", "tasks": "\(run.graph.tasks.count)"])
         }
     }
 

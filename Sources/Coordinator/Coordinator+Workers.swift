@@ -8,15 +8,19 @@ extension Coordinator {
     func onHello(_ routing: Data, _ h: Kiln_V1_WorkerHello) {
         guard h.protocolVersion == KilnWire.version else {
             var e = Kiln_V1_Error()
-            e.code = .versionMismatch; e.field = "worker_hello.protocol_version"
-            e.message = "worker speaks protocol version \(h.protocolVersion.rawValue), coordinator \(KilnWire.version.rawValue)"
+            e.code = .versionMismatch
+            e.field = "worker_hello.protocol_version"
+            e.message =
+                "worker speaks protocol version \(h.protocolVersion.rawValue), coordinator \(KilnWire.version.rawValue)"
             log.warning("\(e.message)", metadata: ["worker": "\(h.workerID)"])
             reply(routing, Message(.error(e)))
             return
         }
         guard !h.workerID.isEmpty, h.workerID.utf8.count <= 256 else {
             var e = Kiln_V1_Error()
-            e.code = .invalidField; e.field = "worker_hello.worker_id"; e.message = "worker_id must be 1...256 bytes"
+            e.code = .invalidField
+            e.field = "worker_hello.worker_id"
+            e.message = "worker_id must be 1...256 bytes"
             reply(routing, Message(.error(e)))
             return
         }
@@ -32,8 +36,9 @@ extension Coordinator {
             existing.task = nil
         } else {
             if let existing = workers[routing] { dropWorker(existing, reason: "routing id reused") }
-            let session = WorkerSession(routing: routing, id: h.workerID, capacity: h.capacity, hostname: h.hostname,
-                                        nowMs: now, config: config)
+            let session = WorkerSession(
+                routing: routing, id: h.workerID, capacity: h.capacity, hostname: h.hostname,
+                nowMs: now, config: config)
             // The same worker back (a reconnect, or stopped past its liveness and continued):
             // its figures go on from where they were, not from zero.
             session.tasksDone = lostWorkers[h.workerID]?.tasksDone ?? 0
@@ -49,15 +54,21 @@ extension Coordinator {
         w.maxChunksInFlight = UInt32(config.chunkWindow)
         reply(routing, Message(.workerWelcome(w)))
         workers[routing]?.lastSentMs = now
-        log.info("worker joined", metadata: ["worker": "\(h.workerID)", "threads": "\(h.capacity.threads)",
-                                             "cpu": "\(h.capacity.cpuKind)", "host": "\(h.hostname)"])
+        log.info(
+            "worker joined",
+            metadata: [
+                "worker": "\(h.workerID)", "threads": "\(h.capacity.threads)",
+                "cpu": "\(h.capacity.cpuKind)", "host": "\(h.hostname)",
+            ])
     }
 
     func onHeartbeat(_ routing: Data) {
         guard workers[routing] != nil else {
             // A worker we dropped (or from before a restart): it must say hello again.
             var e = Kiln_V1_Error()
-            e.code = .unknownTask; e.field = "heartbeat"; e.message = "unknown worker: send worker_hello"
+            e.code = .unknownTask
+            e.field = "heartbeat"
+            e.message = "unknown worker: send worker_hello"
             reply(routing, Message(.error(e)))
             return
         }
@@ -90,7 +101,8 @@ extension Coordinator {
 
     func onProgress(_ routing: Data, _ p: Kiln_V1_TaskProgress) {
         guard let w = workers[routing], let cur = w.task, cur.task.wireName == p.taskID,
-              let run = jobs[cur.job] else { return }
+            let run = jobs[cur.job]
+        else { return }
         var m = Kiln_V1_ModuleProgress()
         m.block = UInt32(cur.task.block)
         m.module = p.stage
@@ -121,29 +133,45 @@ extension Coordinator {
         var ack = Kiln_V1_TaskResultAck()
         ack.taskID = r.taskID
         ack.attempt = r.attempt
-        let accepted: Kiln_V1_TaskResultAck = { var a = ack; a.accepted = true; return a }()
-        let log = self.log, workerName = w.id
+        let accepted: Kiln_V1_TaskResultAck = {
+            var a = ack
+            a.accepted = true
+            return a
+        }()
+        let log = self.log
+        let workerName = w.id
         let reject: (String, String) -> Void = { [weak self] why, field in
             log.warning("result rejected: \(why)", metadata: ["worker": "\(workerName)", "task": "\(r.taskID)"])
             var nack = ack
             nack.accepted = false
-            var e = Kiln_V1_Error(); e.code = .invalidField; e.field = field; e.message = why
+            var e = Kiln_V1_Error()
+            e.code = .invalidField
+            e.field = field
+            e.message = why
             nack.error = e
             self?.reply(routing, Message(.taskResultAck(nack)))
         }
-        guard let t = TaskID(wireName: r.taskID) else { return reject("unknown task id '\(r.taskID)'", "task_result.task_id") }
+        guard let t = TaskID(wireName: r.taskID) else {
+            return reject("unknown task id '\(r.taskID)'", "task_result.task_id")
+        }
         // The job is the one the worker was given; results resent after a reconnect name it in the frame.
-        let jobID = w.task?.task == t ? w.task!.job : (message.tensors.first?.header.name.split(separator: ":").last.map(String.init) ?? "")
-        guard let run = jobs[jobID] else { return reject("no job '\(jobID)' for task \(r.taskID)", "task_result.outputs[0].name") }
+        let jobID =
+            w.task?.task == t
+            ? w.task!.job : (message.tensors.first?.header.name.split(separator: ":").last.map(String.init) ?? "")
+        guard let run = jobs[jobID] else {
+            return reject("no job '\(jobID)' for task \(r.taskID)", "task_result.outputs[0].name")
+        }
         if w.task?.task == t { w.task = nil }
         let now = Self.nowMs()
 
         guard r.status == .ok else {
             let retryable = r.status == .retryable
-            log.warning("task failed", metadata: ["worker": "\(w.id)", "task": "\(r.taskID)", "error": "\(r.error.message)"])
+            log.warning(
+                "task failed", metadata: ["worker": "\(w.id)", "task": "\(r.taskID)", "error": "\(r.error.message)"])
             if run.running[t]?.attempt == Int(r.attempt) {
                 run.running[t] = nil
-                try? store.endAttempt(job: run.id, task: t, attempt: Int(r.attempt), outcome: "failed: \(r.error.message)", nowMs: now)
+                try? store.endAttempt(
+                    job: run.id, task: t, attempt: Int(r.attempt), outcome: "failed: \(r.error.message)", nowMs: now)
             }
             if r.error.code == .invalidField && r.error.field == "activations", let s = t.shard {
                 run.shardOwner[s] = nil  // the worker lost them: next assignment carries lineage
@@ -171,7 +199,10 @@ extension Coordinator {
         guard !run.accepting.contains(t) else { return }  // the same result is being made durable
         run.accepting.insert(t)
         // Decoding, checks and the fsync run on the work queue: the loop keeps heartbeats going.
-        let files = self.files, store = self.store, workerID = w.id, attempt = Int(r.attempt)
+        let files = self.files
+        let store = self.store
+        let workerID = w.id
+        let attempt = Int(r.attempt)
         let groups = run.graph.groups
         work.async { [weak self] in
             let outcome = Result { () -> Double in
@@ -180,8 +211,10 @@ extension Coordinator {
                 try Coordinator.validate(output, groups: groups)
                 // Durable before acknowledged: file fsynced, then recorded in one transaction.
                 let (url, sum) = try files.write(payload, job: jobID, task: t)
-                try store.recordResult(job: jobID, StoredResult(task: t, path: url.path, checksum: sum, bytes: payload.count, worker: workerID),
-                                       attempt: attempt, nowMs: Coordinator.nowMs())
+                try store.recordResult(
+                    job: jobID,
+                    StoredResult(task: t, path: url.path, checksum: sum, bytes: payload.count, worker: workerID),
+                    attempt: attempt, nowMs: Coordinator.nowMs())
                 if case let .reconstruct(rr) = output { return rr.linears.map(\.relativeError).max() ?? 0 }
                 return 0
             }
@@ -191,7 +224,9 @@ extension Coordinator {
                 switch outcome {
                 case .failure(let e):
                     reject("\(e)", "frames[1]")
-                    if run.running[t]?.attempt == attempt { self.requeue(jobID, t, attempt: attempt, outcome: "rejected") }
+                    if run.running[t]?.attempt == attempt {
+                        self.requeue(jobID, t, attempt: attempt, outcome: "rejected")
+                    }
                 case .success(let err):
                     self.reply(routing, Message(.taskResultAck(accepted)))
                     guard !run.done.contains(t) else { return }
@@ -238,11 +273,14 @@ extension Coordinator {
         nack.error = e.wireError
         reply(w.routing, Message(.taskResultAck(nack)))
         guard let t = TaskID(wireName: r.taskID), let cur = w.task, cur.task == t, cur.attempt == Int(r.attempt),
-              let run = jobs[cur.job] else { return }
+            let run = jobs[cur.job]
+        else { return }
         w.task = nil
         requeue(cur.job, t, attempt: cur.attempt, outcome: "result transfer failed: \(e)")
         run.failures[t, default: 0] += 1
-        if run.failures[t]! >= config.maxAttempts { failJob(run, "\(t): result transfers from \(w.id) keep failing: \(e)") }
+        if run.failures[t]! >= config.maxAttempts {
+            failJob(run, "\(t): result transfers from \(w.id) keep failing: \(e)")
+        }
     }
 
     /// Credit from a worker for one of our chunked transfers (task inputs).
@@ -251,7 +289,9 @@ extension Coordinator {
         let (chunks, aborted, context) = w.outgoing.apply(c)
         if let e = aborted {
             // The worker reports the task as failed (retryable) itself.
-            log.warning("worker aborted transfer \(c.transferID): \(e.message)", metadata: ["worker": "\(w.id)", "task": "\(context)"])
+            log.warning(
+                "worker aborted transfer \(c.transferID): \(e.message)",
+                metadata: ["worker": "\(w.id)", "task": "\(context)"])
         }
         var n = 0
         for m in chunks { n += reply(routing, m) }
@@ -271,11 +311,15 @@ extension Coordinator {
             }
         case let .reconstruct(r):
             guard r.group < Tasks.groups.count, r.linears.map(\.linear) == Tasks.groups[r.group] else {
-                throw CoordinatorError("reconstruct result linears \(r.linears.map(\.linear)) do not match group \(r.group)")
+                throw CoordinatorError(
+                    "reconstruct result linears \(r.linears.map(\.linear)) do not match group \(r.group)")
             }
             for l in r.linears {
-                guard l.codes.count == l.rows * l.columns, l.parameters.count == l.rows * l.groupCount, l.groupIndex.count == l.columns else {
-                    throw CoordinatorError("\(l.tensor): codes/parameters/group index sizes disagree with \(l.rows)x\(l.columns)")
+                guard l.codes.count == l.rows * l.columns, l.parameters.count == l.rows * l.groupCount,
+                    l.groupIndex.count == l.columns
+                else {
+                    throw CoordinatorError(
+                        "\(l.tensor): codes/parameters/group index sizes disagree with \(l.rows)x\(l.columns)")
                 }
             }
         case .propagate, .merge:

@@ -21,11 +21,19 @@ final class WorkerSession {
     var outgoing: OutgoingTransfers
     var incoming: IncomingTransfers
 
-    init(routing: Data, id: String, capacity: Kiln_V1_WorkerCapacity, hostname: String, nowMs: Int64, config: CoordinatorConfig) {
-        self.routing = routing; self.id = id; self.capacity = capacity; self.hostname = hostname
-        connectedMs = nowMs; lastSeenMs = nowMs
+    init(
+        routing: Data, id: String, capacity: Kiln_V1_WorkerCapacity, hostname: String, nowMs: Int64,
+        config: CoordinatorConfig
+    ) {
+        self.routing = routing
+        self.id = id
+        self.capacity = capacity
+        self.hostname = hostname
+        connectedMs = nowMs
+        lastSeenMs = nowMs
         outgoing = OutgoingTransfers(chunkSize: config.effectiveChunkBytes, window: config.chunkWindow)
-        incoming = IncomingTransfers(window: config.chunkWindow, limits: config.limits, maxBytes: config.maxTransferBytes)
+        incoming = IncomingTransfers(
+            window: config.chunkWindow, limits: config.limits, maxBytes: config.maxTransferBytes)
     }
 }
 
@@ -91,14 +99,20 @@ public final class Coordinator: @unchecked Sendable {
     func countSent(_ kind: String, _ n: Int) { trafficLock.withLock { _traffic.sent[kind, default: 0] += n } }
     func countReceived(_ kind: String, _ n: Int) { trafficLock.withLock { _traffic.received[kind, default: 0] += n } }
     func countChunks(sent: Int = 0, received: Int = 0, failed: Int = 0) {
-        trafficLock.withLock { _traffic.chunksSent += sent; _traffic.chunksReceived += received; _traffic.transfersFailed += failed }
+        trafficLock.withLock {
+            _traffic.chunksSent += sent
+            _traffic.chunksReceived += received
+            _traffic.transfersFailed += failed
+        }
     }
 
     /// In-process observer (the embedded `kiln run` progress): called on the loop thread.
     public var onEvent: ((String, JobEvent) -> Void)?
 
-    public init(config: CoordinatorConfig, context: ZMQContext = .shared,
-                logger: Logger = Logger(label: "kiln.coordinator")) throws {
+    public init(
+        config: CoordinatorConfig, context: ZMQContext = .shared,
+        logger: Logger = Logger(label: "kiln.coordinator")
+    ) throws {
         self.config = config
         self.context = context
         self.log = logger
@@ -106,7 +120,8 @@ public final class Coordinator: @unchecked Sendable {
         let secured = config.curveSecretKey != nil
         let listen = try EndpointPolicy.bindable(config.listen, flag: "--listen")
         try EndpointPolicy.check(listen, secured: secured, insecure: config.insecure, flag: "--listen")
-        let publish = try config.publish.map { try EndpointPolicy.bindable($0, flag: "--publish") }
+        let publish =
+            try config.publish.map { try EndpointPolicy.bindable($0, flag: "--publish") }
             ?? EndpointPolicy.defaultPublish(for: listen)
         try EndpointPolicy.check(publish, secured: secured, insecure: config.insecure, flag: "--publish")
 
@@ -118,16 +133,21 @@ public final class Coordinator: @unchecked Sendable {
 
         if config.curveSecretKey != nil {
             let log = logger
-            zap = try ZAPAuthenticator(context: context, allowedKeys: config.allowedKeys, log: { line in
-                log.warning("\(line) (to let a key in, add it to the --allow-keys file and restart the coordinator)")
-            }, limiter: LogLimiter(burst: 3, intervalMs: config.repeatLogIntervalMs))
+            zap = try ZAPAuthenticator(
+                context: context, allowedKeys: config.allowedKeys,
+                log: { line in
+                    log.warning(
+                        "\(line) (to let a key in, add it to the --allow-keys file and restart the coordinator)")
+                }, limiter: LogLimiter(burst: 3, intervalMs: config.repeatLogIntervalMs))
         } else {
             zap = nil
         }
         router = try context.socket(.router)
         pub = try context.socket(.pub)
-        let opts: [ZMQOption] = [.linger(0), .maxMessageSize(config.maxMessageBytes), .routerMandatory(false),
-                                 .sendHighWaterMark(0), .receiveHighWaterMark(0)]
+        let opts: [ZMQOption] = [
+            .linger(0), .maxMessageSize(config.maxMessageBytes), .routerMandatory(false),
+            .sendHighWaterMark(0), .receiveHighWaterMark(0),
+        ]
         try router.set(opts)
         if let secret = config.curveSecretKey {
             do {
@@ -135,8 +155,9 @@ public final class Coordinator: @unchecked Sendable {
                 try router.set([.curveServer(true), .curveSecretKey(pair.secretKey), .zapDomain("kiln")])
                 try pub.set([.curveServer(true), .curveSecretKey(pair.secretKey), .zapDomain("kiln")])
             } catch {
-                throw CoordinatorError("\(config.curveSecretSource): not a usable CURVE secret key (\(error)); "
-                                       + "make a key pair with `kiln keygen NAME`")
+                throw CoordinatorError(
+                    "\(config.curveSecretSource): not a usable CURVE secret key (\(error)); "
+                        + "make a key pair with `kiln keygen NAME`")
             }
         }
         try pub.set([.linger(0), .sendHighWaterMark(100_000)])
@@ -147,7 +168,9 @@ public final class Coordinator: @unchecked Sendable {
     }
 
     deinit {
-        router.close(); pub.close(); zap?.stop()
+        router.close()
+        pub.close()
+        zap?.stop()
     }
 
     static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
@@ -164,10 +187,18 @@ public final class Coordinator: @unchecked Sendable {
 
     /// Asks the loop to stop and waits for it (and for background work) to finish.
     public func stop() {
-        let wait = stopLock.withLock { () -> Bool in stopRequested = true; return loopStarted }
-        if wait { stopped.wait(); stopped.signal() }  // re-signal: stop() may be called again
+        let wait = stopLock.withLock { () -> Bool in
+            stopRequested = true
+            return loopStarted
+        }
+        if wait {
+            stopped.wait()
+            stopped.signal()
+        }  // re-signal: stop() may be called again
         work.sync {}
-        router.close(); pub.close(); zap?.stop()
+        router.close()
+        pub.close()
+        zap?.stop()
         dataDirLock.release()
     }
 
@@ -182,7 +213,8 @@ public final class Coordinator: @unchecked Sendable {
     public func run() {
         stopLock.withLock { loopStarted = true }
         defer { stopped.signal() }
-        log.info("coordinator listening", metadata: ["listen": "\(endpoints.listen)", "publish": "\(endpoints.publish)"])
+        log.info(
+            "coordinator listening", metadata: ["listen": "\(endpoints.listen)", "publish": "\(endpoints.publish)"])
         while !shouldStop {
             do {
                 var handled = 0
@@ -191,7 +223,10 @@ public final class Coordinator: @unchecked Sendable {
                     handled += 1
                     handle(frames)
                 }
-                let pending = inboxLock.withLock { () -> [() -> Void] in defer { inbox = [] }; return inbox }
+                let pending = inboxLock.withLock { () -> [() -> Void] in
+                    defer { inbox = [] }
+                    return inbox
+                }
                 for f in pending { f() }
                 tick()
             } catch {
@@ -204,8 +239,9 @@ public final class Coordinator: @unchecked Sendable {
     /// Decodes one ROUTER message; anything malformed is logged and dropped.
     func handle(_ frames: [Data]) {
         guard frames.count >= 2 else {
-            logBad(frames.first ?? Data(), kind: "no envelope", "dropped a message without envelope",
-                   ["frames": "\(frames.count)"])
+            logBad(
+                frames.first ?? Data(), kind: "no envelope", "dropped a message without envelope",
+                ["frames": "\(frames.count)"])
             return
         }
         let routing = frames[0]
@@ -256,15 +292,18 @@ public final class Coordinator: @unchecked Sendable {
     /// A message from a peer that is not a welcomed worker and lacks the token: dropped;
     /// requests are told what to do (answering every stray heartbeat would make an echo service).
     func refuseWithoutToken(_ routing: Data, _ m: Message) {
-        logBad(routing, kind: "token", "refused a message \(m.envelope.authToken.isEmpty ? "without" : "with a wrong") token")
+        logBad(
+            routing, kind: "token",
+            "refused a message \(m.envelope.authToken.isEmpty ? "without" : "with a wrong") token")
         switch m.body {
         case .workerHello?, .submitRequest?, .statusRequest?, .cancelRequest?, .listWorkersRequest?, .snapshotRequest?,
-             .rangeFetchRequest?:
+            .rangeFetchRequest?:
             let path = config.dataDir.appendingPathComponent(LocalToken.fileName).path
             var e = Kiln_V1_Error()
             e.code = .unauthorized
             e.field = "auth_token"
-            e.message = "this coordinator requires its token; run as a user who can read \(path), or pass --token-file "
+            e.message =
+                "this coordinator requires its token; run as a user who can read \(path), or pass --token-file "
                 + "\(path) (or set KILN_TOKEN_FILE)"
             reply(routing, Message(.error(e), correlationID: m.correlationID))
         default:
@@ -274,7 +313,8 @@ public final class Coordinator: @unchecked Sendable {
 
     /// Logs a dropped or odd message unless this peer has sent too many of this kind lately
     /// (those are counted and reported by `reportSuppressed`).
-    func logBad(_ routing: Data, kind: String, _ message: @autoclosure () -> String, _ metadata: Logger.Metadata = [:]) {
+    func logBad(_ routing: Data, kind: String, _ message: @autoclosure () -> String, _ metadata: Logger.Metadata = [:])
+    {
         let peer = peerName(routing)
         guard badMessageLog.admit("\(peer) (\(kind))", nowMs: Self.nowMs()) else { return }
         log.warning("\(message())", metadata: metadata.merging(["peer": "\(peer)"]) { $1 })

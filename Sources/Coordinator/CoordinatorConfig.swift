@@ -47,7 +47,9 @@ public struct CoordinatorConfig: Sendable {
     var effectiveChunkBytes: Int { max(1, min(chunkBytes, limits.maxFrameBytes)) }
 
     public init(listen: String, publish: String? = nil, dataDir: URL) {
-        self.listen = listen; self.publish = publish; self.dataDir = dataDir
+        self.listen = listen
+        self.publish = publish
+        self.dataDir = dataDir
     }
 
     var livenessMs: Int64 { Int64(heartbeatIntervalMs) * Int64(heartbeatLiveness) }
@@ -81,7 +83,9 @@ enum EndpointPolicy {
             return
         }
         if secured || insecure || isLoopback(host) { return }
-        throw CoordinatorError("\(flag) \(endpoint): refusing to bind \(host) without CURVE keys, because anyone who can reach it could submit jobs and read model data; bind 127.0.0.1, configure --curve-secret and --allow-keys, or pass --insecure on a trusted network")
+        throw CoordinatorError(
+            "\(flag) \(endpoint): refusing to bind \(host) without CURVE keys, because anyone who can reach it could submit jobs and read model data; bind 127.0.0.1, configure --curve-secret and --allow-keys, or pass --insecure on a trusted network"
+        )
     }
 
     /// The endpoint to hand zmq_bind. tcp://localhost:P becomes tcp://127.0.0.1:P: zmq_bind
@@ -92,14 +96,16 @@ enum EndpointPolicy {
         guard endpoint.hasPrefix("tcp://") else { return endpoint }
         let rest = endpoint.dropFirst("tcp://".count)
         guard let colon = rest.lastIndex(of: ":"), colon != rest.startIndex, !rest.hasSuffix("]") else {
-            throw CoordinatorError("\(flag) \(endpoint): missing :PORT; write tcp://HOST:PORT (PORT a number, or * for a free one)")
+            throw CoordinatorError(
+                "\(flag) \(endpoint): missing :PORT; write tcp://HOST:PORT (PORT a number, or * for a free one)")
         }
         var host = String(rest[..<colon])
         let port = rest[rest.index(after: colon)...]
         if port != "*" {
             guard let p = Int(port), (1...65535).contains(p) else {
-                throw CoordinatorError("\(flag) \(endpoint): port \(port) cannot be bound; use a port number "
-                                       + "in 1...65535, or * to pick a free one")
+                throw CoordinatorError(
+                    "\(flag) \(endpoint): port \(port) cannot be bound; use a port number "
+                        + "in 1...65535, or * to pick a free one")
             }
         }
         if host == "localhost" { host = "127.0.0.1" }
@@ -108,13 +114,17 @@ enum EndpointPolicy {
 
     /// The default publish endpoint: same host, port + 1 (which must exist).
     static func defaultPublish(for listen: String) throws -> String {
-        guard listen.hasPrefix("tcp://"), let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]) else {
+        guard listen.hasPrefix("tcp://"), let colon = listen.lastIndex(of: ":"),
+            let port = Int(listen[listen.index(after: colon)...])
+        else {
             if listen.hasPrefix("tcp://"), listen.hasSuffix(":*") { return listen }
             if listen.hasPrefix("inproc://") || listen.hasPrefix("ipc://") { return listen + "-pub" }
-            throw CoordinatorError("--listen \(listen): cannot derive --publish (expected tcp://HOST:PORT); give --publish")
+            throw CoordinatorError(
+                "--listen \(listen): cannot derive --publish (expected tcp://HOST:PORT); give --publish")
         }
         guard port < 65535 else {
-            throw CoordinatorError("--listen \(listen): port \(port) leaves no port + 1 for progress; pick a lower port or give --publish")
+            throw CoordinatorError(
+                "--listen \(listen): port \(port) leaves no port + 1 for progress; pick a lower port or give --publish")
         }
         return String(listen[..<colon]) + ":\(port + 1)"
     }

@@ -16,10 +16,15 @@ public final class DataDirLock: @unchecked Sendable {  // release() and deinit o
             let err = errno
             close(fd)
             fd = -1
-            guard err == EWOULDBLOCK else { throw CoordinatorError("cannot lock \(path): \(String(cString: strerror(err)))") }
-            let holder = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
-            throw CoordinatorError("\(dataDir.path) is in use by a running coordinator\(holder.isEmpty ? "" : " (pid \(holder))")"
-                                   + " holding \(path); stop it first")
+            guard err == EWOULDBLOCK else {
+                throw CoordinatorError("cannot lock \(path): \(String(cString: strerror(err)))")
+            }
+            let holder =
+                (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+                ?? ""
+            throw CoordinatorError(
+                "\(dataDir.path) is in use by a running coordinator\(holder.isEmpty ? "" : " (pid \(holder))")"
+                    + " holding \(path); stop it first")
         }
         // The holder's pid, only for the message above.
         let pid = Data("\(getpid())\n".utf8)

@@ -69,8 +69,9 @@ extension Coordinator {
         let available = Int64(clamping: free)
         guard need + pending + DiskBudget.margin > available else { return }
         let queued = pending > 0 ? " (plus \(DiskBudget.gib(pending)) still to come for unfinished jobs)" : ""
-        throw CoordinatorError("not enough disk space for the job's results in \(files.root.path): it needs about "
-                               + "\(DiskBudget.gib(need))\(queued) and \(DiskBudget.gib(available)) is free; free space there "
-                               + "(`kiln gc --data-dir` removes results of ended jobs), or lower --samples or raise --shard-size")
+        throw CoordinatorError(
+            "not enough disk space for the job's results in \(files.root.path): it needs about "
+                + "\(DiskBudget.gib(need))\(queued) and \(DiskBudget.gib(available)) is free; free space there "
+                + "(`kiln gc --data-dir` removes results of ended jobs), or lower --samples or raise --shard-size")
     }
 }

@@ -17,8 +17,10 @@ public enum EmbeddedCluster {
         public var seconds: Double
     }
 
-    public static func run(spec: JobSpec, workers n: Int, threads: Int = 1, dataDir: URL? = nil,
-                           logLevel: Logger.Level = .warning, progress: ((JobEvent) -> Void)? = nil) throws -> Outcome {
+    public static func run(
+        spec: JobSpec, workers n: Int, threads: Int = 1, dataDir: URL? = nil,
+        logLevel: Logger.Level = .warning, progress: ((JobEvent) -> Void)? = nil
+    ) throws -> Outcome {
         guard n >= 1 else { throw JobError("--workers \(n) must be at least 1") }
         try spec.validate()
         let t0 = Date()
@@ -33,7 +35,8 @@ public enum EmbeddedCluster {
         let tag = UUID().uuidString.prefix(8)
         let dir = dataDir ?? FileManager.default.temporaryDirectory.appendingPathComponent("kiln-embedded-\(tag)")
         defer { if dataDir == nil { try? FileManager.default.removeItem(at: dir) } }
-        var config = CoordinatorConfig(listen: "inproc://kiln-\(tag)", publish: "inproc://kiln-\(tag)-pub", dataDir: dir)
+        var config = CoordinatorConfig(
+            listen: "inproc://kiln-\(tag)", publish: "inproc://kiln-\(tag)-pub", dataDir: dir)
         // The report reads the reconstructions back after the job succeeds; the data dir goes with it.
         config.keepResults = true
         let coordinator = try Coordinator(config: config, context: context, logger: log)
@@ -56,16 +59,20 @@ public enum EmbeddedCluster {
             Thread.sleep(forTimeInterval: 0.05)
             guard let (state, error) = coordinator.jobState(id) else { throw JobError("job \(id) vanished") }
             if state == .succeeded { break }
-            if state == .failed || state == .cancelled { throw JobError("job \(id) \(state == .failed ? "failed" : "was cancelled"): \(error)") }
+            if state == .failed || state == .cancelled {
+                throw JobError("job \(id) \(state == .failed ? "failed" : "was cancelled"): \(error)")
+            }
         }
         let reconstructions = try coordinator.reconstructions(job: id)
         let seconds = Date().timeIntervalSince(t0)
-        var report = JobReport.cluster(spec: spec, reconstructions: reconstructions, seconds: seconds,
-                                       notes: ["embedded cluster: \(n) worker\(n == 1 ? "" : "s") over inproc://"])
+        var report = JobReport.cluster(
+            spec: spec, reconstructions: reconstructions, seconds: seconds,
+            notes: ["embedded cluster: \(n) worker\(n == 1 ? "" : "s") over inproc://"])
         if let evaluation {
             BLAS.threads = evalThreads
-            report.perplexity = try evaluation.after(output: URL(fileURLWithPath: spec.output), linears: reconstructions.linearsByTensor,
-                                                     before: before, progress: progress)
+            report.perplexity = try evaluation.after(
+                output: URL(fileURLWithPath: spec.output), linears: reconstructions.linearsByTensor,
+                before: before, progress: progress)
             report.times.total = Date().timeIntervalSince(t0)
         }
         return Outcome(jobID: id, report: report, traffic: coordinator.traffic, seconds: seconds)
@@ -77,7 +84,8 @@ extension Coordinator {
     public func reconstructions(job: String) throws -> [ReconstructResult] {
         try store.results(job: job).compactMap { r -> ReconstructResult? in
             guard case .reconstruct = r.task else { return nil }
-            guard case let .reconstruct(rr) = try ClusterCodec.decode(ClusterTaskOutput.self, from: try files.read(r)) else { return nil }
+            guard case let .reconstruct(rr) = try ClusterCodec.decode(ClusterTaskOutput.self, from: try files.read(r))
+            else { return nil }
             return rr
         }.sorted { ($0.block, $0.group) < ($1.block, $1.group) }
     }

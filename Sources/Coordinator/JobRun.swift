@@ -43,11 +43,15 @@ final class JobRun {
     /// The job ended and its result files were handed to removal (or are kept: --keep-results).
     var resultsReleased = false
     /// Size of the model file (told to workers, which fetch it when they cannot read it).
-    lazy var modelSize: UInt64 = (try? FileManager.default.attributesOfItem(atPath: spec.model)[.size] as? NSNumber)?.uint64Value ?? 0
+    lazy var modelSize: UInt64 =
+        (try? FileManager.default.attributesOfItem(atPath: spec.model)[.size] as? NSNumber)?.uint64Value ?? 0
     var phases: [Int: [Kiln_V1_Phase: PhaseProgress]] = [:]
 
     init(id: String, spec: JobSpec, blocks: Int, state: Kiln_V1_JobState, submittedMs: Int64) {
-        self.id = id; self.spec = spec; self.state = state; self.submittedMs = submittedMs
+        self.id = id
+        self.spec = spec
+        self.state = state
+        self.submittedMs = submittedMs
         graph = TaskGraph(blocks: blocks, shards: spec.shardCount, groups: Tasks.groups.count, mode: spec.mode)
         var p: [TaskID: Int] = [:]
         for (i, t) in graph.tasks.enumerated() { p[t] = i }

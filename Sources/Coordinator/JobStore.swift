@@ -32,18 +32,19 @@ public final class JobStore: @unchecked Sendable {  // GRDB's DatabaseQueue seri
         db = try DatabaseQueue(path: path)
         var m = DatabaseMigrator()
         m.registerMigration("v1") { db in
-            try db.execute(sql: """
-                CREATE TABLE jobs (id TEXT PRIMARY KEY, spec TEXT NOT NULL, state TEXT NOT NULL, error TEXT NOT NULL DEFAULT '',
-                                   client_token TEXT NOT NULL DEFAULT '', submitted_ms INTEGER NOT NULL, finished_ms INTEGER NOT NULL DEFAULT 0);
-                CREATE TABLE tasks (job_id TEXT NOT NULL, task_id TEXT NOT NULL, kind TEXT NOT NULL, block INTEGER NOT NULL,
-                                    shard INTEGER, grp INTEGER, state TEXT NOT NULL, attempt INTEGER NOT NULL DEFAULT 0,
-                                    worker TEXT NOT NULL DEFAULT '', PRIMARY KEY (job_id, task_id));
-                CREATE TABLE attempts (job_id TEXT NOT NULL, task_id TEXT NOT NULL, attempt INTEGER NOT NULL, worker TEXT NOT NULL,
-                                       started_ms INTEGER NOT NULL, finished_ms INTEGER NOT NULL DEFAULT 0, outcome TEXT NOT NULL DEFAULT 'running',
-                                       PRIMARY KEY (job_id, task_id, attempt));
-                CREATE TABLE results (job_id TEXT NOT NULL, task_id TEXT NOT NULL, path TEXT NOT NULL, checksum INTEGER NOT NULL,
-                                      bytes INTEGER NOT NULL, worker TEXT NOT NULL, PRIMARY KEY (job_id, task_id));
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE jobs (id TEXT PRIMARY KEY, spec TEXT NOT NULL, state TEXT NOT NULL, error TEXT NOT NULL DEFAULT '',
+                                       client_token TEXT NOT NULL DEFAULT '', submitted_ms INTEGER NOT NULL, finished_ms INTEGER NOT NULL DEFAULT 0);
+                    CREATE TABLE tasks (job_id TEXT NOT NULL, task_id TEXT NOT NULL, kind TEXT NOT NULL, block INTEGER NOT NULL,
+                                        shard INTEGER, grp INTEGER, state TEXT NOT NULL, attempt INTEGER NOT NULL DEFAULT 0,
+                                        worker TEXT NOT NULL DEFAULT '', PRIMARY KEY (job_id, task_id));
+                    CREATE TABLE attempts (job_id TEXT NOT NULL, task_id TEXT NOT NULL, attempt INTEGER NOT NULL, worker TEXT NOT NULL,
+                                           started_ms INTEGER NOT NULL, finished_ms INTEGER NOT NULL DEFAULT 0, outcome TEXT NOT NULL DEFAULT 'running',
+                                           PRIMARY KEY (job_id, task_id, attempt));
+                    CREATE TABLE results (job_id TEXT NOT NULL, task_id TEXT NOT NULL, path TEXT NOT NULL, checksum INTEGER NOT NULL,
+                                          bytes INTEGER NOT NULL, worker TEXT NOT NULL, PRIMARY KEY (job_id, task_id));
+                    """)
         }
         // Result files are removed once a job ends; the rows stay as history, marked so
         // that nothing reads the files again.
@@ -56,17 +57,21 @@ public final class JobStore: @unchecked Sendable {  // GRDB's DatabaseQueue seri
     public func insertJob(_ j: StoredJob, tasks: [TaskID]) throws {
         let spec = String(decoding: try JSONEncoder().encode(j.spec), as: UTF8.self)
         try db.write { db in
-            try db.execute(sql: "INSERT INTO jobs (id, spec, state, error, client_token, submitted_ms) VALUES (?, ?, ?, ?, ?, ?)",
-                           arguments: [j.id, spec, j.state, j.error, j.clientToken, j.submittedMs])
+            try db.execute(
+                sql: "INSERT INTO jobs (id, spec, state, error, client_token, submitted_ms) VALUES (?, ?, ?, ?, ?, ?)",
+                arguments: [j.id, spec, j.state, j.error, j.clientToken, j.submittedMs])
             for t in tasks {
-                var shard: Int?, grp: Int?
+                var shard: Int?
+                var grp: Int?
                 switch t {
                 case let .collect(_, s), let .propagate(_, s): shard = s
                 case let .reconstruct(_, g): grp = g
                 case .merge: break
                 }
-                try db.execute(sql: "INSERT INTO tasks (job_id, task_id, kind, block, shard, grp, state) VALUES (?, ?, ?, ?, ?, ?, 'pending')",
-                               arguments: [j.id, t.wireName, t.kindName, t.block, shard, grp])
+                try db.execute(
+                    sql:
+                        "INSERT INTO tasks (job_id, task_id, kind, block, shard, grp, state) VALUES (?, ?, ?, ?, ?, ?, 'pending')",
+                    arguments: [j.id, t.wireName, t.kindName, t.block, shard, grp])
             }
         }
     }
@@ -75,36 +80,45 @@ public final class JobStore: @unchecked Sendable {  // GRDB's DatabaseQueue seri
         try db.read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM jobs ORDER BY submitted_ms, id").map { r in
                 let specText: String = r["spec"]
-                return StoredJob(id: r["id"], spec: try JSONDecoder().decode(JobSpec.self, from: Data(specText.utf8)),
-                                 state: r["state"], error: r["error"], clientToken: r["client_token"],
-                                 submittedMs: r["submitted_ms"], finishedMs: r["finished_ms"])
+                return StoredJob(
+                    id: r["id"], spec: try JSONDecoder().decode(JobSpec.self, from: Data(specText.utf8)),
+                    state: r["state"], error: r["error"], clientToken: r["client_token"],
+                    submittedMs: r["submitted_ms"], finishedMs: r["finished_ms"])
             }
         }
     }
 
     public func setJobState(_ id: String, state: String, error: String = "", finishedMs: Int64 = 0) throws {
         try db.write { db in
-            try db.execute(sql: "UPDATE jobs SET state = ?, error = ?, finished_ms = ? WHERE id = ?",
-                           arguments: [state, error, finishedMs, id])
+            try db.execute(
+                sql: "UPDATE jobs SET state = ?, error = ?, finished_ms = ? WHERE id = ?",
+                arguments: [state, error, finishedMs, id])
         }
     }
 
     public func startAttempt(job: String, task: TaskID, attempt: Int, worker: String, nowMs: Int64) throws {
         try db.write { db in
-            try db.execute(sql: "UPDATE tasks SET state = 'running', attempt = ?, worker = ? WHERE job_id = ? AND task_id = ?",
-                           arguments: [attempt, worker, job, task.wireName])
-            try db.execute(sql: "INSERT OR REPLACE INTO attempts (job_id, task_id, attempt, worker, started_ms) VALUES (?, ?, ?, ?, ?)",
-                           arguments: [job, task.wireName, attempt, worker, nowMs])
+            try db.execute(
+                sql: "UPDATE tasks SET state = 'running', attempt = ?, worker = ? WHERE job_id = ? AND task_id = ?",
+                arguments: [attempt, worker, job, task.wireName])
+            try db.execute(
+                sql:
+                    "INSERT OR REPLACE INTO attempts (job_id, task_id, attempt, worker, started_ms) VALUES (?, ?, ?, ?, ?)",
+                arguments: [job, task.wireName, attempt, worker, nowMs])
         }
     }
 
     public func endAttempt(job: String, task: TaskID, attempt: Int, outcome: String, nowMs: Int64) throws {
         try db.write { db in
-            try db.execute(sql: "UPDATE attempts SET outcome = ?, finished_ms = ? WHERE job_id = ? AND task_id = ? AND attempt = ?",
-                           arguments: [outcome, nowMs, job, task.wireName, attempt])
+            try db.execute(
+                sql:
+                    "UPDATE attempts SET outcome = ?, finished_ms = ? WHERE job_id = ? AND task_id = ? AND attempt = ?",
+                arguments: [outcome, nowMs, job, task.wireName, attempt])
             if outcome != "ok" {
-                try db.execute(sql: "UPDATE tasks SET state = 'pending', worker = '' WHERE job_id = ? AND task_id = ? AND state != 'done'",
-                               arguments: [job, task.wireName])
+                try db.execute(
+                    sql:
+                        "UPDATE tasks SET state = 'pending', worker = '' WHERE job_id = ? AND task_id = ? AND state != 'done'",
+                    arguments: [job, task.wireName])
             }
         }
     }
@@ -112,12 +126,17 @@ public final class JobStore: @unchecked Sendable {  // GRDB's DatabaseQueue seri
     /// Records an accepted result (its file is already fsynced) and marks the task done, in one transaction.
     public func recordResult(job: String, _ r: StoredResult, attempt: Int, nowMs: Int64) throws {
         try db.write { db in
-            try db.execute(sql: "INSERT OR REPLACE INTO results (job_id, task_id, path, checksum, bytes, worker) VALUES (?, ?, ?, ?, ?, ?)",
-                           arguments: [job, r.task.wireName, r.path, Int64(r.checksum), r.bytes, r.worker])
-            try db.execute(sql: "UPDATE tasks SET state = 'done', worker = ? WHERE job_id = ? AND task_id = ?",
-                           arguments: [r.worker, job, r.task.wireName])
-            try db.execute(sql: "UPDATE attempts SET outcome = 'ok', finished_ms = ? WHERE job_id = ? AND task_id = ? AND attempt = ?",
-                           arguments: [nowMs, job, r.task.wireName, attempt])
+            try db.execute(
+                sql:
+                    "INSERT OR REPLACE INTO results (job_id, task_id, path, checksum, bytes, worker) VALUES (?, ?, ?, ?, ?, ?)",
+                arguments: [job, r.task.wireName, r.path, Int64(r.checksum), r.bytes, r.worker])
+            try db.execute(
+                sql: "UPDATE tasks SET state = 'done', worker = ? WHERE job_id = ? AND task_id = ?",
+                arguments: [r.worker, job, r.task.wireName])
+            try db.execute(
+                sql:
+                    "UPDATE attempts SET outcome = 'ok', finished_ms = ? WHERE job_id = ? AND task_id = ? AND attempt = ?",
+                arguments: [nowMs, job, r.task.wireName, attempt])
         }
     }
 
@@ -132,7 +151,9 @@ public final class JobStore: @unchecked Sendable {  // GRDB's DatabaseQueue seri
                 let name: String = r["task_id"]
                 guard let t = TaskID(wireName: name) else { return nil }
                 let sum: Int64 = r["checksum"]
-                return StoredResult(task: t, path: r["path"], checksum: UInt32(truncatingIfNeeded: sum), bytes: r["bytes"], worker: r["worker"])
+                return StoredResult(
+                    task: t, path: r["path"], checksum: UInt32(truncatingIfNeeded: sum), bytes: r["bytes"],
+                    worker: r["worker"])
             }
         }
     }
@@ -153,7 +174,8 @@ public final class JobStore: @unchecked Sendable {  // GRDB's DatabaseQueue seri
     /// Bytes of the results recorded so far for a job (for the disk budget of later jobs).
     public func resultBytes(job: String) throws -> Int64 {
         try db.read { db in
-            try Int64.fetchOne(db, sql: "SELECT COALESCE(SUM(bytes), 0) FROM results WHERE job_id = ?", arguments: [job]) ?? 0
+            try Int64.fetchOne(
+                db, sql: "SELECT COALESCE(SUM(bytes), 0) FROM results WHERE job_id = ?", arguments: [job]) ?? 0
         }
     }
 
@@ -161,7 +183,10 @@ public final class JobStore: @unchecked Sendable {  // GRDB's DatabaseQueue seri
     public func attemptCounts(job: String) throws -> [String: Int] {
         try db.read { db in
             var out: [String: Int] = [:]
-            for r in try Row.fetchAll(db, sql: "SELECT task_id, MAX(attempt) AS a FROM attempts WHERE job_id = ? GROUP BY task_id", arguments: [job]) {
+            for r in try Row.fetchAll(
+                db, sql: "SELECT task_id, MAX(attempt) AS a FROM attempts WHERE job_id = ? GROUP BY task_id",
+                arguments: [job])
+            {
                 out[r["task_id"]] = r["a"]
             }
             return out
@@ -171,8 +196,12 @@ public final class JobStore: @unchecked Sendable {  // GRDB's DatabaseQueue seri
     /// Tasks left 'running' by a coordinator that stopped: they go back to pending.
     public func resetRunning(job: String) throws {
         try db.write { db in
-            try db.execute(sql: "UPDATE tasks SET state = 'pending', worker = '' WHERE job_id = ? AND state = 'running'", arguments: [job])
-            try db.execute(sql: "UPDATE attempts SET outcome = 'abandoned' WHERE job_id = ? AND outcome = 'running'", arguments: [job])
+            try db.execute(
+                sql: "UPDATE tasks SET state = 'pending', worker = '' WHERE job_id = ? AND state = 'running'",
+                arguments: [job])
+            try db.execute(
+                sql: "UPDATE attempts SET outcome = 'abandoned' WHERE job_id = ? AND outcome = 'running'",
+                arguments: [job])
         }
     }
 }

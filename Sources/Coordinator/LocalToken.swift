@@ -27,13 +27,15 @@ public enum LocalToken {
             return token
         }
         guard errno == EEXIST else {
-            throw CoordinatorError("\(path): cannot create the coordinator's token (\(String(cString: strerror(errno)))); "
-                                   + "check that --data-dir is writable")
+            throw CoordinatorError(
+                "\(path): cannot create the coordinator's token (\(String(cString: strerror(errno)))); "
+                    + "check that --data-dir is writable")
         }
         let rfd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         guard rfd >= 0 else {
-            throw CoordinatorError("\(path): cannot open the coordinator's token (\(String(cString: strerror(errno)))); "
-                                   + "remove it if it is not a regular file")
+            throw CoordinatorError(
+                "\(path): cannot open the coordinator's token (\(String(cString: strerror(errno)))); "
+                    + "remove it if it is not a regular file")
         }
         defer { close(rfd) }
         var st = stat()
@@ -41,17 +43,20 @@ public enum LocalToken {
             throw CoordinatorError("\(path): not a regular file; remove it (the coordinator makes a new token)")
         }
         guard st.st_uid == geteuid() else {
-            throw CoordinatorError("\(path): owned by uid \(st.st_uid), not by this user (\(geteuid())); remove it or "
-                                   + "run the coordinator as its owner")
+            throw CoordinatorError(
+                "\(path): owned by uid \(st.st_uid), not by this user (\(geteuid())); remove it or "
+                    + "run the coordinator as its owner")
         }
         guard st.st_mode & 0o077 == 0 else {
-            throw CoordinatorError("\(path): mode \(String(st.st_mode & 0o777, radix: 8)) lets other users read the token; "
-                                   + "run `chmod 600 \(path)` (or remove it for a new token)")
+            throw CoordinatorError(
+                "\(path): mode \(String(st.st_mode & 0o777, radix: 8)) lets other users read the token; "
+                    + "run `chmod 600 \(path)` (or remove it for a new token)")
         }
         var buffer = [UInt8](repeating: 0, count: 256)
         let n = read(rfd, &buffer, buffer.count)
         guard n > 0, let token = parse(String(decoding: buffer[..<n], as: UTF8.self)) else {
-            throw CoordinatorError("\(path): not a token (64 hex digits); remove it and the coordinator makes a new one")
+            throw CoordinatorError(
+                "\(path): not a token (64 hex digits); remove it and the coordinator makes a new one")
         }
         return token
     }
@@ -67,7 +72,8 @@ public enum LocalToken {
 
     /// Compares without stopping at the first difference (no timing hint of how much matched).
     static func matches(_ given: String, _ token: String) -> Bool {
-        let a = Array(given.utf8), b = Array(token.utf8)
+        let a = Array(given.utf8)
+        let b = Array(token.utf8)
         guard a.count == b.count else { return false }
         return zip(a, b).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
     }

@@ -13,7 +13,8 @@ public struct ResultFiles: Sendable {
     }
 
     public func url(job: String, task: TaskID) -> URL {
-        root.appendingPathComponent(job).appendingPathComponent(task.wireName.replacingOccurrences(of: "/", with: "-") + ".bin")
+        root.appendingPathComponent(job).appendingPathComponent(
+            task.wireName.replacingOccurrences(of: "/", with: "-") + ".bin")
     }
 
     /// Writes `data` durably; returns its CRC-32C.
@@ -42,7 +43,9 @@ public struct ResultFiles: Sendable {
     public static func isJobID(_ name: String) -> Bool {
         let parts = name.split(separator: "-", omittingEmptySubsequences: false)
         return parts.count == 3 && parts[0] == "job"
-            && parts.dropFirst().allSatisfy { !$0.isEmpty && $0.allSatisfy { c in c.isASCII && (c.isNumber || c.isLowercase) } }
+            && parts.dropFirst().allSatisfy {
+                !$0.isEmpty && $0.allSatisfy { c in c.isASCII && (c.isNumber || c.isLowercase) }
+            }
     }
 
     /// Whether `name` is a file this type writes in a job's directory: a task's result
@@ -66,7 +69,9 @@ public struct ResultFiles: Sendable {
     /// Anything else in it is left alone and reported.
     @discardableResult
     public func removeJob(_ job: String, onlyTemporary: Bool = false) throws -> Removal {
-        guard Self.isJobID(job) else { throw JobError("'\(job)' is not a Kiln job id; not removing \(root.path)/\(job)") }
+        guard Self.isJobID(job) else {
+            throw JobError("'\(job)' is not a Kiln job id; not removing \(root.path)/\(job)")
+        }
         let dir = root.appendingPathComponent(job)
         var out = Removal()
         let fm = FileManager.default
@@ -82,7 +87,9 @@ public struct ResultFiles: Sendable {
                 continue
             }
             if onlyTemporary && !name.hasPrefix(".tmp-") { continue }
-            guard unlink(path) == 0 else { throw JobError("cannot remove \(path): \(String(cString: strerror(errno)))") }
+            guard unlink(path) == 0 else {
+                throw JobError("cannot remove \(path): \(String(cString: strerror(errno)))")
+            }
             out.files += 1
             out.bytes += Int64(st.st_size)
         }
@@ -95,7 +102,9 @@ public struct ResultFiles: Sendable {
         let d = try Data(contentsOf: URL(fileURLWithPath: r.path))
         let sum = CRC32C.checksum(d)
         guard sum == r.checksum, d.count == r.bytes else {
-            throw JobError("result file \(r.path) of \(r.task) is damaged: \(d.count) bytes, crc32c \(String(sum, radix: 16)); the store says \(r.bytes) bytes, \(String(r.checksum, radix: 16))")
+            throw JobError(
+                "result file \(r.path) of \(r.task) is damaged: \(d.count) bytes, crc32c \(String(sum, radix: 16)); the store says \(r.bytes) bytes, \(String(r.checksum, radix: 16))"
+            )
         }
         return d
     }

@@ -38,7 +38,8 @@ public enum ResultsGC {
         var report = Report()
         for name in try FileManager.default.contentsOfDirectory(atPath: files.root.path).sorted() {
             var st = stat()
-            let isDirectory = lstat(files.root.appendingPathComponent(name).path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+            let isDirectory =
+                lstat(files.root.appendingPathComponent(name).path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
             guard isDirectory, ResultFiles.isJobID(name) else {
                 report.leftAlone.append(name)
                 continue

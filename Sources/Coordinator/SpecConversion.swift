@@ -69,7 +69,10 @@ public enum SpecConversion {
         }
         // GGUF formats fix the bits: keep nil (as `kiln run` does) unless they disagree, so validation names it.
         if p.bits > 0 && (!s.format.isGGUF || Int(p.bits) != s.resolvedBits) { s.bits = Int(p.bits) }
-        if !s.format.isGGUF { s.groupSize = p.groupSize == 0 ? -1 : Int(p.groupSize); s.symmetric = p.symmetric }
+        if !s.format.isGGUF {
+            s.groupSize = p.groupSize == 0 ? -1 : Int(p.groupSize)
+            s.symmetric = p.symmetric
+        }
         s.actOrder = p.actOrder
         if p.dampPercent > 0 { s.percentDamp = Double(p.dampPercent) }
         return s

@@ -8,7 +8,10 @@ public struct ShardActivations: Sendable, Equatable {
     public var block: Int
     public var windows: [Matrix]
 
-    public init(block: Int, windows: [Matrix]) { self.block = block; self.windows = windows }
+    public init(block: Int, windows: [Matrix]) {
+        self.block = block
+        self.windows = windows
+    }
 }
 
 /// Where a worker keeps the activations of the shards it owns. They never travel
@@ -48,7 +51,8 @@ public final class FileActivationStore: ActivationStore, @unchecked Sendable {
         do {
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         } catch {
-            throw JobError("activation spill directory \(directory.path) cannot be created: \(error.localizedDescription)")
+            throw JobError(
+                "activation spill directory \(directory.path) cannot be created: \(error.localizedDescription)")
         }
     }
 
@@ -61,15 +65,21 @@ public final class FileActivationStore: ActivationStore, @unchecked Sendable {
         u32(1)
         withUnsafeBytes(of: Int64(a.block).littleEndian) { d.append(contentsOf: $0) }
         u32(a.windows.count)
-        for w in a.windows { u32(w.rows); u32(w.cols) }
+        for w in a.windows {
+            u32(w.rows)
+            u32(w.cols)
+        }
         for w in a.windows { w.data.withUnsafeBytes { d.append(contentsOf: $0) } }
         let tmp = directory.appendingPathComponent(".tmp-\(shard)-\(UUID().uuidString)")
         do {
             try d.write(to: tmp)
-            guard rename(tmp.path, url(shard).path) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+            guard rename(tmp.path, url(shard).path) == 0 else {
+                throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)
+            }
         } catch {
             try? FileManager.default.removeItem(at: tmp)
-            throw JobError("cannot spill the activations of shard \(shard) to \(url(shard).path): \(error.localizedDescription)")
+            throw JobError(
+                "cannot spill the activations of shard \(shard) to \(url(shard).path): \(error.localizedDescription)")
         }
     }
 
@@ -84,7 +94,9 @@ public final class FileActivationStore: ActivationStore, @unchecked Sendable {
         do {
             return try d.withUnsafeBytes { raw in
                 var c = ByteCursor(raw, file: u.path)
-                guard c.remaining >= 4, raw.prefix(4).elementsEqual(Self.magic) else { throw bad("not an activation file (magic)") }
+                guard c.remaining >= 4, raw.prefix(4).elementsEqual(Self.magic) else {
+                    throw bad("not an activation file (magic)")
+                }
                 _ = try c.take(4, "magic")
                 let version = try c.u32("version")
                 guard version == 1 else { throw bad("version \(version), expected 1") }
@@ -98,7 +110,8 @@ public final class FileActivationStore: ActivationStore, @unchecked Sendable {
                     let (n, o1) = r.multipliedReportingOverflow(by: cols)
                     let (t, o2) = total.addingReportingOverflow(n)
                     guard !o1, !o2 else { throw bad("window shape \(r)x\(cols) overflows") }
-                    shapes.append((r, cols)); total = t
+                    shapes.append((r, cols))
+                    total = t
                 }
                 guard total <= c.remaining / 4, total * 4 == c.remaining else {
                     throw bad("\(c.remaining) data bytes for \(total) floats")
@@ -106,7 +119,8 @@ public final class FileActivationStore: ActivationStore, @unchecked Sendable {
                 let windows = try shapes.map { r, cols in
                     let at = try c.take(r * cols * 4, "window data")
                     let data = [Float](unsafeUninitializedCapacity: r * cols) { dst, n in
-                        UnsafeMutableRawBufferPointer(dst).copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[at..<(at + r * cols * 4)]))
+                        UnsafeMutableRawBufferPointer(dst).copyMemory(
+                            from: UnsafeRawBufferPointer(rebasing: raw[at..<(at + r * cols * 4)]))
                         n = r * cols
                     }
                     return Matrix(rows: r, cols: cols, data: data)

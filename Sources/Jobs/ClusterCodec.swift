@@ -43,7 +43,10 @@ public struct ClusterCodecError: Error, CustomStringConvertible {
 enum BlobKind: UInt8 { case u8 = 1, i8, u16, i16, u32, i32, u64, i64, f32, f64 }
 
 final class ArrayRef { var items: [BinValue] = [] }
-final class ObjectRef { var items: [(String, BinValue)] = []; var index: [String: BinValue] = [:] }
+final class ObjectRef {
+    var items: [(String, BinValue)] = []
+    var index: [String: BinValue] = [:]
+}
 
 enum BinValue {
     case null, bool(Bool), int(Int64), uint(UInt64), float(Float), double(Double), string(String)
@@ -69,20 +72,47 @@ struct Writer {
     var bytes: [UInt8] = []
     mutating func u8(_ v: UInt8) { bytes.append(v) }
     mutating func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
-    mutating func str(_ s: String) { let u = Array(s.utf8); u64(UInt64(u.count)); bytes.append(contentsOf: u) }
+    mutating func str(_ s: String) {
+        let u = Array(s.utf8)
+        u64(UInt64(u.count))
+        bytes.append(contentsOf: u)
+    }
 
     mutating func write(_ v: BinValue) {
         switch v {
         case .null: u8(0)
         case .bool(let b): u8(b ? 2 : 1)
-        case .int(let i): u8(3); u64(UInt64(bitPattern: i))
-        case .uint(let u): u8(4); u64(u)
-        case .float(let f): u8(5); u64(UInt64(f.bitPattern))
-        case .double(let d): u8(6); u64(d.bitPattern)
-        case .string(let s): u8(7); str(s)
-        case .blob(let k, let b): u8(8); u8(k.rawValue); u64(UInt64(b.count)); bytes.append(contentsOf: b)
-        case .array(let a): u8(9); u64(UInt64(a.items.count)); for x in a.items { write(x) }
-        case .object(let o): u8(10); u64(UInt64(o.items.count)); for (k, x) in o.items { str(k); write(x) }
+        case .int(let i):
+            u8(3)
+            u64(UInt64(bitPattern: i))
+        case .uint(let u):
+            u8(4)
+            u64(u)
+        case .float(let f):
+            u8(5)
+            u64(UInt64(f.bitPattern))
+        case .double(let d):
+            u8(6)
+            u64(d.bitPattern)
+        case .string(let s):
+            u8(7)
+            str(s)
+        case .blob(let k, let b):
+            u8(8)
+            u8(k.rawValue)
+            u64(UInt64(b.count))
+            bytes.append(contentsOf: b)
+        case .array(let a):
+            u8(9)
+            u64(UInt64(a.items.count))
+            for x in a.items { write(x) }
+        case .object(let o):
+            u8(10)
+            u64(UInt64(o.items.count))
+            for (k, x) in o.items {
+                str(k)
+                write(x)
+            }
         }
     }
 }
@@ -108,12 +138,16 @@ struct Reader {
     }
     mutating func str(_ what: String) throws -> String {
         let n = try u64(what + " length")
-        guard let s = String(bytes: try take(n, what), encoding: .utf8) else { throw ClusterCodecError("\(what) is not UTF-8") }
+        guard let s = String(bytes: try take(n, what), encoding: .utf8) else {
+            throw ClusterCodecError("\(what) is not UTF-8")
+        }
         return s
     }
 
     mutating func read(depth: Int) throws -> BinValue {
-        guard depth <= ClusterCodec.maxDepth else { throw ClusterCodecError("nesting deeper than \(ClusterCodec.maxDepth)") }
+        guard depth <= ClusterCodec.maxDepth else {
+            throw ClusterCodecError("nesting deeper than \(ClusterCodec.maxDepth)")
+        }
         let tag = try u8("tag")
         switch tag {
         case 0: return .null
@@ -128,13 +162,17 @@ struct Reader {
         case 6: return .double(Double(bitPattern: try u64("double")))
         case 7: return .string(try str("string"))
         case 8:
-            guard let k = BlobKind(rawValue: try u8("blob kind")) else { throw ClusterCodecError("unknown number array kind") }
+            guard let k = BlobKind(rawValue: try u8("blob kind")) else {
+                throw ClusterCodecError("unknown number array kind")
+            }
             let n = try u64("blob length")
             return .blob(k, Array(try take(n, "number array")))
         case 9:
             let n = try u64("array count")
             // Each item takes at least one byte: a count beyond the remaining bytes is a lie.
-            guard n <= UInt64(bytes.count - offset) else { throw ClusterCodecError("array count \(n) exceeds the remaining bytes") }
+            guard n <= UInt64(bytes.count - offset) else {
+                throw ClusterCodecError("array count \(n) exceeds the remaining bytes")
+            }
             let a = ArrayRef()
             // Capped: every nesting level may announce the whole remainder, and 64 levels
             // of full reservations would allocate ~1000x the payload before reading an item.
@@ -143,12 +181,15 @@ struct Reader {
             return .array(a)
         case 10:
             let n = try u64("object count")
-            guard n <= UInt64(bytes.count - offset) else { throw ClusterCodecError("object count \(n) exceeds the remaining bytes") }
+            guard n <= UInt64(bytes.count - offset) else {
+                throw ClusterCodecError("object count \(n) exceeds the remaining bytes")
+            }
             let o = ObjectRef()
             for _ in 0..<n {
                 let k = try str("key")
                 let v = try read(depth: depth + 1)
-                o.items.append((k, v)); o.index[k] = v
+                o.items.append((k, v))
+                o.index[k] = v
             }
             return .object(o)
         default:
@@ -165,8 +206,12 @@ private func blob<E>(_ a: [E], _ k: BlobKind) -> BinValue {
 
 private func unblob<E>(_ b: [UInt8], as _: E.Type) throws -> [E] {
     let stride = MemoryLayout<E>.stride
-    guard b.count % stride == 0 else { throw ClusterCodecError("number array of \(b.count) bytes is not a multiple of \(stride)") }
-    return b.withUnsafeBytes { raw in Array(UnsafeBufferPointer(start: raw.baseAddress?.assumingMemoryBound(to: E.self), count: b.count / stride)) }
+    guard b.count % stride == 0 else {
+        throw ClusterCodecError("number array of \(b.count) bytes is not a multiple of \(stride)")
+    }
+    return b.withUnsafeBytes { raw in
+        Array(UnsafeBufferPointer(start: raw.baseAddress?.assumingMemoryBound(to: E.self), count: b.count / stride))
+    }
 }
 
 // Exact type tests (not `as?` casts: an empty array of any element type casts to [UInt8]).
@@ -190,17 +235,50 @@ private func fastUnbox<T>(_ t: T.Type, _ v: BinValue) throws -> T? {
     func want(_ expected: BlobKind) throws {
         guard k == expected else { throw ClusterCodecError("number array of kind \(k), expected \(expected)") }
     }
-    if T.self == [UInt8].self { try want(.u8); return b as? T }
-    if T.self == Data.self { try want(.u8); return Data(b) as? T }
-    if T.self == [Int8].self { try want(.i8); return try unblob(b, as: Int8.self) as? T }
-    if T.self == [UInt16].self { try want(.u16); return try unblob(b, as: UInt16.self) as? T }
-    if T.self == [Int16].self { try want(.i16); return try unblob(b, as: Int16.self) as? T }
-    if T.self == [UInt32].self { try want(.u32); return try unblob(b, as: UInt32.self) as? T }
-    if T.self == [Int32].self { try want(.i32); return try unblob(b, as: Int32.self) as? T }
-    if T.self == [UInt64].self { try want(.u64); return try unblob(b, as: UInt64.self) as? T }
-    if T.self == [Int64].self { try want(.i64); return try unblob(b, as: Int64.self) as? T }
-    if T.self == [Float].self { try want(.f32); return try unblob(b, as: Float.self) as? T }
-    if T.self == [Double].self { try want(.f64); return try unblob(b, as: Double.self) as? T }
+    if T.self == [UInt8].self {
+        try want(.u8)
+        return b as? T
+    }
+    if T.self == Data.self {
+        try want(.u8)
+        return Data(b) as? T
+    }
+    if T.self == [Int8].self {
+        try want(.i8)
+        return try unblob(b, as: Int8.self) as? T
+    }
+    if T.self == [UInt16].self {
+        try want(.u16)
+        return try unblob(b, as: UInt16.self) as? T
+    }
+    if T.self == [Int16].self {
+        try want(.i16)
+        return try unblob(b, as: Int16.self) as? T
+    }
+    if T.self == [UInt32].self {
+        try want(.u32)
+        return try unblob(b, as: UInt32.self) as? T
+    }
+    if T.self == [Int32].self {
+        try want(.i32)
+        return try unblob(b, as: Int32.self) as? T
+    }
+    if T.self == [UInt64].self {
+        try want(.u64)
+        return try unblob(b, as: UInt64.self) as? T
+    }
+    if T.self == [Int64].self {
+        try want(.i64)
+        return try unblob(b, as: Int64.self) as? T
+    }
+    if T.self == [Float].self {
+        try want(.f32)
+        return try unblob(b, as: Float.self) as? T
+    }
+    if T.self == [Double].self {
+        try want(.f64)
+        return try unblob(b, as: Double.self) as? T
+    }
     throw ClusterCodecError("a number array where \(T.self) was expected")
 }
 
@@ -222,13 +300,23 @@ final class BinEncoder: Encoder {
 
     func container<Key: CodingKey>(keyedBy type: Key.Type) -> KeyedEncodingContainer<Key> {
         let o: ObjectRef
-        if case .object(let existing)? = root { o = existing } else { o = ObjectRef(); root = .object(o) }
+        if case .object(let existing)? = root {
+            o = existing
+        } else {
+            o = ObjectRef()
+            root = .object(o)
+        }
         return KeyedEncodingContainer(KeyedEnc<Key>(obj: o, codingPath: codingPath))
     }
 
     func unkeyedContainer() -> UnkeyedEncodingContainer {
         let a: ArrayRef
-        if case .array(let existing)? = root { a = existing } else { a = ArrayRef(); root = .array(a) }
+        if case .array(let existing)? = root {
+            a = existing
+        } else {
+            a = ArrayRef()
+            root = .array(a)
+        }
         return UnkeyedEnc(arr: a, codingPath: codingPath)
     }
 
@@ -258,16 +346,22 @@ struct KeyedEnc<Key: CodingKey>: KeyedEncodingContainerProtocol {
     mutating func encode<T: Encodable>(_ value: T, forKey key: Key) throws {
         put(try BinEncoder.box(value, path: codingPath + [key]), key)
     }
-    mutating func nestedContainer<NK: CodingKey>(keyedBy keyType: NK.Type, forKey key: Key) -> KeyedEncodingContainer<NK> {
-        let o = ObjectRef(); put(.object(o), key)
+    mutating func nestedContainer<NK: CodingKey>(
+        keyedBy keyType: NK.Type, forKey key: Key
+    ) -> KeyedEncodingContainer<NK> {
+        let o = ObjectRef()
+        put(.object(o), key)
         return KeyedEncodingContainer(KeyedEnc<NK>(obj: o, codingPath: codingPath + [key]))
     }
     mutating func nestedUnkeyedContainer(forKey key: Key) -> UnkeyedEncodingContainer {
-        let a = ArrayRef(); put(.array(a), key)
+        let a = ArrayRef()
+        put(.array(a), key)
         return UnkeyedEnc(arr: a, codingPath: codingPath + [key])
     }
     mutating func superEncoder() -> Encoder { SuperEnc(obj: obj, key: "super", codingPath: codingPath) }
-    mutating func superEncoder(forKey key: Key) -> Encoder { SuperEnc(obj: obj, key: key.stringValue, codingPath: codingPath) }
+    mutating func superEncoder(forKey key: Key) -> Encoder {
+        SuperEnc(obj: obj, key: key.stringValue, codingPath: codingPath)
+    }
 }
 
 /// An encoder whose value lands in a parent object under `key` (for superEncoder).
@@ -281,7 +375,9 @@ final class SuperEnc: Encoder {
         inner.root = .object(o)
         obj.items.append((key, .object(o)))
     }
-    func container<Key: CodingKey>(keyedBy type: Key.Type) -> KeyedEncodingContainer<Key> { inner.container(keyedBy: type) }
+    func container<Key: CodingKey>(keyedBy type: Key.Type) -> KeyedEncodingContainer<Key> {
+        inner.container(keyedBy: type)
+    }
     func unkeyedContainer() -> UnkeyedEncodingContainer { inner.unkeyedContainer() }
     func singleValueContainer() -> SingleValueEncodingContainer { inner.singleValueContainer() }
 }
@@ -306,18 +402,24 @@ struct UnkeyedEnc: UnkeyedEncodingContainer {
     mutating func encode(_ value: UInt8) throws { arr.items.append(.uint(UInt64(value))) }
     mutating func encode(_ value: UInt16) throws { arr.items.append(.uint(UInt64(value))) }
     mutating func encode(_ value: UInt32) throws { arr.items.append(.uint(UInt64(value))) }
-    mutating func encode<T: Encodable>(_ value: T) throws { arr.items.append(try BinEncoder.box(value, path: codingPath)) }
+    mutating func encode<T: Encodable>(_ value: T) throws {
+        arr.items.append(try BinEncoder.box(value, path: codingPath))
+    }
     mutating func nestedContainer<NK: CodingKey>(keyedBy keyType: NK.Type) -> KeyedEncodingContainer<NK> {
-        let o = ObjectRef(); arr.items.append(.object(o))
+        let o = ObjectRef()
+        arr.items.append(.object(o))
         return KeyedEncodingContainer(KeyedEnc<NK>(obj: o, codingPath: codingPath))
     }
     mutating func nestedUnkeyedContainer() -> UnkeyedEncodingContainer {
-        let a = ArrayRef(); arr.items.append(.array(a))
+        let a = ArrayRef()
+        arr.items.append(.array(a))
         return UnkeyedEnc(arr: a, codingPath: codingPath)
     }
     mutating func superEncoder() -> Encoder {
         let e = BinEncoder(path: codingPath)
-        let o = ObjectRef(); e.root = .object(o); arr.items.append(.object(o))
+        let o = ObjectRef()
+        e.root = .object(o)
+        arr.items.append(.object(o))
         return e
     }
 }
@@ -350,7 +452,10 @@ final class BinDecoder: Decoder {
     var userInfo: [CodingUserInfoKey: Any] = [:]
     let value: BinValue
 
-    init(_ v: BinValue, path: [CodingKey]) { value = v; codingPath = path }
+    init(_ v: BinValue, path: [CodingKey]) {
+        value = v
+        codingPath = path
+    }
 
     static func unbox<T: Decodable>(_ t: T.Type, from v: BinValue, path: [CodingKey]) throws -> T {
         if let f = try fastUnbox(t, v) { return f }
@@ -375,7 +480,9 @@ final class BinDecoder: Decoder {
         return UnkeyedDec(arr: a, codingPath: codingPath)
     }
 
-    func singleValueContainer() throws -> SingleValueDecodingContainer { SingleDec(value: value, codingPath: codingPath) }
+    func singleValueContainer() throws -> SingleValueDecodingContainer {
+        SingleDec(value: value, codingPath: codingPath)
+    }
 }
 
 /// Scalar conversions with range checks (a peer's number never traps).
@@ -421,21 +528,46 @@ struct KeyedDec<Key: CodingKey>: KeyedDecodingContainerProtocol {
         }
         return v
     }
-    func decodeNil(forKey key: Key) throws -> Bool { if case .null = try get(key) { return true }; return false }
-    func decode(_ type: Bool.Type, forKey key: Key) throws -> Bool { try Scalars.bool(try get(key), codingPath + [key]) }
-    func decode(_ type: String.Type, forKey key: Key) throws -> String { try Scalars.string(try get(key), codingPath + [key]) }
-    func decode(_ type: Double.Type, forKey key: Key) throws -> Double { try Scalars.double(try get(key), codingPath + [key]) }
-    func decode(_ type: Float.Type, forKey key: Key) throws -> Float { try Scalars.float(try get(key), codingPath + [key]) }
+    func decodeNil(forKey key: Key) throws -> Bool {
+        if case .null = try get(key) { return true }
+        return false
+    }
+    func decode(_ type: Bool.Type, forKey key: Key) throws -> Bool {
+        try Scalars.bool(try get(key), codingPath + [key])
+    }
+    func decode(_ type: String.Type, forKey key: Key) throws -> String {
+        try Scalars.string(try get(key), codingPath + [key])
+    }
+    func decode(_ type: Double.Type, forKey key: Key) throws -> Double {
+        try Scalars.double(try get(key), codingPath + [key])
+    }
+    func decode(_ type: Float.Type, forKey key: Key) throws -> Float {
+        try Scalars.float(try get(key), codingPath + [key])
+    }
     func decode(_ type: Int.Type, forKey key: Key) throws -> Int { try Scalars.int(try get(key), codingPath + [key]) }
-    func decode(_ type: Int64.Type, forKey key: Key) throws -> Int64 { try Scalars.int(try get(key), codingPath + [key]) }
-    func decode(_ type: UInt64.Type, forKey key: Key) throws -> UInt64 { try Scalars.int(try get(key), codingPath + [key]) }
+    func decode(_ type: Int64.Type, forKey key: Key) throws -> Int64 {
+        try Scalars.int(try get(key), codingPath + [key])
+    }
+    func decode(_ type: UInt64.Type, forKey key: Key) throws -> UInt64 {
+        try Scalars.int(try get(key), codingPath + [key])
+    }
     func decode(_ type: Int8.Type, forKey key: Key) throws -> Int8 { try Scalars.int(try get(key), codingPath + [key]) }
-    func decode(_ type: Int16.Type, forKey key: Key) throws -> Int16 { try Scalars.int(try get(key), codingPath + [key]) }
-    func decode(_ type: Int32.Type, forKey key: Key) throws -> Int32 { try Scalars.int(try get(key), codingPath + [key]) }
+    func decode(_ type: Int16.Type, forKey key: Key) throws -> Int16 {
+        try Scalars.int(try get(key), codingPath + [key])
+    }
+    func decode(_ type: Int32.Type, forKey key: Key) throws -> Int32 {
+        try Scalars.int(try get(key), codingPath + [key])
+    }
     func decode(_ type: UInt.Type, forKey key: Key) throws -> UInt { try Scalars.int(try get(key), codingPath + [key]) }
-    func decode(_ type: UInt8.Type, forKey key: Key) throws -> UInt8 { try Scalars.int(try get(key), codingPath + [key]) }
-    func decode(_ type: UInt16.Type, forKey key: Key) throws -> UInt16 { try Scalars.int(try get(key), codingPath + [key]) }
-    func decode(_ type: UInt32.Type, forKey key: Key) throws -> UInt32 { try Scalars.int(try get(key), codingPath + [key]) }
+    func decode(_ type: UInt8.Type, forKey key: Key) throws -> UInt8 {
+        try Scalars.int(try get(key), codingPath + [key])
+    }
+    func decode(_ type: UInt16.Type, forKey key: Key) throws -> UInt16 {
+        try Scalars.int(try get(key), codingPath + [key])
+    }
+    func decode(_ type: UInt32.Type, forKey key: Key) throws -> UInt32 {
+        try Scalars.int(try get(key), codingPath + [key])
+    }
     func decode<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T {
         try BinDecoder.unbox(type, from: try get(key), path: codingPath + [key])
     }
@@ -464,7 +596,10 @@ struct UnkeyedDec: UnkeyedDecodingContainer {
     var isAtEnd: Bool { currentIndex >= arr.items.count }
     var currentIndex = 0
 
-    init(arr: ArrayRef, codingPath: [CodingKey]) { self.arr = arr; self.codingPath = codingPath }
+    init(arr: ArrayRef, codingPath: [CodingKey]) {
+        self.arr = arr
+        self.codingPath = codingPath
+    }
 
     mutating func next() throws -> (BinValue, [CodingKey]) {
         guard !isAtEnd else { throw ClusterCodecError("\(BinDecoder.pathString(codingPath)): array too short") }
@@ -473,39 +608,93 @@ struct UnkeyedDec: UnkeyedDecodingContainer {
     }
     mutating func decodeNil() throws -> Bool {
         guard !isAtEnd else { return false }
-        if case .null = arr.items[currentIndex] { currentIndex += 1; return true }
+        if case .null = arr.items[currentIndex] {
+            currentIndex += 1
+            return true
+        }
         return false
     }
-    mutating func decode(_ type: Bool.Type) throws -> Bool { let (v, p) = try next(); return try Scalars.bool(v, p) }
-    mutating func decode(_ type: String.Type) throws -> String { let (v, p) = try next(); return try Scalars.string(v, p) }
-    mutating func decode(_ type: Double.Type) throws -> Double { let (v, p) = try next(); return try Scalars.double(v, p) }
-    mutating func decode(_ type: Float.Type) throws -> Float { let (v, p) = try next(); return try Scalars.float(v, p) }
-    mutating func decode(_ type: Int.Type) throws -> Int { let (v, p) = try next(); return try Scalars.int(v, p) }
-    mutating func decode(_ type: Int64.Type) throws -> Int64 { let (v, p) = try next(); return try Scalars.int(v, p) }
-    mutating func decode(_ type: UInt64.Type) throws -> UInt64 { let (v, p) = try next(); return try Scalars.int(v, p) }
-    mutating func decode(_ type: Int8.Type) throws -> Int8 { let (v, p) = try next(); return try Scalars.int(v, p) }
-    mutating func decode(_ type: Int16.Type) throws -> Int16 { let (v, p) = try next(); return try Scalars.int(v, p) }
-    mutating func decode(_ type: Int32.Type) throws -> Int32 { let (v, p) = try next(); return try Scalars.int(v, p) }
-    mutating func decode(_ type: UInt.Type) throws -> UInt { let (v, p) = try next(); return try Scalars.int(v, p) }
-    mutating func decode(_ type: UInt8.Type) throws -> UInt8 { let (v, p) = try next(); return try Scalars.int(v, p) }
-    mutating func decode(_ type: UInt16.Type) throws -> UInt16 { let (v, p) = try next(); return try Scalars.int(v, p) }
-    mutating func decode(_ type: UInt32.Type) throws -> UInt32 { let (v, p) = try next(); return try Scalars.int(v, p) }
+    mutating func decode(_ type: Bool.Type) throws -> Bool {
+        let (v, p) = try next()
+        return try Scalars.bool(v, p)
+    }
+    mutating func decode(_ type: String.Type) throws -> String {
+        let (v, p) = try next()
+        return try Scalars.string(v, p)
+    }
+    mutating func decode(_ type: Double.Type) throws -> Double {
+        let (v, p) = try next()
+        return try Scalars.double(v, p)
+    }
+    mutating func decode(_ type: Float.Type) throws -> Float {
+        let (v, p) = try next()
+        return try Scalars.float(v, p)
+    }
+    mutating func decode(_ type: Int.Type) throws -> Int {
+        let (v, p) = try next()
+        return try Scalars.int(v, p)
+    }
+    mutating func decode(_ type: Int64.Type) throws -> Int64 {
+        let (v, p) = try next()
+        return try Scalars.int(v, p)
+    }
+    mutating func decode(_ type: UInt64.Type) throws -> UInt64 {
+        let (v, p) = try next()
+        return try Scalars.int(v, p)
+    }
+    mutating func decode(_ type: Int8.Type) throws -> Int8 {
+        let (v, p) = try next()
+        return try Scalars.int(v, p)
+    }
+    mutating func decode(_ type: Int16.Type) throws -> Int16 {
+        let (v, p) = try next()
+        return try Scalars.int(v, p)
+    }
+    mutating func decode(_ type: Int32.Type) throws -> Int32 {
+        let (v, p) = try next()
+        return try Scalars.int(v, p)
+    }
+    mutating func decode(_ type: UInt.Type) throws -> UInt {
+        let (v, p) = try next()
+        return try Scalars.int(v, p)
+    }
+    mutating func decode(_ type: UInt8.Type) throws -> UInt8 {
+        let (v, p) = try next()
+        return try Scalars.int(v, p)
+    }
+    mutating func decode(_ type: UInt16.Type) throws -> UInt16 {
+        let (v, p) = try next()
+        return try Scalars.int(v, p)
+    }
+    mutating func decode(_ type: UInt32.Type) throws -> UInt32 {
+        let (v, p) = try next()
+        return try Scalars.int(v, p)
+    }
     mutating func decode<T: Decodable>(_ type: T.Type) throws -> T {
-        let (v, p) = try next(); return try BinDecoder.unbox(type, from: v, path: p)
+        let (v, p) = try next()
+        return try BinDecoder.unbox(type, from: v, path: p)
     }
     mutating func nestedContainer<NK: CodingKey>(keyedBy type: NK.Type) throws -> KeyedDecodingContainer<NK> {
-        let (v, p) = try next(); return try BinDecoder(v, path: p).container(keyedBy: type)
+        let (v, p) = try next()
+        return try BinDecoder(v, path: p).container(keyedBy: type)
     }
     mutating func nestedUnkeyedContainer() throws -> UnkeyedDecodingContainer {
-        let (v, p) = try next(); return try BinDecoder(v, path: p).unkeyedContainer()
+        let (v, p) = try next()
+        return try BinDecoder(v, path: p).unkeyedContainer()
     }
-    mutating func superDecoder() throws -> Decoder { let (v, p) = try next(); return BinDecoder(v, path: p) }
+    mutating func superDecoder() throws -> Decoder {
+        let (v, p) = try next()
+        return BinDecoder(v, path: p)
+    }
 }
 
 struct SingleDec: SingleValueDecodingContainer {
     let value: BinValue
     var codingPath: [CodingKey]
-    func decodeNil() -> Bool { if case .null = value { return true }; return false }
+    func decodeNil() -> Bool {
+        if case .null = value { return true }
+        return false
+    }
     func decode(_ type: Bool.Type) throws -> Bool { try Scalars.bool(value, codingPath) }
     func decode(_ type: String.Type) throws -> String { try Scalars.string(value, codingPath) }
     func decode(_ type: Double.Type) throws -> Double { try Scalars.double(value, codingPath) }

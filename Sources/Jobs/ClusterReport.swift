@@ -3,14 +3,18 @@ import Foundation
 extension JobReport {
     /// The report of a job run by the cluster: the same per-linear table as `kiln run`,
     /// from the reconstruct results (evaluation is not part of the cluster's graph).
-    public static func cluster(spec: JobSpec, reconstructions: [ReconstructResult], seconds: Double, notes: [String]) -> JobReport {
+    public static func cluster(
+        spec: JobSpec, reconstructions: [ReconstructResult], seconds: Double, notes: [String]
+    ) -> JobReport {
         let linears = reconstructions.sorted { ($0.block, $0.group) < ($1.block, $1.group) }.flatMap(\.linears).map {
-            LinearReport(tensor: $0.tensor, block: $0.block, linear: $0.linear, outputError: $0.outputError,
-                         relativeError: $0.relativeError, gptqLoss: $0.gptqLoss, seconds: $0.seconds)
+            LinearReport(
+                tensor: $0.tensor, block: $0.block, linear: $0.linear, outputError: $0.outputError,
+                relativeError: $0.relativeError, gptqLoss: $0.gptqLoss, seconds: $0.seconds)
         }
         var times = PhaseTimes()
         times.total = seconds
-        return JobReport(spec: spec, output: spec.output, calibrationTokens: 0, calibrationWindowTokens: spec.samples * spec.seqlen,
-                         perplexity: nil, linears: linears, times: times, peakRSSBytes: Jobs.peakRSSBytes(), notes: notes)
+        return JobReport(
+            spec: spec, output: spec.output, calibrationTokens: 0, calibrationWindowTokens: spec.samples * spec.seqlen,
+            perplexity: nil, linears: linears, times: times, peakRSSBytes: Jobs.peakRSSBytes(), notes: notes)
     }
 }

@@ -1,5 +1,5 @@
-import Foundation
 import Calibration
+import Foundation
 import ModelIO
 
 // What the cluster needs from Jobs beyond the local executor: stable task names,
@@ -25,9 +25,15 @@ extension TaskID {
         let second = p.count == 3 ? Int(p[2]) : nil
         switch (p[0], p.count) {
         case ("merge", 2): self = .merge(block: b)
-        case ("collect", 3): guard let s = second, s >= 0 else { return nil }; self = .collect(block: b, shard: s)
-        case ("reconstruct", 3): guard let g = second, g >= 0 else { return nil }; self = .reconstruct(block: b, group: g)
-        case ("propagate", 3): guard let s = second, s >= 0 else { return nil }; self = .propagate(block: b, shard: s)
+        case ("collect", 3):
+            guard let s = second, s >= 0 else { return nil }
+            self = .collect(block: b, shard: s)
+        case ("reconstruct", 3):
+            guard let g = second, g >= 0 else { return nil }
+            self = .reconstruct(block: b, group: g)
+        case ("propagate", 3):
+            guard let s = second, s >= 0 else { return nil }
+            self = .propagate(block: b, shard: s)
         default: return nil
         }
     }
@@ -55,9 +61,13 @@ public struct ClusterTaskInput: Codable, Sendable, Equatable {
     public var lineage: [[QuantizedLinear]]?
     public var replayAllowed: Bool
 
-    public init(statistics: LinearStatistics? = nil, quantized: [QuantizedLinear]? = nil,
-                lineage: [[QuantizedLinear]]? = nil, replayAllowed: Bool = false) {
-        self.statistics = statistics; self.quantized = quantized; self.lineage = lineage
+    public init(
+        statistics: LinearStatistics? = nil, quantized: [QuantizedLinear]? = nil,
+        lineage: [[QuantizedLinear]]? = nil, replayAllowed: Bool = false
+    ) {
+        self.statistics = statistics
+        self.quantized = quantized
+        self.lineage = lineage
         self.replayAllowed = replayAllowed
     }
 }
@@ -90,8 +100,10 @@ public struct MissingActivations: Error, CustomStringConvertible {
 public enum ClusterExecution {
     /// Runs one task of `ctx`'s job, as the local executor would, and returns its result.
     /// `progress(done, total, stage)` is called within the task (lineage replay steps).
-    public static func run(_ ctx: JobContext, store: ActivationStore, task: TaskID, input: ClusterTaskInput,
-                           progress: (Int, Int, String) -> Void = { _, _, _ in }) throws -> ClusterTaskOutput {
+    public static func run(
+        _ ctx: JobContext, store: ActivationStore, task: TaskID, input: ClusterTaskInput,
+        progress: (Int, Int, String) -> Void = { _, _, _ in }
+    ) throws -> ClusterTaskOutput {
         if let s = task.shard, task.block > 0, try store.get(shard: s)?.block != task.block {
             guard input.replayAllowed else { throw MissingActivations(shard: s, block: task.block) }
             try rebuild(ctx, store: store, shard: s, toBlock: task.block, lineage: input.lineage, progress: progress)
@@ -100,13 +112,17 @@ public enum ClusterExecution {
         case let .collect(b, s):
             return .collect(try Tasks.collect(ctx, store: store, block: b, shard: s))
         case let .propagate(b, s):
-            guard let q = input.quantized else { throw JobError("propagate(\(b),\(s)) arrived without block \(b)'s quantized linears") }
+            guard let q = input.quantized else {
+                throw JobError("propagate(\(b),\(s)) arrived without block \(b)'s quantized linears")
+            }
             return .propagate(try Tasks.propagate(ctx, store: store, block: b, shard: s, quantized: q))
         case let .reconstruct(b, g):
             guard let st = input.statistics, g < Tasks.groups.count else {
                 throw JobError("reconstruct(\(b),\(g)) arrived without merged statistics")
             }
-            return .reconstruct(try Tasks.reconstruct(ctx, ReconstructInput(block: b, group: g, linears: Tasks.groups[g], statistics: st)))
+            return .reconstruct(
+                try Tasks.reconstruct(
+                    ctx, ReconstructInput(block: b, group: g, linears: Tasks.groups[g], statistics: st)))
         case let .merge(b):
             throw JobError("merge(\(b)) runs on the coordinator, not on a worker")
         }
@@ -116,8 +132,10 @@ public enum ClusterExecution {
     /// through blocks 0..b-1 with Jobs' propagate (full-precision weights in parallel
     /// mode, the durable quantized blocks in sequential mode). Bit-identical to the
     /// activations the lost owner held: same functions, same inputs.
-    public static func rebuild(_ ctx: JobContext, store: ActivationStore, shard s: Int, toBlock b: Int,
-                               lineage: [[QuantizedLinear]]?, progress: (Int, Int, String) -> Void = { _, _, _ in }) throws {
+    public static func rebuild(
+        _ ctx: JobContext, store: ActivationStore, shard s: Int, toBlock b: Int,
+        lineage: [[QuantizedLinear]]?, progress: (Int, Int, String) -> Void = { _, _, _ in }
+    ) throws {
         store.remove(shard: s)
         for k in 0..<b {
             let q: [QuantizedLinear]

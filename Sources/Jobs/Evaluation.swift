@@ -8,12 +8,16 @@ import Tensor
 /// read once, not once per window. Per window the operations are those of
 /// `Perplexity.windowNLL`, so the figures agree with `kiln eval`.
 public enum BlockwisePerplexity {
-    public static func evaluate(model: LlamaModel, ids: [Int32], context: Int, windows n: Int,
-                                block: (Int) throws -> LlamaBlock,
-                                progress: ((Int, Int) -> Void)? = nil) throws -> BlockwisePerplexity.Result {
+    public static func evaluate(
+        model: LlamaModel, ids: [Int32], context: Int, windows n: Int,
+        block: (Int) throws -> LlamaBlock,
+        progress: ((Int, Int) -> Void)? = nil
+    ) throws -> BlockwisePerplexity.Result {
         let available = ids.count / context
         guard n <= available else {
-            throw JobError("evaluation text has \(ids.count) tokens: \(available) windows of \(context), asked for \(n); lower --eval-windows")
+            throw JobError(
+                "evaluation text has \(ids.count) tokens: \(available) windows of \(context), asked for \(n); lower --eval-windows"
+            )
         }
         let windows = (0..<n).map { Array(ids[($0 * context)..<(($0 + 1) * context)]) }
         var hidden = windows.map { model.embed($0) }

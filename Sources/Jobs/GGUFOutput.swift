@@ -49,18 +49,21 @@ public enum GGUFOutput {
     /// The GGUF blocks of one quantized linear.
     public static func blocks(_ q: QuantizedLinear, format: OutputFormat) throws -> GGUFQuantizedTensor {
         guard q.groupSize == 32, q.columns % 32 == 0,
-              q.groupIndex.enumerated().allSatisfy({ Int($0.element) == $0.offset / 32 }) else {
+            q.groupIndex.enumerated().allSatisfy({ Int($0.element) == $0.offset / 32 })
+        else {
             throw JobError("\(q.tensor): groups are not GGUF's consecutive blocks of 32 columns")
         }
         let type = dtype(format)
         let codes: GGUFCodes = type == .q8_0 ? .signed(q.codes.map { Int8(bitPattern: $0) }) : .unsigned(q.codes)
-        return GGUFQuantizedTensor(type: type, shape: [q.rows, q.columns], codes: codes,
-                                   scales: q.parameters.map(\.scaleHalfBits),
-                                   mins: type == .q4_1 ? q.parameters.map(\.zeroHalfBits) : nil)
+        return GGUFQuantizedTensor(
+            type: type, shape: [q.rows, q.columns], codes: codes,
+            scales: q.parameters.map(\.scaleHalfBits),
+            mins: type == .q4_1 ? q.parameters.map(\.zeroHalfBits) : nil)
     }
 
     /// `linears` is read one tensor at a time, in the file's tensor order.
-    public static func write(spec: JobSpec, view: any ModelView, linears: any QuantizedLinearSource, to url: URL) throws {
+    public static func write(spec: JobSpec, view: any ModelView, linears: any QuantizedLinearSource, to url: URL) throws
+    {
         let quantized = try linears.summaries()
         let keys: [String]
         if let g = view as? GGUFModel { keys = g.file.metadataKeys } else { keys = view.metadata.keys.sorted() }

@@ -32,7 +32,8 @@ public enum GPTQOutput {
 
     /// hfRow -> source row, for a GGUF (interleaved) q/k weight of `heads` heads.
     static func halvesOrder(rows: Int, heads: Int) -> [Int] {
-        let d = rows / heads, half = d / 2
+        let d = rows / heads
+        let half = d / 2
         var perm = [Int](repeating: 0, count: rows)
         for h in 0..<heads {
             for i in 0..<half {
@@ -52,7 +53,9 @@ public enum GPTQOutput {
     /// Returns the checkpoint format written ("gptq", or "gptq_v2" when a zero point is 0).
     @discardableResult
     /// `linears` is read one tensor at a time, in the output's order.
-    public static func write(spec: JobSpec, view: any ModelView, linears: any QuantizedLinearSource, to url: URL) throws -> String {
+    public static func write(
+        spec: JobSpec, view: any ModelView, linears: any QuantizedLinearSource, to url: URL
+    ) throws -> String {
         let quantized = try linears.summaries()
         let c = view.config
         let naming = view.naming
@@ -62,34 +65,43 @@ public enum GPTQOutput {
         // rather than clamping, which would change weights GPTQ optimized).
         let needsV2 = quantized.values.contains { $0.hasZeroPointZero }
         let checkpoint: GPTQConfig.CheckpointFormat = needsV2 ? .gptqV2 : .gptq
-        let config = GPTQConfig(bits: recipe.bits, groupSize: recipe.groupSize, descAct: recipe.actOrder,
-                                sym: recipe.symmetric,
-                                // All groups of a block are calibrated in one pass (collect), not
-                                // re-collected after each earlier group is quantized.
-                                trueSequential: false,
-                                dampPercent: recipe.percentDamp, staticGroups: recipe.staticGroups,
-                                checkpointFormat: checkpoint)
+        let config = GPTQConfig(
+            bits: recipe.bits, groupSize: recipe.groupSize, descAct: recipe.actOrder,
+            sym: recipe.symmetric,
+            // All groups of a block are calibrated in one pass (collect), not
+            // re-collected after each earlier group is quantized.
+            trueSequential: false,
+            dampPercent: recipe.percentDamp, staticGroups: recipe.staticGroups,
+            checkpointFormat: checkpoint)
 
-        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-tok-\(getpid())-\(UUID().uuidString)")
+        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "kiln-tok-\(getpid())-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: tmp) }
         let (modelConfig, tokenizerFiles) = try configAndTokenizer(view: view, tmp: tmp)
-        let w = try GPTQSafetensorsWriter(directory: url, config: config, modelConfig: modelConfig, tokenizerFiles: tokenizerFiles,
-                                          replace: spec.overwrite)
+        let w = try GPTQSafetensorsWriter(
+            directory: url, config: config, modelConfig: modelConfig, tokenizerFiles: tokenizerFiles,
+            replace: spec.overwrite)
         do {
             enum Item { case plain(String, String), linear(String, String) }
             var items: [Item] = []
             func plain(_ src: String, _ dst: String) { if view.has(src) { items.append(.plain(src, dst)) } }
             plain(LlamaTensorNames.embedding(naming), "model.embed_tokens.weight")
             for b in 0..<c.layerCount {
-                plain(naming == .gguf ? "blk.\(b).attn_norm.weight" : "model.layers.\(b).input_layernorm.weight",
-                      "model.layers.\(b).input_layernorm.weight")
+                plain(
+                    naming == .gguf ? "blk.\(b).attn_norm.weight" : "model.layers.\(b).input_layernorm.weight",
+                    "model.layers.\(b).input_layernorm.weight")
                 for l in ["attn_q", "attn_k", "attn_v", "attn_output"] {
-                    items.append(.linear(LlamaTensorNames.linear(l, block: b, naming: naming), "model.layers.\(b).\(hfLinear[l]!)"))
+                    items.append(
+                        .linear(
+                            LlamaTensorNames.linear(l, block: b, naming: naming), "model.layers.\(b).\(hfLinear[l]!)"))
                 }
-                plain(naming == .gguf ? "blk.\(b).ffn_norm.weight" : "model.layers.\(b).post_attention_layernorm.weight",
-                      "model.layers.\(b).post_attention_layernorm.weight")
+                plain(
+                    naming == .gguf ? "blk.\(b).ffn_norm.weight" : "model.layers.\(b).post_attention_layernorm.weight",
+                    "model.layers.\(b).post_attention_layernorm.weight")
                 for l in ["ffn_gate", "ffn_up", "ffn_down"] {
-                    items.append(.linear(LlamaTensorNames.linear(l, block: b, naming: naming), "model.layers.\(b).\(hfLinear[l]!)"))
+                    items.append(
+                        .linear(
+                            LlamaTensorNames.linear(l, block: b, naming: naming), "model.layers.\(b).\(hfLinear[l]!)"))
                 }
             }
             plain(LlamaTensorNames.outputNorm(naming), "model.norm.weight")
@@ -122,10 +134,11 @@ public enum GPTQOutput {
                         params = permuteRows(params, width: q.groupCount, order: order)
                         bias = bias.map { permuteRows($0, width: 1, order: order) }
                     }
-                    try w.writeLinear(GPTQLinear(
-                        prefix: dst, outFeatures: q.rows, inFeatures: q.columns, bits: recipe.bits,
-                        groupSize: recipe.groupSize, codes: codes, scales: params.map(\.scale),
-                        zeros: params.map { Int($0.zero) }, gIdx: q.groupIndex.map(Int.init), bias: bias))
+                    try w.writeLinear(
+                        GPTQLinear(
+                            prefix: dst, outFeatures: q.rows, inFeatures: q.columns, bits: recipe.bits,
+                            groupSize: recipe.groupSize, codes: codes, scales: params.map(\.scale),
+                            zeros: params.map { Int($0.zero) }, gIdx: q.groupIndex.map(Int.init), bias: bias))
                 }
             }
             try w.finish()
@@ -142,7 +155,9 @@ public enum GPTQOutput {
         if view.format != "gguf" {
             var dir = view.url
             var isDir: ObjCBool = false
-            if !(fm.fileExists(atPath: dir.path, isDirectory: &isDir) && isDir.boolValue) { dir.deleteLastPathComponent() }
+            if !(fm.fileExists(atPath: dir.path, isDirectory: &isDir) && isDir.boolValue) {
+                dir.deleteLastPathComponent()
+            }
             let cfg = try Data(contentsOf: dir.appendingPathComponent("config.json"))
             let toks = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"]
                 .map { dir.appendingPathComponent($0) }.filter { fm.fileExists(atPath: $0.path) }
@@ -151,7 +166,9 @@ public enum GPTQOutput {
         let c = view.config
         let md = view.metadata
         let arch = c.architecture.lowercased()
-        let (cls, type) = arch == "qwen2" ? ("Qwen2ForCausalLM", "qwen2")
+        let (cls, type) =
+            arch == "qwen2"
+            ? ("Qwen2ForCausalLM", "qwen2")
             : arch == "mistral" ? ("MistralForCausalLM", "mistral") : ("LlamaForCausalLM", "llama")
         // Floats through their shortest decimal form, so 1e-05 stays 1e-05.
         func dec(_ f: Float) -> Double { Double("\(f)") ?? Double(f) }

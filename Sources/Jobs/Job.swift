@@ -12,8 +12,10 @@ public enum Job {
     /// for the evaluation). The output does not depend on it.
     /// `spill`: keep calibration activations in files under this directory (a private
     /// subdirectory, removed afterwards) instead of memory.
-    public static func run(_ spec: JobSpec, concurrency: Int? = nil, spill: URL? = nil, limits: JobLimits = JobLimits(),
-                           progress: ((JobEvent) -> Void)? = nil) throws -> JobReport {
+    public static func run(
+        _ spec: JobSpec, concurrency: Int? = nil, spill: URL? = nil, limits: JobLimits = JobLimits(),
+        progress: ((JobEvent) -> Void)? = nil
+    ) throws -> JobReport {
         let start = DispatchTime.now()
         var limits = limits
         limits.activationsInMemory = spill == nil
@@ -55,7 +57,8 @@ public enum Job {
         } else {
             gptqFormat = try GPTQOutput.write(spec: spec, view: ctx.view, linears: linears, to: out)
             if gptqFormat == "gptq_v2" {
-                notes.append("some zero points are 0, which the gptq (v1) checkpoint format cannot store: written as gptq_v2")
+                notes.append(
+                    "some zero points are 0, which the gptq (v1) checkpoint format cannot store: written as gptq_v2")
             }
         }
         times.write = seconds(since: t0)
@@ -66,13 +69,15 @@ public enum Job {
         times.total = seconds(since: start)
 
         let linearReports = graph.reconstructions.flatMap(\.linears).map {
-            LinearReport(tensor: $0.tensor, block: $0.block, linear: $0.linear, outputError: $0.outputError,
-                         relativeError: $0.relativeError, gptqLoss: $0.gptqLoss, seconds: $0.seconds)
+            LinearReport(
+                tensor: $0.tensor, block: $0.block, linear: $0.linear, outputError: $0.outputError,
+                relativeError: $0.relativeError, gptqLoss: $0.gptqLoss, seconds: $0.seconds)
         }
         if let f = gptqFormat { notes.append("checkpoint format \(f)") }
-        let report = JobReport(spec: spec, output: spec.output, calibrationTokens: ctx.calibrationTokens,
-                               calibrationWindowTokens: spec.samples * spec.seqlen, perplexity: ppl,
-                               linears: linearReports, times: times, peakRSSBytes: peakRSSBytes(), notes: notes)
+        let report = JobReport(
+            spec: spec, output: spec.output, calibrationTokens: ctx.calibrationTokens,
+            calibrationWindowTokens: spec.samples * spec.seqlen, perplexity: ppl,
+            linears: linearReports, times: times, peakRSSBytes: peakRSSBytes(), notes: notes)
         try report.write()
         return report
     }
@@ -93,17 +98,23 @@ public struct JobEvaluation {
         let ids = try Sampler.tokens(file: URL(fileURLWithPath: e), what: "evaluation file (--eval)") { tok.encode($0) }
         let needed = spec.evalWindows * spec.evalContext
         guard ids.count >= needed else {
-            throw JobError("evaluation file \(e) has \(ids.count) tokens; \(spec.evalWindows) windows of \(spec.evalContext) need \(needed): lower --eval-windows")
+            throw JobError(
+                "evaluation file \(e) has \(ids.count) tokens; \(spec.evalWindows) windows of \(spec.evalContext) need \(needed): lower --eval-windows"
+            )
         }
-        self.spec = spec; self.view = view; self.model = model; self.ids = ids
+        self.spec = spec
+        self.view = view
+        self.model = model
+        self.ids = ids
     }
 
     /// Opens the model (lazily, blocks read on demand) for a job's evaluation.
     public static func open(_ spec: JobSpec) throws -> JobEvaluation? {
         guard spec.evalFile != nil else { return nil }
         let view = try spec.openForJob()
-        return try JobEvaluation(spec: spec, view: view,
-                                 model: try loadCausalLM(view: view, options: ModelLoadOptions(lazyBlocks: true)))
+        return try JobEvaluation(
+            spec: spec, view: view,
+            model: try loadCausalLM(view: view, options: ModelLoadOptions(lazyBlocks: true)))
     }
 
     /// The unquantized model's perplexity (nil with --no-eval-before).
@@ -113,22 +124,28 @@ public struct JobEvaluation {
         return try BlockwisePerplexity.evaluate(
             model: model, ids: ids, context: spec.evalContext, windows: spec.evalWindows,
             block: { try model.block($0) },
-            progress: { progress?(.eval(label: "before", window: $0, windows: $1, perplexity: .nan)) }).perplexity
+            progress: { progress?(.eval(label: "before", window: $0, windows: $1, perplexity: .nan)) }
+        ).perplexity
     }
 
     /// The quantized model's perplexity: a GGUF output reopened as a runtime reads it;
     /// GPTQ safetensors as stored (fp16 scales), from the quantized linears.
-    public func after(output: URL, linears: [String: QuantizedLinear], before: Double?,
-                      progress: ((JobEvent) -> Void)?) throws -> PerplexityReport {
+    public func after(
+        output: URL, linears: [String: QuantizedLinear], before: Double?,
+        progress: ((JobEvent) -> Void)?
+    ) throws -> PerplexityReport {
         progress?(.phase("eval after"))
         let after: BlockwisePerplexity.Result
         let source: String
-        let evalProgress: (Int, Int) -> Void = { progress?(.eval(label: "after", window: $0, windows: $1, perplexity: .nan)) }
+        let evalProgress: (Int, Int) -> Void = {
+            progress?(.eval(label: "after", window: $0, windows: $1, perplexity: .nan))
+        }
         if spec.format.isGGUF {
             let written = try loadCausalLM(view: try openModel(output), options: ModelLoadOptions(lazyBlocks: true))
-            after = try BlockwisePerplexity.evaluate(model: written, ids: ids, context: spec.evalContext,
-                                                     windows: spec.evalWindows, block: { try written.block($0) },
-                                                     progress: evalProgress)
+            after = try BlockwisePerplexity.evaluate(
+                model: written, ids: ids, context: spec.evalContext,
+                windows: spec.evalWindows, block: { try written.block($0) },
+                progress: evalProgress)
             source = "written GGUF reopened"
         } else {
             after = try BlockwisePerplexity.evaluate(
@@ -143,7 +160,8 @@ public struct JobEvaluation {
                 }, progress: evalProgress)
             source = "GPTQ weights as stored (fp16 scales), in memory"
         }
-        return PerplexityReport(file: URL(fileURLWithPath: spec.evalFile ?? "").lastPathComponent, windows: spec.evalWindows,
-                                context: spec.evalContext, before: before, after: after.perplexity, afterSource: source)
+        return PerplexityReport(
+            file: URL(fileURLWithPath: spec.evalFile ?? "").lastPathComponent, windows: spec.evalWindows,
+            context: spec.evalContext, before: before, after: after.perplexity, afterSource: source)
     }
 }

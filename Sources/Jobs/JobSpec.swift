@@ -115,9 +115,10 @@ public struct JobSpec: Codable, Sendable, Equatable {
             r.blockSize = blockSize ?? 128
             return r
         }
-        return QuantRecipe(format: .integer, bits: resolvedBits, symmetric: resolvedSymmetric,
-                           groupSize: resolvedGroupSize, actOrder: actOrder, staticGroups: resolvedStaticGroups,
-                           percentDamp: percentDamp, blockSize: blockSize ?? 128)
+        return QuantRecipe(
+            format: .integer, bits: resolvedBits, symmetric: resolvedSymmetric,
+            groupSize: resolvedGroupSize, actOrder: actOrder, staticGroups: resolvedStaticGroups,
+            percentDamp: percentDamp, blockSize: blockSize ?? 128)
     }
 
     /// Written without `samples + shardSize - 1`, which overflows for unchecked values.
@@ -139,8 +140,10 @@ extension JobSpec {
     /// client decodes, then `validate()` says what is wrong with it.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        self.init(model: try c.decode(String.self, forKey: .model), calibration: try c.decode(String.self, forKey: .calibration),
-                  output: try c.decode(String.self, forKey: .output))
+        self.init(
+            model: try c.decode(String.self, forKey: .model),
+            calibration: try c.decode(String.self, forKey: .calibration),
+            output: try c.decode(String.self, forKey: .output))
         func take<T: Decodable>(_ key: CodingKeys, _ field: inout T) throws {
             if let v = try c.decodeIfPresent(T.self, forKey: key) { field = v }
         }

@@ -73,7 +73,8 @@ public final class LocalExecutor {
         var reconstructions: [ReconstructResult] = []
         var keptMerges: [MergeResult] = []
         var times = GraphTimes()
-        let shards = Array(0..<spec.shardCount), groups = Array(0..<graph.groups)
+        let shards = Array(0..<spec.shardCount)
+        let groups = Array(0..<graph.groups)
         for b in 0..<blocks {
             var t0 = DispatchTime.now()
             let parts = try wave(shards) { s in
@@ -91,7 +92,8 @@ public final class LocalExecutor {
             t0 = DispatchTime.now()
             let recon = try wave(groups) { g in
                 defer { finished(.reconstruct(block: b, group: g)) }
-                let input = ReconstructInput(block: b, group: g, linears: Tasks.groups[g], statistics: merged.statistics[g])
+                let input = ReconstructInput(
+                    block: b, group: g, linears: Tasks.groups[g], statistics: merged.statistics[g])
                 return try Tasks.reconstruct(context, input)
             }
             reconstructions += recon

@@ -24,7 +24,10 @@ public struct MemoryEstimate: Sendable, Equatable {
     }
 
     public init(spec: JobSpec, config c: ModelConfig, activationsInMemory: Bool = true) {
-        let h = c.hiddenSize, q = c.headCount * c.headDim, kv = c.kvHeadCount * c.headDim, f = c.intermediateSize
+        let h = c.hiddenSize
+        let q = c.headCount * c.headDim
+        let kv = c.kvHeadCount * c.headDim
+        let f = c.intermediateSize
         let shard = min(spec.shardSize, spec.samples)
         let windows = activationsInMemory ? spec.samples : shard
         activations = Self.product(windows, spec.seqlen, h, 4, 2)
@@ -35,12 +38,14 @@ public struct MemoryEstimate: Sendable, Equatable {
         statistics = [h, q, h, f].map { Self.product($0, $0, 12) }.reduce(0) { Self.add($0, $1) }
         statistics = Self.add(statistics, Self.product(widest, widest, 4, 2))
         let rowWidth = q + 2 * kv + 2 * h + 3 * f
-        scratch = Self.add(Self.product(shard, spec.seqlen, rowWidth, 4),
-                           Self.product(shard, c.headCount, spec.seqlen, spec.seqlen, 4))
+        scratch = Self.add(
+            Self.product(shard, spec.seqlen, rowWidth, 4),
+            Self.product(shard, c.headCount, spec.seqlen, spec.seqlen, 4))
         embeddings = Self.product(c.vocabSize, h, 4, c.tiedEmbeddings ? 1 : 2)
         if spec.evalFile != nil {
-            evaluation = Self.add(Self.product(spec.evalContext, c.vocabSize, 4),
-                                  Self.product(c.headCount, spec.evalContext, spec.evalContext, 4))
+            evaluation = Self.add(
+                Self.product(spec.evalContext, c.vocabSize, 4),
+                Self.product(c.headCount, spec.evalContext, spec.evalContext, 4))
         } else {
             evaluation = 0
         }
@@ -55,8 +60,11 @@ public struct MemoryEstimate: Sendable, Equatable {
         let e = self
         guard e.total > limits.maxJobMemory else { return }
         let parts: [(String, UInt64, String)] = [
-            ("calibration activations", e.activations, "lower --samples or --seqlen"
-                + (limits.activationsInMemory ? ", or keep them on disk with kiln run --spill DIR" : "")),
+            (
+                "calibration activations", e.activations,
+                "lower --samples or --seqlen"
+                    + (limits.activationsInMemory ? ", or keep them on disk with kiln run --spill DIR" : "")
+            ),
             ("statistics", e.statistics, "the model's widths set this; use a machine with more memory"),
             ("forward-pass scratch", e.scratch, "lower --shard-size or --seqlen"),
             ("block weights", e.blockWeights, "the model's widths set this; use a machine with more memory"),
@@ -64,9 +72,10 @@ public struct MemoryEstimate: Sendable, Equatable {
             ("evaluation", e.evaluation, "lower the evaluation context"),
         ]
         let top = parts.max { $0.1 < $1.1 }!
-        throw JobError("the job needs an estimated \(Self.format(e.total)) of memory, above the limit of "
-                       + "\(Self.format(limits.maxJobMemory)) (\(limits.memoryFlag), default 80% of RAM); the largest part is "
-                       + "\(top.0), \(Self.format(top.1)): \(top.2)")
+        throw JobError(
+            "the job needs an estimated \(Self.format(e.total)) of memory, above the limit of "
+                + "\(Self.format(limits.maxJobMemory)) (\(limits.memoryFlag), default 80% of RAM); the largest part is "
+                + "\(top.0), \(Self.format(top.1)): \(top.2)")
     }
 
     static func add(_ a: UInt64, _ b: UInt64) -> UInt64 {
@@ -99,8 +108,10 @@ public struct MemoryEstimate: Sendable, Equatable {
     /// Parses "512M", "16G", "1.5T" or a plain byte count (binary units).
     public static func parse(_ text: String) -> UInt64? {
         let t = text.trimmingCharacters(in: .whitespaces).uppercased()
-        let scales: [(String, Double)] = [("TIB", 0x1p40), ("GIB", 0x1p30), ("MIB", 0x1p20), ("KIB", 0x1p10),
-                                          ("T", 0x1p40), ("G", 0x1p30), ("M", 0x1p20), ("K", 0x1p10), ("B", 1)]
+        let scales: [(String, Double)] = [
+            ("TIB", 0x1p40), ("GIB", 0x1p30), ("MIB", 0x1p20), ("KIB", 0x1p10),
+            ("T", 0x1p40), ("G", 0x1p30), ("M", 0x1p20), ("K", 0x1p10), ("B", 1),
+        ]
         for (suffix, scale) in scales where t.hasSuffix(suffix) {
             guard let v = Double(t.dropLast(suffix.count)), v.isFinite, v > 0, v * scale < 0x1p63 else { return nil }
             return UInt64(v * scale)

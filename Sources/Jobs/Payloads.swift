@@ -15,7 +15,10 @@ public struct CollectResult: Codable, Sendable, Equatable {
     public var tokens: Int
 
     public init(block: Int, shard: Int, statistics: [LinearStatistics], tokens: Int) {
-        self.block = block; self.shard = shard; self.statistics = statistics; self.tokens = tokens
+        self.block = block
+        self.shard = shard
+        self.statistics = statistics
+        self.tokens = tokens
     }
 }
 
@@ -33,7 +36,10 @@ public struct ReconstructInput: Codable, Sendable, Equatable {
     public var statistics: LinearStatistics
 
     public init(block: Int, group: Int, linears: [String], statistics: LinearStatistics) {
-        self.block = block; self.group = group; self.linears = linears; self.statistics = statistics
+        self.block = block
+        self.group = group
+        self.linears = linears
+        self.statistics = statistics
     }
 }
 
@@ -89,14 +95,21 @@ extension QuantizedLinear {
     /// a raw blob in the cluster codec instead of one keyed object per group (~3x smaller).
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(linear, forKey: .linear); try c.encode(block, forKey: .block); try c.encode(tensor, forKey: .tensor)
-        try c.encode(rows, forKey: .rows); try c.encode(columns, forKey: .columns); try c.encode(recipe, forKey: .recipe)
-        try c.encode(groupSize, forKey: .groupSize); try c.encode(groupCount, forKey: .groupCount)
+        try c.encode(linear, forKey: .linear)
+        try c.encode(block, forKey: .block)
+        try c.encode(tensor, forKey: .tensor)
+        try c.encode(rows, forKey: .rows)
+        try c.encode(columns, forKey: .columns)
+        try c.encode(recipe, forKey: .recipe)
+        try c.encode(groupSize, forKey: .groupSize)
+        try c.encode(groupCount, forKey: .groupCount)
         try c.encode(codes, forKey: .codes)
         try c.encode(parameters.flatMap { [$0.scale, $0.zero, $0.inverse, $0.minimum] }, forKey: .parameters)
         try c.encode(groupIndex, forKey: .groupIndex)
-        try c.encode(outputError, forKey: .outputError); try c.encode(relativeError, forKey: .relativeError)
-        try c.encode(gptqLoss, forKey: .gptqLoss); try c.encode(deadColumns, forKey: .deadColumns)
+        try c.encode(outputError, forKey: .outputError)
+        try c.encode(relativeError, forKey: .relativeError)
+        try c.encode(gptqLoss, forKey: .gptqLoss)
+        try c.encode(deadColumns, forKey: .deadColumns)
         try c.encode(seconds, forKey: .seconds)
     }
 
@@ -104,21 +117,25 @@ extension QuantizedLinear {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let flat = try c.decode([Float].self, forKey: .parameters)
         guard flat.count % 4 == 0 else {
-            throw DecodingError.dataCorruptedError(forKey: .parameters, in: c, debugDescription: "\(flat.count) floats is not 4 per group")
+            throw DecodingError.dataCorruptedError(
+                forKey: .parameters, in: c, debugDescription: "\(flat.count) floats is not 4 per group")
         }
         let params = stride(from: 0, to: flat.count, by: 4).map {
             GroupParameters(scale: flat[$0], zero: flat[$0 + 1], inverse: flat[$0 + 2], minimum: flat[$0 + 3])
         }
-        self.init(linear: try c.decode(String.self, forKey: .linear), block: try c.decode(Int.self, forKey: .block),
-                  tensor: try c.decode(String.self, forKey: .tensor), rows: try c.decode(Int.self, forKey: .rows),
-                  columns: try c.decode(Int.self, forKey: .columns), recipe: try c.decode(QuantRecipe.self, forKey: .recipe),
-                  groupSize: try c.decode(Int.self, forKey: .groupSize), groupCount: try c.decode(Int.self, forKey: .groupCount),
-                  codes: try c.decode([UInt8].self, forKey: .codes), parameters: params,
-                  groupIndex: try c.decode([Int32].self, forKey: .groupIndex),
-                  outputError: try c.decode(Double.self, forKey: .outputError),
-                  relativeError: try c.decode(Double.self, forKey: .relativeError),
-                  gptqLoss: try c.decode(Double.self, forKey: .gptqLoss), deadColumns: try c.decode(Int.self, forKey: .deadColumns),
-                  seconds: try c.decode(Double.self, forKey: .seconds))
+        self.init(
+            linear: try c.decode(String.self, forKey: .linear), block: try c.decode(Int.self, forKey: .block),
+            tensor: try c.decode(String.self, forKey: .tensor), rows: try c.decode(Int.self, forKey: .rows),
+            columns: try c.decode(Int.self, forKey: .columns), recipe: try c.decode(QuantRecipe.self, forKey: .recipe),
+            groupSize: try c.decode(Int.self, forKey: .groupSize),
+            groupCount: try c.decode(Int.self, forKey: .groupCount),
+            codes: try c.decode([UInt8].self, forKey: .codes), parameters: params,
+            groupIndex: try c.decode([Int32].self, forKey: .groupIndex),
+            outputError: try c.decode(Double.self, forKey: .outputError),
+            relativeError: try c.decode(Double.self, forKey: .relativeError),
+            gptqLoss: try c.decode(Double.self, forKey: .gptqLoss),
+            deadColumns: try c.decode(Int.self, forKey: .deadColumns),
+            seconds: try c.decode(Double.self, forKey: .seconds))
     }
 }
 

@@ -70,22 +70,30 @@ public struct JobReport: Codable, Sendable, Equatable {
         let r = spec.recipe
         s.append("model        \(spec.model)")
         s.append("output       \(output) (\(spec.format.rawValue))")
-        s.append("method       \(spec.method.rawValue), \(r.bits)-bit, group \(r.groupSize), \(r.symmetric ? "sym" : "asym")"
-            + (r.actOrder ? ", act-order" : "") + (r.staticGroups ? ", static groups" : "")
-            + ", damp \(spec.percentDamp), \(spec.mode.rawValue)")
-        s.append("calibration \(spec.samples) x \(spec.seqlen) tokens (\(spec.sampler.rawValue), seed \(spec.seed)) of \(calibrationTokens) in \(URL(fileURLWithPath: spec.calibration).lastPathComponent)")
+        s.append(
+            "method       \(spec.method.rawValue), \(r.bits)-bit, group \(r.groupSize), \(r.symmetric ? "sym" : "asym")"
+                + (r.actOrder ? ", act-order" : "") + (r.staticGroups ? ", static groups" : "")
+                + ", damp \(spec.percentDamp), \(spec.mode.rawValue)")
+        s.append(
+            "calibration \(spec.samples) x \(spec.seqlen) tokens (\(spec.sampler.rawValue), seed \(spec.seed)) of \(calibrationTokens) in \(URL(fileURLWithPath: spec.calibration).lastPathComponent)"
+        )
         if let p = perplexity {
             s.append("")
             if let before = p.before {
-                s.append(String(format: "perplexity   before %.4f   after %.4f   (%+.2f%%, %d windows x %d of %@; after: %@)",
-                                before, p.after, (p.after / before - 1) * 100, p.windows, p.context, p.file, p.afterSource))
+                s.append(
+                    String(
+                        format: "perplexity   before %.4f   after %.4f   (%+.2f%%, %d windows x %d of %@; after: %@)",
+                        before, p.after, (p.after / before - 1) * 100, p.windows, p.context, p.file, p.afterSource))
             } else {
-                s.append(String(format: "perplexity   after %.4f   (%d windows x %d of %@; after: %@; before not measured)",
-                                p.after, p.windows, p.context, p.file, p.afterSource))
+                s.append(
+                    String(
+                        format: "perplexity   after %.4f   (%d windows x %d of %@; after: %@; before not measured)",
+                        p.after, p.windows, p.context, p.file, p.afterSource))
             }
         }
         s.append("")
-        s.append("block  attn_q    attn_k    attn_v    attn_out  ffn_gate  ffn_up    ffn_down   (relative output error)")
+        s.append(
+            "block  attn_q    attn_k    attn_v    attn_out  ffn_gate  ffn_up    ffn_down   (relative output error)")
         let byBlock = Dictionary(grouping: linears, by: \.block)
         for b in byBlock.keys.sorted() {
             let row = byBlock[b]!.sorted { order($0.linear) < order($1.linear) }
@@ -95,8 +103,11 @@ public struct JobReport: Codable, Sendable, Equatable {
         s.append(String(format: "mean   %.3e", mean))
         s.append("")
         let t = times
-        s.append(String(format: "time (s)     load %.1f  collect %.1f  merge %.1f  reconstruct %.1f  propagate %.1f  write %.1f  eval %.1f + %.1f  total %.1f",
-                        t.load, t.collect, t.merge, t.reconstruct, t.propagate, t.write, t.evalBefore, t.evalAfter, t.total))
+        s.append(
+            String(
+                format:
+                    "time (s)     load %.1f  collect %.1f  merge %.1f  reconstruct %.1f  propagate %.1f  write %.1f  eval %.1f + %.1f  total %.1f",
+                t.load, t.collect, t.merge, t.reconstruct, t.propagate, t.write, t.evalBefore, t.evalAfter, t.total))
         s.append(String(format: "peak RSS     %.0f MiB", Double(peakRSSBytes) / 1_048_576))
         for n in notes { s.append("note         \(n)") }
         return s.joined(separator: "\n")

@@ -41,7 +41,10 @@ public struct TaskGraph: Sendable {
 
     public init(blocks: Int, shards: Int, groups: Int, mode: JobMode) {
         precondition(blocks >= 0 && shards >= 1 && groups >= 1)
-        self.blocks = blocks; self.shards = shards; self.groups = groups; self.mode = mode
+        self.blocks = blocks
+        self.shards = shards
+        self.groups = groups
+        self.mode = mode
         var t: [TaskID] = []
         for b in 0..<blocks {
             for s in 0..<shards { t.append(.collect(block: b, shard: s)) }

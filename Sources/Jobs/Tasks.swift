@@ -23,7 +23,10 @@ public final class JobContext: @unchecked Sendable {  // immutable after init, e
     private var cachedBlock: LlamaBlock?
 
     public init(spec: JobSpec, view: any ModelView, model: LlamaModel, windows: [[Int32]], calibrationTokens: Int) {
-        self.spec = spec; self.view = view; self.model = model; self.windows = windows
+        self.spec = spec
+        self.view = view
+        self.model = model
+        self.windows = windows
         self.calibrationTokens = calibrationTokens
     }
 
@@ -34,8 +37,9 @@ public final class JobContext: @unchecked Sendable {  // immutable after init, e
         let tokenizer = try makeTokenizer(view)
         let url = URL(fileURLWithPath: spec.calibration)
         let tokens = try Sampler.tokens(file: url) { tokenizer.encode($0) }
-        let windows = try Sampler.windows(tokens: tokens, count: spec.samples, length: spec.seqlen, kind: spec.sampler,
-                                          seed: spec.seed, file: url.lastPathComponent)
+        let windows = try Sampler.windows(
+            tokens: tokens, count: spec.samples, length: spec.seqlen, kind: spec.sampler,
+            seed: spec.seed, file: url.lastPathComponent)
         return JobContext(spec: spec, view: view, model: model, windows: windows, calibrationTokens: tokens.count)
     }
 
@@ -54,7 +58,8 @@ public final class JobContext: @unchecked Sendable {  // immutable after init, e
 
 func makeTokenizer(_ view: any ModelView) throws -> any Tokenizer {
     guard let source = view.tokenizer else {
-        throw JobError("model \(view.url.lastPathComponent) has no tokenizer (GGUF tokenizer.ggml.* keys or tokenizer.json)")
+        throw JobError(
+            "model \(view.url.lastPathComponent) has no tokenizer (GGUF tokenizer.ggml.* keys or tokenizer.json)")
     }
     return try loadTokenizer(source)
 }
@@ -82,7 +87,9 @@ public enum Tasks {
     /// collect(b, s): runs block b (full-precision weights) over each window of shard s,
     /// gathering statistics of every linear input. Parallel mode: the block's outputs
     /// become the shard's input of block b+1.
-    public static func collect(_ ctx: JobContext, store: ActivationStore, block b: Int, shard s: Int) throws -> CollectResult {
+    public static func collect(
+        _ ctx: JobContext, store: ActivationStore, block b: Int, shard s: Int
+    ) throws -> CollectResult {
         let blk = try ctx.block(b)
         let inputs = try input(ctx, store: store, block: b, shard: s)
         var stats = groups.enumerated().map { g, names in
@@ -99,7 +106,8 @@ public enum Tasks {
                 do { try stats[g].add(li.input, samples: 1) } catch { failure = error }
             }
             // Sequential mode recomputes the output with quantized weights in propagate.
-            let y = blk.forward(hidden: x, context: ForwardContext(hook: hook, outputNeeded: ctx.spec.mode == .parallel))
+            let y = blk.forward(
+                hidden: x, context: ForwardContext(hook: hook, outputNeeded: ctx.spec.mode == .parallel))
             if let failure { throw failure }
             if ctx.spec.mode == .parallel { outputs.append(y) }
             tokens += x.rows
@@ -115,7 +123,8 @@ public enum Tasks {
         var merged = first.statistics
         for p in sorted.dropFirst() {
             guard p.block == b, p.statistics.count == merged.count else {
-                throw JobError("merge(\(b)): shard \(p.shard) result is for block \(p.block) with \(p.statistics.count) groups")
+                throw JobError(
+                    "merge(\(b)): shard \(p.shard) result is for block \(p.block) with \(p.statistics.count) groups")
             }
             for g in merged.indices { try merged[g].merge(p.statistics[g]) }
         }
@@ -143,10 +152,13 @@ public enum Tasks {
                 q = try RTN.quantize(w, recipe: recipe, name: tensor)
             case .gptq:
                 let r = try GPTQ.quantize(w, hessian: h, recipe: recipe, name: tensor)
-                q = r.weight; loss = r.totalLoss; dead = r.deadColumns.count
+                q = r.weight
+                loss = r.totalLoss
+                dead = r.deadColumns.count
             }
             let err = OutputError.fromHessian(weight: w, quantized: q.dequantized, hessian: hTokens)
-            let energy = OutputError.fromHessian(weight: w, quantized: Matrix(rows: w.rows, cols: w.cols), hessian: hTokens)
+            let energy = OutputError.fromHessian(
+                weight: w, quantized: Matrix(rows: w.rows, cols: w.cols), hessian: hTokens)
             let ql = QuantizedLinear(
                 linear: name, block: input.block, tensor: tensor, rows: q.rows, columns: q.columns, recipe: recipe,
                 groupSize: q.groupSize, groupCount: q.groupCount, codes: q.codes, parameters: q.parameters,
@@ -163,8 +175,10 @@ public enum Tasks {
 
     /// propagate(b, s): runs block b with its quantized (dequantized) weights over shard
     /// s; the outputs become the shard's input of block b+1.
-    public static func propagate(_ ctx: JobContext, store: ActivationStore, block b: Int, shard s: Int,
-                                 quantized: [QuantizedLinear]) throws -> PropagateResult {
+    public static func propagate(
+        _ ctx: JobContext, store: ActivationStore, block b: Int, shard s: Int,
+        quantized: [QuantizedLinear]
+    ) throws -> PropagateResult {
         var blk = try ctx.block(b)
         for q in quantized where q.block == b { try blk.setWeight(q.linear, q.dequantized()) }
         let inputs = try input(ctx, store: store, block: b, shard: s)

@@ -27,8 +27,9 @@ public enum TokenizerJSONBuilder {
     /// The tokenizer.json bytes (sorted keys), or nil when the GGUF has no gpt2-style BPE.
     public static func build(metadata md: [String: GGUFValue]) -> (json: Data, exactPre: Bool)? {
         guard md["tokenizer.ggml.model"]?.string == "gpt2",
-              let tokens = md["tokenizer.ggml.tokens"]?.array?.compactMap(\.string),
-              let merges = md["tokenizer.ggml.merges"]?.array?.compactMap(\.string) else { return nil }
+            let tokens = md["tokenizer.ggml.tokens"]?.array?.compactMap(\.string),
+            let merges = md["tokenizer.ggml.merges"]?.array?.compactMap(\.string)
+        else { return nil }
         let types = md["tokenizer.ggml.token_type"]?.array?.compactMap(\.int) ?? []
         let pre = md["tokenizer.ggml.pre"]?.string ?? "default"
         let regexes = splitRegexes(pre: pre)
@@ -36,8 +37,10 @@ public enum TokenizerJSONBuilder {
         for (i, t) in tokens.enumerated() where vocab[t] == nil { vocab[t] = i }
         var added: [[String: Any]] = []
         for (i, t) in tokens.enumerated() where i < types.count && (types[i] == 3 || types[i] == 4) {
-            added.append(["id": i, "content": t, "single_word": false, "lstrip": false, "rstrip": false,
-                          "normalized": types[i] == 4, "special": types[i] == 3])
+            added.append([
+                "id": i, "content": t, "single_word": false, "lstrip": false, "rstrip": false,
+                "normalized": types[i] == 4, "special": types[i] == 3,
+            ])
         }
         var pretok: [[String: Any]] = (regexes ?? [gpt2Regex]).map {
             ["type": "Split", "pattern": ["Regex": $0], "behavior": "Isolated", "invert": false]
@@ -58,7 +61,10 @@ public enum TokenizerJSONBuilder {
                 "vocab": vocab, "merges": merges,
             ] as [String: Any],
         ]
-        guard let data = try? JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .withoutEscapingSlashes]) else {
+        guard
+            let data = try? JSONSerialization.data(
+                withJSONObject: obj, options: [.sortedKeys, .withoutEscapingSlashes])
+        else {
             return nil
         }
         return (data, regexes != nil)
@@ -79,6 +85,7 @@ public enum TokenizerJSONBuilder {
             "clean_up_tokenization_spaces": false, "model_max_length": 1_000_000_000,
         ]
         if let t = md["tokenizer.chat_template"]?.string { obj["chat_template"] = t }
-        return try? JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+        return try? JSONSerialization.data(
+            withJSONObject: obj, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
     }
 }

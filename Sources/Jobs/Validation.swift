@@ -63,32 +63,42 @@ extension JobSpec {
         }
         if let b = bits { try within(b, 2...8, "--bits", "use 2 to 8") }
         if let g = groupSize, g != -1 {
-            try within(g, 1...SpecBounds.groupSize, "--group",
-                       "use a positive column count (e.g. 32, 64, 128) or -1 for one group per output channel")
+            try within(
+                g, 1...SpecBounds.groupSize, "--group",
+                "use a positive column count (e.g. 32, 64, 128) or -1 for one group per output channel")
         }
         if format.isGGUF {
             let fixedBits = format == .ggufQ8_0 ? 8 : 4
             if let b = bits, b != fixedBits {
                 let other = b == 8 ? "gguf-q8_0" : b == 4 ? "gguf-q4_0" : "gptq-safetensors"
-                throw JobError("--format \(format.rawValue) stores \(format.gridDescription); --bits \(b) cannot be stored: "
-                               + "drop --bits, use --format \(other)")
+                throw JobError(
+                    "--format \(format.rawValue) stores \(format.gridDescription); --bits \(b) cannot be stored: "
+                        + "drop --bits, use --format \(other)")
             }
             if let g = groupSize, g != 32 {
-                throw JobError("--format \(format.rawValue) stores \(format.gridDescription); --group \(g) cannot be stored: "
-                               + "drop --group or use --format gptq-safetensors")
+                throw JobError(
+                    "--format \(format.rawValue) stores \(format.gridDescription); --group \(g) cannot be stored: "
+                        + "drop --group or use --format gptq-safetensors")
             }
             if let s = symmetric, s != (format != .ggufQ4_1) {
                 let other = s ? "gguf-q4_0" : "gguf-q4_1"
-                throw JobError("--format \(format.rawValue) stores \(format.gridDescription); \(s ? "--sym" : "--no-sym") "
-                               + "does not match it: drop the flag or use --format \(other)")
+                throw JobError(
+                    "--format \(format.rawValue) stores \(format.gridDescription); \(s ? "--sym" : "--no-sym") "
+                        + "does not match it: drop the flag or use --format \(other)")
             }
         } else if ![2, 3, 4, 8].contains(resolvedBits) {
-            throw JobError("--format gptq-safetensors packs 2, 3, 4 or 8-bit codes; --bits \(resolvedBits) cannot be stored")
+            throw JobError(
+                "--format gptq-safetensors packs 2, 3, 4 or 8-bit codes; --bits \(resolvedBits) cannot be stored")
         }
         try within(samples, 1...SpecBounds.samples, "--samples", "use 1 to \(SpecBounds.samples) calibration windows")
-        try within(seqlen, 2...SpecBounds.seqlen, "--seqlen", "use 2 to \(SpecBounds.seqlen) tokens (at most the model's context)")
-        try within(shardSize, 1...SpecBounds.shardSize, "--shard-size", "use 1 to \(SpecBounds.shardSize) windows per shard")
-        if let b = blockSize { try within(b, 1...SpecBounds.blockSize, "--block-size", "use 1 to \(SpecBounds.blockSize) columns") }
+        try within(
+            seqlen, 2...SpecBounds.seqlen, "--seqlen",
+            "use 2 to \(SpecBounds.seqlen) tokens (at most the model's context)")
+        try within(
+            shardSize, 1...SpecBounds.shardSize, "--shard-size", "use 1 to \(SpecBounds.shardSize) windows per shard")
+        if let b = blockSize {
+            try within(b, 1...SpecBounds.blockSize, "--block-size", "use 1 to \(SpecBounds.blockSize) columns")
+        }
         guard percentDamp.isFinite, (0...SpecBounds.maxDamp).contains(percentDamp) else {
             throw JobError("--damp \(percentDamp) must be a fraction from 0 to \(SpecBounds.maxDamp) (e.g. 0.01)")
         }
@@ -116,14 +126,16 @@ extension JobSpec {
     public func validatePaths(_ limits: JobLimits) throws {
         for (flag, p) in paths {
             if limits.requireAbsolutePaths && !p.hasPrefix("/") {
-                throw JobError("\(flag) \(p) is a relative path; the coordinator does not share the client's working "
-                               + "directory: send an absolute path")
+                throw JobError(
+                    "\(flag) \(p) is a relative path; the coordinator does not share the client's working "
+                        + "directory: send an absolute path")
             }
             guard let roots = limits.allowedRoots else { continue }
             let resolved = PathResolution.resolve(p)
             guard roots.contains(where: { resolved == $0 || resolved.hasPrefix($0 == "/" ? "/" : $0 + "/") }) else {
-                throw JobError("\(flag) \(p) is outside the directories this coordinator may use (\(roots.joined(separator: ", "))); "
-                               + "move the file there or ask its operator to add --allow-path")
+                throw JobError(
+                    "\(flag) \(p) is outside the directories this coordinator may use (\(roots.joined(separator: ", "))); "
+                        + "move the file there or ask its operator to add --allow-path")
             }
         }
     }
@@ -138,11 +150,15 @@ extension JobSpec {
                 throw JobError("\(what) \(path) does not exist; check \(flag)")
             }
             guard !isDir.boolValue else { throw JobError("\(what) \(path) is a directory; give \(flag) a text file") }
-            guard fm.isReadableFile(atPath: path) else { throw JobError("\(what) \(path) is not readable; check \(flag)") }
+            guard fm.isReadableFile(atPath: path) else {
+                throw JobError("\(what) \(path) is not readable; check \(flag)")
+            }
             let size = (try? fm.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
             guard size > 0 else { throw JobError("\(what) \(path) is empty; give \(flag) a text file with content") }
             guard size <= TextFile.maxBytes else {
-                throw JobError("\(what) \(path) is \(size) bytes, above the \(TextFile.maxBytes)-byte limit; give \(flag) a smaller text")
+                throw JobError(
+                    "\(what) \(path) is \(size) bytes, above the \(TextFile.maxBytes)-byte limit; give \(flag) a smaller text"
+                )
             }
         }
         guard fm.fileExists(atPath: model) else { throw JobError("model \(model) does not exist; check --model") }
@@ -166,19 +182,23 @@ extension JobSpec {
         for (flag, p) in paths.dropLast() {
             let input = PathResolution.resolve(p)
             for (name, target) in written where input == target || input.hasPrefix(target + "/") {
-                throw JobError("--out \(output): \(name) would \(input == target ? "be" : "hold") the \(flag) input \(p); "
-                               + "write to another path (even --overwrite never replaces an input)")
+                throw JobError(
+                    "--out \(output): \(name) would \(input == target ? "be" : "hold") the \(flag) input \(p); "
+                        + "write to another path (even --overwrite never replaces an input)")
             }
         }
 
         switch OutputPlacement.existing(out.path) {
         case .none: break
         case .other:
-            throw JobError("--out \(output) exists and is not a regular file or directory (a link?); choose another path")
+            throw JobError(
+                "--out \(output) exists and is not a regular file or directory (a link?); choose another path")
         case .directory where format.isGGUF:
-            throw JobError("--out \(output) is a directory; --format \(format.rawValue) writes one .gguf file: name a file")
+            throw JobError(
+                "--out \(output) is a directory; --format \(format.rawValue) writes one .gguf file: name a file")
         case .file where !format.isGGUF:
-            throw JobError("--out \(output) is a file; --format gptq-safetensors writes a directory: name a new directory")
+            throw JobError(
+                "--out \(output) is a file; --format gptq-safetensors writes a directory: name a new directory")
         case .file:
             guard overwrite else {
                 throw JobError("--out \(output) already exists; pass --overwrite to replace it, or choose another path")
@@ -187,22 +207,27 @@ extension JobSpec {
             let entries = (try? FileManager.default.contentsOfDirectory(atPath: out.path)) ?? []
             if entries.isEmpty { break }
             guard overwrite else {
-                throw JobError("--out \(output) is a directory that is not empty; choose a new directory, or pass --overwrite "
-                               + "to replace a previous Kiln output there (files Kiln did not write are never removed)")
+                throw JobError(
+                    "--out \(output) is a directory that is not empty; choose a new directory, or pass --overwrite "
+                        + "to replace a previous Kiln output there (files Kiln did not write are never removed)")
             }
             let foreign: [String]
-            do { foreign = try OutputManifest.foreignEntries(in: out) } catch { throw JobError("--out \(output): \(error)") }
+            do { foreign = try OutputManifest.foreignEntries(in: out) } catch {
+                throw JobError("--out \(output): \(error)")
+            }
             guard foreign.isEmpty else {
                 let shown = foreign.prefix(5).joined(separator: ", ") + (foreign.count > 5 ? ", ..." : "")
-                throw JobError("--out \(output) holds files Kiln did not write (\(shown)); even with --overwrite Kiln "
-                               + "replaces only its own output: move them away or choose another directory")
+                throw JobError(
+                    "--out \(output) holds files Kiln did not write (\(shown)); even with --overwrite Kiln "
+                        + "replaces only its own output: move them away or choose another directory")
             }
         }
         switch OutputPlacement.existing(report.path) {
         case .none: break
         case .file:
             guard overwrite else {
-                throw JobError("the report \(report.path) already exists; pass --overwrite to replace it, or choose another --out")
+                throw JobError(
+                    "the report \(report.path) already exists; pass --overwrite to replace it, or choose another --out")
             }
         default: throw JobError("the report path \(report.path) exists and is not a regular file; choose another --out")
         }
@@ -220,12 +245,14 @@ extension JobSpec {
         let file = view.url.lastPathComponent
         let arch = view.config.architecture.lowercased()
         guard ["llama", "mistral", "qwen2"].contains(arch) else {
-            throw JobError("model \(file): architecture '\(view.config.architecture)' cannot be quantized by kiln run "
-                           + "(supported: llama, mistral, qwen2)")
+            throw JobError(
+                "model \(file): architecture '\(view.config.architecture)' cannot be quantized by kiln run "
+                    + "(supported: llama, mistral, qwen2)")
         }
         if format.isGGUF && view.format != "gguf" {
-            throw JobError("--format \(format.rawValue) needs a .gguf input model (its metadata and tokenizer are carried over); "
-                           + "\(file) is \(view.format): use --format gptq-safetensors")
+            throw JobError(
+                "--format \(format.rawValue) needs a .gguf input model (its metadata and tokenizer are carried over); "
+                    + "\(file) is \(view.format): use --format gptq-safetensors")
         }
         do { _ = try loadCausalLM(view: view, options: ModelLoadOptions(lazyBlocks: true)) } catch {
             throw JobError("model \(file) cannot be run: \(error)")
@@ -236,19 +263,22 @@ extension JobSpec {
         let c = view.config
         if format.isGGUF {
             for cols in Set([c.hiddenSize, c.headCount * c.headDim, c.intermediateSize]) where cols % 32 != 0 {
-                throw JobError("model \(file): linears with \(cols) input columns do not fit \(format.rawValue)'s blocks of 32")
+                throw JobError(
+                    "model \(file): linears with \(cols) input columns do not fit \(format.rawValue)'s blocks of 32")
             }
         } else {
             let b = resolvedBits
             let outs = [c.headCount * c.headDim, c.kvHeadCount * c.headDim, c.hiddenSize, c.intermediateSize]
             for n in Set(outs + [c.hiddenSize]) where (n * b) % 32 != 0 {
-                throw JobError("model \(file): a linear dimension of \(n) at \(b) bits is not a whole number of int32 words "
-                               + "(GPTQ packing); use --bits 4 or 8")
+                throw JobError(
+                    "model \(file): a linear dimension of \(n) at \(b) bits is not a whole number of int32 words "
+                        + "(GPTQ packing); use --bits 4 or 8")
             }
             let widest = max(c.hiddenSize, c.headCount * c.headDim, c.intermediateSize)
             if let g = groupSize, g > widest {
-                throw JobError("--group \(g) exceeds the widest linear input of \(file) (\(widest) columns); "
-                               + "use -1 for one group per output channel, or a group size up to \(widest)")
+                throw JobError(
+                    "--group \(g) exceeds the widest linear input of \(file) (\(widest) columns); "
+                        + "use -1 for one group per output channel, or a group size up to \(widest)")
             }
         }
         if seqlen > c.contextLength {

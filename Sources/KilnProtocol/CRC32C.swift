@@ -53,28 +53,40 @@ public struct CRC32C: Sendable {
     }
 
     @_optimize(speed)
-    private static func update(_ start: UInt32, _ base: UnsafeRawPointer, _ count: Int,
-                               _ t: UnsafePointer<UInt32>) -> UInt32 {
+    private static func update(
+        _ start: UInt32, _ base: UnsafeRawPointer, _ count: Int,
+        _ t: UnsafePointer<UInt32>
+    ) -> UInt32 {
         var crc = start
         var p = base
         var n = count
         // Head: align to 8 bytes.
         while n > 0 && UInt(bitPattern: p) & 7 != 0 {
             crc = t[Int((crc ^ UInt32(p.load(as: UInt8.self))) & 0xFF)] ^ (crc >> 8)
-            p += 1; n -= 1
+            p += 1
+            n -= 1
         }
-        let t1 = t + 256, t2 = t + 512, t3 = t + 768, t4 = t + 1024, t5 = t + 1280, t6 = t + 1536, t7 = t + 1792
+        let t1 = t + 256
+        let t2 = t + 512
+        let t3 = t + 768
+        let t4 = t + 1024
+        let t5 = t + 1280
+        let t6 = t + 1536
+        let t7 = t + 1792
         while n >= 8 {
             let w = UInt64(littleEndian: p.load(as: UInt64.self))
             let lo = UInt32(truncatingIfNeeded: w) ^ crc
             let hi = UInt32(truncatingIfNeeded: w >> 32)
-            crc = t7[Int(lo & 0xFF)] ^ t6[Int((lo >> 8) & 0xFF)] ^ t5[Int((lo >> 16) & 0xFF)] ^ t4[Int(lo >> 24)]
+            crc =
+                t7[Int(lo & 0xFF)] ^ t6[Int((lo >> 8) & 0xFF)] ^ t5[Int((lo >> 16) & 0xFF)] ^ t4[Int(lo >> 24)]
                 ^ t3[Int(hi & 0xFF)] ^ t2[Int((hi >> 8) & 0xFF)] ^ t1[Int((hi >> 16) & 0xFF)] ^ t[Int(hi >> 24)]
-            p += 8; n -= 8
+            p += 8
+            n -= 8
         }
         while n > 0 {
             crc = t[Int((crc ^ UInt32(p.load(as: UInt8.self))) & 0xFF)] ^ (crc >> 8)
-            p += 1; n -= 1
+            p += 1
+            n -= 1
         }
         return ~crc
     }
@@ -120,7 +132,8 @@ public struct CRC32C: Sendable {
 
     /// x^(n * 2^k) mod P.
     private static func xPowerModP(_ n: UInt64, _ k: Int) -> UInt32 {
-        var n = n, k = k
+        var n = n
+        var k = k
         var p: UInt32 = 1 << 31  // x^0
         while n != 0 {
             if n & 1 != 0 { p = multiplyModP(x2n[k & 31], p) }

@@ -51,10 +51,13 @@ public struct ChunkSender: Sendable {
         guard transferID != 0 else { throw ProtocolError.missingField("transfer_id") }
         guard chunkSize > 0 else { throw ProtocolError.invalidField(field: "chunk_size", reason: "must be positive") }
         guard window > 0 else { throw ProtocolError.invalidField(field: "window", reason: "must be positive") }
-        guard tensor.bytes.count > 0 else { throw ProtocolError.invalidField(field: "byte_length", reason: "an empty tensor is not chunked") }
+        guard tensor.bytes.count > 0 else {
+            throw ProtocolError.invalidField(field: "byte_length", reason: "an empty tensor is not chunked")
+        }
         guard UInt64(tensor.bytes.count) == tensor.header.byteLength else {
-            throw ProtocolError.frameSizeMismatch(field: "\(tensor.header.name).bytes", expected: tensor.header.byteLength,
-                                                  actual: UInt64(tensor.bytes.count))
+            throw ProtocolError.frameSizeMismatch(
+                field: "\(tensor.header.name).bytes", expected: tensor.header.byteLength,
+                actual: UInt64(tensor.bytes.count))
         }
         self.transferID = transferID
         self.chunkSize = chunkSize
@@ -63,7 +66,11 @@ public struct ChunkSender: Sendable {
         self.payload = tensor.bytes
         self.chunkCount = (tensor.bytes.count - 1) / chunkSize + 1
         var h = tensor.header
-        h.transferID = 0; h.chunkIndex = 0; h.chunkCount = 0; h.chunkSize = 0; h.chunkChecksum = 0
+        h.transferID = 0
+        h.chunkIndex = 0
+        h.chunkCount = 0
+        h.chunkSize = 0
+        h.chunkChecksum = 0
         // One pass over the bytes: the chunk checksums, combined into the whole.
         let count = (tensor.bytes.count - 1) / chunkSize + 1
         var sums = [UInt32]()
@@ -71,14 +78,16 @@ public struct ChunkSender: Sendable {
         var whole: UInt32 = 0
         tensor.bytes.withUnsafeBytes { raw in
             for i in 0..<count {
-                let lo = i * chunkSize, hi = min(lo + chunkSize, raw.count)
+                let lo = i * chunkSize
+                let hi = min(lo + chunkSize, raw.count)
                 let c = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[lo..<hi]))
                 sums.append(c)
                 whole = i == 0 ? c : CRC32C.combine(whole, c, lengthB: hi - lo)
             }
         }
         if h.checksumKind == .crc32C && h.checksum != UInt64(whole) {
-            throw ProtocolError.checksumMismatch(field: "\(h.name).checksum", expected: h.checksum, actual: UInt64(whole))
+            throw ProtocolError.checksumMismatch(
+                field: "\(h.name).checksum", expected: h.checksum, actual: UInt64(whole))
         }
         h.checksumKind = .crc32C
         h.checksum = UInt64(whole)
@@ -96,7 +105,12 @@ public struct ChunkSender: Sendable {
     public mutating func nextChunk() -> TensorFrame? {
         guard canSend else { return nil }
         let index: Int
-        if !resendQueue.isEmpty { index = resendQueue.removeFirst() } else { index = nextIndex; nextIndex += 1 }
+        if !resendQueue.isEmpty {
+            index = resendQueue.removeFirst()
+        } else {
+            index = nextIndex
+            nextIndex += 1
+        }
         credit -= 1
         chunksSent += 1
         maxInFlight = max(maxInFlight, inFlight)
@@ -106,7 +120,8 @@ public struct ChunkSender: Sendable {
         h.chunkCount = UInt32(chunkCount)
         h.chunkSize = UInt64(chunkSize)
         h.chunkChecksum = UInt64(chunkChecksums[index])
-        let lo = index * chunkSize, hi = min(lo + chunkSize, payload.count)
+        let lo = index * chunkSize
+        let hi = min(lo + chunkSize, payload.count)
         let start = payload.startIndex
         return TensorFrame(header: h, bytes: payload[(start + lo)..<(start + hi)])
     }
@@ -125,18 +140,22 @@ public struct ChunkSender: Sendable {
     /// a chunk that does not exist); stale sequences are ignored.
     public mutating func apply(_ c: Kiln_V1_Credit) throws {
         guard c.transferID == transferID else {
-            throw ProtocolError.invalidField(field: "credit.transfer_id", reason: "\(c.transferID), expected \(transferID)")
+            throw ProtocolError.invalidField(
+                field: "credit.transfer_id", reason: "\(c.transferID), expected \(transferID)")
         }
         guard c.sequence > lastSequence else { return }  // duplicate or reordered: already applied
         lastSequence = c.sequence
         if c.abort {
-            abortError = c.hasError ? c.error : ProtocolError.invalidField(field: "credit.abort", reason: "receiver aborted").wireError
+            abortError =
+                c.hasError
+                ? c.error : ProtocolError.invalidField(field: "credit.abort", reason: "receiver aborted").wireError
             return
         }
         // Each index is looked up in the resend queue below: a list longer than the
         // transfer (a receiver names each chunk once) would cost count x queue.
         guard c.resend.count <= chunkCount else {
-            throw ProtocolError.invalidField(field: "credit.resend", reason: "\(c.resend.count) entries for \(chunkCount) chunks")
+            throw ProtocolError.invalidField(
+                field: "credit.resend", reason: "\(c.resend.count) entries for \(chunkCount) chunks")
         }
         for (i, r) in c.resend.enumerated() where Int(r) >= chunkCount {
             throw ProtocolError.invalidField(field: "credit.resend[\(i)]", reason: "chunk \(r) of \(chunkCount)")
@@ -146,7 +165,8 @@ public struct ChunkSender: Sendable {
             resendQueue = []
         } else {
             guard Int(c.grant) <= window - credit else {
-                throw ProtocolError.invalidField(field: "credit.grant", reason: "\(c.grant) but only \(window - credit) chunks are in flight")
+                throw ProtocolError.invalidField(
+                    field: "credit.grant", reason: "\(c.grant) but only \(window - credit) chunks are in flight")
             }
             credit += Int(c.grant)
         }
@@ -197,7 +217,11 @@ public struct ChunkReceiver: Sendable {
         chunkCount = Int(layout.chunkCount)
         chunkSize = Int(layout.chunkSize)
         var h = header
-        h.transferID = 0; h.chunkIndex = 0; h.chunkCount = 0; h.chunkSize = 0; h.chunkChecksum = 0
+        h.transferID = 0
+        h.chunkIndex = 0
+        h.chunkCount = 0
+        h.chunkSize = 0
+        h.chunkChecksum = 0
         tensorHeader = h
         buffer = Data(count: Int(layout.byteLength))
         received = [Bool](repeating: false, count: chunkCount)
@@ -218,20 +242,29 @@ public struct ChunkReceiver: Sendable {
     public mutating func accept(_ chunk: TensorFrame) throws -> Outcome {
         let h = chunk.header
         guard h.transferID == transferID else {
-            throw ProtocolError.invalidField(field: "tensors[0].transfer_id", reason: "\(h.transferID), expected \(transferID)")
+            throw ProtocolError.invalidField(
+                field: "tensors[0].transfer_id", reason: "\(h.transferID), expected \(transferID)")
         }
         var base = h
-        base.transferID = 0; base.chunkIndex = 0; base.chunkCount = 0; base.chunkSize = 0; base.chunkChecksum = 0
+        base.transferID = 0
+        base.chunkIndex = 0
+        base.chunkCount = 0
+        base.chunkSize = 0
+        base.chunkChecksum = 0
         guard base == tensorHeader, Int(h.chunkCount) == chunkCount, Int(h.chunkSize) == chunkSize else {
-            throw ProtocolError.invalidField(field: "tensors[0]", reason: "chunk \(h.chunkIndex) describes a different tensor than earlier chunks")
+            throw ProtocolError.invalidField(
+                field: "tensors[0]", reason: "chunk \(h.chunkIndex) describes a different tensor than earlier chunks")
         }
         let index = Int(h.chunkIndex)
         guard index < chunkCount else {
-            throw ProtocolError.invalidField(field: "tensors[0].chunk_index", reason: "\(index) is not below chunk_count \(chunkCount)")
+            throw ProtocolError.invalidField(
+                field: "tensors[0].chunk_index", reason: "\(index) is not below chunk_count \(chunkCount)")
         }
-        let lo = index * chunkSize, hi = min(lo + chunkSize, buffer.count)
+        let lo = index * chunkSize
+        let hi = min(lo + chunkSize, buffer.count)
         guard chunk.bytes.count == hi - lo else {
-            throw ProtocolError.frameSizeMismatch(field: "frames[1]", expected: UInt64(hi - lo), actual: UInt64(chunk.bytes.count))
+            throw ProtocolError.frameSizeMismatch(
+                field: "frames[1]", expected: UInt64(hi - lo), actual: UInt64(chunk.bytes.count))
         }
         owed += 1
         if received[index] {
@@ -241,7 +274,8 @@ public struct ChunkReceiver: Sendable {
         let sum = CRC32C.checksum(chunk.bytes)
         guard UInt64(sum) == h.chunkChecksum else {
             if !resend.contains(UInt32(index)) { resend.append(UInt32(index)) }
-            throw ProtocolError.checksumMismatch(field: "tensors[0].chunk_checksum", expected: h.chunkChecksum, actual: UInt64(sum))
+            throw ProtocolError.checksumMismatch(
+                field: "tensors[0].chunk_checksum", expected: h.chunkChecksum, actual: UInt64(sum))
         }
         buffer.withUnsafeMutableBytes { dst in
             chunk.bytes.withUnsafeBytes { src in
@@ -302,8 +336,9 @@ public struct ChunkReceiver: Sendable {
     /// tensor's checksum (combined from the chunk checksums: no second pass).
     public func assemble() throws -> TensorFrame {
         guard isComplete else {
-            throw ProtocolError.invalidField(field: "tensors[0].chunk_index",
-                                             reason: "transfer \(transferID) incomplete: \(chunkCount - receivedCount) chunks missing")
+            throw ProtocolError.invalidField(
+                field: "tensors[0].chunk_index",
+                reason: "transfer \(transferID) incomplete: \(chunkCount - receivedCount) chunks missing")
         }
         var whole: UInt32 = 0
         for i in 0..<chunkCount {
@@ -311,7 +346,8 @@ public struct ChunkReceiver: Sendable {
             whole = i == 0 ? chunkChecksums[0] : CRC32C.combine(whole, chunkChecksums[i], lengthB: len)
         }
         guard UInt64(whole) == tensorHeader.checksum else {
-            throw ProtocolError.checksumMismatch(field: "tensors[0].checksum", expected: tensorHeader.checksum, actual: UInt64(whole))
+            throw ProtocolError.checksumMismatch(
+                field: "tensors[0].checksum", expected: tensorHeader.checksum, actual: UInt64(whole))
         }
         return TensorFrame(header: tensorHeader, bytes: buffer)
     }

@@ -34,7 +34,7 @@ public enum ProtocolError: Error, Equatable, Sendable, CustomStringConvertible {
         case .invalidField(let f, _): return f
         case .frameCountMismatch: return "tensors"
         case .byteLengthMismatch(let f, _, _), .frameSizeMismatch(let f, _, _),
-             .checksumMismatch(let f, _, _), .tooLarge(let f, _, _):
+            .checksumMismatch(let f, _, _), .tooLarge(let f, _, _):
             return f
         }
     }

@@ -70,10 +70,12 @@ public struct TensorFrame: Sendable, Equatable {
         h.dtype = dtype
         h.shape = shape.map { UInt64(max($0, 0)) }
         guard shape.allSatisfy({ $0 >= 0 }), let expected = dtype.byteCount(shape: h.shape) else {
-            throw ProtocolError.invalidField(field: "\(name).shape", reason: "shape \(shape) does not fit dtype \(dtype)")
+            throw ProtocolError.invalidField(
+                field: "\(name).shape", reason: "shape \(shape) does not fit dtype \(dtype)")
         }
         guard expected == UInt64(bytes.count) else {
-            throw ProtocolError.byteLengthMismatch(field: "\(name).byte_length", expected: expected, actual: UInt64(bytes.count))
+            throw ProtocolError.byteLengthMismatch(
+                field: "\(name).byte_length", expected: expected, actual: UInt64(bytes.count))
         }
         h.byteLength = expected
         h.checksumKind = .crc32C
@@ -144,7 +146,8 @@ public struct Message: Sendable, Equatable {
 
     /// Like `encode`, but tensor frames of at least `zeroCopyThreshold` bytes
     /// are handed to libzmq without a copy.
-    public func encodeForSocket(limits: FramingLimits = .default, zeroCopyThreshold: Int = 1 << 20) throws -> [ZMQFrame] {
+    public func encodeForSocket(limits: FramingLimits = .default, zeroCopyThreshold: Int = 1 << 20) throws -> [ZMQFrame]
+    {
         try encode(limits: limits).enumerated().map { i, d in
             i > 0 && d.count >= zeroCopyThreshold ? .zeroCopy(ZMQBuffer(copying: d)) : .copy(d)
         }
@@ -156,13 +159,16 @@ public struct Message: Sendable, Equatable {
     public static func decode(_ frames: [Data], limits: FramingLimits = .default) throws -> Message {
         guard let first = frames.first else { throw ProtocolError.missingEnvelope }
         guard first.count <= limits.maxEnvelopeBytes else {
-            throw ProtocolError.tooLarge(field: "frames[0]", limit: UInt64(limits.maxEnvelopeBytes), actual: UInt64(first.count))
+            throw ProtocolError.tooLarge(
+                field: "frames[0]", limit: UInt64(limits.maxEnvelopeBytes), actual: UInt64(first.count))
         }
         guard frames.count - 1 <= limits.maxTensorFrames else {
-            throw ProtocolError.tooLarge(field: "tensors", limit: UInt64(limits.maxTensorFrames), actual: UInt64(frames.count - 1))
+            throw ProtocolError.tooLarge(
+                field: "tensors", limit: UInt64(limits.maxTensorFrames), actual: UInt64(frames.count - 1))
         }
         for (i, f) in frames.enumerated().dropFirst() where f.count > limits.maxFrameBytes {
-            throw ProtocolError.tooLarge(field: "frames[\(i)]", limit: UInt64(limits.maxFrameBytes), actual: UInt64(f.count))
+            throw ProtocolError.tooLarge(
+                field: "frames[\(i)]", limit: UInt64(limits.maxFrameBytes), actual: UInt64(f.count))
         }
         let envelope: Kiln_V1_Envelope
         do {
@@ -175,10 +181,13 @@ public struct Message: Sendable, Equatable {
         return Message(envelope: envelope, tensors: tensors)
     }
 
-    static func validate(envelope: Kiln_V1_Envelope, frames: [Data], limits: FramingLimits,
-                         verifyChecksums: Bool = true) throws {
+    static func validate(
+        envelope: Kiln_V1_Envelope, frames: [Data], limits: FramingLimits,
+        verifyChecksums: Bool = true
+    ) throws {
         guard envelope.protocolVersion == KilnWire.version else {
-            throw ProtocolError.versionMismatch(expected: KilnWire.version.rawValue, got: envelope.protocolVersion.rawValue)
+            throw ProtocolError.versionMismatch(
+                expected: KilnWire.version.rawValue, got: envelope.protocolVersion.rawValue)
         }
         guard envelope.body != nil else { throw ProtocolError.missingField("body") }
         guard envelope.tensors.count == frames.count - 1 else {
@@ -190,31 +199,36 @@ public struct Message: Sendable, Equatable {
             let layout = try TensorLayout(header, field: field, limits: limits)
             let expected = layout.frameLength(chunk: header.chunkIndex)
             guard UInt64(frame.count) == expected else {
-                throw ProtocolError.frameSizeMismatch(field: "frames[\(i + 1)]", expected: expected, actual: UInt64(frame.count))
+                throw ProtocolError.frameSizeMismatch(
+                    field: "frames[\(i + 1)]", expected: expected, actual: UInt64(frame.count))
             }
             guard verifyChecksums else { continue }
             let actual = UInt64(CRC32C.checksum(frame))
             if layout.isChunked {
                 guard actual == header.chunkChecksum else {
-                    throw ProtocolError.checksumMismatch(field: "\(field).chunk_checksum", expected: header.chunkChecksum, actual: actual)
+                    throw ProtocolError.checksumMismatch(
+                        field: "\(field).chunk_checksum", expected: header.chunkChecksum, actual: actual)
                 }
             } else {
                 guard actual == header.checksum else {
-                    throw ProtocolError.checksumMismatch(field: "\(field).checksum", expected: header.checksum, actual: actual)
+                    throw ProtocolError.checksumMismatch(
+                        field: "\(field).checksum", expected: header.checksum, actual: actual)
                 }
             }
         }
         if case .tensorChunk(let chunk)? = envelope.body {
             guard envelope.tensors.count == 1 else {
-                throw ProtocolError.invalidField(field: "tensors", reason: "a tensor_chunk message carries exactly one frame")
+                throw ProtocolError.invalidField(
+                    field: "tensors", reason: "a tensor_chunk message carries exactly one frame")
             }
             let h = envelope.tensors[0]
             guard h.chunkCount > 0 else {
                 throw ProtocolError.invalidField(field: "tensors[0].chunk_count", reason: "0 in a tensor_chunk message")
             }
             guard h.transferID == chunk.transferID else {
-                throw ProtocolError.invalidField(field: "tensor_chunk.transfer_id",
-                                                 reason: "\(chunk.transferID) but the header says \(h.transferID)")
+                throw ProtocolError.invalidField(
+                    field: "tensor_chunk.transfer_id",
+                    reason: "\(chunk.transferID) but the header says \(h.transferID)")
             }
         }
     }
@@ -234,19 +248,24 @@ struct TensorLayout {
         default: break
         }
         guard h.shape.count <= limits.maxRank else {
-            throw ProtocolError.tooLarge(field: "\(field).shape", limit: UInt64(limits.maxRank), actual: UInt64(h.shape.count))
+            throw ProtocolError.tooLarge(
+                field: "\(field).shape", limit: UInt64(limits.maxRank), actual: UInt64(h.shape.count))
         }
         guard let implied = h.dtype.byteCount(shape: h.shape) else {
-            throw ProtocolError.invalidField(field: "\(field).shape", reason: "shape \(h.shape) does not fit dtype \(h.dtype) or overflows")
+            throw ProtocolError.invalidField(
+                field: "\(field).shape", reason: "shape \(h.shape) does not fit dtype \(h.dtype) or overflows")
         }
         guard h.byteLength == implied else {
-            throw ProtocolError.byteLengthMismatch(field: "\(field).byte_length", expected: implied, actual: h.byteLength)
+            throw ProtocolError.byteLengthMismatch(
+                field: "\(field).byte_length", expected: implied, actual: h.byteLength)
         }
         guard h.byteLength <= limits.maxTensorBytes else {
-            throw ProtocolError.tooLarge(field: "\(field).byte_length", limit: limits.maxTensorBytes, actual: h.byteLength)
+            throw ProtocolError.tooLarge(
+                field: "\(field).byte_length", limit: limits.maxTensorBytes, actual: h.byteLength)
         }
         guard h.checksumKind == .crc32C else {
-            throw ProtocolError.invalidField(field: "\(field).checksum_kind", reason: "unsupported checksum kind \(h.checksumKind.rawValue)")
+            throw ProtocolError.invalidField(
+                field: "\(field).checksum_kind", reason: "unsupported checksum kind \(h.checksumKind.rawValue)")
         }
         guard h.checksum <= UInt64(UInt32.max) else {
             throw ProtocolError.invalidField(field: "\(field).checksum", reason: "a CRC-32C fits in 32 bits")
@@ -254,36 +273,46 @@ struct TensorLayout {
         byteLength = h.byteLength
         if h.chunkCount == 0 {
             guard h.chunkIndex == 0, h.chunkSize == 0, h.chunkChecksum == 0 else {
-                throw ProtocolError.invalidField(field: "\(field).chunk_count", reason: "0 (unchunked) but other chunk fields are set")
+                throw ProtocolError.invalidField(
+                    field: "\(field).chunk_count", reason: "0 (unchunked) but other chunk fields are set")
             }
             guard h.byteLength <= UInt64(limits.maxFrameBytes) else {
-                throw ProtocolError.tooLarge(field: "\(field).byte_length", limit: UInt64(limits.maxFrameBytes), actual: h.byteLength)
+                throw ProtocolError.tooLarge(
+                    field: "\(field).byte_length", limit: UInt64(limits.maxFrameBytes), actual: h.byteLength)
             }
-            isChunked = false; chunkSize = 0; chunkCount = 0
+            isChunked = false
+            chunkSize = 0
+            chunkCount = 0
             return
         }
         guard h.transferID != 0 else { throw ProtocolError.missingField("\(field).transfer_id") }
         guard h.chunkCount <= limits.maxChunkCount else {
-            throw ProtocolError.tooLarge(field: "\(field).chunk_count", limit: UInt64(limits.maxChunkCount), actual: UInt64(h.chunkCount))
+            throw ProtocolError.tooLarge(
+                field: "\(field).chunk_count", limit: UInt64(limits.maxChunkCount), actual: UInt64(h.chunkCount))
         }
         guard h.chunkSize > 0, h.chunkSize <= UInt64(limits.maxFrameBytes) else {
-            throw ProtocolError.invalidField(field: "\(field).chunk_size", reason: "\(h.chunkSize) is not in 1...\(limits.maxFrameBytes)")
+            throw ProtocolError.invalidField(
+                field: "\(field).chunk_size", reason: "\(h.chunkSize) is not in 1...\(limits.maxFrameBytes)")
         }
         guard h.byteLength > 0 else {
             throw ProtocolError.invalidField(field: "\(field).chunk_count", reason: "an empty tensor is not chunked")
         }
         let needed = (h.byteLength - 1) / h.chunkSize + 1
         guard UInt64(h.chunkCount) == needed else {
-            throw ProtocolError.invalidField(field: "\(field).chunk_count",
-                                             reason: "\(h.chunkCount), but \(h.byteLength) bytes in chunks of \(h.chunkSize) make \(needed)")
+            throw ProtocolError.invalidField(
+                field: "\(field).chunk_count",
+                reason: "\(h.chunkCount), but \(h.byteLength) bytes in chunks of \(h.chunkSize) make \(needed)")
         }
         guard h.chunkIndex < h.chunkCount else {
-            throw ProtocolError.invalidField(field: "\(field).chunk_index", reason: "\(h.chunkIndex) is not below chunk_count \(h.chunkCount)")
+            throw ProtocolError.invalidField(
+                field: "\(field).chunk_index", reason: "\(h.chunkIndex) is not below chunk_count \(h.chunkCount)")
         }
         guard h.chunkChecksum <= UInt64(UInt32.max) else {
             throw ProtocolError.invalidField(field: "\(field).chunk_checksum", reason: "a CRC-32C fits in 32 bits")
         }
-        isChunked = true; chunkSize = h.chunkSize; chunkCount = h.chunkCount
+        isChunked = true
+        chunkSize = h.chunkSize
+        chunkCount = h.chunkCount
     }
 
     /// Bytes of the frame carrying chunk `index` (the whole tensor if unchunked).
@@ -297,18 +326,24 @@ struct TensorLayout {
 extension ZMQSocket {
     /// Sends a Kiln message, after `prefix` frames (ROUTER routing ids, PUB topics).
     @discardableResult
-    public func send(_ message: Message, prefix: [Data] = [], dontWait: Bool = false,
-                     limits: FramingLimits = .default) throws -> Bool {
+    public func send(
+        _ message: Message, prefix: [Data] = [], dontWait: Bool = false,
+        limits: FramingLimits = .default
+    ) throws -> Bool {
         let frames = try message.encode(limits: limits)
         return try send(prefix + frames, dontWait: dontWait)
     }
 
     /// Receives one message, splits off `prefixCount` frames (1 for a ROUTER's
     /// routing id) and decodes the rest. nil on timeout.
-    public func receiveMessage(prefixCount: Int = 0, timeout: Int32? = nil,
-                               limits: FramingLimits = .default) throws -> (prefix: [Data], message: Message)? {
+    public func receiveMessage(
+        prefixCount: Int = 0, timeout: Int32? = nil,
+        limits: FramingLimits = .default
+    ) throws -> (prefix: [Data], message: Message)? {
         guard let frames = try receiveMultipart(timeout: timeout) else { return nil }
         guard frames.count > prefixCount else { throw ProtocolError.missingEnvelope }
-        return (Array(frames.prefix(prefixCount)), try Message.decode(Array(frames.dropFirst(prefixCount)), limits: limits))
+        return (
+            Array(frames.prefix(prefixCount)), try Message.decode(Array(frames.dropFirst(prefixCount)), limits: limits)
+        )
     }
 }

@@ -34,7 +34,9 @@ public struct OutgoingTransfers: Sendable {
     /// Starts sending `tensor`: returns its header with transfer_id and chunk
     /// geometry set (for the announcing message) and the first chunk messages (one
     /// window). Send the announcement first, then the chunks.
-    public mutating func start(_ tensor: TensorFrame, context: String) throws -> (header: Kiln_V1_TensorHeader, chunks: [Message]) {
+    public mutating func start(
+        _ tensor: TensorFrame, context: String
+    ) throws -> (header: Kiln_V1_TensorHeader, chunks: [Message]) {
         lastID += 1
         var s = try ChunkSender(transferID: lastID, tensor: tensor, chunkSize: chunkSize, window: window)
         var h = s.tensorHeader
@@ -55,7 +57,10 @@ public struct OutgoingTransfers: Sendable {
     public mutating func apply(_ c: Kiln_V1_Credit) -> (chunks: [Message], aborted: Kiln_V1_Error?, context: String) {
         guard var s = senders[c.transferID] else { return ([], nil, "") }  // finished or unknown: stale credit
         let context = contexts[c.transferID] ?? ""
-        func forget() { senders[c.transferID] = nil; contexts[c.transferID] = nil }
+        func forget() {
+            senders[c.transferID] = nil
+            contexts[c.transferID] = nil
+        }
         do {
             try s.apply(c)
         } catch let e as ProtocolError {
@@ -80,7 +85,10 @@ public struct OutgoingTransfers: Sendable {
         return (out, nil, context)
     }
 
-    public mutating func cancelAll() { senders = [:]; contexts = [:] }
+    public mutating func cancelAll() {
+        senders = [:]
+        contexts = [:]
+    }
 
     private mutating func count(_ ms: [Message]) {
         chunksSent += ms.count
@@ -137,34 +145,46 @@ public struct IncomingTransfers: Sendable {
             throw ProtocolError.tooLarge(field: "tensor.byte_length", limit: maxBytes, actual: header.byteLength)
         }
         guard pending[header.transferID] == nil else {
-            throw ProtocolError.invalidField(field: "tensor.transfer_id", reason: "\(header.transferID) is already in progress")
+            throw ProtocolError.invalidField(
+                field: "tensor.transfer_id", reason: "\(header.transferID) is already in progress")
         }
         guard pending.count < maxPending else {
-            throw ProtocolError.tooLarge(field: "tensor.transfer_id", limit: UInt64(maxPending), actual: UInt64(pending.count + 1))
+            throw ProtocolError.tooLarge(
+                field: "tensor.transfer_id", limit: UInt64(maxPending), actual: UInt64(pending.count + 1))
         }
         _ = try TensorLayout(header, field: "tensor", limits: limits)  // geometry (chunk count, size, checksum kind)
         var base = header
-        base.chunkIndex = 0; base.chunkChecksum = 0
+        base.chunkIndex = 0
+        base.chunkChecksum = 0
         pending[header.transferID] = Pending(receiver: nil, header: base, announcement: message, lastMs: nowMs)
     }
 
     /// One tensor_chunk message (already through `Message.decode`).
     public mutating func accept(_ m: Message, nowMs: Int64) -> Event {
         guard case .tensorChunk(let body)? = m.body, m.tensors.count == 1 else {
-            return .failed(announcement: nil, error: .invalidField(field: "tensor_chunk", reason: "not a chunk message"), credit: nil)
+            return .failed(
+                announcement: nil, error: .invalidField(field: "tensor_chunk", reason: "not a chunk message"),
+                credit: nil)
         }
         let chunk = m.tensors[0]
         guard var p = pending[body.transferID] else {
-            return .failed(announcement: nil, error: .invalidField(field: "tensor_chunk.transfer_id",
-                                                                   reason: "\(body.transferID) was not announced (or is over)"), credit: nil)
+            return .failed(
+                announcement: nil,
+                error: .invalidField(
+                    field: "tensor_chunk.transfer_id",
+                    reason: "\(body.transferID) was not announced (or is over)"), credit: nil)
         }
         chunksReceived += 1
         do {
             var h = chunk.header
-            h.chunkIndex = 0; h.chunkChecksum = 0
+            h.chunkIndex = 0
+            h.chunkChecksum = 0
             guard h == p.header else {
-                throw ProtocolError.invalidField(field: "tensors[0]",
-                                                 reason: "chunk \(chunk.header.chunkIndex) does not match the announced tensor \(p.header.name) (\(p.header.byteLength) bytes in \(p.header.chunkCount) chunks)")
+                throw ProtocolError.invalidField(
+                    field: "tensors[0]",
+                    reason:
+                        "chunk \(chunk.header.chunkIndex) does not match the announced tensor \(p.header.name) (\(p.header.byteLength) bytes in \(p.header.chunkCount) chunks)"
+                )
             }
             if p.receiver == nil { p.receiver = try ChunkReceiver(first: chunk.header, window: window, limits: limits) }
             try p.receiver!.accept(chunk)
@@ -203,7 +223,8 @@ public struct IncomingTransfers: Sendable {
     /// Transfers with no chunk for `silenceMs`: failed.
     public mutating func expire(nowMs: Int64, silenceMs: Int64) -> [Event] {
         pending.filter { nowMs - $0.value.lastMs > silenceMs }.keys.sorted().map {
-            fail($0, .invalidField(field: "tensor_chunk", reason: "transfer \($0) silent for more than \(silenceMs) ms"))
+            fail(
+                $0, .invalidField(field: "tensor_chunk", reason: "transfer \($0) silent for more than \(silenceMs) ms"))
         }
     }
 
@@ -216,8 +237,9 @@ extension Message {
     /// transfer id, so the transfer can be failed at once.
     public static func chunkTransferID(_ frames: [Data], limits: FramingLimits = .default) -> UInt64? {
         guard let first = frames.first, first.count <= limits.maxEnvelopeBytes,
-              let env = try? Kiln_V1_Envelope(serializedBytes: first),
-              case .tensorChunk(let c)? = env.body, c.transferID != 0 else { return nil }
+            let env = try? Kiln_V1_Envelope(serializedBytes: first),
+            case .tensorChunk(let c)? = env.body, c.transferID != 0
+        else { return nil }
         return c.transferID
     }
 }

@@ -8,14 +8,18 @@ public struct ByteCursor {
     public let file: String
     public private(set) var pos: Int = 0
 
-    public init(_ buf: UnsafeRawBufferPointer, file: String) { self.buf = buf; self.file = file }
+    public init(_ buf: UnsafeRawBufferPointer, file: String) {
+        self.buf = buf
+        self.file = file
+    }
 
     public var remaining: Int { buf.count - pos }
 
     /// Reserves `n` bytes and returns their start offset.
     public mutating func take(_ n: Int, _ what: @autoclosure () -> String) throws -> Int {
         guard n >= 0, n <= remaining else {
-            throw ModelIOError(file: file, "\(what()): truncated (needs \(n) bytes at offset \(pos), file size \(buf.count))")
+            throw ModelIOError(
+                file: file, "\(what()): truncated (needs \(n) bytes at offset \(pos), file size \(buf.count))")
         }
         defer { pos += n }
         return pos
@@ -41,7 +45,9 @@ public struct ByteCursor {
     mutating func string(_ what: @autoclosure () -> String) throws -> String {
         let n = try u64(what() + " length")
         guard n <= UInt64(remaining) else {
-            throw ModelIOError(file: file, "\(what()): string length \(n) at offset \(pos - 8) runs past end of file (size \(buf.count))")
+            throw ModelIOError(
+                file: file,
+                "\(what()): string length \(n) at offset \(pos - 8) runs past end of file (size \(buf.count))")
         }
         let at = try take(Int(n), what())
         return String(decoding: UnsafeRawBufferPointer(rebasing: buf[at..<(at + Int(n))]), as: UTF8.self)

@@ -8,7 +8,9 @@ public enum Dequantize {
     /// Dequantizes `count` elements stored as `type` in `bytes` (exactly their
     /// storage size). Nil when the type is not supported or the sizes disagree.
     public static func floats(_ bytes: UnsafeRawBufferPointer, type: GGMLType, count: Int) -> [Float]? {
-        guard count >= 0, let kernel = kernel(for: type), let need = type.rowBytes(count), need == bytes.count else { return nil }
+        guard count >= 0, let kernel = kernel(for: type), let need = type.rowBytes(count), need == bytes.count else {
+            return nil
+        }
         if count == 0 { return [] }
         guard let src = bytes.baseAddress else { return nil }
         let blocks = count / type.blockSize
@@ -22,7 +24,8 @@ public enum Dequantize {
                 kernel(src, dst, blocks)
             } else {
                 DispatchQueue.concurrentPerform(iterations: chunks) { c in
-                    let b0 = c * chunk, n = min(chunk, blocks - b0)
+                    let b0 = c * chunk
+                    let n = min(chunk, blocks - b0)
                     kernel(src + b0 * type.typeSize, dst + b0 * type.blockSize, n)
                 }
             }
@@ -38,7 +41,10 @@ public enum Dequantize {
         case .f16: return f16
         case .bf16: return bf16
         case .f64: return { s, d, n in for i in 0..<n { d[i] = Float(Double(bitPattern: le64(s, 8 * i))) } }
-        case .i8: return { s, d, n in for i in 0..<n { d[i] = Float(Int8(bitPattern: s.load(fromByteOffset: i, as: UInt8.self))) } }
+        case .i8:
+            return { s, d, n in
+                for i in 0..<n { d[i] = Float(Int8(bitPattern: s.load(fromByteOffset: i, as: UInt8.self))) }
+            }
         case .i16: return { s, d, n in for i in 0..<n { d[i] = Float(Int16(bitPattern: le16(s, 2 * i))) } }
         case .i32: return { s, d, n in for i in 0..<n { d[i] = Float(Int32(bitPattern: le32(s, 4 * i))) } }
         case .i64: return { s, d, n in for i in 0..<n { d[i] = Float(Int64(bitPattern: le64(s, 8 * i))) } }
@@ -56,11 +62,21 @@ public enum Dequantize {
 
     // MARK: loads (unaligned: blocks are 18, 20, 22... bytes, so fields are not aligned)
 
-    @inline(__always) static func le16(_ p: UnsafeRawPointer, _ o: Int) -> UInt16 { UInt16(littleEndian: p.loadUnaligned(fromByteOffset: o, as: UInt16.self)) }
-    @inline(__always) static func le32(_ p: UnsafeRawPointer, _ o: Int) -> UInt32 { UInt32(littleEndian: p.loadUnaligned(fromByteOffset: o, as: UInt32.self)) }
-    @inline(__always) static func le64(_ p: UnsafeRawPointer, _ o: Int) -> UInt64 { UInt64(littleEndian: p.loadUnaligned(fromByteOffset: o, as: UInt64.self)) }
-    @inline(__always) static func half(_ p: UnsafeRawPointer, _ o: Int) -> Float { Float(Float16(bitPattern: le16(p, o))) }
-    @inline(__always) static func byte(_ p: UnsafeRawPointer, _ o: Int) -> UInt8 { p.load(fromByteOffset: o, as: UInt8.self) }
+    @inline(__always) static func le16(_ p: UnsafeRawPointer, _ o: Int) -> UInt16 {
+        UInt16(littleEndian: p.loadUnaligned(fromByteOffset: o, as: UInt16.self))
+    }
+    @inline(__always) static func le32(_ p: UnsafeRawPointer, _ o: Int) -> UInt32 {
+        UInt32(littleEndian: p.loadUnaligned(fromByteOffset: o, as: UInt32.self))
+    }
+    @inline(__always) static func le64(_ p: UnsafeRawPointer, _ o: Int) -> UInt64 {
+        UInt64(littleEndian: p.loadUnaligned(fromByteOffset: o, as: UInt64.self))
+    }
+    @inline(__always) static func half(_ p: UnsafeRawPointer, _ o: Int) -> Float {
+        Float(Float16(bitPattern: le16(p, o)))
+    }
+    @inline(__always) static func byte(_ p: UnsafeRawPointer, _ o: Int) -> UInt8 {
+        p.load(fromByteOffset: o, as: UInt8.self)
+    }
 
     // MARK: plain 16-bit floats
 
@@ -77,7 +93,8 @@ public enum Dequantize {
     /// Q8_0: x = d * q, q int8.
     static func q8_0(_ s: UnsafeRawPointer, _ d: UnsafeMutablePointer<Float>, _ n: Int) {
         for b in 0..<n {
-            let p = s + b * 34, y = d + b * 32
+            let p = s + b * 34
+            let y = d + b * 32
             let scale = half(p, 0)
             for j in 0..<32 { y[j] = scale * Float(Int8(bitPattern: byte(p, 2 + j))) }
         }
@@ -86,7 +103,8 @@ public enum Dequantize {
     /// Q4_0: x = d * (q - 8); byte j holds element j (low nibble) and j+16 (high).
     static func q4_0(_ s: UnsafeRawPointer, _ d: UnsafeMutablePointer<Float>, _ n: Int) {
         for b in 0..<n {
-            let p = s + b * 18, y = d + b * 32
+            let p = s + b * 18
+            let y = d + b * 32
             let scale = half(p, 0)
             for j in 0..<16 {
                 let q = byte(p, 2 + j)
@@ -99,8 +117,10 @@ public enum Dequantize {
     /// Q4_1: x = d * q + m.
     static func q4_1(_ s: UnsafeRawPointer, _ d: UnsafeMutablePointer<Float>, _ n: Int) {
         for b in 0..<n {
-            let p = s + b * 20, y = d + b * 32
-            let scale = half(p, 0), minimum = half(p, 2)
+            let p = s + b * 20
+            let y = d + b * 32
+            let scale = half(p, 0)
+            let minimum = half(p, 2)
             for j in 0..<16 {
                 let q = byte(p, 4 + j)
                 y[j] = scale * Float(q & 0x0F) + minimum
@@ -112,7 +132,8 @@ public enum Dequantize {
     /// Q5_0: 5-bit q = nibble | (bit j of qh) << 4 for element j; x = d * (q - 16).
     static func q5_0(_ s: UnsafeRawPointer, _ d: UnsafeMutablePointer<Float>, _ n: Int) {
         for b in 0..<n {
-            let p = s + b * 22, y = d + b * 32
+            let p = s + b * 22
+            let y = d + b * 32
             let scale = half(p, 0)
             let qh = le32(p, 2)
             for j in 0..<16 {
@@ -128,8 +149,10 @@ public enum Dequantize {
     /// Q5_1: as Q5_0 without the offset; x = d * q + m.
     static func q5_1(_ s: UnsafeRawPointer, _ d: UnsafeMutablePointer<Float>, _ n: Int) {
         for b in 0..<n {
-            let p = s + b * 24, y = d + b * 32
-            let scale = half(p, 0), minimum = half(p, 2)
+            let p = s + b * 24
+            let y = d + b * 32
+            let scale = half(p, 0)
+            let minimum = half(p, 2)
             let qh = le32(p, 4)
             for j in 0..<16 {
                 let q = byte(p, 8 + j)
@@ -159,13 +182,21 @@ public enum Dequantize {
     /// nibbles hold two sub-blocks (low nibbles first).
     static func q4_K(_ s: UnsafeRawPointer, _ d: UnsafeMutablePointer<Float>, _ n: Int) {
         for b in 0..<n {
-            let p = s + b * 144, y = d + b * 256
-            let dd = half(p, 0), dmin = half(p, 2)
-            let scales = p + 4, qs = p + 16
+            let p = s + b * 144
+            let y = d + b * 256
+            let dd = half(p, 0)
+            let dmin = half(p, 2)
+            let scales = p + 4
+            let qs = p + 16
             for g in 0..<4 {
-                let (sc1, m1) = scaleMin(2 * g, scales), (sc2, m2) = scaleMin(2 * g + 1, scales)
-                let d1 = dd * sc1, o1 = dmin * m1, d2 = dd * sc2, o2 = dmin * m2
-                let q = qs + 32 * g, out = y + 64 * g
+                let (sc1, m1) = scaleMin(2 * g, scales)
+                let (sc2, m2) = scaleMin(2 * g + 1, scales)
+                let d1 = dd * sc1
+                let o1 = dmin * m1
+                let d2 = dd * sc2
+                let o2 = dmin * m2
+                let q = qs + 32 * g
+                let out = y + 64 * g
                 for l in 0..<32 {
                     let v = byte(q, l)
                     out[l] = d1 * Float(v & 0x0F) - o1
@@ -179,16 +210,27 @@ public enum Dequantize {
     /// nibble sub-block of group g, bit 2g+1 for the high one).
     static func q5_K(_ s: UnsafeRawPointer, _ d: UnsafeMutablePointer<Float>, _ n: Int) {
         for b in 0..<n {
-            let p = s + b * 176, y = d + b * 256
-            let dd = half(p, 0), dmin = half(p, 2)
-            let scales = p + 4, qh = p + 16, qs = p + 48
+            let p = s + b * 176
+            let y = d + b * 256
+            let dd = half(p, 0)
+            let dmin = half(p, 2)
+            let scales = p + 4
+            let qh = p + 16
+            let qs = p + 48
             for g in 0..<4 {
-                let (sc1, m1) = scaleMin(2 * g, scales), (sc2, m2) = scaleMin(2 * g + 1, scales)
-                let d1 = dd * sc1, o1 = dmin * m1, d2 = dd * sc2, o2 = dmin * m2
-                let q = qs + 32 * g, out = y + 64 * g
-                let u1 = UInt8(1) << UInt8(2 * g), u2 = UInt8(2) << UInt8(2 * g)
+                let (sc1, m1) = scaleMin(2 * g, scales)
+                let (sc2, m2) = scaleMin(2 * g + 1, scales)
+                let d1 = dd * sc1
+                let o1 = dmin * m1
+                let d2 = dd * sc2
+                let o2 = dmin * m2
+                let q = qs + 32 * g
+                let out = y + 64 * g
+                let u1 = UInt8(1) << UInt8(2 * g)
+                let u2 = UInt8(2) << UInt8(2 * g)
                 for l in 0..<32 {
-                    let v = byte(q, l), h = byte(qh, l)
+                    let v = byte(q, l)
+                    let h = byte(qh, l)
                     out[l] = d1 * Float((v & 0x0F) + (h & u1 != 0 ? 16 : 0)) - o1
                     out[l + 32] = d2 * Float((v >> 4) + (h & u2 != 0 ? 16 : 0)) - o2
                 }
@@ -200,14 +242,19 @@ public enum Dequantize {
     /// 2 high bits (qh) << 4, x = d * sc * (q - 32). Two halves of 128 elements.
     static func q6_K(_ s: UnsafeRawPointer, _ d: UnsafeMutablePointer<Float>, _ n: Int) {
         for b in 0..<n {
-            let p = s + b * 210, y = d + b * 256
+            let p = s + b * 210
+            let y = d + b * 256
             let dd = half(p, 208)
             for half in 0..<2 {
-                let ql = p + 64 * half, qh = p + 128 + 32 * half, sc = p + 192 + 8 * half
+                let ql = p + 64 * half
+                let qh = p + 128 + 32 * half
+                let sc = p + 192 + 8 * half
                 let out = y + 128 * half
                 for l in 0..<32 {
                     let i = l / 16
-                    let h = byte(qh, l), a = byte(ql, l), c = byte(ql, l + 32)
+                    let h = byte(qh, l)
+                    let a = byte(ql, l)
+                    let c = byte(ql, l + 32)
                     let q1 = Int((a & 0x0F) | ((h & 3) << 4)) - 32
                     let q2 = Int((c & 0x0F) | (((h >> 2) & 3) << 4)) - 32
                     let q3 = Int((a >> 4) | (((h >> 4) & 3) << 4)) - 32

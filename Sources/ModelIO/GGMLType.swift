@@ -26,17 +26,17 @@ public enum GGMLType: UInt32, Sendable, CaseIterable {
         case .f16, .bf16, .i16: return 2
         case .i8: return 1
         case .i64, .f64: return 8
-        case .q4_0: return 18        // f16 d, 16 bytes of nibbles
-        case .q4_1: return 20        // f16 d, f16 m, 16 bytes of nibbles
-        case .q5_0: return 22        // f16 d, 4 bytes high bits, 16 bytes nibbles
-        case .q5_1: return 24        // f16 d, f16 m, 4 bytes high bits, 16 bytes nibbles
-        case .q8_0: return 34        // f16 d, 32 int8
-        case .q8_1: return 36        // f16 d, f16 s, 32 int8
+        case .q4_0: return 18  // f16 d, 16 bytes of nibbles
+        case .q4_1: return 20  // f16 d, f16 m, 16 bytes of nibbles
+        case .q5_0: return 22  // f16 d, 4 bytes high bits, 16 bytes nibbles
+        case .q5_1: return 24  // f16 d, f16 m, 4 bytes high bits, 16 bytes nibbles
+        case .q8_0: return 34  // f16 d, 32 int8
+        case .q8_1: return 36  // f16 d, f16 s, 32 int8
         case .q2_K: return 84
         case .q3_K: return 110
-        case .q4_K: return 144       // f16 d, f16 dmin, 12 bytes scales, 128 bytes nibbles
-        case .q5_K: return 176       // as Q4_K plus 32 bytes high bits
-        case .q6_K: return 210       // 128 low nibbles, 64 high 2-bits, 16 int8 scales, f16 d
+        case .q4_K: return 144  // f16 d, f16 dmin, 12 bytes scales, 128 bytes nibbles
+        case .q5_K: return 176  // as Q4_K plus 32 bytes high bits
+        case .q6_K: return 210  // 128 low nibbles, 64 high 2-bits, 16 int8 scales, f16 d
         case .q8_K: return 292
         case .iq2_XXS: return 66
         case .iq2_XS: return 74

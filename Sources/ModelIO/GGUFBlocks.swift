@@ -44,7 +44,11 @@ public struct GGUFQuantizedTensor: Sendable, Equatable {
     public var mins: [UInt16]?
 
     public init(type: DType, shape: [Int], codes: GGUFCodes, scales: [UInt16], mins: [UInt16]? = nil) {
-        self.type = type; self.shape = shape; self.codes = codes; self.scales = scales; self.mins = mins
+        self.type = type
+        self.shape = shape
+        self.codes = codes
+        self.scales = scales
+        self.mins = mins
     }
 
     public var elementCount: Int { shape.reduce(1, *) }
@@ -110,10 +114,14 @@ public enum GGUFBlocks {
         }
         let inner = shape.last ?? 1
         guard inner % be == 0 else {
-            throw ModelIOError(file: name, "innermost dimension \(inner) of shape \(shape) is not a multiple of \(type.rawValue)'s block size \(be)")
+            throw ModelIOError(
+                file: name,
+                "innermost dimension \(inner) of shape \(shape) is not a multiple of \(type.rawValue)'s block size \(be)"
+            )
         }
         let (n, overflow) = shape.reduce((1, false)) { acc, d in
-            let (p, o) = acc.0.multipliedReportingOverflow(by: d); return (p, acc.1 || o)
+            let (p, o) = acc.0.multipliedReportingOverflow(by: d)
+            return (p, acc.1 || o)
         }
         guard !overflow else { throw ModelIOError(file: name, "shape \(shape) overflows") }
         return n / be * bb
@@ -124,7 +132,9 @@ public enum GGUFBlocks {
     public static func packF32(_ x: [Float]) -> Data {
         var d = Data(count: x.count * 4)
         d.withUnsafeMutableBytes { dst in
-            for (i, v) in x.enumerated() { dst.storeBytes(of: v.bitPattern.littleEndian, toByteOffset: 4 * i, as: UInt32.self) }
+            for (i, v) in x.enumerated() {
+                dst.storeBytes(of: v.bitPattern.littleEndian, toByteOffset: 4 * i, as: UInt32.self)
+            }
         }
         return d
     }
@@ -204,7 +214,9 @@ public enum GGUFBlocks {
                 }
             }
         default:
-            throw ModelIOError(file: name, "cannot pack \(t.type.rawValue) from \(t.codes) codes (Q4_0/Q4_1 take unsigned, Q8_0 signed)")
+            throw ModelIOError(
+                file: name,
+                "cannot pack \(t.type.rawValue) from \(t.codes) codes (Q4_0/Q4_1 take unsigned, Q8_0 signed)")
         }
         return out
     }
@@ -214,7 +226,9 @@ public enum GGUFBlocks {
     /// Quantizes Float32 values like ggml's quantize_row_*_ref (bit-for-bit): the
     /// scale is computed in fp32, stored as fp16 (round to nearest even), and the codes
     /// use the fp32 inverse scale. `type` is .q4_0, .q4_1 or .q8_0.
-    public static func quantizeRTN(_ x: [Float], shape: [Int], type: DType, name: String = "tensor") throws -> GGUFQuantizedTensor {
+    public static func quantizeRTN(
+        _ x: [Float], shape: [Int], type: DType, name: String = "tensor"
+    ) throws -> GGUFQuantizedTensor {
         let n = shape.reduce(1, *)
         guard x.count == n else { throw ModelIOError(file: name, "\(x.count) values for shape \(shape)") }
         _ = try byteCount(type: type, shape: shape, name: name)
@@ -225,10 +239,14 @@ public enum GGUFBlocks {
             var codes = [UInt8](repeating: 0, count: n)
             for b in 0..<nb {
                 let base = b * 32
-                var amax: Float = 0, maxv: Float = 0
+                var amax: Float = 0
+                var maxv: Float = 0
                 for j in 0..<32 {
                     let v = x[base + j]
-                    if amax < abs(v) { amax = abs(v); maxv = v }
+                    if amax < abs(v) {
+                        amax = abs(v)
+                        maxv = v
+                    }
                 }
                 let d = maxv / -8
                 let id: Float = d != 0 ? 1 / d : 0
@@ -245,7 +263,8 @@ public enum GGUFBlocks {
             var mins = [UInt16](repeating: 0, count: nb)
             for b in 0..<nb {
                 let base = b * 32
-                var lo = Float.greatestFiniteMagnitude, hi = -Float.greatestFiniteMagnitude
+                var lo = Float.greatestFiniteMagnitude
+                var hi = -Float.greatestFiniteMagnitude
                 for j in 0..<32 {
                     let v = x[base + j]
                     if v < lo { lo = v }
@@ -307,7 +326,9 @@ public enum GGUFBlocks {
 
     /// Dequantizes `count` elements stored as `type` (F32, F16, BF16, Q8_0, Q4_0, Q4_1)
     /// to Float32, with ggml's arithmetic (q * d, (q - 8) * d, q * d + m in fp32).
-    public static func dequantize(_ bytes: UnsafeRawBufferPointer, type: DType, count: Int, name: String = "tensor") throws -> [Float] {
+    public static func dequantize(
+        _ bytes: UnsafeRawBufferPointer, type: DType, count: Int, name: String = "tensor"
+    ) throws -> [Float] {
         let need = try byteCount(type: type, shape: [count], name: name)
         guard bytes.count == need else {
             throw ModelIOError(file: name, "\(bytes.count) bytes where \(count) \(type.rawValue) elements take \(need)")
@@ -316,21 +337,29 @@ public enum GGUFBlocks {
         y.withUnsafeMutableBufferPointer { out in
             switch type {
             case .f32:
-                for i in 0..<count { out[i] = Float(bitPattern: bytes.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self).littleEndian) }
+                for i in 0..<count {
+                    out[i] = Float(bitPattern: bytes.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self).littleEndian)
+                }
             case .f16:
                 HalfConversion.f16ToF32(bytes, into: out)
             case .bf16:
                 HalfConversion.bf16ToF32(bytes, into: out)
             case .q4_0, .q4_1:
                 let hasMin = type == .q4_1
-                let bb = hasMin ? 20 : 18, q0 = hasMin ? 4 : 2
+                let bb = hasMin ? 20 : 18
+                let q0 = hasMin ? 4 : 2
                 for b in 0..<(count / 32) {
                     let o = b * bb
-                    let d = HalfConversion.f16ToF32(bytes.loadUnaligned(fromByteOffset: o, as: UInt16.self).littleEndian)
-                    let m = hasMin ? HalfConversion.f16ToF32(bytes.loadUnaligned(fromByteOffset: o + 2, as: UInt16.self).littleEndian) : 0
+                    let d = HalfConversion.f16ToF32(
+                        bytes.loadUnaligned(fromByteOffset: o, as: UInt16.self).littleEndian)
+                    let m =
+                        hasMin
+                        ? HalfConversion.f16ToF32(
+                            bytes.loadUnaligned(fromByteOffset: o + 2, as: UInt16.self).littleEndian) : 0
                     for j in 0..<16 {
                         let byte = bytes[o + q0 + j]
-                        let lo = Int(byte & 0x0F), hi = Int(byte >> 4)
+                        let lo = Int(byte & 0x0F)
+                        let hi = Int(byte >> 4)
                         if hasMin {
                             out[b * 32 + j] = Float(lo) * d + m
                             out[b * 32 + 16 + j] = Float(hi) * d + m
@@ -343,7 +372,8 @@ public enum GGUFBlocks {
             case .q8_0:
                 for b in 0..<(count / 32) {
                     let o = b * 34
-                    let d = HalfConversion.f16ToF32(bytes.loadUnaligned(fromByteOffset: o, as: UInt16.self).littleEndian)
+                    let d = HalfConversion.f16ToF32(
+                        bytes.loadUnaligned(fromByteOffset: o, as: UInt16.self).littleEndian)
                     for j in 0..<32 { out[b * 32 + j] = Float(Int8(bitPattern: bytes[o + 2 + j])) * d }
                 }
             default:

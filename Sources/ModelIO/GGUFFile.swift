@@ -44,7 +44,9 @@ public final class GGUFFile: @unchecked Sendable {  // immutable after init
     public convenience init(_ url: URL) throws { try self.init(map: MappedFile(url)) }
 
     /// Reads GGUF bytes held in memory; `name` stands for the file in errors.
-    public convenience init(bytes: Data, name: String) throws { try self.init(map: MappedFile(copying: bytes, name: name)) }
+    public convenience init(bytes: Data, name: String) throws {
+        try self.init(map: MappedFile(copying: bytes, name: name))
+    }
 
     init(map: MappedFile) throws {
         url = map.url
@@ -57,7 +59,9 @@ public final class GGUFFile: @unchecked Sendable {  // immutable after init
             throw ModelIOError(file: file, String(format: "not a GGUF file (magic 0x%08x)", magic))
         }
         version = try c.u32("version")
-        guard version == 2 || version == 3 else { throw ModelIOError(file: file, "unsupported GGUF version \(version)") }
+        guard version == 2 || version == 3 else {
+            throw ModelIOError(file: file, "unsupported GGUF version \(version)")
+        }
         let tensorCount = try c.count("tensor count")
         let kvCount = try c.count("metadata count")
         // Each key-value needs at least 13 bytes (key length, type, 1-byte value).
@@ -72,7 +76,9 @@ public final class GGUFFile: @unchecked Sendable {  // immutable after init
             let key = try c.string("metadata key #\(i)")
             let type = try c.u32("key '\(key)': type")
             let value = try Self.readValue(&c, type: type, key: key, depth: 0)
-            guard meta.updateValue(value, forKey: key) == nil else { throw ModelIOError(file: file, "key '\(key)': duplicate") }
+            guard meta.updateValue(value, forKey: key) == nil else {
+                throw ModelIOError(file: file, "key '\(key)': duplicate")
+            }
             keys.append(key)
         }
         metadata = meta
@@ -107,7 +113,9 @@ public final class GGUFFile: @unchecked Sendable {  // immutable after init
         } else {
             alignment = Self.defaultAlignment
         }
-        guard let start = alignUp(c.pos, alignment) else { throw ModelIOError(file: file, "data section offset overflows") }
+        guard let start = alignUp(c.pos, alignment) else {
+            throw ModelIOError(file: file, "data section offset overflows")
+        }
         dataOffset = start
 
         var table: [Tensor] = []
@@ -116,21 +124,29 @@ public final class GGUFFile: @unchecked Sendable {  // immutable after init
         for t in raw {
             let what = "tensor '\(t.name)'"
             guard let dtype = t.type.dtype else {
-                throw ModelIOError(file: file, "\(what): ggml type \(t.type.name) (id \(t.type.rawValue)) is not supported")
+                throw ModelIOError(
+                    file: file, "\(what): ggml type \(t.type.name) (id \(t.type.rawValue)) is not supported")
             }
             let ne0 = t.ne.first ?? 1
             guard ne0 % t.type.blockSize == 0 else {
-                throw ModelIOError(file: file, "\(what): ne[0] = \(ne0) is not a multiple of the \(t.type.name) block size \(t.type.blockSize)")
+                throw ModelIOError(
+                    file: file,
+                    "\(what): ne[0] = \(ne0) is not a multiple of the \(t.type.name) block size \(t.type.blockSize)")
             }
             guard let elements = checkedProduct(t.ne), let rowBytes = t.type.rowBytes(ne0),
-                  let bytes = checkedMul(rowBytes, ne0 == 0 ? 0 : elements / ne0) else {
+                let bytes = checkedMul(rowBytes, ne0 == 0 ? 0 : elements / ne0)
+            else {
                 throw ModelIOError(file: file, "\(what): shape \(t.ne) overflows")
             }
             guard t.offset % alignment == 0 else {
-                throw ModelIOError(file: file, "\(what): data offset \(t.offset) is not a multiple of the alignment \(alignment)")
+                throw ModelIOError(
+                    file: file, "\(what): data offset \(t.offset) is not a multiple of the alignment \(alignment)")
             }
             guard let lo = checkedAdd(start, t.offset), let hi = checkedAdd(lo, bytes), hi <= map.size else {
-                throw ModelIOError(file: file, "\(what): data [\(start &+ t.offset), \(start &+ t.offset &+ bytes)) past end of file (size \(map.size))")
+                throw ModelIOError(
+                    file: file,
+                    "\(what): data [\(start &+ t.offset), \(start &+ t.offset &+ bytes)) past end of file (size \(map.size))"
+                )
             }
             guard index.updateValue(table.count, forKey: t.name) == nil else {
                 throw ModelIOError(file: file, "\(what): duplicate tensor name")
@@ -141,7 +157,10 @@ public final class GGUFFile: @unchecked Sendable {  // immutable after init
         // Tensor data must not overlap (a sign of a corrupt or hostile table).
         let byStart = table.filter { !$0.range.isEmpty }.sorted { $0.range.lowerBound < $1.range.lowerBound }
         for (a, b) in zip(byStart, byStart.dropFirst()) where a.range.upperBound > b.range.lowerBound {
-            throw ModelIOError(file: file, "tensor '\(b.info.name)': data [\(b.range.lowerBound), \(b.range.upperBound)) overlaps tensor '\(a.info.name)' [\(a.range.lowerBound), \(a.range.upperBound))")
+            throw ModelIOError(
+                file: file,
+                "tensor '\(b.info.name)': data [\(b.range.lowerBound), \(b.range.upperBound)) overlaps tensor '\(a.info.name)' [\(a.range.lowerBound), \(a.range.upperBound))"
+            )
         }
         tensorTable = table
         tensors = table.map(\.info)
@@ -162,14 +181,17 @@ public final class GGUFFile: @unchecked Sendable {  // immutable after init
         case 7: return .bool(try c.u8(what) != 0)
         case 8: return .string(try c.string(what))
         case 9:
-            guard depth < maxArrayDepth else { throw ModelIOError(file: c.file, "\(what): arrays nested deeper than \(maxArrayDepth)") }
+            guard depth < maxArrayDepth else {
+                throw ModelIOError(file: c.file, "\(what): arrays nested deeper than \(maxArrayDepth)")
+            }
             let elementType = try c.u32("\(what): array element type")
             let count = try c.count("\(what): array length")
             guard let size = minValueSize(elementType) else {
                 throw ModelIOError(file: c.file, "\(what): unknown array element type \(elementType)")
             }
             guard count <= c.remaining / size else {
-                throw ModelIOError(file: c.file, "\(what): array of \(count) elements runs past end of file (size \(c.buf.count))")
+                throw ModelIOError(
+                    file: c.file, "\(what): array of \(count) elements runs past end of file (size \(c.buf.count))")
             }
             var values: [GGUFValue] = []
             values.reserveCapacity(count)
@@ -207,7 +229,10 @@ public final class GGUFFile: @unchecked Sendable {  // immutable after init
     public func load(_ name: String) throws -> Matrix {
         let t = try entry(name)
         let count = t.info.elementCount
-        guard let floats = Dequantize.floats(UnsafeRawBufferPointer(rebasing: map.bytes[t.range]), type: t.type, count: count) else {
+        guard
+            let floats = Dequantize.floats(
+                UnsafeRawBufferPointer(rebasing: map.bytes[t.range]), type: t.type, count: count)
+        else {
             throw ModelIOError(file: map.name, "tensor '\(name)': cannot dequantize \(t.type.name)")
         }
         // Validated on open: the product of all dims fits, so the outer product does too.

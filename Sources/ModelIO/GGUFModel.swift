@@ -18,7 +18,8 @@ public final class GGUFModel: ModelView, @unchecked Sendable {  // immutable aft
     public init(file: GGUFFile) throws {
         self.file = file
         config = try Self.config(of: file)
-        tokenizer = file.metadataKeys.contains { $0.hasPrefix("tokenizer.ggml.") }
+        tokenizer =
+            file.metadataKeys.contains { $0.hasPrefix("tokenizer.ggml.") }
             ? .ggufMetadata(file.metadata.filter { $0.key.hasPrefix("tokenizer.") }) : nil
     }
 
@@ -41,13 +42,17 @@ public final class GGUFModel: ModelView, @unchecked Sendable {  // immutable aft
                 if let d { return d }
                 throw ModelIOError(file: name, "key '\(key)': missing")
             }
-            guard let i = v.int, i >= 0 else { throw ModelIOError(file: name, "key '\(key)': \(v) is not a non-negative integer") }
+            guard let i = v.int, i >= 0 else {
+                throw ModelIOError(file: name, "key '\(key)': \(v) is not a non-negative integer")
+            }
             return i
         }
         func float(_ suffixes: [String], default d: Float) throws -> Float {
             for s in suffixes {
                 guard let v = value(s) else { continue }
-                guard let x = v.double, x.isFinite else { throw ModelIOError(file: name, "key '\(arch).\(s)': \(v) is not a finite number") }
+                guard let x = v.double, x.isFinite else {
+                    throw ModelIOError(file: name, "key '\(arch).\(s)': \(v) is not a finite number")
+                }
                 return Float(x)
             }
             return d

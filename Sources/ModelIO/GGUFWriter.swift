@@ -61,12 +61,18 @@ public final class GGUFWriter {
     // MARK: Declarations
 
     public func addMetadata(_ key: String, _ value: GGUFValue) throws {
-        guard !headerWritten, !closed else { throw ModelIOError(file: url.path, "metadata \(key): added after tensor data started") }
-        guard !key.isEmpty, key.utf8.count <= 65535 else { throw ModelIOError(file: url.path, "metadata key \"\(key)\" is empty or too long") }
+        guard !headerWritten, !closed else {
+            throw ModelIOError(file: url.path, "metadata \(key): added after tensor data started")
+        }
+        guard !key.isEmpty, key.utf8.count <= 65535 else {
+            throw ModelIOError(file: url.path, "metadata key \"\(key)\" is empty or too long")
+        }
         guard !keys.contains(key) else { throw ModelIOError(file: url.path, "metadata \(key): added twice") }
         if key == "general.alignment" {
             guard case let .uint32(a) = value, Int(a) == alignment else {
-                throw ModelIOError(file: url.path, "metadata general.alignment must be uint32 \(alignment) (the writer's alignment), got \(value)")
+                throw ModelIOError(
+                    file: url.path,
+                    "metadata general.alignment must be uint32 \(alignment) (the writer's alignment), got \(value)")
             }
         }
         try validate(value, key: key)
@@ -92,7 +98,9 @@ public final class GGUFWriter {
 
     /// Declares the next tensor of the file. `shape` is PyTorch order, 1 to 4 dims.
     public func declareTensor(_ name: String, type: DType, shape: [Int]) throws {
-        guard !headerWritten, !closed else { throw ModelIOError(file: url.path, "tensor \(name): declared after tensor data started") }
+        guard !headerWritten, !closed else {
+            throw ModelIOError(file: url.path, "tensor \(name): declared after tensor data started")
+        }
         guard !name.isEmpty, name.utf8.count < 64 else {
             throw ModelIOError(file: url.path, "tensor \"\(name)\": name must be 1 to 63 bytes (ggml's limit)")
         }
@@ -191,10 +199,13 @@ public final class GGUFWriter {
     /// Writes the next declared tensor's data as stored (already encoded as its type).
     /// Tensors must come in declaration order; the byte count must match the declaration.
     public func writeTensor(_ name: String, bytes: UnsafeRawBufferPointer) throws {
-        guard !closed else { throw ModelIOError(file: url.path, "tensor \(name): written after the writer was finished or failed") }
+        guard !closed else {
+            throw ModelIOError(file: url.path, "tensor \(name): written after the writer was finished or failed")
+        }
         guard next < tensors.count else {
             fail()
-            throw ModelIOError(file: url.path, "tensor \(name): not declared (all \(tensors.count) declared tensors already written)")
+            throw ModelIOError(
+                file: url.path, "tensor \(name): not declared (all \(tensors.count) declared tensors already written)")
         }
         let t = tensors[next]
         guard t.name == name else {
@@ -204,7 +215,9 @@ public final class GGUFWriter {
         }
         guard bytes.count == t.byteCount else {
             fail()
-            throw ModelIOError(file: url.path, "tensor \(name): \(bytes.count) bytes, but declared \(t.type.rawValue) \(t.shape) takes \(t.byteCount)")
+            throw ModelIOError(
+                file: url.path,
+                "tensor \(name): \(bytes.count) bytes, but declared \(t.type.rawValue) \(t.shape) takes \(t.byteCount)")
         }
         do {
             try writeHeaderIfNeeded()
@@ -212,7 +225,10 @@ public final class GGUFWriter {
             precondition(o.offset == headerSize + t.offset, "GGUFWriter: offset bookkeeping broken")
             try o.write(bytes)
             try o.write(zeros: Self.align(t.byteCount, alignment) - t.byteCount)
-        } catch { fail(); throw error }
+        } catch {
+            fail()
+            throw error
+        }
         next += 1
     }
 
@@ -225,7 +241,8 @@ public final class GGUFWriter {
         try checkNext(name, type: q.type, shape: q.shape)
         let data: Data
         do { data = try GGUFBlocks.pack(q, name: name) } catch let e as ModelIOError {
-            fail(); throw ModelIOError(file: url.path, "tensor \(e.file): \(e.what)")
+            fail()
+            throw ModelIOError(file: url.path, "tensor \(e.file): \(e.what)")
         }
         try writeTensor(name, bytes: data)
     }
@@ -239,8 +256,11 @@ public final class GGUFWriter {
         }
         let t = tensors[next]
         let data: Data
-        do { data = try GGUFBlocks.encode(floats, shape: t.shape, type: t.type, name: name) } catch let e as ModelIOError {
-            fail(); throw ModelIOError(file: url.path, "tensor \(e.file): \(e.what)")
+        do { data = try GGUFBlocks.encode(floats, shape: t.shape, type: t.type, name: name) } catch let e
+            as ModelIOError
+        {
+            fail()
+            throw ModelIOError(file: url.path, "tensor \(e.file): \(e.what)")
         }
         try writeTensor(name, bytes: data)
     }
@@ -253,7 +273,9 @@ public final class GGUFWriter {
         let t = tensors[next]
         guard t.type == type, t.shape == shape else {
             fail()
-            throw ModelIOError(file: url.path, "tensor \(name): given \(type.rawValue) \(shape), declared \(t.type.rawValue) \(t.shape)")
+            throw ModelIOError(
+                file: url.path,
+                "tensor \(name): given \(type.rawValue) \(shape), declared \(t.type.rawValue) \(t.shape)")
         }
     }
 
@@ -265,7 +287,10 @@ public final class GGUFWriter {
             fail()
             throw ModelIOError(file: url.path, "tensor \(missing): declared but never written")
         }
-        do { try writeHeaderIfNeeded() } catch { fail(); throw error }
+        do { try writeHeaderIfNeeded() } catch {
+            fail()
+            throw error
+        }
         closed = true
         let o = out!
         out = nil
@@ -287,7 +312,9 @@ public final class GGUFWriter {
 struct GGUFByteBuffer {
     var bytes: [UInt8] = []
 
-    mutating func int<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
+    mutating func int<T: FixedWidthInteger>(_ v: T) {
+        withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) }
+    }
     mutating func u32(_ v: UInt32) { int(v) }
     mutating func u64(_ v: UInt64) { int(v) }
     mutating func string(_ s: String) {

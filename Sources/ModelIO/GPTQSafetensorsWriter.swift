@@ -1,5 +1,6 @@
 import Foundation
 import Tensor
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -35,10 +36,17 @@ public struct GPTQConfig: Sendable, Equatable {
     public var staticGroups: Bool
     public var checkpointFormat: CheckpointFormat
 
-    public init(bits: Int, groupSize: Int, descAct: Bool = false, sym: Bool = true, trueSequential: Bool = true,
-                dampPercent: Double = 0.01, staticGroups: Bool = false, checkpointFormat: CheckpointFormat = .gptq) {
-        self.bits = bits; self.groupSize = groupSize; self.descAct = descAct; self.sym = sym
-        self.trueSequential = trueSequential; self.dampPercent = dampPercent; self.staticGroups = staticGroups
+    public init(
+        bits: Int, groupSize: Int, descAct: Bool = false, sym: Bool = true, trueSequential: Bool = true,
+        dampPercent: Double = 0.01, staticGroups: Bool = false, checkpointFormat: CheckpointFormat = .gptq
+    ) {
+        self.bits = bits
+        self.groupSize = groupSize
+        self.descAct = descAct
+        self.sym = sym
+        self.trueSequential = trueSequential
+        self.dampPercent = dampPercent
+        self.staticGroups = staticGroups
         self.checkpointFormat = checkpointFormat
     }
 
@@ -72,10 +80,19 @@ public struct GPTQLinear: Sendable, Equatable {
     /// [out] or nil (written as fp16).
     public var bias: [Float]?
 
-    public init(prefix: String, outFeatures: Int, inFeatures: Int, bits: Int, groupSize: Int, codes: [UInt8],
-                scales: [Float], zeros: [Int], gIdx: [Int], bias: [Float]? = nil) {
-        self.prefix = prefix; self.outFeatures = outFeatures; self.inFeatures = inFeatures; self.bits = bits
-        self.groupSize = groupSize; self.codes = codes; self.scales = scales; self.zeros = zeros; self.gIdx = gIdx
+    public init(
+        prefix: String, outFeatures: Int, inFeatures: Int, bits: Int, groupSize: Int, codes: [UInt8],
+        scales: [Float], zeros: [Int], gIdx: [Int], bias: [Float]? = nil
+    ) {
+        self.prefix = prefix
+        self.outFeatures = outFeatures
+        self.inFeatures = inFeatures
+        self.bits = bits
+        self.groupSize = groupSize
+        self.codes = codes
+        self.scales = scales
+        self.zeros = zeros
+        self.gIdx = gIdx
         self.bias = bias
     }
 
@@ -99,33 +116,53 @@ public struct GPTQLinear: Sendable, Equatable {
     public func validate(zeroOffset: Int = 1) throws {
         let p = prefix
         guard [2, 3, 4, 8].contains(bits) else { throw ModelIOError(file: p, "bits \(bits) (GPTQ takes 2, 3, 4, 8)") }
-        guard outFeatures > 0, inFeatures > 0 else { throw ModelIOError(file: p, "empty shape [\(outFeatures), \(inFeatures)]") }
+        guard outFeatures > 0, inFeatures > 0 else {
+            throw ModelIOError(file: p, "empty shape [\(outFeatures), \(inFeatures)]")
+        }
         guard groupSize == -1 || groupSize > 0 else { throw ModelIOError(file: p, "group size \(groupSize)") }
         guard (inFeatures * bits) % 32 == 0 else {
             throw ModelIOError(file: p, "in_features \(inFeatures) * \(bits) bits is not a whole number of int32 words")
         }
         guard (outFeatures * bits) % 32 == 0 else {
-            throw ModelIOError(file: p, "out_features \(outFeatures) * \(bits) bits is not a whole number of int32 words (qzeros)")
+            throw ModelIOError(
+                file: p, "out_features \(outFeatures) * \(bits) bits is not a whole number of int32 words (qzeros)")
         }
         let ng = groupCount
-        guard codes.count == outFeatures * inFeatures else { throw ModelIOError(file: p, "\(codes.count) codes for [\(outFeatures), \(inFeatures)]") }
-        guard scales.count == outFeatures * ng else { throw ModelIOError(file: p, "\(scales.count) scales for [\(outFeatures), \(ng)]") }
-        guard zeros.count == outFeatures * ng else { throw ModelIOError(file: p, "\(zeros.count) zeros for [\(outFeatures), \(ng)]") }
-        guard gIdx.count == inFeatures else { throw ModelIOError(file: p, "\(gIdx.count) g_idx entries for in_features \(inFeatures)") }
-        if let b = bias, b.count != outFeatures { throw ModelIOError(file: p, "\(b.count) bias values for out_features \(outFeatures)") }
+        guard codes.count == outFeatures * inFeatures else {
+            throw ModelIOError(file: p, "\(codes.count) codes for [\(outFeatures), \(inFeatures)]")
+        }
+        guard scales.count == outFeatures * ng else {
+            throw ModelIOError(file: p, "\(scales.count) scales for [\(outFeatures), \(ng)]")
+        }
+        guard zeros.count == outFeatures * ng else {
+            throw ModelIOError(file: p, "\(zeros.count) zeros for [\(outFeatures), \(ng)]")
+        }
+        guard gIdx.count == inFeatures else {
+            throw ModelIOError(file: p, "\(gIdx.count) g_idx entries for in_features \(inFeatures)")
+        }
+        if let b = bias, b.count != outFeatures {
+            throw ModelIOError(file: p, "\(b.count) bias values for out_features \(outFeatures)")
+        }
         let maxq = (1 << bits) - 1
         if let i = codes.firstIndex(where: { Int($0) > maxq }) {
-            throw ModelIOError(file: p, "code \(codes[i]) at [\(i / inFeatures), \(i % inFeatures)] exceeds \(bits) bits")
+            throw ModelIOError(
+                file: p, "code \(codes[i]) at [\(i / inFeatures), \(i % inFeatures)] exceeds \(bits) bits")
         }
         if let i = gIdx.firstIndex(where: { $0 < 0 || $0 >= ng }) {
             throw ModelIOError(file: p, "g_idx[\(i)] = \(gIdx[i]) outside 0..<\(ng)")
         }
         if let i = zeros.firstIndex(where: { $0 - zeroOffset < 0 || $0 - zeroOffset > maxq }) {
-            let hint = zeroOffset == 1 && zeros[i] == 0
-                ? " (the gptq v1 format stores zero - 1, so a zero point of 0 cannot be stored; clamp zeros to 1...\(maxq) or use checkpoint format gptq_v2)" : ""
-            throw ModelIOError(file: p, "zero point \(zeros[i]) at [out \(i / ng), group \(i % ng)] not storable in \(bits) bits\(hint)")
+            let hint =
+                zeroOffset == 1 && zeros[i] == 0
+                ? " (the gptq v1 format stores zero - 1, so a zero point of 0 cannot be stored; clamp zeros to 1...\(maxq) or use checkpoint format gptq_v2)"
+                : ""
+            throw ModelIOError(
+                file: p,
+                "zero point \(zeros[i]) at [out \(i / ng), group \(i % ng)] not storable in \(bits) bits\(hint)")
         }
-        if let i = scales.firstIndex(where: { !$0.isFinite || !HalfConversion.f16ToF32(HalfConversion.f32ToF16($0)).isFinite }) {
+        if let i = scales.firstIndex(where: {
+            !$0.isFinite || !HalfConversion.f16ToF32(HalfConversion.f32ToF16($0)).isFinite
+        }) {
             throw ModelIOError(file: p, "scale \(scales[i]) at [out \(i / ng), group \(i % ng)] is not a finite fp16")
         }
     }
@@ -157,12 +194,17 @@ public enum GPTQPacking {
 
     /// qzeros [ngroups, out * bits / 32]: zeros [out, ngroups] minus `offset` (1 for
     /// the gptq v1 format), packed along the output dimension.
-    public static func packQZeros(zeros: [Int], outFeatures: Int, groupCount: Int, bits: Int, offset: Int = 1) -> [Int32] {
+    public static func packQZeros(
+        zeros: [Int], outFeatures: Int, groupCount: Int, bits: Int, offset: Int = 1
+    ) -> [Int32] {
         let cols = outFeatures * bits / 32
         let mask = UInt32((1 << bits) - 1)
         var q = [Int32](repeating: 0, count: groupCount * cols)
         for g in 0..<groupCount {
-            packBits(bits: bits, count: outFeatures, value: { UInt32(truncatingIfNeeded: zeros[$0 * groupCount + g] - offset) & mask }) { c, w in
+            packBits(
+                bits: bits, count: outFeatures,
+                value: { UInt32(truncatingIfNeeded: zeros[$0 * groupCount + g] - offset) & mask }
+            ) { c, w in
                 q[g * cols + c] = Int32(bitPattern: w)
             }
         }
@@ -193,7 +235,8 @@ public enum GPTQPacking {
         let mask = UInt64((1 << bits) - 1)
         for k in 0..<count {
             let pos = k * bits
-            let w = pos / 32, s = pos % 32
+            let w = pos / 32
+            let s = pos % 32
             var v = UInt64(load(w)) >> UInt64(s)
             if s + bits > 32 { v |= UInt64(load(w + 1)) << UInt64(32 - s) }
             out[k] = UInt32(v & mask)
@@ -212,7 +255,9 @@ public enum GPTQPacking {
     }
 
     /// zeros [out, ngroups] from qzeros [ngroups, out * bits / 32] (adds `offset` back).
-    public static func unpackQZeros(_ q: [Int32], outFeatures: Int, groupCount: Int, bits: Int, offset: Int = 1) -> [Int] {
+    public static func unpackQZeros(
+        _ q: [Int32], outFeatures: Int, groupCount: Int, bits: Int, offset: Int = 1
+    ) -> [Int] {
         let cols = outFeatures * bits / 32
         var zeros = [Int](repeating: 0, count: outFeatures * groupCount)
         for g in 0..<groupCount {
@@ -253,8 +298,17 @@ public final class GPTQSafetensorsWriter {
     /// Created by `start()`; nil before.
     private var tempDir: URL!
 
-    private struct Spec { var name: String; var dtype: DType; var shape: [Int]; var bytes: Int }
-    private struct Unit { var name: String; var linear: (out: Int, in: Int, bias: Bool)?; var specs: [Spec] }
+    private struct Spec {
+        var name: String
+        var dtype: DType
+        var shape: [Int]
+        var bytes: Int
+    }
+    private struct Unit {
+        var name: String
+        var linear: (out: Int, in: Int, bias: Bool)?
+        var specs: [Spec]
+    }
     private var units: [Unit] = []
     private var names: Set<String> = []
     private var shards: [[Spec]] = []
@@ -270,10 +324,16 @@ public final class GPTQSafetensorsWriter {
     /// - tokenizerFiles: copied into the directory under their own names.
     /// - maxShardBytes: split into several safetensors files of about this size
     ///   (a linear's tensors stay together); nil writes one file.
-    public init(directory: URL, config: GPTQConfig, modelConfig: Data? = nil, tokenizerFiles: [URL] = [],
-                maxShardBytes: Int? = nil, replace: Bool = false) throws {
-        guard [2, 3, 4, 8].contains(config.bits) else { throw ModelIOError(file: directory.path, "GPTQ bits \(config.bits) (2, 3, 4 or 8)") }
-        guard config.groupSize == -1 || config.groupSize > 0 else { throw ModelIOError(file: directory.path, "GPTQ group size \(config.groupSize)") }
+    public init(
+        directory: URL, config: GPTQConfig, modelConfig: Data? = nil, tokenizerFiles: [URL] = [],
+        maxShardBytes: Int? = nil, replace: Bool = false
+    ) throws {
+        guard [2, 3, 4, 8].contains(config.bits) else {
+            throw ModelIOError(file: directory.path, "GPTQ bits \(config.bits) (2, 3, 4 or 8)")
+        }
+        guard config.groupSize == -1 || config.groupSize > 0 else {
+            throw ModelIOError(file: directory.path, "GPTQ group size \(config.groupSize)")
+        }
         if let m = modelConfig {
             guard (try? JSONSerialization.jsonObject(with: m)) is [String: Any] else {
                 throw ModelIOError(file: directory.path, "model config.json is not a JSON object")
@@ -294,7 +354,9 @@ public final class GPTQSafetensorsWriter {
     // MARK: Declarations
 
     private func checkDeclarable(_ name: String) throws {
-        guard !started, !closed else { throw ModelIOError(file: directory.path, "\(name): declared after writing started") }
+        guard !started, !closed else {
+            throw ModelIOError(file: directory.path, "\(name): declared after writing started")
+        }
     }
 
     private func addName(_ n: String) throws {
@@ -307,16 +369,25 @@ public final class GPTQSafetensorsWriter {
         try checkDeclarable(prefix)
         let b = config.bits
         guard outFeatures > 0, inFeatures > 0, (inFeatures * b) % 32 == 0, (outFeatures * b) % 32 == 0 else {
-            throw ModelIOError(file: directory.path, "\(prefix): [\(outFeatures), \(inFeatures)] cannot be packed at \(b) bits (in and out * bits must be multiples of 32)")
+            throw ModelIOError(
+                file: directory.path,
+                "\(prefix): [\(outFeatures), \(inFeatures)] cannot be packed at \(b) bits (in and out * bits must be multiples of 32)"
+            )
         }
         let ng = GPTQPacking.groupCount(inFeatures: inFeatures, groupSize: config.groupSize)
         var specs = [
-            Spec(name: prefix + ".qweight", dtype: .i32, shape: [inFeatures * b / 32, outFeatures], bytes: inFeatures * b / 32 * outFeatures * 4),
-            Spec(name: prefix + ".qzeros", dtype: .i32, shape: [ng, outFeatures * b / 32], bytes: ng * outFeatures * b / 32 * 4),
+            Spec(
+                name: prefix + ".qweight", dtype: .i32, shape: [inFeatures * b / 32, outFeatures],
+                bytes: inFeatures * b / 32 * outFeatures * 4),
+            Spec(
+                name: prefix + ".qzeros", dtype: .i32, shape: [ng, outFeatures * b / 32],
+                bytes: ng * outFeatures * b / 32 * 4),
             Spec(name: prefix + ".scales", dtype: .f16, shape: [ng, outFeatures], bytes: ng * outFeatures * 2),
             Spec(name: prefix + ".g_idx", dtype: .i32, shape: [inFeatures], bytes: inFeatures * 4),
         ]
-        if bias { specs.append(Spec(name: prefix + ".bias", dtype: .f16, shape: [outFeatures], bytes: outFeatures * 2)) }
+        if bias {
+            specs.append(Spec(name: prefix + ".bias", dtype: .f16, shape: [outFeatures], bytes: outFeatures * 2))
+        }
         for s in specs { try addName(s.name) }
         units.append(Unit(name: prefix, linear: (outFeatures, inFeatures, bias), specs: specs))
     }
@@ -328,7 +399,10 @@ public final class GPTQSafetensorsWriter {
             throw ModelIOError(file: directory.path, "\(name): dtype \(dtype.rawValue) cannot be stored in safetensors")
         }
         try addName(name)
-        units.append(Unit(name: name, linear: nil, specs: [Spec(name: name, dtype: dtype, shape: shape, bytes: shape.reduce(1, *) * es)]))
+        units.append(
+            Unit(
+                name: name, linear: nil,
+                specs: [Spec(name: name, dtype: dtype, shape: shape, bytes: shape.reduce(1, *) * es)]))
     }
 
     // MARK: Writing
@@ -342,13 +416,18 @@ public final class GPTQSafetensorsWriter {
         for u in units {
             let ub = u.specs.reduce(0) { $0 + $1.bytes }
             if let m = maxShardBytes, !cur.isEmpty, size + ub > m {
-                shards.append(cur); cur = []; size = 0
+                shards.append(cur)
+                cur = []
+                size = 0
             }
-            cur += u.specs; size += ub
+            cur += u.specs
+            size += ub
         }
         shards.append(cur)
         let n = shards.count
-        shardFiles = n == 1 ? ["model.safetensors"]
+        shardFiles =
+            n == 1
+            ? ["model.safetensors"]
             : (1...n).map { String(format: "model-%05d-of-%05d.safetensors", $0, n) }
         tempDir = try OutputPlacement.createTemporaryDirectory(for: directory)
     }
@@ -369,18 +448,25 @@ public final class GPTQSafetensorsWriter {
     }
 
     private func expectUnit(_ name: String, linear: Bool) throws -> Unit {
-        guard !closed else { throw ModelIOError(file: directory.path, "\(name): written after the writer was finished or failed") }
+        guard !closed else {
+            throw ModelIOError(file: directory.path, "\(name): written after the writer was finished or failed")
+        }
         guard nextUnit < units.count else {
-            fail(); throw ModelIOError(file: directory.path, "\(name): not declared (all declared tensors already written)")
+            fail()
+            throw ModelIOError(file: directory.path, "\(name): not declared (all declared tensors already written)")
         }
         let u = units[nextUnit]
         guard u.name == name else {
             fail()
-            let what = names.contains(name) || units.contains(where: { $0.name == name }) ? "written out of order" : "not declared"
+            let what =
+                names.contains(name) || units.contains(where: { $0.name == name })
+                ? "written out of order" : "not declared"
             throw ModelIOError(file: directory.path, "\(name): \(what), expected \(u.name)")
         }
         guard (u.linear != nil) == linear else {
-            fail(); throw ModelIOError(file: directory.path, "\(name): declared as \(linear ? "a plain tensor" : "a quantized linear")")
+            fail()
+            throw ModelIOError(
+                file: directory.path, "\(name): declared as \(linear ? "a plain tensor" : "a quantized linear")")
         }
         return u
     }
@@ -391,22 +477,38 @@ public final class GPTQSafetensorsWriter {
         let (o, i, hasBias) = u.linear!
         do {
             guard l.outFeatures == o, l.inFeatures == i, l.bits == config.bits, l.groupSize == config.groupSize,
-                  (l.bias != nil) == hasBias else {
-                throw ModelIOError(file: l.prefix, "[\(l.outFeatures), \(l.inFeatures)] bits \(l.bits) group \(l.groupSize) bias \(l.bias != nil) does not match the declaration [\(o), \(i)] bits \(config.bits) group \(config.groupSize) bias \(hasBias)")
+                (l.bias != nil) == hasBias
+            else {
+                throw ModelIOError(
+                    file: l.prefix,
+                    "[\(l.outFeatures), \(l.inFeatures)] bits \(l.bits) group \(l.groupSize) bias \(l.bias != nil) does not match the declaration [\(o), \(i)] bits \(config.bits) group \(config.groupSize) bias \(hasBias)"
+                )
             }
             try l.validate(zeroOffset: zeroOffset)
         } catch let e as ModelIOError {
-            fail(); throw ModelIOError(file: directory.path, "\(e.file): \(e.what)")
+            fail()
+            throw ModelIOError(file: directory.path, "\(e.file): \(e.what)")
         }
         do {
             try start()
             let ng = l.groupCount
-            try writeSpec(l.prefix + ".qweight", bytes: int32Data(GPTQPacking.packQWeight(codes: l.codes, outFeatures: o, inFeatures: i, bits: l.bits)))
-            try writeSpec(l.prefix + ".qzeros", bytes: int32Data(GPTQPacking.packQZeros(zeros: l.zeros, outFeatures: o, groupCount: ng, bits: l.bits, offset: zeroOffset)))
-            try writeSpec(l.prefix + ".scales", bytes: u16Data(GPTQPacking.transposedScales(l.scales, outFeatures: o, groupCount: ng)))
+            try writeSpec(
+                l.prefix + ".qweight",
+                bytes: int32Data(GPTQPacking.packQWeight(codes: l.codes, outFeatures: o, inFeatures: i, bits: l.bits)))
+            try writeSpec(
+                l.prefix + ".qzeros",
+                bytes: int32Data(
+                    GPTQPacking.packQZeros(
+                        zeros: l.zeros, outFeatures: o, groupCount: ng, bits: l.bits, offset: zeroOffset)))
+            try writeSpec(
+                l.prefix + ".scales",
+                bytes: u16Data(GPTQPacking.transposedScales(l.scales, outFeatures: o, groupCount: ng)))
             try writeSpec(l.prefix + ".g_idx", bytes: int32Data(l.gIdx.map { Int32($0) }))
             if let b = l.bias { try writeSpec(l.prefix + ".bias", bytes: GGUFBlocks.packF16(b)) }
-        } catch { fail(); throw error }
+        } catch {
+            fail()
+            throw error
+        }
         nextUnit += 1
     }
 
@@ -419,7 +521,9 @@ public final class GPTQSafetensorsWriter {
         case .f32: data = GGUFBlocks.packF32(floats)
         case .f16: data = GGUFBlocks.packF16(floats)
         case .bf16: data = GGUFBlocks.packBF16(floats)
-        default: fail(); throw ModelIOError(file: directory.path, "\(name): cannot write floats as \(s.dtype.rawValue)")
+        default:
+            fail()
+            throw ModelIOError(file: directory.path, "\(name): cannot write floats as \(s.dtype.rawValue)")
         }
         try writeTensor(name, bytes: data)
     }
@@ -429,18 +533,26 @@ public final class GPTQSafetensorsWriter {
         let u = try expectUnit(name, linear: false)
         guard bytes.count == u.specs[0].bytes else {
             fail()
-            throw ModelIOError(file: directory.path, "\(name): \(bytes.count) bytes, declared \(u.specs[0].dtype.rawValue) \(u.specs[0].shape) takes \(u.specs[0].bytes)")
+            throw ModelIOError(
+                file: directory.path,
+                "\(name): \(bytes.count) bytes, declared \(u.specs[0].dtype.rawValue) \(u.specs[0].shape) takes \(u.specs[0].bytes)"
+            )
         }
         do {
             try start()
             try writeSpec(name, bytes: bytes)
-        } catch { fail(); throw error }
+        } catch {
+            fail()
+            throw error
+        }
         nextUnit += 1
     }
 
     /// Writes the JSON files and tokenizer copies, then renames the directory into place.
     public func finish() throws {
-        guard !closed else { throw ModelIOError(file: directory.path, "finish after the writer was finished or failed") }
+        guard !closed else {
+            throw ModelIOError(file: directory.path, "finish after the writer was finished or failed")
+        }
         if nextUnit < units.count {
             let missing = units[nextUnit].name
             fail()
@@ -457,13 +569,18 @@ public final class GPTQSafetensorsWriter {
             try writeJSONFiles()
             let fm = FileManager.default
             for t in tokenizerFiles {
-                guard fm.fileExists(atPath: t.path) else { throw ModelIOError(file: t.path, "tokenizer file not found") }
+                guard fm.fileExists(atPath: t.path) else {
+                    throw ModelIOError(file: t.path, "tokenizer file not found")
+                }
                 try fm.copyItem(at: t, to: tempDir.appendingPathComponent(t.lastPathComponent))
             }
             try writeManifest()
             try OutputPlacement.placeDirectory(tempDir, at: directory, replace: replace)
             closed = true
-        } catch { fail(); throw error }
+        } catch {
+            fail()
+            throw error
+        }
     }
 
     private func writeJSONFiles() throws {
@@ -477,7 +594,10 @@ public final class GPTQSafetensorsWriter {
             var map: [String: String] = [:]
             var total = 0
             for (k, specs) in shards.enumerated() {
-                for s in specs { map[s.name] = shardFiles[k]; total += s.bytes }
+                for s in specs {
+                    map[s.name] = shardFiles[k]
+                    total += s.bytes
+                }
             }
             try writeJSON(["metadata": ["total_size": total], "weight_map": map], "model.safetensors.index.json")
         }
@@ -517,12 +637,16 @@ public final class GPTQSafetensorsWriter {
 
 private func int32Data(_ v: [Int32]) -> Data {
     var d = Data(count: v.count * 4)
-    d.withUnsafeMutableBytes { p in for (i, x) in v.enumerated() { p.storeBytes(of: x.littleEndian, toByteOffset: 4 * i, as: Int32.self) } }
+    d.withUnsafeMutableBytes { p in
+        for (i, x) in v.enumerated() { p.storeBytes(of: x.littleEndian, toByteOffset: 4 * i, as: Int32.self) }
+    }
     return d
 }
 
 private func u16Data(_ v: [UInt16]) -> Data {
     var d = Data(count: v.count * 2)
-    d.withUnsafeMutableBytes { p in for (i, x) in v.enumerated() { p.storeBytes(of: x.littleEndian, toByteOffset: 2 * i, as: UInt16.self) } }
+    d.withUnsafeMutableBytes { p in
+        for (i, x) in v.enumerated() { p.storeBytes(of: x.littleEndian, toByteOffset: 2 * i, as: UInt16.self) }
+    }
     return d
 }

@@ -27,12 +27,19 @@ enum JSONValue: Decodable, Equatable {
             self = .array(a)
         } else {
             let c = try decoder.singleValueContainer()
-            if c.decodeNil() { self = .null }
-            else if let b = try? c.decode(Bool.self) { self = .bool(b) }
-            else if let i = try? c.decode(Int.self) { self = .int(i) }
-            else if let d = try? c.decode(Double.self), d.isFinite { self = .double(d) }
-            else if let s = try? c.decode(String.self) { self = .string(s) }
-            else { throw DecodingError.dataCorruptedError(in: c, debugDescription: "number out of range") }
+            if c.decodeNil() {
+                self = .null
+            } else if let b = try? c.decode(Bool.self) {
+                self = .bool(b)
+            } else if let i = try? c.decode(Int.self) {
+                self = .int(i)
+            } else if let d = try? c.decode(Double.self), d.isFinite {
+                self = .double(d)
+            } else if let s = try? c.decode(String.self) {
+                self = .string(s)
+            } else {
+                throw DecodingError.dataCorruptedError(in: c, debugDescription: "number out of range")
+            }
         }
     }
 
@@ -46,20 +53,34 @@ enum JSONValue: Decodable, Equatable {
         } catch let e as DecodingError {
             let path: [CodingKey]
             switch e {
-            case let .dataCorrupted(c), let .typeMismatch(_, c), let .valueNotFound(_, c), let .keyNotFound(_, c): path = c.codingPath
+            case let .dataCorrupted(c), let .typeMismatch(_, c), let .valueNotFound(_, c), let .keyNotFound(_, c):
+                path = c.codingPath
             @unknown default: path = []
             }
             let key = path.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
-            throw ModelIOError(file: file, key.isEmpty ? "\(what) is not valid JSON" : "\(what): key '\(key)': invalid JSON value")
+            throw ModelIOError(
+                file: file, key.isEmpty ? "\(what) is not valid JSON" : "\(what): key '\(key)': invalid JSON value")
         } catch {
             throw ModelIOError(file: file, "\(what) is not valid JSON")
         }
     }
 
-    var object: [String: JSONValue]? { if case let .object(o) = self { return o }; return nil }
-    var array: [JSONValue]? { if case let .array(a) = self { return a }; return nil }
-    var string: String? { if case let .string(s) = self { return s }; return nil }
-    var bool: Bool? { if case let .bool(b) = self { return b }; return nil }
+    var object: [String: JSONValue]? {
+        if case let .object(o) = self { return o }
+        return nil
+    }
+    var array: [JSONValue]? {
+        if case let .array(a) = self { return a }
+        return nil
+    }
+    var string: String? {
+        if case let .string(s) = self { return s }
+        return nil
+    }
+    var bool: Bool? {
+        if case let .bool(b) = self { return b }
+        return nil
+    }
     /// Integers, and doubles that are exactly integral.
     var int: Int? {
         switch self {

@@ -1,4 +1,5 @@
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -23,14 +24,21 @@ final class MappedFile: @unchecked Sendable {
         self.url = url
         name = url.lastPathComponent
         let fd = open(url.path, O_RDONLY)
-        guard fd >= 0 else { throw ModelIOError(file: url.lastPathComponent, "cannot open: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else {
+            throw ModelIOError(file: url.lastPathComponent, "cannot open: \(String(cString: strerror(errno)))")
+        }
         defer { close(fd) }
         var st = stat()
-        guard fstat(fd, &st) == 0 else { throw ModelIOError(file: name, "cannot stat: \(String(cString: strerror(errno)))") }
+        guard fstat(fd, &st) == 0 else {
+            throw ModelIOError(file: name, "cannot stat: \(String(cString: strerror(errno)))")
+        }
         guard (st.st_mode & S_IFMT) == S_IFREG else { throw ModelIOError(file: name, "not a regular file") }
         size = Int(st.st_size)
         owned = false
-        if size == 0 { base = nil; return }
+        if size == 0 {
+            base = nil
+            return
+        }
         let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
         guard let p, p != UnsafeMutableRawPointer(bitPattern: -1) else {
             throw ModelIOError(file: name, "cannot map \(size) bytes: \(String(cString: strerror(errno)))")
@@ -45,7 +53,10 @@ final class MappedFile: @unchecked Sendable {
         self.name = name
         size = data.count
         owned = true
-        if size == 0 { base = nil; return }
+        if size == 0 {
+            base = nil
+            return
+        }
         let p = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
         data.copyBytes(to: p.assumingMemoryBound(to: UInt8.self), count: size)
         base = UnsafeRawPointer(p)

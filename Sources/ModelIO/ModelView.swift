@@ -26,7 +26,11 @@ public struct TensorInfo: Sendable, Equatable {
     public var file: URL
 
     public init(name: String, dtype: DType, shape: [Int], byteCount: Int, file: URL) {
-        self.name = name; self.dtype = dtype; self.shape = shape; self.byteCount = byteCount; self.file = file
+        self.name = name
+        self.dtype = dtype
+        self.shape = shape
+        self.byteCount = byteCount
+        self.file = file
     }
 
     public var elementCount: Int { shape.reduce(1, *) }
@@ -60,13 +64,23 @@ public struct ModelConfig: Sendable, Equatable, Codable {
     /// Whether q/k/v/o projections carry a bias (Qwen2: q/k/v do).
     public var attentionBias: Bool
 
-    public init(architecture: String, vocabSize: Int, hiddenSize: Int, intermediateSize: Int, layerCount: Int,
-                headCount: Int, kvHeadCount: Int, contextLength: Int, normEps: Float, ropeTheta: Float,
-                tiedEmbeddings: Bool, typeVocabSize: Int = 0, attentionBias: Bool = false) {
-        self.architecture = architecture; self.vocabSize = vocabSize; self.hiddenSize = hiddenSize
-        self.intermediateSize = intermediateSize; self.layerCount = layerCount; self.headCount = headCount
-        self.kvHeadCount = kvHeadCount; self.contextLength = contextLength; self.normEps = normEps
-        self.ropeTheta = ropeTheta; self.tiedEmbeddings = tiedEmbeddings; self.typeVocabSize = typeVocabSize
+    public init(
+        architecture: String, vocabSize: Int, hiddenSize: Int, intermediateSize: Int, layerCount: Int,
+        headCount: Int, kvHeadCount: Int, contextLength: Int, normEps: Float, ropeTheta: Float,
+        tiedEmbeddings: Bool, typeVocabSize: Int = 0, attentionBias: Bool = false
+    ) {
+        self.architecture = architecture
+        self.vocabSize = vocabSize
+        self.hiddenSize = hiddenSize
+        self.intermediateSize = intermediateSize
+        self.layerCount = layerCount
+        self.headCount = headCount
+        self.kvHeadCount = kvHeadCount
+        self.contextLength = contextLength
+        self.normEps = normEps
+        self.ropeTheta = ropeTheta
+        self.tiedEmbeddings = tiedEmbeddings
+        self.typeVocabSize = typeVocabSize
         self.attentionBias = attentionBias
     }
 
@@ -111,16 +125,28 @@ public indirect enum GGUFValue: Sendable, Equatable {
         default: return int.map(Double.init)
         }
     }
-    public var string: String? { if case let .string(s) = self { return s }; return nil }
-    public var array: [GGUFValue]? { if case let .array(a) = self { return a }; return nil }
-    public var bool: Bool? { if case let .bool(b) = self { return b }; return nil }
+    public var string: String? {
+        if case let .string(s) = self { return s }
+        return nil
+    }
+    public var array: [GGUFValue]? {
+        if case let .array(a) = self { return a }
+        return nil
+    }
+    public var bool: Bool? {
+        if case let .bool(b) = self { return b }
+        return nil
+    }
 }
 
 /// Errors from reading model files. Each names the file and the tensor or key.
 public struct ModelIOError: Error, CustomStringConvertible, Equatable {
     public var file: String
     public var what: String
-    public init(file: String, _ what: String) { self.file = file; self.what = what }
+    public init(file: String, _ what: String) {
+        self.file = file
+        self.what = what
+    }
     public var description: String { "\(file): \(what)" }
 }
 

@@ -11,14 +11,16 @@ public func openModel(_ url: URL) throws -> any ModelView {
     if isDir.boolValue { return try openDirectory(url) }
     switch url.pathExtension.lowercased() {
     case "gguf": return try GGUFModel(url)
-    case "safetensors": return try SafeTensorsModel(directory: url.deletingLastPathComponent(), files: [url], given: url)
+    case "safetensors":
+        return try SafeTensorsModel(directory: url.deletingLastPathComponent(), files: [url], given: url)
     case "json" where url.lastPathComponent.hasSuffix(".index.json"):
         return try SafeTensorsModel(index: url, given: url)
     default:
         // Decide by content: GGUF files start with "GGUF".
         let head = try FileHandle(forReadingFrom: url).read(upToCount: 4) ?? Data()
         if head == Data("GGUF".utf8) { return try GGUFModel(url) }
-        throw ModelIOError(file: url.lastPathComponent, "unknown model format (expected .gguf, .safetensors or a directory)")
+        throw ModelIOError(
+            file: url.lastPathComponent, "unknown model format (expected .gguf, .safetensors or a directory)")
     }
 }
 
@@ -35,7 +37,9 @@ private func openDirectory(_ dir: URL) throws -> any ModelView {
     }
     let ggufs = names.filter { $0.lowercased().hasSuffix(".gguf") }
     if ggufs.count == 1 { return try GGUFModel(dir.appendingPathComponent(ggufs[0])) }
-    throw ModelIOError(file: dir.lastPathComponent,
-                       ggufs.isEmpty ? "no model.safetensors, index.json or .gguf file in directory"
-                                     : "several .gguf files in directory; name one")
+    throw ModelIOError(
+        file: dir.lastPathComponent,
+        ggufs.isEmpty
+            ? "no model.safetensors, index.json or .gguf file in directory"
+            : "several .gguf files in directory; name one")
 }

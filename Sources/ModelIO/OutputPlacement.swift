@@ -1,4 +1,5 @@
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -29,7 +30,8 @@ public enum OutputPlacement {
             let fd = open(tmp.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
             if fd >= 0 { return (tmp, fd) }
             if errno != EEXIST {
-                throw ModelIOError(file: url.path, "cannot create a temporary file beside it: \(String(cString: strerror(errno)))")
+                throw ModelIOError(
+                    file: url.path, "cannot create a temporary file beside it: \(String(cString: strerror(errno)))")
             }
         }
         throw ModelIOError(file: url.path, "cannot find an unused temporary name beside it")
@@ -41,7 +43,9 @@ public enum OutputPlacement {
             let tmp = temporarySibling(of: url)
             if mkdir(tmp.path, 0o755) == 0 { return tmp }
             if errno != EEXIST {
-                throw ModelIOError(file: url.path, "cannot create a temporary directory beside it: \(String(cString: strerror(errno)))")
+                throw ModelIOError(
+                    file: url.path, "cannot create a temporary directory beside it: \(String(cString: strerror(errno)))"
+                )
             }
         }
         throw ModelIOError(file: url.path, "cannot find an unused temporary name beside it")
@@ -83,7 +87,8 @@ public enum OutputPlacement {
         if errno == EEXIST { throw exists(dst) }
         // Filesystems without hard links: the check above already ran; rename is the best left.
         guard [EPERM, ENOTSUP, EOPNOTSUPP, EXDEV].contains(errno), existing(dst.path) == .none,
-              rename(tmp.path, dst.path) == 0 else { throw failed("moving \(tmp.lastPathComponent) into place", dst) }
+            rename(tmp.path, dst.path) == 0
+        else { throw failed("moving \(tmp.lastPathComponent) into place", dst) }
     }
 
     /// Moves the finished temporary directory `tmp` onto `dst` (see the type's comment).
@@ -149,11 +154,12 @@ public enum OutputManifest {
     public static func files(in dir: URL) -> [String]? {
         let url = dir.appendingPathComponent(fileName)
         guard OutputPlacement.existing(url.path) == .file,
-              let attrs = try? FileManager.default.attributesOfItem(atPath: url.path),
-              let size = attrs[.size] as? Int, size <= 1 << 20,
-              let d = try? Data(contentsOf: url),
-              let obj = try? JSONSerialization.jsonObject(with: d) as? [String: Any],
-              obj["written_by"] as? String == "kiln", let files = obj["files"] as? [String] else { return nil }
+            let attrs = try? FileManager.default.attributesOfItem(atPath: url.path),
+            let size = attrs[.size] as? Int, size <= 1 << 20,
+            let d = try? Data(contentsOf: url),
+            let obj = try? JSONSerialization.jsonObject(with: d) as? [String: Any],
+            obj["written_by"] as? String == "kiln", let files = obj["files"] as? [String]
+        else { return nil }
         guard files.allSatisfy({ !$0.isEmpty && !$0.contains("/") && $0 != "." && $0 != ".." }) else { return nil }
         return files
     }
@@ -172,8 +178,11 @@ public enum OutputManifest {
     }
 
     static func foreignError(_ dir: URL, _ foreign: [String]) -> ModelIOError {
-        let shown = foreign.prefix(5).joined(separator: ", ") + (foreign.count > 5 ? ", ... (\(foreign.count) in all)" : "")
-        return ModelIOError(file: dir.path, "holds files Kiln did not write (\(shown)); refusing to replace it: "
-                            + "move them away or choose another output")
+        let shown =
+            foreign.prefix(5).joined(separator: ", ") + (foreign.count > 5 ? ", ... (\(foreign.count) in all)" : "")
+        return ModelIOError(
+            file: dir.path,
+            "holds files Kiln did not write (\(shown)); refusing to replace it: "
+                + "move them away or choose another output")
     }
 }

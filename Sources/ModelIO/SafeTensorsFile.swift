@@ -51,7 +51,9 @@ public final class SafeTensorsFile: @unchecked Sendable {  // immutable after in
         guard n <= UInt64(map.size - 8) else {
             throw ModelIOError(file: file, "header length \(n) past end of file (size \(map.size))")
         }
-        guard n >= 2, n <= UInt64(Self.maxHeaderBytes) else { throw ModelIOError(file: file, "header length \(n) out of range") }
+        guard n >= 2, n <= UInt64(Self.maxHeaderBytes) else {
+            throw ModelIOError(file: file, "header length \(n) out of range")
+        }
         let headerBytes = Int(n)
         dataOffset = 8 + headerBytes
 
@@ -66,7 +68,9 @@ public final class SafeTensorsFile: @unchecked Sendable {  // immutable after in
             if name == "__metadata__" {
                 guard let o = v.object else { throw ModelIOError(file: file, "key '__metadata__': not an object") }
                 for (k, x) in o {
-                    guard let s = x.string else { throw ModelIOError(file: file, "key '__metadata__.\(k)': not a string") }
+                    guard let s = x.string else {
+                        throw ModelIOError(file: file, "key '__metadata__.\(k)': not a string")
+                    }
                     meta[k] = s
                 }
                 continue
@@ -79,14 +83,21 @@ public final class SafeTensorsFile: @unchecked Sendable {  // immutable after in
             guard let shapeJSON = o["shape"]?.array else { throw ModelIOError(file: file, "\(what): missing shape") }
             var shape: [Int] = []
             for d in shapeJSON {
-                guard let i = d.int, i >= 0 else { throw ModelIOError(file: file, "\(what): shape \(shapeJSON.map(\.description)) is not a list of non-negative integers") }
+                guard let i = d.int, i >= 0 else {
+                    throw ModelIOError(
+                        file: file,
+                        "\(what): shape \(shapeJSON.map(\.description)) is not a list of non-negative integers")
+                }
                 shape.append(i)
             }
-            guard let offs = o["data_offsets"]?.array, offs.count == 2, let begin = offs[0].int, let end = offs[1].int else {
+            guard let offs = o["data_offsets"]?.array, offs.count == 2, let begin = offs[0].int, let end = offs[1].int
+            else {
                 throw ModelIOError(file: file, "\(what): data_offsets is not a pair of integers")
             }
             guard 0 <= begin, begin <= end else {
-                throw ModelIOError(file: file, "\(what): data_offsets [\(begin), \(end)] are not an ordered pair of non-negative offsets")
+                throw ModelIOError(
+                    file: file,
+                    "\(what): data_offsets [\(begin), \(end)] are not an ordered pair of non-negative offsets")
             }
             guard end <= Int.max - dataOffset else {
                 throw ModelIOError(file: file, "\(what): data_offsets [\(begin), \(end)] overflow")
@@ -95,18 +106,26 @@ public final class SafeTensorsFile: @unchecked Sendable {  // immutable after in
                 throw ModelIOError(file: file, "\(what): shape \(shape) overflows")
             }
             guard bytes == end - begin else {
-                throw ModelIOError(file: file, "\(what): shape \(shape) of \(dtypeName) needs \(bytes) bytes but data_offsets span \(end - begin)")
+                throw ModelIOError(
+                    file: file,
+                    "\(what): shape \(shape) of \(dtypeName) needs \(bytes) bytes but data_offsets span \(end - begin)")
             }
             let info = TensorInfo(name: name, dtype: dtype, shape: shape, byteCount: bytes, file: url)
             table.append(Tensor(info: info, range: (dataOffset + begin)..<(dataOffset + end)))
         }
         // Structure first, then the file's extent: a truncated file still reports a bad entry.
         for t in table where t.range.upperBound > map.size {
-            throw ModelIOError(file: file, "tensor '\(t.info.name)': data [\(t.range.lowerBound), \(t.range.upperBound)) past end of file (size \(map.size))")
+            throw ModelIOError(
+                file: file,
+                "tensor '\(t.info.name)': data [\(t.range.lowerBound), \(t.range.upperBound)) past end of file (size \(map.size))"
+            )
         }
         table.sort { ($0.range.lowerBound, $0.info.name) < ($1.range.lowerBound, $1.info.name) }
         for (a, b) in zip(table, table.dropFirst()) where a.range.upperBound > b.range.lowerBound && !b.range.isEmpty {
-            throw ModelIOError(file: file, "tensor '\(b.info.name)': data [\(b.range.lowerBound), \(b.range.upperBound)) overlaps tensor '\(a.info.name)' [\(a.range.lowerBound), \(a.range.upperBound))")
+            throw ModelIOError(
+                file: file,
+                "tensor '\(b.info.name)': data [\(b.range.lowerBound), \(b.range.upperBound)) overlaps tensor '\(a.info.name)' [\(a.range.lowerBound), \(a.range.upperBound))"
+            )
         }
         tensorTable = table
         metadata = meta
@@ -134,7 +153,9 @@ public final class SafeTensorsFile: @unchecked Sendable {  // immutable after in
         } else {
             floats = nil
         }
-        guard let floats else { throw ModelIOError(file: map.name, "tensor '\(name)': cannot convert \(t.info.dtype.rawValue)") }
+        guard let floats else {
+            throw ModelIOError(file: map.name, "tensor '\(name)': cannot convert \(t.info.dtype.rawValue)")
+        }
         let cols = t.info.shape.last ?? 1
         return Matrix(rows: checkedProduct(Array(t.info.shape.dropLast())) ?? 0, cols: cols, data: floats)
     }

@@ -25,7 +25,8 @@ public final class SafeTensorsModel: ModelView, @unchecked Sendable {  // immuta
         for (i, s) in shards.enumerated() {
             for t in s.tensors {
                 if let j = owner[t.name] {
-                    throw ModelIOError(file: s.url.lastPathComponent, "tensor '\(t.name)': also in \(shards[j].url.lastPathComponent)")
+                    throw ModelIOError(
+                        file: s.url.lastPathComponent, "tensor '\(t.name)': also in \(shards[j].url.lastPathComponent)")
                 }
                 owner[t.name] = i
                 all.append(t)
@@ -36,7 +37,10 @@ public final class SafeTensorsModel: ModelView, @unchecked Sendable {  // immuta
 
         let configURL = directory.appendingPathComponent("config.json")
         guard FileManager.default.fileExists(atPath: configURL.path) else {
-            throw ModelIOError(file: "config.json", "missing beside \(files.first?.lastPathComponent ?? directory.lastPathComponent) (in \(directory.path))")
+            throw ModelIOError(
+                file: "config.json",
+                "missing beside \(files.first?.lastPathComponent ?? directory.lastPathComponent) (in \(directory.path))"
+            )
         }
         let json = try Self.readJSON(configURL)
         guard let object = json.object else { throw ModelIOError(file: "config.json", "not a JSON object") }
@@ -49,9 +53,13 @@ public final class SafeTensorsModel: ModelView, @unchecked Sendable {  // immuta
 
         let tokJSON = directory.appendingPathComponent("tokenizer.json")
         let vocab = directory.appendingPathComponent("vocab.txt")
-        if FileManager.default.fileExists(atPath: tokJSON.path) { tokenizer = .tokenizerJSON(tokJSON) }
-        else if FileManager.default.fileExists(atPath: vocab.path) { tokenizer = .vocabTxt(vocab) }
-        else { tokenizer = nil }
+        if FileManager.default.fileExists(atPath: tokJSON.path) {
+            tokenizer = .tokenizerJSON(tokJSON)
+        } else if FileManager.default.fileExists(atPath: vocab.path) {
+            tokenizer = .vocabTxt(vocab)
+        } else {
+            tokenizer = nil
+        }
     }
 
     /// Opens a sharded checkpoint through its index ({"weight_map": {tensor: shard file}}),
@@ -63,7 +71,9 @@ public final class SafeTensorsModel: ModelView, @unchecked Sendable {  // immuta
         }
         var files: [String] = []
         for (tensor, v) in map.sorted(by: { $0.key < $1.key }) {
-            guard let f = v.string else { throw ModelIOError(file: name, "tensor '\(tensor)': shard name is not a string") }
+            guard let f = v.string else {
+                throw ModelIOError(file: name, "tensor '\(tensor)': shard name is not a string")
+            }
             // Shards live beside the index; a path could point anywhere.
             guard !f.isEmpty, !f.contains("/"), !f.contains("\\"), f != "..", f != "." else {
                 throw ModelIOError(file: name, "tensor '\(tensor)': shard name '\(f)' is not a plain file name")
@@ -90,7 +100,9 @@ public final class SafeTensorsModel: ModelView, @unchecked Sendable {  // immuta
     }
 
     private func shard(_ name: String) throws -> SafeTensorsFile {
-        guard let i = owner[name] else { throw ModelIOError(file: url.lastPathComponent, "tensor '\(name)': not found") }
+        guard let i = owner[name] else {
+            throw ModelIOError(file: url.lastPathComponent, "tensor '\(name)': not found")
+        }
         return shards[i]
     }
 
@@ -108,7 +120,9 @@ public final class SafeTensorsModel: ModelView, @unchecked Sendable {  // immuta
                 if let d { return d }
                 throw ModelIOError(file: file, "key '\(key)': missing")
             }
-            guard let i = v.int, i >= 0 else { throw ModelIOError(file: file, "key '\(key)': \(v) is not a non-negative integer") }
+            guard let i = v.int, i >= 0 else {
+                throw ModelIOError(file: file, "key '\(key)': \(v) is not a non-negative integer")
+            }
             return i
         }
         func float(_ key: String, default d: Float) throws -> Float {
@@ -116,7 +130,9 @@ public final class SafeTensorsModel: ModelView, @unchecked Sendable {  // immuta
             guard let x = v.double else { throw ModelIOError(file: file, "key '\(key)': \(v) is not a finite number") }
             return Float(x)
         }
-        guard let type = c["model_type"]?.string?.lowercased() else { throw ModelIOError(file: file, "key 'model_type': missing") }
+        guard let type = c["model_type"]?.string?.lowercased() else {
+            throw ModelIOError(file: file, "key 'model_type': missing")
+        }
         let heads = try int("num_attention_heads")
         guard heads > 0 else { throw ModelIOError(file: file, "key 'num_attention_heads': must be positive") }
         if type == "bert" {
@@ -127,7 +143,9 @@ public final class SafeTensorsModel: ModelView, @unchecked Sendable {  // immuta
                 normEps: try float("layer_norm_eps", default: 1e-12), ropeTheta: 0, tiedEmbeddings: false,
                 typeVocabSize: try int("type_vocab_size", default: 2), attentionBias: true)
         }
-        guard llamaFamily.contains(type) else { throw ModelIOError(file: file, "key 'model_type': unsupported '\(type)'") }
+        guard llamaFamily.contains(type) else {
+            throw ModelIOError(file: file, "key 'model_type': unsupported '\(type)'")
+        }
         return ModelConfig(
             architecture: "llama", vocabSize: try int("vocab_size"), hiddenSize: try int("hidden_size"),
             intermediateSize: try int("intermediate_size"), layerCount: try int("num_hidden_layers"),

@@ -1,4 +1,5 @@
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -75,10 +76,14 @@ final class WriterOutputFile {
         precondition(!done, "commit twice")
         do {
             try flush()
-            if fsync(fd) != 0 { throw ModelIOError(file: url.path, "fsync failed: \(String(cString: strerror(errno)))") }
+            if fsync(fd) != 0 {
+                throw ModelIOError(file: url.path, "fsync failed: \(String(cString: strerror(errno)))")
+            }
             let fdc = fd
             fd = -1
-            if close(fdc) != 0 { throw ModelIOError(file: url.path, "close failed: \(String(cString: strerror(errno)))") }
+            if close(fdc) != 0 {
+                throw ModelIOError(file: url.path, "close failed: \(String(cString: strerror(errno)))")
+            }
             try OutputPlacement.placeFile(tempURL, at: url, replace: replace)
             done = true
         } catch {
@@ -89,7 +94,10 @@ final class WriterOutputFile {
 
     /// Closes and removes the temporary file; the destination is left as it was.
     func discard() {
-        if fd >= 0 { _ = close(fd); fd = -1 }
+        if fd >= 0 {
+            _ = close(fd)
+            fd = -1
+        }
         if !done { _ = unlink(tempURL.path) }
         done = true
         buffer = []
@@ -159,12 +167,16 @@ public final class SafetensorsWriter {
 
     public func declare(_ name: String, dtype: DType, shape: [Int]) throws {
         guard !started else { throw ModelIOError(file: url.path, "\(name): declared after tensor data started") }
-        guard !name.isEmpty, name != "__metadata__" else { throw ModelIOError(file: url.path, "invalid tensor name \"\(name)\"") }
+        guard !name.isEmpty, name != "__metadata__" else {
+            throw ModelIOError(file: url.path, "invalid tensor name \"\(name)\"")
+        }
         guard !names.contains(name) else { throw ModelIOError(file: url.path, "\(name): declared twice") }
         guard let es = Self.elementSize(dtype) else {
             throw ModelIOError(file: url.path, "\(name): dtype \(dtype.rawValue) cannot be stored in safetensors")
         }
-        guard shape.allSatisfy({ $0 >= 0 }) else { throw ModelIOError(file: url.path, "\(name): negative dimension in \(shape)") }
+        guard shape.allSatisfy({ $0 >= 0 }) else {
+            throw ModelIOError(file: url.path, "\(name): negative dimension in \(shape)")
+        }
         names.insert(name)
         entries.append(Entry(name: name, dtype: dtype, shape: shape, byteCount: shape.reduce(1, *) * es))
     }
@@ -177,14 +189,17 @@ public final class SafetensorsWriter {
         var json = "{"
         if !metadata.isEmpty {
             json += "\"__metadata__\":{"
-            json += metadata.keys.sorted().map { "\(writerJSONString($0)):\(writerJSONString(metadata[$0]!))" }.joined(separator: ",")
+            json += metadata.keys.sorted().map { "\(writerJSONString($0)):\(writerJSONString(metadata[$0]!))" }.joined(
+                separator: ",")
             json += "},"
         }
         var off = 0
         var parts: [String] = []
         for e in entries {
             let shape = e.shape.map(String.init).joined(separator: ",")
-            parts.append("\(writerJSONString(e.name)):{\"dtype\":\"\(Self.dtypeName(e.dtype)!)\",\"shape\":[\(shape)],\"data_offsets\":[\(off),\(off + e.byteCount)]}")
+            parts.append(
+                "\(writerJSONString(e.name)):{\"dtype\":\"\(Self.dtypeName(e.dtype)!)\",\"shape\":[\(shape)],\"data_offsets\":[\(off),\(off + e.byteCount)]}"
+            )
             off += e.byteCount
         }
         json += parts.joined(separator: ",")
@@ -211,7 +226,9 @@ public final class SafetensorsWriter {
     /// Writes the next declared tensor's bytes (little-endian, as stored).
     public func write(_ name: String, bytes: UnsafeRawBufferPointer) throws {
         guard !finished else { throw ModelIOError(file: url.path, "\(name): written after finish") }
-        guard next < entries.count else { throw ModelIOError(file: url.path, "\(name): not declared (all declared tensors already written)") }
+        guard next < entries.count else {
+            throw ModelIOError(file: url.path, "\(name): not declared (all declared tensors already written)")
+        }
         let e = entries[next]
         guard e.name == name else {
             fail()
@@ -219,12 +236,17 @@ public final class SafetensorsWriter {
         }
         guard bytes.count == e.byteCount else {
             fail()
-            throw ModelIOError(file: url.path, "\(name): \(bytes.count) bytes, declared \(e.dtype.rawValue) \(e.shape) takes \(e.byteCount)")
+            throw ModelIOError(
+                file: url.path,
+                "\(name): \(bytes.count) bytes, declared \(e.dtype.rawValue) \(e.shape) takes \(e.byteCount)")
         }
         do {
             try start()
             try out!.write(bytes)
-        } catch { fail(); throw error }
+        } catch {
+            fail()
+            throw error
+        }
         next += 1
     }
 

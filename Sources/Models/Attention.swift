@@ -21,7 +21,9 @@ public final class RopeTable: Sendable {
 
     public init(headDim: Int, theta: Float, maxPositions: Int) {
         precondition(headDim % 2 == 0, "RoPE needs an even head dimension")
-        self.headDim = headDim; self.theta = theta; self.maxPositions = maxPositions
+        self.headDim = headDim
+        self.theta = theta
+        self.maxPositions = maxPositions
         let half = headDim / 2
         let invFreq: [Float] = (0..<half).map { i in 1 / Foundation.powf(theta, Float(2 * i) / Float(headDim)) }
         var c = [Float](repeating: 0, count: maxPositions * half)
@@ -33,7 +35,8 @@ public final class RopeTable: Sendable {
                 s[p * half + i] = Float(Foundation.sin(Double(angle)))
             }
         }
-        cos = c; sin = s
+        cos = c
+        sin = s
     }
 
     /// Rotates every head of x [tokens, heads * headDim] in place; row t is at position offset + t.
@@ -45,7 +48,10 @@ public final class RopeTable: Sendable {
                 .apply(&x, heads: heads, positionOffset: positionOffset, layout: layout)
             return
         }
-        let half = headDim / 2, d = headDim, cols = x.cols, rows = x.rows
+        let half = headDim / 2
+        let d = headDim
+        let cols = x.cols
+        let rows = x.rows
         x.data.withUnsafeMutableBufferPointer { px in
             cos.withUnsafeBufferPointer { pc in
                 sin.withUnsafeBufferPointer { ps in
@@ -57,13 +63,15 @@ public final class RopeTable: Sendable {
                             switch layout {
                             case .halves:
                                 for i in 0..<half {
-                                    let x1 = base[i], x2 = base[i + half]
+                                    let x1 = base[i]
+                                    let x2 = base[i + half]
                                     base[i] = x1 * c[i] - x2 * s[i]
                                     base[i + half] = x2 * c[i] + x1 * s[i]
                                 }
                             case .interleaved:
                                 for i in 0..<half {
-                                    let x1 = base[2 * i], x2 = base[2 * i + 1]
+                                    let x1 = base[2 * i]
+                                    let x2 = base[2 * i + 1]
                                     base[2 * i] = x1 * c[i] - x2 * s[i]
                                     base[2 * i + 1] = x2 * c[i] + x1 * s[i]
                                 }
@@ -99,7 +107,9 @@ public enum RopePermutation {
 
     private static func permute(_ w: Matrix, heads: Int, toHalves: Bool) -> Matrix {
         precondition(w.rows % (2 * heads) == 0, "RoPE permutation: \(w.rows) rows for \(heads) heads")
-        let d = w.rows / heads, half = d / 2, cols = w.cols
+        let d = w.rows / heads
+        let half = d / 2
+        let cols = w.cols
         var out = Matrix(rows: w.rows, cols: cols)
         w.data.withUnsafeBufferPointer { src in
             out.data.withUnsafeMutableBufferPointer { dst in
@@ -129,14 +139,19 @@ enum Attention {
     static let rowBlock = 128
 
     /// q [T, heads*d], k and v [T, kvHeads*d] -> [T, heads*d].
-    static func run(q: Matrix, k: Matrix, v: Matrix, heads: Int, kvHeads: Int, headDim d: Int,
-                    causal: Bool, keyMask: [Bool]? = nil) -> Matrix {
+    static func run(
+        q: Matrix, k: Matrix, v: Matrix, heads: Int, kvHeads: Int, headDim d: Int,
+        causal: Bool, keyMask: [Bool]? = nil
+    ) -> Matrix {
         let t = q.rows
-        precondition(k.rows == t && v.rows == t && q.cols == heads * d && k.cols == kvHeads * d && v.cols == kvHeads * d,
-                     "attention: inconsistent shapes")
+        precondition(
+            k.rows == t && v.rows == t && q.cols == heads * d && k.cols == kvHeads * d && v.cols == kvHeads * d,
+            "attention: inconsistent shapes")
         precondition(heads % kvHeads == 0, "attention: \(heads) heads not a multiple of \(kvHeads) kv heads")
         let group = heads / kvHeads
-        let qCols = heads * d, kvCols = kvHeads * d, gw = group * d
+        let qCols = heads * d
+        let kvCols = kvHeads * d
+        let gw = group * d
         let scale = 1 / Float(d).squareRoot()
         var out = Matrix(rows: t, cols: qCols)
         if t == 0 { return out }
@@ -148,47 +163,62 @@ enum Attention {
             masked = mask.indices.filter { !mask[$0] }
         }
         var scores = [Float](repeating: 0, count: block * group * t)
-        var qg = [Float](repeating: 0, count: t * gw)     // the group's queries, [T*group, d]
-        var og = [Float](repeating: 0, count: block * gw) // the group's outputs for one row block
+        var qg = [Float](repeating: 0, count: t * gw)  // the group's queries, [T*group, d]
+        var og = [Float](repeating: 0, count: block * gw)  // the group's outputs for one row block
         q.data.withUnsafeBufferPointer { pq in
-        k.data.withUnsafeBufferPointer { pk in
-        v.data.withUnsafeBufferPointer { pv in
-        out.data.withUnsafeMutableBufferPointer { po in
-        scores.withUnsafeMutableBufferPointer { ps in
-        qg.withUnsafeMutableBufferPointer { pqg in
-        og.withUnsafeMutableBufferPointer { pog in
-            let s = ps.baseAddress!, qgp = pqg.baseAddress!, ogp = pog.baseAddress!
-            for g in 0..<kvHeads {
-                for r in 0..<t { (qgp + r * gw).update(from: pq.baseAddress! + r * qCols + g * gw, count: gw) }
-                var r0 = 0
-                while r0 < t {
-                    let r1 = min(r0 + block, t)
-                    let rows = (r1 - r0) * group
-                    let keys = causal ? r1 : t
-                    // S = Q_g K_g^T * scale  [rows, keys]
-                    Kernels.sgemm(transB: true, m: rows, n: keys, k: d, alpha: scale,
-                                  a: qgp + r0 * gw, lda: d, b: pk.baseAddress! + g * d, ldb: kvCols,
-                                  c: s, ldc: keys)
-                    for i in 0..<rows {
-                        let row = s + i * keys
-                        if masked.isEmpty {
-                            Kernels.softmaxRow(row, count: causal ? r0 + i / group + 1 : keys, zeroTo: keys)
-                        } else {
-                            for j in masked where j < keys { row[j] = -.infinity }
-                            Kernels.softmaxRow(row, count: causal ? r0 + i / group + 1 : keys, zeroTo: keys)
-                            for j in masked where j < keys { row[j] = 0 }
+            k.data.withUnsafeBufferPointer { pk in
+                v.data.withUnsafeBufferPointer { pv in
+                    out.data.withUnsafeMutableBufferPointer { po in
+                        scores.withUnsafeMutableBufferPointer { ps in
+                            qg.withUnsafeMutableBufferPointer { pqg in
+                                og.withUnsafeMutableBufferPointer { pog in
+                                    let s = ps.baseAddress!
+                                    let qgp = pqg.baseAddress!
+                                    let ogp = pog.baseAddress!
+                                    for g in 0..<kvHeads {
+                                        for r in 0..<t {
+                                            (qgp + r * gw).update(from: pq.baseAddress! + r * qCols + g * gw, count: gw)
+                                        }
+                                        var r0 = 0
+                                        while r0 < t {
+                                            let r1 = min(r0 + block, t)
+                                            let rows = (r1 - r0) * group
+                                            let keys = causal ? r1 : t
+                                            // S = Q_g K_g^T * scale  [rows, keys]
+                                            Kernels.sgemm(
+                                                transB: true, m: rows, n: keys, k: d, alpha: scale,
+                                                a: qgp + r0 * gw, lda: d, b: pk.baseAddress! + g * d, ldb: kvCols,
+                                                c: s, ldc: keys)
+                                            for i in 0..<rows {
+                                                let row = s + i * keys
+                                                if masked.isEmpty {
+                                                    Kernels.softmaxRow(
+                                                        row, count: causal ? r0 + i / group + 1 : keys, zeroTo: keys)
+                                                } else {
+                                                    for j in masked where j < keys { row[j] = -.infinity }
+                                                    Kernels.softmaxRow(
+                                                        row, count: causal ? r0 + i / group + 1 : keys, zeroTo: keys)
+                                                    for j in masked where j < keys { row[j] = 0 }
+                                                }
+                                            }
+                                            // O_g = P V_g  [rows, d], then back to [token, head] order.
+                                            Kernels.sgemm(
+                                                m: rows, n: d, k: keys, a: s, lda: keys,
+                                                b: pv.baseAddress! + g * d, ldb: kvCols, c: ogp, ldc: d)
+                                            for r in r0..<r1 {
+                                                (po.baseAddress! + r * qCols + g * gw).update(
+                                                    from: ogp + (r - r0) * gw, count: gw)
+                                            }
+                                            r0 = r1
+                                        }
+                                    }
+                                }
+                            }
                         }
                     }
-                    // O_g = P V_g  [rows, d], then back to [token, head] order.
-                    Kernels.sgemm(m: rows, n: d, k: keys, a: s, lda: keys,
-                                  b: pv.baseAddress! + g * d, ldb: kvCols, c: ogp, ldc: d)
-                    for r in r0..<r1 {
-                        (po.baseAddress! + r * qCols + g * gw).update(from: ogp + (r - r0) * gw, count: gw)
-                    }
-                    r0 = r1
                 }
             }
-        }}}}}}}
+        }
         return out
     }
 }

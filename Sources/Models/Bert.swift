@@ -14,8 +14,10 @@ public struct BertHyper: Sendable, Equatable {
     public var headDim: Int { hiddenSize / headCount }
 
     public init(hiddenSize: Int, intermediateSize: Int, headCount: Int, normEps: Float) {
-        self.hiddenSize = hiddenSize; self.intermediateSize = intermediateSize
-        self.headCount = headCount; self.normEps = normEps
+        self.hiddenSize = hiddenSize
+        self.intermediateSize = intermediateSize
+        self.headCount = headCount
+        self.normEps = normEps
     }
 }
 
@@ -66,7 +68,9 @@ public struct BertBlock: TransformerBlock {
     public var weights: BertLayerWeights
 
     public init(index: Int, hyper: BertHyper, weights: BertLayerWeights) {
-        self.index = index; self.hyper = hyper; self.weights = weights
+        self.index = index
+        self.hyper = hyper
+        self.weights = weights
     }
 
     public var linearNames: [String] { Self.linearNames }
@@ -78,26 +82,34 @@ public struct BertBlock: TransformerBlock {
             throw ModelError(file: "block \(index)", "no linear named '\(linear)'")
         }
         guard old.rows == w.rows && old.cols == w.cols else {
-            throw ModelError(file: "block \(index)", "'\(linear)' is [\(old.rows), \(old.cols)], replacement is [\(w.rows), \(w.cols)]")
+            throw ModelError(
+                file: "block \(index)",
+                "'\(linear)' is [\(old.rows), \(old.cols)], replacement is [\(w.rows), \(w.cols)]")
         }
         weights[linear: linear] = w
     }
 
     public func forward(hidden x: Matrix, context: ForwardContext) -> Matrix {
-        let w = weights, p = hyper
+        let w = weights
+        let p = hyper
         context.hook?(LinearInput(block: index, linears: ["attn_q", "attn_k", "attn_v"], input: x))
-        var q = BLAS.linear(x, w.q); Kernels.addRowVector(&q, w.qBias)
-        var k = BLAS.linear(x, w.k); Kernels.addRowVector(&k, w.kBias)
-        var v = BLAS.linear(x, w.v); Kernels.addRowVector(&v, w.vBias)
-        let a = Attention.run(q: q, k: k, v: v, heads: p.headCount, kvHeads: p.headCount, headDim: p.headDim,
-                              causal: false, keyMask: context.keyMask)
+        var q = BLAS.linear(x, w.q)
+        Kernels.addRowVector(&q, w.qBias)
+        var k = BLAS.linear(x, w.k)
+        Kernels.addRowVector(&k, w.kBias)
+        var v = BLAS.linear(x, w.v)
+        Kernels.addRowVector(&v, w.vBias)
+        let a = Attention.run(
+            q: q, k: k, v: v, heads: p.headCount, kvHeads: p.headCount, headDim: p.headDim,
+            causal: false, keyMask: context.keyMask)
         context.hook?(LinearInput(block: index, linears: ["attn_output"], input: a))
         var h = x
         Kernels.linear(a, w.o, beta: 1, into: &h)
         Kernels.addRowVector(&h, w.oBias)
         Kernels.layerNorm(&h, weight: w.attnNormWeight, bias: w.attnNormBias, eps: p.normEps)
         context.hook?(LinearInput(block: index, linears: ["ffn_up"], input: h))
-        var u = BLAS.linear(h, w.up); Kernels.addRowVector(&u, w.upBias)
+        var u = BLAS.linear(h, w.up)
+        Kernels.addRowVector(&u, w.upBias)
         Kernels.geluErf(&u)
         context.hook?(LinearInput(block: index, linears: ["ffn_down"], input: u))
         Kernels.linear(u, w.down, beta: 1, into: &h)
@@ -110,19 +122,25 @@ public struct BertBlock: TransformerBlock {
 public final class BertModel: TransformerModel, @unchecked Sendable {
     public let config: ModelConfig
     public let hyper: BertHyper
-    public let wordEmbedding: Matrix       // [vocab, hidden]
-    public let positionEmbedding: Matrix   // [maxPositions, hidden]
+    public let wordEmbedding: Matrix  // [vocab, hidden]
+    public let positionEmbedding: Matrix  // [maxPositions, hidden]
     public let tokenTypeEmbedding: Matrix  // [types, hidden]
     public let embeddingNormWeight: [Float]
     public let embeddingNormBias: [Float]
     public let layers: [BertLayerWeights]
 
-    public init(config: ModelConfig, hyper: BertHyper, wordEmbedding: Matrix, positionEmbedding: Matrix,
-                tokenTypeEmbedding: Matrix, embeddingNormWeight: [Float], embeddingNormBias: [Float],
-                layers: [BertLayerWeights]) {
-        self.config = config; self.hyper = hyper; self.wordEmbedding = wordEmbedding
-        self.positionEmbedding = positionEmbedding; self.tokenTypeEmbedding = tokenTypeEmbedding
-        self.embeddingNormWeight = embeddingNormWeight; self.embeddingNormBias = embeddingNormBias
+    public init(
+        config: ModelConfig, hyper: BertHyper, wordEmbedding: Matrix, positionEmbedding: Matrix,
+        tokenTypeEmbedding: Matrix, embeddingNormWeight: [Float], embeddingNormBias: [Float],
+        layers: [BertLayerWeights]
+    ) {
+        self.config = config
+        self.hyper = hyper
+        self.wordEmbedding = wordEmbedding
+        self.positionEmbedding = positionEmbedding
+        self.tokenTypeEmbedding = tokenTypeEmbedding
+        self.embeddingNormWeight = embeddingNormWeight
+        self.embeddingNormBias = embeddingNormBias
         self.layers = layers
     }
 
@@ -136,9 +154,10 @@ public final class BertModel: TransformerModel, @unchecked Sendable {
     public func replacingLayers(_ replacements: [Int: BertLayerWeights]) -> BertModel {
         var l = layers
         for (i, w) in replacements { l[i] = w }
-        return BertModel(config: config, hyper: hyper, wordEmbedding: wordEmbedding, positionEmbedding: positionEmbedding,
-                         tokenTypeEmbedding: tokenTypeEmbedding, embeddingNormWeight: embeddingNormWeight,
-                         embeddingNormBias: embeddingNormBias, layers: l)
+        return BertModel(
+            config: config, hyper: hyper, wordEmbedding: wordEmbedding, positionEmbedding: positionEmbedding,
+            tokenTypeEmbedding: tokenTypeEmbedding, embeddingNormWeight: embeddingNormWeight,
+            embeddingNormBias: embeddingNormBias, layers: l)
     }
 
     /// Embedding layer output (after its LayerNorm): [tokens, hidden].
@@ -150,7 +169,8 @@ public final class BertModel: TransformerModel, @unchecked Sendable {
             precondition(id >= 0 && Int(id) < wordEmbedding.rows, "token id \(id) outside the vocabulary")
             let type = Int(tokenTypes?[t] ?? 0)
             for c in 0..<hd {
-                out.data[t * hd + c] = wordEmbedding.data[Int(id) * hd + c] + tokenTypeEmbedding.data[type * hd + c]
+                out.data[t * hd + c] =
+                    wordEmbedding.data[Int(id) * hd + c] + tokenTypeEmbedding.data[type * hd + c]
                     + positionEmbedding.data[t * hd + c]
             }
         }
@@ -159,8 +179,10 @@ public final class BertModel: TransformerModel, @unchecked Sendable {
     }
 
     /// last_hidden_state [tokens, hidden]. attentionMask: 1 = real token, 0 = padding.
-    public func lastHiddenState(_ ids: [Int32], attentionMask: [Int32]? = nil, tokenTypes: [Int32]? = nil,
-                                hook: LinearHook? = nil) -> Matrix {
+    public func lastHiddenState(
+        _ ids: [Int32], attentionMask: [Int32]? = nil, tokenTypes: [Int32]? = nil,
+        hook: LinearHook? = nil
+    ) -> Matrix {
         var h = embeddings(ids, tokenTypes: tokenTypes)
         let ctx = ForwardContext(keyMask: attentionMask.map { $0.map { $0 != 0 } }, hook: hook)
         for i in 0..<layers.count { h = block(i).forward(hidden: h, context: ctx) }
@@ -191,12 +213,16 @@ struct BertNames {
     func emb(_ what: String) -> String {
         switch naming {
         case .gguf:
-            return ["word": "token_embd.weight", "position": "position_embd.weight", "type": "token_types.weight",
-                    "normW": "token_embd_norm.weight", "normB": "token_embd_norm.bias"][what]!
+            return [
+                "word": "token_embd.weight", "position": "position_embd.weight", "type": "token_types.weight",
+                "normW": "token_embd_norm.weight", "normB": "token_embd_norm.bias",
+            ][what]!
         case .huggingFace:
-            return prefix + ["word": "embeddings.word_embeddings.weight", "position": "embeddings.position_embeddings.weight",
-                             "type": "embeddings.token_type_embeddings.weight", "normW": "embeddings.LayerNorm.weight",
-                             "normB": "embeddings.LayerNorm.bias"][what]!
+            return prefix + [
+                "word": "embeddings.word_embeddings.weight", "position": "embeddings.position_embeddings.weight",
+                "type": "embeddings.token_type_embeddings.weight", "normW": "embeddings.LayerNorm.weight",
+                "normB": "embeddings.LayerNorm.bias",
+            ][what]!
         }
     }
 
@@ -205,10 +231,12 @@ struct BertNames {
         switch naming {
         case .gguf: return "blk.\(i).\(part).\(suffix)"
         case .huggingFace:
-            let hf = ["attn_q": "attention.self.query", "attn_k": "attention.self.key", "attn_v": "attention.self.value",
-                      "attn_output": "attention.output.dense", "attn_output_norm": "attention.output.LayerNorm",
-                      "ffn_up": "intermediate.dense", "ffn_down": "output.dense",
-                      "layer_output_norm": "output.LayerNorm"][part]!
+            let hf = [
+                "attn_q": "attention.self.query", "attn_k": "attention.self.key", "attn_v": "attention.self.value",
+                "attn_output": "attention.output.dense", "attn_output_norm": "attention.output.LayerNorm",
+                "ffn_up": "intermediate.dense", "ffn_down": "output.dense",
+                "layer_output_norm": "output.LayerNorm",
+            ][part]!
             return "\(prefix)encoder.layer.\(i).\(hf).\(suffix)"
         }
     }
@@ -220,23 +248,29 @@ public func loadBERT(view: any ModelView) throws -> BertModel {
     let file = view.url.lastPathComponent
     guard c.architecture.lowercased() == "bert" else {
         if causalArchitectures.contains(c.architecture.lowercased()) {
-            throw ModelError(file: file, "architecture '\(c.architecture)' is a causal language model, not a BERT encoder: "
-                             + "sentence embeddings need a BERT model (perplexity of this model: kiln eval)")
+            throw ModelError(
+                file: file,
+                "architecture '\(c.architecture)' is a causal language model, not a BERT encoder: "
+                    + "sentence embeddings need a BERT model (perplexity of this model: kiln eval)")
         }
         throw ModelError.unsupported(file, c.architecture)
     }
     try checkConfig(c, file: file)
-    let prefix = (view.naming == .huggingFace && !view.has("embeddings.word_embeddings.weight")
-                  && view.has("bert.embeddings.word_embeddings.weight")) ? "bert." : ""
+    let prefix =
+        (view.naming == .huggingFace && !view.has("embeddings.word_embeddings.weight")
+            && view.has("bert.embeddings.word_embeddings.weight")) ? "bert." : ""
     let names = BertNames(naming: view.naming, prefix: prefix)
     let r = TensorReader(view)
-    let h = c.hiddenSize, f = c.intermediateSize
+    let h = c.hiddenSize
+    let f = c.intermediateSize
     let posName = names.emb("position")
     let maxPos = view.info(posName)?.shape.first ?? c.contextLength
     let types = max(c.typeVocabSize, 1)
     let typeName = names.emb("type")
-    let typeEmb = r.has(typeName) ? try r.matrix(typeName, view.info(typeName)?.shape.first ?? types, h)
-                                  : Matrix(rows: 1, cols: h)
+    let typeEmb =
+        r.has(typeName)
+        ? try r.matrix(typeName, view.info(typeName)?.shape.first ?? types, h)
+        : Matrix(rows: 1, cols: h)
     var layers: [BertLayerWeights] = []
     for i in 0..<c.layerCount {
         func lin(_ part: String, _ rows: Int, _ cols: Int) throws -> (Matrix, [Float]) {
@@ -245,20 +279,26 @@ public func loadBERT(view: any ModelView) throws -> BertModel {
         func norm(_ part: String) throws -> ([Float], [Float]) {
             (try r.vector(names.layer(i, part, "weight"), h), try r.vector(names.layer(i, part, "bias"), h))
         }
-        let (q, qb) = try lin("attn_q", h, h), (k, kb) = try lin("attn_k", h, h), (v, vb) = try lin("attn_v", h, h)
+        let (q, qb) = try lin("attn_q", h, h)
+        let (k, kb) = try lin("attn_k", h, h)
+        let (v, vb) = try lin("attn_v", h, h)
         let (o, ob) = try lin("attn_output", h, h)
         let (an, anb) = try norm("attn_output_norm")
-        let (u, ub) = try lin("ffn_up", f, h), (d, db) = try lin("ffn_down", h, f)
+        let (u, ub) = try lin("ffn_up", f, h)
+        let (d, db) = try lin("ffn_down", h, f)
         let (on, onb) = try norm("layer_output_norm")
-        layers.append(BertLayerWeights(q: q, qBias: qb, k: k, kBias: kb, v: v, vBias: vb, o: o, oBias: ob,
-                                       attnNormWeight: an, attnNormBias: anb, up: u, upBias: ub, down: d, downBias: db,
-                                       outNormWeight: on, outNormBias: onb))
+        layers.append(
+            BertLayerWeights(
+                q: q, qBias: qb, k: k, kBias: kb, v: v, vBias: vb, o: o, oBias: ob,
+                attnNormWeight: an, attnNormBias: anb, up: u, upBias: ub, down: d, downBias: db,
+                outNormWeight: on, outNormBias: onb))
     }
-    return BertModel(config: c, hyper: BertHyper(hiddenSize: h, intermediateSize: f, headCount: c.headCount, normEps: c.normEps),
-                     wordEmbedding: try r.matrix(names.emb("word"), c.vocabSize, h),
-                     positionEmbedding: try r.matrix(posName, maxPos, h),
-                     tokenTypeEmbedding: typeEmb,
-                     embeddingNormWeight: try r.vector(names.emb("normW"), h),
-                     embeddingNormBias: try r.vector(names.emb("normB"), h),
-                     layers: layers)
+    return BertModel(
+        config: c, hyper: BertHyper(hiddenSize: h, intermediateSize: f, headCount: c.headCount, normEps: c.normEps),
+        wordEmbedding: try r.matrix(names.emb("word"), c.vocabSize, h),
+        positionEmbedding: try r.matrix(posName, maxPos, h),
+        tokenTypeEmbedding: typeEmb,
+        embeddingNormWeight: try r.vector(names.emb("normW"), h),
+        embeddingNormBias: try r.vector(names.emb("normB"), h),
+        layers: layers)
 }

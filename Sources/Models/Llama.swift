@@ -18,17 +18,25 @@ public struct LlamaHyper: Sendable, Equatable {
     /// Layout of the q/k rows of the weights held (decides the RoPE pairing).
     public var ropeLayout: RopeLayout
 
-    public init(hiddenSize: Int, intermediateSize: Int, headCount: Int, kvHeadCount: Int, headDim: Int,
-                normEps: Float, ropeTheta: Float, ropeLayout: RopeLayout) {
-        self.hiddenSize = hiddenSize; self.intermediateSize = intermediateSize; self.headCount = headCount
-        self.kvHeadCount = kvHeadCount; self.headDim = headDim; self.normEps = normEps
-        self.ropeTheta = ropeTheta; self.ropeLayout = ropeLayout
+    public init(
+        hiddenSize: Int, intermediateSize: Int, headCount: Int, kvHeadCount: Int, headDim: Int,
+        normEps: Float, ropeTheta: Float, ropeLayout: RopeLayout
+    ) {
+        self.hiddenSize = hiddenSize
+        self.intermediateSize = intermediateSize
+        self.headCount = headCount
+        self.kvHeadCount = kvHeadCount
+        self.headDim = headDim
+        self.normEps = normEps
+        self.ropeTheta = ropeTheta
+        self.ropeLayout = ropeLayout
     }
 
     public init(config c: ModelConfig, ropeLayout: RopeLayout) {
-        self.init(hiddenSize: c.hiddenSize, intermediateSize: c.intermediateSize, headCount: c.headCount,
-                  kvHeadCount: c.kvHeadCount, headDim: c.headDim, normEps: c.normEps, ropeTheta: c.ropeTheta,
-                  ropeLayout: ropeLayout)
+        self.init(
+            hiddenSize: c.hiddenSize, intermediateSize: c.intermediateSize, headCount: c.headCount,
+            kvHeadCount: c.kvHeadCount, headDim: c.headDim, normEps: c.normEps, ropeTheta: c.ropeTheta,
+            ropeLayout: ropeLayout)
     }
 }
 
@@ -48,12 +56,23 @@ public struct LlamaBlockWeights: Sendable, Equatable {
     public var up: Matrix
     public var down: Matrix
 
-    public init(attnNorm: [Float], q: Matrix, k: Matrix, v: Matrix, o: Matrix,
-                qBias: [Float]? = nil, kBias: [Float]? = nil, vBias: [Float]? = nil,
-                ffnNorm: [Float], gate: Matrix, up: Matrix, down: Matrix) {
-        self.attnNorm = attnNorm; self.q = q; self.k = k; self.v = v; self.o = o
-        self.qBias = qBias; self.kBias = kBias; self.vBias = vBias
-        self.ffnNorm = ffnNorm; self.gate = gate; self.up = up; self.down = down
+    public init(
+        attnNorm: [Float], q: Matrix, k: Matrix, v: Matrix, o: Matrix,
+        qBias: [Float]? = nil, kBias: [Float]? = nil, vBias: [Float]? = nil,
+        ffnNorm: [Float], gate: Matrix, up: Matrix, down: Matrix
+    ) {
+        self.attnNorm = attnNorm
+        self.q = q
+        self.k = k
+        self.v = v
+        self.o = o
+        self.qBias = qBias
+        self.kBias = kBias
+        self.vBias = vBias
+        self.ffnNorm = ffnNorm
+        self.gate = gate
+        self.up = up
+        self.down = down
     }
 
     /// A linear by its llama.cpp name ("attn_q" ... "ffn_down"); nil for unknown names.
@@ -89,7 +108,9 @@ public struct LlamaBlockWeights: Sendable, Equatable {
 /// One Llama block as a module.
 public struct LlamaBlock: TransformerBlock {
     public static let linearNames = ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"]
-    public static let linearGroups = [["attn_q", "attn_k", "attn_v"], ["attn_output"], ["ffn_gate", "ffn_up"], ["ffn_down"]]
+    public static let linearGroups = [
+        ["attn_q", "attn_k", "attn_v"], ["attn_output"], ["ffn_gate", "ffn_up"], ["ffn_down"],
+    ]
 
     public let index: Int
     public let hyper: LlamaHyper
@@ -97,7 +118,10 @@ public struct LlamaBlock: TransformerBlock {
     public let rope: RopeTable
 
     public init(index: Int, hyper: LlamaHyper, weights: LlamaBlockWeights, rope: RopeTable) {
-        self.index = index; self.hyper = hyper; self.weights = weights; self.rope = rope
+        self.index = index
+        self.hyper = hyper
+        self.weights = weights
+        self.rope = rope
     }
 
     public var linearNames: [String] { Self.linearNames }
@@ -106,16 +130,21 @@ public struct LlamaBlock: TransformerBlock {
 
     public mutating func setWeight(_ linear: String, _ w: Matrix) throws {
         guard let old = weights[linear: linear] else {
-            throw ModelError(file: "block \(index)", "no linear named '\(linear)' (have \(Self.linearNames.joined(separator: ", ")))")
+            throw ModelError(
+                file: "block \(index)", "no linear named '\(linear)' (have \(Self.linearNames.joined(separator: ", ")))"
+            )
         }
         guard old.rows == w.rows && old.cols == w.cols else {
-            throw ModelError(file: "block \(index)", "'\(linear)' is [\(old.rows), \(old.cols)], replacement is [\(w.rows), \(w.cols)]")
+            throw ModelError(
+                file: "block \(index)",
+                "'\(linear)' is [\(old.rows), \(old.cols)], replacement is [\(w.rows), \(w.cols)]")
         }
         weights[linear: linear] = w
     }
 
     public func forward(hidden x: Matrix, context: ForwardContext) -> Matrix {
-        let w = weights, p = hyper
+        let w = weights
+        let p = hyper
         precondition(x.cols == p.hiddenSize, "block \(index): input has \(x.cols) columns, expected \(p.hiddenSize)")
         var h = x
 
@@ -130,8 +159,9 @@ public struct LlamaBlock: TransformerBlock {
         if let b = w.vBias { Kernels.addRowVector(&v, b) }
         rope.apply(&q, heads: p.headCount, positionOffset: context.positionOffset, layout: p.ropeLayout)
         rope.apply(&k, heads: p.kvHeadCount, positionOffset: context.positionOffset, layout: p.ropeLayout)
-        let a = Attention.run(q: q, k: k, v: v, heads: p.headCount, kvHeads: p.kvHeadCount,
-                              headDim: p.headDim, causal: true)
+        let a = Attention.run(
+            q: q, k: k, v: v, heads: p.headCount, kvHeads: p.kvHeadCount,
+            headDim: p.headDim, causal: true)
         context.hook?(LinearInput(block: index, linears: ["attn_output"], input: a))
         Kernels.linear(a, w.o, beta: 1, into: &h)
 
@@ -170,35 +200,58 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
     let blocks: Blocks
     let overrides: [Int: LlamaBlockWeights]
 
-    public init(config: ModelConfig, hyper: LlamaHyper, naming: TensorNaming, embedding: Matrix, outputNorm: [Float],
-                outputHead: Matrix?, blocks: [LlamaBlockWeights]) {
-        self.config = config; self.hyper = hyper; self.naming = naming; self.embedding = embedding
-        self.outputNorm = outputNorm; self.outputHead = outputHead
-        self.rope = RopeTable(headDim: hyper.headDim, theta: hyper.ropeTheta,
-                              maxPositions: min(max(config.contextLength, 512), 32768))
+    public init(
+        config: ModelConfig, hyper: LlamaHyper, naming: TensorNaming, embedding: Matrix, outputNorm: [Float],
+        outputHead: Matrix?, blocks: [LlamaBlockWeights]
+    ) {
+        self.config = config
+        self.hyper = hyper
+        self.naming = naming
+        self.embedding = embedding
+        self.outputNorm = outputNorm
+        self.outputHead = outputHead
+        self.rope = RopeTable(
+            headDim: hyper.headDim, theta: hyper.ropeTheta,
+            maxPositions: min(max(config.contextLength, 512), 32768))
         self.blocks = .eager(blocks)
         self.overrides = [:]
     }
 
     /// A model whose blocks are produced on demand by `loadBlock`.
-    public init(config: ModelConfig, hyper: LlamaHyper, naming: TensorNaming, embedding: Matrix, outputNorm: [Float],
-                outputHead: Matrix?, lazyBlocks loadBlock: @escaping @Sendable (Int) throws -> LlamaBlockWeights) {
-        self.config = config; self.hyper = hyper; self.naming = naming; self.embedding = embedding
-        self.outputNorm = outputNorm; self.outputHead = outputHead
-        self.rope = RopeTable(headDim: hyper.headDim, theta: hyper.ropeTheta,
-                              maxPositions: min(max(config.contextLength, 512), 32768))
+    public init(
+        config: ModelConfig, hyper: LlamaHyper, naming: TensorNaming, embedding: Matrix, outputNorm: [Float],
+        outputHead: Matrix?, lazyBlocks loadBlock: @escaping @Sendable (Int) throws -> LlamaBlockWeights
+    ) {
+        self.config = config
+        self.hyper = hyper
+        self.naming = naming
+        self.embedding = embedding
+        self.outputNorm = outputNorm
+        self.outputHead = outputHead
+        self.rope = RopeTable(
+            headDim: hyper.headDim, theta: hyper.ropeTheta,
+            maxPositions: min(max(config.contextLength, 512), 32768))
         self.blocks = .lazy(loadBlock)
         self.overrides = [:]
     }
 
     private init(base: LlamaModel, overrides: [Int: LlamaBlockWeights]) {
-        config = base.config; hyper = base.hyper; naming = base.naming; embedding = base.embedding
-        outputNorm = base.outputNorm; outputHead = base.outputHead; rope = base.rope; blocks = base.blocks
+        config = base.config
+        hyper = base.hyper
+        naming = base.naming
+        embedding = base.embedding
+        outputNorm = base.outputNorm
+        outputHead = base.outputHead
+        rope = base.rope
+        blocks = base.blocks
         self.overrides = base.overrides.merging(overrides) { _, new in new }
     }
 
     public var blockCount: Int { config.layerCount }
-    public var isLazy: Bool { if case .lazy = blocks { return true }; return false }
+    public var isLazy: Bool {
+        if case .lazy = blocks { return true }
+        return false
+    }
 
     /// The weights of block i (read from the file if lazy).
     public func blockWeights(_ i: Int) throws -> LlamaBlockWeights {
@@ -223,7 +276,8 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
     }
 
     public func embed(_ ids: [Int32]) -> Matrix {
-        let hdim = embedding.cols, vocab = embedding.rows
+        let hdim = embedding.cols
+        let vocab = embedding.rows
         var out = Matrix(rows: ids.count, cols: hdim)
         embedding.data.withUnsafeBufferPointer { pe in
             out.data.withUnsafeMutableBufferPointer { po in

@@ -12,7 +12,8 @@ public struct ModelLoadOptions: Sendable {
     public var ropeLayout: RopeLayout?
 
     public init(lazyBlocks: Bool = false, ropeLayout: RopeLayout? = nil) {
-        self.lazyBlocks = lazyBlocks; self.ropeLayout = ropeLayout
+        self.lazyBlocks = lazyBlocks
+        self.ropeLayout = ropeLayout
     }
 }
 
@@ -39,8 +40,12 @@ public enum LlamaTensorNames {
     static func ffnNorm(_ b: Int, _ n: TensorNaming) -> String {
         n == .gguf ? "blk.\(b).ffn_norm.weight" : "model.layers.\(b).post_attention_layernorm.weight"
     }
-    public static func embedding(_ n: TensorNaming) -> String { n == .gguf ? "token_embd.weight" : "model.embed_tokens.weight" }
-    public static func outputNorm(_ n: TensorNaming) -> String { n == .gguf ? "output_norm.weight" : "model.norm.weight" }
+    public static func embedding(_ n: TensorNaming) -> String {
+        n == .gguf ? "token_embd.weight" : "model.embed_tokens.weight"
+    }
+    public static func outputNorm(_ n: TensorNaming) -> String {
+        n == .gguf ? "output_norm.weight" : "model.norm.weight"
+    }
     public static func outputHead(_ n: TensorNaming) -> String { n == .gguf ? "output.weight" : "lm_head.weight" }
 }
 
@@ -59,8 +64,9 @@ public func loadCausalLM(view: any ModelView, options: ModelLoadOptions = ModelL
     let file = view.url.lastPathComponent
     let arch = c.architecture.lowercased()
     guard causalArchitectures.contains(arch) else {
-        throw ModelError.unsupported(file, c.architecture,
-                                     hint: arch == "bert" ? "; 'bert' is an encoder: use loadBERT" : "")
+        throw ModelError.unsupported(
+            file, c.architecture,
+            hint: arch == "bert" ? "; 'bert' is an encoder: use loadBERT" : "")
     }
     try checkConfig(c, file: file)
     let naming = view.naming
@@ -76,22 +82,26 @@ public func loadCausalLM(view: any ModelView, options: ModelLoadOptions = ModelL
     let head = reader.has(headName) ? try reader.matrix(headName, c.vocabSize, c.hiddenSize) : nil
 
     let loadBlock: @Sendable (Int) throws -> LlamaBlockWeights = { i in
-        try loadLlamaBlock(reader: TensorReader(view), config: c, block: i, naming: naming, stored: stored, wanted: layout)
+        try loadLlamaBlock(
+            reader: TensorReader(view), config: c, block: i, naming: naming, stored: stored, wanted: layout)
     }
     // Fail early on a missing tensor, without reading any data (the block count is
     // bounded by checkConfig, so this loop and the block array below are too).
     for i in 0..<c.layerCount {
-        let names = LlamaBlock.linearNames.map { LlamaTensorNames.linear($0, block: i, naming: naming) }
+        let names =
+            LlamaBlock.linearNames.map { LlamaTensorNames.linear($0, block: i, naming: naming) }
             + [LlamaTensorNames.attnNorm(i, naming), LlamaTensorNames.ffnNorm(i, naming)]
         for n in names where !view.has(n) { throw ModelError(file: file, "missing tensor '\(n)'") }
     }
     if options.lazyBlocks {
-        return LlamaModel(config: c, hyper: hyper, naming: naming, embedding: embedding, outputNorm: outputNorm,
-                          outputHead: head, lazyBlocks: loadBlock)
+        return LlamaModel(
+            config: c, hyper: hyper, naming: naming, embedding: embedding, outputNorm: outputNorm,
+            outputHead: head, lazyBlocks: loadBlock)
     }
     let blocks = try (0..<c.layerCount).map(loadBlock)
-    return LlamaModel(config: c, hyper: hyper, naming: naming, embedding: embedding, outputNorm: outputNorm,
-                      outputHead: head, blocks: blocks)
+    return LlamaModel(
+        config: c, hyper: hyper, naming: naming, embedding: embedding, outputNorm: outputNorm,
+        outputHead: head, blocks: blocks)
 }
 
 /// Bounds on a model's header fields, checked before anything is sized by them. Far
@@ -111,25 +121,41 @@ func checkConfig(_ c: ModelConfig, file: String) throws {
     guard c.layerCount <= ModelLimits.maxBlocks else {
         throw bad("block count \(c.layerCount) exceeds \(ModelLimits.maxBlocks); the header is damaged")
     }
-    for (name, v) in [("hidden size", c.hiddenSize), ("feed-forward size", c.intermediateSize),
-                      ("head count", c.headCount), ("kv head count", c.kvHeadCount)] where v > ModelLimits.maxWidth {
+    for (name, v) in [
+        ("hidden size", c.hiddenSize), ("feed-forward size", c.intermediateSize),
+        ("head count", c.headCount), ("kv head count", c.kvHeadCount),
+    ] where v > ModelLimits.maxWidth {
         throw bad("\(name) \(v) exceeds \(ModelLimits.maxWidth); the header is damaged")
     }
-    guard c.vocabSize <= ModelLimits.maxVocab else { throw bad("vocabulary size \(c.vocabSize) exceeds \(ModelLimits.maxVocab)") }
-    guard (1...ModelLimits.maxContext).contains(c.contextLength) else {
-        throw bad("context length \(c.contextLength) must be 1...\(ModelLimits.maxContext) (context_length / max_position_embeddings)")
+    guard c.vocabSize <= ModelLimits.maxVocab else {
+        throw bad("vocabulary size \(c.vocabSize) exceeds \(ModelLimits.maxVocab)")
     }
-    guard c.hiddenSize % c.headCount == 0 else { throw bad("hidden size \(c.hiddenSize) not divisible by \(c.headCount) heads") }
+    guard (1...ModelLimits.maxContext).contains(c.contextLength) else {
+        throw bad(
+            "context length \(c.contextLength) must be 1...\(ModelLimits.maxContext) (context_length / max_position_embeddings)"
+        )
+    }
+    guard c.hiddenSize % c.headCount == 0 else {
+        throw bad("hidden size \(c.hiddenSize) not divisible by \(c.headCount) heads")
+    }
     guard c.kvHeadCount > 0, c.headCount % c.kvHeadCount == 0 else {
         throw bad("\(c.headCount) heads not a multiple of \(c.kvHeadCount) kv heads")
     }
-    guard c.architecture.lowercased() == "bert" || c.headDim % 2 == 0 else { throw bad("odd head dimension \(c.headDim) for RoPE") }
+    guard c.architecture.lowercased() == "bert" || c.headDim % 2 == 0 else {
+        throw bad("odd head dimension \(c.headDim) for RoPE")
+    }
 }
 
 /// Reads one block, converting q/k rows to the wanted RoPE layout.
-func loadLlamaBlock(reader r: TensorReader, config c: ModelConfig, block i: Int, naming n: TensorNaming,
-                    stored: RopeLayout, wanted: RopeLayout) throws -> LlamaBlockWeights {
-    let h = c.hiddenSize, d = c.headDim, qOut = c.headCount * d, kvOut = c.kvHeadCount * d, f = c.intermediateSize
+func loadLlamaBlock(
+    reader r: TensorReader, config c: ModelConfig, block i: Int, naming n: TensorNaming,
+    stored: RopeLayout, wanted: RopeLayout
+) throws -> LlamaBlockWeights {
+    let h = c.hiddenSize
+    let d = c.headDim
+    let qOut = c.headCount * d
+    let kvOut = c.kvHeadCount * d
+    let f = c.intermediateSize
     func lin(_ name: String, _ rows: Int, _ cols: Int) throws -> Matrix {
         try r.matrix(LlamaTensorNames.linear(name, block: i, naming: n), rows, cols)
     }
@@ -156,13 +182,17 @@ extension LlamaBlockWeights {
         if from == to { return }
         let toHalves = (to == .halves)
         func pm(_ m: Matrix, _ hs: Int) -> Matrix {
-            toHalves ? RopePermutation.interleavedToHalves(m, heads: hs) : RopePermutation.halvesToInterleaved(m, heads: hs)
+            toHalves
+                ? RopePermutation.interleavedToHalves(m, heads: hs) : RopePermutation.halvesToInterleaved(m, heads: hs)
         }
         func pv(_ b: [Float]?, _ hs: Int) -> [Float]? {
             guard let b else { return nil }
-            return toHalves ? RopePermutation.interleavedToHalves(b, heads: hs) : RopePermutation.halvesToInterleaved(b, heads: hs)
+            return toHalves
+                ? RopePermutation.interleavedToHalves(b, heads: hs) : RopePermutation.halvesToInterleaved(b, heads: hs)
         }
-        q = pm(q, heads); k = pm(k, kvHeads)
-        qBias = pv(qBias, heads); kBias = pv(kBias, kvHeads)
+        q = pm(q, heads)
+        k = pm(k, kvHeads)
+        qBias = pv(qBias, heads)
+        kBias = pv(kBias, kvHeads)
     }
 }

@@ -18,7 +18,9 @@ public struct LinearInput {
     public var input: Matrix
 
     public init(block: Int, linears: [String], input: Matrix) {
-        self.block = block; self.linears = linears; self.input = input
+        self.block = block
+        self.linears = linears
+        self.input = input
     }
 }
 
@@ -38,7 +40,9 @@ public struct ForwardContext {
     public var outputNeeded: Bool
 
     public init(positionOffset: Int = 0, keyMask: [Bool]? = nil, hook: LinearHook? = nil, outputNeeded: Bool = true) {
-        self.positionOffset = positionOffset; self.keyMask = keyMask; self.hook = hook
+        self.positionOffset = positionOffset
+        self.keyMask = keyMask
+        self.hook = hook
         self.outputNeeded = outputNeeded
     }
 }
@@ -83,15 +87,19 @@ extension CausalLM {
     /// Full forward pass of one sequence: logits [tokens, vocab]. `observe` sees the
     /// residual stream entering each block (index k) and, with k == blockCount, the
     /// output of the final norm.
-    public func forward(ids: [Int32], positionOffset: Int = 0, hook: LinearHook? = nil,
-                        observe: ((Int, Matrix) -> Void)? = nil) throws -> Matrix {
+    public func forward(
+        ids: [Int32], positionOffset: Int = 0, hook: LinearHook? = nil,
+        observe: ((Int, Matrix) -> Void)? = nil
+    ) throws -> Matrix {
         let normed = try finalHidden(ids: ids, positionOffset: positionOffset, hook: hook, observe: observe)
         return logits(normed)
     }
 
     /// Forward pass up to and including the final norm: [tokens, hidden].
-    public func finalHidden(ids: [Int32], positionOffset: Int = 0, hook: LinearHook? = nil,
-                            observe: ((Int, Matrix) -> Void)? = nil) throws -> Matrix {
+    public func finalHidden(
+        ids: [Int32], positionOffset: Int = 0, hook: LinearHook? = nil,
+        observe: ((Int, Matrix) -> Void)? = nil
+    ) throws -> Matrix {
         var h = embed(ids)
         let ctx = ForwardContext(positionOffset: positionOffset, hook: hook)
         for i in 0..<blockCount {
@@ -108,14 +116,19 @@ extension CausalLM {
 public struct ModelError: Error, CustomStringConvertible, Equatable {
     public var file: String
     public var what: String
-    public init(file: String, _ what: String) { self.file = file; self.what = what }
+    public init(file: String, _ what: String) {
+        self.file = file
+        self.what = what
+    }
     public var description: String { "\(file): \(what)" }
 
     public static let supportedArchitectures = ["llama", "mistral", "qwen2", "bert"]
 
     static func unsupported(_ file: String, _ arch: String, hint: String = "") -> ModelError {
-        ModelError(file: file, "architecture '\(arch)' is not supported (supported: "
-            + supportedArchitectures.joined(separator: ", ") + ")" + hint)
+        ModelError(
+            file: file,
+            "architecture '\(arch)' is not supported (supported: "
+                + supportedArchitectures.joined(separator: ", ") + ")" + hint)
     }
 }
 
@@ -132,7 +145,8 @@ struct TensorReader {
     func matrix(_ name: String, _ rows: Int, _ cols: Int) throws -> Matrix {
         let m = try raw(name)
         guard m.rows == rows && m.cols == cols else {
-            throw ModelError(file: file, "tensor '\(name)' has shape [\(m.rows), \(m.cols)], expected [\(rows), \(cols)]")
+            throw ModelError(
+                file: file, "tensor '\(name)' has shape [\(m.rows), \(m.cols)], expected [\(rows), \(cols)]")
         }
         return m
     }

@@ -21,7 +21,7 @@ public struct PerplexityResult: Sendable, Equatable {
 /// PPL = exp(sum NLL / ((contextLength - 1) * windows)).
 public enum Perplexity {
     public struct Progress: Sendable {
-        public var window: Int          // just finished, 0-based
+        public var window: Int  // just finished, 0-based
         public var windows: Int
         public var windowNLLSum: Double
         public var runningPerplexity: Double
@@ -31,13 +31,17 @@ public enum Perplexity {
     ///   - windows: how many windows (nil: every whole window in `ids`).
     ///   - headChunk: token rows per output-head matmul (bounds the logits buffer to
     ///     headChunk x vocab floats).
-    public static func evaluate(model: any CausalLM, ids: [Int32], contextLength: Int = 512, windows: Int? = nil,
-                                headChunk: Int = 128, progress: ((Progress) -> Void)? = nil) throws -> PerplexityResult {
+    public static func evaluate(
+        model: any CausalLM, ids: [Int32], contextLength: Int = 512, windows: Int? = nil,
+        headChunk: Int = 128, progress: ((Progress) -> Void)? = nil
+    ) throws -> PerplexityResult {
         precondition(contextLength >= 2 && headChunk >= 1)
         let available = ids.count / contextLength
         let n = windows ?? available
         guard n <= available else {
-            throw ModelError(file: "perplexity", "\(n) windows of \(contextLength) tokens need \(n * contextLength) tokens, have \(ids.count)")
+            throw ModelError(
+                file: "perplexity",
+                "\(n) windows of \(contextLength) tokens need \(n * contextLength) tokens, have \(ids.count)")
         }
         var sums: [Double] = []
         for w in 0..<n {

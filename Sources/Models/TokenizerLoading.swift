@@ -41,7 +41,8 @@ private func ggufTokenizer(_ md: [String: GGUFValue]) throws -> any Tokenizer {
         let key = "tokenizer.ggml.\(name)_token_id"
         guard let v = md[key] else { return nil }
         guard let i = v.int, (0..<tokens.count).contains(i) else {
-            throw TokenizerError.invalid(key: key, reason: "\(v) is not a token id of the \(tokens.count)-token vocabulary")
+            throw TokenizerError.invalid(
+                key: key, reason: "\(v) is not a token id of the \(tokens.count)-token vocabulary")
         }
         return i
     }
@@ -50,9 +51,10 @@ private func ggufTokenizer(_ md: [String: GGUFValue]) throws -> any Tokenizer {
         merges: strings("tokenizer.ggml.merges"),
         tokenTypes: md["tokenizer.ggml.token_type"]?.array?.compactMap(\.int),
         preTokenizer: pre,
-        specialTokens: SpecialTokenIDs(bos: try id("bos"), eos: try id("eos"), unk: try id("unknown"),
-                                       pad: try id("padding"), cls: try id("cls"),
-                                       sep: try id("seperator") ?? id("separator"), mask: try id("mask")),
+        specialTokens: SpecialTokenIDs(
+            bos: try id("bos"), eos: try id("eos"), unk: try id("unknown"),
+            pad: try id("padding"), cls: try id("cls"),
+            sep: try id("seperator") ?? id("separator"), mask: try id("mask")),
         addBOS: md["tokenizer.ggml.add_bos_token"]?.bool ?? false,
         addEOS: md["tokenizer.ggml.add_eos_token"]?.bool ?? false)
 }

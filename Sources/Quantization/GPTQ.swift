@@ -22,28 +22,36 @@ import Tensor
 ///
 /// Internally W is held transposed ([in, out]) so a column is contiguous.
 public enum GPTQ {
-    public static func quantize(_ weight: Matrix, hessian: Matrix, recipe: QuantRecipe,
-                                name: String = "weight") throws -> GPTQResult {
+    public static func quantize(
+        _ weight: Matrix, hessian: Matrix, recipe: QuantRecipe,
+        name: String = "weight"
+    ) throws -> GPTQResult {
         try recipe.validate(columns: weight.cols, tensor: name)
         try Checks.finiteWeight(weight, tensor: name)
         guard hessian.rows == weight.cols && hessian.cols == weight.cols else {
-            throw QuantizationError.shapeMismatch(tensor: name,
+            throw QuantizationError.shapeMismatch(
+                tensor: name,
                 detail: "Hessian is \(hessian.rows)x\(hessian.cols), weight has \(weight.cols) input columns")
         }
         for (k, v) in hessian.data.enumerated() where !v.isFinite {
-            throw QuantizationError.nonFiniteHessian(tensor: name, row: k / hessian.cols, column: k % hessian.cols, value: v)
+            throw QuantizationError.nonFiniteHessian(
+                tensor: name, row: k / hessian.cols, column: k % hessian.cols, value: v)
         }
         switch recipe.format {
-        case .integer: return try run(weight, hessian, recipe, ReferenceGrid(bits: recipe.bits, symmetric: recipe.symmetric), name)
+        case .integer:
+            return try run(weight, hessian, recipe, ReferenceGrid(bits: recipe.bits, symmetric: recipe.symmetric), name)
         case .ggufQ4_0: return try run(weight, hessian, recipe, GGUFQ4_0Grid(), name)
         case .ggufQ4_1: return try run(weight, hessian, recipe, GGUFQ4_1Grid(), name)
         case .ggufQ8_0: return try run(weight, hessian, recipe, GGUFQ8_0Grid(), name)
         }
     }
 
-    static func run<G: QuantizationGrid>(_ weight: Matrix, _ hessian: Matrix, _ recipe: QuantRecipe, _ grid: G,
-                                         _ name: String) throws -> GPTQResult {
-        let m = weight.rows, n = weight.cols
+    static func run<G: QuantizationGrid>(
+        _ weight: Matrix, _ hessian: Matrix, _ recipe: QuantRecipe, _ grid: G,
+        _ name: String
+    ) throws -> GPTQResult {
+        let m = weight.rows
+        let n = weight.cols
         let perChannel = recipe.isPerChannel
         let g = recipe.effectiveGroupSize(columns: n)
         let groups = recipe.groupCount(columns: n)
@@ -73,7 +81,8 @@ public enum GPTQ {
                 for r in 0..<m {
                     for k in 0..<groups {
                         let c0 = k * g
-                        params[r * groups + k] = grid.fit(wp.baseAddress! + r * n + c0, count: min(g, n - c0), stride: 1)
+                        params[r * groups + k] = grid.fit(
+                            wp.baseAddress! + r * n + c0, count: min(g, n - c0), stride: 1)
                     }
                 }
             }
@@ -137,64 +146,72 @@ public enum GPTQ {
                                 lossT.withUnsafeMutableBufferPointer { lb in
                                     params.withUnsafeMutableBufferPointer { pb in
                                         current.withUnsafeMutableBufferPointer { cur in
-        for i1 in stride(from: 0, to: n, by: bs) {
-            let i2 = min(i1 + bs, n)
-            let count = i2 - i1
-            w1b.baseAddress!.update(from: wtp + i1 * m, count: count * m)
-            for i in 0..<count {
-                let c = i1 + i
-                if !perChannel {
-                    if recipe.staticGroups {
-                        let k = perm[c] / g
-                        for r in 0..<m { cur[r] = pb[r * groups + k] }
-                    } else if c % g == 0 {
-                        let k = c / g
-                        let len = min(g, n - c)
-                        for r in 0..<m {
-                            let p = grid.fit(wtp + c * m + r, count: len, stride: m)
-                            cur[r] = p
-                            pb[r * groups + k] = p
-                        }
-                    }
-                }
-                let d = hp[c * n + c]
-                let d2 = d * d
-                let wcol = w1b.baseAddress! + i * m
-                let ecol = eb.baseAddress! + i * m
-                let out = c * m
-                for r in 0..<m {
-                    let x = wcol[r]
-                    let code = grid.code(x, cur[r])
-                    let q = grid.value(code, cur[r])
-                    cb[out + r] = code
-                    qb[out + r] = q
-                    let diff = x - q
-                    lb[out + r] = diff * diff / d2 / 2
-                    ecol[r] = diff / d
-                }
-                // The error reaches the rest of its sub-block now (a rank-1 update) and
-                // the rest of the block at the sub-block's end (one sgemm): the same
-                // update as the reference's whole-block rank-1 steps, in fewer passes.
-                let subEnd = min((i / subBlock + 1) * subBlock, count)
-                let rest = subEnd - i - 1
-                if rest > 0 {
-                    // W1[i+1..<subEnd] -= Hinv[c, c+1..<] (rest) outer err (m)
-                    BLAS.ger(m: rest, n: m, alpha: -1, x: hp + c * n + c + 1, y: ecol, a: wcol + m, lda: m)
-                }
-                if i + 1 == subEnd && subEnd < count {
-                    let s0 = i / subBlock * subBlock  // first column of this sub-block
-                    // W1[subEnd..<count] -= Hinv[i1+s0..<i1+subEnd, i1+subEnd..<i2]^T * Err1[s0..<subEnd]
-                    BLAS.gemm(transA: true, transB: false, m: count - subEnd, n: m, k: subEnd - s0, alpha: -1,
-                              a: hp + (i1 + s0) * n + i1 + subEnd, lda: n, b: eb.baseAddress! + s0 * m, ldb: m,
-                              beta: 1, c: w1b.baseAddress! + subEnd * m, ldc: m)
-                }
-            }
-            if i2 < n {
-                // W[:, i2:] -= Err1 * Hinv[i1:i2, i2:]  (transposed: Wt[i2:] -= Hinv[i1:i2, i2:]^T * Err1^T)
-                BLAS.gemm(transA: true, transB: false, m: n - i2, n: m, k: count, alpha: -1,
-                          a: hp + i1 * n + i2, lda: n, b: eb.baseAddress!, ldb: m, beta: 1, c: wtp + i2 * m, ldc: m)
-            }
-        }
+                                            for i1 in stride(from: 0, to: n, by: bs) {
+                                                let i2 = min(i1 + bs, n)
+                                                let count = i2 - i1
+                                                w1b.baseAddress!.update(from: wtp + i1 * m, count: count * m)
+                                                for i in 0..<count {
+                                                    let c = i1 + i
+                                                    if !perChannel {
+                                                        if recipe.staticGroups {
+                                                            let k = perm[c] / g
+                                                            for r in 0..<m { cur[r] = pb[r * groups + k] }
+                                                        } else if c % g == 0 {
+                                                            let k = c / g
+                                                            let len = min(g, n - c)
+                                                            for r in 0..<m {
+                                                                let p = grid.fit(wtp + c * m + r, count: len, stride: m)
+                                                                cur[r] = p
+                                                                pb[r * groups + k] = p
+                                                            }
+                                                        }
+                                                    }
+                                                    let d = hp[c * n + c]
+                                                    let d2 = d * d
+                                                    let wcol = w1b.baseAddress! + i * m
+                                                    let ecol = eb.baseAddress! + i * m
+                                                    let out = c * m
+                                                    for r in 0..<m {
+                                                        let x = wcol[r]
+                                                        let code = grid.code(x, cur[r])
+                                                        let q = grid.value(code, cur[r])
+                                                        cb[out + r] = code
+                                                        qb[out + r] = q
+                                                        let diff = x - q
+                                                        lb[out + r] = diff * diff / d2 / 2
+                                                        ecol[r] = diff / d
+                                                    }
+                                                    // The error reaches the rest of its sub-block now (a rank-1 update) and
+                                                    // the rest of the block at the sub-block's end (one sgemm): the same
+                                                    // update as the reference's whole-block rank-1 steps, in fewer passes.
+                                                    let subEnd = min((i / subBlock + 1) * subBlock, count)
+                                                    let rest = subEnd - i - 1
+                                                    if rest > 0 {
+                                                        // W1[i+1..<subEnd] -= Hinv[c, c+1..<] (rest) outer err (m)
+                                                        BLAS.ger(
+                                                            m: rest, n: m, alpha: -1, x: hp + c * n + c + 1, y: ecol,
+                                                            a: wcol + m, lda: m)
+                                                    }
+                                                    if i + 1 == subEnd && subEnd < count {
+                                                        let s0 = i / subBlock * subBlock  // first column of this sub-block
+                                                        // W1[subEnd..<count] -= Hinv[i1+s0..<i1+subEnd, i1+subEnd..<i2]^T * Err1[s0..<subEnd]
+                                                        BLAS.gemm(
+                                                            transA: true, transB: false, m: count - subEnd, n: m,
+                                                            k: subEnd - s0, alpha: -1,
+                                                            a: hp + (i1 + s0) * n + i1 + subEnd, lda: n,
+                                                            b: eb.baseAddress! + s0 * m, ldb: m,
+                                                            beta: 1, c: w1b.baseAddress! + subEnd * m, ldc: m)
+                                                    }
+                                                }
+                                                if i2 < n {
+                                                    // W[:, i2:] -= Err1 * Hinv[i1:i2, i2:]  (transposed: Wt[i2:] -= Hinv[i1:i2, i2:]^T * Err1^T)
+                                                    BLAS.gemm(
+                                                        transA: true, transB: false, m: n - i2, n: m, k: count,
+                                                        alpha: -1,
+                                                        a: hp + i1 * n + i2, lda: n, b: eb.baseAddress!, ldb: m,
+                                                        beta: 1, c: wtp + i2 * m, ldc: m)
+                                                }
+                                            }
                                         }
                                     }
                                 }
@@ -239,9 +256,10 @@ public enum GPTQ {
             for (pos, col) in perm.enumerated() { inv[col] = Int32(pos) }
             invOut = inv
         }
-        let qw = QuantizedWeight(rows: m, columns: n, recipe: recipe, groupSize: g, groupCount: groups, codes: codes,
-                                 parameters: params, groupIndex: gidx, permutation: permOut,
-                                 inversePermutation: invOut, dequantized: deq)
+        let qw = QuantizedWeight(
+            rows: m, columns: n, recipe: recipe, groupSize: g, groupCount: groups, codes: codes,
+            parameters: params, groupIndex: gidx, permutation: permOut,
+            inversePermutation: invOut, dequantized: deq)
         return GPTQResult(weight: qw, losses: losses, totalLoss: total, deadColumns: dead, damp: damp)
     }
 }

@@ -62,7 +62,10 @@ public struct ReferenceGrid: QuantizationGrid {
             xmax = max(abs(xmin), xmax)
             if xmin < 0 { xmin = -xmax }
         }
-        if xmin == 0 && xmax == 0 { xmin = -1; xmax = 1 }
+        if xmin == 0 && xmax == 0 {
+            xmin = -1
+            xmax = 1
+        }
         let scale = (xmax - xmin) / maxq
         let zero = symmetric ? (maxq + 1) / 2 : (-xmin / scale).rounded(.toNearestOrEven)
         return GroupParameters(scale: scale, zero: zero)
@@ -100,7 +103,10 @@ public struct GGUFQ4_0Grid: QuantizationGrid {
         var mx: Float = 0
         for k in 0..<count {
             let v = base[k * stride]
-            if amax < abs(v) { amax = abs(v); mx = v }
+            if amax < abs(v) {
+                amax = abs(v)
+                mx = v
+            }
         }
         let d = mx / -8
         let id: Float = d != 0 ? 1 / d : 0

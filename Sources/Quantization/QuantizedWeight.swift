@@ -22,9 +22,11 @@ public struct QuantizedWeight: Sendable, Equatable {
     /// scale * (code - zero) etc. per the grid, [rows, columns], original column order.
     public var dequantized: Matrix
 
-    public init(rows: Int, columns: Int, recipe: QuantRecipe, groupSize: Int, groupCount: Int, codes: [UInt8],
-                parameters: [GroupParameters], groupIndex: [Int32], permutation: [Int32]?,
-                inversePermutation: [Int32]?, dequantized: Matrix) {
+    public init(
+        rows: Int, columns: Int, recipe: QuantRecipe, groupSize: Int, groupCount: Int, codes: [UInt8],
+        parameters: [GroupParameters], groupIndex: [Int32], permutation: [Int32]?,
+        inversePermutation: [Int32]?, dequantized: Matrix
+    ) {
         self.rows = rows
         self.columns = columns
         self.recipe = recipe
@@ -70,8 +72,9 @@ enum Checks {
     static func scalesFit(_ p: [GroupParameters], groups: Int, recipe: QuantRecipe, tensor: String) throws {
         guard recipe.format != .integer else { return }
         for (k, q) in p.enumerated() where !q.scale.isFinite || !q.zero.isFinite {
-            throw QuantizationError.scaleOverflow(tensor: tensor, row: k / groups, group: k % groups,
-                                                  scale: q.scale.isFinite ? q.zero : q.scale)
+            throw QuantizationError.scaleOverflow(
+                tensor: tensor, row: k / groups, group: k % groups,
+                scale: q.scale.isFinite ? q.zero : q.scale)
         }
     }
 }

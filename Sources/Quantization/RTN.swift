@@ -5,19 +5,25 @@ import Tensor
 /// reference's `Quantizer.find_params` + `quantize`; with a GGUF format it is ggml's
 /// quantize_row_*_ref, code for code.
 public enum RTN {
-    public static func quantize(_ weight: Matrix, recipe: QuantRecipe, name: String = "weight") throws -> QuantizedWeight {
+    public static func quantize(
+        _ weight: Matrix, recipe: QuantRecipe, name: String = "weight"
+    ) throws -> QuantizedWeight {
         try recipe.validate(columns: weight.cols, tensor: name)
         try Checks.finiteWeight(weight, tensor: name)
         switch recipe.format {
-        case .integer: return try run(weight, recipe, ReferenceGrid(bits: recipe.bits, symmetric: recipe.symmetric), name)
+        case .integer:
+            return try run(weight, recipe, ReferenceGrid(bits: recipe.bits, symmetric: recipe.symmetric), name)
         case .ggufQ4_0: return try run(weight, recipe, GGUFQ4_0Grid(), name)
         case .ggufQ4_1: return try run(weight, recipe, GGUFQ4_1Grid(), name)
         case .ggufQ8_0: return try run(weight, recipe, GGUFQ8_0Grid(), name)
         }
     }
 
-    static func run<G: QuantizationGrid>(_ w: Matrix, _ recipe: QuantRecipe, _ grid: G, _ name: String) throws -> QuantizedWeight {
-        let rows = w.rows, cols = w.cols
+    static func run<G: QuantizationGrid>(
+        _ w: Matrix, _ recipe: QuantRecipe, _ grid: G, _ name: String
+    ) throws -> QuantizedWeight {
+        let rows = w.rows
+        let cols = w.cols
         let g = recipe.effectiveGroupSize(columns: cols)
         let groups = recipe.groupCount(columns: cols)
         var codes = [UInt8](repeating: 0, count: rows * cols)
@@ -26,7 +32,8 @@ public enum RTN {
         w.data.withUnsafeBufferPointer { wp in
             for r in 0..<rows {
                 for k in 0..<groups {
-                    let c0 = k * g, c1 = min(c0 + g, cols)
+                    let c0 = k * g
+                    let c1 = min(c0 + g, cols)
                     let p = grid.fit(wp.baseAddress! + r * cols + c0, count: c1 - c0, stride: 1)
                     params[r * groups + k] = p
                     for c in c0..<c1 {
@@ -39,8 +46,9 @@ public enum RTN {
         }
         try Checks.scalesFit(params, groups: groups, recipe: recipe, tensor: name)
         let gidx = (0..<cols).map { Int32($0 / g) }
-        return QuantizedWeight(rows: rows, columns: cols, recipe: recipe, groupSize: g, groupCount: groups, codes: codes,
-                               parameters: params, groupIndex: gidx, permutation: nil, inversePermutation: nil,
-                               dequantized: deq)
+        return QuantizedWeight(
+            rows: rows, columns: cols, recipe: recipe, groupSize: g, groupCount: groups, codes: codes,
+            parameters: params, groupIndex: gidx, permutation: nil, inversePermutation: nil,
+            dequantized: deq)
     }
 }

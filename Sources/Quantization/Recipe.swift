@@ -42,16 +42,20 @@ public enum QuantizationError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case let .invalidBits(bits, format):
-            if let fixed = format.fixedBits { return "recipe: format \(format.rawValue) stores \(fixed)-bit codes, got bits \(bits)" }
+            if let fixed = format.fixedBits {
+                return "recipe: format \(format.rawValue) stores \(fixed)-bit codes, got bits \(bits)"
+            }
             return "recipe: bits must be in 2...8, got \(bits)"
         case let .invalidGroupSize(g):
-            return "recipe: group size \(g) is invalid; use -1 for one group per output channel or a positive column count"
+            return
+                "recipe: group size \(g) is invalid; use -1 for one group per output channel or a positive column count"
         case let .formatNeedsGroupSize(format, required, got):
             return "recipe: format \(format.rawValue) uses blocks of \(required) input columns, got group size \(got)"
         case .staticGroupsNeedGroupSize:
             return "recipe: static groups need a positive group size (got per-channel)"
         case let .actOrderNeedsStaticGroups(format):
-            return "recipe: act-order with format \(format.rawValue) needs static groups (its blocks follow the stored column order)"
+            return
+                "recipe: act-order with format \(format.rawValue) needs static groups (its blocks follow the stored column order)"
         case let .invalidBlockSize(b):
             return "recipe: GPTQ block size must be >= 1, got \(b)"
         case let .invalidDamping(d):
@@ -67,7 +71,8 @@ public enum QuantizationError: Error, CustomStringConvertible, Equatable {
         case let .nonFiniteHessian(tensor, row, column, value):
             return "tensor '\(tensor)': Hessian has non-finite entry \(value) at (\(row), \(column))"
         case let .hessianNotPositiveDefinite(tensor, detail):
-            return "tensor '\(tensor)': dampened Hessian is not positive definite (\(detail)); raise the dampening or gather more calibration tokens"
+            return
+                "tensor '\(tensor)': dampened Hessian is not positive definite (\(detail)); raise the dampening or gather more calibration tokens"
         case let .scaleOverflow(tensor, row, group, scale):
             return "tensor '\(tensor)': block scale \(scale) at row \(row), group \(group) overflows fp16"
         }
@@ -93,8 +98,10 @@ public struct QuantRecipe: Codable, Sendable, Equatable {
     /// GPTQ: columns per lazy-update block.
     public var blockSize: Int
 
-    public init(format: WeightFormat = .integer, bits: Int, symmetric: Bool = false, groupSize: Int = -1,
-                actOrder: Bool = false, staticGroups: Bool = false, percentDamp: Double = 0.01, blockSize: Int = 128) {
+    public init(
+        format: WeightFormat = .integer, bits: Int, symmetric: Bool = false, groupSize: Int = -1,
+        actOrder: Bool = false, staticGroups: Bool = false, percentDamp: Double = 0.01, blockSize: Int = 128
+    ) {
         self.format = format
         self.bits = bits
         self.symmetric = symmetric
@@ -106,11 +113,14 @@ public struct QuantRecipe: Codable, Sendable, Equatable {
     }
 
     /// A recipe for a GGUF block format (group 32, the format's bits).
-    public static func gguf(_ format: WeightFormat, actOrder: Bool = false, percentDamp: Double = 0.01,
-                            blockSize: Int = 128) -> QuantRecipe {
-        QuantRecipe(format: format, bits: format.fixedBits ?? 4, symmetric: format != .ggufQ4_1,
-                    groupSize: format.fixedGroupSize ?? 32, actOrder: actOrder, staticGroups: actOrder,
-                    percentDamp: percentDamp, blockSize: blockSize)
+    public static func gguf(
+        _ format: WeightFormat, actOrder: Bool = false, percentDamp: Double = 0.01,
+        blockSize: Int = 128
+    ) -> QuantRecipe {
+        QuantRecipe(
+            format: format, bits: format.fixedBits ?? 4, symmetric: format != .ggufQ4_1,
+            groupSize: format.fixedGroupSize ?? 32, actOrder: actOrder, staticGroups: actOrder,
+            percentDamp: percentDamp, blockSize: blockSize)
     }
 
     public var isPerChannel: Bool { groupSize == -1 }

@@ -6,22 +6,28 @@ import CBLAS
 extension BLAS {
     /// C = alpha * op(A) * op(B) + beta * C on raw row-major storage.
     /// op(A) is m x k, op(B) is k x n, C is m x n with leading dimension ldc.
-    public static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
-                            a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-                            beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    public static func gemm(
+        transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+        a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
         precondition(m >= 0 && n >= 0 && k >= 0, "gemm: negative dimension")
         if m == 0 || n == 0 { return }
         precondition(k > 0, "gemm: raw form needs k >= 1")
-        precondition(lda >= max(1, transA ? m : k) && ldb >= max(1, transB ? k : n) && ldc >= max(1, n),
-                     "gemm: leading dimension too small")
-        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        precondition(
+            lda >= max(1, transA ? m : k) && ldb >= max(1, transB ? k : n) && ldc >= max(1, n),
+            "gemm: leading dimension too small")
+        cblas_sgemm(
+            CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+            Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
     /// A += alpha * x y^T on raw row-major storage: A is m x n with leading dimension lda,
     /// x has m elements, y has n (a rank-1 update, BLAS-2 sger).
-    public static func ger(m: Int, n: Int, alpha: Float, x: UnsafePointer<Float>, incX: Int = 1,
-                           y: UnsafePointer<Float>, incY: Int = 1, a: UnsafeMutablePointer<Float>, lda: Int) {
+    public static func ger(
+        m: Int, n: Int, alpha: Float, x: UnsafePointer<Float>, incX: Int = 1,
+        y: UnsafePointer<Float>, incY: Int = 1, a: UnsafeMutablePointer<Float>, lda: Int
+    ) {
         precondition(m >= 0 && n >= 0, "ger: negative dimension")
         if m == 0 || n == 0 { return }
         precondition(lda >= max(1, n), "ger: leading dimension too small")
@@ -29,15 +35,19 @@ extension BLAS {
     }
 
     /// y += alpha * x over `count` elements with strides.
-    public static func axpy(count: Int, alpha: Float, x: UnsafePointer<Float>, incX: Int = 1,
-                            y: UnsafeMutablePointer<Float>, incY: Int = 1) {
+    public static func axpy(
+        count: Int, alpha: Float, x: UnsafePointer<Float>, incX: Int = 1,
+        y: UnsafeMutablePointer<Float>, incY: Int = 1
+    ) {
         if count <= 0 { return }
         cblas_saxpy(Int32(count), alpha, x, Int32(incX), y, Int32(incY))
     }
 
     /// Copies `count` floats with strides (a strided gather or scatter).
-    public static func copy(count: Int, x: UnsafePointer<Float>, incX: Int = 1,
-                            y: UnsafeMutablePointer<Float>, incY: Int = 1) {
+    public static func copy(
+        count: Int, x: UnsafePointer<Float>, incX: Int = 1,
+        y: UnsafeMutablePointer<Float>, incY: Int = 1
+    ) {
         if count <= 0 { return }
         cblas_scopy(Int32(count), x, Int32(incX), y, Int32(incY))
     }

@@ -12,8 +12,10 @@ public enum BLAS {
     }
 
     /// C = alpha * op(A) * op(B) + beta * C (row-major).
-    public static func gemm(_ a: Matrix, transA: Bool = false, _ b: Matrix, transB: Bool = false,
-                            alpha: Float = 1, beta: Float = 0, into c: inout Matrix) {
+    public static func gemm(
+        _ a: Matrix, transA: Bool = false, _ b: Matrix, transB: Bool = false,
+        alpha: Float = 1, beta: Float = 0, into c: inout Matrix
+    ) {
         let m = transA ? a.cols : a.rows
         let k = transA ? a.rows : a.cols
         let kb = transB ? b.cols : b.rows
@@ -24,14 +26,18 @@ public enum BLAS {
             c = Matrix(rows: m, cols: n)
         }
         if m == 0 || n == 0 { return }
-        if k == 0 { if beta == 0 { for i in c.data.indices { c.data[i] = 0 } }; return }
+        if k == 0 {
+            if beta == 0 { for i in c.data.indices { c.data[i] = 0 } }
+            return
+        }
         a.data.withUnsafeBufferPointer { pa in
             b.data.withUnsafeBufferPointer { pb in
                 c.data.withUnsafeMutableBufferPointer { pc in
-                    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                                Int32(m), Int32(n), Int32(k), alpha,
-                                pa.baseAddress, Int32(a.cols), pb.baseAddress, Int32(b.cols),
-                                beta, pc.baseAddress, Int32(n))
+                    cblas_sgemm(
+                        CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                        Int32(m), Int32(n), Int32(k), alpha,
+                        pa.baseAddress, Int32(a.cols), pb.baseAddress, Int32(b.cols),
+                        beta, pc.baseAddress, Int32(n))
                 }
             }
         }
@@ -56,8 +62,9 @@ public enum BLAS {
         if a.rows == 0 { return }
         a.data.withUnsafeBufferPointer { pa in
             c.data.withUnsafeMutableBufferPointer { pc in
-                cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, Int32(a.cols), Int32(a.rows),
-                            alpha, pa.baseAddress, Int32(a.cols), beta, pc.baseAddress, Int32(a.cols))
+                cblas_ssyrk(
+                    CblasRowMajor, CblasUpper, CblasTrans, Int32(a.cols), Int32(a.rows),
+                    alpha, pa.baseAddress, Int32(a.cols), beta, pc.baseAddress, Int32(a.cols))
             }
         }
     }
@@ -70,7 +77,8 @@ public enum BLAS {
             for i in 0..<n {
                 // column i below the diagonal gets row i right of the diagonal
                 if i + 1 < n {
-                    cblas_scopy(Int32(n - i - 1), p.baseAddress! + i * n + i + 1, 1, p.baseAddress! + (i + 1) * n + i, Int32(n))
+                    cblas_scopy(
+                        Int32(n - i - 1), p.baseAddress! + i * n + i + 1, 1, p.baseAddress! + (i + 1) * n + i, Int32(n))
                 }
             }
         }
@@ -95,8 +103,9 @@ public enum BLAS {
         if a.count == 0 { return }
         a.data.withUnsafeBufferPointer { pa in
             out.data.withUnsafeMutableBufferPointer { po in
-                cblas_somatcopy(CblasRowMajor, CblasTrans, Int32(a.rows), Int32(a.cols), 1,
-                                pa.baseAddress, Int32(a.cols), po.baseAddress, Int32(a.rows))
+                cblas_somatcopy(
+                    CblasRowMajor, CblasTrans, Int32(a.rows), Int32(a.cols), 1,
+                    pa.baseAddress, Int32(a.cols), po.baseAddress, Int32(a.rows))
             }
         }
     }
@@ -119,8 +128,9 @@ public enum LAPACK {
         precondition(a.rows == a.cols)
         let n = a.rows
         let info = a.data.withUnsafeMutableBufferPointer { p in
-            LAPACKE_spotrf(LAPACK_ROW_MAJOR, upper ? Int8(UInt8(ascii: "U")) : Int8(UInt8(ascii: "L")),
-                           Int32(n), p.baseAddress, Int32(n))
+            LAPACKE_spotrf(
+                LAPACK_ROW_MAJOR, upper ? Int8(UInt8(ascii: "U")) : Int8(UInt8(ascii: "L")),
+                Int32(n), p.baseAddress, Int32(n))
         }
         if info != 0 { throw LAPACKError.notPositiveDefinite(routine: "spotrf", info: info) }
         // Zero the other triangle so the matrix is exactly the factor.

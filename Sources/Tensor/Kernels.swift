@@ -12,13 +12,16 @@ public enum Kernels {
     /// C = alpha * op(A) * op(B) + beta * C, row-major, with explicit leading dimensions,
     /// so that column blocks of a matrix (one attention head) are used without copying.
     @inline(__always)
-    public static func sgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
-                             alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
-                             b: UnsafePointer<Float>, ldb: Int,
-                             beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    public static func sgemm(
+        transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+        alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+        b: UnsafePointer<Float>, ldb: Int,
+        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
         if m == 0 || n == 0 { return }
-        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        cblas_sgemm(
+            CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+            Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
     /// y = x * W^T + beta * y for x [tokens, in], W [out, in]: a linear layer accumulating
@@ -66,27 +69,38 @@ public enum Kernels {
             let mm = mb.baseAddress!
             mm.initialize(repeating: -.infinity, count: 8)
             while i + 8 <= count {
-                for j in 0..<8 { let v = p[i + j]; mm[j] = v > mm[j] ? v : mm[j] }
+                for j in 0..<8 {
+                    let v = p[i + j]
+                    mm[j] = v > mm[j] ? v : mm[j]
+                }
                 i += 8
             }
             for j in 0..<8 { r = mm[j] > r ? mm[j] : r }
         }
-        while i < count { r = p[i] > r ? p[i] : r; i += 1 }
+        while i < count {
+            r = p[i] > r ? p[i] : r
+            i += 1
+        }
         return r
     }
 
     @inline(__always)
     public static func sumOfSquares(_ p: UnsafePointer<Float>, count: Int) -> Float {
         var i = 0
-        var a = SIMD16<Float>(), b = SIMD16<Float>()
+        var a = SIMD16<Float>()
+        var b = SIMD16<Float>()
         while i + 32 <= count {
             let x = UnsafeRawPointer(p + i).loadUnaligned(as: SIMD16<Float>.self)
             let y = UnsafeRawPointer(p + i + 16).loadUnaligned(as: SIMD16<Float>.self)
-            a += x * x; b += y * y
+            a += x * x
+            b += y * y
             i += 32
         }
         var s = (a + b).sum()
-        while i < count { s += p[i] * p[i]; i += 1 }
+        while i < count {
+            s += p[i] * p[i]
+            i += 1
+        }
         return s
     }
 
@@ -94,9 +108,15 @@ public enum Kernels {
     public static func sum(_ p: UnsafePointer<Float>, count: Int) -> Float {
         var i = 0
         var a = SIMD16<Float>()
-        while i + 16 <= count { a += UnsafeRawPointer(p + i).loadUnaligned(as: SIMD16<Float>.self); i += 16 }
+        while i + 16 <= count {
+            a += UnsafeRawPointer(p + i).loadUnaligned(as: SIMD16<Float>.self)
+            i += 16
+        }
         var s = a.sum()
-        while i < count { s += p[i]; i += 1 }
+        while i < count {
+            s += p[i]
+            i += 1
+        }
         return s
     }
 
@@ -150,7 +170,8 @@ public enum Kernels {
         let n = x.count
         x.data.withUnsafeMutableBufferPointer { px in
             y.data.withUnsafeBufferPointer { py in
-                let a = px.baseAddress!, b = py.baseAddress!
+                let a = px.baseAddress!
+                let b = py.baseAddress!
                 for i in 0..<n { a[i] += b[i] }
             }
         }
@@ -159,7 +180,8 @@ public enum Kernels {
     /// Adds a bias vector to every row.
     public static func addRowVector(_ x: inout Matrix, _ bias: [Float]) {
         precondition(bias.count == x.cols, "bias of \(bias.count) for \(x.cols) columns")
-        let cols = x.cols, rows = x.rows
+        let cols = x.cols
+        let rows = x.rows
         x.data.withUnsafeMutableBufferPointer { px in
             bias.withUnsafeBufferPointer { pb in
                 for r in 0..<rows {
@@ -179,7 +201,8 @@ public enum Kernels {
             weight.withUnsafeBufferPointer { pw in
                 out.data.withUnsafeMutableBufferPointer { po in
                     for r in 0..<x.rows {
-                        let src = px.baseAddress! + r * cols, dst = po.baseAddress! + r * cols
+                        let src = px.baseAddress! + r * cols
+                        let dst = po.baseAddress! + r * cols
                         let ms = sumOfSquares(src, count: cols) / Float(cols)
                         let inv = 1 / (ms + eps).squareRoot()
                         for c in 0..<cols { dst[c] = (src[c] * inv) * pw[c] }
@@ -193,7 +216,8 @@ public enum Kernels {
     /// LayerNorm of every row in place: y = (x - mean) / sqrt(var + eps) * weight + bias.
     public static func layerNorm(_ x: inout Matrix, weight: [Float], bias: [Float], eps: Float) {
         precondition(weight.count == x.cols && bias.count == x.cols, "layerNorm: parameter sizes")
-        let cols = x.cols, rows = x.rows
+        let cols = x.cols
+        let rows = x.rows
         x.data.withUnsafeMutableBufferPointer { px in
             weight.withUnsafeBufferPointer { pw in
                 bias.withUnsafeBufferPointer { pb in
@@ -216,7 +240,8 @@ public enum Kernels {
         let n = gate.count
         gate.data.withUnsafeMutableBufferPointer { pg in
             up.data.withUnsafeBufferPointer { pu in
-                let g = pg.baseAddress!, u = pu.baseAddress!
+                let g = pg.baseAddress!
+                let u = pu.baseAddress!
                 for i in 0..<n { g[i] = g[i] / (1 + exp1(-g[i])) * u[i] }
             }
         }
@@ -245,7 +270,10 @@ public enum Kernels {
                 if !(z.sum() == 0) { break }
                 i += 16
             }
-            while i < n { if !p[i].isFinite { return i }; i += 1 }
+            while i < n {
+                if !p[i].isFinite { return i }
+                i += 1
+            }
             return nil
         }
     }

@@ -8,8 +8,9 @@ public struct Matrix: Equatable, Sendable {
     public var data: [Float]
 
     public init(rows: Int, cols: Int, data: [Float]) {
-        precondition(rows >= 0 && cols >= 0 && data.count == rows * cols,
-                     "Matrix: \(data.count) values do not fill \(rows)x\(cols)")
+        precondition(
+            rows >= 0 && cols >= 0 && data.count == rows * cols,
+            "Matrix: \(data.count) values do not fill \(rows)x\(cols)")
         self.rows = rows
         self.cols = cols
         self.data = data

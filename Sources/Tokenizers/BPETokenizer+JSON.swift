@@ -9,7 +9,9 @@ extension BPETokenizer {
     }
 
     convenience init(_ json: TokenizerJSON) throws {
-        guard json.modelType == "BPE" else { throw TokenizerError.unsupported(key: "model.type", value: json.modelType) }
+        guard json.modelType == "BPE" else {
+            throw TokenizerError.unsupported(key: "model.type", value: json.modelType)
+        }
         for key in ["continuing_subword_prefix", "end_of_word_suffix"] {
             if let v = json.model[key] as? String, !v.isEmpty {
                 throw TokenizerError.unsupported(key: "model.\(key)", value: v)
@@ -18,8 +20,9 @@ extension BPETokenizer {
         var nfc = false
         if let n = json.root["normalizer"] as? [String: Any] {
             let type = n["type"] as? String ?? "?"
-            if type == "NFC" { nfc = true }
-            else if !(type == "Sequence" && (n["normalizers"] as? [Any] ?? []).isEmpty) {
+            if type == "NFC" {
+                nfc = true
+            } else if !(type == "Sequence" && (n["normalizers"] as? [Any] ?? []).isEmpty) {
                 throw TokenizerError.unsupported(key: "normalizer.type", value: type)
             }
         }
@@ -59,13 +62,16 @@ extension BPETokenizer {
             bos: prefix.first ?? find(["<|begin_of_text|>", "<s>", "<|startoftext|>", "<bos>"]),
             eos: find(["<|end_of_text|>", "</s>", "<|endoftext|>", "<eos>"]),
             unk: unk, pad: find(["<pad>", "<|pad|>", "[PAD]"]))
-        self.init(tokens: tokens, types: types, merges: merges, preTokenizer: PreTokenizer(rules: rules),
-                  specialTokens: special, addPrefixSpace: prefixSpace,
-                  ignoreMerges: json.model["ignore_merges"] as? Bool ?? false,
-                  templatePrefix: prefix, templateSuffix: suffix, nfc: nfc)
+        self.init(
+            tokens: tokens, types: types, merges: merges, preTokenizer: PreTokenizer(rules: rules),
+            specialTokens: special, addPrefixSpace: prefixSpace,
+            ignoreMerges: json.model["ignore_merges"] as? Bool ?? false,
+            templatePrefix: prefix, templateSuffix: suffix, nfc: nfc)
     }
 
-    private static func parsePreTokenizer(_ p: [String: Any]?, _ rules: inout [SplitRule], _ prefixSpace: inout Bool) throws {
+    private static func parsePreTokenizer(
+        _ p: [String: Any]?, _ rules: inout [SplitRule], _ prefixSpace: inout Bool
+    ) throws {
         guard let p else { return }
         let type = p["type"] as? String ?? "?"
         switch type {

@@ -37,9 +37,11 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
 
     /// From GGUF metadata values: tokenizer.ggml.tokens, .merges ("a b"),
     /// .token_type and .pre (llama.cpp's pre-tokenizer name).
-    public convenience init(tokens: [String], merges: [String], tokenTypes: [Int]? = nil,
-                            preTokenizer name: String, specialTokens: SpecialTokenIDs = SpecialTokenIDs(),
-                            addBOS: Bool = false, addEOS: Bool = false) throws {
+    public convenience init(
+        tokens: [String], merges: [String], tokenTypes: [Int]? = nil,
+        preTokenizer name: String, specialTokens: SpecialTokenIDs = SpecialTokenIDs(),
+        addBOS: Bool = false, addEOS: Bool = false
+    ) throws {
         guard let pre = PreTokenizer(ggufName: name) else {
             throw TokenizerError.unsupported(key: "tokenizer.ggml.pre", value: name)
         }
@@ -51,18 +53,22 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
             return (String(m[..<sp]), String(m[m.index(after: sp)...]))
         }
         let types = tokenTypes.map { $0.map { TokenType(rawValue: $0) ?? .normal } }
-        var prefix: [Int] = [], suffix: [Int] = []
+        var prefix: [Int] = []
+        var suffix: [Int] = []
         if addBOS, let b = specialTokens.bos { prefix = [b] }
         if addEOS, let e = specialTokens.eos { suffix = [e] }
-        self.init(tokens: tokens, types: types, merges: pairs, preTokenizer: pre,
-                  specialTokens: specialTokens, addPrefixSpace: false,
-                  ignoreMerges: pre.ignoreMerges,
-                  templatePrefix: prefix, templateSuffix: suffix)
+        self.init(
+            tokens: tokens, types: types, merges: pairs, preTokenizer: pre,
+            specialTokens: specialTokens, addPrefixSpace: false,
+            ignoreMerges: pre.ignoreMerges,
+            templatePrefix: prefix, templateSuffix: suffix)
     }
 
-    init(tokens: [String], types: [TokenType]?, merges: [(String, String)], preTokenizer: PreTokenizer,
-         specialTokens: SpecialTokenIDs, addPrefixSpace: Bool, ignoreMerges: Bool,
-         templatePrefix: [Int], templateSuffix: [Int], nfc: Bool = false) {
+    init(
+        tokens: [String], types: [TokenType]?, merges: [(String, String)], preTokenizer: PreTokenizer,
+        specialTokens: SpecialTokenIDs, addPrefixSpace: Bool, ignoreMerges: Bool,
+        templatePrefix: [Int], templateSuffix: [Int], nfc: Bool = false
+    ) {
         self.tokens = tokens
         self.nfc = nfc
         self.specialTokens = specialTokens
@@ -176,21 +182,28 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
         if ignoreMerges, let id = tokenToID[ByteLevel.encode(word)] { return [id] }
         var syms = word.map { byteTokens[Int($0)] }
         while syms.count > 1 {
-            var best = UInt64.max, at = 0
+            var best = UInt64.max
+            var at = 0
             for i in 0..<(syms.count - 1) where syms[i] >= 0 && syms[i + 1] >= 0 {
-                if let v = merges.get(syms[i], syms[i + 1]), v < best { best = v; at = i }
+                if let v = merges.get(syms[i], syms[i + 1]), v < best {
+                    best = v
+                    at = i
+                }
             }
             if best == .max { break }
             let merged = Int(best & 0xFFFF_FFFF)
-            let left = syms[at], right = syms[at + 1]
+            let left = syms[at]
+            let right = syms[at + 1]
             var next: [Int] = []
             next.reserveCapacity(syms.count - 1)
             var i = 0
             while i < syms.count {
                 if i + 1 < syms.count && syms[i] == left && syms[i + 1] == right {
-                    next.append(merged); i += 2
+                    next.append(merged)
+                    i += 2
                 } else {
-                    next.append(syms[i]); i += 1
+                    next.append(syms[i])
+                    i += 1
                 }
             }
             syms = next

@@ -12,9 +12,13 @@ public struct BertNormalization: Sendable, Equatable {
     public var stripAccents: Bool?
     public var lowercase: Bool
 
-    public init(cleanText: Bool = true, handleChineseChars: Bool = true, stripAccents: Bool? = nil, lowercase: Bool = true) {
-        self.cleanText = cleanText; self.handleChineseChars = handleChineseChars
-        self.stripAccents = stripAccents; self.lowercase = lowercase
+    public init(
+        cleanText: Bool = true, handleChineseChars: Bool = true, stripAccents: Bool? = nil, lowercase: Bool = true
+    ) {
+        self.cleanText = cleanText
+        self.handleChineseChars = handleChineseChars
+        self.stripAccents = stripAccents
+        self.lowercase = lowercase
     }
 
     func apply(_ text: String) -> [Unicode.Scalar] {
@@ -23,9 +27,15 @@ public struct BertNormalization: Sendable, Equatable {
         for s in text.unicodeScalars {
             if cleanText {
                 if s.value == 0 || s.value == 0xFFFD || Self.isControl(s) { continue }
-                if Self.isWhitespace(s) { out.append(" "); continue }
+                if Self.isWhitespace(s) {
+                    out.append(" ")
+                    continue
+                }
             }
-            if handleChineseChars && Self.isChinese(s) { out += [" ", s, " "]; continue }
+            if handleChineseChars && Self.isChinese(s) {
+                out += [" ", s, " "]
+                continue
+            }
             out.append(s)
         }
         if stripAccents ?? lowercase, out.contains(where: { $0.value >= 128 }) {
@@ -60,7 +70,7 @@ public struct BertNormalization: Sendable, Equatable {
     static func isChinese(_ s: Unicode.Scalar) -> Bool {
         switch s.value {
         case 0x4E00...0x9FFF, 0x3400...0x4DBF, 0x20000...0x2A6DF, 0x2A700...0x2B73F,
-             0x2B740...0x2B81F, 0x2B820...0x2CEAF, 0xF900...0xFAFF, 0x2F800...0x2FA1F:
+            0x2B740...0x2B81F, 0x2B820...0x2CEAF, 0xF900...0xFAFF, 0x2F800...0x2FA1F:
             return true
         default:
             return false
@@ -70,10 +80,12 @@ public struct BertNormalization: Sendable, Equatable {
     /// ASCII punctuation (including $+<=>^`|~, which Unicode calls symbols) or category P*.
     static func isPunctuation(_ s: Unicode.Scalar) -> Bool {
         let v = s.value
-        if v < 128 { return (33...47).contains(v) || (58...64).contains(v) || (91...96).contains(v) || (123...126).contains(v) }
+        if v < 128 {
+            return (33...47).contains(v) || (58...64).contains(v) || (91...96).contains(v) || (123...126).contains(v)
+        }
         switch s.properties.generalCategory {
         case .connectorPunctuation, .dashPunctuation, .openPunctuation, .closePunctuation,
-             .initialPunctuation, .finalPunctuation, .otherPunctuation:
+            .initialPunctuation, .finalPunctuation, .otherPunctuation:
             return true
         default:
             return false

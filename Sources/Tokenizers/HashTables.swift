@@ -46,7 +46,11 @@ struct PairTable {
 
 /// Word bytes -> token ids, with keys and values in flat buffers.
 struct WordCache {
-    private struct Entry { var hash: UInt64; var key: Range<Int32>; var value: Range<Int32> }
+    private struct Entry {
+        var hash: UInt64
+        var key: Range<Int32>
+        var value: Range<Int32>
+    }
     private var slots: [Int32]  // entry index + 1; 0 = empty
     private var entries: [Entry] = []
     private var keyBytes: [UInt8] = []
@@ -74,7 +78,8 @@ struct WordCache {
         while slots[i] != 0 {
             let e = entries[Int(slots[i]) - 1]
             if e.hash == hash && e.key.count == word.count
-                && keyBytes[Int(e.key.lowerBound)..<Int(e.key.upperBound)].elementsEqual(word) {
+                && keyBytes[Int(e.key.lowerBound)..<Int(e.key.upperBound)].elementsEqual(word)
+            {
                 for k in e.value { out.append(Int(values[Int(k)])) }
                 return true
             }
@@ -86,7 +91,8 @@ struct WordCache {
     mutating func insert(_ word: ArraySlice<UInt8>, hash: UInt64, ids: [Int]) {
         if entries.count >= limit { self = WordCache(limit: limit) }
         if (entries.count + 1) * 2 > slots.count { grow() }
-        let k0 = Int32(keyBytes.count), v0 = Int32(values.count)
+        let k0 = Int32(keyBytes.count)
+        let v0 = Int32(values.count)
         keyBytes += word
         for id in ids { values.append(Int32(truncatingIfNeeded: id)) }
         entries.append(Entry(hash: hash, key: k0..<Int32(keyBytes.count), value: v0..<Int32(values.count)))

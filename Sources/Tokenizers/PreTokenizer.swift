@@ -45,7 +45,7 @@ struct PreTokenizer: Equatable {
         let tail = #"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
         switch pattern {
         case #"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"#,
-             #"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)"#:
+            #"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)"#:
             return .gpt2
         case "(?i:'s|'t|'re|'ve|'m|'ll|'d)" + core + #"\p{N}{1,3}"# + tail:
             return .llama3(maxDigits: 3)
@@ -63,9 +63,14 @@ struct PreTokenizer: Equatable {
         apply(rules[...], text, 0..<text.count, emit)
     }
 
-    private func apply(_ rules: ArraySlice<SplitRule>, _ text: ScalarText, _ range: Range<Int>,
-                       _ emit: (Range<Int>) -> Void) {
-        guard let rule = rules.first else { emit(range); return }
+    private func apply(
+        _ rules: ArraySlice<SplitRule>, _ text: ScalarText, _ range: Range<Int>,
+        _ emit: (Range<Int>) -> Void
+    ) {
+        guard let rule = rules.first else {
+            emit(range)
+            return
+        }
         let rest = rules.dropFirst()
         let next = { (r: Range<Int>) in self.apply(rest, text, r, emit) }
         switch rule {
@@ -87,8 +92,10 @@ struct PreTokenizer: Equatable {
     }
 
     /// Runs a matcher from left to right; every position is covered by some piece.
-    private static func scan(_ t: ScalarText, _ range: Range<Int>, _ emit: (Range<Int>) -> Void,
-                             _ match: (ScalarText, Int, Int) -> Int) {
+    private static func scan(
+        _ t: ScalarText, _ range: Range<Int>, _ emit: (Range<Int>) -> Void,
+        _ match: (ScalarText, Int, Int) -> Int
+    ) {
         var pos = range.lowerBound
         let end = range.upperBound
         while pos < end {
@@ -148,7 +155,10 @@ struct PreTokenizer: Equatable {
         var cls = c
         if t.scalars[pos] == space && pos + 1 < end {
             let c1 = t.classes[pos + 1]
-            if !c1.contains(.space) { start = pos + 1; cls = c1 }
+            if !c1.contains(.space) {
+                start = pos + 1
+                cls = c1
+            }
         }
         if cls.contains(.letter) { return run(t, start, end) { $0.contains(.letter) } }
         if cls.contains(.number) { return run(t, start, end) { $0.contains(.number) } }
@@ -173,8 +183,11 @@ struct PreTokenizer: Equatable {
         }
         // " ?[^\s\p{L}\p{N}]+[\r\n]*"
         var start = -1
-        if c.isOther { start = pos }
-        else if t.scalars[pos] == space && pos + 1 < end && t.classes[pos + 1].isOther { start = pos + 1 }
+        if c.isOther {
+            start = pos
+        } else if t.scalars[pos] == space && pos + 1 < end && t.classes[pos + 1].isOther {
+            start = pos + 1
+        }
         if start >= 0 {
             let i = run(t, start, end) { $0.isOther }
             return run(t, i, end) { $0.contains(.newline) }

@@ -4,10 +4,10 @@
 
 struct ScalarClass: OptionSet {
     let rawValue: UInt8
-    static let letter = ScalarClass(rawValue: 1)      // \p{L}
-    static let number = ScalarClass(rawValue: 2)      // \p{N}
-    static let space = ScalarClass(rawValue: 4)       // \s (Unicode White_Space)
-    static let newline = ScalarClass(rawValue: 8)     // [\r\n]
+    static let letter = ScalarClass(rawValue: 1)  // \p{L}
+    static let number = ScalarClass(rawValue: 2)  // \p{N}
+    static let space = ScalarClass(rawValue: 4)  // \s (Unicode White_Space)
+    static let newline = ScalarClass(rawValue: 8)  // [\r\n]
     /// Matched by [^\s\p{L}\p{N}].
     var isOther: Bool { rawValue & 7 == 0 }
 
@@ -55,12 +55,24 @@ struct ScalarText {
             let b0 = UInt32(bytes[i])
             var v: UInt32
             var n: Int
-            if b0 < 0x80 { v = b0; n = 1 }
-            else if b0 < 0xE0 { v = b0 & 0x1F; n = 2 }
-            else if b0 < 0xF0 { v = b0 & 0x0F; n = 3 }
-            else { v = b0 & 0x07; n = 4 }
+            if b0 < 0x80 {
+                v = b0
+                n = 1
+            } else if b0 < 0xE0 {
+                v = b0 & 0x1F
+                n = 2
+            } else if b0 < 0xF0 {
+                v = b0 & 0x0F
+                n = 3
+            } else {
+                v = b0 & 0x07
+                n = 4
+            }
             var k = 1
-            while k < n && i + k < end { v = (v << 6) | (UInt32(bytes[i + k]) & 0x3F); k += 1 }
+            while k < n && i + k < end {
+                v = (v << 6) | (UInt32(bytes[i + k]) & 0x3F)
+                k += 1
+            }
             scalars.append(v)
             classes.append(ScalarClass.of(Unicode.Scalar(v) ?? "\u{FFFD}"))
             offsets.append(i)

@@ -31,7 +31,10 @@ struct SpecialTokenMatcher {
             for c in cands where c.bytes.count <= n - i {
                 var k = 1
                 while k < c.bytes.count && bytes[i + k] == c.bytes[k] { k += 1 }
-                if k == c.bytes.count { matched = (k, c.id); break }
+                if k == c.bytes.count {
+                    matched = (k, c.id)
+                    break
+                }
             }
             if let m = matched {
                 if start < i { out.append(.text(start..<i)) }

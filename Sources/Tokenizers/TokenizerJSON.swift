@@ -43,9 +43,12 @@ struct TokenizerJSON {
         var pairs: [(String, Int)] = []
         pairs.reserveCapacity(vocab.count)
         for (k, v) in vocab {
-            guard let id = v as? Int, id >= 0 else { throw TokenizerError.invalid(key: "model.vocab", reason: "id of \(k)") }
+            guard let id = v as? Int, id >= 0 else {
+                throw TokenizerError.invalid(key: "model.vocab", reason: "id of \(k)")
+            }
             guard id < limit else {
-                throw TokenizerError.invalid(key: "model.vocab", reason: "id \(id) of \(k) is far beyond the \(vocab.count) entries")
+                throw TokenizerError.invalid(
+                    key: "model.vocab", reason: "id \(id) of \(k) is far beyond the \(vocab.count) entries")
             }
             pairs.append((k, id))
         }
@@ -54,7 +57,11 @@ struct TokenizerJSON {
         return tokens
     }
 
-    struct AddedToken { var id: Int; var content: String; var special: Bool }
+    struct AddedToken {
+        var id: Int
+        var content: String
+        var special: Bool
+    }
 
     /// added_tokens entries with an id and a content; ids checked like the vocabulary's.
     func addedTokens() throws -> [AddedToken] {
@@ -78,16 +85,23 @@ struct TokenizerJSON {
         switch p["type"] as? String {
         case "TemplateProcessing":
             let specials = p["special_tokens"] as? [String: Any] ?? [:]
-            var prefix: [Int] = [], suffix: [Int] = [], seenA = false
+            var prefix: [Int] = []
+            var suffix: [Int] = []
+            var seenA = false
             for item in p["single"] as? [[String: Any]] ?? [] {
-                if item["Sequence"] != nil { seenA = true; continue }
+                if item["Sequence"] != nil {
+                    seenA = true
+                    continue
+                }
                 guard let st = item["SpecialToken"] as? [String: Any], let name = st["id"] as? String,
-                      let ids = (specials[name] as? [String: Any])?["ids"] as? [Int] else { continue }
+                    let ids = (specials[name] as? [String: Any])?["ids"] as? [Int]
+                else { continue }
                 if seenA { suffix += ids } else { prefix += ids }
             }
             return (prefix, suffix)
         case "BertProcessing", "RobertaProcessing":
-            let cls = (p["cls"] as? [Any])?.last as? Int, sep = (p["sep"] as? [Any])?.last as? Int
+            let cls = (p["cls"] as? [Any])?.last as? Int
+            let sep = (p["sep"] as? [Any])?.last as? Int
             return (cls.map { [$0] } ?? [], sep.map { [$0] } ?? [])
         case "Sequence":
             for sub in p["processors"] as? [[String: Any]] ?? [] {

@@ -7,10 +7,17 @@ public struct SpecialTokenIDs: Sendable, Equatable {
     public var bos: Int?, eos: Int?, unk: Int?, pad: Int?
     public var cls: Int?, sep: Int?, mask: Int?
 
-    public init(bos: Int? = nil, eos: Int? = nil, unk: Int? = nil, pad: Int? = nil,
-                cls: Int? = nil, sep: Int? = nil, mask: Int? = nil) {
-        self.bos = bos; self.eos = eos; self.unk = unk; self.pad = pad
-        self.cls = cls; self.sep = sep; self.mask = mask
+    public init(
+        bos: Int? = nil, eos: Int? = nil, unk: Int? = nil, pad: Int? = nil,
+        cls: Int? = nil, sep: Int? = nil, mask: Int? = nil
+    ) {
+        self.bos = bos
+        self.eos = eos
+        self.unk = unk
+        self.pad = pad
+        self.cls = cls
+        self.sep = sep
+        self.mask = mask
     }
 }
 

@@ -24,10 +24,12 @@ public final class WordPieceTokenizer: Tokenizer {
     ///   - specialTokenTexts: tokens matched verbatim in the input; default the
     ///     bracketed BERT specials present in the vocabulary.
     ///   - template: ids around a sequence for encodeForModel; default [CLS] / [SEP].
-    public init(vocabulary: [String], normalization: BertNormalization? = BertNormalization(),
-                unkToken: String = "[UNK]", continuingSubwordPrefix: String = "##",
-                maxInputCharsPerWord: Int = 100, specialTokenTexts: [String]? = nil,
-                template: (prefix: [Int], suffix: [Int])? = nil) {
+    public init(
+        vocabulary: [String], normalization: BertNormalization? = BertNormalization(),
+        unkToken: String = "[UNK]", continuingSubwordPrefix: String = "##",
+        maxInputCharsPerWord: Int = 100, specialTokenTexts: [String]? = nil,
+        template: (prefix: [Int], suffix: [Int])? = nil
+    ) {
         tokens = vocabulary
         tokenToID = Dictionary(vocabulary.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
         self.normalization = normalization
@@ -35,8 +37,9 @@ public final class WordPieceTokenizer: Tokenizer {
         self.maxInputCharsPerWord = maxInputCharsPerWord
         let ids = tokenToID
         unkID = ids[unkToken]
-        specialTokens = SpecialTokenIDs(unk: ids[unkToken], pad: ids["[PAD]"], cls: ids["[CLS]"],
-                                        sep: ids["[SEP]"], mask: ids["[MASK]"])
+        specialTokens = SpecialTokenIDs(
+            unk: ids[unkToken], pad: ids["[PAD]"], cls: ids["[CLS]"],
+            sep: ids["[SEP]"], mask: ids["[MASK]"])
         let texts = specialTokenTexts ?? ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"].filter { ids[$0] != nil }
         let list = texts.compactMap { t in ids[t].map { (text: t, id: $0) } }
         specials = SpecialTokenMatcher(list)
@@ -62,16 +65,23 @@ public final class WordPieceTokenizer: Tokenizer {
     }
 
     convenience init(_ json: TokenizerJSON) throws {
-        guard json.modelType == "WordPiece" else { throw TokenizerError.unsupported(key: "model.type", value: json.modelType) }
+        guard json.modelType == "WordPiece" else {
+            throw TokenizerError.unsupported(key: "model.type", value: json.modelType)
+        }
         var normalization: BertNormalization? = nil
         if let n = json.root["normalizer"] as? [String: Any] {
             let type = n["type"] as? String ?? "?"
-            guard type == "BertNormalizer" else { throw TokenizerError.unsupported(key: "normalizer.type", value: type) }
+            guard type == "BertNormalizer" else {
+                throw TokenizerError.unsupported(key: "normalizer.type", value: type)
+            }
             normalization = BertNormalization(
-                cleanText: n["clean_text"] as? Bool ?? true, handleChineseChars: n["handle_chinese_chars"] as? Bool ?? true,
+                cleanText: n["clean_text"] as? Bool ?? true,
+                handleChineseChars: n["handle_chinese_chars"] as? Bool ?? true,
                 stripAccents: n["strip_accents"] as? Bool, lowercase: n["lowercase"] as? Bool ?? true)
         }
-        if let p = json.root["pre_tokenizer"] as? [String: Any], let type = p["type"] as? String, type != "BertPreTokenizer" {
+        if let p = json.root["pre_tokenizer"] as? [String: Any], let type = p["type"] as? String,
+            type != "BertPreTokenizer"
+        {
             throw TokenizerError.unsupported(key: "pre_tokenizer.type", value: type)
         }
         var vocab = try json.vocabulary()
@@ -81,12 +91,13 @@ public final class WordPieceTokenizer: Tokenizer {
             vocab[t.id] = t.content
         }
         let template = json.template()
-        self.init(vocabulary: vocab, normalization: normalization,
-                  unkToken: json.model["unk_token"] as? String ?? "[UNK]",
-                  continuingSubwordPrefix: json.model["continuing_subword_prefix"] as? String ?? "##",
-                  maxInputCharsPerWord: json.model["max_input_chars_per_word"] as? Int ?? 100,
-                  specialTokenTexts: added.map(\.content),
-                  template: template.prefix.isEmpty && template.suffix.isEmpty ? nil : template)
+        self.init(
+            vocabulary: vocab, normalization: normalization,
+            unkToken: json.model["unk_token"] as? String ?? "[UNK]",
+            continuingSubwordPrefix: json.model["continuing_subword_prefix"] as? String ?? "##",
+            maxInputCharsPerWord: json.model["max_input_chars_per_word"] as? Int ?? 100,
+            specialTokenTexts: added.map(\.content),
+            template: template.prefix.isEmpty && template.suffix.isEmpty ? nil : template)
     }
 
     public func token(_ id: Int) -> String? { tokens.indices.contains(id) ? tokens[id] : nil }
@@ -123,7 +134,10 @@ public final class WordPieceTokenizer: Tokenizer {
                 var view = String.UnicodeScalarView()
                 view.append(contentsOf: word[start..<end])
                 let candidate = start == word.startIndex ? String(view) : prefix + String(view)
-                if let id = tokenToID[candidate] { found = id; break }
+                if let id = tokenToID[candidate] {
+                    found = id
+                    break
+                }
                 end -= 1
             }
             guard let id = found else {
@@ -149,8 +163,10 @@ public final class WordPieceTokenizer: Tokenizer {
                 s += t
             }
         }
-        for (a, b) in [(" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
-                       (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")] {
+        for (a, b) in [
+            (" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
+            (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"),
+        ] {
             s = s.replacingOccurrences(of: a, with: b)
         }
         return s

@@ -29,9 +29,14 @@ final class RangeFetcher: @unchecked Sendable {  // state guarded by `cond`
         send(Message(.rangeFetchRequest(r)))
         let deadline = Date().addingTimeInterval(timeout)
         cond.lock()
-        defer { waiting.remove(r.requestID); cond.unlock() }
+        defer {
+            waiting.remove(r.requestID)
+            cond.unlock()
+        }
         while answers[r.requestID] == nil {
-            if generation != gen { throw ModelFetchError("range \(offset)+\(length): connection to the coordinator reset") }
+            if generation != gen {
+                throw ModelFetchError("range \(offset)+\(length): connection to the coordinator reset")
+            }
             guard cond.wait(until: deadline) || answers[r.requestID] != nil else {
                 throw ModelFetchError("range \(offset)+\(length): no answer from the coordinator in \(Int(timeout)) s")
             }
@@ -45,11 +50,13 @@ final class RangeFetcher: @unchecked Sendable {  // state guarded by `cond`
         defer { cond.unlock() }
         guard waiting.contains(r.requestID) else { return }
         if r.hasError {
-            answers[r.requestID] = .failure(ModelFetchError("coordinator refused range \(r.offset)+\(r.length): \(r.error.message)"))
+            answers[r.requestID] = .failure(
+                ModelFetchError("coordinator refused range \(r.offset)+\(r.length): \(r.error.message)"))
         } else if let b = bytes, UInt64(b.count) == r.length {
             answers[r.requestID] = .success(b)  // CRC-32C checked by Message.decode
         } else {
-            answers[r.requestID] = .failure(ModelFetchError("range \(r.offset)+\(r.length) came back with \(bytes?.count ?? 0) bytes"))
+            answers[r.requestID] = .failure(
+                ModelFetchError("range \(r.offset)+\(r.length) came back with \(bytes?.count ?? 0) bytes"))
         }
         cond.broadcast()
     }
@@ -102,7 +109,8 @@ final class ModelSource: @unchecked Sendable {  // used by the compute thread on
         return here == size ? nil : "\(path) has \(here) bytes here, the coordinator's has \(size)"
     }
 
-    func path(job: String, spec model: String, location: Kiln_V1_ModelLocation, log: (String) -> Void) throws -> String {
+    func path(job: String, spec model: String, location: Kiln_V1_ModelLocation, log: (String) -> Void) throws -> String
+    {
         if let p = cached[job] { return p }
         guard let why = unusable(model, size: location.size) else { return model }
         guard location.size > 0 else {
@@ -142,7 +150,9 @@ final class ModelSource: @unchecked Sendable {  // used by the compute thread on
         try? fm.removeItem(at: dst)
         try fm.moveItem(at: tmp, to: dst)
         cached[job] = dst.path
-        log("model fetched: \(got) bytes in \(String(format: "%.1f", Date().timeIntervalSince(t0))) s, using \(dst.path)")
+        log(
+            "model fetched: \(got) bytes in \(String(format: "%.1f", Date().timeIntervalSince(t0))) s, using \(dst.path)"
+        )
         return dst.path
     }
 }

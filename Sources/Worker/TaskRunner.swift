@@ -24,8 +24,10 @@ final class TaskRunner: @unchecked Sendable {  // the queue is guarded by `cond`
     private var _modelFetches = 0
     var modelFetches: Int { fetchLock.withLock { _modelFetches } }
 
-    init(emit: @escaping (Message) -> Void, log: @escaping (String) -> Void, info: @escaping (String) -> Void,
-         models: ModelSource) {
+    init(
+        emit: @escaping (Message) -> Void, log: @escaping (String) -> Void, info: @escaping (String) -> Void,
+        models: ModelSource
+    ) {
         self.emit = emit
         self.log = log
         self.info = info
@@ -38,16 +40,27 @@ final class TaskRunner: @unchecked Sendable {  // the queue is guarded by `cond`
     }
 
     func submit(_ a: Kiln_V1_TaskAssignment, input: Data) {
-        cond.lock(); queue.append((a, input)); cond.signal(); cond.unlock()
+        cond.lock()
+        queue.append((a, input))
+        cond.signal()
+        cond.unlock()
     }
 
-    func stop() { cond.lock(); stopping = true; cond.signal(); cond.unlock() }
+    func stop() {
+        cond.lock()
+        stopping = true
+        cond.signal()
+        cond.unlock()
+    }
 
     private func loop() {
         while true {
             cond.lock()
             while queue.isEmpty && !stopping { cond.wait() }
-            if stopping { cond.unlock(); return }
+            if stopping {
+                cond.unlock()
+                return
+            }
             let (a, input) = queue.removeFirst()
             cond.unlock()
             emit(execute(a, input: input))
@@ -75,13 +88,18 @@ final class TaskRunner: @unchecked Sendable {  // the queue is guarded by `cond`
     }
 
     /// A failed result for an assignment that never ran (its input did not arrive intact).
-    static func failure(_ a: Kiln_V1_TaskAssignment, _ status: Kiln_V1_TaskStatus, _ code: Kiln_V1_ErrorCode,
-                        field: String, _ msg: String) -> Message {
+    static func failure(
+        _ a: Kiln_V1_TaskAssignment, _ status: Kiln_V1_TaskStatus, _ code: Kiln_V1_ErrorCode,
+        field: String, _ msg: String
+    ) -> Message {
         var r = Kiln_V1_TaskResult()
         r.taskID = a.taskID
         r.attempt = a.attempt
         r.status = status
-        var e = Kiln_V1_Error(); e.code = code; e.field = field; e.message = msg
+        var e = Kiln_V1_Error()
+        e.code = code
+        e.field = field
+        e.message = msg
         r.error = e
         return Message(.taskResult(r))
     }
@@ -95,7 +113,10 @@ final class TaskRunner: @unchecked Sendable {  // the queue is guarded by `cond`
         func fail(_ status: Kiln_V1_TaskStatus, _ code: Kiln_V1_ErrorCode, field: String, _ msg: String) -> Message {
             log("task \(a.taskID) failed: \(msg)")
             r.status = status
-            var e = Kiln_V1_Error(); e.code = code; e.field = field; e.message = msg
+            var e = Kiln_V1_Error()
+            e.code = code
+            e.field = field
+            e.message = msg
             r.error = e
             r.elapsedMs = UInt64((DispatchTime.now().uptimeNanoseconds - t0.uptimeNanoseconds) / 1_000_000)
             return Message(.taskResult(r))
@@ -106,9 +127,14 @@ final class TaskRunner: @unchecked Sendable {  // the queue is guarded by `cond`
         do {
             let job = try context(for: a)
             let taskInput = try ClusterCodec.decode(ClusterTaskInput.self, from: input)
-            let output = try ClusterExecution.run(job.context, store: job.store, task: task, input: taskInput) { done, total, stage in
+            let output = try ClusterExecution.run(job.context, store: job.store, task: task, input: taskInput) {
+                done, total, stage in
                 var p = Kiln_V1_TaskProgress()
-                p.taskID = a.taskID; p.attempt = a.attempt; p.done = UInt32(done); p.total = UInt32(total); p.stage = stage
+                p.taskID = a.taskID
+                p.attempt = a.attempt
+                p.done = UInt32(done)
+                p.total = UInt32(total)
+                p.stage = stage
                 self.emit(Message(.taskProgress(p)))
             }
             let payload = try ClusterCodec.encode(output)

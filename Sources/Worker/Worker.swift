@@ -96,12 +96,17 @@ public final class Worker: @unchecked Sendable {  // the socket is used only by 
         log[metadataKey: "worker"] = "\(config.id)"
         BLAS.threads = max(1, config.threads)
         let log = self.log
-        let cache = config.cacheDirectory ?? FileManager.default.temporaryDirectory
-            .appendingPathComponent("kiln-worker-\(config.id.map { $0.isLetter || $0.isNumber || $0 == "-" ? $0 : "_" })")
-        runner = TaskRunner(emit: { [weak self] m in self?.enqueue(m) }, log: { log.warning("\($0)") },
-                            info: { log.info("\($0)") },
-                            models: ModelSource(fetcher: fetcher, cacheDirectory: cache, alwaysFetch: config.fetchModel,
-                                                rangeBytes: min(8 << 20, config.limits.maxFrameBytes)))
+        let cache =
+            config.cacheDirectory
+            ?? FileManager.default.temporaryDirectory
+            .appendingPathComponent(
+                "kiln-worker-\(config.id.map { $0.isLetter || $0.isNumber || $0 == "-" ? $0 : "_" })")
+        runner = TaskRunner(
+            emit: { [weak self] m in self?.enqueue(m) }, log: { log.warning("\($0)") },
+            info: { log.info("\($0)") },
+            models: ModelSource(
+                fetcher: fetcher, cacheDirectory: cache, alwaysFetch: config.fetchModel,
+                rangeBytes: min(8 << 20, config.limits.maxFrameBytes)))
     }
 
     static func outgoing(_ c: WorkerConfig, chunkBytes: Int, window: Int) -> OutgoingTransfers {
@@ -129,8 +134,14 @@ public final class Worker: @unchecked Sendable {  // the socket is used only by 
 
     /// Says goodbye, stops the loop and the compute thread.
     public func stop() {
-        let wait = stopLock.withLock { () -> Bool in stopRequested = true; return started }
-        if wait { stopped.wait(); stopped.signal() }  // re-signal: stop() may be called again
+        let wait = stopLock.withLock { () -> Bool in
+            stopRequested = true
+            return started
+        }
+        if wait {
+            stopped.wait()
+            stopped.signal()
+        }  // re-signal: stop() may be called again
         fetcher.cancelAll("worker stopping")
         runner.stop()
     }
@@ -163,21 +174,27 @@ public final class Worker: @unchecked Sendable {  // the socket is used only by 
 
     private func sleepInterruptibly(ms: Int) {
         var left = ms
-        while left > 0 && !shouldStop { Thread.sleep(forTimeInterval: 0.02); left -= 20 }
+        while left > 0 && !shouldStop {
+            Thread.sleep(forTimeInterval: 0.02)
+            left -= 20
+        }
     }
 
     private func connect() throws {
         session += 1
         let s = try context.socket(.dealer)
-        try s.set([.linger(0), .routingID(Data("\(config.id)#\(session)".utf8)), .maxMessageSize(config.maxMessageBytes),
-                   .sendHighWaterMark(0), .receiveHighWaterMark(0)])
+        try s.set([
+            .linger(0), .routingID(Data("\(config.id)#\(session)".utf8)), .maxMessageSize(config.maxMessageBytes),
+            .sendHighWaterMark(0), .receiveHighWaterMark(0),
+        ])
         if let server = config.curveServerKey {
             let keys = try curveKeys()
             do {
                 try s.set([.curveServerKey(server), .curvePublicKey(keys.publicKey), .curveSecretKey(keys.secretKey)])
             } catch {
-                throw WorkerError("\(config.curveKeySource): libzmq refused the CURVE keys (\(error)); "
-                                  + "make a pair with `kiln keygen NAME`")
+                throw WorkerError(
+                    "\(config.curveKeySource): libzmq refused the CURVE keys (\(error)); "
+                        + "make a pair with `kiln keygen NAME`")
             }
         }
         watch?.close()
@@ -231,10 +248,12 @@ public final class Worker: @unchecked Sendable {  // the socket is used only by 
         switch v {
         case .refused:
             let key = (try? curveKeys().publicKey) ?? "?"
-            var m = "the coordinator at \(config.coordinator) refused this CURVE key (ask its operator to add \(key) "
+            var m =
+                "the coordinator at \(config.coordinator) refused this CURVE key (ask its operator to add \(key) "
                 + "to --allow-keys)"
             if config.curveKeys == nil {
-                m += "; this key was made for this run (no --curve-secret): make a pair with `kiln keygen NAME` and "
+                m +=
+                    "; this key was made for this run (no --curve-secret): make a pair with `kiln keygen NAME` and "
                     + "pass --curve-secret NAME.secret"
             }
             return m
@@ -281,7 +300,9 @@ public final class Worker: @unchecked Sendable {  // the socket is used only by 
             var announce = m
             announce.envelope.body = .taskResult(r)
             announce.tensors = []
-            guard try s.send(frames: try announce.encodeForSocket(limits: config.limits), dontWait: true) else { return }
+            guard try s.send(frames: try announce.encodeForSocket(limits: config.limits), dontWait: true) else {
+                return
+            }
             for c in chunks { _ = try s.send(frames: try c.encodeForSocket(limits: config.limits), dontWait: true) }
             lastSentMs = Self.nowMs()
             return
@@ -301,7 +322,10 @@ public final class Worker: @unchecked Sendable {  // the socket is used only by 
                 lastHeardMs = Self.nowMs()
                 handle(frames)
             }
-            let out = outLock.withLock { () -> [Message] in defer { outbox = [] }; return outbox }
+            let out = outLock.withLock { () -> [Message] in
+                defer { outbox = [] }
+                return outbox
+            }
             for m in out {
                 if case .taskResult(let r)? = m.body {
                     unacked["\(r.taskID)#\(r.attempt)"] = m
@@ -367,8 +391,10 @@ public final class Worker: @unchecked Sendable {  // the socket is used only by 
                 // The input follows in chunks; the task starts when it is complete.
                 do { try incoming.announce(h, by: m, nowMs: Self.nowMs()) } catch {
                     log.warning("assignment \(a.taskID): chunked input refused: \(error)")
-                    enqueue(TaskRunner.failure(a, .retryable, (error as? ProtocolError)?.code ?? .invalidField,
-                                               field: "task_assignment.inputs[0].tensor", "\(error)"))
+                    enqueue(
+                        TaskRunner.failure(
+                            a, .retryable, (error as? ProtocolError)?.code ?? .invalidField,
+                            field: "task_assignment.inputs[0].tensor", "\(error)"))
                 }
                 return
             }
@@ -416,7 +442,9 @@ public final class Worker: @unchecked Sendable {  // the socket is used only by 
             log.warning("chunk rejected: \(error)")
             if let c = credit { try? send(Message(.credit(c))) }
             if case .taskAssignment(let a)? = announcement?.body {
-                enqueue(TaskRunner.failure(a, .retryable, error.code, field: error.field, "input transfer failed: \(error)"))
+                enqueue(
+                    TaskRunner.failure(a, .retryable, error.code, field: error.field, "input transfer failed: \(error)")
+                )
             }
         }
     }

@@ -70,7 +70,9 @@ public final class ZMQContext: @unchecked Sendable {
 
     /// libzmq's version as (major, minor, patch).
     public static var version: (major: Int32, minor: Int32, patch: Int32) {
-        var a: Int32 = 0, b: Int32 = 0, c: Int32 = 0
+        var a: Int32 = 0
+        var b: Int32 = 0
+        var c: Int32 = 0
         zmq_version(&a, &b, &c)
         return (a, b, c)
     }

@@ -21,7 +21,9 @@ public struct ZMQCurveKeyPair: Sendable, Equatable, Codable {
 
     /// Rebuilds the pair from a Z85 secret key (`zmq_curve_public`).
     public init(secretKey: String) throws {
-        guard secretKey.utf8.count == 40 else { throw ZMQError(code: EINVAL, operation: "curve_public: key must be 40 Z85 characters") }
+        guard secretKey.utf8.count == 40 else {
+            throw ZMQError(code: EINVAL, operation: "curve_public: key must be 40 Z85 characters")
+        }
         var pub = [CChar](repeating: 0, count: 41)
         if zmq_curve_public(&pub, secretKey) != 0 { throw ZMQError.last("curve_public") }
         self.init(publicKey: String(cString: pub), secretKey: secretKey)
@@ -31,7 +33,8 @@ public struct ZMQCurveKeyPair: Sendable, Equatable, Codable {
 /// Z85 encoding (ZeroMQ RFC 32) of binary keys.
 public enum Z85 {
     /// RFC 32's alphabet, in digit order.
-    public static let alphabet = Array("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#".utf8)
+    public static let alphabet = Array(
+        "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#".utf8)
 
     /// Why `text` is not a Z85 CURVE key (40 characters of the alphabet, each group of 5
     /// worth less than 2^32), nil if it is one. libzmq's own refusal names neither.

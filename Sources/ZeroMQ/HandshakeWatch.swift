@@ -27,12 +27,14 @@ public enum HandshakeVerdict: Equatable, Sendable {
     public func hint(curve: Bool) -> String? {
         switch self {
         case .protocolFailure(let code) where code == Self.mechanismMismatch:
-            return curve ? "it does not use CURVE; drop --curve-server-key and --curve-secret"
+            return curve
+                ? "it does not use CURVE; drop --curve-server-key and --curve-secret"
                 : "it requires CURVE; pass --curve-server-key (its public key) and --curve-secret (this side's key)"
         case .protocolFailure(let code) where code == Self.cryptographic:
             return "the CURVE keys do not match; check that --curve-server-key holds the coordinator's public key"
         case .protocolFailure(let code):
-            return String(format: "protocol error 0x%08x; check that both ends run the same kiln and CURVE settings", code)
+            return String(
+                format: "protocol error 0x%08x; check that both ends run the same kiln and CURVE settings", code)
         case .noHandshake where curve:
             return "check that --curve-server-key holds the coordinator's public key (a CURVE server drops a "
                 + "handshake it cannot decrypt)"
@@ -90,7 +92,8 @@ public final class HandshakeWatch: @unchecked Sendable {
     public private(set) var state = HandshakeState()
     private let pair: ZMQSocket
 
-    static let events = ZMQ_EVENT_CONNECTED | ZMQ_EVENT_CONNECT_RETRIED
+    static let events =
+        ZMQ_EVENT_CONNECTED | ZMQ_EVENT_CONNECT_RETRIED
         | ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
         | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL
 

@@ -31,8 +31,10 @@ public struct LogLimiter: Sendable {
     private var globalWindowStartMs: Int64?
     private var globalLogged = 0
 
-    public init(burst: Int = 3, intervalMs: Int64 = 10_000, globalBurst: Int = 20, maxKeys: Int = 1024,
-                maxSummaries: Int = 8) {
+    public init(
+        burst: Int = 3, intervalMs: Int64 = 10_000, globalBurst: Int = 20, maxKeys: Int = 1024,
+        maxSummaries: Int = 8
+    ) {
         precondition(burst >= 0 && intervalMs > 0 && globalBurst >= 0 && maxKeys >= 1 && maxSummaries >= 1)
         self.burst = burst
         self.intervalMs = intervalMs

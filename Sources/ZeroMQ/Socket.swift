@@ -133,7 +133,10 @@ public final class ZMQSocket: @unchecked Sendable {
 
     /// Closes the socket now. Further use throws ENOTSOCK.
     public func close() {
-        if let h = handle { zmq_close(h); handle = nil }
+        if let h = handle {
+            zmq_close(h)
+            handle = nil
+        }
     }
 
     public var isClosed: Bool { handle == nil }
@@ -286,13 +289,17 @@ public final class ZMQSocket: @unchecked Sendable {
             case .copy(let d):
                 guard zmq_msg_init_size(&msg, d.count) == 0 else { throw ZMQError.last("msg_init_size") }
                 if d.count > 0 {
-                    d.withUnsafeBytes { src in zmq_msg_data(&msg).copyMemory(from: src.baseAddress!, byteCount: src.count) }
+                    d.withUnsafeBytes { src in
+                        zmq_msg_data(&msg).copyMemory(from: src.baseAddress!, byteCount: src.count)
+                    }
                 }
             case .zeroCopy(let buffer):
                 let hint = Unmanaged.passRetained(buffer).toOpaque()
-                let rc = zmq_msg_init_data(&msg, buffer.baseAddress, buffer.count, { _, hint in
-                    if let hint { Unmanaged<ZMQBuffer>.fromOpaque(hint).release() }
-                }, hint)
+                let rc = zmq_msg_init_data(
+                    &msg, buffer.baseAddress, buffer.count,
+                    { _, hint in
+                        if let hint { Unmanaged<ZMQBuffer>.fromOpaque(hint).release() }
+                    }, hint)
                 guard rc == 0 else {
                     Unmanaged<ZMQBuffer>.fromOpaque(hint).release()
                     throw ZMQError.last("msg_init_data")
@@ -341,10 +348,13 @@ public final class ZMQSocket: @unchecked Sendable {
             let size = zmq_msg_size(msg)
             if size >= zeroCopyReceiveThreshold {
                 // Keep the libzmq message alive for as long as the Data is.
-                frames.append(Data(bytesNoCopy: zmq_msg_data(msg), count: size, deallocator: .custom({ _, _ in
-                    zmq_msg_close(msg)
-                    msg.deallocate()
-                })))
+                frames.append(
+                    Data(
+                        bytesNoCopy: zmq_msg_data(msg), count: size,
+                        deallocator: .custom({ _, _ in
+                            zmq_msg_close(msg)
+                            msg.deallocate()
+                        })))
             } else {
                 frames.append(size == 0 ? Data() : Data(bytes: zmq_msg_data(msg), count: size))
                 zmq_msg_close(msg)

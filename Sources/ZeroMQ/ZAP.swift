@@ -28,7 +28,8 @@ public final class ZAPAuthenticator: @unchecked Sendable {  // mutable state liv
         var decisions: [(key: String, allowed: Bool)] = []
 
         func with<R>(_ body: (State) -> R) -> R {
-            lock.lock(); defer { lock.unlock() }
+            lock.lock()
+            defer { lock.unlock() }
             return body(self)
         }
     }
@@ -40,9 +41,11 @@ public final class ZAPAuthenticator: @unchecked Sendable {  // mutable state liv
     ///   - domains: if set, requests for other ZAP domains are denied.
     ///   - log: where denials are reported (called on the handler's thread).
     ///   - limiter: how often they are reported.
-    public init(context: ZMQContext, allowedKeys: Set<String> = [], domains: Set<String>? = nil,
-                allowNullMechanism: Bool = false, log: (@Sendable (String) -> Void)? = nil,
-                limiter: LogLimiter = LogLimiter(burst: 3, intervalMs: 30_000)) throws {
+    public init(
+        context: ZMQContext, allowedKeys: Set<String> = [], domains: Set<String>? = nil,
+        allowNullMechanism: Bool = false, log: (@Sendable (String) -> Void)? = nil,
+        limiter: LogLimiter = LogLimiter(burst: 3, intervalMs: 30_000)
+    ) throws {
         let socket = try context.socket(.rep)
         try socket.bind(Self.endpoint)
         state = State()
@@ -65,7 +68,10 @@ public final class ZAPAuthenticator: @unchecked Sendable {  // mutable state liv
     /// Stops the handler and waits for its thread to exit.
     public func stop() {
         let first = state.with { s -> Bool in
-            defer { s.stopCalled = true; s.stop = true }
+            defer {
+                s.stopCalled = true
+                s.stop = true
+            }
             return !s.stopCalled
         }
         if first { finished.wait() }
@@ -78,7 +84,8 @@ public final class ZAPAuthenticator: @unchecked Sendable {  // mutable state liv
     /// The latest decisions (up to 1024; Z85 key or "mechanism:NAME", allowed?), for logs and tests.
     public var decisions: [(key: String, allowed: Bool)] { state.with { $0.decisions } }
 
-    private static func serve(socket: ZMQSocket, state: State, log: (@Sendable (String) -> Void)?, limiter: LogLimiter) {
+    private static func serve(socket: ZMQSocket, state: State, log: (@Sendable (String) -> Void)?, limiter: LogLimiter)
+    {
         var limiter = limiter
         defer { report(limiter.summaries(nowMs: nowMs(), force: true), log) }
         while !state.with({ $0.stop }) {
@@ -87,29 +94,47 @@ public final class ZAPAuthenticator: @unchecked Sendable {  // mutable state liv
             // Request: version, request id, domain, address, routing id, mechanism, credentials...
             guard frames.count >= 6 else {
                 // Not a ZAP request; a REP socket must still answer.
-                _ = try? socket.send([Data("1.0".utf8), Data(), Data("500".utf8), Data("malformed ZAP request".utf8), Data(), Data()])
+                _ = try? socket.send([
+                    Data("1.0".utf8), Data(), Data("500".utf8), Data("malformed ZAP request".utf8), Data(), Data(),
+                ])
                 continue
             }
             let version = String(decoding: frames[0], as: UTF8.self)
             let requestID = frames[1]
             let domain = String(decoding: frames[2], as: UTF8.self)
             let mechanism = String(decoding: frames[5], as: UTF8.self)
-            var status = "400", text = "denied", user = ""
+            var status = "400"
+            var text = "denied"
+            var user = ""
             var subject = "mechanism:\(mechanism)"
             if version != "1.0" {
-                status = "500"; text = "unsupported ZAP version"
+                status = "500"
+                text = "unsupported ZAP version"
             } else {
                 state.with { s in
-                    if let d = s.domains, !d.contains(domain) { text = "unknown domain"; return }
+                    if let d = s.domains, !d.contains(domain) {
+                        text = "unknown domain"
+                        return
+                    }
                     switch mechanism {
                     case "CURVE":
                         guard frames.count >= 7, frames[6].count == 32, let key = Z85.encode(frames[6]) else {
-                            text = "bad CURVE credentials"; return
+                            text = "bad CURVE credentials"
+                            return
                         }
                         subject = key
-                        if s.allowed.contains(key) { status = "200"; text = "OK"; user = key } else { text = "key not allowed" }
+                        if s.allowed.contains(key) {
+                            status = "200"
+                            text = "OK"
+                            user = key
+                        } else {
+                            text = "key not allowed"
+                        }
                     case "NULL":
-                        if s.allowNull { status = "200"; text = "OK" }
+                        if s.allowNull {
+                            status = "200"
+                            text = "OK"
+                        }
                     default:
                         text = "mechanism not allowed"
                     }
@@ -129,7 +154,9 @@ public final class ZAPAuthenticator: @unchecked Sendable {  // mutable state liv
                     log("ZAP denied \(what)\(from): \(text)")
                 }
             }
-            _ = try? socket.send([Data("1.0".utf8), requestID, Data(status.utf8), Data(text.utf8), Data(user.utf8), Data()])
+            _ = try? socket.send([
+                Data("1.0".utf8), requestID, Data(status.utf8), Data(text.utf8), Data(user.utf8), Data(),
+            ])
         }
     }
 

@@ -11,11 +11,11 @@ struct CoordinatorCommand: ParsableCommand {
         commandName: "coordinator",
         abstract: "Run a coordinator: job store, scheduler, merger and writer for ZeroMQ workers.",
         discussion: """
-        One ROUTER socket at --listen serves workers and clients; progress is published at
-        --publish (default: the listen port + 1). Without CURVE keys only loopback addresses
-        are bound unless --insecure is given.
-        Example: kiln coordinator --listen tcp://127.0.0.1:5555 --data-dir /var/lib/kiln
-        """)
+            One ROUTER socket at --listen serves workers and clients; progress is published at
+            --publish (default: the listen port + 1). Without CURVE keys only loopback addresses
+            are bound unless --insecure is given.
+            Example: kiln coordinator --listen tcp://127.0.0.1:5555 --data-dir /var/lib/kiln
+            """)
 
     @Option(help: "ROUTER endpoint for workers and clients.")
     var listen = "tcp://127.0.0.1:5555"
@@ -37,11 +37,15 @@ struct CoordinatorCommand: ParsableCommand {
     var maxMessageBytes: Int64 = 1 << 30
     @Flag(help: "Keep each job's result files after it ends, for debugging (`kiln gc` removes them later).")
     var keepResults = false
-    @Option(help: ArgumentHelp("A directory whose files jobs may read and write (repeatable). Jobs are confined to "
-                               + "these, --data-dir and the directory the coordinator starts in.", valueName: "dir"))
+    @Option(
+        help: ArgumentHelp(
+            "A directory whose files jobs may read and write (repeatable). Jobs are confined to "
+                + "these, --data-dir and the directory the coordinator starts in.", valueName: "dir"))
     var allowPath: [String] = []
-    @Option(help: ArgumentHelp("Refuse a job whose estimated memory per process exceeds SIZE (e.g. 16G; default 80% of RAM).",
-                               valueName: "size"))
+    @Option(
+        help: ArgumentHelp(
+            "Refuse a job whose estimated memory per process exceeds SIZE (e.g. 16G; default 80% of RAM).",
+            valueName: "size"))
     var maxJobMemory: String?
     @Option(help: "trace | debug | info | notice | warning | error")
     var logLevel = "info"
@@ -82,13 +86,17 @@ struct CoordinatorCommand: ParsableCommand {
             if let f = curveSecret {
                 c.curveSecretKey = try readSecretKey(f, what: "--curve-secret").secretKey
                 c.curveSecretSource = "--curve-secret \(f)"
-                guard let f2 = allowKeys else { throw UserError("--curve-secret needs --allow-keys (the public keys let in)") }
+                guard let f2 = allowKeys else {
+                    throw UserError("--curve-secret needs --allow-keys (the public keys let in)")
+                }
                 c.allowedKeys = Set(try readKeyFile(f2, what: "--allow-keys", kind: .publicKey))
             } else if allowKeys != nil {
                 throw UserError("--allow-keys needs --curve-secret")
             }
             let coordinator = try Coordinator(config: c)
-            print("coordinator listening on \(coordinator.endpoints.listen), progress on \(coordinator.endpoints.publish)")
+            print(
+                "coordinator listening on \(coordinator.endpoints.listen), progress on \(coordinator.endpoints.publish)"
+            )
             if coordinator.token != nil {
                 let file = c.dataDir.appendingPathComponent(LocalToken.fileName).path
                 print("clients and workers need its token: --token-file \(file) (or KILN_TOKEN_FILE=\(file))")

@@ -6,20 +6,28 @@ import ZeroMQ
 
 /// How to reach the coordinator (every cluster client command).
 struct CoordinatorOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("Coordinator endpoint (default: $KILN_COORDINATOR, else \(Endpoints.defaultCoordinator)).",
-                               valueName: "endpoint"))
+    @Option(
+        help: ArgumentHelp(
+            "Coordinator endpoint (default: $KILN_COORDINATOR, else \(Endpoints.defaultCoordinator)).",
+            valueName: "endpoint"))
     var coordinator: String?
 
-    @Option(help: ArgumentHelp("File holding the coordinator's CURVE public key, Z85 (default: $KILN_CURVE_SERVER_KEY); none: plain TCP.",
-                               valueName: "file"))
+    @Option(
+        help: ArgumentHelp(
+            "File holding the coordinator's CURVE public key, Z85 (default: $KILN_CURVE_SERVER_KEY); none: plain TCP.",
+            valueName: "file"))
     var curveServerKey: String?
 
-    @Option(help: ArgumentHelp("File holding this client's CURVE secret key, Z85 (default: $KILN_CURVE_SECRET; else a fresh pair).",
-                               valueName: "file"))
+    @Option(
+        help: ArgumentHelp(
+            "File holding this client's CURVE secret key, Z85 (default: $KILN_CURVE_SECRET; else a fresh pair).",
+            valueName: "file"))
     var curveSecret: String?
 
-    @Option(help: ArgumentHelp("File holding the coordinator's token, its DATA_DIR/token (default: $KILN_TOKEN_FILE); "
-                               + "a coordinator without CURVE keys requires it.", valueName: "file"))
+    @Option(
+        help: ArgumentHelp(
+            "File holding the coordinator's token, its DATA_DIR/token (default: $KILN_TOKEN_FILE); "
+                + "a coordinator without CURVE keys requires it.", valueName: "file"))
     var tokenFile: String?
 
     @Option(help: "Seconds to wait for each answer from the coordinator.")
@@ -28,7 +36,9 @@ struct CoordinatorOptions: ParsableArguments {
     var endpoint: String { Endpoints.coordinator(explicit: coordinator) }
 
     func makeClient() throws -> CoordinatorClient {
-        guard timeout > 0, timeout.isFinite else { throw UserError("--timeout \(timeout) must be a positive number of seconds") }
+        guard timeout > 0, timeout.isFinite else {
+            throw UserError("--timeout \(timeout) must be a positive number of seconds")
+        }
         let env = ProcessInfo.processInfo.environment
         // Key files, as `kiln worker` takes them.
         let serverFile = curveServerKey ?? env["KILN_CURVE_SERVER_KEY"].flatMap { $0.isEmpty ? nil : $0 }
@@ -38,15 +48,17 @@ struct CoordinatorOptions: ParsableArguments {
         }
         let security = try serverFile.map { file in
             let server = try readKeyFile(file, what: "--curve-server-key", kind: .publicKey)[0]
-            var security = try secretFile.map {
-                ClientSecurity(serverPublicKey: server, keys: try readSecretKey($0, what: "--curve-secret"))
-            } ?? ClientSecurity(serverPublicKey: server, secretKey: nil)
+            var security =
+                try secretFile.map {
+                    ClientSecurity(serverPublicKey: server, keys: try readSecretKey($0, what: "--curve-secret"))
+                } ?? ClientSecurity(serverPublicKey: server, secretKey: nil)
             security.source = "--curve-server-key \(file)" + (secretFile.map { ", --curve-secret \($0)" } ?? "")
             return security
         }
         let token = try readTokenFile(explicit: tokenFile, environment: env)
-        return try CoordinatorClient(endpoint: endpoint, timeoutMs: Int((timeout * 1000).rounded()), security: security,
-                                     token: token)
+        return try CoordinatorClient(
+            endpoint: endpoint, timeoutMs: Int((timeout * 1000).rounded()), security: security,
+            token: token)
     }
 }
 
@@ -69,25 +81,32 @@ func readKeyFile(_ path: String, what: String, kind: KeyKind) throws -> [String]
     let lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
         .map { $0.trimmingCharacters(in: .whitespaces) }
     if lines.contains(where: { $0.hasPrefix(kind.other.marker) }) {
-        let holds = kind == .publicKey ? "a secret key; pass the .pub file (keep the .secret on its own host)"
+        let holds =
+            kind == .publicKey
+            ? "a secret key; pass the .pub file (keep the .secret on its own host)"
             : "a public key; pass the .secret file written beside it by `kiln keygen`"
         throw UserError("\(what) \(path): the file holds \(holds)")
     }
     var keys: [String] = []
     for (i, line) in lines.enumerated() where !line.isEmpty && !line.hasPrefix("#") {
         if let why = Z85.keyProblem(line) {
-            throw UserError("\(what) \(path): line \(i + 1) is not a Z85 CURVE key: \(why) (make keys with `kiln keygen NAME`)")
+            throw UserError(
+                "\(what) \(path): line \(i + 1) is not a Z85 CURVE key: \(why) (make keys with `kiln keygen NAME`)")
         }
         keys.append(line)
     }
-    guard !keys.isEmpty else { throw UserError("\(what) \(path): no key in the file (make one with `kiln keygen NAME`)") }
+    guard !keys.isEmpty else {
+        throw UserError("\(what) \(path): no key in the file (make one with `kiln keygen NAME`)")
+    }
     return keys
 }
 
 /// The key pair of a secret key file (its public half derived by libzmq).
 func readSecretKey(_ path: String, what: String) throws -> ZMQCurveKeyPair {
     let keys = try readKeyFile(path, what: what, kind: .secretKey)
-    guard keys.count == 1 else { throw UserError("\(what) \(path): holds \(keys.count) keys; a secret key file holds one") }
+    guard keys.count == 1 else {
+        throw UserError("\(what) \(path): holds \(keys.count) keys; a secret key file holds one")
+    }
     do { return try ZMQCurveKeyPair(secretKey: keys[0]) } catch {
         throw UserError("\(what) \(path): the key is not usable as a CURVE secret key: \(error)")
     }
@@ -105,11 +124,13 @@ func readTokenFile(explicit: String?, environment: [String: String]) throws -> S
     }
     let text: String
     do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-        throw UserError("\(what) \(path): cannot read the token (\(error.localizedDescription)); it is the coordinator's "
-                        + "DATA_DIR/token, readable by the user who runs the coordinator")
+        throw UserError(
+            "\(what) \(path): cannot read the token (\(error.localizedDescription)); it is the coordinator's "
+                + "DATA_DIR/token, readable by the user who runs the coordinator")
     }
     guard let token = LocalToken.parse(text) else {
-        throw UserError("\(what) \(path): not a coordinator token (64 hex digits); pass the coordinator's DATA_DIR/token")
+        throw UserError(
+            "\(what) \(path): not a coordinator token (64 hex digits); pass the coordinator's DATA_DIR/token")
     }
     return token
 }

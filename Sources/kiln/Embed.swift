@@ -9,7 +9,9 @@ struct Embed: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Sentence embeddings from a BERT model (mean pooling, L2-normalised), one per non-empty line.")
 
-    @Argument(help: "A BERT model: Hugging Face directory or .safetensors file with config.json and tokenizer.json beside it.")
+    @Argument(
+        help: "A BERT model: Hugging Face directory or .safetensors file with config.json and tokenizer.json beside it."
+    )
     var model: String
 
     @Option(help: "Text file: one sentence per line.")
@@ -39,8 +41,10 @@ struct Embed: ParsableCommand {
                 embeddings.append(bert.embed(ids.map(Int32.init)))
             }
             if json {
-                try printJSON(["model": view.url.path, "dimensions": embeddings.first?.count ?? 0,
-                               "embeddings": embeddings.map { $0.map(Double.init) }])
+                try printJSON([
+                    "model": view.url.path, "dimensions": embeddings.first?.count ?? 0,
+                    "embeddings": embeddings.map { $0.map(Double.init) },
+                ])
             } else {
                 for e in embeddings { print(e.map { String(format: "%.6f", $0) }.joined(separator: " ")) }
             }

@@ -9,11 +9,11 @@ struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Perplexity of a causal language model on a text file.",
         discussion: """
-        Protocol: the whole file is tokenized without special tokens and cut into
-        non-overlapping windows of --ctx tokens from the start; tokens 1..ctx-1 of each
-        window are scored given the tokens before them in the same window;
-        PPL = exp(sum NLL / ((ctx - 1) * windows)).
-        """)
+            Protocol: the whole file is tokenized without special tokens and cut into
+            non-overlapping windows of --ctx tokens from the start; tokens 1..ctx-1 of each
+            window are scored given the tokens before them in the same window;
+            PPL = exp(sum NLL / ((ctx - 1) * windows)).
+            """)
 
     @Argument(help: "A .gguf file, a .safetensors file or a Hugging Face model directory.")
     var model: String
@@ -44,11 +44,14 @@ struct Eval: ParsableCommand {
             let started = Date()
             let view = try openModel(URL(fileURLWithPath: model))
             guard ctx <= view.config.contextLength else {
-                throw UserError("--ctx \(ctx) exceeds the context length of \(view.url.lastPathComponent) "
-                                + "(\(view.config.contextLength)); use at most \(view.config.contextLength)")
+                throw UserError(
+                    "--ctx \(ctx) exceeds the context length of \(view.url.lastPathComponent) "
+                        + "(\(view.config.contextLength)); use at most \(view.config.contextLength)")
             }
             guard let source = view.tokenizer else {
-                throw UserError("\(view.url.lastPathComponent): the model carries no tokenizer (GGUF tokenizer.ggml.* keys or tokenizer.json)")
+                throw UserError(
+                    "\(view.url.lastPathComponent): the model carries no tokenizer (GGUF tokenizer.ggml.* keys or tokenizer.json)"
+                )
             }
             let tokenizer = try loadTokenizer(source)
             let textURL = URL(fileURLWithPath: text)
@@ -60,7 +63,8 @@ struct Eval: ParsableCommand {
             }
             let n = windows ?? available
             guard n <= available else {
-                throw UserError("\(text): \(ids.count) tokens give \(available) windows of \(ctx); lower --windows (asked \(n))")
+                throw UserError(
+                    "\(text): \(ids.count) tokens give \(available) windows of \(ctx); lower --windows (asked \(n))")
             }
             let lm = try loadCausalLM(view: view, options: ModelLoadOptions(lazyBlocks: false))
             let bar = ProgressBar(total: n, label: "eval")
@@ -77,8 +81,10 @@ struct Eval: ParsableCommand {
                     "window_nll_sums": result.windowNLLSums, "seconds": seconds,
                 ])
             } else {
-                print(String(format: "perplexity %.4f  (%d windows of %d tokens, %d scored of %d in the file, %.1f s)",
-                             result.perplexity, n, ctx, result.scoredTokens, ids.count, seconds))
+                print(
+                    String(
+                        format: "perplexity %.4f  (%d windows of %d tokens, %d scored of %d in the file, %.1f s)",
+                        result.perplexity, n, ctx, result.scoredTokens, ids.count, seconds))
             }
         }
     }

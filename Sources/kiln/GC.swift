@@ -7,11 +7,11 @@ struct GC: ParsableCommand {
         commandName: "gc",
         abstract: "Remove result files of ended jobs and stale temporary files from a coordinator's data directory.",
         discussion: """
-        Removes DATA_DIR/results/<job>/ of jobs that succeeded, failed or were cancelled, or
-        that the job store does not know, and stale .tmp-* files of unfinished jobs (whose
-        results the coordinator resumes from). Only names Kiln creates are removed; anything
-        else is listed and left alone. Refused while a coordinator runs on DATA_DIR.
-        """)
+            Removes DATA_DIR/results/<job>/ of jobs that succeeded, failed or were cancelled, or
+            that the job store does not know, and stale .tmp-* files of unfinished jobs (whose
+            results the coordinator resumes from). Only names Kiln creates are removed; anything
+            else is listed and left alone. Refused while a coordinator runs on DATA_DIR.
+            """)
 
     @Option(help: "The coordinator's data directory (holding kiln.sqlite and results/).")
     var dataDir: String

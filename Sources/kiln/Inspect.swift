@@ -37,7 +37,8 @@ struct Inspect: ParsableCommand {
                 ]
                 if !noTensors {
                     obj["tensors"] = view.tensors.map {
-                        ["name": $0.name, "dtype": $0.dtype.rawValue, "shape": $0.shape, "bytes": $0.byteCount] as [String: Any]
+                        ["name": $0.name, "dtype": $0.dtype.rawValue, "shape": $0.shape, "bytes": $0.byteCount]
+                            as [String: Any]
                     }
                 }
                 try printJSON(obj)
@@ -46,9 +47,12 @@ struct Inspect: ParsableCommand {
             print("model         \(view.url.path)")
             print("format        \(view.format)")
             print("architecture  \(c.architecture)")
-            print("parameters    \(params) (\(formatBytes(totalBytes)) of tensor data in \(view.tensors.count) tensors)")
+            print(
+                "parameters    \(params) (\(formatBytes(totalBytes)) of tensor data in \(view.tensors.count) tensors)")
             print("hidden        \(c.hiddenSize)   ffn \(c.intermediateSize)   layers \(c.layerCount)")
-            print("heads         \(c.headCount)   kv heads \(c.kvHeadCount)   head dim \(c.headCount > 0 ? c.hiddenSize / c.headCount : 0)")
+            print(
+                "heads         \(c.headCount)   kv heads \(c.kvHeadCount)   head dim \(c.headCount > 0 ? c.hiddenSize / c.headCount : 0)"
+            )
             print("context       \(c.contextLength)   rope theta \(c.ropeTheta)   norm eps \(c.normEps)")
             print("vocab         \(c.vocabSize)   tied embeddings \(c.tiedEmbeddings)")
             print("tokenizer     " + tok.map { "\($0.key)=\($0.value)" }.sorted().joined(separator: "  "))
@@ -58,9 +62,10 @@ struct Inspect: ParsableCommand {
             print("name".padding(toLength: width, withPad: " ", startingAt: 0) + "  dtype  shape                 bytes")
             for t in view.tensors {
                 let shape = "[" + t.shape.map(String.init).joined(separator: ", ") + "]"
-                print(t.name.padding(toLength: width, withPad: " ", startingAt: 0) + "  "
-                      + t.dtype.rawValue.padding(toLength: 5, withPad: " ", startingAt: 0) + "  "
-                      + shape.padding(toLength: 20, withPad: " ", startingAt: 0) + "  \(t.byteCount)")
+                print(
+                    t.name.padding(toLength: width, withPad: " ", startingAt: 0) + "  "
+                        + t.dtype.rawValue.padding(toLength: 5, withPad: " ", startingAt: 0) + "  "
+                        + shape.padding(toLength: 20, withPad: " ", startingAt: 0) + "  \(t.byteCount)")
             }
         }
     }

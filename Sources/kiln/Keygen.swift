@@ -7,39 +7,46 @@ struct Keygen: ParsableCommand {
         commandName: "keygen",
         abstract: "Make a CurveZMQ key pair: NAME.pub (public) and NAME.secret (private, mode 0600).",
         discussion: """
-        The coordinator takes its NAME.secret as --curve-secret and lists the .pub files of
-        the workers and clients it lets in with --allow-keys. Workers and clients take the
-        coordinator's .pub as --curve-server-key and their own .secret as --curve-secret.
-        Never overwrites a file. Example: kiln keygen coordinator
-        """)
+            The coordinator takes its NAME.secret as --curve-secret and lists the .pub files of
+            the workers and clients it lets in with --allow-keys. Workers and clients take the
+            coordinator's .pub as --curve-server-key and their own .secret as --curve-secret.
+            Never overwrites a file. Example: kiln keygen coordinator
+            """)
 
     @Argument(help: ArgumentHelp("Path prefix of the two files.", valueName: "name"))
     var name: String
 
     func run() throws {
         try runReportingErrors {
-            let pub = name + ".pub", secret = name + ".secret"
+            let pub = name + ".pub"
+            let secret = name + ".secret"
             // Both checked first: a half-written pair is worse than none.
             for path in [pub, secret] where FileManager.default.fileExists(atPath: path) {
-                throw UserError("kiln keygen \(name): \(path) already exists; keygen never overwrites a key "
-                                + "(pick another NAME, or remove the old pair if nothing uses it)")
+                throw UserError(
+                    "kiln keygen \(name): \(path) already exists; keygen never overwrites a key "
+                        + "(pick another NAME, or remove the old pair if nothing uses it)")
             }
             let pair: ZMQCurveKeyPair
             do { pair = try ZMQCurveKeyPair.generate() } catch {
-                throw UserError("kiln keygen: this libzmq cannot make CURVE keys (\(error)); install a libzmq built with CURVE")
+                throw UserError(
+                    "kiln keygen: this libzmq cannot make CURVE keys (\(error)); install a libzmq built with CURVE")
             }
             let base = URL(fileURLWithPath: name).lastPathComponent
-            try writeNewFile(secret, mode: 0o600, text: """
-                \(KeyKind.secretKey.marker) \(base) (Z85); keep it private: it is the identity of whoever holds it
-                \(pair.secretKey)
-
-                """)
-            do {
-                try writeNewFile(pub, mode: 0o644, text: """
-                    \(KeyKind.publicKey.marker) \(base) (Z85); a line for the coordinator's --allow-keys file
-                    \(pair.publicKey)
+            try writeNewFile(
+                secret, mode: 0o600,
+                text: """
+                    \(KeyKind.secretKey.marker) \(base) (Z85); keep it private: it is the identity of whoever holds it
+                    \(pair.secretKey)
 
                     """)
+            do {
+                try writeNewFile(
+                    pub, mode: 0o644,
+                    text: """
+                        \(KeyKind.publicKey.marker) \(base) (Z85); a line for the coordinator's --allow-keys file
+                        \(pair.publicKey)
+
+                        """)
             } catch {
                 unlink(secret)
                 throw error

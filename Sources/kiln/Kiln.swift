@@ -6,8 +6,10 @@ struct Kiln: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kiln",
         abstract: "Post-training quantization of large language models, on one machine or a cluster.",
-        subcommands: [Inspect.self, Eval.self, Embed.self, Run.self, CoordinatorCommand.self, WorkerCommand.self, Keygen.self,
-                      Submit.self, Watch.self, Status.self, Cancel.self, Workers.self, GC.self])
+        subcommands: [
+            Inspect.self, Eval.self, Embed.self, Run.self, CoordinatorCommand.self, WorkerCommand.self, Keygen.self,
+            Submit.self, Watch.self, Status.self, Cancel.self, Workers.self, GC.self,
+        ])
 }
 
 /// Failures the user can act on: printed as one line on stderr, exit code 1.

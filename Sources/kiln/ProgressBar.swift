@@ -21,7 +21,8 @@ final class ProgressBar {
         let elapsed = Date().timeIntervalSince(start)
         let eta = done > 0 ? elapsed / Double(done) * Double(total - done) : 0
         let bar = String(repeating: "#", count: filled) + String(repeating: " ", count: width - filled)
-        let line = String(format: "\r%@ [%@] %d/%d  %@  %.0fs, eta %.0fs\u{1B}[K", label, bar, done, total, detail, elapsed, eta)
+        let line = String(
+            format: "\r%@ [%@] %d/%d  %@  %.0fs, eta %.0fs\u{1B}[K", label, bar, done, total, detail, elapsed, eta)
         FileHandle.standardError.write(Data(line.utf8))
     }
 

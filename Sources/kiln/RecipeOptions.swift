@@ -27,13 +27,17 @@ struct RecipeOptions: ParsableArguments {
     var method: QuantMethod = .gptq
     @Option(parsing: .unconditional, help: "Bits per weight (default: the format's; 4 for gptq-safetensors).")
     var bits: Int?
-    @Option(parsing: .unconditional, help: "Input columns per group, -1 per channel (default: 32 for GGUF, 128 for gptq-safetensors).")
+    @Option(
+        parsing: .unconditional,
+        help: "Input columns per group, -1 per channel (default: 32 for GGUF, 128 for gptq-safetensors).")
     var group: Int?
     @Flag(inversion: .prefixedNo, help: "Symmetric grid (default: the format's grid; gptq-safetensors: symmetric).")
     var sym: Bool?
     @Flag(inversion: .prefixedNo, help: "GPTQ: quantize columns in decreasing Hessian-diagonal order.")
     var actOrder = true
-    @Flag(inversion: .prefixedNo, help: "GPTQ: fit all groups' parameters on the original weights up front (default: with act-order).")
+    @Flag(
+        inversion: .prefixedNo,
+        help: "GPTQ: fit all groups' parameters on the original weights up front (default: with act-order).")
     var staticGroups: Bool?
     @Option(parsing: .unconditional, help: "GPTQ dampening, fraction of mean(diag(H)).")
     var damp = 0.01
@@ -49,19 +53,39 @@ struct RecipeOptions: ParsableArguments {
     var eval: String?
     @Option(parsing: .unconditional, help: "Evaluation windows of 512 tokens.")
     var evalWindows = 40
-    @Flag(inversion: .prefixedNo, help: "With --eval: also measure the unquantized model (skip it when comparing recipes).")
+    @Flag(
+        inversion: .prefixedNo,
+        help: "With --eval: also measure the unquantized model (skip it when comparing recipes).")
     var evalBefore = true
     @Option(parsing: .unconditional, help: "Calibration windows per shard (the unit of work of the task graph).")
     var shardSize = 8
-    @Flag(help: "Replace an existing output: a file, or a directory holding only a previous Kiln output (its manifest); never inputs or files Kiln did not write.")
+    @Flag(
+        help:
+            "Replace an existing output: a file, or a directory holding only a previous Kiln output (its manifest); never inputs or files Kiln did not write."
+    )
     var overwrite = false
 
     func jobSpec() -> JobSpec {
         var s = JobSpec(model: model, calibration: calib, output: out)
-        s.samples = samples; s.seqlen = seqlen; s.seed = seed; s.sampler = sampler; s.method = method
-        s.bits = bits; s.groupSize = group; s.symmetric = sym; s.actOrder = actOrder; s.staticGroups = staticGroups
-        s.percentDamp = damp; s.mode = mode; s.format = format; s.evalFile = eval; s.evalWindows = evalWindows; s.evalBefore = evalBefore
-        s.shardSize = shardSize; s.blockSize = blockSize; s.overwrite = overwrite
+        s.samples = samples
+        s.seqlen = seqlen
+        s.seed = seed
+        s.sampler = sampler
+        s.method = method
+        s.bits = bits
+        s.groupSize = group
+        s.symmetric = sym
+        s.actOrder = actOrder
+        s.staticGroups = staticGroups
+        s.percentDamp = damp
+        s.mode = mode
+        s.format = format
+        s.evalFile = eval
+        s.evalWindows = evalWindows
+        s.evalBefore = evalBefore
+        s.shardSize = shardSize
+        s.blockSize = blockSize
+        s.overwrite = overwrite
         return s
     }
 }

@@ -14,24 +14,30 @@ struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Quantize a model on this machine: calibrate, reconstruct block by block, write, evaluate.",
         discussion: """
-        Example: kiln run --model m.gguf --calib text.txt --method gptq --format gguf-q4_0 --out m-q4_0.gguf \\
-                          --eval held-out.txt
-        The report (perplexity before/after, per-linear output error, time per phase, peak RSS)
-        is printed and written beside the output as <out>.report.json.
-        """)
+            Example: kiln run --model m.gguf --calib text.txt --method gptq --format gguf-q4_0 --out m-q4_0.gguf \\
+                              --eval held-out.txt
+            The report (perplexity before/after, per-linear output error, time per phase, peak RSS)
+            is printed and written beside the output as <out>.report.json.
+            """)
 
     @OptionGroup(title: "Recipe")
     var recipe: RecipeOptions
-    @Option(parsing: .unconditional, help: "Tasks run at once, each on one BLAS thread (the output does not depend on it).")
+    @Option(
+        parsing: .unconditional, help: "Tasks run at once, each on one BLAS thread (the output does not depend on it).")
     var threads: Int?
-    @Option(parsing: .unconditional,
-            help: "Run as a coordinator and N workers in this process over inproc:// (the cluster's code path).")
+    @Option(
+        parsing: .unconditional,
+        help: "Run as a coordinator and N workers in this process over inproc:// (the cluster's code path).")
     var workers: Int?
-    @Option(help: ArgumentHelp("Refuse a job whose estimated memory exceeds SIZE (e.g. 16G; default 80% of RAM).",
-                               valueName: "size"))
+    @Option(
+        help: ArgumentHelp(
+            "Refuse a job whose estimated memory exceeds SIZE (e.g. 16G; default 80% of RAM).",
+            valueName: "size"))
     var maxJobMemory: String?
-    @Option(help: ArgumentHelp("Keep calibration activations in files under DIR instead of memory (calibration sets larger than RAM).",
-                               valueName: "dir"))
+    @Option(
+        help: ArgumentHelp(
+            "Keep calibration activations in files under DIR instead of memory (calibration sets larger than RAM).",
+            valueName: "dir"))
     var spill: String?
     @Flag(help: "Print the report as JSON on stdout.")
     var json = false
@@ -55,13 +61,19 @@ struct Run: ParsableCommand {
             let progress = RunProgress(terminal: isatty(STDERR_FILENO) == 1)
             let report: JobReport
             if let n = workers {
-                guard spill == nil else { throw UserError("--spill applies to kiln run without --workers (workers keep their shards in memory)") }
+                guard spill == nil else {
+                    throw UserError(
+                        "--spill applies to kiln run without --workers (workers keep their shards in memory)")
+                }
                 try spec().validate(limits: limits)
-                report = try EmbeddedCluster.run(spec: spec(), workers: n, threads: threads ?? 1, progress: progress.handle).report
+                report = try EmbeddedCluster.run(
+                    spec: spec(), workers: n, threads: threads ?? 1, progress: progress.handle
+                ).report
                 try report.write()
             } else {
-                report = try Job.run(spec(), spill: spill.map { URL(fileURLWithPath: $0) }, limits: limits,
-                                     progress: progress.handle)
+                report = try Job.run(
+                    spec(), spill: spill.map { URL(fileURLWithPath: $0) }, limits: limits,
+                    progress: progress.handle)
             }
             progress.finish()
             if json {
@@ -87,7 +99,10 @@ final class RunProgress {
     private func write(_ s: String) { FileHandle.standardError.write(Data(s.utf8)) }
 
     private func line(_ s: String) {
-        if terminal { write("\r\u{1B}[2K" + s); open = true }
+        if terminal {
+            write("\r\u{1B}[2K" + s)
+            open = true
+        }
     }
 
     private func endLine(_ s: String) {
@@ -98,27 +113,42 @@ final class RunProgress {
     func handle(_ e: JobEvent) {
         switch e {
         case let .phase(name):
-            if open { write("\n"); open = false }
+            if open {
+                write("\n")
+                open = false
+            }
             if !terminal { write("\(name)\n") } else { line(name) }
         case let .task(t, done, total):
-            if t.block != current { current = t.block; collected = 0; reconstructed = 0; propagated = 0 }
+            if t.block != current {
+                current = t.block
+                collected = 0
+                reconstructed = 0
+                propagated = 0
+            }
             switch t {
             case .collect: collected += 1
             case .reconstruct: reconstructed += 1
             case .propagate: propagated += 1
             case .merge: break
             }
-            line("block \(t.block): statistics \(collected) shards, reconstruct \(reconstructed)/4"
-                 + (propagated > 0 ? ", propagate \(propagated)" : "") + "   [\(done)/\(total) tasks]")
+            line(
+                "block \(t.block): statistics \(collected) shards, reconstruct \(reconstructed)/4"
+                    + (propagated > 0 ? ", propagate \(propagated)" : "") + "   [\(done)/\(total) tasks]")
         case let .blockDone(b, blocks, linears):
             let rel = linears.isEmpty ? 0 : linears.map(\.relativeError).reduce(0, +) / Double(linears.count)
             let worst = linears.max { $0.relativeError < $1.relativeError }
-            endLine(String(format: "block %2d/%d  mean relative output error %.3e", b + 1, blocks, rel)
+            endLine(
+                String(format: "block %2d/%d  mean relative output error %.3e", b + 1, blocks, rel)
                     + (worst.map { String(format: "  (worst %@ %.3e)", $0.linear, $0.relativeError) } ?? ""))
         case let .eval(label, done, total, _):
             if terminal { line("eval \(label): block \(done)/\(total)") }
         }
     }
 
-    func finish() { if open { write("\n"); open = false } }
+    func finish() {
+        if open {
+            write("\n")
+            open = false
+        }
+    }
 }

@@ -29,7 +29,9 @@ struct Status: ParsableCommand {
                 }
                 return
             }
-            let views = try client.snapshot().jobs.map(JobView.init(status:)).sorted { $0.submittedUnixMs < $1.submittedUnixMs }
+            let views = try client.snapshot().jobs.map(JobView.init(status:)).sorted {
+                $0.submittedUnixMs < $1.submittedUnixMs
+            }
             if json {
                 try printJSON(["jobs": views.map { $0.jsonObject(nowUnixMs: now) }])
             } else if views.isEmpty {

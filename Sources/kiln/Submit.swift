@@ -7,11 +7,11 @@ struct Submit: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Submit a quantization job to a coordinator and print its id.",
         discussion: """
-        Takes the recipe options of `kiln run`. Paths are sent as absolute paths and must \
-        be readable by the coordinator (and the workers, or they fetch the model from it).
+            Takes the recipe options of `kiln run`. Paths are sent as absolute paths and must \
+            be readable by the coordinator (and the workers, or they fetch the model from it).
 
-        Example: JOB=$(kiln submit --model m.gguf --calib text.txt --out m-q4_0.gguf) && kiln watch "$JOB"
-        """)
+            Example: JOB=$(kiln submit --model m.gguf --calib text.txt --out m-q4_0.gguf) && kiln watch "$JOB"
+            """)
 
     @OptionGroup var recipe: RecipeOptions
     @OptionGroup var connection: CoordinatorOptions
@@ -22,7 +22,9 @@ struct Submit: ParsableCommand {
     @Flag(help: "Follow the job to its end like `kiln watch`; exit status 1 if it failed or was cancelled.")
     var wait = false
 
-    @Option(help: ArgumentHelp("With --wait: progress feed endpoint (default: the coordinator's port + 1).", valueName: "endpoint"))
+    @Option(
+        help: ArgumentHelp(
+            "With --wait: progress feed endpoint (default: the coordinator's port + 1).", valueName: "endpoint"))
     var publish: String?
 
     @Flag(help: "With --wait: plain lines even on a terminal.")

@@ -7,11 +7,11 @@ struct Watch: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Follow a job block by block until it ends (exit status 1 if it failed or was cancelled).",
         discussion: """
-        On a terminal: a table redrawn in place, one row per block with statistics and \
-        reconstruction progress, error, worker, elapsed and ETA. Otherwise: one line per \
-        block state change. A watcher that starts late first gets the whole state \
-        (snapshot), then the live feed.
-        """)
+            On a terminal: a table redrawn in place, one row per block with statistics and \
+            reconstruction progress, error, worker, elapsed and ETA. Otherwise: one line per \
+            block state change. A watcher that starts late first gets the whole state \
+            (snapshot), then the live feed.
+            """)
 
     @Argument(help: "Job id (as `kiln submit` printed it).")
     var job: String
@@ -50,7 +50,11 @@ func followJob(_ jobID: String, client: CoordinatorClient, publish: String?, pla
     if json { try printJSON(view.jsonObject(nowUnixMs: WallClock.nowUnixMs)) }
     switch view.state {
     case .succeeded:
-        if !json { print("job \(jobID) succeeded in \(JobTable.duration(view.jobElapsedMs(nowUnixMs: WallClock.nowUnixMs))): \(view.spec.outputPath)") }
+        if !json {
+            print(
+                "job \(jobID) succeeded in \(JobTable.duration(view.jobElapsedMs(nowUnixMs: WallClock.nowUnixMs))): \(view.spec.outputPath)"
+            )
+        }
     case .cancelled:
         FileHandle.standardError.write(Data("kiln: job \(jobID) was cancelled\n".utf8))
         throw ExitCode(1)
@@ -106,13 +110,16 @@ final class LiveTable: WatchDisplay {
         if lines.count > room {
             // Keep summary and header; show the active blocks first, then the next waiting ones.
             let rows = view.rows
-            let shown = rows.filter { $0.stage != .done && $0.stage != .waiting }
+            let shown =
+                rows.filter { $0.stage != .done && $0.stage != .waiting }
                 + rows.filter { $0.stage == .waiting }
             let keep = Set(shown.prefix(room - 3).map(\.block))
             let done = rows.filter { $0.stage == .done }.count
-            lines = Array(lines.prefix(2)) + rows.filter { keep.contains($0.block) }.map {
-                JobTable.tableRow($0, nowUnixMs: nowUnixMs)
-            } + ["(\(done) blocks done, \(rows.count - keep.count - done) waiting not shown)"]
+            lines =
+                Array(lines.prefix(2))
+                + rows.filter { keep.contains($0.block) }.map {
+                    JobTable.tableRow($0, nowUnixMs: nowUnixMs)
+                } + ["(\(done) blocks done, \(rows.count - keep.count - done) waiting not shown)"]
         }
         var text = drawnLines > 0 ? "\u{1B}[\(drawnLines)F" : ""
         for line in lines { text += String(line.prefix(max(width - 1, 20))) + "\u{1B}[K\n" }

@@ -21,12 +21,20 @@ struct WorkerCommand: ParsableCommand {
     var curveServerKey: String?
     @Option(help: "File holding this worker's CURVE secret key (Z85); generated if omitted.")
     var curveSecret: String?
-    @Option(help: ArgumentHelp("File holding the coordinator's token, its DATA_DIR/token (default: $KILN_TOKEN_FILE); "
-                               + "a coordinator without CURVE keys requires it.", valueName: "file"))
+    @Option(
+        help: ArgumentHelp(
+            "File holding the coordinator's token, its DATA_DIR/token (default: $KILN_TOKEN_FILE); "
+                + "a coordinator without CURVE keys requires it.", valueName: "file"))
     var tokenFile: String?
-    @Option(help: ArgumentHelp("Where a model fetched from the coordinator is kept (default: a kiln-worker-ID directory under the temporary directory).", valueName: "dir"))
+    @Option(
+        help: ArgumentHelp(
+            "Where a model fetched from the coordinator is kept (default: a kiln-worker-ID directory under the temporary directory).",
+            valueName: "dir"))
     var cacheDir: String?
-    @Flag(help: "Always fetch the job's model from the coordinator in ranges, even if its path is readable here (hosts that do not share the coordinator's files). Without it the worker fetches only when the path is unreadable or its size differs.")
+    @Flag(
+        help:
+            "Always fetch the job's model from the coordinator in ranges, even if its path is readable here (hosts that do not share the coordinator's files). Without it the worker fetches only when the path is unreadable or its size differs."
+    )
     var fetchModel = false
     @Option(help: "trace | debug | info | notice | warning | error")
     var logLevel = "info"
@@ -36,7 +44,9 @@ struct WorkerCommand: ParsableCommand {
             guard threads >= 1 else { throw UserError("--threads must be at least 1 (got \(threads))") }
             bootstrapLogging(logLevel)
             var c = WorkerConfig(coordinator: coordinator, threads: threads, id: id)
-            if let f = curveServerKey { c.curveServerKey = try readKeyFile(f, what: "--curve-server-key", kind: .publicKey)[0] }
+            if let f = curveServerKey {
+                c.curveServerKey = try readKeyFile(f, what: "--curve-server-key", kind: .publicKey)[0]
+            }
             if let f = curveSecret {
                 guard c.curveServerKey != nil else {
                     throw UserError("--curve-secret needs --curve-server-key (the coordinator's public key file)")

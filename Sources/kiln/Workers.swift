@@ -17,8 +17,10 @@ struct Workers: ParsableCommand {
             let workers = try client.workers()
             let now = WallClock.nowUnixMs
             if json {
-                try printJSON(["coordinator": client.endpoint,
-                               "workers": workers.sorted { $0.workerID < $1.workerID }.map { $0.jsonObject(nowUnixMs: now) }])
+                try printJSON([
+                    "coordinator": client.endpoint,
+                    "workers": workers.sorted { $0.workerID < $1.workerID }.map { $0.jsonObject(nowUnixMs: now) },
+                ])
             } else if workers.isEmpty {
                 print("no workers connected to the coordinator at \(client.endpoint)")
             } else {

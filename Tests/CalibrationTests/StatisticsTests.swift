@@ -1,8 +1,8 @@
-import XCTest
+import Calibration
 import Foundation
 import Tensor
-import Calibration
 import TestSupport
+import XCTest
 
 final class StatisticsTests: XCTestCase {
     static let fixture = try! FixtureTensors(Paths.fixture("gptq/gptq_reference.safetensors"))
@@ -14,7 +14,8 @@ final class StatisticsTests: XCTestCase {
     /// The reference's H (4 equal add_batch calls of token rows) from our accumulator.
     func testHessianMatchesReference() throws {
         for pair in ["A", "B"] {
-            let x = Self.matrix("\(pair).X"), ref = Self.matrix("\(pair).H")
+            let x = Self.matrix("\(pair).X")
+            let ref = Self.matrix("\(pair).H")
             var acc = HessianAccumulator(columns: x.cols)
             let batch = x.rows / 4
             for b in 0..<4 { try acc.add(x.rows((b * batch)..<((b + 1) * batch)), name: "\(pair).X") }
@@ -26,13 +27,20 @@ final class StatisticsTests: XCTestCase {
             for i in 0..<n {
                 for j in 0..<n {
                     let denom = (ref[i, i] * ref[j, j]).squareRoot()
-                    if denom == 0 { XCTAssertEqual(h[i, j], 0); XCTAssertEqual(ref[i, j], 0); continue }
+                    if denom == 0 {
+                        XCTAssertEqual(h[i, j], 0)
+                        XCTAssertEqual(ref[i, j], 0)
+                        continue
+                    }
                     worst = max(worst, abs(h[i, j] - ref[i, j]) / denom)
                 }
             }
             print("Hessian \(pair): worst |H - Href| / sqrt(Hii Hjj) = \(worst)")
             XCTAssertLessThan(worst, 2e-6, pair)
-            if pair == "B" { XCTAssertEqual(h[7, 7], 0); XCTAssertEqual(h[200, 200], 0) }
+            if pair == "B" {
+                XCTAssertEqual(h[7, 7], 0)
+                XCTAssertEqual(h[200, 200], 0)
+            }
             // token normalization: 2/T instead of 2/samples
             let ht = acc.hessian(normalization: .tokens)
             XCTAssertEqual(ht[0, 0], Float(acc.gram()[0] * 2 / Double(x.rows)))
@@ -52,10 +60,13 @@ final class StatisticsTests: XCTestCase {
         let sequential = try LinearStatistics.merged(shards)
         let reversed = try LinearStatistics.merged(shards.reversed())
         func pair(_ a: LinearStatistics, _ b: LinearStatistics) throws -> LinearStatistics {
-            var m = a; try m.merge(b); return m
+            var m = a
+            try m.merge(b)
+            return m
         }
-        let tree = try pair(try pair(try pair(shards[0], shards[1]), try pair(shards[2], shards[3])),
-                            try pair(try pair(shards[4], shards[5]), try pair(shards[6], shards[7])))
+        let tree = try pair(
+            try pair(try pair(shards[0], shards[1]), try pair(shards[2], shards[3])),
+            try pair(try pair(shards[4], shards[5]), try pair(shards[6], shards[7])))
         let shuffled = try LinearStatistics.merged([3, 7, 0, 5, 1, 6, 2, 4].map { shards[$0] })
         // one accumulator fed the same batches in order
         var direct = LinearStatistics(name: "A.in", columns: x.cols)
@@ -112,7 +123,9 @@ final class StatisticsTests: XCTestCase {
             x[row, col] = v
             var s = ChannelStatistics(columns: 13)
             XCTAssertThrowsError(try s.add(x)) {
-                guard case let .nonFiniteActivation(_, r, c, _)? = $0 as? StatisticsError else { return XCTFail("\($0)") }
+                guard case let .nonFiniteActivation(_, r, c, _)? = $0 as? StatisticsError else {
+                    return XCTFail("\($0)")
+                }
                 XCTAssertEqual([r, c], [row, col])
             }
             XCTAssertEqual(s.tokens, 0)
@@ -126,7 +139,8 @@ final class StatisticsTests: XCTestCase {
         let back = try JSONDecoder().decode(LinearStatistics.self, from: data)
         XCTAssertEqual(back, s)
         let h = s.hessian
-        let raw = try HessianAccumulator(columns: h.columns, samples: h.samples, tokens: h.tokens, high: h.high, low: h.low)
+        let raw = try HessianAccumulator(
+            columns: h.columns, samples: h.samples, tokens: h.tokens, high: h.high, low: h.low)
         XCTAssertEqual(raw, h)
         XCTAssertThrowsError(try HessianAccumulator(columns: 3, samples: 1, tokens: 1, high: [0], low: [0]))
     }
@@ -136,7 +150,9 @@ final class StatisticsTests: XCTestCase {
         var x = Matrix(rows: 3, cols: 4, repeating: 1)
         x[2, 1] = .nan
         XCTAssertThrowsError(try s.add(x)) {
-            guard case let .nonFiniteActivation(name, row, column, _)? = $0 as? StatisticsError else { return XCTFail("\($0)") }
+            guard case let .nonFiniteActivation(name, row, column, _)? = $0 as? StatisticsError else {
+                return XCTFail("\($0)")
+            }
             XCTAssertEqual(name, "blk.2.ffn_down.input")
             XCTAssertEqual(row, 2)
             XCTAssertEqual(column, 1)

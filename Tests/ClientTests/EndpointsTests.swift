@@ -3,9 +3,12 @@ import XCTest
 
 final class EndpointsTests: XCTestCase {
     func testCoordinatorDefaults() {
-        XCTAssertEqual(Endpoints.coordinator(explicit: "tcp://a:1", environment: ["KILN_COORDINATOR": "tcp://b:2"]), "tcp://a:1")
-        XCTAssertEqual(Endpoints.coordinator(explicit: nil, environment: ["KILN_COORDINATOR": "tcp://b:2"]), "tcp://b:2")
-        XCTAssertEqual(Endpoints.coordinator(explicit: nil, environment: ["KILN_COORDINATOR": ""]), "tcp://127.0.0.1:5555")
+        XCTAssertEqual(
+            Endpoints.coordinator(explicit: "tcp://a:1", environment: ["KILN_COORDINATOR": "tcp://b:2"]), "tcp://a:1")
+        XCTAssertEqual(
+            Endpoints.coordinator(explicit: nil, environment: ["KILN_COORDINATOR": "tcp://b:2"]), "tcp://b:2")
+        XCTAssertEqual(
+            Endpoints.coordinator(explicit: nil, environment: ["KILN_COORDINATOR": ""]), "tcp://127.0.0.1:5555")
         XCTAssertEqual(Endpoints.coordinator(explicit: nil, environment: [:]), "tcp://127.0.0.1:5555")
     }
 
@@ -20,9 +23,11 @@ final class EndpointsTests: XCTestCase {
     }
 
     func testNoAnswerMessageNamesTheEndpoint() {
-        XCTAssertEqual(ClientError.noAnswer(endpoint: "tcp://h:1", timeoutMs: 5000).description,
-                       "no answer from tcp://h:1 within 5 s: is `kiln coordinator` running there?")
-        XCTAssertEqual(ClientError.noAnswer(endpoint: "tcp://h:1", timeoutMs: 300).description,
-                       "no answer from tcp://h:1 within 300 ms: is `kiln coordinator` running there?")
+        XCTAssertEqual(
+            ClientError.noAnswer(endpoint: "tcp://h:1", timeoutMs: 5000).description,
+            "no answer from tcp://h:1 within 5 s: is `kiln coordinator` running there?")
+        XCTAssertEqual(
+            ClientError.noAnswer(endpoint: "tcp://h:1", timeoutMs: 300).description,
+            "no answer from tcp://h:1 within 300 ms: is `kiln coordinator` running there?")
     }
 }

@@ -39,7 +39,10 @@ final class FakeCoordinator: @unchecked Sendable {
     }
 
     func start() {
-        let thread = Thread { [self] in loop(); done.signal() }
+        let thread = Thread { [self] in
+            loop()
+            done.signal()
+        }
         thread.start()
     }
 
@@ -72,7 +75,9 @@ final class FakeCoordinator: @unchecked Sendable {
         sequence += 1
         job.state = step.state
         if let m = step.module {
-            if let i = job.modules.firstIndex(where: { $0.block == m.block && $0.phase == m.phase && $0.module == m.module }) {
+            if let i = job.modules.firstIndex(where: {
+                $0.block == m.block && $0.phase == m.phase && $0.module == m.module
+            }) {
                 job.modules[i] = m
             } else {
                 job.modules.append(m)
@@ -123,7 +128,8 @@ final class FakeCoordinator: @unchecked Sendable {
             body = .error(e)
         }
         if sendStaleReplyFirst {
-            _ = try? router.send(Message(.statusResponse(Kiln_V1_StatusResponse()), correlationID: "stale"), prefix: prefix)
+            _ = try? router.send(
+                Message(.statusResponse(Kiln_V1_StatusResponse()), correlationID: "stale"), prefix: prefix)
         }
         _ = try? router.send(Message(body, correlationID: request.correlationID), prefix: prefix)
     }

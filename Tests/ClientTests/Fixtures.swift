@@ -2,8 +2,10 @@ import KilnProtocol
 
 // Small builders for protobuf values in the client tests.
 
-func module(_ block: UInt32, _ phase: Kiln_V1_Phase, done: UInt32, total: UInt32, module name: String = "",
-            worker: String = "", started: Int64 = 0, elapsed: UInt64 = 0, error: Double = 0) -> Kiln_V1_ModuleProgress {
+func module(
+    _ block: UInt32, _ phase: Kiln_V1_Phase, done: UInt32, total: UInt32, module name: String = "",
+    worker: String = "", started: Int64 = 0, elapsed: UInt64 = 0, error: Double = 0
+) -> Kiln_V1_ModuleProgress {
     var m = Kiln_V1_ModuleProgress()
     m.block = block
     m.module = name
@@ -17,8 +19,10 @@ func module(_ block: UInt32, _ phase: Kiln_V1_Phase, done: UInt32, total: UInt32
     return m
 }
 
-func status(_ id: String, _ state: Kiln_V1_JobState, blocks: UInt32, modules: [Kiln_V1_ModuleProgress] = [],
-            submitted: Int64 = 0) -> Kiln_V1_JobStatus {
+func status(
+    _ id: String, _ state: Kiln_V1_JobState, blocks: UInt32, modules: [Kiln_V1_ModuleProgress] = [],
+    submitted: Int64 = 0
+) -> Kiln_V1_JobStatus {
     var s = Kiln_V1_JobStatus()
     s.jobID = id
     s.state = state
@@ -28,8 +32,10 @@ func status(_ id: String, _ state: Kiln_V1_JobState, blocks: UInt32, modules: [K
     return s
 }
 
-func update(_ seq: UInt64, job: String = "j1", state: Kiln_V1_JobState = .unspecified,
-            module m: Kiln_V1_ModuleProgress? = nil, status s: Kiln_V1_JobStatus? = nil) -> Kiln_V1_ProgressUpdate {
+func update(
+    _ seq: UInt64, job: String = "j1", state: Kiln_V1_JobState = .unspecified,
+    module m: Kiln_V1_ModuleProgress? = nil, status s: Kiln_V1_JobStatus? = nil
+) -> Kiln_V1_ProgressUpdate {
     var u = Kiln_V1_ProgressUpdate()
     u.sequence = seq
     u.jobID = job

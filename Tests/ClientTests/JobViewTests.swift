@@ -19,15 +19,27 @@ final class JobViewTests: XCTestCase {
         XCTAssertEqual(v.rows[0].workers, ["w1"])
         v.apply(update(2, module: module(0, .collect, done: 4, total: 4, worker: "w2", started: 1_000, elapsed: 400)))
         XCTAssertEqual(v.rows[0].stage, .merging, "statistics complete, reconstruction not reported yet")
-        v.apply(update(3, module: module(0, .reconstruct, done: 1, total: 3, module: "attn.qkv", worker: "w1", started: 1_500)))
-        v.apply(update(4, module: module(0, .reconstruct, done: 0, total: 4, module: "mlp", worker: "w2", started: 1_600)))
+        v.apply(
+            update(
+                3, module: module(0, .reconstruct, done: 1, total: 3, module: "attn.qkv", worker: "w1", started: 1_500))
+        )
+        v.apply(
+            update(4, module: module(0, .reconstruct, done: 0, total: 4, module: "mlp", worker: "w2", started: 1_600)))
         XCTAssertEqual(v.rows[0].stage, .reconstructing)
         XCTAssertEqual(v.rows[0].reconstruction, PhaseCount(done: 1, total: 7))
         XCTAssertEqual(v.rows[0].workers, ["w1", "w2"])
-        v.apply(update(5, module: module(0, .reconstruct, done: 3, total: 3, module: "attn.qkv", worker: "w1",
-                                          started: 1_500, elapsed: 300, error: 0.25)))
-        v.apply(update(6, module: module(0, .reconstruct, done: 4, total: 4, module: "mlp", worker: "w2",
-                                          started: 1_600, elapsed: 900, error: 0.5)))
+        v.apply(
+            update(
+                5,
+                module: module(
+                    0, .reconstruct, done: 3, total: 3, module: "attn.qkv", worker: "w1",
+                    started: 1_500, elapsed: 300, error: 0.25)))
+        v.apply(
+            update(
+                6,
+                module: module(
+                    0, .reconstruct, done: 4, total: 4, module: "mlp", worker: "w2",
+                    started: 1_600, elapsed: 900, error: 0.5)))
         XCTAssertEqual(v.rows[0].stage, .done)
         XCTAssertEqual(v.rows[0].error, 0.75)
         XCTAssertEqual(v.rows[0].workers, ["w2"], "the last worker that ran a part of it")
@@ -49,10 +61,12 @@ final class JobViewTests: XCTestCase {
     func testFullStatusInAnUpdateReplacesEverything() {
         var v = JobView(status: status("j1", .running, blocks: 2))
         v.apply(update(1, module: module(1, .collect, done: 1, total: 2, started: 5)))
-        let fresh = status("j1", .writing, blocks: 2, modules: [
-            module(0, .reconstruct, done: 7, total: 7, started: 1, elapsed: 1),
-            module(1, .reconstruct, done: 7, total: 7, started: 1, elapsed: 1),
-        ])
+        let fresh = status(
+            "j1", .writing, blocks: 2,
+            modules: [
+                module(0, .reconstruct, done: 7, total: 7, started: 1, elapsed: 1),
+                module(1, .reconstruct, done: 7, total: 7, started: 1, elapsed: 1),
+            ])
         v.apply(update(2, state: .writing, status: fresh))
         XCTAssertEqual(v.state, .writing)
         XCTAssertEqual(v.rows.map(\.stage), [.done, .done])

@@ -11,7 +11,8 @@ final class RefusalMessageTests: XCTestCase {
         // The shared context: ClientTests has no other ZAP handler, and a private context's
         // termination was seen to upset later tests' shared-context sockets (libzmq 4.3.4).
         let context = ZMQContext.shared
-        let server = try ZMQCurveKeyPair.generate(), stranger = try ZMQCurveKeyPair.generate()
+        let server = try ZMQCurveKeyPair.generate()
+        let stranger = try ZMQCurveKeyPair.generate()
         let zap = try ZAPAuthenticator(context: context, allowedKeys: [])
         defer { zap.stop() }
         let router = try context.socket(.router)
@@ -20,21 +21,26 @@ final class RefusalMessageTests: XCTestCase {
         try router.bind("tcp://127.0.0.1:*")
         let endpoint = try router.lastEndpoint
 
-        let client = try CoordinatorClient(endpoint: endpoint, timeoutMs: 5000,
-                                           security: ClientSecurity(serverPublicKey: server.publicKey, keys: stranger),
-                                           context: context)
+        let client = try CoordinatorClient(
+            endpoint: endpoint, timeoutMs: 5000,
+            security: ClientSecurity(serverPublicKey: server.publicKey, keys: stranger),
+            context: context)
         let t0 = Date()
         XCTAssertThrowsError(try client.workers()) { error in
-            XCTAssertEqual(error as? ClientError, .refusedKey(endpoint: endpoint, publicKey: stranger.publicKey, ephemeral: false))
-            XCTAssertEqual("\(error)", "the coordinator at \(endpoint) refused this CURVE key "
-                           + "(ask its operator to add \(stranger.publicKey) to --allow-keys)")
+            XCTAssertEqual(
+                error as? ClientError, .refusedKey(endpoint: endpoint, publicKey: stranger.publicKey, ephemeral: false))
+            XCTAssertEqual(
+                "\(error)",
+                "the coordinator at \(endpoint) refused this CURVE key "
+                    + "(ask its operator to add \(stranger.publicKey) to --allow-keys)")
         }
         XCTAssertLessThan(Date().timeIntervalSince(t0), 4, "a refusal ends the wait before the timeout")
 
         // Without a secret key the client made a fresh pair: the message says how to get a lasting one.
-        let fresh = try CoordinatorClient(endpoint: endpoint, timeoutMs: 3000,
-                                          security: ClientSecurity(serverPublicKey: server.publicKey, secretKey: nil),
-                                          context: context)
+        let fresh = try CoordinatorClient(
+            endpoint: endpoint, timeoutMs: 3000,
+            security: ClientSecurity(serverPublicKey: server.publicKey, secretKey: nil),
+            context: context)
         XCTAssertThrowsError(try fresh.workers()) { error in
             XCTAssertTrue("\(error)".contains("kiln keygen NAME"), "\(error)")
         }

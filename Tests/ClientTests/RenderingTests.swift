@@ -17,7 +17,8 @@ final class RenderingTests: XCTestCase {
         let lines = JobTable.lines(v, nowUnixMs: 3_000)
         XCTAssertEqual(lines.count, 4)
         XCTAssertTrue(lines[0].hasPrefix("job j1  running  blocks 0/2"), lines[0])
-        XCTAssertTrue(lines[1].contains("statistics") && lines[1].contains("reconstruction") && lines[1].contains("eta"))
+        XCTAssertTrue(
+            lines[1].contains("statistics") && lines[1].contains("reconstruction") && lines[1].contains("eta"))
         XCTAssertTrue(lines[2].contains("statistics"), lines[2])
         XCTAssertTrue(lines[2].contains("[#####.....] 2/4"), lines[2])
         XCTAssertTrue(lines[2].contains("host-a/1"))
@@ -29,9 +30,13 @@ final class RenderingTests: XCTestCase {
         let first = JobTable.plainLines(a, previous: nil, nowUnixMs: 0)
         XCTAssertEqual(first.count, 1, "the job line; waiting blocks are not news")
         var b = a
-        b.apply(update(1, module: module(0, .reconstruct, done: 7, total: 7, worker: "w1", started: 1, elapsed: 2, error: 0.5)))
+        b.apply(
+            update(
+                1, module: module(0, .reconstruct, done: 7, total: 7, worker: "w1", started: 1, elapsed: 2, error: 0.5))
+        )
         let lines = JobTable.plainLines(b, previous: a, nowUnixMs: 10)
-        XCTAssertEqual(lines, ["job j1 block 0: done  statistics -  reconstruction 7/7  error 5.000e-01  worker w1  elapsed 2ms"])
+        XCTAssertEqual(
+            lines, ["job j1 block 0: done  statistics -  reconstruction 7/7  error 5.000e-01  worker w1  elapsed 2ms"])
         XCTAssertEqual(JobTable.plainLines(b, previous: b, nowUnixMs: 10), [])
         var c = b
         c.apply(update(2, state: .succeeded))

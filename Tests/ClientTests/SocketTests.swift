@@ -9,8 +9,12 @@ final class SocketTests: XCTestCase {
     static func script() -> [(Kiln_V1_JobState, Kiln_V1_ModuleProgress?)] {
         var s: [(Kiln_V1_JobState, Kiln_V1_ModuleProgress?)] = [(.running, nil)]
         for b: UInt32 in 0..<2 {
-            for d: UInt32 in 1...2 { s.append((.running, module(b, .collect, done: d, total: 2, worker: "w1", started: 1))) }
-            for d: UInt32 in 1...3 { s.append((.running, module(b, .reconstruct, done: d, total: 3, worker: "w2", started: 2))) }
+            for d: UInt32 in 1...2 {
+                s.append((.running, module(b, .collect, done: d, total: 2, worker: "w1", started: 1)))
+            }
+            for d: UInt32 in 1...3 {
+                s.append((.running, module(b, .reconstruct, done: d, total: 3, worker: "w2", started: 2)))
+            }
         }
         s.append((.writing, nil))
         s.append((.succeeded, nil))

@@ -31,39 +31,54 @@ final class CurveWalkthroughTests: XCTestCase {
             let r = try kiln(["keygen", path(name)])
             XCTAssertEqual(r.status, 0, r.summary)
         }
-        let secretMode = try FileManager.default.attributesOfItem(atPath: path("alice.secret"))[.posixPermissions] as? Int
+        let secretMode =
+            try FileManager.default.attributesOfItem(atPath: path("alice.secret"))[.posixPermissions] as? Int
         XCTAssertEqual(secretMode, 0o600)
         let again = try kiln(["keygen", path("alice")])
         XCTAssertEqual(again.status, 1, again.summary)
-        XCTAssertTrue(again.stderr.contains("\(path("alice.pub")) already exists; keygen never overwrites a key"), again.stderr)
-        let alice = try key(dir.appendingPathComponent("alice.pub")), mallory = try key(dir.appendingPathComponent("mallory.pub"))
+        XCTAssertTrue(
+            again.stderr.contains("\(path("alice.pub")) already exists; keygen never overwrites a key"), again.stderr)
+        let alice = try key(dir.appendingPathComponent("alice.pub"))
+        let mallory = try key(dir.appendingPathComponent("mallory.pub"))
 
         // Coordinator host: the allow-list is the .pub files of who may come in.
-        let allowed = try String(contentsOfFile: path("worker1.pub"), encoding: .utf8)
+        let allowed =
+            try String(contentsOfFile: path("worker1.pub"), encoding: .utf8)
             + String(contentsOfFile: path("alice.pub"), encoding: .utf8)
         try allowed.write(toFile: path("allowed.pub"), atomically: true, encoding: .utf8)
         let port = try Self.freePortPair()
         let endpoint = "tcp://127.0.0.1:\(port)"
-        let coordinator = try Background(bin, ["coordinator", "--listen", endpoint, "--data-dir", path("data"),
-                                               "--curve-secret", path("coordinator.secret"), "--allow-keys", path("allowed.pub")],
-                                         log: dir.appendingPathComponent("coordinator.log"))
+        let coordinator = try Background(
+            bin,
+            [
+                "coordinator", "--listen", endpoint, "--data-dir", path("data"),
+                "--curve-secret", path("coordinator.secret"), "--allow-keys", path("allowed.pub"),
+            ],
+            log: dir.appendingPathComponent("coordinator.log"))
         defer { coordinator.stop() }
         // Worker host.
-        let worker = try Background(bin, ["worker", "--coordinator", endpoint, "--id", "worker1",
-                                          "--curve-server-key", path("coordinator.pub"), "--curve-secret", path("worker1.secret")],
-                                    log: dir.appendingPathComponent("worker.log"))
+        let worker = try Background(
+            bin,
+            [
+                "worker", "--coordinator", endpoint, "--id", "worker1",
+                "--curve-server-key", path("coordinator.pub"), "--curve-secret", path("worker1.secret"),
+            ],
+            log: dir.appendingPathComponent("worker.log"))
         defer { worker.stop() }
 
         // Client: the env variables hold the key files' paths.
-        let client = ["KILN_COORDINATOR": endpoint, "KILN_CURVE_SERVER_KEY": path("coordinator.pub"),
-                      "KILN_CURVE_SECRET": path("alice.secret")]
+        let client = [
+            "KILN_COORDINATOR": endpoint, "KILN_CURVE_SERVER_KEY": path("coordinator.pub"),
+            "KILN_CURVE_SECRET": path("alice.secret"),
+        ]
         var workers = try kiln(["workers", "--json", "--timeout", "2"], env: client)
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline && !(workers.status == 0 && workers.stdout.contains("\"worker1\"")) {
             Thread.sleep(forTimeInterval: 0.3)
             workers = try kiln(["workers", "--json", "--timeout", "2"], env: client)
         }
-        XCTAssertEqual(workers.status, 0, workers.summary + "\ncoordinator:\n" + coordinator.text + "\nworker:\n" + worker.text)
+        XCTAssertEqual(
+            workers.status, 0, workers.summary + "\ncoordinator:\n" + coordinator.text + "\nworker:\n" + worker.text)
         XCTAssertTrue(workers.stdout.contains("\"worker1\""), workers.stdout)
 
         // A key not on the list: refused, and told which key to have added.
@@ -71,8 +86,10 @@ final class CurveWalkthroughTests: XCTestCase {
         intruder["KILN_CURVE_SECRET"] = path("mallory.secret")
         let refused = try kiln(["workers", "--timeout", "5"], env: intruder)
         XCTAssertEqual(refused.status, 1, refused.summary)
-        XCTAssertTrue(refused.stderr.contains("the coordinator at \(endpoint) refused this CURVE key "
-                                              + "(ask its operator to add \(mallory) to --allow-keys)"), refused.stderr)
+        XCTAssertTrue(
+            refused.stderr.contains(
+                "the coordinator at \(endpoint) refused this CURVE key "
+                    + "(ask its operator to add \(mallory) to --allow-keys)"), refused.stderr)
         XCTAssertTrue(coordinator.text.contains("ZAP denied CURVE key \(mallory) from 127.0.0.1"), coordinator.text)
         XCTAssertFalse(coordinator.text.contains("ZAP denied CURVE key \(alice)"), coordinator.text)
 
@@ -81,14 +98,19 @@ final class CurveWalkthroughTests: XCTestCase {
         try "# pasted by hand\n\(bad)\n".write(toFile: path("bad.pub"), atomically: true, encoding: .utf8)
         let damaged = try kiln(["workers", "--curve-server-key", path("bad.pub")], env: client)
         XCTAssertEqual(damaged.status, 1, damaged.summary)
-        XCTAssertTrue(damaged.stderr.contains("--curve-server-key \(path("bad.pub")): line 2 is not a Z85 CURVE key: "
-                                              + "character 8 (',') is not in the Z85 alphabet"), damaged.stderr)
+        XCTAssertTrue(
+            damaged.stderr.contains(
+                "--curve-server-key \(path("bad.pub")): line 2 is not a Z85 CURVE key: "
+                    + "character 8 (',') is not in the Z85 alphabet"), damaged.stderr)
         // A swapped pair: the public half given as the secret.
         let swapped = try kiln(["workers", "--curve-secret", path("alice.pub")], env: client)
         XCTAssertEqual(swapped.status, 1, swapped.summary)
-        XCTAssertTrue(swapped.stderr.contains("--curve-secret \(path("alice.pub")): the file holds a public key"), swapped.stderr)
+        XCTAssertTrue(
+            swapped.stderr.contains("--curve-secret \(path("alice.pub")): the file holds a public key"), swapped.stderr)
         // Nobody at a port: told to start a coordinator.
-        let nobody = try kiln(["workers", "--coordinator", "tcp://127.0.0.1:\(try Self.freePortPair())", "--timeout", "1"])
+        let nobody = try kiln([
+            "workers", "--coordinator", "tcp://127.0.0.1:\(try Self.freePortPair())", "--timeout", "1",
+        ])
         XCTAssertTrue(nobody.stderr.contains("no coordinator answers at"), nobody.summary)
 
         for p in [worker, coordinator] {
@@ -114,7 +136,9 @@ final class CurveWalkthroughTests: XCTestCase {
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         var len = socklen_t(MemoryLayout<sockaddr_in>.size)
         let ok = withUnsafeMutablePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0
+            }
         }
         guard ok else { throw XCTSkip("cannot bind a loopback port") }
         return Int(UInt16(bigEndian: addr.sin_port))
@@ -128,7 +152,9 @@ final class CurveWalkthroughTests: XCTestCase {
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         addr.sin_port = UInt16(port).bigEndian
         return withUnsafePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+            }
         }
     }
 }

@@ -30,9 +30,11 @@ final class LocalClusterTests: XCTestCase {
             throw XCTSkip("\(model.path) missing; run Ops/fetch-assets.sh")
         }
         let dir = Paths.tempDir("kiln-cluster")
-        let env = ["KILN_RUN_DIR": dir.appendingPathComponent("run").path, "KILN_BIN": bin.path, "KILN_READY_TIMEOUT": "30",
-                   "KILN_ALLOW_PATHS": FileManager.default.temporaryDirectory.path + ":" + Paths.repoRoot.path,
-                   "KILN_STOP_TIMEOUT": "3"]
+        let env = [
+            "KILN_RUN_DIR": dir.appendingPathComponent("run").path, "KILN_BIN": bin.path, "KILN_READY_TIMEOUT": "30",
+            "KILN_ALLOW_PATHS": FileManager.default.temporaryDirectory.path + ":" + Paths.repoRoot.path,
+            "KILN_STOP_TIMEOUT": "3",
+        ]
         let bash = URL(fileURLWithPath: "/bin/bash")
         let start = try Proc.run(bash, [script.path, "start", "2"], env: env, timeout: 60)
         defer {
@@ -64,10 +66,12 @@ final class LocalClusterTests: XCTestCase {
         XCTAssertEqual((try workers.json()["workers"] as? [Any])?.count, 2, workers.stdout)
 
         let out = dir.appendingPathComponent("smollm2-q4_0.gguf")
-        let submit = try kiln(["submit", "--coordinator", endpoint, "--model", model.path,
-                               "--calib", Paths.fixture("text/fortunes_calib.txt").path,
-                               "--samples", "4", "--seqlen", "64", "--method", "rtn", "--mode", "parallel", "--format", "gguf-q4_0",
-                               "--out", out.path])
+        let submit = try kiln([
+            "submit", "--coordinator", endpoint, "--model", model.path,
+            "--calib", Paths.fixture("text/fortunes_calib.txt").path,
+            "--samples", "4", "--seqlen", "64", "--method", "rtn", "--mode", "parallel", "--format", "gguf-q4_0",
+            "--out", out.path,
+        ])
         XCTAssertEqual(submit.status, 0, submit.summary)
         let job = submit.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         XCTAssertFalse(job.isEmpty || job.contains("\n"), "one job id: \(submit.stdout)")
@@ -94,7 +98,8 @@ final class LocalClusterTests: XCTestCase {
         XCTAssertEqual(o["blocks_done"] as? Int, total)
         // Plain output (not a terminal): every block has a line where it reaches done.
         for b in 0..<total {
-            XCTAssertTrue(watch.stdout.contains("job \(job) block \(b): done"), "block \(b) never reached done:\n\(watch.stdout)")
+            XCTAssertTrue(
+                watch.stdout.contains("job \(job) block \(b): done"), "block \(b) never reached done:\n\(watch.stdout)")
         }
         XCTAssertTrue(FileManager.default.fileExists(atPath: out.path), "no output at \(out.path)")
 
@@ -111,7 +116,8 @@ final class LocalClusterTests: XCTestCase {
         let endpoint = "tcp://127.0.0.1:\(Int.random(in: 40000...49999))"
         let r = try kiln(["workers", "--coordinator", endpoint, "--timeout", "0.5"])
         XCTAssertEqual(r.status, 1)
-        XCTAssertTrue(r.stderr.contains("no coordinator answers at \(endpoint) (is `kiln coordinator` running there?)"), r.stderr)
+        XCTAssertTrue(
+            r.stderr.contains("no coordinator answers at \(endpoint) (is `kiln coordinator` running there?)"), r.stderr)
         let w = try kiln(["watch", "j1", "--coordinator", "ipc:///tmp/nothing"])
         XCTAssertEqual(w.status, 1)
         XCTAssertTrue(w.stderr.contains("--publish"), w.stderr)

@@ -11,7 +11,8 @@ final class LocalRestartTests: XCTestCase {
     let bash = URL(fileURLWithPath: "/bin/bash")
 
     func workerIDs(_ endpoint: String, token: URL) throws -> [String] {
-        let r = try Proc.run(bin, ["workers", "--coordinator", endpoint, "--json"], env: ["KILN_TOKEN_FILE": token.path], timeout: 30)
+        let r = try Proc.run(
+            bin, ["workers", "--coordinator", endpoint, "--json"], env: ["KILN_TOKEN_FILE": token.path], timeout: 30)
         guard r.status == 0 else { return [] }
         return ((try r.json()["workers"] as? [[String: Any]]) ?? []).compactMap { $0["worker_id"] as? String }
     }
@@ -23,8 +24,11 @@ final class LocalRestartTests: XCTestCase {
         continueAfterFailure = false
         let dir = Paths.tempDir("kiln-local-restart")
         let run = dir.appendingPathComponent("run")
-        let env = ["KILN_RUN_DIR": run.path, "KILN_BIN": bin.path, "KILN_READY_TIMEOUT": "30",
-                   "KILN_ALLOW_PATHS": FileManager.default.temporaryDirectory.path + ":" + Paths.repoRoot.path, "KILN_STOP_TIMEOUT": "3"]
+        let env = [
+            "KILN_RUN_DIR": run.path, "KILN_BIN": bin.path, "KILN_READY_TIMEOUT": "30",
+            "KILN_ALLOW_PATHS": FileManager.default.temporaryDirectory.path + ":" + Paths.repoRoot.path,
+            "KILN_STOP_TIMEOUT": "3",
+        ]
         defer {
             let stop = try? Proc.run(bash, [script.path, "stop"], env: env, timeout: 60)
             XCTAssertEqual(stop?.status, 0, stop?.summary ?? "stop did not run")
@@ -32,7 +36,8 @@ final class LocalRestartTests: XCTestCase {
         let first = try Proc.run(bash, [script.path, "start", "1"], env: env, timeout: 90)
         XCTAssertEqual(first.status, 0, first.summary)
         func read(_ name: String) throws -> String {
-            try String(contentsOf: run.appendingPathComponent(name), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            try String(contentsOf: run.appendingPathComponent(name), encoding: .utf8).trimmingCharacters(
+                in: .whitespacesAndNewlines)
         }
         let endpoint = try read("endpoint.txt")
         let workerPid = try read("worker-1.pid")
@@ -45,7 +50,8 @@ final class LocalRestartTests: XCTestCase {
         XCTAssertEqual(kill(coordinatorPid, SIGKILL), 0)
         // Gone, or a zombie that local.sh no longer counts as alive (its cmdline is empty).
         for _ in 0..<100 where kill(coordinatorPid, 0) == 0 { usleep(20_000) }
-        XCTAssertEqual(try Proc.run(bash, [script.path, "status"], env: env, timeout: 10).status, 1, "the crash shows in status")
+        XCTAssertEqual(
+            try Proc.run(bash, [script.path, "status"], env: env, timeout: 10).status, 1, "the crash shows in status")
 
         let second = try Proc.run(bash, [script.path, "start", "1"], env: env, timeout: 90)
         XCTAssertEqual(second.status, 0, second.summary)
@@ -53,7 +59,8 @@ final class LocalRestartTests: XCTestCase {
         XCTAssertEqual(try read("endpoint.txt"), endpoint, "a restarted coordinator moved to another port")
         XCTAssertEqual(try read("worker-1.pid"), workerPid)
         let log = try read("logs/coordinator.log")
-        XCTAssertTrue(log.hasPrefix(oldLog.components(separatedBy: "\n").first!), "the crashed coordinator's log was overwritten")
+        XCTAssertTrue(
+            log.hasPrefix(oldLog.components(separatedBy: "\n").first!), "the crashed coordinator's log was overwritten")
         XCTAssertTrue(log.contains(oldLog), "the crashed coordinator's log was overwritten")
         XCTAssertEqual(log.components(separatedBy: "\n").filter { $0.hasPrefix("--- started ") }.count, 2, log)
         // The surviving worker (same process) registered with the new coordinator.

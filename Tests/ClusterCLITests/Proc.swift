@@ -8,32 +8,44 @@ struct Proc {
     let stderr: String
     let timedOut: Bool
 
-    static func run(_ executable: URL, _ args: [String], env: [String: String] = [:], timeout: TimeInterval = 60) throws -> Proc {
+    static func run(
+        _ executable: URL, _ args: [String], env: [String: String] = [:], timeout: TimeInterval = 60
+    ) throws -> Proc {
         let p = Process()
         p.executableURL = executable
         p.arguments = args
         p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
-        let out = Pipe(), err = Pipe()
+        let out = Pipe()
+        let err = Pipe()
         p.standardOutput = out
         p.standardError = err
         p.standardInput = FileHandle.nullDevice
         try p.run()
         let fired = Fired()
-        let killer = DispatchWorkItem { if p.isRunning { fired.set(); p.terminate() } }
+        let killer = DispatchWorkItem {
+            if p.isRunning {
+                fired.set()
+                p.terminate()
+            }
+        }
         DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: killer)
         // Read both pipes concurrently so a chatty child never blocks on a full pipe.
         let outBox = DataBox()
         let group = DispatchGroup()
         group.enter()
-        DispatchQueue.global().async { outBox.set(out.fileHandleForReading.readDataToEndOfFile()); group.leave() }
+        DispatchQueue.global().async {
+            outBox.set(out.fileHandleForReading.readDataToEndOfFile())
+            group.leave()
+        }
         let errData = err.fileHandleForReading.readDataToEndOfFile()
         group.wait()
         let outData = outBox.value
         let status = waitForExit(p)
         killer.cancel()
         let timedOut = fired.value
-        return Proc(status: status, stdout: String(decoding: outData, as: UTF8.self),
-                    stderr: String(decoding: errData, as: UTF8.self), timedOut: timedOut)
+        return Proc(
+            status: status, stdout: String(decoding: outData, as: UTF8.self),
+            stderr: String(decoding: errData, as: UTF8.self), timedOut: timedOut)
     }
 
     /// The exit status. Foundation's waitUntilExit was seen to hang on Linux for a
@@ -62,7 +74,8 @@ struct Proc {
 
     func json() throws -> [String: Any] {
         guard let o = try JSONSerialization.jsonObject(with: Data(stdout.utf8)) as? [String: Any] else {
-            throw NSError(domain: "Proc", code: 1, userInfo: [NSLocalizedDescriptionKey: "not a JSON object: \(stdout)"])
+            throw NSError(
+                domain: "Proc", code: 1, userInfo: [NSLocalizedDescriptionKey: "not a JSON object: \(stdout)"])
         }
         return o
     }

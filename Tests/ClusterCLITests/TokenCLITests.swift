@@ -13,8 +13,9 @@ final class TokenCLITests: XCTestCase {
         let dir = Paths.tempDir("kiln-token-cli")
         let data = dir.appendingPathComponent("data")
         let endpoint = "tcp://127.0.0.1:\(try CurveWalkthroughTests.freePortPair())"
-        let coordinator = try Background(bin, ["coordinator", "--listen", endpoint, "--data-dir", data.path],
-                                         log: dir.appendingPathComponent("coordinator.log"))
+        let coordinator = try Background(
+            bin, ["coordinator", "--listen", endpoint, "--data-dir", data.path],
+            log: dir.appendingPathComponent("coordinator.log"))
         defer { coordinator.stop() }
         let token = data.appendingPathComponent("token").path
         let env = ["KILN_COORDINATOR": endpoint, "KILN_TOKEN_FILE": token]
@@ -26,13 +27,16 @@ final class TokenCLITests: XCTestCase {
         }
         XCTAssertEqual(ok.status, 0, ok.summary + coordinator.text)
 
-        let flag = try Proc.run(bin, ["workers", "--token-file", token], env: ["KILN_COORDINATOR": endpoint, "KILN_TOKEN_FILE": ""])
+        let flag = try Proc.run(
+            bin, ["workers", "--token-file", token], env: ["KILN_COORDINATOR": endpoint, "KILN_TOKEN_FILE": ""])
         XCTAssertEqual(flag.status, 0, flag.summary)
 
         let without = try Proc.run(bin, ["workers"], env: ["KILN_COORDINATOR": endpoint, "KILN_TOKEN_FILE": ""])
         XCTAssertEqual(without.status, 1, without.summary)
-        XCTAssertTrue(without.stderr.contains("this coordinator requires its token; run as a user who can read \(token), "
-                                              + "or pass --token-file"), without.stderr)
+        XCTAssertTrue(
+            without.stderr.contains(
+                "this coordinator requires its token; run as a user who can read \(token), "
+                    + "or pass --token-file"), without.stderr)
 
         let junk = dir.appendingPathComponent("junk").path
         try "not a token\n".write(toFile: junk, atomically: true, encoding: .utf8)

@@ -10,7 +10,8 @@ import XCTest
 final class BenchmarkTests: XCTestCase {
     func peakRSS(_ pid: Int32) -> Int {
         guard let s = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-              let line = s.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }) else { return 0 }
+            let line = s.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") })
+        else { return 0 }
         return (Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) * 1024
     }
 
@@ -20,18 +21,30 @@ final class BenchmarkTests: XCTestCase {
         var outputs: [Data] = []
         for n in [1, 2] {
             let dir = Paths.tempDir("kiln-bench")
-            var spec = JobSpec(model: Paths.smollm2.path, calibration: ClusterAssets.calib.path, output: dir.appendingPathComponent("demo.gguf").path)
-            spec.samples = 16; spec.seqlen = 128; spec.shardSize = 4; spec.method = .gptq; spec.mode = .sequential
+            var spec = JobSpec(
+                model: Paths.smollm2.path, calibration: ClusterAssets.calib.path,
+                output: dir.appendingPathComponent("demo.gguf").path)
+            spec.samples = 16
+            spec.seqlen = 128
+            spec.shardSize = 4
+            spec.method = .gptq
+            spec.mode = .sequential
             let endpoint = "tcp://127.0.0.1:\(try freePort())"
-            let coord = try MultiProcessTests.Proc(["coordinator", "--listen", endpoint, "--publish", "tcp://127.0.0.1:\(try freePort())",
-                                                    "--data-dir", dir.appendingPathComponent("data").path] + ClusterAssets.allowPathArgs,
-                                                   log: dir.appendingPathComponent("coordinator.log"))
+            let coord = try MultiProcessTests.Proc(
+                [
+                    "coordinator", "--listen", endpoint, "--publish", "tcp://127.0.0.1:\(try freePort())",
+                    "--data-dir", dir.appendingPathComponent("data").path,
+                ] + ClusterAssets.allowPathArgs,
+                log: dir.appendingPathComponent("coordinator.log"))
             _ = try TestTokens.read(dataDir: dir.appendingPathComponent("data"), endpoint: endpoint)
             let token = dir.appendingPathComponent("data/token").path
             let workers = try (1...n).map { i in
-                try MultiProcessTests.Proc(["worker", "--coordinator", endpoint, "--id", "w\(i)", "--threads", "1",
-                                            "--token-file", token],
-                                           log: dir.appendingPathComponent("w\(i).log"))
+                try MultiProcessTests.Proc(
+                    [
+                        "worker", "--coordinator", endpoint, "--id", "w\(i)", "--threads", "1",
+                        "--token-file", token,
+                    ],
+                    log: dir.appendingPathComponent("w\(i).log"))
             }
             let client = try TestClient(endpoint)
             let t0 = Date()
@@ -43,7 +56,9 @@ final class BenchmarkTests: XCTestCase {
             for w in workers { w.terminate() }
             coord.terminate()
             let line = coord.text.split(separator: "\n").first { $0.contains("job succeeded") } ?? ""
-            print("BENCH workers=\(n) wall=\(String(format: "%.1f", wall)) s rss(coordinator, workers)=\(rss.map { $0 >> 20 }) MiB\nBENCH \(line)")
+            print(
+                "BENCH workers=\(n) wall=\(String(format: "%.1f", wall)) s rss(coordinator, workers)=\(rss.map { $0 >> 20 }) MiB\nBENCH \(line)"
+            )
             outputs.append(try Data(contentsOf: URL(fileURLWithPath: spec.output)))
         }
         XCTAssertEqual(outputs[0], outputs[1], "1 and 2 workers wrote different files")

@@ -28,23 +28,35 @@ final class LocalTokenTests: XCTestCase {
             m.envelope.authToken = given
             try s.send(m)
             let reply = try XCTUnwrap(try s.receiveMessage(timeout: 5000)?.1, "no reply to a request without the token")
-            guard case .error(let e)? = reply.body else { return XCTFail("answered without the token: \(reply.body as Any)") }
+            guard case .error(let e)? = reply.body else {
+                return XCTFail("answered without the token: \(reply.body as Any)")
+            }
             XCTAssertEqual(e.code, .unauthorized)
-            XCTAssertEqual(e.message, "this coordinator requires its token; run as a user who can read \(file.path), "
-                           + "or pass --token-file \(file.path) (or set KILN_TOKEN_FILE)")
+            XCTAssertEqual(
+                e.message,
+                "this coordinator requires its token; run as a user who can read \(file.path), "
+                    + "or pass --token-file \(file.path) (or set KILN_TOKEN_FILE)")
         }
         // A worker without the token never joins; one with it does.
         var wc = WorkerConfig(coordinator: coordinator.endpoints.listen, threads: 1, id: "tokenless")
         wc.reconnectInitialMs = 100
         let tokenless = Worker(config: wc, logger: quietLogger("test.worker"))
         tokenless.start()
-        defer { tokenless.requestStop(); tokenless.stop() }
+        defer {
+            tokenless.requestStop()
+            tokenless.stop()
+        }
         let worker = makeWorker(coordinator.endpoints.listen, id: "holder")
         worker.start()
-        defer { worker.requestStop(); worker.stop() }
+        defer {
+            worker.requestStop()
+            worker.stop()
+        }
         let client = try TestClient(coordinator.endpoints.listen)
         func ids() throws -> [String] {
-            guard case .listWorkersResponse(let r)? = try client.request(.listWorkersRequest(.init())).body else { return [] }
+            guard case .listWorkersResponse(let r)? = try client.request(.listWorkersRequest(.init())).body else {
+                return []
+            }
             return r.workers.map(\.workerID)
         }
         try waitUntil("the worker with the token to join", timeout: 20) { try ids() == ["holder"] }
@@ -63,8 +75,10 @@ final class LocalTokenTests: XCTestCase {
         let file = data.appendingPathComponent("token").path
         XCTAssertEqual(chmod(file, 0o644), 0)
         XCTAssertThrowsError(try makeCoordinator(dataDir: data)) { error in
-            XCTAssertEqual("\(error)", "\(file): mode 644 lets other users read the token; run `chmod 600 \(file)` "
-                           + "(or remove it for a new token)")
+            XCTAssertEqual(
+                "\(error)",
+                "\(file): mode 644 lets other users read the token; run `chmod 600 \(file)` "
+                    + "(or remove it for a new token)")
         }
     }
 

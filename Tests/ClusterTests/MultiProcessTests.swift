@@ -20,8 +20,16 @@ final class MultiProcessTests: XCTestCase {
             process.standardError = h
             try process.run()
         }
-        func kill9() { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
-        func terminate() { if process.isRunning { process.terminate(); process.waitUntilExit() } }
+        func kill9() {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        func terminate() {
+            if process.isRunning {
+                process.terminate()
+                process.waitUntilExit()
+            }
+        }
         var text: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
     }
 
@@ -31,21 +39,27 @@ final class MultiProcessTests: XCTestCase {
         }
         let model = try ClusterAssets.smolLM2(blocks: 4)
         let dir = Paths.tempDir("kiln-cluster-mp")
-        let spec = ClusterAssets.spec(model: model, out: dir.appendingPathComponent("mp.gguf"), method: .gptq, mode: .sequential,
-                                      samples: 8, shardSize: 2)
+        let spec = ClusterAssets.spec(
+            model: model, out: dir.appendingPathComponent("mp.gguf"), method: .gptq, mode: .sequential,
+            samples: 8, shardSize: 2)
         let endpoint = "tcp://127.0.0.1:\(try freePort())"
-        let coordinator = try Proc(["coordinator", "--listen", endpoint, "--publish", "tcp://127.0.0.1:\(try freePort())",
-                                    "--data-dir", dir.appendingPathComponent("data").path] + ClusterAssets.allowPathArgs + ["--heartbeat-ms", "500", "--liveness", "6"],
-                                   log: dir.appendingPathComponent("coordinator.log"))
+        let coordinator = try Proc(
+            [
+                "coordinator", "--listen", endpoint, "--publish", "tcp://127.0.0.1:\(try freePort())",
+                "--data-dir", dir.appendingPathComponent("data").path,
+            ] + ClusterAssets.allowPathArgs + ["--heartbeat-ms", "500", "--liveness", "6"],
+            log: dir.appendingPathComponent("coordinator.log"))
         defer { coordinator.terminate() }
         // Workers start once the coordinator has made its token (they read it at start).
         _ = try TestTokens.read(dataDir: dir.appendingPathComponent("data"), endpoint: endpoint)
         let token = dir.appendingPathComponent("data/token").path
-        let w1 = try Proc(["worker", "--coordinator", endpoint, "--id", "w1", "--threads", "1", "--token-file", token],
-                          log: dir.appendingPathComponent("w1.log"))
+        let w1 = try Proc(
+            ["worker", "--coordinator", endpoint, "--id", "w1", "--threads", "1", "--token-file", token],
+            log: dir.appendingPathComponent("w1.log"))
         defer { w1.terminate() }
-        let w2 = try Proc(["worker", "--coordinator", endpoint, "--id", "w2", "--threads", "1", "--token-file", token],
-                          log: dir.appendingPathComponent("w2.log"))
+        let w2 = try Proc(
+            ["worker", "--coordinator", endpoint, "--id", "w2", "--threads", "1", "--token-file", token],
+            log: dir.appendingPathComponent("w2.log"))
         defer { w2.terminate() }
 
         let client = try TestClient(endpoint)
@@ -55,8 +69,9 @@ final class MultiProcessTests: XCTestCase {
         let status = try client.wait(job)
         XCTAssertEqual(status.state, .succeeded, status.error.message + "\n" + coordinator.text)
         XCTAssertTrue(coordinator.text.contains("worker dropped"), coordinator.text)
-        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: spec.output)), try ClusterAssets.localReference(spec),
-                       "output after losing a worker differs from the local executor's")
+        XCTAssertEqual(
+            try Data(contentsOf: URL(fileURLWithPath: spec.output)), try ClusterAssets.localReference(spec),
+            "output after losing a worker differs from the local executor's")
     }
 }
 
@@ -85,14 +100,17 @@ final class EmbeddedRunTests: XCTestCase {
         }
         let model = try ClusterAssets.smolLM2(blocks: 2)
         let dir = Paths.tempDir("kiln-embedded")
-        let spec = ClusterAssets.spec(model: model, out: dir.appendingPathComponent("ref.gguf"), method: .gptq, mode: .sequential)
+        let spec = ClusterAssets.spec(
+            model: model, out: dir.appendingPathComponent("ref.gguf"), method: .gptq, mode: .sequential)
         let reference = try ClusterAssets.localReference(spec)
         var outputs: [Data] = []
         for n in [1, 2] {
             let out = dir.appendingPathComponent("w\(n).gguf")
-            let rc = try runKiln(["run", "--model", model.path, "--calib", ClusterAssets.calib.path, "--samples", "4", "--seqlen", "64",
-                                  "--shard-size", "2", "--method", "gptq", "--mode", "sequential", "--out", out.path,
-                                  "--workers", "\(n)", "--threads", "1"])
+            let rc = try runKiln([
+                "run", "--model", model.path, "--calib", ClusterAssets.calib.path, "--samples", "4", "--seqlen", "64",
+                "--shard-size", "2", "--method", "gptq", "--mode", "sequential", "--out", out.path,
+                "--workers", "\(n)", "--threads", "1",
+            ])
             XCTAssertEqual(rc, 0, "kiln run --workers \(n) failed")
             outputs.append(try Data(contentsOf: out))
         }
@@ -101,18 +119,24 @@ final class EmbeddedRunTests: XCTestCase {
 
         // --eval with --workers: before and after, as the local executor reports them.
         var local = spec
-        local.evalFile = ClusterAssets.eval.path; local.evalWindows = 2; local.evalContext = 512
+        local.evalFile = ClusterAssets.eval.path
+        local.evalWindows = 2
+        local.evalContext = 512
         local.output = dir.appendingPathComponent("local-eval.gguf").path
         let expected = try XCTUnwrap(try Job.run(local, concurrency: 1).perplexity)
         let json = dir.appendingPathComponent("w2-eval.json")
-        let rc = try runKiln(["run", "--model", model.path, "--calib", ClusterAssets.calib.path, "--samples", "4", "--seqlen", "64",
-                              "--shard-size", "2", "--method", "gptq", "--mode", "sequential",
-                              "--out", dir.appendingPathComponent("w2-eval.gguf").path, "--eval", ClusterAssets.eval.path,
-                              "--eval-windows", "2", "--workers", "2", "--threads", "1", "--json"], stdout: json)
+        let rc = try runKiln(
+            [
+                "run", "--model", model.path, "--calib", ClusterAssets.calib.path, "--samples", "4", "--seqlen", "64",
+                "--shard-size", "2", "--method", "gptq", "--mode", "sequential",
+                "--out", dir.appendingPathComponent("w2-eval.gguf").path, "--eval", ClusterAssets.eval.path,
+                "--eval-windows", "2", "--workers", "2", "--threads", "1", "--json",
+            ], stdout: json)
         XCTAssertEqual(rc, 0, "kiln run --workers 2 --eval failed")
         let report = try JSONSerialization.jsonObject(with: Data(contentsOf: json)) as! [String: Any]
         let ppl = try XCTUnwrap(report["perplexity"] as? [String: Any], "no perplexity in the --workers report")
-        let before = try XCTUnwrap(ppl["before"] as? Double), after = try XCTUnwrap(ppl["after"] as? Double)
+        let before = try XCTUnwrap(ppl["before"] as? Double)
+        let after = try XCTUnwrap(ppl["after"] as? Double)
         XCTAssertEqual(before, try XCTUnwrap(expected.before), accuracy: 1e-9 * before)
         XCTAssertEqual(after, expected.after, accuracy: 1e-9 * after, "same bytes must give the same perplexity")
     }

@@ -28,14 +28,19 @@ final class RetentionTests: XCTestCase {
     }
 
     /// A coordinator and one worker in this process; `body` gets the client.
-    func withCluster(data: URL, configure: (inout CoordinatorConfig) -> Void = { _ in },
-                     _ body: (Coordinator, TestClient) throws -> Void) throws {
+    func withCluster(
+        data: URL, configure: (inout CoordinatorConfig) -> Void = { _ in },
+        _ body: (Coordinator, TestClient) throws -> Void
+    ) throws {
         let coordinator = try makeCoordinator(dataDir: data, configure: configure)
         coordinator.start()
         defer { coordinator.stop() }
         let worker = makeWorker(coordinator.endpoints.listen, id: "w1")
         worker.start()
-        defer { worker.requestStop(); worker.stop() }
+        defer {
+            worker.requestStop()
+            worker.stop()
+        }
         try body(coordinator, try TestClient(coordinator.endpoints.listen))
     }
 
@@ -43,7 +48,9 @@ final class RetentionTests: XCTestCase {
         var r = Kiln_V1_CancelRequest()
         r.jobID = job
         r.reason = "test"
-        guard case .cancelResponse? = try client.request(.cancelRequest(r)).body else { return XCTFail("cancel refused") }
+        guard case .cancelResponse? = try client.request(.cancelRequest(r)).body else {
+            return XCTFail("cancel refused")
+        }
     }
 
     func testResultFilesAreRemovedAfterTheJobSucceeds() throws {
@@ -73,8 +80,11 @@ final class RetentionTests: XCTestCase {
         let results = data.appendingPathComponent("results")
         try withCluster(data: data) { _, client in
             // Cancelled once some results are durable.
-            let cancelled = try client.submit(ClusterAssets.spec(model: model, out: dir.appendingPathComponent("c.gguf"), samples: 8))
-            try waitUntil("results of the job to cancel") { !self.files(results.appendingPathComponent(cancelled)).isEmpty }
+            let cancelled = try client.submit(
+                ClusterAssets.spec(model: model, out: dir.appendingPathComponent("c.gguf"), samples: 8))
+            try waitUntil("results of the job to cancel") {
+                !self.files(results.appendingPathComponent(cancelled)).isEmpty
+            }
             try cancel(client, cancelled)
             XCTAssertEqual(try client.wait(cancelled).state, .cancelled)
             try waitUntil("the cancelled job's files removed", timeout: 10) { self.entries(results).isEmpty }
@@ -82,7 +92,8 @@ final class RetentionTests: XCTestCase {
             // Failed: its output directory vanishes while it runs, so the writer fails.
             let outDir = dir.appendingPathComponent("gone")
             try FileManager.default.createDirectory(at: outDir, withIntermediateDirectories: true)
-            let failing = try client.submit(ClusterAssets.spec(model: model, out: outDir.appendingPathComponent("f.gguf")))
+            let failing = try client.submit(
+                ClusterAssets.spec(model: model, out: outDir.appendingPathComponent("f.gguf")))
             try FileManager.default.removeItem(at: outDir)
             var sawFiles = false
             let s = try client.wait(failing) { _ in sawFiles = sawFiles || !self.files(results).isEmpty }
@@ -113,7 +124,8 @@ final class RetentionTests: XCTestCase {
             let written = Int64(kept.values.reduce(0, +))
             let estimate = DiskBudget.resultBytes(spec: spec, config: try spec.openModelView().config)
             XCTAssertGreaterThanOrEqual(estimate, written, "the estimate is below the bytes written")
-            XCTAssertLessThan(estimate, written * 2, "the estimate is far above the bytes written (\(estimate) vs \(written))")
+            XCTAssertLessThan(
+                estimate, written * 2, "the estimate is far above the bytes written (\(estimate) vs \(written))")
 
             XCTAssertThrowsError(try ResultsGC.run(dataDir: data), "gc ran beside a coordinator") { e in
                 XCTAssertTrue("\(e)".contains("in use by a running coordinator"), "\(e)")
@@ -126,11 +138,14 @@ final class RetentionTests: XCTestCase {
         try FileManager.default.createDirectory(at: orphan, withIntermediateDirectories: true)
         try Data(count: 1000).write(to: orphan.appendingPathComponent("reconstruct-0-1.bin"))
         try Data(count: 10).write(to: orphan.appendingPathComponent(".tmp-\(UUID().uuidString)"))
-        let foreign = [data.appendingPathComponent("notes.txt"), results.appendingPathComponent("README"),
-                       results.appendingPathComponent("backup/collect-0-0.bin"),
-                       results.appendingPathComponent("job-abc124-z9/mine.bin")]
+        let foreign = [
+            data.appendingPathComponent("notes.txt"), results.appendingPathComponent("README"),
+            results.appendingPathComponent("backup/collect-0-0.bin"),
+            results.appendingPathComponent("job-abc124-z9/mine.bin"),
+        ]
         for f in foreign {
-            try FileManager.default.createDirectory(at: f.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(
+                at: f.deletingLastPathComponent(), withIntermediateDirectories: true)
             try Data("not Kiln's".utf8).write(to: f)
         }
         let keptBytes = Int64(files(results.appendingPathComponent(job)).values.reduce(0, +))
@@ -154,7 +169,8 @@ final class RetentionTests: XCTestCase {
         let files = try ResultFiles(dataDir: Paths.tempDir("kiln-retention"))
         let job = "job-abc-1"
         let blocker = files.url(job: job, task: .merge(block: 0))
-        try FileManager.default.createDirectory(at: blocker.appendingPathComponent("x"), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            at: blocker.appendingPathComponent("x"), withIntermediateDirectories: true)
         XCTAssertThrowsError(try files.write(Data(count: 4096), job: job, task: .merge(block: 0)))
         XCTAssertEqual(entries(files.root.appendingPathComponent(job)), [blocker.lastPathComponent])
     }
@@ -170,12 +186,16 @@ final class RetentionTests: XCTestCase {
             var r = Kiln_V1_SubmitRequest()
             r.spec = try SpecConversion.toProto(spec)
             let m = try client.request(.submitRequest(r))
-            guard case .error(let e)? = m.body else { return XCTFail("submitted although it does not fit: \(m.body as Any)") }
+            guard case .error(let e)? = m.body else {
+                return XCTFail("submitted although it does not fit: \(m.body as Any)")
+            }
             XCTAssertTrue(e.message.contains("not enough disk space"), e.message)
             XCTAssertTrue(e.message.contains(String(format: "%.2f GiB", Double(need) / Double(1 << 30))), e.message)
-            XCTAssertTrue(e.message.contains(String(format: "%.2f GiB is free", Double(free) / Double(1 << 30))), e.message)
+            XCTAssertTrue(
+                e.message.contains(String(format: "%.2f GiB is free", Double(free) / Double(1 << 30))), e.message)
             // A small job fits the same free space.
-            let small = try client.submit(ClusterAssets.spec(model: model, out: dir.appendingPathComponent("small.gguf"), samples: 2))
+            let small = try client.submit(
+                ClusterAssets.spec(model: model, out: dir.appendingPathComponent("small.gguf"), samples: 2))
             XCTAssertFalse(small.isEmpty)
         }
     }

@@ -23,7 +23,10 @@ final class RobustnessTests: XCTestCase {
         defer { coordinator.stop() }
         let worker = makeWorker(coordinator.endpoints.listen, id: "w1")
         worker.start()
-        defer { worker.requestStop(); worker.stop() }
+        defer {
+            worker.requestStop()
+            worker.stop()
+        }
         let client = try TestClient(coordinator.endpoints.listen)
         let job = try client.submit(spec)
 
@@ -49,7 +52,11 @@ final class RobustnessTests: XCTestCase {
         try evil.send(try env.serializedData())
         // 4. a frame over the framing limit (32 MiB) but under ZMQ's (48 MiB), with a lying header
         var h = Kiln_V1_TensorHeader()
-        h.name = "big"; h.dtype = .u8; h.shape = [16]; h.byteLength = 16; h.checksumKind = .crc32C
+        h.name = "big"
+        h.dtype = .u8
+        h.shape = [16]
+        h.byteLength = 16
+        h.checksumKind = .crc32C
         var env2 = Kiln_V1_Envelope()
         env2.protocolVersion = KilnWire.version
         env2.body = .heartbeat(hb)
@@ -80,7 +87,8 @@ final class RobustnessTests: XCTestCase {
     func testCoordinatorRestartResumesTheJob() throws {
         let model = try ClusterAssets.smolLM2(blocks: 3)
         let dir = Paths.tempDir("kiln-cluster")
-        let spec = ClusterAssets.spec(model: model, out: dir.appendingPathComponent("restart.gguf"), method: .gptq, mode: .sequential)
+        let spec = ClusterAssets.spec(
+            model: model, out: dir.appendingPathComponent("restart.gguf"), method: .gptq, mode: .sequential)
         let data = dir.appendingPathComponent("data")
         let port = try freePort()
         let endpoint = "tcp://127.0.0.1:\(port)"
@@ -91,13 +99,19 @@ final class RobustnessTests: XCTestCase {
         let worker = makeWorker(endpoint, id: "w1")
         first!.start()
         worker.start()
-        defer { worker.requestStop(); worker.stop() }
+        defer {
+            worker.requestStop()
+            worker.stop()
+        }
         let job: String
         var doneBefore = 0
         do {
             let client = try TestClient(endpoint)
             job = try client.submit(spec)
-            try waitUntil("a third of the tasks") { doneBefore = try client.status(job).tasksDone; return doneBefore >= 10 }
+            try waitUntil("a third of the tasks") {
+                doneBefore = try client.status(job).tasksDone
+                return doneBefore >= 10
+            }
         }
         first!.stop()
         first = nil
@@ -109,7 +123,8 @@ final class RobustnessTests: XCTestCase {
             if made == nil { Thread.sleep(forTimeInterval: 0.1) }
         }
         let second = try XCTUnwrap(made, "could not bind \(endpoint) again")
-        XCTAssertGreaterThanOrEqual(second.resumedTaskCount, doneBefore - 2, "completed tasks were not resumed from the store")
+        XCTAssertGreaterThanOrEqual(
+            second.resumedTaskCount, doneBefore - 2, "completed tasks were not resumed from the store")
         second.start()
         defer { second.stop() }
         let client = try TestClient(endpoint)

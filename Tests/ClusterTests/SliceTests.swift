@@ -12,7 +12,8 @@ final class InProcessClusterTests: XCTestCase {
     func testOneWorkerRTNMatchesLocalExecutor() throws {
         let model = try ClusterAssets.smolLM2(blocks: 2)
         let dir = Paths.tempDir("kiln-cluster")
-        let spec = ClusterAssets.spec(model: model, out: dir.appendingPathComponent("out.gguf"), method: .rtn, mode: .parallel)
+        let spec = ClusterAssets.spec(
+            model: model, out: dir.appendingPathComponent("out.gguf"), method: .rtn, mode: .parallel)
         let reference = try ClusterAssets.localReference(spec)
 
         let coordinator = try makeCoordinator(dataDir: dir.appendingPathComponent("data"))
@@ -20,7 +21,10 @@ final class InProcessClusterTests: XCTestCase {
         defer { coordinator.stop() }
         let worker = makeWorker(coordinator.endpoints.listen, id: "w1")
         worker.start()
-        defer { worker.requestStop(); worker.stop() }
+        defer {
+            worker.requestStop()
+            worker.stop()
+        }
 
         let client = try TestClient(coordinator.endpoints.listen)
         let job = try client.submit(spec)

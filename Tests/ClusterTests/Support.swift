@@ -14,7 +14,9 @@ enum ClusterAssets {
     /// `kiln coordinator` confines jobs to allowed roots: the tests' files live under
     /// the temporary directory, the asset cache and the repository's fixtures.
     static var allowPathArgs: [String] {
-        [FileManager.default.temporaryDirectory.path, Paths.assets.path, Paths.repoRoot.path].flatMap { ["--allow-path", $0] }
+        [FileManager.default.temporaryDirectory.path, Paths.assets.path, Paths.repoRoot.path].flatMap {
+            ["--allow-path", $0]
+        }
     }
 
     static let calib = Paths.fixture("text/fortunes_calib.txt")
@@ -48,10 +50,16 @@ enum ClusterAssets {
         }
     }
 
-    static func spec(model: URL, out: URL, method: QuantMethod = .rtn, mode: JobMode = .parallel,
-                     samples: Int = 4, seqlen: Int = 64, shardSize: Int = 2) -> JobSpec {
+    static func spec(
+        model: URL, out: URL, method: QuantMethod = .rtn, mode: JobMode = .parallel,
+        samples: Int = 4, seqlen: Int = 64, shardSize: Int = 2
+    ) -> JobSpec {
         var s = JobSpec(model: model.path, calibration: calib.path, output: out.path)
-        s.samples = samples; s.seqlen = seqlen; s.shardSize = shardSize; s.method = method; s.mode = mode
+        s.samples = samples
+        s.seqlen = seqlen
+        s.shardSize = shardSize
+        s.method = method
+        s.mode = mode
         return s
     }
 
@@ -73,8 +81,10 @@ func quietLogger(_ label: String) -> Logger {
 }
 
 /// A coordinator on tcp loopback (free ports) with fast heartbeats.
-func makeCoordinator(dataDir: URL, context: ZMQContext = .shared, listen: String = "tcp://127.0.0.1:*",
-                     publish: String = "tcp://127.0.0.1:*", configure: (inout CoordinatorConfig) -> Void = { _ in }) throws -> Coordinator {
+func makeCoordinator(
+    dataDir: URL, context: ZMQContext = .shared, listen: String = "tcp://127.0.0.1:*",
+    publish: String = "tcp://127.0.0.1:*", configure: (inout CoordinatorConfig) -> Void = { _ in }
+) throws -> Coordinator {
     var c = CoordinatorConfig(listen: listen, publish: publish, dataDir: dataDir)
     c.heartbeatIntervalMs = 500
     c.heartbeatLiveness = 6
@@ -121,12 +131,17 @@ func makeWorker(_ endpoint: String, id: String, context: ZMQContext = .shared) -
 final class TestClient {
     let socket: ZMQSocket
     let token: String?
-    init(_ endpoint: String, context: ZMQContext = .shared, curve: (server: String, keys: ZMQCurveKeyPair)? = nil) throws {
+    init(
+        _ endpoint: String, context: ZMQContext = .shared, curve: (server: String, keys: ZMQCurveKeyPair)? = nil
+    ) throws {
         token = curve == nil ? TestTokens.token(for: endpoint) : nil
         socket = try context.socket(.dealer)
         try socket.set([.linger(0)])
         if let curve {
-            try socket.set([.curveServerKey(curve.server), .curvePublicKey(curve.keys.publicKey), .curveSecretKey(curve.keys.secretKey)])
+            try socket.set([
+                .curveServerKey(curve.server), .curvePublicKey(curve.keys.publicKey),
+                .curveSecretKey(curve.keys.secretKey),
+            ])
         }
         try socket.connect(endpoint)
     }
@@ -149,7 +164,10 @@ final class TestClient {
         var r = Kiln_V1_SubmitRequest()
         r.spec = try SpecConversion.toProto(spec)
         let m = try request(.submitRequest(r))
-        guard case .submitResponse(let resp)? = m.body else { XCTFail("submit: \(m.body as Any)"); return "" }
+        guard case .submitResponse(let resp)? = m.body else {
+            XCTFail("submit: \(m.body as Any)")
+            return ""
+        }
         return resp.jobID
     }
 
@@ -157,12 +175,17 @@ final class TestClient {
         var r = Kiln_V1_StatusRequest()
         r.jobID = job
         let m = try request(.statusRequest(r))
-        guard case .statusResponse(let resp)? = m.body else { XCTFail("status: \(m.body as Any)"); return .init() }
+        guard case .statusResponse(let resp)? = m.body else {
+            XCTFail("status: \(m.body as Any)")
+            return .init()
+        }
         return resp.status
     }
 
     /// Polls until the job ends; returns its final status.
-    func wait(_ job: String, timeout: Double = 240, every: (Kiln_V1_JobStatus) -> Void = { _ in }) throws -> Kiln_V1_JobStatus {
+    func wait(
+        _ job: String, timeout: Double = 240, every: (Kiln_V1_JobStatus) -> Void = { _ in }
+    ) throws -> Kiln_V1_JobStatus {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             let s = try status(job)

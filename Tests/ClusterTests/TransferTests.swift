@@ -15,8 +15,9 @@ final class ClusterTransferTests: XCTestCase {
     func testPayloadsAboveTheFrameLimitTravelInChunks() throws {
         let model = try ClusterAssets.smolLM2(blocks: 2)
         let dir = Paths.tempDir("kiln-cluster")
-        let spec = ClusterAssets.spec(model: model, out: dir.appendingPathComponent("chunked.gguf"), method: .gptq, mode: .sequential,
-                                      samples: 4, shardSize: 2)
+        let spec = ClusterAssets.spec(
+            model: model, out: dir.appendingPathComponent("chunked.gguf"), method: .gptq, mode: .sequential,
+            samples: 4, shardSize: 2)
         let reference = try ClusterAssets.localReference(spec)
         let coordinator = try makeCoordinator(dataDir: dir.appendingPathComponent("data")) { c in
             c.limits.maxFrameBytes = 1 << 20
@@ -30,7 +31,10 @@ final class ClusterTransferTests: XCTestCase {
         wc.limits.maxFrameBytes = 1 << 20
         let worker = Worker(config: wc, logger: quietLogger("test.worker"))
         worker.start()
-        defer { worker.requestStop(); worker.stop() }
+        defer {
+            worker.requestStop()
+            worker.stop()
+        }
         let client = try TestClient(coordinator.endpoints.listen)
         let status = try client.wait(try client.submit(spec))
         XCTAssertEqual(status.state, .succeeded, status.error.message)
@@ -57,7 +61,9 @@ final class ClusterTransferTests: XCTestCase {
         try evil.set([.linger(0)])
         try evil.connect(coordinator.endpoints.listen)
         var hello = Kiln_V1_WorkerHello()
-        hello.workerID = "evil"; hello.protocolVersion = KilnWire.version; hello.capacity.threads = 1
+        hello.workerID = "evil"
+        hello.protocolVersion = KilnWire.version
+        hello.capacity.threads = 1
         var helloMessage = Message(.workerHello(hello))
         helloMessage.envelope.authToken = coordinator.token ?? ""
         try evil.send(helloMessage)
@@ -68,13 +74,25 @@ final class ClusterTransferTests: XCTestCase {
         let chunk = 64 << 10
         var out = OutgoingTransfers(chunkSize: chunk, window: 8)
         let damages: [(String, (inout [Data]) -> Void)] = [
-            ("corrupted", { f in var d = Data(f[1]); d[10] ^= 0x01; f[1] = d }),
+            (
+                "corrupted",
+                { f in
+                    var d = Data(f[1])
+                    d[10] ^= 0x01
+                    f[1] = d
+                }
+            ),
             ("truncated", { f in f[1] = f[1].prefix(100) }),
-            ("another tensor", { f in
-                var env = try! Kiln_V1_Envelope(serializedBytes: f[0])
-                env.tensors[0].shape = [UInt64(4 * chunk)]; env.tensors[0].byteLength = UInt64(4 * chunk); env.tensors[0].chunkCount = 4
-                f[0] = try! env.serializedData()
-            }),
+            (
+                "another tensor",
+                { f in
+                    var env = try! Kiln_V1_Envelope(serializedBytes: f[0])
+                    env.tensors[0].shape = [UInt64(4 * chunk)]
+                    env.tensors[0].byteLength = UInt64(4 * chunk)
+                    env.tensors[0].chunkCount = 4
+                    f[0] = try! env.serializedData()
+                }
+            ),
         ]
         var nacks: [Kiln_V1_TaskResultAck] = []
         var tasks: [String] = []
@@ -87,10 +105,14 @@ final class ClusterTransferTests: XCTestCase {
             case .taskAssignment(let a)?:
                 tasks.append(a.taskID)
                 // A "result" of 3 chunks; chunk 1 damaged.
-                let payload = try TensorFrame(name: "result:\(a.jobID)", dtype: .u8, shape: [3 * chunk], bytes: Data(count: 3 * chunk))
+                let payload = try TensorFrame(
+                    name: "result:\(a.jobID)", dtype: .u8, shape: [3 * chunk], bytes: Data(count: 3 * chunk))
                 let (h, chunks) = try out.start(payload, context: a.taskID)
                 var r = Kiln_V1_TaskResult()
-                r.taskID = a.taskID; r.attempt = a.attempt; r.status = .ok; r.outputs = [h]
+                r.taskID = a.taskID
+                r.attempt = a.attempt
+                r.status = .ok
+                r.outputs = [h]
                 try evil.send(Message(.taskResult(r)))
                 for (i, c) in chunks.enumerated() {
                     var frames = try c.encode()
@@ -106,15 +128,21 @@ final class ClusterTransferTests: XCTestCase {
         }
         XCTAssertEqual(nacks.count, 3, "every damaged transfer refused")
         XCTAssertTrue(nacks.allSatisfy { !$0.accepted })
-        XCTAssertEqual(nacks.map(\.error.field), ["tensors[0].chunk_checksum", "frames[1]", "tensors[0]"], "\(nacks.map(\.error.message))")
+        XCTAssertEqual(
+            nacks.map(\.error.field), ["tensors[0].chunk_checksum", "frames[1]", "tensors[0]"],
+            "\(nacks.map(\.error.message))")
         XCTAssertEqual(Set(tasks).count, 1, "the same task was retried: \(tasks)")
         var bye = Kiln_V1_WorkerGoodbye()
-        bye.workerID = "evil"; bye.reason = "done"
+        bye.workerID = "evil"
+        bye.reason = "done"
         try evil.send(Message(.workerGoodbye(bye)))
 
         let worker = makeWorker(coordinator.endpoints.listen, id: "good")
         worker.start()
-        defer { worker.requestStop(); worker.stop() }
+        defer {
+            worker.requestStop()
+            worker.stop()
+        }
         let final = try client.wait(job)
         XCTAssertEqual(final.state, .succeeded, final.error.message)
         XCTAssertEqual(coordinator.traffic.transfersFailed, 3)
@@ -133,8 +161,11 @@ final class ClusterTransferTests: XCTestCase {
         try FileManager.default.createDirectory(at: hidden, withIntermediateDirectories: true)
         let copy = hidden.appendingPathComponent("model.gguf")
         try FileManager.default.copyItem(at: model, to: copy)
-        let spec = ClusterAssets.spec(model: copy, out: dir.appendingPathComponent("fetched.gguf"), method: .gptq, mode: .sequential)
-        let coordinator = try makeCoordinator(dataDir: dir.appendingPathComponent("data")) { c in c.limits.maxFrameBytes = 4 << 20 }
+        let spec = ClusterAssets.spec(
+            model: copy, out: dir.appendingPathComponent("fetched.gguf"), method: .gptq, mode: .sequential)
+        let coordinator = try makeCoordinator(dataDir: dir.appendingPathComponent("data")) { c in
+            c.limits.maxFrameBytes = 4 << 20
+        }
         coordinator.start()
         defer { coordinator.stop() }
         let cache = dir.appendingPathComponent("worker-cache")
@@ -145,12 +176,17 @@ final class ClusterTransferTests: XCTestCase {
         wc.limits.maxFrameBytes = 4 << 20
         let worker = Worker(config: wc, logger: quietLogger("test.worker"))
         worker.start()
-        defer { worker.requestStop(); worker.stop() }
+        defer {
+            worker.requestStop()
+            worker.stop()
+        }
         let client = try TestClient(coordinator.endpoints.listen)
         let status = try client.wait(try client.submit(spec))
         XCTAssertEqual(status.state, .succeeded, status.error.message)
         XCTAssertEqual(worker.modelFetches, 1)
-        let cached = try FileManager.default.contentsOfDirectory(atPath: cache.path).filter { $0.hasSuffix("model.gguf") }
+        let cached = try FileManager.default.contentsOfDirectory(atPath: cache.path).filter {
+            $0.hasSuffix("model.gguf")
+        }
         XCTAssertEqual(cached.count, 1, "\(cached)")
         XCTAssertEqual(try Data(contentsOf: cache.appendingPathComponent(cached[0])), try Data(contentsOf: copy))
         let size = try Data(contentsOf: copy).count

@@ -11,8 +11,9 @@ import ZeroMQ
 final class EndpointCheckTests: XCTestCase {
     func testLocalhostIsBoundAsLoopback() throws {
         let port = try freePort()
-        let coordinator = try makeCoordinator(dataDir: Paths.tempDir("kiln-ep").appendingPathComponent("data"),
-                                              listen: "tcp://localhost:\(port)")
+        let coordinator = try makeCoordinator(
+            dataDir: Paths.tempDir("kiln-ep").appendingPathComponent("data"),
+            listen: "tcp://localhost:\(port)")
         defer { coordinator.stop() }
         XCTAssertEqual(coordinator.endpoints.listen, "tcp://127.0.0.1:\(port)")
     }
@@ -20,14 +21,18 @@ final class EndpointCheckTests: XCTestCase {
     func testPortZeroAndPortsWithoutAPublishPortAreRefused() throws {
         let dir = Paths.tempDir("kiln-ep").appendingPathComponent("data")
         XCTAssertThrowsError(try makeCoordinator(dataDir: dir, listen: "tcp://127.0.0.1:0")) { error in
-            XCTAssertEqual("\(error)", "--listen tcp://127.0.0.1:0: port 0 cannot be bound; use a port number in 1...65535, "
-                           + "or * to pick a free one")
+            XCTAssertEqual(
+                "\(error)",
+                "--listen tcp://127.0.0.1:0: port 0 cannot be bound; use a port number in 1...65535, "
+                    + "or * to pick a free one")
         }
-        XCTAssertThrowsError(try Coordinator(config: CoordinatorConfig(listen: "tcp://127.0.0.1:65535", dataDir: dir))) { error in
+        XCTAssertThrowsError(try Coordinator(config: CoordinatorConfig(listen: "tcp://127.0.0.1:65535", dataDir: dir)))
+        { error in
             XCTAssertTrue("\(error)".contains("port 65535 leaves no port + 1 for progress"), "\(error)")
         }
         XCTAssertThrowsError(try makeCoordinator(dataDir: dir, publish: "tcp://127.0.0.1:70000")) { error in
-            XCTAssertTrue("\(error)".hasPrefix("--publish tcp://127.0.0.1:70000: port 70000 cannot be bound"), "\(error)")
+            XCTAssertTrue(
+                "\(error)".hasPrefix("--publish tcp://127.0.0.1:70000: port 70000 cannot be bound"), "\(error)")
         }
     }
 }
@@ -36,13 +41,15 @@ final class EndpointCheckTests: XCTestCase {
 final class CoordinatorKeyErrorTests: XCTestCase {
     func testAnUnusableSecretKeyNamesItsFile() throws {
         let good = try ZMQCurveKeyPair.generate().secretKey
-        var c = CoordinatorConfig(listen: "tcp://127.0.0.1:*", publish: "tcp://127.0.0.1:*",
-                                  dataDir: Paths.tempDir("kiln-key").appendingPathComponent("data"))
+        var c = CoordinatorConfig(
+            listen: "tcp://127.0.0.1:*", publish: "tcp://127.0.0.1:*",
+            dataDir: Paths.tempDir("kiln-key").appendingPathComponent("data"))
         c.curveSecretKey = "#####" + good.dropFirst(5)  // 40 alphabet characters, no 32-bit value
         c.curveSecretSource = "--curve-secret /etc/kiln/coordinator.secret"
         XCTAssertThrowsError(try Coordinator(config: c, context: ZMQContext(), logger: quietLogger("test"))) { error in
-            XCTAssertTrue("\(error)".hasPrefix("--curve-secret /etc/kiln/coordinator.secret: not a usable CURVE secret key ("),
-                          "\(error)")
+            XCTAssertTrue(
+                "\(error)".hasPrefix("--curve-secret /etc/kiln/coordinator.secret: not a usable CURVE secret key ("),
+                "\(error)")
             XCTAssertTrue("\(error)".hasSuffix("make a key pair with `kiln keygen NAME`"), "\(error)")
         }
     }
@@ -53,8 +60,9 @@ final class CoordinatorKeyErrorTests: XCTestCase {
 final class BadMessageFloodTests: XCTestCase {
     func testAFloodOfGarbageIsLoggedAFewTimesThenSummarised() throws {
         let captured = CapturedLog()
-        var c = CoordinatorConfig(listen: "tcp://127.0.0.1:*", publish: "tcp://127.0.0.1:*",
-                                  dataDir: Paths.tempDir("kiln-flood").appendingPathComponent("data"))
+        var c = CoordinatorConfig(
+            listen: "tcp://127.0.0.1:*", publish: "tcp://127.0.0.1:*",
+            dataDir: Paths.tempDir("kiln-flood").appendingPathComponent("data"))
         c.repeatLogIntervalMs = 500
         let coordinator = try Coordinator(config: c, logger: captured.logger("test.coordinator"))
         TestTokens.register(coordinator.endpoints.listen, coordinator.token)

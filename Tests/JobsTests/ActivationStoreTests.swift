@@ -16,15 +16,22 @@ final class ActivationStoreTests: XCTestCase {
         let spill = dir.appendingPathComponent("acts")
         _ = try Job.run(a, concurrency: 1)
         let report = try Job.run(b, concurrency: 2, spill: spill)
-        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: a.output)), try Data(contentsOf: URL(fileURLWithPath: b.output)))
+        XCTAssertEqual(
+            try Data(contentsOf: URL(fileURLWithPath: a.output)), try Data(contentsOf: URL(fileURLWithPath: b.output)))
         XCTAssertTrue(report.notes.contains { $0.contains("spilled") }, "\(report.notes)")
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: spill.path), [], "spill files are removed after the job")
+        XCTAssertEqual(
+            try FileManager.default.contentsOfDirectory(atPath: spill.path), [], "spill files are removed after the job"
+        )
     }
 
     func testRoundTripAndDamage() throws {
         let store = try FileActivationStore(directory: Paths.tempDir("kiln-act"))
-        let a = ShardActivations(block: 3, windows: [Matrix(rows: 2, cols: 3, data: [1, -2, 3, .pi, 0, -0.5]),
-                                                    Matrix(rows: 1, cols: 3, data: [7, 8, 9])])
+        let a = ShardActivations(
+            block: 3,
+            windows: [
+                Matrix(rows: 2, cols: 3, data: [1, -2, 3, .pi, 0, -0.5]),
+                Matrix(rows: 1, cols: 3, data: [7, 8, 9]),
+            ])
         try store.put(shard: 5, a)
         XCTAssertEqual(try store.get(shard: 5), a)
         XCTAssertNil(try store.get(shard: 6))

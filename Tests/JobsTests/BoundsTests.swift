@@ -8,8 +8,10 @@ import XCTest
 /// by it (regressions of an 8 TB allocation, an overflow trap in the shard count, a
 /// crash in the sampler and a 893 GB block array).
 final class BoundsTests: XCTestCase {
-    func expectRefused(_ spec: JobSpec, limits: JobLimits = JobLimits(), _ fragments: [String],
-                       file: StaticString = #filePath, line: UInt = #line) {
+    func expectRefused(
+        _ spec: JobSpec, limits: JobLimits = JobLimits(), _ fragments: [String],
+        file: StaticString = #filePath, line: UInt = #line
+    ) {
         XCTAssertThrowsError(try spec.validate(limits: limits), file: file, line: line) { e in
             for f in fragments { XCTAssertTrue("\(e)".contains(f), "'\(e)' lacks '\(f)'", file: file, line: line) }
         }
@@ -18,28 +20,43 @@ final class BoundsTests: XCTestCase {
     func testHugeCountsAreRefusedByName() throws {
         let dir = Paths.tempDir("kiln-bounds")
         let base = Assets.spec(model: try Assets.truncatedSmolLM2(), out: dir.appendingPathComponent("o.gguf"))
-        var s = base; s.samples = 1_000_000_000_000
+        var s = base
+        s.samples = 1_000_000_000_000
         expectRefused(s, ["--samples 1000000000000", "out of range"])
-        s = base; s.samples = .max
+        s = base
+        s.samples = .max
         expectRefused(s, ["--samples \(Int.max)"])
-        s = base; s.shardSize = .max
+        s = base
+        s.shardSize = .max
         expectRefused(s, ["--shard-size \(Int.max)"])
-        s = base; s.seqlen = .max
+        s = base
+        s.seqlen = .max
         expectRefused(s, ["--seqlen"])
-        s = base; s.format = .gptqSafetensors; s.groupSize = 1 << 62; s.output = dir.appendingPathComponent("g").path
+        s = base
+        s.format = .gptqSafetensors
+        s.groupSize = 1 << 62
+        s.output = dir.appendingPathComponent("g").path
         expectRefused(s, ["--group \(1 << 62)"])
         s.groupSize = 2000
         expectRefused(s, ["--group 2000", "1536 columns"])
-        s = base; s.blockSize = 1 << 40
+        s = base
+        s.blockSize = 1 << 40
         expectRefused(s, ["--block-size"])
-        s = base; s.percentDamp = 1e300
+        s = base
+        s.percentDamp = 1e300
         expectRefused(s, ["--damp"])
-        s = base; s.evalFile = Assets.eval.path; s.evalWindows = .max
+        s = base
+        s.evalFile = Assets.eval.path
+        s.evalWindows = .max
         expectRefused(s, ["--eval-windows"])
-        s = base; s.evalFile = Assets.eval.path; s.evalContext = 100_000
+        s = base
+        s.evalFile = Assets.eval.path
+        s.evalContext = 100_000
         expectRefused(s, ["evaluation context 100000", "context length 8192"])
         // Arithmetic on unchecked values never traps.
-        s = base; s.samples = .max; s.shardSize = .max
+        s = base
+        s.samples = .max
+        s.shardSize = .max
         XCTAssertEqual(s.shardCount, 1)
         s.shardSize = 1
         XCTAssertEqual(s.shardCount, .max)
@@ -48,9 +65,11 @@ final class BoundsTests: XCTestCase {
     func testMemoryEstimateRefusesWithTheLargestPart() throws {
         let dir = Paths.tempDir("kiln-bounds")
         var s = Assets.spec(model: try Assets.truncatedSmolLM2(), out: dir.appendingPathComponent("o.gguf"))
-        s.samples = 1 << 24; s.seqlen = 4096
+        s.samples = 1 << 24
+        s.seqlen = 4096
         expectRefused(s, ["estimated", "TiB", "calibration activations", "--spill"])
-        s.samples = 64; s.seqlen = 512
+        s.samples = 64
+        s.seqlen = 512
         XCTAssertNoThrow(try s.validate())
         expectRefused(s, limits: JobLimits(maxJobMemory: 1 << 20), ["1.0 MiB", "--max-job-memory"])
         let c = try openModel(URL(fileURLWithPath: s.model)).config
@@ -74,7 +93,9 @@ final class BoundsTests: XCTestCase {
         s.output = "relative/o.gguf"
         expectRefused(s, limits: limits, ["--out relative/o.gguf", "relative path"])
         s.output = dir.appendingPathComponent("o.gguf").path
-        limits.allowedRoots = [PathResolution.resolve(dir.path), PathResolution.resolve(model.deletingLastPathComponent().path)]
+        limits.allowedRoots = [
+            PathResolution.resolve(dir.path), PathResolution.resolve(model.deletingLastPathComponent().path),
+        ]
         expectRefused(s, limits: limits, ["--calib", "outside the directories"])
         s.calibration = "/etc/shadow"
         expectRefused(s, limits: limits, ["--calib /etc/shadow", "outside"])

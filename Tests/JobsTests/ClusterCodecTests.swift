@@ -23,8 +23,10 @@ final class ClusterCodecTests: XCTestCase {
     static func u64(_ v: UInt64) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
 
     /// Decoding `data` as `T` throws an error whose text contains every fragment.
-    func assertDecodeError<T: Decodable>(_ type: T.Type, _ data: Data, _ fragments: [String],
-                                         file: StaticString = #filePath, line: UInt = #line) {
+    func assertDecodeError<T: Decodable>(
+        _ type: T.Type, _ data: Data, _ fragments: [String],
+        file: StaticString = #filePath, line: UInt = #line
+    ) {
         XCTAssertThrowsError(try ClusterCodec.decode(type, from: data), file: file, line: line) { error in
             let text = "\(error)"
             for f in fragments {
@@ -48,7 +50,8 @@ final class ClusterCodecTests: XCTestCase {
     func testRoundTrip() throws {
         let input = ClusterTaskInput(statistics: try statistics(), replayAllowed: true)
         XCTAssertEqual(try ClusterCodec.decode(ClusterTaskInput.self, from: try ClusterCodec.encode(input)), input)
-        let output = ClusterTaskOutput.collect(CollectResult(block: 2, shard: 1, statistics: [try statistics()], tokens: 3))
+        let output = ClusterTaskOutput.collect(
+            CollectResult(block: 2, shard: 1, statistics: [try statistics()], tokens: 3))
         XCTAssertEqual(try ClusterCodec.decode(ClusterTaskOutput.self, from: try ClusterCodec.encode(output)), output)
     }
 
@@ -58,10 +61,14 @@ final class ClusterCodecTests: XCTestCase {
     }
 
     func testEveryTruncationThrows() throws {
-        let full = try ClusterCodec.encode(ClusterTaskOutput.collect(CollectResult(block: 0, shard: 1, statistics: [try statistics()],
-                                                                                   tokens: 3)))
+        let full = try ClusterCodec.encode(
+            ClusterTaskOutput.collect(
+                CollectResult(
+                    block: 0, shard: 1, statistics: [try statistics()],
+                    tokens: 3)))
         for n in 0..<full.count {
-            XCTAssertThrowsError(try ClusterCodec.decode(ClusterTaskOutput.self, from: full.prefix(n)), "prefix \(n)") { error in
+            XCTAssertThrowsError(try ClusterCodec.decode(ClusterTaskOutput.self, from: full.prefix(n)), "prefix \(n)") {
+                error in
                 XCTAssertTrue(error is ClusterCodecError, "prefix \(n): \(error)")
             }
         }
@@ -71,23 +78,33 @@ final class ClusterCodecTests: XCTestCase {
         assertDecodeError(ClusterTaskInput.self, payload([]), ["tag", "1 bytes announced at offset 5, 0 remain"])
         assertDecodeError(ClusterTaskInput.self, payload([3, 1, 2]), ["int: 8 bytes announced", "2 remain"])
         assertDecodeError(ClusterTaskInput.self, payload([7, 5, 0]), ["string length"])
-        assertDecodeError(ClusterTaskInput.self, payload([8, 9] + Self.u64(4) + [1, 2]), ["number array: 4 bytes announced", "2 remain"])
+        assertDecodeError(
+            ClusterTaskInput.self, payload([8, 9] + Self.u64(4) + [1, 2]),
+            ["number array: 4 bytes announced", "2 remain"])
     }
 
     func testHugeCounts() {
         let huge = Self.u64(.max)
-        assertDecodeError(ClusterTaskInput.self, payload([9] + huge), ["array count 18446744073709551615 exceeds the remaining bytes"])
-        assertDecodeError(ClusterTaskInput.self, payload([10] + huge), ["object count 18446744073709551615 exceeds the remaining bytes"])
+        assertDecodeError(
+            ClusterTaskInput.self, payload([9] + huge), ["array count 18446744073709551615 exceeds the remaining bytes"]
+        )
+        assertDecodeError(
+            ClusterTaskInput.self, payload([10] + huge),
+            ["object count 18446744073709551615 exceeds the remaining bytes"])
         assertDecodeError(ClusterTaskInput.self, payload([7] + huge), ["string: 18446744073709551615 bytes announced"])
-        assertDecodeError(ClusterTaskInput.self, payload([8, 1] + huge), ["number array: 18446744073709551615 bytes announced"])
+        assertDecodeError(
+            ClusterTaskInput.self, payload([8, 1] + huge), ["number array: 18446744073709551615 bytes announced"])
         // An object key whose length is a lie.
-        assertDecodeError(ClusterTaskInput.self, payload([10] + Self.u64(1) + Self.u64(1 << 40)), ["key: 1099511627776 bytes announced"])
+        assertDecodeError(
+            ClusterTaskInput.self, payload([10] + Self.u64(1) + Self.u64(1 << 40)),
+            ["key: 1099511627776 bytes announced"])
     }
 
     func testWrongTags() {
         assertDecodeError(ClusterTaskInput.self, payload([11]), ["unknown tag 11 at offset 5"])
         assertDecodeError(ClusterTaskInput.self, payload([8, 0] + Self.u64(0)), ["unknown number array kind"])
-        assertDecodeError(ClusterTaskInput.self, payload([5] + Self.u64(1 << 32)), ["float bit pattern 4294967296 over 32 bits"])
+        assertDecodeError(
+            ClusterTaskInput.self, payload([5] + Self.u64(1 << 32)), ["float bit pattern 4294967296 over 32 bits"])
         assertDecodeError(ClusterTaskInput.self, payload([0, 0]), ["1 trailing bytes after the payload"])
         assertDecodeError(ClusterTaskInput.self, payload([7] + Self.u64(2) + [0xFF, 0xFE]), ["string is not UTF-8"])
     }
@@ -115,24 +132,33 @@ final class ClusterCodecTests: XCTestCase {
     }
 
     struct HugeColumns: Encodable {
-        struct Hessian: Encodable { var columns = Int.max, samples = 1, tokens = 1, high: [Int64] = [], low: [UInt64] = [] }
-        struct Channels: Encodable { var columns = Int.max, tokens = 1, absMax: [Float] = [], min: [Float] = [], max: [Float] = [] }
+        struct Hessian: Encodable {
+            var columns = Int.max, samples = 1, tokens = 1, high: [Int64] = [], low: [UInt64] = []
+        }
+        struct Channels: Encodable {
+            var columns = Int.max, tokens = 1, absMax: [Float] = [], min: [Float] = [], max: [Float] = []
+        }
         struct Stats: Encodable { var name = "x", hessian = Hessian(), channels = Channels() }
         var statistics = Stats()
         var replayAllowed = false
     }
 
     func testTypeErrorsNameThePath() throws {
-        assertDecodeError(ClusterTaskInput.self, try ClusterCodec.encode(WrongTypes()), ["replayAllowed: expected a bool, found string"])
+        assertDecodeError(
+            ClusterTaskInput.self, try ClusterCodec.encode(WrongTypes()),
+            ["replayAllowed: expected a bool, found string"])
         assertDecodeError(ClusterTaskInput.self, try ClusterCodec.encode([String: Int]()), ["replayAllowed: missing"])
-        assertDecodeError(ClusterTaskOutput.self, try ClusterCodec.encode(NegativeShard()),
-                          ["propagate._0.shard: integer does not fit Int"])
-        assertDecodeError(ClusterTaskInput.self, try ClusterCodec.encode(WrongBlob()), ["number array of kind f32, expected i64"])
+        assertDecodeError(
+            ClusterTaskOutput.self, try ClusterCodec.encode(NegativeShard()),
+            ["propagate._0.shard: integer does not fit Int"])
+        assertDecodeError(
+            ClusterTaskInput.self, try ClusterCodec.encode(WrongBlob()), ["number array of kind f32, expected i64"])
     }
 
     /// Found by Fuzz/codec.swift: a Hessian's column count overflowed its packed size (a trap).
     func testHugeHessianColumnsAreRefused() throws {
-        assertDecodeError(ClusterTaskInput.self, try ClusterCodec.encode(HugeColumns()),
-                          ["Hessian of 9223372036854775807 columns is out of range"])
+        assertDecodeError(
+            ClusterTaskInput.self, try ClusterCodec.encode(HugeColumns()),
+            ["Hessian of 9223372036854775807 columns is out of range"])
     }
 }

@@ -18,15 +18,20 @@ final class DeterminismTests: XCTestCase {
         _ = try Job.run(b)
         XCTAssertTrue(try fileBytes(URL(fileURLWithPath: a.output)) == fileBytes(URL(fileURLWithPath: b.output)))
         // gptq-safetensors too (directory: compare each file), in parallel mode.
-        a.format = .gptqSafetensors; a.output = dir.appendingPathComponent("ga").path; a.mode = .parallel
-        b.format = .gptqSafetensors; b.output = dir.appendingPathComponent("gb").path; b.mode = .parallel
+        a.format = .gptqSafetensors
+        a.output = dir.appendingPathComponent("ga").path
+        a.mode = .parallel
+        b.format = .gptqSafetensors
+        b.output = dir.appendingPathComponent("gb").path
+        b.mode = .parallel
         _ = try Job.run(a)
         _ = try Job.run(b)
         let files = try FileManager.default.contentsOfDirectory(atPath: a.output).sorted()
         XCTAssertEqual(files, try FileManager.default.contentsOfDirectory(atPath: b.output).sorted())
         for f in files {
-            XCTAssertTrue(try fileBytes(URL(fileURLWithPath: a.output).appendingPathComponent(f))
-                          == fileBytes(URL(fileURLWithPath: b.output).appendingPathComponent(f)), f)
+            XCTAssertTrue(
+                try fileBytes(URL(fileURLWithPath: a.output).appendingPathComponent(f))
+                    == fileBytes(URL(fileURLWithPath: b.output).appendingPathComponent(f)), f)
         }
     }
 
@@ -37,8 +42,9 @@ final class DeterminismTests: XCTestCase {
             var merged: [[MergeResult]] = []
             var outputs: [Data] = []
             for shardSize in (mode == .parallel ? [1, 3] : [1, 4]) {
-                var s = Assets.spec(model: model, out: dir.appendingPathComponent("s\(shardSize)-\(mode).gguf"),
-                                    samples: 4, shardSize: shardSize, mode: mode)
+                var s = Assets.spec(
+                    model: model, out: dir.appendingPathComponent("s\(shardSize)-\(mode).gguf"),
+                    samples: 4, shardSize: shardSize, mode: mode)
                 s.sampler = .random
                 let ctx = try JobContext.open(s)
                 // The second partition also runs two tasks at a time: neither may change a bit.
@@ -70,7 +76,8 @@ final class DeterminismTests: XCTestCase {
         XCTAssertEqual(c2, c)
         let m = try Tasks.merge(block: 0, parts: [c2])
         let input = ReconstructInput(block: 0, group: 1, linears: Tasks.groups[1], statistics: m.statistics[1])
-        let r = try Tasks.reconstruct(ctx, try JSONDecoder().decode(ReconstructInput.self, from: JSONEncoder().encode(input)))
+        let r = try Tasks.reconstruct(
+            ctx, try JSONDecoder().decode(ReconstructInput.self, from: JSONEncoder().encode(input)))
         XCTAssertTrue(try JSONDecoder().decode(ReconstructResult.self, from: JSONEncoder().encode(r)) == r)
         // Recomputed from the same input: the same result (timings aside).
         func untimed(_ x: ReconstructResult) -> ReconstructResult {

@@ -18,7 +18,9 @@ final class EndToEndTests: XCTestCase {
         let dir = Paths.tempDir("kiln-e2e")
         let input = try openModel(model) as! GGUFModel
         for (format, method) in [(OutputFormat.ggufQ4_0, QuantMethod.gptq), (.ggufQ4_1, .gptq), (.ggufQ8_0, .rtn)] {
-            let s = Assets.spec(model: model, out: dir.appendingPathComponent("\(format.rawValue).gguf"), method: method, format: format)
+            let s = Assets.spec(
+                model: model, out: dir.appendingPathComponent("\(format.rawValue).gguf"), method: method, format: format
+            )
             let ctx = try JobContext.open(s)
             let g = try LocalExecutor(context: ctx).run()
             let out = URL(fileURLWithPath: s.output)
@@ -40,7 +42,9 @@ final class EndToEndTests: XCTestCase {
             XCTAssertEqual(back.metadata["kiln.method"], .string(method.rawValue))
             XCTAssertEqual(back.metadata["kiln.samples"], .uint32(4))
             XCTAssertNotNil(back.metadata["general.file_type"])
-            XCTAssertEqual(back.metadata["general.file_type"]?.int, ["gguf-q4_0": 2, "gguf-q4_1": 3, "gguf-q8_0": 7][format.rawValue])
+            XCTAssertEqual(
+                back.metadata["general.file_type"]?.int,
+                ["gguf-q4_0": 2, "gguf-q4_1": 3, "gguf-q8_0": 7][format.rawValue])
 
             if pythonHas(["gguf", "numpy"]) {
                 let names = ["blk.0.attn_q.weight", "blk.1.ffn_down.weight"]
@@ -65,43 +69,58 @@ final class EndToEndTests: XCTestCase {
         let model = try Assets.truncatedSmolLM2()
         let dir = Paths.tempDir("kiln-e2e")
         var s = Assets.spec(model: model, out: dir.appendingPathComponent("gptq"), format: .gptqSafetensors)
-        s.bits = 4; s.groupSize = 64; s.symmetric = false; s.actOrder = true
+        s.bits = 4
+        s.groupSize = 64
+        s.symmetric = false
+        s.actOrder = true
         let ctx = try JobContext.open(s)
         let g = try LocalExecutor(context: ctx).run()
         let out = URL(fileURLWithPath: s.output)
         let checkpoint = try GPTQOutput.write(spec: s, view: ctx.view, linears: g.linears, to: out)
         let fm = FileManager.default
-        for f in ["config.json", "quantize_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"] {
+        for f in [
+            "config.json", "quantize_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+        ] {
             XCTAssertTrue(fm.fileExists(atPath: out.appendingPathComponent(f).path), f)
         }
-        let cfg = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("config.json"))) as! [String: Any]
+        let cfg =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("config.json")))
+            as! [String: Any]
         XCTAssertEqual(cfg["architectures"] as? [String], ["LlamaForCausalLM"])
         XCTAssertEqual(cfg["num_hidden_layers"] as? Int, 2)
         let qc = cfg["quantization_config"] as! [String: Any]
-        XCTAssertEqual(qc["bits"] as? Int, 4); XCTAssertEqual(qc["group_size"] as? Int, 64)
-        XCTAssertEqual(qc["desc_act"] as? Bool, true); XCTAssertEqual(qc["sym"] as? Bool, false)
+        XCTAssertEqual(qc["bits"] as? Int, 4)
+        XCTAssertEqual(qc["group_size"] as? Int, 64)
+        XCTAssertEqual(qc["desc_act"] as? Bool, true)
+        XCTAssertEqual(qc["sym"] as? Bool, false)
         XCTAssertEqual(qc["checkpoint_format"] as? String, checkpoint)
 
         // The tokenizer.json built from the GGUF vocabulary tokenizes like the GGUF's own.
         let built = try makeTokenizer(tokenizerJSON: Data(contentsOf: out.appendingPathComponent("tokenizer.json")))
         let own = try loadTokenizer(ctx.view.tokenizer!)
-        let text = String(try String(contentsOf: Assets.eval, encoding: .utf8).prefix(20_000)) + " 12345 <|im_start|>user\nhi<|im_end|>"
+        let text =
+            String(try String(contentsOf: Assets.eval, encoding: .utf8).prefix(20_000))
+            + " 12345 <|im_start|>user\nhi<|im_end|>"
         XCTAssertEqual(built.encode(text), own.encode(text))
 
         let st = try SafeTensorsFile(out.appendingPathComponent("model.safetensors"))
         let c = ctx.model.config
-        for (hf, src, heads) in [("model.layers.0.self_attn.q_proj", "blk.0.attn_q.weight", c.headCount),
-                                 ("model.layers.1.self_attn.k_proj", "blk.1.attn_k.weight", c.kvHeadCount),
-                                 ("model.layers.1.mlp.down_proj", "blk.1.ffn_down.weight", 0)] {
+        for (hf, src, heads) in [
+            ("model.layers.0.self_attn.q_proj", "blk.0.attn_q.weight", c.headCount),
+            ("model.layers.1.self_attn.k_proj", "blk.1.attn_k.weight", c.kvHeadCount),
+            ("model.layers.1.mlp.down_proj", "blk.1.ffn_down.weight", 0),
+        ] {
             let q = g.linears[src]!
             func i32(_ n: String) throws -> [Int32] {
                 let d = try st.rawBytes(hf + "." + n)
                 return d.withUnsafeBytes { Array($0.bindMemory(to: Int32.self)) }
             }
             let ng = q.groupCount
-            let codes = GPTQPacking.unpackQWeight(try i32("qweight"), outFeatures: q.rows, inFeatures: q.columns, bits: 4)
-            let zeros = GPTQPacking.unpackQZeros(try i32("qzeros"), outFeatures: q.rows, groupCount: ng, bits: 4,
-                                                 offset: checkpoint == "gptq" ? 1 : 0)
+            let codes = GPTQPacking.unpackQWeight(
+                try i32("qweight"), outFeatures: q.rows, inFeatures: q.columns, bits: 4)
+            let zeros = GPTQPacking.unpackQZeros(
+                try i32("qzeros"), outFeatures: q.rows, groupCount: ng, bits: 4,
+                offset: checkpoint == "gptq" ? 1 : 0)
             let scales16 = try st.rawBytes(hf + ".scales").withUnsafeBytes { Array($0.bindMemory(to: UInt16.self)) }
             let gidx = try i32("g_idx")
             XCTAssertEqual(gidx, q.groupIndex)
@@ -109,7 +128,9 @@ final class EndToEndTests: XCTestCase {
             for o in 0..<q.rows {
                 for i in 0..<q.columns {
                     let gg = Int(gidx[i])
-                    w[o, i] = Float(Float16(bitPattern: scales16[gg * q.rows + o])) * Float(Int(codes[o * q.columns + i]) - zeros[o * ng + gg])
+                    w[o, i] =
+                        Float(Float16(bitPattern: scales16[gg * q.rows + o]))
+                        * Float(Int(codes[o * q.columns + i]) - zeros[o * ng + gg])
                 }
             }
             var expected = GPTQOutput.storedWeights(q)
@@ -123,7 +144,8 @@ final class EndToEndTests: XCTestCase {
     func testSmolLM2GPTQToQ4_0WithReport() throws {
         let model = try Assets.smollm2()
         let dir = Paths.tempDir("kiln-e2e")
-        var s = Assets.spec(model: model, out: dir.appendingPathComponent("smol-q4_0.gguf"), samples: 4, seqlen: 64, shardSize: 2)
+        var s = Assets.spec(
+            model: model, out: dir.appendingPathComponent("smol-q4_0.gguf"), samples: 4, seqlen: 64, shardSize: 2)
         s.evalFile = Assets.eval.path
         s.evalWindows = 2
         var blocksDone = 0
@@ -137,7 +159,8 @@ final class EndToEndTests: XCTestCase {
         XCTAssertEqual(r.linears.count, 30 * 7)
         XCTAssertTrue(r.linears.allSatisfy { $0.outputError.isFinite && $0.relativeError < 0.1 })
         XCTAssertGreaterThan(r.peakRSSBytes, 0)
-        let report = try JSONDecoder().decode(JobReport.self, from: Data(contentsOf: JobReport.url(forOutput: s.output)))
+        let report = try JSONDecoder().decode(
+            JobReport.self, from: Data(contentsOf: JobReport.url(forOutput: s.output)))
         XCTAssertEqual(report.perplexity, r.perplexity)
         XCTAssertTrue(r.table().contains("perplexity"))
     }

@@ -26,10 +26,12 @@ final class GPTQBenchmark: XCTestCase {
         let blk = try model.block(0)
         var stats = LlamaBlock.linearGroups.map { LinearStatistics(name: $0[0], columns: blk.weight($0[0])!.cols) }
         for w in windows {
-            _ = blk.forward(hidden: model.embed(w), context: ForwardContext(hook: { li in
-                let g = LlamaBlock.linearGroups.firstIndex(of: li.linears)!
-                try! stats[g].add(li.input)
-            }))
+            _ = blk.forward(
+                hidden: model.embed(w),
+                context: ForwardContext(hook: { li in
+                    let g = LlamaBlock.linearGroups.firstIndex(of: li.linears)!
+                    try! stats[g].add(li.input)
+                }))
         }
         // One BLAS thread, as every task runs (LocalExecutor, workers).
         let saved = BLAS.threads
@@ -42,18 +44,27 @@ final class GPTQBenchmark: XCTestCase {
             return Double(DispatchTime.now().uptimeNanoseconds - s) / 1e9
         }
         let recipes: [(String, QuantRecipe)] = [
-            ("gptq 4-bit g64 act-order static", QuantRecipe(bits: 4, symmetric: true, groupSize: 64, actOrder: true, staticGroups: true)),
+            (
+                "gptq 4-bit g64 act-order static",
+                QuantRecipe(bits: 4, symmetric: true, groupSize: 64, actOrder: true, staticGroups: true)
+            ),
             ("gguf q4_0", QuantRecipe.gguf(.ggufQ4_0)),
         ]
         for (label, recipe) in recipes {
-            var gptqTime = 0.0, gemmTime = 0.0, flops = 0.0, gemmFlops = 0.0
+            var gptqTime = 0.0
+            var gemmTime = 0.0
+            var flops = 0.0
+            var gemmFlops = 0.0
             for (g, names) in LlamaBlock.linearGroups.enumerated() {
                 let h = stats[g].finalHessian()
                 for name in names {
                     let w = blk.weight(name)!
-                    let m = Double(w.rows), n = Double(w.cols)
+                    let m = Double(w.rows)
+                    let n = Double(w.cols)
                     var best = Double.infinity
-                    for _ in 0..<3 { best = min(best, try time { _ = try GPTQ.quantize(w, hessian: h, recipe: recipe, name: name) }) }
+                    for _ in 0..<3 {
+                        best = min(best, try time { _ = try GPTQ.quantize(w, hessian: h, recipe: recipe, name: name) })
+                    }
                     gptqTime += best
                     flops += m * n * n + 4.0 / 3.0 * n * n * n
                     var gb = Double.infinity
@@ -62,9 +73,13 @@ final class GPTQBenchmark: XCTestCase {
                     gemmFlops += 2 * m * n * n
                 }
             }
-            let rate = flops / gptqTime / 1e9, base = gemmFlops / gemmTime / 1e9
-            print(String(format: "GPTQ %@: block 0 (7 linears) %.3f s, %.1f GFLOP/s; sgemm same shapes %.1f GFLOP/s; ratio %.2f",
-                         label, gptqTime, rate, base, rate / base))
+            let rate = flops / gptqTime / 1e9
+            let base = gemmFlops / gemmTime / 1e9
+            print(
+                String(
+                    format:
+                        "GPTQ %@: block 0 (7 linears) %.3f s, %.1f GFLOP/s; sgemm same shapes %.1f GFLOP/s; ratio %.2f",
+                    label, gptqTime, rate, base, rate / base))
         }
     }
 }

@@ -7,7 +7,9 @@ import XCTest
 enum Assets {
     static func smollm2() throws -> URL {
         let u = Paths.smollm2
-        guard FileManager.default.fileExists(atPath: u.path) else { throw XCTSkip("SmolLM2 asset missing at \(u.path); run Ops/fetch-assets.sh") }
+        guard FileManager.default.fileExists(atPath: u.path) else {
+            throw XCTSkip("SmolLM2 asset missing at \(u.path); run Ops/fetch-assets.sh")
+        }
         return u
     }
 
@@ -26,17 +28,24 @@ enum Assets {
             let blocks = 2
             let dir = Paths.tempDir("kiln-jobs-model")
             let out = dir.appendingPathComponent("smollm2-2blocks.gguf")
-            try GGUFVariants.write(from: src, to: out, blocks: blocks, overrides: ["llama.block_count": .uint32(UInt32(blocks))])
+            try GGUFVariants.write(
+                from: src, to: out, blocks: blocks, overrides: ["llama.block_count": .uint32(UInt32(blocks))])
             truncatedURL = out
             return out
         }
     }
 
     /// A small job on `model`.
-    static func spec(model: URL, out: URL, method: QuantMethod = .gptq, format: OutputFormat = .ggufQ4_0,
-                     samples: Int = 4, seqlen: Int = 64, shardSize: Int = 2, mode: JobMode = .sequential) -> JobSpec {
+    static func spec(
+        model: URL, out: URL, method: QuantMethod = .gptq, format: OutputFormat = .ggufQ4_0,
+        samples: Int = 4, seqlen: Int = 64, shardSize: Int = 2, mode: JobMode = .sequential
+    ) -> JobSpec {
         var s = JobSpec(model: model.path, calibration: calib.path, output: out.path)
-        s.samples = samples; s.seqlen = seqlen; s.method = method; s.format = format; s.shardSize = shardSize
+        s.samples = samples
+        s.seqlen = seqlen
+        s.method = method
+        s.format = format
+        s.shardSize = shardSize
         s.mode = mode
         return s
     }
@@ -61,7 +70,8 @@ func runPython(_ script: String, _ args: [String]) throws -> [String: Any] {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
     p.arguments = ["python3", Paths.repoRoot.appendingPathComponent(script).path] + args
-    let out = Pipe(), err = Pipe()
+    let out = Pipe()
+    let err = Pipe()
     p.standardOutput = out
     p.standardError = err
     try p.run()
@@ -70,13 +80,18 @@ func runPython(_ script: String, _ args: [String]) throws -> [String: Any] {
     let box = Box()
     let g = DispatchGroup()
     g.enter()
-    DispatchQueue.global().async { box.data = out.fileHandleForReading.readDataToEndOfFile(); g.leave() }
+    DispatchQueue.global().async {
+        box.data = out.fileHandleForReading.readDataToEndOfFile()
+        g.leave()
+    }
     let e = err.fileHandleForReading.readDataToEndOfFile()
     g.wait()
     let data = box.data
     p.waitUntilExit()
     guard p.terminationStatus == 0 else {
-        throw NSError(domain: "python", code: Int(p.terminationStatus), userInfo: [NSLocalizedDescriptionKey: String(decoding: e, as: UTF8.self)])
+        throw NSError(
+            domain: "python", code: Int(p.terminationStatus),
+            userInfo: [NSLocalizedDescriptionKey: String(decoding: e, as: UTF8.self)])
     }
     return try JSONSerialization.jsonObject(with: data) as! [String: Any]
 }

@@ -68,7 +68,8 @@ final class OutputSafetyTests: XCTestCase {
         let dir = Paths.tempDir("kiln-safety")
         let out = dir.appendingPathComponent("q")
         var s = Assets.spec(model: try Assets.truncatedSmolLM2(), out: out, method: .rtn, format: .gptqSafetensors)
-        s.samples = 2; s.groupSize = 64
+        s.samples = 2
+        s.groupSize = 64
         _ = try Job.run(s)
         let first = try snapshot(out)
         XCTAssertNotNil(first[OutputManifest.fileName])

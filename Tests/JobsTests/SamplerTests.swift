@@ -17,8 +17,9 @@ final class SamplerTests: XCTestCase {
     func testRandomWindowsAreTheGPTQReferenceLoaders() throws {
         // The reference loader over fortunes_calib.txt's 367,503 tokens, seqlen 512, seed 0:
         // random.seed(0); [random.randint(0, 367503 - 512 - 1) for _ in range(8)].
-        XCTAssertEqual(try Sampler.starts(tokenCount: 367_503, count: 8, length: 512, kind: .random, seed: 0),
-                       [201_979, 220_500, 21225, 135_746, 268_055, 254_766, 212_302, 159_023])
+        XCTAssertEqual(
+            try Sampler.starts(tokenCount: 367_503, count: 8, length: 512, kind: .random, seed: 0),
+            [201_979, 220_500, 21225, 135_746, 268_055, 254_766, 212_302, 159_023])
     }
 
     func testRandomWindowsAreReproducibleAndInRange() throws {
@@ -39,9 +40,13 @@ final class SamplerTests: XCTestCase {
     }
 
     func testTooShortSaysTokensAndWhatToLower() {
-        XCTAssertThrowsError(try Sampler.starts(tokenCount: 100, count: 2, length: 64, kind: .consecutive, seed: 0, file: "t.txt")) {
+        XCTAssertThrowsError(
+            try Sampler.starts(tokenCount: 100, count: 2, length: 64, kind: .consecutive, seed: 0, file: "t.txt")
+        ) {
             let m = "\($0)"
-            XCTAssertTrue(m.contains("t.txt") && m.contains("has 100 tokens") && m.contains("need 128") && m.contains("--samples or --seqlen"), m)
+            XCTAssertTrue(
+                m.contains("t.txt") && m.contains("has 100 tokens") && m.contains("need 128")
+                    && m.contains("--samples or --seqlen"), m)
         }
         XCTAssertThrowsError(try Sampler.starts(tokenCount: 64, count: 1, length: 64, kind: .random, seed: 0)) {
             XCTAssertTrue("\($0)".contains("has 64 tokens"), "\($0)")

@@ -20,13 +20,22 @@ final class TaskGraphTests: XCTestCase {
     func testParallelDependencies() {
         let g = TaskGraph(blocks: 3, shards: 2, groups: 4, mode: .parallel)
         checkOrder(g)
-        XCTAssertFalse(g.tasks.contains { if case .propagate = $0 { return true }; return false })
+        XCTAssertFalse(
+            g.tasks.contains {
+                if case .propagate = $0 { return true }
+                return false
+            })
         XCTAssertEqual(g.dependencies(of: .collect(block: 0, shard: 1)), [])
         XCTAssertEqual(g.dependencies(of: .collect(block: 2, shard: 1)), [.collect(block: 1, shard: 1)])
-        XCTAssertEqual(g.dependencies(of: .merge(block: 1)), [.collect(block: 1, shard: 0), .collect(block: 1, shard: 1)])
+        XCTAssertEqual(
+            g.dependencies(of: .merge(block: 1)), [.collect(block: 1, shard: 0), .collect(block: 1, shard: 1)])
         XCTAssertEqual(g.dependencies(of: .reconstruct(block: 1, group: 3)), [.merge(block: 1)])
-        XCTAssertEqual(Array(g.order().prefix(4)),
-                       [.collect(block: 0, shard: 0), .collect(block: 0, shard: 1), .merge(block: 0), .reconstruct(block: 0, group: 0)])
+        XCTAssertEqual(
+            Array(g.order().prefix(4)),
+            [
+                .collect(block: 0, shard: 0), .collect(block: 0, shard: 1), .merge(block: 0),
+                .reconstruct(block: 0, group: 0),
+            ])
     }
 
     func testSequentialDependencies() {
@@ -45,7 +54,10 @@ final class TaskGraphTests: XCTestCase {
     }
 
     func testTaskIDsAreCodable() throws {
-        let ids: [TaskID] = [.collect(block: 1, shard: 2), .merge(block: 3), .reconstruct(block: 4, group: 1), .propagate(block: 5, shard: 0)]
+        let ids: [TaskID] = [
+            .collect(block: 1, shard: 2), .merge(block: 3), .reconstruct(block: 4, group: 1),
+            .propagate(block: 5, shard: 0),
+        ]
         let back = try JSONDecoder().decode([TaskID].self, from: JSONEncoder().encode(ids))
         XCTAssertEqual(back, ids)
     }

@@ -14,7 +14,9 @@ final class ValidationTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: spec.output), "output written", file: file, line: line)
         XCTAssertFalse(FileManager.default.fileExists(atPath: spec.output + ".report.json"), file: file, line: line)
         let dir = URL(fileURLWithPath: spec.output).deletingLastPathComponent()
-        let leftovers = ((try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []).filter { $0.hasSuffix(".partial") }
+        let leftovers = ((try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []).filter {
+            $0.hasSuffix(".partial")
+        }
         XCTAssertEqual(leftovers, [], file: file, line: line)
     }
 
@@ -24,25 +26,40 @@ final class ValidationTests: XCTestCase {
         let out = dir.appendingPathComponent("o.gguf")
         let base = Assets.spec(model: model, out: out)
 
-        var s = base; s.format = .gptqSafetensors; s.bits = 9
+        var s = base
+        s.format = .gptqSafetensors
+        s.bits = 9
         expectError(s, ["--bits 9", "2 to 8"])
-        s = base; s.format = .gptqSafetensors; s.groupSize = 0
+        s = base
+        s.format = .gptqSafetensors
+        s.groupSize = 0
         expectError(s, ["--group 0", "-1"])
-        s = base; s.groupSize = -5; s.format = .gptqSafetensors
+        s = base
+        s.groupSize = -5
+        s.format = .gptqSafetensors
         expectError(s, ["--group -5"])
-        s = base; s.bits = 3
+        s = base
+        s.bits = 3
         expectError(s, ["gguf-q4_0", "--bits 3", "4-bit", "gptq-safetensors"])
-        s = base; s.groupSize = 64
+        s = base
+        s.groupSize = 64
         expectError(s, ["gguf-q4_0", "--group 64", "blocks of 32"])
-        s = base; s.format = .ggufQ4_1; s.symmetric = true
+        s = base
+        s.format = .ggufQ4_1
+        s.symmetric = true
         expectError(s, ["gguf-q4_1", "--sym", "asymmetric"])
-        s = base; s.format = .gptqSafetensors; s.bits = 5
+        s = base
+        s.format = .gptqSafetensors
+        s.bits = 5
         expectError(s, ["2, 3, 4 or 8", "--bits 5"])
-        s = base; s.percentDamp = -1
+        s = base
+        s.percentDamp = -1
         expectError(s, ["--damp"])
-        s = base; s.samples = 0
+        s = base
+        s.samples = 0
         expectError(s, ["--samples 0"])
-        s = base; s.seqlen = 100_000
+        s = base
+        s.seqlen = 100_000
         expectError(s, ["--seqlen 100000", "context length"])
     }
 
@@ -52,28 +69,37 @@ final class ValidationTests: XCTestCase {
         let out = dir.appendingPathComponent("o.gguf")
         let base = Assets.spec(model: model, out: out)
 
-        var s = base; s.model = dir.appendingPathComponent("missing.gguf").path
+        var s = base
+        s.model = dir.appendingPathComponent("missing.gguf").path
         expectError(s, ["missing.gguf", "--model"])
         let junk = dir.appendingPathComponent("junk.gguf")
         try Data("GGUFjunk".utf8).write(to: junk)
-        s = base; s.model = junk.path
+        s = base
+        s.model = junk.path
         expectError(s, ["cannot open model", "junk.gguf"])
         let empty = dir.appendingPathComponent("empty.txt")
         try Data().write(to: empty)
-        s = base; s.calibration = empty.path
+        s = base
+        s.calibration = empty.path
         expectError(s, ["calibration file", "empty.txt", "is empty", "--calib"])
-        s = base; s.calibration = dir.appendingPathComponent("nocalib.txt").path
+        s = base
+        s.calibration = dir.appendingPathComponent("nocalib.txt").path
         expectError(s, ["nocalib.txt", "--calib"])
-        s = base; s.evalFile = dir.appendingPathComponent("noeval.txt").path
+        s = base
+        s.evalFile = dir.appendingPathComponent("noeval.txt").path
         expectError(s, ["noeval.txt", "--eval"])
-        s = base; s.output = dir.appendingPathComponent("no/such/dir/o.gguf").path
+        s = base
+        s.output = dir.appendingPathComponent("no/such/dir/o.gguf").path
         expectError(s, ["output directory", "does not exist", "--out"])
-        s = base; s.output = dir.path
+        s = base
+        s.output = dir.path
         XCTAssertThrowsError(try s.validate()) { XCTAssertTrue("\($0)".contains("is a directory"), "\($0)") }
         // Too few tokens for the windows: fails at load, before any block runs, nothing written.
         let short = dir.appendingPathComponent("short.txt")
         try Data("just a few words".utf8).write(to: short)
-        s = base; s.calibration = short.path; s.sampler = .consecutive
+        s = base
+        s.calibration = short.path
+        s.sampler = .consecutive
         expectError(s, ["short.txt", "tokens", "lower --samples or --seqlen"])
     }
 
@@ -88,14 +114,18 @@ final class ValidationTests: XCTestCase {
 
     func testGGUFOutputNeedsGGUFInputAndDefaults() throws {
         var s = JobSpec(model: "m", calibration: "c", output: "o")
-        XCTAssertEqual(s.recipe.bits, 4); XCTAssertEqual(s.recipe.groupSize, 32); XCTAssertTrue(s.recipe.symmetric)
+        XCTAssertEqual(s.recipe.bits, 4)
+        XCTAssertEqual(s.recipe.groupSize, 32)
+        XCTAssertTrue(s.recipe.symmetric)
         s.format = .ggufQ4_1
         XCTAssertFalse(s.recipe.symmetric)
         s.format = .ggufQ8_0
         XCTAssertEqual(s.recipe.bits, 8)
         s.format = .gptqSafetensors
-        XCTAssertEqual(s.recipe.groupSize, 128); XCTAssertTrue(s.recipe.symmetric)
-        s.actOrder = true; s.format = .ggufQ4_0
+        XCTAssertEqual(s.recipe.groupSize, 128)
+        XCTAssertTrue(s.recipe.symmetric)
+        s.actOrder = true
+        s.format = .ggufQ4_0
         XCTAssertTrue(s.recipe.staticGroups, "GGUF blocks follow the stored column order")
         // Codable round trip.
         XCTAssertEqual(try JSONDecoder().decode(JobSpec.self, from: JSONEncoder().encode(s)), s)

@@ -1,13 +1,15 @@
 import Foundation
-import XCTest
 import TestSupport
+import XCTest
 
 final class EvalEmbedTests: XCTestCase {
     /// `kiln eval` end to end (tokenizer + model + protocol) against transformers'
     /// per-window NLL sums for the first windows of fortunes_eval.txt.
     func testEvalReproducesReferenceWindows() throws {
-        let r = try KilnRun.run(["eval", Paths.smollm2.path, "--text", Paths.fixture("text/fortunes_eval.txt").path,
-                                 "--ctx", "512", "--windows", "2", "--json"])
+        let r = try KilnRun.run([
+            "eval", Paths.smollm2.path, "--text", Paths.fixture("text/fortunes_eval.txt").path,
+            "--ctx", "512", "--windows", "2", "--json",
+        ])
         XCTAssertEqual(r.status, 0, r.stderr)
         let obj = try r.json()
         let ref = try fixtureJSON("smollm2/smollm2_reference.json")
@@ -49,7 +51,8 @@ final class EvalEmbedTests: XCTestCase {
         for (i, e) in got.enumerated() {
             let refRow = expected[(i * 384)..<((i + 1) * 384)].map(Double.init)
             let dot = zip(e, refRow).reduce(0) { $0 + $1.0 * $1.1 }
-            let na = e.reduce(0) { $0 + $1 * $1 }.squareRoot(), nb = refRow.reduce(0) { $0 + $1 * $1 }.squareRoot()
+            let na = e.reduce(0) { $0 + $1 * $1 }.squareRoot()
+            let nb = refRow.reduce(0) { $0 + $1 * $1 }.squareRoot()
             XCTAssertGreaterThanOrEqual(dot / (na * nb), 0.9999, "sentence \(i): \(sentences[i])")
         }
     }

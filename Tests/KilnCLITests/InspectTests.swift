@@ -1,6 +1,6 @@
 import Foundation
-import XCTest
 import TestSupport
+import XCTest
 
 final class InspectTests: XCTestCase {
     func testInspectSmolLM2JSON() throws {

@@ -11,8 +11,10 @@ final class RunTests: XCTestCase {
     func testBadBitsFailsBeforeWorkAndWritesNothing() throws {
         let dir = Paths.tempDir("kiln-run-cli")
         let out = dir.appendingPathComponent("o.gguf")
-        let r = try KilnRun.run(["run", "--model", try smollm2().path, "--calib", Paths.fixture("text/fortunes_calib.txt").path,
-                                 "--bits", "9", "--format", "gptq-safetensors", "--out", out.path])
+        let r = try KilnRun.run([
+            "run", "--model", try smollm2().path, "--calib", Paths.fixture("text/fortunes_calib.txt").path,
+            "--bits", "9", "--format", "gptq-safetensors", "--out", out.path,
+        ])
         XCTAssertEqual(r.status, 1)
         XCTAssertTrue(r.stderr.hasPrefix("kiln: error: "), r.stderr)
         XCTAssertTrue(r.stderr.contains("--bits 9"), r.stderr)
@@ -22,8 +24,10 @@ final class RunTests: XCTestCase {
     func testGGUFFormatRejectsOtherBitsAndEmptyCalibration() throws {
         let dir = Paths.tempDir("kiln-run-cli")
         let out = dir.appendingPathComponent("o.gguf")
-        var r = try KilnRun.run(["run", "--model", try smollm2().path, "--calib", Paths.fixture("text/fortunes_calib.txt").path,
-                                 "--bits", "3", "--out", out.path])
+        var r = try KilnRun.run([
+            "run", "--model", try smollm2().path, "--calib", Paths.fixture("text/fortunes_calib.txt").path,
+            "--bits", "3", "--out", out.path,
+        ])
         XCTAssertEqual(r.status, 1)
         XCTAssertTrue(r.stderr.contains("gguf-q4_0") && r.stderr.contains("--bits 3"), r.stderr)
         let empty = dir.appendingPathComponent("empty.txt")

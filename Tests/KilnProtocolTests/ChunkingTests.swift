@@ -1,11 +1,13 @@
 import Foundation
+import KilnProtocol
 import XCTest
 import ZeroMQ
-import KilnProtocol
 
 final class ChunkingTests: XCTestCase {
     private func tensor(bytes n: Int) throws -> TensorFrame {
-        try TensorFrame(name: "t", dtype: .u8, shape: [n], bytes: Data((0..<n).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 8) }))
+        try TensorFrame(
+            name: "t", dtype: .u8, shape: [n],
+            bytes: Data((0..<n).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 8) }))
     }
 
     /// Through encode/decode, as on a socket.
@@ -70,14 +72,19 @@ final class ChunkingTests: XCTestCase {
         while let m = s.nextMessage() {
             let c = try wire(m)
             if r == nil { r = try ChunkReceiver(first: c.header, window: 4) }
-            if c.header.chunkIndex == 1 || c.header.chunkIndex == 2 { lost += 1; continue }
+            if c.header.chunkIndex == 1 || c.header.chunkIndex == 2 {
+                lost += 1
+                continue
+            }
             try r!.accept(c)
             if let credit = r!.takeCredit(batch: 1) { try s.apply(credit) }
         }
         XCTAssertEqual(lost, 2)
         XCTAssertFalse(r!.isComplete)
         XCTAssertEqual(r!.missing, [1, 2])
-        XCTAssertThrowsError(try r!.assemble()) { XCTAssertEqual(($0 as? ProtocolError)?.field, "tensors[0].chunk_index") }
+        XCTAssertThrowsError(try r!.assemble()) {
+            XCTAssertEqual(($0 as? ProtocolError)?.field, "tensors[0].chunk_index")
+        }
         // Sender is stuck: its credit went to the lost chunks.
         XCTAssertFalse(s.canSend)
         XCTAssertEqual(s.inFlight, 2)
@@ -105,7 +112,9 @@ final class ChunkingTests: XCTestCase {
         var bytes = [UInt8](c0.bytes)
         bytes[10] ^= 1
         c0.bytes = Data(bytes)
-        XCTAssertThrowsError(try r.accept(c0)) { XCTAssertEqual(($0 as? ProtocolError)?.field, "tensors[0].chunk_checksum") }
+        XCTAssertThrowsError(try r.accept(c0)) {
+            XCTAssertEqual(($0 as? ProtocolError)?.field, "tensors[0].chunk_checksum")
+        }
         let credit = try XCTUnwrap(r.takeCredit())
         XCTAssertEqual(credit.resend, [0])
         XCTAssertEqual(credit.grant, 1)
@@ -133,7 +142,9 @@ final class ChunkingTests: XCTestCase {
         XCTAssertThrowsError(try r.accept(other)) { XCTAssertEqual(($0 as? ProtocolError)?.field, "tensors[0]") }
         var wrongID = other
         wrongID.header.transferID = 6
-        XCTAssertThrowsError(try r.accept(wrongID)) { XCTAssertEqual(($0 as? ProtocolError)?.field, "tensors[0].transfer_id") }
+        XCTAssertThrowsError(try r.accept(wrongID)) {
+            XCTAssertEqual(($0 as? ProtocolError)?.field, "tensors[0].transfer_id")
+        }
         var short = try XCTUnwrap(s.nextChunk())
         short.bytes = short.bytes.dropLast()
         XCTAssertThrowsError(try r.accept(short)) { XCTAssertEqual(($0 as? ProtocolError)?.field, "frames[1]") }
@@ -142,7 +153,10 @@ final class ChunkingTests: XCTestCase {
         liar.checksum ^= 1
         var r2 = try ChunkReceiver(first: liar, window: 3)
         var s2 = try ChunkSender(transferID: 5, tensor: t, chunkSize: 1000, window: 3)
-        while var c = s2.nextChunk() { c.header.checksum = liar.checksum; try r2.accept(c) }
+        while var c = s2.nextChunk() {
+            c.header.checksum = liar.checksum
+            try r2.accept(c)
+        }
         XCTAssertThrowsError(try r2.assemble()) { XCTAssertEqual(($0 as? ProtocolError)?.field, "tensors[0].checksum") }
         // A first header announcing more than the limit allocates nothing.
         var limits = FramingLimits()
@@ -155,10 +169,33 @@ final class ChunkingTests: XCTestCase {
     func testSenderRejectsBadCredit() throws {
         var s = try ChunkSender(transferID: 7, tensor: try tensor(bytes: 100), chunkSize: 10, window: 2)
         _ = s.nextChunk()
-        XCTAssertThrowsError(try s.apply(.with { $0.transferID = 8; $0.sequence = 1; $0.grant = 1 }))
-        XCTAssertThrowsError(try s.apply(.with { $0.transferID = 7; $0.sequence = 1; $0.resend = [10] }))
-        XCTAssertThrowsError(try s.apply(.with { $0.transferID = 7; $0.sequence = 2; $0.grant = 2 }))
-        try s.apply(.with { $0.transferID = 7; $0.sequence = 3; $0.abort = true })
+        XCTAssertThrowsError(
+            try s.apply(
+                .with {
+                    $0.transferID = 8
+                    $0.sequence = 1
+                    $0.grant = 1
+                }))
+        XCTAssertThrowsError(
+            try s.apply(
+                .with {
+                    $0.transferID = 7
+                    $0.sequence = 1
+                    $0.resend = [10]
+                }))
+        XCTAssertThrowsError(
+            try s.apply(
+                .with {
+                    $0.transferID = 7
+                    $0.sequence = 2
+                    $0.grant = 2
+                }))
+        try s.apply(
+            .with {
+                $0.transferID = 7
+                $0.sequence = 3
+                $0.abort = true
+            })
         XCTAssertNotNil(s.abortError)
         XCTAssertNil(s.nextChunk())
     }
@@ -193,7 +230,9 @@ final class ChunkingTests: XCTestCase {
                     while let m = s.nextMessage(context: "task-1") {
                         try dealer.send(frames: try m.encodeForSocket(zeroCopyThreshold: Int.max))
                     }
-                    guard let reply = try dealer.receiveMessage(timeout: 10_000) else { throw ProtocolError.missingEnvelope }
+                    guard let reply = try dealer.receiveMessage(timeout: 10_000) else {
+                        throw ProtocolError.missingEnvelope
+                    }
                     guard case .credit(let c)? = reply.message.body else { throw ProtocolError.missingField("credit") }
                     try s.apply(c)
                 }
@@ -236,8 +275,11 @@ final class ChunkingTests: XCTestCase {
         XCTAssertEqual(sent, 96)
         XCTAssertLessThanOrEqual(maxInFlight, window)
         XCTAssertLessThanOrEqual(maxOutstanding, window)
-        print(String(format: "KilnProtocol 100 MB chunked transfer inproc (1 MiB chunks, window %d): %.2f s, %.0f MB/s, max in flight %d",
-                     window, dt, Double(size) / dt / 1e6, maxInFlight))
+        print(
+            String(
+                format:
+                    "KilnProtocol 100 MB chunked transfer inproc (1 MiB chunks, window %d): %.2f s, %.0f MB/s, max in flight %d",
+                window, dt, Double(size) / dt / 1e6, maxInFlight))
     }
 }
 
@@ -246,7 +288,15 @@ final class LockedBox<T>: @unchecked Sendable {
     private var _value: T
     init(_ v: T) { _value = v }
     var value: T {
-        get { lock.lock(); defer { lock.unlock() }; return _value }
-        set { lock.lock(); _value = newValue; lock.unlock() }
+        get {
+            lock.lock()
+            defer { lock.unlock() }
+            return _value
+        }
+        set {
+            lock.lock()
+            _value = newValue
+            lock.unlock()
+        }
     }
 }

@@ -1,7 +1,7 @@
 import Foundation
+import KilnProtocol
 import SwiftProtobuf
 import XCTest
-import KilnProtocol
 
 final class FramingTests: XCTestCase {
     func testCRC32CKnownValuesAndCombine() {
@@ -11,8 +11,11 @@ final class FramingTests: XCTestCase {
         XCTAssertEqual(CRC32C.checksum(Data(repeating: 0xFF, count: 32)), 0x62A8_AB43)
         let bytes = Data((0..<10_007).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) })
         for split in [0, 1, 7, 8, 9, 4096, 10_006, 10_007] {
-            let a = bytes.prefix(split), b = bytes.dropFirst(split)
-            XCTAssertEqual(CRC32C.combine(CRC32C.checksum(a), CRC32C.checksum(b), lengthB: b.count), CRC32C.checksum(bytes), "split \(split)")
+            let a = bytes.prefix(split)
+            let b = bytes.dropFirst(split)
+            XCTAssertEqual(
+                CRC32C.combine(CRC32C.checksum(a), CRC32C.checksum(b), lengthB: b.count), CRC32C.checksum(bytes),
+                "split \(split)")
         }
         var running = CRC32C()
         running.update(bytes.prefix(333))
@@ -42,7 +45,9 @@ final class FramingTests: XCTestCase {
         return try Message(.taskResult(r), tensors: [try tensor("a"), try tensor("b", rows: 2, cols: 2)]).encode()
     }
 
-    private func envelope(_ frames: [Data]) throws -> Kiln_V1_Envelope { try Kiln_V1_Envelope(serializedBytes: frames[0]) }
+    private func envelope(_ frames: [Data]) throws -> Kiln_V1_Envelope {
+        try Kiln_V1_Envelope(serializedBytes: frames[0])
+    }
 
     private func reencode(_ frames: [Data], _ edit: (inout Kiln_V1_Envelope) -> Void) throws -> [Data] {
         var e = try envelope(frames)
@@ -50,8 +55,10 @@ final class FramingTests: XCTestCase {
         return [try e.serializedData()] + frames.dropFirst()
     }
 
-    private func assertRejected(_ frames: [Data], limits: FramingLimits = .default, _ expected: ProtocolError,
-                                file: StaticString = #filePath, line: UInt = #line) {
+    private func assertRejected(
+        _ frames: [Data], limits: FramingLimits = .default, _ expected: ProtocolError,
+        file: StaticString = #filePath, line: UInt = #line
+    ) {
         XCTAssertThrowsError(try Message.decode(frames, limits: limits), file: file, line: line) { error in
             XCTAssertEqual(error as? ProtocolError, expected, file: file, line: line)
         }
@@ -77,7 +84,8 @@ final class FramingTests: XCTestCase {
         }
         // A truncated envelope.
         let frames = try good()
-        XCTAssertThrowsError(try Message.decode([frames[0].prefix(frames[0].count - 3)] + frames.dropFirst())) { error in
+        XCTAssertThrowsError(try Message.decode([frames[0].prefix(frames[0].count - 3)] + frames.dropFirst())) {
+            error in
             XCTAssertEqual((error as? ProtocolError)?.field, "frames[0]")
         }
     }
@@ -85,7 +93,8 @@ final class FramingTests: XCTestCase {
     func testRejectsWrongVersion() throws {
         let frames = try reencode(try good()) { $0.protocolVersion = .init(rawValue: 2)! }
         assertRejected(frames, .versionMismatch(expected: 1, got: 2))
-        assertRejected(try reencode(try good()) { $0.protocolVersion = .unspecified }, .versionMismatch(expected: 1, got: 0))
+        assertRejected(
+            try reencode(try good()) { $0.protocolVersion = .unspecified }, .versionMismatch(expected: 1, got: 0))
     }
 
     func testRejectsMissingBody() throws {
@@ -105,9 +114,16 @@ final class FramingTests: XCTestCase {
         assertRejected(shaped, .byteLengthMismatch(field: "tensors[0].byte_length", expected: 72, actual: 60))
         // A huge shape cannot make us allocate or overflow.
         let huge = try reencode(try good()) { $0.tensors[0].shape = [1 << 40, 1 << 40] }
-        XCTAssertThrowsError(try Message.decode(huge)) { XCTAssertEqual(($0 as? ProtocolError)?.field, "tensors[0].shape") }
-        let big = try reencode(try good()) { $0.tensors[0].shape = [1 << 40]; $0.tensors[0].byteLength = 4 << 40 }
-        XCTAssertThrowsError(try Message.decode(big)) { XCTAssertEqual(($0 as? ProtocolError)?.field, "tensors[0].byte_length") }
+        XCTAssertThrowsError(try Message.decode(huge)) {
+            XCTAssertEqual(($0 as? ProtocolError)?.field, "tensors[0].shape")
+        }
+        let big = try reencode(try good()) {
+            $0.tensors[0].shape = [1 << 40]
+            $0.tensors[0].byteLength = 4 << 40
+        }
+        XCTAssertThrowsError(try Message.decode(big)) {
+            XCTAssertEqual(($0 as? ProtocolError)?.field, "tensors[0].byte_length")
+        }
     }
 
     func testRejectsFrameSizeMismatch() throws {
@@ -132,10 +148,13 @@ final class FramingTests: XCTestCase {
         XCTAssertThrowsError(try Message.decode(try reencode(try good()) { $0.tensors[0].dtype = .unspecified })) {
             XCTAssertEqual(($0 as? ProtocolError)?.field, "tensors[0].dtype")
         }
-        XCTAssertThrowsError(try Message.decode(try reencode(try good()) { $0.tensors[0].dtype = .init(rawValue: 99)! })) {
+        XCTAssertThrowsError(
+            try Message.decode(try reencode(try good()) { $0.tensors[0].dtype = .init(rawValue: 99)! })
+        ) {
             XCTAssertEqual(($0 as? ProtocolError)?.field, "tensors[0].dtype")
         }
-        XCTAssertThrowsError(try Message.decode(try reencode(try good()) { $0.tensors[1].checksumKind = .unspecified })) {
+        XCTAssertThrowsError(try Message.decode(try reencode(try good()) { $0.tensors[1].checksumKind = .unspecified }))
+        {
             XCTAssertEqual(($0 as? ProtocolError)?.field, "tensors[1].checksum_kind")
         }
         XCTAssertThrowsError(try Message.decode(try reencode(try good()) { $0.tensors[1].chunkIndex = 3 })) {
@@ -149,7 +168,8 @@ final class FramingTests: XCTestCase {
         assertRejected(try good(), limits: limits, .tooLarge(field: "frames[1]", limit: 32, actual: 60))
         limits = FramingLimits()
         limits.maxEnvelopeBytes = 10
-        assertRejected(try good(), limits: limits, .tooLarge(field: "frames[0]", limit: 10, actual: UInt64(try good()[0].count)))
+        assertRejected(
+            try good(), limits: limits, .tooLarge(field: "frames[0]", limit: 10, actual: UInt64(try good()[0].count)))
         limits = FramingLimits()
         limits.maxTensorFrames = 1
         assertRejected(try good(), limits: limits, .tooLarge(field: "tensors", limit: 1, actual: 2))

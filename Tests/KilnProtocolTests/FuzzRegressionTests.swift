@@ -39,8 +39,9 @@ final class EnvelopeFuzzRegressionTests: XCTestCase {
         var errors: [ProtocolError] = []
         var incoming = IncomingTransfers(window: 4, limits: limits, maxBytes: 1 << 16, maxPending: 4)
         var outgoing = OutgoingTransfers(chunkSize: 16, window: 2)
-        _ = try outgoing.start(TensorFrame(name: "out", dtype: .u8, shape: [100], bytes: Data((0..<100).map { UInt8($0) })),
-                               context: "fuzz")
+        _ = try outgoing.start(
+            TensorFrame(name: "out", dtype: .u8, shape: [100], bytes: Data((0..<100).map { UInt8($0) })),
+            context: "fuzz")
         var now: Int64 = 0
         for frames in input {
             now += 1000
@@ -54,9 +55,13 @@ final class EnvelopeFuzzRegressionTests: XCTestCase {
             do {
                 switch m.body {
                 case .taskAssignment(let a)?:
-                    if m.tensors.isEmpty, let h = a.inputs.first?.tensor, h.transferID != 0 { try incoming.announce(h, by: m, nowMs: now) }
+                    if m.tensors.isEmpty, let h = a.inputs.first?.tensor, h.transferID != 0 {
+                        try incoming.announce(h, by: m, nowMs: now)
+                    }
                 case .taskResult(let r)?:
-                    if m.tensors.isEmpty, let h = r.outputs.first, h.transferID != 0 { try incoming.announce(h, by: m, nowMs: now) }
+                    if m.tensors.isEmpty, let h = r.outputs.first, h.transferID != 0 {
+                        try incoming.announce(h, by: m, nowMs: now)
+                    }
                 case .tensorChunk?:
                     if case .failed(_, let e, _) = incoming.accept(m, nowMs: now) { errors.append(e) }
                 case .credit(let c)?:

@@ -10,11 +10,13 @@ final class GeneratedCodeTests: XCTestCase {
         let fm = FileManager.default
         let protoc = ["/usr/bin/protoc", "/usr/local/bin/protoc"].first { fm.isExecutableFile(atPath: $0) }
         guard protoc != nil else { throw XCTSkip("protoc not installed (apt-get install protobuf-compiler)") }
-        let cache = env["KILN_TOOLS_CACHE"].map { URL(fileURLWithPath: $0) }
+        let cache =
+            env["KILN_TOOLS_CACHE"].map { URL(fileURLWithPath: $0) }
             ?? fm.homeDirectoryForCurrentUser.appendingPathComponent(".cache/kiln/tools")
         let plugin = env["KILN_PROTOC_GEN_SWIFT"] ?? cache.appendingPathComponent("protoc-gen-swift").path
         guard fm.isExecutableFile(atPath: plugin) else {
-            throw XCTSkip("protoc-gen-swift not found at \(plugin) (set KILN_PROTOC_GEN_SWIFT or run Ops/gen-protos.sh once)")
+            throw XCTSkip(
+                "protoc-gen-swift not found at \(plugin) (set KILN_PROTOC_GEN_SWIFT or run Ops/gen-protos.sh once)")
         }
         let root = Paths.repoRoot
         let out = Paths.tempDir("kiln-protos")
@@ -34,7 +36,8 @@ final class GeneratedCodeTests: XCTestCase {
 
         let committedDir = root.appendingPathComponent("Sources/KilnProtocol/Generated")
         let fresh = try fm.contentsOfDirectory(atPath: out.path).filter { $0.hasSuffix(".pb.swift") }.sorted()
-        let committed = try fm.contentsOfDirectory(atPath: committedDir.path).filter { $0.hasSuffix(".pb.swift") }.sorted()
+        let committed = try fm.contentsOfDirectory(atPath: committedDir.path).filter { $0.hasSuffix(".pb.swift") }
+            .sorted()
         XCTAssertFalse(fresh.isEmpty)
         XCTAssertEqual(fresh, committed, "generated file set differs: run Ops/gen-protos.sh and commit")
         for name in fresh where committed.contains(name) {

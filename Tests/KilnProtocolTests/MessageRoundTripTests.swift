@@ -1,6 +1,6 @@
 import Foundation
-import XCTest
 import KilnProtocol
+import XCTest
 
 /// Every message kind survives encode -> decode unchanged.
 final class MessageRoundTripTests: XCTestCase {
@@ -16,69 +16,238 @@ final class MessageRoundTripTests: XCTestCase {
             $0.modelSize = 270_000_000
             $0.calibration = .with {
                 $0.textPath = "calib.txt"
-                $0.samples = 128; $0.seqlen = 2048; $0.seed = 42; $0.sampler = .randomWindows
+                $0.samples = 128
+                $0.seqlen = 2048
+                $0.seed = 42
+                $0.sampler = .randomWindows
             }
-            $0.method = .gptq; $0.bits = 4; $0.groupSize = 128; $0.symmetric = true; $0.actOrder = true
-            $0.mode = .sequential; $0.format = .ggufQ40; $0.outputPath = "out.gguf"; $0.dampPercent = 0.01
-            $0.eval = .with { $0.enabled = true; $0.textPath = "eval.txt"; $0.metrics = [.perplexity, .klDivergence] }
+            $0.method = .gptq
+            $0.bits = 4
+            $0.groupSize = 128
+            $0.symmetric = true
+            $0.actOrder = true
+            $0.mode = .sequential
+            $0.format = .ggufQ40
+            $0.outputPath = "out.gguf"
+            $0.dampPercent = 0.01
+            $0.eval = .with {
+                $0.enabled = true
+                $0.textPath = "eval.txt"
+                $0.metrics = [.perplexity, .klDivergence]
+            }
         }
     }
 
     static func jobStatus() -> Kiln_V1_JobStatus {
         .with {
-            $0.jobID = "job-1"; $0.state = .running; $0.spec = jobSpec()
-            $0.modules = [.with {
-                $0.block = 3; $0.module = "attn.qkv"; $0.phase = .reconstruct; $0.done = 2; $0.total = 3
-                $0.error = 0.125; $0.workerID = "w1"; $0.startedUnixMs = 1_700_000_000_000; $0.elapsedMs = 1500
-            }]
-            $0.blocksTotal = 30; $0.blocksDone = 3; $0.submittedUnixMs = 1_699_999_999_000
+            $0.jobID = "job-1"
+            $0.state = .running
+            $0.spec = jobSpec()
+            $0.modules = [
+                .with {
+                    $0.block = 3
+                    $0.module = "attn.qkv"
+                    $0.phase = .reconstruct
+                    $0.done = 2
+                    $0.total = 3
+                    $0.error = 0.125
+                    $0.workerID = "w1"
+                    $0.startedUnixMs = 1_700_000_000_000
+                    $0.elapsedMs = 1500
+                }
+            ]
+            $0.blocksTotal = 30
+            $0.blocksDone = 3
+            $0.submittedUnixMs = 1_699_999_999_000
             $0.evalResults = ["perplexity": 12.5]
         }
     }
 
     static func capacity() -> Kiln_V1_WorkerCapacity {
-        .with { $0.threads = 2; $0.memoryBytes = 8 << 30; $0.cpuKind = "x86_64/Haswell"; $0.canReadModel = false }
+        .with {
+            $0.threads = 2
+            $0.memoryBytes = 8 << 30
+            $0.cpuKind = "x86_64/Haswell"
+            $0.canReadModel = false
+        }
     }
 
     static func allBodies() throws -> [Kiln_V1_Envelope.OneOf_Body] {
         let h = try header()
-        let err = Kiln_V1_Error.with { $0.code = .invalidField; $0.message = "bits: 9 not in 2...8"; $0.field = "spec.bits" }
+        let err = Kiln_V1_Error.with {
+            $0.code = .invalidField
+            $0.message = "bits: 9 not in 2...8"
+            $0.field = "spec.bits"
+        }
         return [
-            .workerHello(.with { $0.workerID = "w1"; $0.protocolVersion = .protocolVersion1; $0.capacity = capacity(); $0.hostname = "h" }),
-            .workerWelcome(.with { $0.workerID = "w1"; $0.heartbeatIntervalMs = 1000; $0.heartbeatLiveness = 3
-                $0.chunkSize = 1 << 20; $0.maxChunksInFlight = 8; $0.maxFrameBytes = 256 << 20 }),
-            .heartbeat(.with { $0.sequence = 7; $0.sentUnixMs = 123; $0.runningTaskIds = ["t1", "t2"] }),
-            .workerGoodbye(.with { $0.workerID = "w1"; $0.reason = "shutdown" }),
-            .taskAssignment(.with {
-                $0.taskID = "collect-3-1"; $0.attempt = 2; $0.jobID = "job-1"; $0.kind = .collect; $0.block = 3
-                $0.shard = 1; $0.shardCount = 4; $0.linearGroup = "mlp.gate_up"
-                $0.recipe = .with { $0.method = .gptq; $0.bits = 4; $0.groupSize = 128; $0.format = .gptqSafetensors }
-                $0.model = .with { $0.path = "/m.gguf"; $0.size = 10; $0.fetchFromCoordinator = true }
-                $0.calibration = .with { $0.tokenIds = .with { $0.ids = [1, 2, 3] }; $0.samples = 1; $0.seqlen = 3 }
-                $0.inputs = [.with { $0.name = "x"; $0.kind = .localActivations; $0.block = 2; $0.shard = 1 },
-                             .with { $0.name = "h"; $0.kind = .tensor; $0.tensor = h }]
-            }),
-            .taskProgress(.with { $0.taskID = "t"; $0.attempt = 1; $0.done = 5; $0.total = 9; $0.stage = "cholesky"; $0.error = 1e-3 }),
-            .taskResult(.with { $0.taskID = "t"; $0.attempt = 1; $0.status = .retryable; $0.outputs = [h]
-                $0.metrics = ["error": 0.5, "seconds": 2]; $0.error = err; $0.elapsedMs = 2000 }),
-            .taskCancel(.with { $0.taskID = "t"; $0.attempt = 1; $0.reason = "reassigned" }),
-            .rangeFetchRequest(.with { $0.requestID = "r1"; $0.modelSha256 = "00"; $0.offset = 1 << 33; $0.length = 4096 }),
-            .rangeFetchResponse(.with { $0.requestID = "r1"; $0.offset = 1 << 33; $0.length = 4096 }),
-            .tensorChunk(.with { $0.transferID = 5; $0.context = "t" }),
-            .credit(.with { $0.transferID = 5; $0.grant = 3; $0.sequence = 2; $0.resend = [4, 9]; $0.complete = false }),
+            .workerHello(
+                .with {
+                    $0.workerID = "w1"
+                    $0.protocolVersion = .protocolVersion1
+                    $0.capacity = capacity()
+                    $0.hostname = "h"
+                }),
+            .workerWelcome(
+                .with {
+                    $0.workerID = "w1"
+                    $0.heartbeatIntervalMs = 1000
+                    $0.heartbeatLiveness = 3
+                    $0.chunkSize = 1 << 20
+                    $0.maxChunksInFlight = 8
+                    $0.maxFrameBytes = 256 << 20
+                }),
+            .heartbeat(
+                .with {
+                    $0.sequence = 7
+                    $0.sentUnixMs = 123
+                    $0.runningTaskIds = ["t1", "t2"]
+                }),
+            .workerGoodbye(
+                .with {
+                    $0.workerID = "w1"
+                    $0.reason = "shutdown"
+                }),
+            .taskAssignment(
+                .with {
+                    $0.taskID = "collect-3-1"
+                    $0.attempt = 2
+                    $0.jobID = "job-1"
+                    $0.kind = .collect
+                    $0.block = 3
+                    $0.shard = 1
+                    $0.shardCount = 4
+                    $0.linearGroup = "mlp.gate_up"
+                    $0.recipe = .with {
+                        $0.method = .gptq
+                        $0.bits = 4
+                        $0.groupSize = 128
+                        $0.format = .gptqSafetensors
+                    }
+                    $0.model = .with {
+                        $0.path = "/m.gguf"
+                        $0.size = 10
+                        $0.fetchFromCoordinator = true
+                    }
+                    $0.calibration = .with {
+                        $0.tokenIds = .with { $0.ids = [1, 2, 3] }
+                        $0.samples = 1
+                        $0.seqlen = 3
+                    }
+                    $0.inputs = [
+                        .with {
+                            $0.name = "x"
+                            $0.kind = .localActivations
+                            $0.block = 2
+                            $0.shard = 1
+                        },
+                        .with {
+                            $0.name = "h"
+                            $0.kind = .tensor
+                            $0.tensor = h
+                        },
+                    ]
+                }),
+            .taskProgress(
+                .with {
+                    $0.taskID = "t"
+                    $0.attempt = 1
+                    $0.done = 5
+                    $0.total = 9
+                    $0.stage = "cholesky"
+                    $0.error = 1e-3
+                }),
+            .taskResult(
+                .with {
+                    $0.taskID = "t"
+                    $0.attempt = 1
+                    $0.status = .retryable
+                    $0.outputs = [h]
+                    $0.metrics = ["error": 0.5, "seconds": 2]
+                    $0.error = err
+                    $0.elapsedMs = 2000
+                }),
+            .taskCancel(
+                .with {
+                    $0.taskID = "t"
+                    $0.attempt = 1
+                    $0.reason = "reassigned"
+                }),
+            .rangeFetchRequest(
+                .with {
+                    $0.requestID = "r1"
+                    $0.modelSha256 = "00"
+                    $0.offset = 1 << 33
+                    $0.length = 4096
+                }),
+            .rangeFetchResponse(
+                .with {
+                    $0.requestID = "r1"
+                    $0.offset = 1 << 33
+                    $0.length = 4096
+                }),
+            .tensorChunk(
+                .with {
+                    $0.transferID = 5
+                    $0.context = "t"
+                }),
+            .credit(
+                .with {
+                    $0.transferID = 5
+                    $0.grant = 3
+                    $0.sequence = 2
+                    $0.resend = [4, 9]
+                    $0.complete = false
+                }),
             .error(err),
-            .submitRequest(.with { $0.spec = jobSpec(); $0.clientToken = "tok" }),
-            .submitResponse(.with { $0.jobID = "job-1"; $0.status = jobStatus() }),
+            .submitRequest(
+                .with {
+                    $0.spec = jobSpec()
+                    $0.clientToken = "tok"
+                }),
+            .submitResponse(
+                .with {
+                    $0.jobID = "job-1"
+                    $0.status = jobStatus()
+                }),
             .statusRequest(.with { $0.jobID = "job-1" }),
             .statusResponse(.with { $0.status = jobStatus() }),
-            .cancelRequest(.with { $0.jobID = "job-1"; $0.reason = "user" }),
-            .cancelResponse(.with { $0.jobID = "job-1"; $0.state = .cancelled }),
+            .cancelRequest(
+                .with {
+                    $0.jobID = "job-1"
+                    $0.reason = "user"
+                }),
+            .cancelResponse(
+                .with {
+                    $0.jobID = "job-1"
+                    $0.state = .cancelled
+                }),
             .listWorkersRequest(.init()),
-            .listWorkersResponse(.with { $0.workers = [.with { $0.workerID = "w1"; $0.capacity = capacity(); $0.state = .busy
-                $0.runningTaskIds = ["t"]; $0.tasksDone = 4; $0.hostname = "h" }] }),
+            .listWorkersResponse(
+                .with {
+                    $0.workers = [
+                        .with {
+                            $0.workerID = "w1"
+                            $0.capacity = capacity()
+                            $0.state = .busy
+                            $0.runningTaskIds = ["t"]
+                            $0.tasksDone = 4
+                            $0.hostname = "h"
+                        }
+                    ]
+                }),
             .snapshotRequest(.with { $0.jobID = "" }),
-            .snapshotResponse(.with { $0.sequence = 99; $0.jobs = [jobStatus()] }),
-            .progressUpdate(.with { $0.sequence = 100; $0.jobID = "job-1"; $0.state = .running; $0.module = jobStatus().modules[0] }),
+            .snapshotResponse(
+                .with {
+                    $0.sequence = 99
+                    $0.jobs = [jobStatus()]
+                }),
+            .progressUpdate(
+                .with {
+                    $0.sequence = 100
+                    $0.jobID = "job-1"
+                    $0.state = .running
+                    $0.module = jobStatus().modules[0]
+                }),
         ]
     }
 
@@ -109,7 +278,13 @@ final class MessageRoundTripTests: XCTestCase {
     func testRoundTripWithTensorsAttached() throws {
         let data = Data((0..<4096).map { UInt8(truncatingIfNeeded: $0) })
         let bytes = try TensorFrame(name: "range", dtype: .u8, shape: [4096], bytes: data)
-        let m = Message(.rangeFetchResponse(.with { $0.requestID = "r"; $0.offset = 0; $0.length = 4096 }), tensors: [bytes])
+        let m = Message(
+            .rangeFetchResponse(
+                .with {
+                    $0.requestID = "r"
+                    $0.offset = 0
+                    $0.length = 4096
+                }), tensors: [bytes])
         let decoded = try Message.decode(try m.encode())
         XCTAssertEqual(decoded.tensors[0].bytes, data)
         XCTAssertEqual(decoded, m.withHeadersInEnvelope())

@@ -11,7 +11,9 @@ final class TransferTests: XCTestCase {
     }
 
     func payload(_ n: Int) throws -> TensorFrame {
-        try TensorFrame(name: "input", dtype: .u8, shape: [n], bytes: Data((0..<n).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 9) }))
+        try TensorFrame(
+            name: "input", dtype: .u8, shape: [n],
+            bytes: Data((0..<n).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 9) }))
     }
 
     func announcement(_ h: Kiln_V1_TensorHeader) -> Message {
@@ -26,7 +28,8 @@ final class TransferTests: XCTestCase {
 
     func testPayloadLargerThanTheFrameLimitCrossesIntactUnderCredit() throws {
         let t = try payload(1_000_003)  // ~15x the 64 KiB frame limit
-        XCTAssertThrowsError(try Message(.heartbeat(.init()), tensors: [t]).encode(limits: limits), "one frame is over the limit")
+        XCTAssertThrowsError(
+            try Message(.heartbeat(.init()), tensors: [t]).encode(limits: limits), "one frame is over the limit")
         var out = OutgoingTransfers(chunkSize: limits.maxFrameBytes, window: 3)
         var inc = IncomingTransfers(window: 3, limits: limits, maxBytes: 16 << 20)
         XCTAssertTrue(out.needsChunking(t.bytes.count))
@@ -42,7 +45,12 @@ final class TransferTests: XCTestCase {
             XCTAssertLessThanOrEqual(m.tensors[0].bytes.count, limits.maxFrameBytes)
             switch inc.accept(m, nowMs: 1) {
             case .progress(let c):
-                if let c { let (more, aborted, ctx) = out.apply(c); XCTAssertNil(aborted); XCTAssertEqual(ctx, "collect/0/0"); queue += more }
+                if let c {
+                    let (more, aborted, ctx) = out.apply(c)
+                    XCTAssertNil(aborted)
+                    XCTAssertEqual(ctx, "collect/0/0")
+                    queue += more
+                }
             case let .complete(done, c):
                 XCTAssertTrue(c.complete)
                 _ = out.apply(c)
@@ -83,7 +91,11 @@ final class TransferTests: XCTestCase {
             if case let .failed(a, e, credit) = event {
                 XCTAssertNotNil(a, "the announcement comes back, so its task can be retried")
                 XCTAssertEqual(inc.active, 0, "a failed transfer is forgotten")
-                if let credit { let (more, aborted, _) = out.apply(credit); XCTAssertTrue(more.isEmpty); XCTAssertNotNil(aborted) }
+                if let credit {
+                    let (more, aborted, _) = out.apply(credit)
+                    XCTAssertTrue(more.isEmpty)
+                    XCTAssertNotNil(aborted)
+                }
                 XCTAssertEqual(out.active, 0, "the sender stops")
                 return (e, credit)
             }
@@ -93,7 +105,13 @@ final class TransferTests: XCTestCase {
     }
 
     func testCorruptedChunkFailsTheTransferWithAChecksumError() throws {
-        let (e, credit) = try failure { i, f in if i == 2 { var d = Data(f[1]); d[100] ^= 0x40; f[1] = d } }
+        let (e, credit) = try failure { i, f in
+            if i == 2 {
+                var d = Data(f[1])
+                d[100] ^= 0x40
+                f[1] = d
+            }
+        }
         guard case .checksumMismatch(let field, _, _) = e else { return XCTFail("\(e)") }
         XCTAssertEqual(field, "tensors[0].chunk_checksum")
         XCTAssertEqual(credit?.abort, true)
@@ -124,7 +142,9 @@ final class TransferTests: XCTestCase {
         var out = OutgoingTransfers(chunkSize: 64 << 10, window: 2)
         var inc = IncomingTransfers(window: 2, limits: limits, maxBytes: 100_000)
         let (h, chunks) = try out.start(t, context: "x")
-        guard case .failed(nil, let e, nil) = inc.accept(try wire(chunks[0]), nowMs: 0) else { return XCTFail("accepted an unannounced chunk") }
+        guard case .failed(nil, let e, nil) = inc.accept(try wire(chunks[0]), nowMs: 0) else {
+            return XCTFail("accepted an unannounced chunk")
+        }
         XCTAssertEqual(e.field, "tensor_chunk.transfer_id")
         XCTAssertThrowsError(try inc.announce(h, by: announcement(h), nowMs: 0)) { e in
             XCTAssertEqual((e as? ProtocolError)?.field, "tensor.byte_length", "\(e)")

@@ -1,7 +1,7 @@
 import Foundation
-import XCTest
 import ModelIO
 import TestSupport
+import XCTest
 
 /// Damaged copies of real and fixture files: every one must give a
 /// ModelIOError naming the file and the tensor or key, never a crash.
@@ -70,31 +70,41 @@ final class DamageTests: XCTestCase {
             try GGUFFile(try q41 { d, o in d.put(d.get(UInt64.self, at: o + 24) + 4, at: o + 24) })
         }
         assertModelIOError(["model.gguf", "tensor 'Q4_1'", "shape", "overflows"]) {
-            try GGUFFile(try q41 { $0.put(UInt64(1) << 40, at: $1 + 12); $0.put(UInt64(1) << 40 | 0, at: $1 + 4) })
+            try GGUFFile(
+                try q41 {
+                    $0.put(UInt64(1) << 40, at: $1 + 12)
+                    $0.put(UInt64(1) << 40 | 0, at: $1 + 4)
+                })
         }
         assertModelIOError(["model.gguf", "tensor 'Q4_1'", "9 dimensions"]) {
             try GGUFFile(try q41 { $0.put(UInt32(9), at: $1) })
         }
         assertModelIOError(["model.gguf", "overlaps", "Q4_1", "Q4_0"]) {
-            try GGUFFile(try damagedGGUF { d in
-                let off = d.get(UInt64.self, at: try infoOffset(d, "Q4_0") + 24)
-                d.put(off, at: try infoOffset(d, "Q4_1") + 24)
-            })
+            try GGUFFile(
+                try damagedGGUF { d in
+                    let off = d.get(UInt64.self, at: try infoOffset(d, "Q4_0") + 24)
+                    d.put(off, at: try infoOffset(d, "Q4_1") + 24)
+                })
         }
         assertModelIOError(["model.gguf", "duplicate tensor name"]) {
-            try GGUFFile(try damagedGGUF { d in
-                // Rename "Q5_0" to "Q4_0" (same length).
-                let at = try infoOffset(d, "Q5_0") - 4
-                d.replaceSubrange(at..<(at + 4), with: Data("Q4_0".utf8))
-            })
+            try GGUFFile(
+                try damagedGGUF { d in
+                    // Rename "Q5_0" to "Q4_0" (same length).
+                    let at = try infoOffset(d, "Q5_0") - 4
+                    d.replaceSubrange(at..<(at + 4), with: Data("Q4_0".utf8))
+                })
         }
         assertModelIOError(["model.gguf", "general.alignment"]) {
             // Add no key: change test.u32's key into general.alignment-sized... simpler: make the
             // alignment key invalid by renaming "test.u16" (8 bytes) is impossible; use a 0 tensor count
             // file with an alignment key written here.
             var d = Data("GGUF".utf8)
-            d.put32(3); d.put64(0); d.put64(1)
-            d.putString("general.alignment"); d.put32(4); d.put32(3)
+            d.put32(3)
+            d.put64(0)
+            d.put64(1)
+            d.putString("general.alignment")
+            d.put32(4)
+            d.put32(3)
             return try GGUFFile(try tempFile("model.gguf", d))
         }
     }
@@ -103,7 +113,9 @@ final class DamageTests: XCTestCase {
     func testGGUFTruncation() throws {
         let full = try Data(contentsOf: fixture)
         let f = try GGUFFile(fixture)
-        var cuts = [0, 3, 4, 7, 8, 15, 16, 23, 24, 30, 100, 500, 1000, f.dataOffset - 1, f.dataOffset + 5, full.count - 1]
+        var cuts = [
+            0, 3, 4, 7, 8, 15, 16, 23, 24, 30, 100, 500, 1000, f.dataOffset - 1, f.dataOffset + 5, full.count - 1,
+        ]
         cuts += stride(from: 1100, to: f.dataOffset, by: 37)
         for cut in cuts {
             let url = try tempFile("model.gguf", full.prefix(cut))
@@ -127,7 +139,9 @@ final class DamageTests: XCTestCase {
             assertModelIOError(["model.gguf"]) { try GGUFFile(try tempFile("model.gguf", head.prefix(cut))) }
         }
         // The tokens array is cut: names the key.
-        assertModelIOError(["model.gguf", "key 'tokenizer.ggml.tokens'"]) { try GGUFFile(try tempFile("model.gguf", head.prefix(400_000))) }
+        assertModelIOError(["model.gguf", "key 'tokenizer.ggml.tokens'"]) {
+            try GGUFFile(try tempFile("model.gguf", head.prefix(400_000)))
+        }
         assertModelIOError(["model.gguf", "tensor 'token_embd.weight'", "past end of file (size 1800000)"]) {
             try GGUFFile(try tempFile("model.gguf", head))
         }
@@ -145,10 +159,14 @@ final class DamageTests: XCTestCase {
 
         assertModelIOError(["model.safetensors", "truncated"]) { try open(Data([1, 2, 3])) }
         assertModelIOError(["model.safetensors", "header length 4294967296 past end of file"]) {
-            var d = safetensorsBytes(small()); d.put(UInt64(1) << 32, at: 0); return try open(d)
+            var d = safetensorsBytes(small())
+            d.put(UInt64(1) << 32, at: 0)
+            return try open(d)
         }
         assertModelIOError(["model.safetensors", "header length"]) {
-            var d = safetensorsBytes(small()); d.put(UInt64.max, at: 0); return try open(d)
+            var d = safetensorsBytes(small())
+            d.put(UInt64.max, at: 0)
+            return try open(d)
         }
         assertModelIOError(["model.safetensors", "not valid JSON"]) {
             try open(safetensorsBytes(headerJSON: Data("{\"w\": [".utf8), data: Data()))
@@ -157,35 +175,51 @@ final class DamageTests: XCTestCase {
             try open(safetensorsBytes(headerJSON: Data("[1, 2]".utf8), data: Data()))
         }
         assertModelIOError(["model.safetensors", "tensor 'w'", "unsupported dtype 'Q9'"]) {
-            try open(safetensorsBytes(small()) { h in h["w"] = ["dtype": "Q9", "shape": [2, 3], "data_offsets": [0, 24]] })
+            try open(
+                safetensorsBytes(small()) { h in h["w"] = ["dtype": "Q9", "shape": [2, 3], "data_offsets": [0, 24]] })
         }
-        assertModelIOError(["model.safetensors", "tensor 'w'", "shape [2, 4] of F32 needs 32 bytes but data_offsets span 24"]) {
-            try open(safetensorsBytes(small()) { h in h["w"] = ["dtype": "F32", "shape": [2, 4], "data_offsets": [0, 24]] })
+        assertModelIOError([
+            "model.safetensors", "tensor 'w'", "shape [2, 4] of F32 needs 32 bytes but data_offsets span 24",
+        ]) {
+            try open(
+                safetensorsBytes(small()) { h in h["w"] = ["dtype": "F32", "shape": [2, 4], "data_offsets": [0, 24]] })
         }
         assertModelIOError(["model.safetensors", "tensor 'b'", "past end of file"]) {
-            try open(safetensorsBytes(small()) { h in h["b"] = ["dtype": "F32", "shape": [250_000], "data_offsets": [24, 1_000_024]] })
+            try open(
+                safetensorsBytes(small()) { h in
+                    h["b"] = ["dtype": "F32", "shape": [250_000], "data_offsets": [24, 1_000_024]]
+                })
         }
         assertModelIOError(["model.safetensors", "tensor 'b'", "data_offsets [24, 12]"]) {
-            try open(safetensorsBytes(small()) { h in h["b"] = ["dtype": "F32", "shape": [3], "data_offsets": [24, 12]] })
+            try open(
+                safetensorsBytes(small()) { h in h["b"] = ["dtype": "F32", "shape": [3], "data_offsets": [24, 12]] })
         }
         assertModelIOError(["model.safetensors", "tensor 'b'", "data_offsets [-12, 0]"]) {
-            try open(safetensorsBytes(small()) { h in h["b"] = ["dtype": "F32", "shape": [3], "data_offsets": [-12, 0]] })
+            try open(
+                safetensorsBytes(small()) { h in h["b"] = ["dtype": "F32", "shape": [3], "data_offsets": [-12, 0]] })
         }
         assertModelIOError(["model.safetensors", "tensor 'b'", "overlaps tensor 'w'"]) {
-            try open(safetensorsBytes(small()) { h in h["b"] = ["dtype": "F32", "shape": [3], "data_offsets": [12, 24]] })
+            try open(
+                safetensorsBytes(small()) { h in h["b"] = ["dtype": "F32", "shape": [3], "data_offsets": [12, 24]] })
         }
         assertModelIOError(["model.safetensors", "tensor 'w'", "shape"]) {
-            try open(safetensorsBytes(small()) { h in h["w"] = ["dtype": "F32", "shape": [1 << 40, 1 << 40], "data_offsets": [0, 24]] })
+            try open(
+                safetensorsBytes(small()) { h in
+                    h["w"] = ["dtype": "F32", "shape": [1 << 40, 1 << 40], "data_offsets": [0, 24]]
+                })
         }
         assertModelIOError(["model.safetensors", "tensor 'w'", "shape"]) {
-            try open(safetensorsBytes(small()) { h in h["w"] = ["dtype": "F32", "shape": [2, -3], "data_offsets": [0, 24]] })
+            try open(
+                safetensorsBytes(small()) { h in h["w"] = ["dtype": "F32", "shape": [2, -3], "data_offsets": [0, 24]] })
         }
         // Non-finite, fractional and huge numbers, written as JSON text.
         for bad in ["1e400", "-1e400", "12.5", "1e30", "\"12\"", "null"] {
-            let header = #"{"w": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]}, "b": {"dtype": "F32", "shape": [3], "data_offsets": [24, BAD]}}"#
+            let header =
+                #"{"w": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]}, "b": {"dtype": "F32", "shape": [3], "data_offsets": [24, BAD]}}"#
                 .replacingOccurrences(of: "BAD", with: bad)
             assertModelIOError(["model.safetensors", "'b"]) {
-                try open(safetensorsBytes(headerJSON: Data(header.utf8), data: floatBytes([1, 2, 3, 4, 5, 6, 7, 8, 9])))
+                try open(
+                    safetensorsBytes(headerJSON: Data(header.utf8), data: floatBytes([1, 2, 3, 4, 5, 6, 7, 8, 9])))
             }
         }
         assertModelIOError(["model.safetensors", "tensor 'w'", "missing dtype"]) {
@@ -201,7 +235,9 @@ final class DamageTests: XCTestCase {
         let head = try XCTUnwrap(h.read(upToCount: 20_000))
         try h.close()
         for cut in [0, 7, 8, 100, 11_000, 11_415] {
-            assertModelIOError(["model.safetensors"]) { try SafeTensorsFile(try tempFile("model.safetensors", head.prefix(cut))) }
+            assertModelIOError(["model.safetensors"]) {
+                try SafeTensorsFile(try tempFile("model.safetensors", head.prefix(cut)))
+            }
         }
         // Header intact, data cut: the error names a tensor whose data is missing.
         assertModelIOError(["model.safetensors", "tensor '", "past end of file (size 20000)"]) {
@@ -210,9 +246,13 @@ final class DamageTests: XCTestCase {
         // Wrong length prefix.
         var d = head
         d.put(UInt64(1) << 40, at: 0)
-        assertModelIOError(["model.safetensors", "header length"]) { try SafeTensorsFile(try tempFile("model.safetensors", d)) }
+        assertModelIOError(["model.safetensors", "header length"]) {
+            try SafeTensorsFile(try tempFile("model.safetensors", d))
+        }
         // Unknown dtype and a shape/byte mismatch patched into the real header (same length).
-        for (from, to, mention) in [("\"F32\"", "\"F99\"", "unsupported dtype 'F99'"), ("[384]", "[385]", "needs 1540 bytes")] {
+        for (from, to, mention) in [
+            ("\"F32\"", "\"F99\"", "unsupported dtype 'F99'"), ("[384]", "[385]", "needs 1540 bytes"),
+        ] {
             var d = head
             let r = try XCTUnwrap(d.range(of: Data(from.utf8)))
             d.replaceSubrange(r, with: Data(to.utf8))
@@ -223,7 +263,9 @@ final class DamageTests: XCTestCase {
     }
 
     func testOpenModelErrors() throws {
-        assertModelIOError(["nothing-here.gguf", "no such file"]) { try openModel(URL(fileURLWithPath: "/nonexistent/nothing-here.gguf")) }
+        assertModelIOError(["nothing-here.gguf", "no such file"]) {
+            try openModel(URL(fileURLWithPath: "/nonexistent/nothing-here.gguf"))
+        }
         let dir = Paths.tempDir("empty")
         assertModelIOError([dir.lastPathComponent, "no model.safetensors"]) { try openModel(dir) }
         let txt = try tempFile("weights.bin", Data("hello".utf8))
@@ -238,15 +280,26 @@ final class DamageTests: XCTestCase {
 extension Data {
     mutating func put32(_ v: UInt32) { Swift.withUnsafeBytes(of: v.littleEndian) { append(contentsOf: $0) } }
     mutating func put64(_ v: UInt64) { Swift.withUnsafeBytes(of: v.littleEndian) { append(contentsOf: $0) } }
-    mutating func putString(_ s: String) { put64(UInt64(s.utf8.count)); append(Data(s.utf8)) }
+    mutating func putString(_ s: String) {
+        put64(UInt64(s.utf8.count))
+        append(Data(s.utf8))
+    }
 }
 
 /// Seeded random byte corruption of the header regions: each copy either opens
 /// (and then every tensor loads) or throws a ModelIOError; nothing may trap.
 final class CorruptionSweepTests: XCTestCase {
-    struct LCG { var s: UInt64; mutating func next() -> UInt64 { s = s &* 6364136223846793005 &+ 1442695040888963407; return s >> 33 } }
+    struct LCG {
+        var s: UInt64
+        mutating func next() -> UInt64 {
+            s = s &* 6364136223846793005 &+ 1442695040888963407
+            return s >> 33
+        }
+    }
 
-    func sweep(_ original: Data, headerEnd: Int, name: String, rounds: Int, open: (URL) throws -> [String: () throws -> Void]) throws {
+    func sweep(
+        _ original: Data, headerEnd: Int, name: String, rounds: Int, open: (URL) throws -> [String: () throws -> Void]
+    ) throws {
         var rng = LCG(s: 42)
         let dir = Paths.tempDir("sweep")
         for round in 0..<rounds {
@@ -272,17 +325,22 @@ final class CorruptionSweepTests: XCTestCase {
         let data = try Data(contentsOf: url)
         try sweep(data, headerEnd: try GGUFFile(url).dataOffset, name: "model.gguf", rounds: 400) { u in
             let f = try GGUFFile(u)
-            return Dictionary(f.tensors.map { t in (t.name, { _ = try f.load(t.name) }) }, uniquingKeysWith: { a, _ in a })
+            return Dictionary(
+                f.tensors.map { t in (t.name, { _ = try f.load(t.name) }) }, uniquingKeysWith: { a, _ in a })
         }
     }
 
     func testSafeTensorsSweep() throws {
-        let data = safetensorsBytes([("w", "F32", [2, 3], floatBytes([1, 2, 3, 4, 5, 6])), ("i", "I64", [2], Data(count: 16)),
-                                     ("h", "BF16", [4], Data(count: 8))], metadata: ["format": "pt"])
+        let data = safetensorsBytes(
+            [
+                ("w", "F32", [2, 3], floatBytes([1, 2, 3, 4, 5, 6])), ("i", "I64", [2], Data(count: 16)),
+                ("h", "BF16", [4], Data(count: 8)),
+            ], metadata: ["format": "pt"])
         let headerEnd = 8 + Int(data.get(UInt64.self, at: 0))
         try sweep(data, headerEnd: headerEnd, name: "model.safetensors", rounds: 400) { u in
             let f = try SafeTensorsFile(u)
-            return Dictionary(f.tensors.map { t in (t.name, { _ = try f.load(t.name) }) }, uniquingKeysWith: { a, _ in a })
+            return Dictionary(
+                f.tensors.map { t in (t.name, { _ = try f.load(t.name) }) }, uniquingKeysWith: { a, _ in a })
         }
     }
 }

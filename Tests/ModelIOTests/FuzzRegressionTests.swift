@@ -83,7 +83,8 @@ final class ModelIOFuzzRegressionTests: XCTestCase {
         XCTAssertEqual(copied.tensors.map(\.name), mapped.tensors.map(\.name))
         XCTAssertEqual(copied.tensors.map(\.shape), mapped.tensors.map(\.shape))
         for t in mapped.tensors {
-            XCTAssertEqual(try copied.load(t.name).data.map(\.bitPattern), try mapped.load(t.name).data.map(\.bitPattern), t.name)
+            XCTAssertEqual(
+                try copied.load(t.name).data.map(\.bitPattern), try mapped.load(t.name).data.map(\.bitPattern), t.name)
         }
     }
 }

@@ -1,7 +1,7 @@
 import Foundation
-import XCTest
 import ModelIO
 import TestSupport
+import XCTest
 
 /// Tests/Fixtures/gguf/quants.gguf: every supported type against the values
 /// the Python gguf package dequantizes it to (see Ops/gen-gguf-fixtures.py).
@@ -14,7 +14,8 @@ final class GGUFFixtureTests: XCTestCase {
         for name in types {
             let t = try XCTUnwrap(f.tensor(name), name)
             XCTAssertEqual(t.info.dtype.rawValue, name)
-            let got = try f.load(name), want = try f.load(name + ".expected")
+            let got = try f.load(name)
+            let want = try f.load(name + ".expected")
             XCTAssertEqual(got.shape, want.shape, name)
             XCTAssertEqual(got.shape, t.info.shape, name)
             // Same formula and rounding order as ggml: bit-identical.

@@ -1,7 +1,7 @@
 import Foundation
-import XCTest
 import ModelIO
 import TestSupport
+import XCTest
 
 /// The real SmolLM2-135M Q4_1 GGUF: table, config and dequantized values.
 /// Expected numbers come from the Python `gguf` package 0.19 (GGUFReader +
@@ -85,12 +85,15 @@ final class GGUFRealFileTests: XCTestCase {
         let rowBytes = 576 / 32 * 34
         func row(_ r: Int) throws -> [Float] {
             try f.withRawBytes("token_embd.weight") { b in
-                Dequantize.floats(UnsafeRawBufferPointer(rebasing: b[(r * rowBytes)..<((r + 1) * rowBytes)]), type: .q8_0, count: 576)!
+                Dequantize.floats(
+                    UnsafeRawBufferPointer(rebasing: b[(r * rowBytes)..<((r + 1) * rowBytes)]), type: .q8_0, count: 576)!
             }
         }
         // gguf-py printed to 8 digits.
-        for (r, c, v) in [(0, 0, -0.10654449), (0, 1, 0.03297806), (0, 2, 0.0481987), (0, 3, -0.02283096),
-                          (1000, 0, -0.11193848), (1000, 1, -0.07395935), (1000, 2, 0.03797913)] as [(Int, Int, Float)] {
+        for (r, c, v) in [
+            (0, 0, -0.10654449), (0, 1, 0.03297806), (0, 2, 0.0481987), (0, 3, -0.02283096),
+            (1000, 0, -0.11193848), (1000, 1, -0.07395935), (1000, 2, 0.03797913),
+        ] as [(Int, Int, Float)] {
             XCTAssertEqual(try row(r)[c], v, accuracy: 1e-7, "[\(r), \(c)]")
         }
         let norm = try f.load("blk.0.attn_norm.weight")

@@ -1,8 +1,8 @@
 import Foundation
-import XCTest
 import ModelIO
 import Tensor
 import TestSupport
+import XCTest
 
 // MARK: - Shared helpers (also used by GPTQWriterTests)
 
@@ -11,7 +11,9 @@ struct TestRNG {
     var state: UInt64
     init(_ seed: UInt64) { state = seed &* 0x9E37_79B9_7F4A_7C15 | 1 }
     mutating func next() -> UInt64 {
-        state ^= state << 13; state ^= state >> 7; state ^= state << 17
+        state ^= state << 13
+        state ^= state >> 7
+        state ^= state << 17
         return state
     }
     mutating func int(_ n: Int) -> Int { Int(next() % UInt64(n)) }
@@ -29,16 +31,21 @@ func runPythonCheck(_ script: String, _ args: [String], modules: [String]) throw
         let errURL = tmp.appendingPathComponent("kiln-py-\(UUID().uuidString).err")
         _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
         _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
-        defer { try? FileManager.default.removeItem(at: outURL); try? FileManager.default.removeItem(at: errURL) }
+        defer {
+            try? FileManager.default.removeItem(at: outURL)
+            try? FileManager.default.removeItem(at: errURL)
+        }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         p.arguments = ["python3"] + a
-        let outH = try FileHandle(forWritingTo: outURL), errH = try FileHandle(forWritingTo: errURL)
+        let outH = try FileHandle(forWritingTo: outURL)
+        let errH = try FileHandle(forWritingTo: errURL)
         p.standardOutput = outH
         p.standardError = errH
         try p.run()
         p.waitUntilExit()
-        try outH.close(); try errH.close()
+        try outH.close()
+        try errH.close()
         return (p.terminationStatus, try Data(contentsOf: outURL), try Data(contentsOf: errURL))
     }
     let probe = try? run(["-c", "import " + modules.joined(separator: ", ")])
@@ -70,7 +77,12 @@ func partials(of name: String, in dir: URL) -> [String] {
 // MARK: - A small GGUF parser local to the tests (an independent reading of the layout)
 
 struct TestGGUF {
-    struct Tensor { var name: String; var ne: [Int]; var type: UInt32; var offset: Int }
+    struct Tensor {
+        var name: String
+        var ne: [Int]
+        var type: UInt32
+        var offset: Int
+    }
     var version: UInt32 = 0
     var metadata: [(String, GGUFValue)] = []
     var tensors: [Tensor] = []
@@ -81,22 +93,43 @@ struct TestGGUF {
         let bytes = try Data(contentsOf: url)
         self.bytes = bytes
         var p = 0
-        func u32() -> UInt32 { defer { p += 4 }; return bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: p, as: UInt32.self) } }
-        func u64() -> UInt64 { defer { p += 8 }; return bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: p, as: UInt64.self) } }
-        func str() -> String { let n = Int(u64()); defer { p += n }; return String(decoding: bytes[p..<(p + n)], as: UTF8.self) }
+        func u32() -> UInt32 {
+            defer { p += 4 }
+            return bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: p, as: UInt32.self) }
+        }
+        func u64() -> UInt64 {
+            defer { p += 8 }
+            return bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: p, as: UInt64.self) }
+        }
+        func str() -> String {
+            let n = Int(u64())
+            defer { p += n }
+            return String(decoding: bytes[p..<(p + n)], as: UTF8.self)
+        }
         func value(_ t: UInt32) -> GGUFValue {
             switch t {
-            case 0: defer { p += 1 }; return .uint8(bytes[p])
-            case 1: defer { p += 1 }; return .int8(Int8(bitPattern: bytes[p]))
-            case 2: defer { p += 2 }; return .uint16(bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: p, as: UInt16.self) })
-            case 3: defer { p += 2 }; return .int16(bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: p, as: Int16.self) })
+            case 0:
+                defer { p += 1 }
+                return .uint8(bytes[p])
+            case 1:
+                defer { p += 1 }
+                return .int8(Int8(bitPattern: bytes[p]))
+            case 2:
+                defer { p += 2 }
+                return .uint16(bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: p, as: UInt16.self) })
+            case 3:
+                defer { p += 2 }
+                return .int16(bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: p, as: Int16.self) })
             case 4: return .uint32(u32())
             case 5: return .int32(Int32(bitPattern: u32()))
             case 6: return .float32(Float(bitPattern: u32()))
-            case 7: defer { p += 1 }; return .bool(bytes[p] != 0)
+            case 7:
+                defer { p += 1 }
+                return .bool(bytes[p] != 0)
             case 8: return .string(str())
             case 9:
-                let et = u32(); let n = Int(u64())
+                let et = u32()
+                let n = Int(u64())
                 return .array((0..<n).map { _ in value(et) })
             case 10: return .uint64(u64())
             case 11: return .int64(Int64(bitPattern: u64()))
@@ -106,18 +139,27 @@ struct TestGGUF {
         }
         precondition(u32() == 0x4655_4747)
         version = u32()
-        let nt = Int(u64()), nkv = Int(u64())
-        for _ in 0..<nkv { let k = str(); let t = u32(); metadata.append((k, value(t))) }
+        let nt = Int(u64())
+        let nkv = Int(u64())
+        for _ in 0..<nkv {
+            let k = str()
+            let t = u32()
+            metadata.append((k, value(t)))
+        }
         for _ in 0..<nt {
-            let name = str(); let nd = Int(u32())
+            let name = str()
+            let nd = Int(u32())
             let ne = (0..<nd).map { _ in Int(u64()) }
-            let type = u32(); let off = Int(u64())
+            let type = u32()
+            let off = Int(u64())
             tensors.append(Tensor(name: name, ne: ne, type: type, offset: off))
         }
         dataStart = (p + alignment - 1) / alignment * alignment
     }
 
-    func data(_ t: Tensor, byteCount: Int) -> Data { bytes.subdata(in: (dataStart + t.offset)..<(dataStart + t.offset + byteCount)) }
+    func data(_ t: Tensor, byteCount: Int) -> Data {
+        bytes.subdata(in: (dataStart + t.offset)..<(dataStart + t.offset + byteCount))
+    }
 }
 
 // MARK: - Tests
@@ -157,24 +199,30 @@ final class GGUFWriterTests: XCTestCase {
         let norm = rng.floats(5)
         r.append(("norm.f32", .f32, [5], GGUFBlocks.packF32(norm), norm, nil))
         // Quantizer-style inputs: codes plus fp16 scale/min bit patterns.
-        let q8 = GGUFQuantizedTensor(type: .q8_0, shape: [2, 64], codes: .signed((0..<128).map { _ in Int8(truncatingIfNeeded: rng.int(256) - 128) }),
-                                     scales: (0..<4).map { _ in HalfConversion.f32ToF16(abs(rng.float()) * 0.05) })
+        let q8 = GGUFQuantizedTensor(
+            type: .q8_0, shape: [2, 64],
+            codes: .signed((0..<128).map { _ in Int8(truncatingIfNeeded: rng.int(256) - 128) }),
+            scales: (0..<4).map { _ in HalfConversion.f32ToF16(abs(rng.float()) * 0.05) })
         r.append(("w.q8_0", .q8_0, q8.shape, try GGUFBlocks.pack(q8), GGUFBlocks.dequantize(q8), q8))
-        let q40 = GGUFQuantizedTensor(type: .q4_0, shape: [3, 64], codes: .unsigned((0..<192).map { _ in UInt8(rng.int(16)) }),
-                                      scales: (0..<6).map { _ in HalfConversion.f32ToF16(rng.float() * 0.1) })
+        let q40 = GGUFQuantizedTensor(
+            type: .q4_0, shape: [3, 64], codes: .unsigned((0..<192).map { _ in UInt8(rng.int(16)) }),
+            scales: (0..<6).map { _ in HalfConversion.f32ToF16(rng.float() * 0.1) })
         r.append(("w.q4_0", .q4_0, q40.shape, try GGUFBlocks.pack(q40), GGUFBlocks.dequantize(q40), q40))
-        let q41 = GGUFQuantizedTensor(type: .q4_1, shape: [2, 32], codes: .unsigned((0..<64).map { _ in UInt8(rng.int(16)) }),
-                                      scales: (0..<2).map { _ in HalfConversion.f32ToF16(abs(rng.float()) * 0.1) },
-                                      mins: (0..<2).map { _ in HalfConversion.f32ToF16(-abs(rng.float())) })
+        let q41 = GGUFQuantizedTensor(
+            type: .q4_1, shape: [2, 32], codes: .unsigned((0..<64).map { _ in UInt8(rng.int(16)) }),
+            scales: (0..<2).map { _ in HalfConversion.f32ToF16(abs(rng.float()) * 0.1) },
+            mins: (0..<2).map { _ in HalfConversion.f32ToF16(-abs(rng.float())) })
         r.append(("w.q4_1", .q4_1, q41.shape, try GGUFBlocks.pack(q41), GGUFBlocks.dequantize(q41), q41))
         // RTN from Float32 (the convenience quantizer), with a zero block and ties.
         var src = rng.floats(4 * 64, scale: 2)
         for j in 0..<32 { src[j] = 0 }
-        src[40] = 2.5; src[41] = -2.5
+        src[40] = 2.5
+        src[41] = -2.5
         r.append(("rtn.src", .f32, [4, 64], GGUFBlocks.packF32(src), src, nil))
         for t in [DType.q8_0, .q4_0, .q4_1] {
             let q = try GGUFBlocks.quantizeRTN(src, shape: [4, 64], type: t)
-            r.append(("rtn.\(t.rawValue.lowercased())", t, [4, 64], try GGUFBlocks.pack(q), GGUFBlocks.dequantize(q), q))
+            r.append(
+                ("rtn.\(t.rawValue.lowercased())", t, [4, 64], try GGUFBlocks.pack(q), GGUFBlocks.dequantize(q), q))
         }
         return r
     }
@@ -203,7 +251,8 @@ final class GGUFWriterTests: XCTestCase {
         for j in 0..<16 { XCTAssertEqual(b[2 + j], UInt8(j % 16) | UInt8((j + 16) % 16) << 4) }
         XCTAssertEqual(try GGUFBlocks.dequantize(Data(b), type: .q4_0, count: 32), codes.map { Float(Int($0) - 8) })
         // Q4_1: d, m, nibbles; x = q * d + m.
-        let q1 = GGUFQuantizedTensor(type: .q4_1, shape: [32], codes: .unsigned(codes), scales: [0x3800], mins: [0xBC00])
+        let q1 = GGUFQuantizedTensor(
+            type: .q4_1, shape: [32], codes: .unsigned(codes), scales: [0x3800], mins: [0xBC00])
         let b1 = [UInt8](try GGUFBlocks.pack(q1))
         XCTAssertEqual(b1.count, 20)
         XCTAssertEqual(Array(b1[0..<4]), [0x00, 0x38, 0x00, 0xBC])
@@ -220,14 +269,19 @@ final class GGUFWriterTests: XCTestCase {
         XCTAssertThrowsError(try GGUFBlocks.byteCount(type: .q4_0, shape: [4, 48], name: "blk.0.ffn_up.weight")) {
             XCTAssertTrue("\($0)".contains("blk.0.ffn_up.weight"))
         }
-        let bad = GGUFQuantizedTensor(type: .q4_0, shape: [32], codes: .unsigned([UInt8](repeating: 16, count: 32)), scales: [0])
+        let bad = GGUFQuantizedTensor(
+            type: .q4_0, shape: [32], codes: .unsigned([UInt8](repeating: 16, count: 32)), scales: [0])
         XCTAssertThrowsError(try GGUFBlocks.pack(bad, name: "x.weight")) { XCTAssertTrue("\($0)".contains("x.weight")) }
     }
 
     func testRTNReferenceSemantics() throws {
         // Q4_0: d = max / -8 where max is the signed value of largest magnitude.
         var x = [Float](repeating: 0, count: 32)
-        x[0] = -4; x[1] = 1; x[2] = 4; x[3] = 0.25; x[4] = -0.25
+        x[0] = -4
+        x[1] = 1
+        x[2] = 4
+        x[3] = 0.25
+        x[4] = -0.25
         let q = try GGUFBlocks.quantizeRTN(x, shape: [32], type: .q4_0)
         XCTAssertEqual(HalfConversion.f16ToF32(q.scales[0]), 0.5)  // -4 / -8
         guard case let .unsigned(c) = q.codes else { return XCTFail() }
@@ -235,18 +289,25 @@ final class GGUFWriterTests: XCTestCase {
         XCTAssertEqual(Array(c[0..<5]), [0, 10, 15, 9, 8])
         // Q8_0: roundf (half away from zero).
         var y = [Float](repeating: 0, count: 32)
-        y[0] = 127; y[1] = 0.5; y[2] = -0.5; y[3] = 1.5; y[4] = -2.5
+        y[0] = 127
+        y[1] = 0.5
+        y[2] = -0.5
+        y[3] = 1.5
+        y[4] = -2.5
         let q8 = try GGUFBlocks.quantizeRTN(y, shape: [32], type: .q8_0)
         guard case let .signed(c8) = q8.codes else { return XCTFail() }
         XCTAssertEqual(Array(c8[0..<5]), [127, 1, -1, 2, -3])
         // All-zero block: d = 0, codes 8 (Q4_0) / 0 (Q8_0) / 0 (Q4_1).
         let z = [Float](repeating: 0, count: 32)
-        XCTAssertEqual(try GGUFBlocks.quantizeRTN(z, shape: [32], type: .q4_0).codes, .unsigned([UInt8](repeating: 8, count: 32)))
-        XCTAssertEqual(try GGUFBlocks.quantizeRTN(z, shape: [32], type: .q4_1).codes, .unsigned([UInt8](repeating: 0, count: 32)))
+        XCTAssertEqual(
+            try GGUFBlocks.quantizeRTN(z, shape: [32], type: .q4_0).codes, .unsigned([UInt8](repeating: 8, count: 32)))
+        XCTAssertEqual(
+            try GGUFBlocks.quantizeRTN(z, shape: [32], type: .q4_1).codes, .unsigned([UInt8](repeating: 0, count: 32)))
         // encode == pack(quantizeRTN).
         let r = TestRNG(3).floatsCopy(64)
-        XCTAssertEqual(try GGUFBlocks.encode(r, shape: [2, 32], type: .q4_1),
-                       try GGUFBlocks.pack(GGUFBlocks.quantizeRTN(r, shape: [2, 32], type: .q4_1)))
+        XCTAssertEqual(
+            try GGUFBlocks.encode(r, shape: [2, 32], type: .q4_1),
+            try GGUFBlocks.pack(GGUFBlocks.quantizeRTN(r, shape: [2, 32], type: .q4_1)))
     }
 
     func testHeaderLayoutAndMetadataRoundTrip() throws {
@@ -256,8 +317,11 @@ final class GGUFWriterTests: XCTestCase {
         let g = try TestGGUF(url)
         XCTAssertEqual(g.version, 3)
         // Every metadata value comes back, in order, then general.alignment.
-        let expected = Self.allMetadata + [("test.arr.nested", GGUFValue.array([.array([.int32(1), .int32(2)]), .array([.int32(3)])])),
-                                            ("general.alignment", .uint32(32))]
+        let expected =
+            Self.allMetadata + [
+                ("test.arr.nested", GGUFValue.array([.array([.int32(1), .int32(2)]), .array([.int32(3)])])),
+                ("general.alignment", .uint32(32)),
+            ]
         XCTAssertEqual(g.metadata.map(\.0), expected.map(\.0))
         for ((k, v), (_, got)) in zip(expected, g.metadata) { XCTAssertEqual(got, v, k) }
         // Tensor table: ne reversed, ggml type ids, aligned offsets, data as encoded.
@@ -283,8 +347,11 @@ final class GGUFWriterTests: XCTestCase {
         let f = try GGUFFile(url)
         XCTAssertEqual(f.version, 3)
         XCTAssertEqual(f.alignment, 32)
-        let expected = Self.allMetadata + [("test.arr.nested", GGUFValue.array([.array([.int32(1), .int32(2)]), .array([.int32(3)])])),
-                                            ("general.alignment", .uint32(32))]
+        let expected =
+            Self.allMetadata + [
+                ("test.arr.nested", GGUFValue.array([.array([.int32(1), .int32(2)]), .array([.int32(3)])])),
+                ("general.alignment", .uint32(32)),
+            ]
         XCTAssertEqual(f.metadataKeys, expected.map(\.0))
         for (k, v) in expected { XCTAssertEqual(f.metadata[k], v, k) }
         XCTAssertEqual(f.tensors.map(\.name), tensors.map(\.0))
@@ -295,20 +362,26 @@ final class GGUFWriterTests: XCTestCase {
             XCTAssertEqual(try f.rawBytes(n), d, n)
             let m = try f.load(n)
             XCTAssertEqual(m.cols, s.last!, n)
-            XCTAssertEqual(m.data.map(\.bitPattern), vals.map(\.bitPattern), "\(n): reader and writer dequantize differently")
+            XCTAssertEqual(
+                m.data.map(\.bitPattern), vals.map(\.bitPattern), "\(n): reader and writer dequantize differently")
         }
     }
 
     func testPythonGGUFReadsFile() throws {
         let url = dir.appendingPathComponent("py.gguf")
         let tensors = try writeSampleWithoutNested(url)
-        let j = try runPythonCheck("Ops/check_gguf.py", [url.path, "--rtn", "rtn.src:rtn.q8_0", "--rtn", "rtn.src:rtn.q4_0", "--rtn", "rtn.src:rtn.q4_1"],
-                                   modules: ["gguf", "numpy"])
+        let j = try runPythonCheck(
+            "Ops/check_gguf.py",
+            [url.path, "--rtn", "rtn.src:rtn.q8_0", "--rtn", "rtn.src:rtn.q4_0", "--rtn", "rtn.src:rtn.q4_1"],
+            modules: ["gguf", "numpy"])
         XCTAssertEqual(j["version"] as? Int, 3)
         XCTAssertEqual(j["alignment"] as? Int, 32)
         let meta = j["metadata"] as! [String: [String: Any]]
         for (k, v) in Self.allMetadata {
-            guard let m = meta[k] else { XCTFail("python lacks \(k)"); continue }
+            guard let m = meta[k] else {
+                XCTFail("python lacks \(k)")
+                continue
+            }
             XCTAssertEqual(m["type"] as? String, Self.pyTypeName(v), k)
             if case let .array(items) = v {
                 if let first = items.first { XCTAssertEqual(m["subtype"] as? String, Self.pyTypeName(first), k) }
@@ -347,11 +420,15 @@ final class GGUFWriterTests: XCTestCase {
         let url = dir.appendingPathComponent("rtn.gguf")
         let w = try GGUFWriter(url: url)
         try w.declareTensor("src", type: .f32, shape: [64, 256])
-        for t in ["q8_0", "q4_0", "q4_1"] { try w.declareTensor(t, type: DType(rawValue: t.uppercased())!, shape: [64, 256]) }
+        for t in ["q8_0", "q4_0", "q4_1"] {
+            try w.declareTensor(t, type: DType(rawValue: t.uppercased())!, shape: [64, 256])
+        }
         try w.writeTensor("src", floats: x)
         for t in ["q8_0", "q4_0", "q4_1"] { try w.writeTensor(t, floats: x) }
         try w.finish()
-        let j = try runPythonCheck("Ops/check_gguf.py", [url.path, "--rtn", "src:q8_0", "--rtn", "src:q4_0", "--rtn", "src:q4_1"], modules: ["gguf", "numpy"])
+        let j = try runPythonCheck(
+            "Ops/check_gguf.py", [url.path, "--rtn", "src:q8_0", "--rtn", "src:q4_0", "--rtn", "src:q4_1"],
+            modules: ["gguf", "numpy"])
         XCTAssertEqual(j["rtn"] as? [String: Bool], ["q8_0": true, "q4_0": true, "q4_1": true])
     }
 
@@ -366,14 +443,18 @@ final class GGUFWriterTests: XCTestCase {
     }
 
     static func pyTypeName(_ v: GGUFValue) -> String {
-        ["UINT8", "INT8", "UINT16", "INT16", "UINT32", "INT32", "FLOAT32", "BOOL", "STRING", "ARRAY", "UINT64", "INT64", "FLOAT64"][Int(GGUFWriter.typeCode(v))]
+        [
+            "UINT8", "INT8", "UINT16", "INT16", "UINT32", "INT32", "FLOAT32", "BOOL", "STRING", "ARRAY", "UINT64",
+            "INT64", "FLOAT64",
+        ][Int(GGUFWriter.typeCode(v))]
     }
 
     static func matches(_ v: GGUFValue, _ py: Any) -> Bool {
         switch v {
         case let .string(s): return py as? String == s
         case let .bool(b): return (py as? Bool) == b
-        case let .float32(f): return (py as? String).flatMap(Double.init).map { Float($0) == f && Double(f) == $0 } ?? false
+        case let .float32(f):
+            return (py as? String).flatMap(Double.init).map { Float($0) == f && Double(f) == $0 } ?? false
         case let .float64(f): return (py as? String).flatMap(Double.init) == f
         case let .uint64(u): return py as? String == String(u)
         default: return py as? String == String(v.int!)
@@ -403,7 +484,9 @@ final class GGUFWriterTests: XCTestCase {
             let w = try GGUFWriter(url: url)
             try w.declareTensor("a.weight", type: .f16, shape: [32])
             try w.declareTensor("b.weight", type: .f16, shape: [32])
-            XCTAssertThrowsError(try w.writeTensor("b.weight", bytes: Data(count: 64))) { XCTAssertTrue("\($0)".contains("b.weight") && "\($0)".contains("a.weight")) }
+            XCTAssertThrowsError(try w.writeTensor("b.weight", bytes: Data(count: 64))) {
+                XCTAssertTrue("\($0)".contains("b.weight") && "\($0)".contains("a.weight"))
+            }
         }
         XCTAssertEqual(fileNames(in: dir), [])
         do {
@@ -434,16 +517,25 @@ final class GGUFWriterTests: XCTestCase {
         }
         // Declaration errors name the tensor / key.
         let w = try GGUFWriter(url: url)
-        XCTAssertThrowsError(try w.declareTensor("odd.weight", type: .q8_0, shape: [3, 33])) { XCTAssertTrue("\($0)".contains("odd.weight")) }
+        XCTAssertThrowsError(try w.declareTensor("odd.weight", type: .q8_0, shape: [3, 33])) {
+            XCTAssertTrue("\($0)".contains("odd.weight"))
+        }
         XCTAssertThrowsError(try w.declareTensor(String(repeating: "x", count: 64), type: .f32, shape: [1]))
-        XCTAssertThrowsError(try w.declareTensor("u8.weight", type: .u8, shape: [4])) { XCTAssertTrue("\($0)".contains("u8.weight")) }
+        XCTAssertThrowsError(try w.declareTensor("u8.weight", type: .u8, shape: [4])) {
+            XCTAssertTrue("\($0)".contains("u8.weight"))
+        }
         try w.addMetadata("k", .uint8(1))
         XCTAssertThrowsError(try w.addMetadata("k", .uint8(2))) { XCTAssertTrue("\($0)".contains("k")) }
-        XCTAssertThrowsError(try w.addMetadata("mixed", .array([.int32(1), .string("x")]))) { XCTAssertTrue("\($0)".contains("mixed")) }
+        XCTAssertThrowsError(try w.addMetadata("mixed", .array([.int32(1), .string("x")]))) {
+            XCTAssertTrue("\($0)".contains("mixed"))
+        }
         XCTAssertThrowsError(try w.addMetadata("general.alignment", .uint32(64)))
         try w.declareTensor("a.weight", type: .q4_1, shape: [32])
-        let q = GGUFQuantizedTensor(type: .q4_0, shape: [32], codes: .unsigned([UInt8](repeating: 0, count: 32)), scales: [0])
-        XCTAssertThrowsError(try w.writeTensor("a.weight", quantized: q)) { XCTAssertTrue("\($0)".contains("a.weight")) }
+        let q = GGUFQuantizedTensor(
+            type: .q4_0, shape: [32], codes: .unsigned([UInt8](repeating: 0, count: 32)), scales: [0])
+        XCTAssertThrowsError(try w.writeTensor("a.weight", quantized: q)) {
+            XCTAssertTrue("\($0)".contains("a.weight"))
+        }
         XCTAssertEqual(fileNames(in: dir), [])
     }
 
@@ -466,5 +558,8 @@ final class GGUFWriterTests: XCTestCase {
 }
 
 extension TestRNG {
-    func floatsCopy(_ n: Int) -> [Float] { var r = self; return r.floats(n) }
+    func floatsCopy(_ n: Int) -> [Float] {
+        var r = self
+        return r.floats(n)
+    }
 }

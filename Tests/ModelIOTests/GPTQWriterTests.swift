@@ -1,8 +1,8 @@
 import Foundation
-import XCTest
 import ModelIO
 import Tensor
 import TestSupport
+import XCTest
 
 final class GPTQWriterTests: XCTestCase {
     var dir: URL!
@@ -10,8 +10,10 @@ final class GPTQWriterTests: XCTestCase {
     override func tearDown() { try? FileManager.default.removeItem(at: dir) }
 
     /// A random quantized linear as a GPTQ quantizer would produce it.
-    func makeLinear(_ prefix: String, out: Int, in n: Int, bits: Int, group: Int, actOrder: Bool, bias: Bool,
-                    rng: inout TestRNG, minZero: Int = 1) -> GPTQLinear {
+    func makeLinear(
+        _ prefix: String, out: Int, in n: Int, bits: Int, group: Int, actOrder: Bool, bias: Bool,
+        rng: inout TestRNG, minZero: Int = 1
+    ) -> GPTQLinear {
         let maxq = (1 << bits) - 1
         let ng = GPTQPacking.groupCount(inFeatures: n, groupSize: group)
         var gIdx = GPTQPacking.sequentialGIdx(inFeatures: n, groupSize: group)
@@ -41,22 +43,29 @@ final class GPTQWriterTests: XCTestCase {
             let n = 64
             let v = (0..<n).map { _ in UInt32(rng.int(1 << bits)) }
             var expected = [UInt32](repeating: 0, count: n * bits / 32)
-            var i = 0, row = 0
+            var i = 0
+            var row = 0
             while row < expected.count {
                 if bits != 3 {
                     for j in i..<(i + 32 / bits) { expected[row] |= v[j] << UInt32(bits * (j - i)) }
-                    i += 32 / bits; row += 1
+                    i += 32 / bits
+                    row += 1
                 } else {
                     for j in i..<(i + 10) { expected[row] |= v[j] << UInt32(3 * (j - i)) }
                     i += 10
-                    expected[row] |= v[i] << 30; row += 1
-                    expected[row] |= (v[i] >> 2) & 1; i += 1
+                    expected[row] |= v[i] << 30
+                    row += 1
+                    expected[row] |= (v[i] >> 2) & 1
+                    i += 1
                     for j in i..<(i + 10) { expected[row] |= v[j] << UInt32(3 * (j - i) + 1) }
                     i += 10
-                    expected[row] |= v[i] << 31; row += 1
-                    expected[row] |= (v[i] >> 1) & 3; i += 1
+                    expected[row] |= v[i] << 31
+                    row += 1
+                    expected[row] |= (v[i] >> 1) & 3
+                    i += 1
                     for j in i..<(i + 10) { expected[row] |= v[j] << UInt32(3 * (j - i) + 2) }
-                    i += 10; row += 1
+                    i += 10
+                    row += 1
                 }
             }
             // One output column: qweight [n*bits/32, 1].
@@ -68,7 +77,9 @@ final class GPTQWriterTests: XCTestCase {
             XCTAssertEqual(GPTQPacking.unpackQWeight(q, outFeatures: 1, inFeatures: n, bits: bits), v.map { UInt8($0) })
         }
         // 4 bits by hand: values 1..8 -> 0x87654321.
-        XCTAssertEqual(GPTQPacking.packQWeight(codes: [1, 2, 3, 4, 5, 6, 7, 8], outFeatures: 1, inFeatures: 8, bits: 4), [Int32(bitPattern: 0x8765_4321)])
+        XCTAssertEqual(
+            GPTQPacking.packQWeight(codes: [1, 2, 3, 4, 5, 6, 7, 8], outFeatures: 1, inFeatures: 8, bits: 4),
+            [Int32(bitPattern: 0x8765_4321)])
     }
 
     func testPackUnpackRoundTrip() throws {
@@ -87,15 +98,25 @@ final class GPTQWriterTests: XCTestCase {
     // MARK: Writer + independent numpy check
 
     struct Case {
-        var bits: Int; var group: Int; var format: GPTQConfig.CheckpointFormat = .gptq
+        var bits: Int
+        var group: Int
+        var format: GPTQConfig.CheckpointFormat = .gptq
         var linears: [(String, Int, Int, Bool, Bool)]  // prefix, out, in, actOrder, bias
         var shardBytes: Int? = nil
     }
 
-    func writeModel(_ c: Case, to out: URL, rng: inout TestRNG, tokenizer: [URL] = []) throws -> ([GPTQLinear], [(String, DType, [Int], [Float])]) {
-        let cfg = GPTQConfig(bits: c.bits, groupSize: c.group, descAct: c.linears.contains { $0.3 }, sym: false, checkpointFormat: c.format)
-        let modelConfig = Data(#"{"architectures":["LlamaForCausalLM"],"hidden_size":64,"model_type":"llama","torch_dtype":"bfloat16"}"#.utf8)
-        let w = try GPTQSafetensorsWriter(directory: out, config: cfg, modelConfig: modelConfig, tokenizerFiles: tokenizer, maxShardBytes: c.shardBytes)
+    func writeModel(
+        _ c: Case, to out: URL, rng: inout TestRNG, tokenizer: [URL] = []
+    ) throws -> ([GPTQLinear], [(String, DType, [Int], [Float])]) {
+        let cfg = GPTQConfig(
+            bits: c.bits, groupSize: c.group, descAct: c.linears.contains { $0.3 }, sym: false,
+            checkpointFormat: c.format)
+        let modelConfig = Data(
+            #"{"architectures":["LlamaForCausalLM"],"hidden_size":64,"model_type":"llama","torch_dtype":"bfloat16"}"#
+                .utf8)
+        let w = try GPTQSafetensorsWriter(
+            directory: out, config: cfg, modelConfig: modelConfig, tokenizerFiles: tokenizer,
+            maxShardBytes: c.shardBytes)
         let dense: [(String, DType, [Int], [Float])] = [
             ("model.embed_tokens.weight", .f16, [10, 64], rng.floats(640)),
             ("model.norm.weight", .f32, [64], rng.floats(64)),
@@ -105,8 +126,10 @@ final class GPTQWriterTests: XCTestCase {
         var lins: [GPTQLinear] = []
         for (p, o, i, act, b) in c.linears {
             try w.declareLinear(p, outFeatures: o, inFeatures: i, bias: b)
-            lins.append(makeLinear(p, out: o, in: i, bits: c.bits, group: c.group, actOrder: act, bias: b, rng: &rng,
-                                   minZero: c.format == .gptq ? 1 : 0))
+            lins.append(
+                makeLinear(
+                    p, out: o, in: i, bits: c.bits, group: c.group, actOrder: act, bias: b, rng: &rng,
+                    minZero: c.format == .gptq ? 1 : 0))
         }
         for d in dense.dropFirst() { try w.declareTensor(d.0, dtype: d.1, shape: d.2) }
         try w.writeTensor(dense[0].0, floats: dense[0].3)
@@ -129,23 +152,42 @@ final class GPTQWriterTests: XCTestCase {
         let tok = dir.appendingPathComponent("tokenizer.json")
         try Data(#"{"model":{}}"#.utf8).write(to: tok)
         let cases = [
-            Case(bits: 2, group: -1, linears: [("model.layers.0.self_attn.q_proj", 32, 64, false, false),
-                                              ("model.layers.0.mlp.down_proj", 16, 128, false, true)]),
-            Case(bits: 3, group: 40, linears: [("model.layers.0.self_attn.q_proj", 32, 96, true, true),
-                                              ("model.layers.0.self_attn.o_proj", 64, 64, false, false)]),
-            Case(bits: 4, group: 64, linears: [("model.layers.0.self_attn.q_proj", 16, 96, false, false),
-                                              ("model.layers.0.self_attn.k_proj", 24, 96, true, true),
-                                              ("model.layers.1.mlp.up_proj", 8, 160, true, false)], shardBytes: 2048),
-            Case(bits: 8, group: 32, linears: [("model.layers.0.mlp.gate_proj", 12, 64, true, true),
-                                              ("model.layers.0.mlp.up_proj", 4, 80, false, false)]),
-            Case(bits: 4, group: 32, format: .gptqV2, linears: [("model.layers.0.self_attn.v_proj", 8, 64, true, false)]),
+            Case(
+                bits: 2, group: -1,
+                linears: [
+                    ("model.layers.0.self_attn.q_proj", 32, 64, false, false),
+                    ("model.layers.0.mlp.down_proj", 16, 128, false, true),
+                ]),
+            Case(
+                bits: 3, group: 40,
+                linears: [
+                    ("model.layers.0.self_attn.q_proj", 32, 96, true, true),
+                    ("model.layers.0.self_attn.o_proj", 64, 64, false, false),
+                ]),
+            Case(
+                bits: 4, group: 64,
+                linears: [
+                    ("model.layers.0.self_attn.q_proj", 16, 96, false, false),
+                    ("model.layers.0.self_attn.k_proj", 24, 96, true, true),
+                    ("model.layers.1.mlp.up_proj", 8, 160, true, false),
+                ], shardBytes: 2048),
+            Case(
+                bits: 8, group: 32,
+                linears: [
+                    ("model.layers.0.mlp.gate_proj", 12, 64, true, true),
+                    ("model.layers.0.mlp.up_proj", 4, 80, false, false),
+                ]),
+            Case(
+                bits: 4, group: 32, format: .gptqV2, linears: [("model.layers.0.self_attn.v_proj", 8, 64, true, false)]),
         ]
         for (k, c) in cases.enumerated() {
             let out = dir.appendingPathComponent("model-\(k)")
             let (lins, dense) = try writeModel(c, to: out, rng: &rng, tokenizer: [tok])
             XCTAssertEqual(partials(of: out.lastPathComponent, in: dir), [])
             let files = fileNames(in: out)
-            XCTAssertTrue(files.contains("config.json") && files.contains("quantize_config.json") && files.contains("tokenizer.json"), "\(files)")
+            XCTAssertTrue(
+                files.contains("config.json") && files.contains("quantize_config.json")
+                    && files.contains("tokenizer.json"), "\(files)")
             if c.shardBytes != nil {
                 XCTAssertTrue(files.contains("model.safetensors.index.json"), "\(files)")
                 XCTAssertGreaterThan(files.filter { $0.hasSuffix(".safetensors") }.count, 1)
@@ -172,7 +214,8 @@ final class GPTQWriterTests: XCTestCase {
             for l in lins {
                 let p = l.prefix
                 let ng = l.groupCount
-                XCTAssertEqual(tinfo[p + ".qweight"]?["shape"] as? [Int], [l.inFeatures * c.bits / 32, l.outFeatures], p)
+                XCTAssertEqual(
+                    tinfo[p + ".qweight"]?["shape"] as? [Int], [l.inFeatures * c.bits / 32, l.outFeatures], p)
                 XCTAssertEqual(tinfo[p + ".qweight"]?["dtype"] as? String, "I32")
                 XCTAssertEqual(tinfo[p + ".qzeros"]?["shape"] as? [Int], [ng, l.outFeatures * c.bits / 32], p)
                 XCTAssertEqual(tinfo[p + ".scales"]?["shape"] as? [Int], [ng, l.outFeatures], p)
@@ -180,7 +223,9 @@ final class GPTQWriterTests: XCTestCase {
                 XCTAssertEqual(tinfo[p + ".g_idx"]?["shape"] as? [Int], [l.inFeatures], p)
                 let e = linJSON[p]!
                 XCTAssertEqual(e["shape"] as? [Int], [l.outFeatures, l.inFeatures])
-                XCTAssertEqual(jsonBits(e["w_bits"]), l.dequantized().data.map(\.bitPattern), "\(p) bits \(c.bits): numpy dequantization differs")
+                XCTAssertEqual(
+                    jsonBits(e["w_bits"]), l.dequantized().data.map(\.bitPattern),
+                    "\(p) bits \(c.bits): numpy dequantization differs")
                 if let b = l.bias {
                     XCTAssertEqual(jsonBits(e["bias_bits"]), rounded(b, .f16).map(\.bitPattern), p)
                 } else {
@@ -202,13 +247,24 @@ final class GPTQWriterTests: XCTestCase {
         var rng = TestRNG(8)
         let out = dir.appendingPathComponent("rt")
         let cfg = GPTQConfig(bits: 4, groupSize: 32, descAct: true, sym: false)
-        let modelConfig = Data(#"{"model_type":"llama","vocab_size":10,"hidden_size":64,"intermediate_size":128,"num_hidden_layers":1,"num_attention_heads":4,"rms_norm_eps":1e-5}"#.utf8)
+        let modelConfig = Data(
+            #"{"model_type":"llama","vocab_size":10,"hidden_size":64,"intermediate_size":128,"num_hidden_layers":1,"num_attention_heads":4,"rms_norm_eps":1e-5}"#
+                .utf8)
         let w = try GPTQSafetensorsWriter(directory: out, config: cfg, modelConfig: modelConfig, maxShardBytes: 1500)
-        let emb = rng.floats(640), norm = rng.floats(64)
+        let emb = rng.floats(640)
+        let norm = rng.floats(64)
         try w.declareTensor("model.embed_tokens.weight", dtype: .f16, shape: [10, 64])
-        let lins = [makeLinear("model.layers.0.self_attn.q_proj", out: 64, in: 64, bits: 4, group: 32, actOrder: true, bias: true, rng: &rng),
-                    makeLinear("model.layers.0.mlp.down_proj", out: 64, in: 128, bits: 4, group: 32, actOrder: true, bias: false, rng: &rng)]
-        for l in lins { try w.declareLinear(l.prefix, outFeatures: l.outFeatures, inFeatures: l.inFeatures, bias: l.bias != nil) }
+        let lins = [
+            makeLinear(
+                "model.layers.0.self_attn.q_proj", out: 64, in: 64, bits: 4, group: 32, actOrder: true, bias: true,
+                rng: &rng),
+            makeLinear(
+                "model.layers.0.mlp.down_proj", out: 64, in: 128, bits: 4, group: 32, actOrder: true, bias: false,
+                rng: &rng),
+        ]
+        for l in lins {
+            try w.declareLinear(l.prefix, outFeatures: l.outFeatures, inFeatures: l.inFeatures, bias: l.bias != nil)
+        }
         try w.declareTensor("model.norm.weight", dtype: .f32, shape: [64])
         try w.writeTensor("model.embed_tokens.weight", floats: emb)
         for l in lins { try w.writeLinear(l) }
@@ -226,15 +282,19 @@ final class GPTQWriterTests: XCTestCase {
         for l in lins {
             let ng = l.groupCount
             let qw = try m.rawBytes(l.prefix + ".qweight")
-            let expected = GPTQPacking.packQWeight(codes: l.codes, outFeatures: l.outFeatures, inFeatures: l.inFeatures, bits: 4)
+            let expected = GPTQPacking.packQWeight(
+                codes: l.codes, outFeatures: l.outFeatures, inFeatures: l.inFeatures, bits: 4)
             XCTAssertEqual(qw, expected.withUnsafeBytes { Data($0) }, l.prefix)
             XCTAssertEqual(m.info(l.prefix + ".qweight")?.shape, [l.inFeatures / 8, l.outFeatures])
             XCTAssertEqual(m.info(l.prefix + ".qzeros")?.dtype, .i32)
             let sc = try m.load(l.prefix + ".scales")
             XCTAssertEqual(sc.rows, ng)
-            for o in 0..<l.outFeatures { for g in 0..<ng { XCTAssertEqual(sc[g, o], Float(Float16(l.scales[o * ng + g]))) } }
+            for o in 0..<l.outFeatures {
+                for g in 0..<ng { XCTAssertEqual(sc[g, o], Float(Float16(l.scales[o * ng + g]))) }
+            }
             let zeros = try m.rawBytes(l.prefix + ".qzeros").withUnsafeBytes { Array($0.bindMemory(to: Int32.self)) }
-            XCTAssertEqual(GPTQPacking.unpackQZeros(zeros, outFeatures: l.outFeatures, groupCount: ng, bits: 4), l.zeros)
+            XCTAssertEqual(
+                GPTQPacking.unpackQZeros(zeros, outFeatures: l.outFeatures, groupCount: ng, bits: 4), l.zeros)
             XCTAssertEqual(try m.load(l.prefix + ".g_idx").data, l.gIdx.map(Float.init))
             if let b = l.bias { XCTAssertEqual(try m.load(l.prefix + ".bias").data, rounded(b, .f16)) }
         }
@@ -266,9 +326,11 @@ final class GPTQWriterTests: XCTestCase {
             let w = try GPTQSafetensorsWriter(directory: out, config: cfg)
             try w.declareLinear("a.q_proj", outFeatures: 8, inFeatures: 64)
             try w.declareLinear("a.k_proj", outFeatures: 8, inFeatures: 64)
-            try w.writeLinear(makeLinear("a.q_proj", out: 8, in: 64, bits: 4, group: 32, actOrder: false, bias: false, rng: &rng))
+            try w.writeLinear(
+                makeLinear("a.q_proj", out: 8, in: 64, bits: 4, group: 32, actOrder: false, bias: false, rng: &rng))
             XCTAssertEqual(partials(of: "q", in: dir).count, 1)
-            var bad = makeLinear("a.k_proj", out: 8, in: 64, bits: 4, group: 32, actOrder: false, bias: false, rng: &rng)
+            var bad = makeLinear(
+                "a.k_proj", out: 8, in: 64, bits: 4, group: 32, actOrder: false, bias: false, rng: &rng)
             bad.zeros[3] = 0  // not storable in the v1 format (zero - 1)
             XCTAssertThrowsError(try w.writeLinear(bad)) {
                 XCTAssertTrue("\($0)".contains("a.k_proj"), "\($0)")
@@ -283,7 +345,8 @@ final class GPTQWriterTests: XCTestCase {
             let w = try GPTQSafetensorsWriter(directory: out, config: cfg)
             try w.declareLinear("a.q_proj", outFeatures: 8, inFeatures: 64)
             try w.declareTensor("n.weight", dtype: .f16, shape: [4])
-            try w.writeLinear(makeLinear("a.q_proj", out: 8, in: 64, bits: 4, group: 32, actOrder: false, bias: false, rng: &rng))
+            try w.writeLinear(
+                makeLinear("a.q_proj", out: 8, in: 64, bits: 4, group: 32, actOrder: false, bias: false, rng: &rng))
         }
         XCTAssertEqual(fileNames(in: dir), ["q"])
         // Errors name the tensor: order, size, shape mismatch, undeclared.
@@ -291,34 +354,47 @@ final class GPTQWriterTests: XCTestCase {
             let w = try GPTQSafetensorsWriter(directory: out, config: cfg)
             try w.declareLinear("a.q_proj", outFeatures: 8, inFeatures: 64)
             try w.declareTensor("n.weight", dtype: .f16, shape: [4])
-            XCTAssertThrowsError(try w.writeTensor("n.weight", floats: [1, 2, 3, 4])) { XCTAssertTrue("\($0)".contains("n.weight") && "\($0)".contains("a.q_proj"), "\($0)") }
+            XCTAssertThrowsError(try w.writeTensor("n.weight", floats: [1, 2, 3, 4])) {
+                XCTAssertTrue("\($0)".contains("n.weight") && "\($0)".contains("a.q_proj"), "\($0)")
+            }
         }
         do {
             let w = try GPTQSafetensorsWriter(directory: out, config: cfg)
             try w.declareTensor("n.weight", dtype: .f16, shape: [4])
-            XCTAssertThrowsError(try w.writeTensor("n.weight", bytes: Data(count: 6))) { XCTAssertTrue("\($0)".contains("n.weight"), "\($0)") }
+            XCTAssertThrowsError(try w.writeTensor("n.weight", bytes: Data(count: 6))) {
+                XCTAssertTrue("\($0)".contains("n.weight"), "\($0)")
+            }
         }
         do {
             let w = try GPTQSafetensorsWriter(directory: out, config: cfg)
             try w.declareLinear("a.q_proj", outFeatures: 8, inFeatures: 64)
             let l = makeLinear("a.q_proj", out: 8, in: 96, bits: 4, group: 32, actOrder: false, bias: false, rng: &rng)
             XCTAssertThrowsError(try w.writeLinear(l)) { XCTAssertTrue("\($0)".contains("a.q_proj"), "\($0)") }
-            XCTAssertThrowsError(try w.declareLinear("odd", outFeatures: 3, inFeatures: 64)) { XCTAssertTrue("\($0)".contains("odd")) }
+            XCTAssertThrowsError(try w.declareLinear("odd", outFeatures: 3, inFeatures: 64)) {
+                XCTAssertTrue("\($0)".contains("odd"))
+            }
         }
         do {
             let w = try GPTQSafetensorsWriter(directory: out, config: GPTQConfig(bits: 3, groupSize: 32))
-            XCTAssertThrowsError(try w.declareLinear("three", outFeatures: 32, inFeatures: 48)) { XCTAssertTrue("\($0)".contains("three")) }
+            XCTAssertThrowsError(try w.declareLinear("three", outFeatures: 32, inFeatures: 48)) {
+                XCTAssertTrue("\($0)".contains("three"))
+            }
             try w.declareLinear("x", outFeatures: 32, inFeatures: 64)
-            XCTAssertThrowsError(try w.declareTensor("x.qweight", dtype: .i32, shape: [1])) { XCTAssertTrue("\($0)".contains("x.qweight")) }
+            XCTAssertThrowsError(try w.declareTensor("x.qweight", dtype: .i32, shape: [1])) {
+                XCTAssertTrue("\($0)".contains("x.qweight"))
+            }
             var l = makeLinear("x", out: 32, in: 64, bits: 3, group: 32, actOrder: false, bias: false, rng: &rng)
             l.gIdx[7] = 2
-            XCTAssertThrowsError(try w.writeLinear(l)) { XCTAssertTrue("\($0)".contains("x") && "\($0)".contains("g_idx"), "\($0)") }
+            XCTAssertThrowsError(try w.writeLinear(l)) {
+                XCTAssertTrue("\($0)".contains("x") && "\($0)".contains("g_idx"), "\($0)")
+            }
         }
         XCTAssertEqual(fileNames(in: dir), ["q"])
         XCTAssertEqual(fileNames(in: out), ["marker"])
         // Missing tokenizer file fails the whole write.
         do {
-            let w = try GPTQSafetensorsWriter(directory: out, config: cfg, tokenizerFiles: [dir.appendingPathComponent("nope.json")])
+            let w = try GPTQSafetensorsWriter(
+                directory: out, config: cfg, tokenizerFiles: [dir.appendingPathComponent("nope.json")])
             try w.declareTensor("n.weight", dtype: .f32, shape: [2])
             try w.writeTensor("n.weight", floats: [1, 2])
             XCTAssertThrowsError(try w.finish()) { XCTAssertTrue("\($0)".contains("nope.json"), "\($0)") }
@@ -341,7 +417,8 @@ final class GPTQWriterTests: XCTestCase {
         try w.writeTensor("n.weight", floats: [1, 2])
         try w.finish()
         XCTAssertEqual(fileNames(in: dir), ["q"])
-        XCTAssertEqual(fileNames(in: out), ["config.json", OutputManifest.fileName, "model.safetensors", "quantize_config.json"])
+        XCTAssertEqual(
+            fileNames(in: out), ["config.json", OutputManifest.fileName, "model.safetensors", "quantize_config.json"])
         XCTAssertEqual(try FixtureTensors(out.appendingPathComponent("model.safetensors")).floats("n.weight"), [1, 2])
     }
 

@@ -1,11 +1,13 @@
 import Foundation
-import XCTest
 import ModelIO
 import TestSupport
+import XCTest
 
 /// Writes a safetensors file from (name, dtype, shape, bytes), data in the given order.
-func safetensorsBytes(_ tensors: [(String, String, [Int], Data)], metadata: [String: String]? = nil,
-                      headerOverride: ((inout [String: Any]) -> Void)? = nil) -> Data {
+func safetensorsBytes(
+    _ tensors: [(String, String, [Int], Data)], metadata: [String: String]? = nil,
+    headerOverride: ((inout [String: Any]) -> Void)? = nil
+) -> Data {
     var header: [String: Any] = [:]
     var data = Data()
     for (name, dtype, shape, bytes) in tensors {
@@ -14,7 +16,8 @@ func safetensorsBytes(_ tensors: [(String, String, [Int], Data)], metadata: [Str
     }
     if let metadata { header["__metadata__"] = metadata }
     headerOverride?(&header)
-    return safetensorsBytes(headerJSON: try! JSONSerialization.data(withJSONObject: header, options: [.sortedKeys]), data: data)
+    return safetensorsBytes(
+        headerJSON: try! JSONSerialization.data(withJSONObject: header, options: [.sortedKeys]), data: data)
 }
 
 func safetensorsBytes(headerJSON: Data, data: Data) -> Data {
@@ -29,7 +32,9 @@ func floatBytes(_ v: [Float]) -> Data { v.withUnsafeBytes { Data($0) } }
 
 extension Data {
     mutating func put<T: FixedWidthInteger>(_ v: T, at offset: Int) {
-        Swift.withUnsafeBytes(of: v.littleEndian) { replaceSubrange(offset..<(offset + MemoryLayout<T>.size), with: $0) }
+        Swift.withUnsafeBytes(of: v.littleEndian) {
+            replaceSubrange(offset..<(offset + MemoryLayout<T>.size), with: $0)
+        }
     }
 
     func get<T: FixedWidthInteger>(_: T.Type, at offset: Int) -> T {
@@ -46,8 +51,10 @@ extension Data {
 }
 
 /// Asserts that `body` throws a ModelIOError whose description contains every string in `mentions`.
-func assertModelIOError<T>(_ mentions: [String], file: StaticString = #filePath, line: UInt = #line,
-                           _ body: () throws -> T) {
+func assertModelIOError<T>(
+    _ mentions: [String], file: StaticString = #filePath, line: UInt = #line,
+    _ body: () throws -> T
+) {
     do {
         _ = try body()
         XCTFail("no error; expected one mentioning \(mentions)", file: file, line: line)

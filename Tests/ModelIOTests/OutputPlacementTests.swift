@@ -58,7 +58,9 @@ final class OutputPlacementTests: XCTestCase {
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: false)
         try Data("mine".utf8).write(to: out.appendingPathComponent("notes.txt"))
         for replace in [false, true] {
-            XCTAssertThrowsError(try writeGPTQ(out, replace: replace)) { XCTAssertTrue("\($0)".contains(out.path), "\($0)") }
+            XCTAssertThrowsError(try writeGPTQ(out, replace: replace)) {
+                XCTAssertTrue("\($0)".contains(out.path), "\($0)")
+            }
             XCTAssertEqual(fileNames(in: out), ["notes.txt"])
             XCTAssertEqual(fileNames(in: dir), ["q"], "no temporary or set-aside directory left")
         }
@@ -93,7 +95,8 @@ final class OutputPlacementTests: XCTestCase {
         let fine = dir.appendingPathComponent("r")
         try writeGPTQ(fine)
         try FileManager.default.removeItem(at: fine.appendingPathComponent("config.json"))
-        try FileManager.default.createDirectory(at: fine.appendingPathComponent("config.json"), withIntermediateDirectories: false)
+        try FileManager.default.createDirectory(
+            at: fine.appendingPathComponent("config.json"), withIntermediateDirectories: false)
         XCTAssertEqual(try OutputManifest.foreignEntries(in: fine), ["config.json"])
     }
 

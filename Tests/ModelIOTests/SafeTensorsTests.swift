@@ -1,8 +1,8 @@
 import Foundation
-import XCTest
 import ModelIO
 import Tensor
 import TestSupport
+import XCTest
 
 final class SafeTensorsTests: XCTestCase {
     var minilm: URL { Paths.minilmDir.appendingPathComponent("model.safetensors") }
@@ -43,7 +43,8 @@ final class SafeTensorsTests: XCTestCase {
 
         // Against an independent reader (TestSupport.FixtureTensors).
         let ref = try FixtureTensors(minilm)
-        for name in ["encoder.layer.3.attention.self.query.weight", "embeddings.LayerNorm.bias", "pooler.dense.weight"] {
+        for name in ["encoder.layer.3.attention.self.query.weight", "embeddings.LayerNorm.bias", "pooler.dense.weight"]
+        {
             let w = try m.load(name)
             XCTAssertEqual(w.data, ref.floats(name), name)
             XCTAssertEqual(w.shape, ref.shape(name).count == 1 ? [1, ref.shape(name)[0]] : ref.shape(name), name)
@@ -62,15 +63,17 @@ final class SafeTensorsTests: XCTestCase {
 
     func testDTypes() throws {
         let f32: [Float] = [1, -2.5, 3e-3, 1e30]
-        let f16 = f32.map { Float16($0).bitPattern }, bf16 = f32.map { HalfConversionBF16($0) }
-        let data = safetensorsBytes([
-            ("a", "F32", [2, 2], floatBytes(f32)),
-            ("b", "F16", [4], f16.withUnsafeBytes { Data($0) }),
-            ("c", "BF16", [1, 4], bf16.withUnsafeBytes { Data($0) }),
-            ("d", "I32", [3], [Int32(-7), 0, 9].withUnsafeBytes { Data($0) }),
-            ("e", "I64", [2], [Int64(1) << 40, -1].withUnsafeBytes { Data($0) }),
-            ("s", "F32", [], floatBytes([42])),
-        ], metadata: ["format": "pt"])
+        let f16 = f32.map { Float16($0).bitPattern }
+        let bf16 = f32.map { HalfConversionBF16($0) }
+        let data = safetensorsBytes(
+            [
+                ("a", "F32", [2, 2], floatBytes(f32)),
+                ("b", "F16", [4], f16.withUnsafeBytes { Data($0) }),
+                ("c", "BF16", [1, 4], bf16.withUnsafeBytes { Data($0) }),
+                ("d", "I32", [3], [Int32(-7), 0, 9].withUnsafeBytes { Data($0) }),
+                ("e", "I64", [2], [Int64(1) << 40, -1].withUnsafeBytes { Data($0) }),
+                ("s", "F32", [], floatBytes([42])),
+            ], metadata: ["format": "pt"])
         let f = try SafeTensorsFile(try tempFile("t.safetensors", data))
         XCTAssertEqual(f.metadata, ["format": "pt"])
         XCTAssertEqual(try f.load("a"), Matrix(rows: 2, cols: 2, data: f32))
@@ -87,25 +90,31 @@ final class SafeTensorsTests: XCTestCase {
     func writeSharded() throws -> URL {
         let dir = Paths.tempDir("shards")
         let config = """
-        {"model_type": "llama", "vocab_size": 8, "hidden_size": 4, "intermediate_size": 6,
-         "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
-         "max_position_embeddings": 64, "rms_norm_eps": 1e-6, "rope_theta": 500000.0,
-         "tie_word_embeddings": false, "rope_scaling": {"type": "linear", "factor": 2.0}, "bos_token_id": null}
-        """
+            {"model_type": "llama", "vocab_size": 8, "hidden_size": 4, "intermediate_size": 6,
+             "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
+             "max_position_embeddings": 64, "rms_norm_eps": 1e-6, "rope_theta": 500000.0,
+             "tie_word_embeddings": false, "rope_scaling": {"type": "linear", "factor": 2.0}, "bos_token_id": null}
+            """
         try Data(config.utf8).write(to: dir.appendingPathComponent("config.json"))
-        let embed = (0..<32).map { Float($0) }, q = (0..<16).map { Float($0) * 0.5 }, head = (0..<32).map { -Float($0) }
-        try safetensorsBytes([("model.embed_tokens.weight", "F32", [8, 4], floatBytes(embed)),
-                              ("model.layers.0.self_attn.q_proj.weight", "F32", [4, 4], floatBytes(q))],
-                             metadata: ["format": "pt"])
-            .write(to: dir.appendingPathComponent("model-00001-of-00002.safetensors"))
+        let embed = (0..<32).map { Float($0) }
+        let q = (0..<16).map { Float($0) * 0.5 }
+        let head = (0..<32).map { -Float($0) }
+        try safetensorsBytes(
+            [
+                ("model.embed_tokens.weight", "F32", [8, 4], floatBytes(embed)),
+                ("model.layers.0.self_attn.q_proj.weight", "F32", [4, 4], floatBytes(q)),
+            ],
+            metadata: ["format": "pt"]
+        )
+        .write(to: dir.appendingPathComponent("model-00001-of-00002.safetensors"))
         try safetensorsBytes([("lm_head.weight", "F32", [8, 4], floatBytes(head))])
             .write(to: dir.appendingPathComponent("model-00002-of-00002.safetensors"))
         let index = """
-        {"metadata": {"total_size": 320}, "weight_map": {
-          "model.embed_tokens.weight": "model-00001-of-00002.safetensors",
-          "model.layers.0.self_attn.q_proj.weight": "model-00001-of-00002.safetensors",
-          "lm_head.weight": "model-00002-of-00002.safetensors"}}
-        """
+            {"metadata": {"total_size": 320}, "weight_map": {
+              "model.embed_tokens.weight": "model-00001-of-00002.safetensors",
+              "model.layers.0.self_attn.q_proj.weight": "model-00001-of-00002.safetensors",
+              "lm_head.weight": "model-00002-of-00002.safetensors"}}
+            """
         try Data(index.utf8).write(to: dir.appendingPathComponent("model.safetensors.index.json"))
         return dir
     }
@@ -114,14 +123,21 @@ final class SafeTensorsTests: XCTestCase {
         let dir = try writeSharded()
         for url in [dir, dir.appendingPathComponent("model.safetensors.index.json")] {
             let m = try openModel(url)
-            XCTAssertEqual(m.tensors.map(\.name), ["model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight", "lm_head.weight"])
+            XCTAssertEqual(
+                m.tensors.map(\.name),
+                ["model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight", "lm_head.weight"])
             XCTAssertEqual(m.info("lm_head.weight")?.file.lastPathComponent, "model-00002-of-00002.safetensors")
             XCTAssertEqual(try m.load("lm_head.weight").data, (0..<32).map { -Float($0) })
-            XCTAssertEqual(try m.load("model.layers.0.self_attn.q_proj.weight"), Matrix(rows: 4, cols: 4, data: (0..<16).map { Float($0) * 0.5 }))
+            XCTAssertEqual(
+                try m.load("model.layers.0.self_attn.q_proj.weight"),
+                Matrix(rows: 4, cols: 4, data: (0..<16).map { Float($0) * 0.5 }))
             let c = m.config
-            XCTAssertEqual(c, ModelConfig(architecture: "llama", vocabSize: 8, hiddenSize: 4, intermediateSize: 6, layerCount: 1,
-                                          headCount: 2, kvHeadCount: 1, contextLength: 64, normEps: 1e-6, ropeTheta: 500000,
-                                          tiedEmbeddings: false))
+            XCTAssertEqual(
+                c,
+                ModelConfig(
+                    architecture: "llama", vocabSize: 8, hiddenSize: 4, intermediateSize: 6, layerCount: 1,
+                    headCount: 2, kvHeadCount: 1, contextLength: 64, normEps: 1e-6, ropeTheta: 500000,
+                    tiedEmbeddings: false))
             XCTAssertEqual(m.metadata["rope_scaling.factor"]?.double, 2)  // JSON 2.0 may read as an integer
             XCTAssertNil(m.metadata["bos_token_id"])
             XCTAssertNil(m.tokenizer)
@@ -134,7 +150,9 @@ final class SafeTensorsTests: XCTestCase {
         let index = dir.appendingPathComponent("model.safetensors.index.json")
         func rewrite(_ text: String) throws { try Data(text.utf8).write(to: index) }
         try rewrite(#"{"weight_map": {"lm_head.weight": "model-00001-of-00002.safetensors"}}"#)
-        assertModelIOError(["model.safetensors.index.json", "lm_head.weight", "not found in shard"]) { try openModel(dir) }
+        assertModelIOError(["model.safetensors.index.json", "lm_head.weight", "not found in shard"]) {
+            try openModel(dir)
+        }
         try rewrite(#"{"weight_map": {"x": "../../etc/passwd"}}"#)
         assertModelIOError(["model.safetensors.index.json", "'x'", "plain file name"]) { try openModel(dir) }
         try rewrite(#"{"weight_map": {"x": "model-00009.safetensors"}}"#)
@@ -146,9 +164,11 @@ final class SafeTensorsTests: XCTestCase {
         try FileManager.default.removeItem(at: index)
         // Without the index every shard is read; config.json must still be valid.
         XCTAssertEqual(try openModel(dir).tensors.count, 3)
-        try Data(#"{"model_type": "llama", "hidden_size": 4}"#.utf8).write(to: dir.appendingPathComponent("config.json"))
+        try Data(#"{"model_type": "llama", "hidden_size": 4}"#.utf8).write(
+            to: dir.appendingPathComponent("config.json"))
         assertModelIOError(["config.json", "num_attention_heads", "missing"]) { try openModel(dir) }
-        try Data(#"{"model_type": "llama", "num_attention_heads": 2.5}"#.utf8).write(to: dir.appendingPathComponent("config.json"))
+        try Data(#"{"model_type": "llama", "num_attention_heads": 2.5}"#.utf8).write(
+            to: dir.appendingPathComponent("config.json"))
         assertModelIOError(["config.json", "num_attention_heads"]) { try openModel(dir) }
         try FileManager.default.removeItem(at: dir.appendingPathComponent("config.json"))
         assertModelIOError(["config.json", "missing"]) { try openModel(dir) }

@@ -11,7 +11,8 @@ final class ForwardBenchmark: XCTestCase {
     func testForwardVersusSgemm() throws {
         try XCTSkipUnless(ProcessInfo.processInfo.environment["KILN_BENCH"] == "1", "set KILN_BENCH=1 to run")
         let m = try loadCausalLM(view: try openModel(Paths.smollm2))
-        let ids = Array(try FixtureTensors(Paths.fixture("smollm2/fortunes_eval_ids.safetensors")).ints("ids").prefix(4096))
+        let ids = Array(
+            try FixtureTensors(Paths.fixture("smollm2/fortunes_eval_ids.safetensors")).ints("ids").prefix(4096))
         let t = 512
         let window = Array(ids.prefix(t))
         let c = m.config
@@ -40,8 +41,10 @@ final class ForwardBenchmark: XCTestCase {
         let totalFlops = linearFlops + headFlops + attnFlops
 
         // Raw sgemm on the same shapes (one block's weights, repeated per layer, plus the head).
-        let xs: [Int: Matrix] = [c.hiddenSize: Matrix(rows: t, cols: c.hiddenSize, repeating: 0.01),
-                                 c.intermediateSize: Matrix(rows: t, cols: c.intermediateSize, repeating: 0.01)]
+        let xs: [Int: Matrix] = [
+            c.hiddenSize: Matrix(rows: t, cols: c.hiddenSize, repeating: 0.01),
+            c.intermediateSize: Matrix(rows: t, cols: c.intermediateSize, repeating: 0.01),
+        ]
         var sink: Float = 0
         let gemmTime = best(3) {
             for _ in 0..<c.layerCount {
@@ -70,7 +73,9 @@ final class ForwardBenchmark: XCTestCase {
         var stageTotals: [String: Double] = [:]
         for _ in 0..<5 {
             stamps = [("start", DispatchTime.now().uptimeNanoseconds)]
-            let out = block.forward(hidden: h, context: ForwardContext(hook: { stamps.append(($0.linears[0], DispatchTime.now().uptimeNanoseconds)) }))
+            let out = block.forward(
+                hidden: h,
+                context: ForwardContext(hook: { stamps.append(($0.linears[0], DispatchTime.now().uptimeNanoseconds)) }))
             stamps.append(("end", DispatchTime.now().uptimeNanoseconds))
             logitsSink += out.data[0]
             for i in 1..<stamps.count {
@@ -80,20 +85,34 @@ final class ForwardBenchmark: XCTestCase {
             }
         }
         let g = { (x: Matrix, w: Matrix) in best(5) { logitsSink += BLAS.linear(x, w).data[0] } }
-        let x576 = xs[c.hiddenSize]!, x1536 = xs[c.intermediateSize]!
-        print(String(format: "gemm-only: qkv %.4f, o %.4f, gate+up %.4f, down %.4f s",
-                     g(x576, block.weights.q) + g(x576, block.weights.k) + g(x576, block.weights.v),
-                     g(x576, block.weights.o), g(x576, block.weights.gate) + g(x576, block.weights.up), g(x1536, block.weights.down)))
+        let x576 = xs[c.hiddenSize]!
+        let x1536 = xs[c.intermediateSize]!
+        print(
+            String(
+                format: "gemm-only: qkv %.4f, o %.4f, gate+up %.4f, down %.4f s",
+                g(x576, block.weights.q) + g(x576, block.weights.k) + g(x576, block.weights.v),
+                g(x576, block.weights.o), g(x576, block.weights.gate) + g(x576, block.weights.up),
+                g(x1536, block.weights.down)))
         for (k, v) in stageTotals.sorted(by: { $0.key < $1.key }) { print(String(format: "stage %@: %.4f s", k, v)) }
 
         var nllSink = 0.0
-        let eightTime = try time { nllSink += try Perplexity.evaluate(model: m, ids: ids, contextLength: t, windows: 8).perplexity }
+        let eightTime = try time {
+            nllSink += try Perplexity.evaluate(model: m, ids: ids, contextLength: t, windows: 8).perplexity
+        }
 
-        print(String(format: "sgemm on forward shapes: %.3f s for %.1f GFLOP = %.1f GFLOP/s", gemmTime, (linearFlops + headFlops) / 1e9, gemmRate / 1e9))
-        print(String(format: "forward 512 tokens: %.3f s (blocks + final norm %.3f s); %.1f GFLOP incl. attention = %.1f GFLOP/s",
-                     forwardTime, blocksTime, totalFlops / 1e9, forwardRate / 1e9))
-        print(String(format: "forward/sgemm FLOP-rate ratio: %.3f (counting attention FLOPs), %.3f (linear FLOPs only)",
-                     forwardRate / gemmRate, linearOnlyRate / gemmRate))
+        print(
+            String(
+                format: "sgemm on forward shapes: %.3f s for %.1f GFLOP = %.1f GFLOP/s", gemmTime,
+                (linearFlops + headFlops) / 1e9, gemmRate / 1e9))
+        print(
+            String(
+                format:
+                    "forward 512 tokens: %.3f s (blocks + final norm %.3f s); %.1f GFLOP incl. attention = %.1f GFLOP/s",
+                forwardTime, blocksTime, totalFlops / 1e9, forwardRate / 1e9))
+        print(
+            String(
+                format: "forward/sgemm FLOP-rate ratio: %.3f (counting attention FLOPs), %.3f (linear FLOPs only)",
+                forwardRate / gemmRate, linearOnlyRate / gemmRate))
         print(String(format: "perplexity, 8 windows of 512: %.2f s (%.2f s/window)", eightTime, eightTime / 8))
         XCTAssertFalse(sink.isNaN || logitsSink.isNaN || nllSink.isNaN)
     }

@@ -11,7 +11,9 @@ final class SmolLM2Tests: XCTestCase {
 
     func model() throws -> LlamaModel {
         if let m = Self.cached { return m }
-        try XCTSkipUnless(FileManager.default.fileExists(atPath: Paths.smollm2.path), "SmolLM2 asset missing: run Ops/fetch-assets.sh")
+        try XCTSkipUnless(
+            FileManager.default.fileExists(atPath: Paths.smollm2.path), "SmolLM2 asset missing: run Ops/fetch-assets.sh"
+        )
         let m = try loadCausalLM(view: try openModel(Paths.smollm2))
         Self.cached = m
         return m
@@ -44,7 +46,8 @@ final class SmolLM2Tests: XCTestCase {
         print("SmolLM2 prompt: logits max-abs-diff / max-abs = \(logitDiff); hidden_rms max rel diff = \(rmsDiff)")
 
         // The same model with q/k un-permuted to the Hugging Face layout (rotate_half RoPE).
-        let hf = try loadCausalLM(view: try openModel(Paths.smollm2), options: ModelLoadOptions(lazyBlocks: true, ropeLayout: .halves))
+        let hf = try loadCausalLM(
+            view: try openModel(Paths.smollm2), options: ModelLoadOptions(lazyBlocks: true, ropeLayout: .halves))
         let hfLogits = try hf.forward(ids: ids)
         let layoutDiff = maxRelDiff(hfLogits.data, logits.data)
         XCTAssertLessThan(layoutDiff, 1e-5)
@@ -63,8 +66,10 @@ final class SmolLM2Tests: XCTestCase {
         XCTAssertEqual(r.perplexity, expected, accuracy: expected * 1e-3)
         let refSums = ref["window_nll_sums"] as! [Double]
         for (a, b) in zip(r.windowNLLSums, refSums) { XCTAssertEqual(a, b, accuracy: b * 1e-3) }
-        print(String(format: "SmolLM2 ppl first 8 windows = %.4f (reference %.4f, rel diff %.2e), %.2f s",
-                     r.perplexity, expected, abs(r.perplexity - expected) / expected, seconds))
+        print(
+            String(
+                format: "SmolLM2 ppl first 8 windows = %.4f (reference %.4f, rel diff %.2e), %.2f s",
+                r.perplexity, expected, abs(r.perplexity - expected) / expected, seconds))
     }
 }
 
@@ -79,14 +84,19 @@ final class MiniLMTests: XCTestCase {
             (tokens.first { $0["text"] as? String == s }!["ids"] as! [Int]).map(Int32.init)
         }
         let fx = try FixtureTensors(Paths.fixture("minilm/minilm_reference.safetensors"))
-        let emb = fx.floats("embeddings"), dim = fx.shape("embeddings")[1]
+        let emb = fx.floats("embeddings")
+        let dim = fx.shape("embeddings")[1]
         var worst: Float = 1
         for (i, s) in sentences.enumerated() {
             let e = m.embed(ids(s))
             XCTAssertEqual(e.count, dim)
             let r = Array(emb[(i * dim)..<((i + 1) * dim)])
-            var dot: Float = 0, nr: Float = 0
-            for j in 0..<dim { dot += e[j] * r[j]; nr += r[j] * r[j] }
+            var dot: Float = 0
+            var nr: Float = 0
+            for j in 0..<dim {
+                dot += e[j] * r[j]
+                nr += r[j] * r[j]
+            }
             let cos = dot / nr.squareRoot()
             worst = min(worst, cos)
             XCTAssertGreaterThanOrEqual(cos, 0.9999, s)
@@ -107,7 +117,9 @@ final class MiniLMTests: XCTestCase {
         // Without padding the real rows are the same.
         let unpadded = m.lastHiddenState(ids(sentences[0]))
         XCTAssertLessThan(maxRelDiff(unpadded.data, Array(refH[0..<(real * dim)])), 1e-4)
-        print("MiniLM: worst embedding cosine = \(worst); last_hidden_state rel diff real rows \(realDiff), all rows \(allDiff)")
+        print(
+            "MiniLM: worst embedding cosine = \(worst); last_hidden_state rel diff real rows \(realDiff), all rows \(allDiff)"
+        )
     }
 
     func testBertHooks() throws {

@@ -43,15 +43,21 @@ final class SyntheticLlamaTests: XCTestCase {
         let m = try loadCausalLM(view: tiny.ggufView())
         var seen: [(Int, [String], [Int])] = []
         _ = try m.forward(ids: ids, hook: { seen.append(($0.block, $0.linears, $0.input.shape)) })
-        let c = tiny.config, t = ids.count
+        let c = tiny.config
+        let t = ids.count
         var expected: [(Int, [String], [Int])] = []
         for b in 0..<3 {
-            expected += [(b, ["attn_q", "attn_k", "attn_v"], [t, c.hiddenSize]), (b, ["attn_output"], [t, c.headCount * c.headDim]),
-                         (b, ["ffn_gate", "ffn_up"], [t, c.hiddenSize]), (b, ["ffn_down"], [t, c.intermediateSize])]
+            expected += [
+                (b, ["attn_q", "attn_k", "attn_v"], [t, c.hiddenSize]),
+                (b, ["attn_output"], [t, c.headCount * c.headDim]),
+                (b, ["ffn_gate", "ffn_up"], [t, c.hiddenSize]), (b, ["ffn_down"], [t, c.intermediateSize]),
+            ]
         }
         XCTAssertEqual(seen.count, expected.count)
         for (s, e) in zip(seen, expected) {
-            XCTAssertEqual(s.0, e.0); XCTAssertEqual(s.1, e.1); XCTAssertEqual(s.2, e.2)
+            XCTAssertEqual(s.0, e.0)
+            XCTAssertEqual(s.1, e.1)
+            XCTAssertEqual(s.2, e.2)
         }
         XCTAssertEqual(Set(LlamaBlock.linearGroups.flatMap { $0 }), Set(LlamaBlock.linearNames))
         let generic: any TransformerModel = m
@@ -113,18 +119,22 @@ final class SyntheticLlamaTests: XCTestCase {
         let tiny = TinyLlama(seed: 6, tied: false)
         let m = try loadCausalLM(view: tiny.ggufView())
         XCTAssertNotNil(m.outputHead)
-        XCTAssertLessThan(maxRelDiff(try m.forward(ids: ids).data,
-                                     tiny.referenceLogits(ids.map(Int.init)).flatMap { $0.map(Float.init) }), 2e-5)
+        XCTAssertLessThan(
+            maxRelDiff(
+                try m.forward(ids: ids).data,
+                tiny.referenceLogits(ids.map(Int.init)).flatMap { $0.map(Float.init) }), 2e-5)
     }
 
     func testUnsupportedArchitecture() {
         var tiny = TinyLlama()
         tiny.config.architecture = "mamba"
         XCTAssertThrowsError(try loadCausalLM(view: tiny.ggufView())) { e in
-            XCTAssertEqual("\(e)", "model.gguf: architecture 'mamba' is not supported (supported: llama, mistral, qwen2, bert)")
+            XCTAssertEqual(
+                "\(e)", "model.gguf: architecture 'mamba' is not supported (supported: llama, mistral, qwen2, bert)")
         }
         XCTAssertThrowsError(try loadBERT(view: tiny.ggufView())) { e in
-            XCTAssertEqual("\(e)", "model.gguf: architecture 'mamba' is not supported (supported: llama, mistral, qwen2, bert)")
+            XCTAssertEqual(
+                "\(e)", "model.gguf: architecture 'mamba' is not supported (supported: llama, mistral, qwen2, bert)")
         }
         tiny.config.architecture = "bert"
         XCTAssertThrowsError(try loadCausalLM(view: tiny.ggufView())) { e in
@@ -179,7 +189,8 @@ final class SyntheticLlamaTests: XCTestCase {
             let logits = tiny.referenceLogits(win.map(Int.init))
             var s = 0.0
             for t in 0..<15 {
-                let row = logits[t], mx = row.max()!
+                let row = logits[t]
+                let mx = row.max()!
                 s += log(row.reduce(0) { $0 + exp($1 - mx) }) + mx - row[Int(win[t + 1])]
             }
             XCTAssertEqual(r.windowNLLSums[w], s, accuracy: 1e-4 * s)
@@ -205,7 +216,8 @@ final class SyntheticLlamaTests: XCTestCase {
         XCTAssertEqual(row[20], 0)
         XCTAssertEqual(row.withUnsafeBufferPointer { Kernels.max($0.baseAddress!, count: 21) }, row.max()!)
         XCTAssertEqual(Kernels.firstNonFinite([Float](repeating: 1, count: 40)), nil)
-        var v = [Float](repeating: 1, count: 40); v[33] = .infinity
+        var v = [Float](repeating: 1, count: 40)
+        v[33] = .infinity
         XCTAssertEqual(Kernels.firstNonFinite(v), 33)
     }
 }

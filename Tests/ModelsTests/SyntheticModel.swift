@@ -20,7 +20,11 @@ final class MemoryView: ModelView, @unchecked Sendable {
         url = URL(fileURLWithPath: "/tmp").appendingPathComponent(file)
         self.naming = naming
         self.config = config
-        self.tensors = tensors.map { TensorInfo(name: $0.0, dtype: .f32, shape: $0.1, byteCount: $0.2.count * 4, file: URL(fileURLWithPath: "/tmp/\(file)")) }
+        self.tensors = tensors.map {
+            TensorInfo(
+                name: $0.0, dtype: .f32, shape: $0.1, byteCount: $0.2.count * 4,
+                file: URL(fileURLWithPath: "/tmp/\(file)"))
+        }
         var s: [String: Matrix] = [:]
         for t in tensors { s[t.0] = t.2 }
         store = s
@@ -28,7 +32,9 @@ final class MemoryView: ModelView, @unchecked Sendable {
 
     func load(_ name: String) throws -> Matrix {
         guard let m = store[name] else { throw ModelIOError(file: url.lastPathComponent, "no tensor '\(name)'") }
-        lock.lock(); loads.append(name); lock.unlock()
+        lock.lock()
+        loads.append(name)
+        lock.unlock()
         return m
     }
 
@@ -37,7 +43,11 @@ final class MemoryView: ModelView, @unchecked Sendable {
         return m.data.withUnsafeBufferPointer { Data(buffer: $0) }
     }
 
-    var loadCount: Int { lock.lock(); defer { lock.unlock() }; return loads.count }
+    var loadCount: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return loads.count
+    }
 }
 
 /// SplitMix64: reproducible test data.
@@ -70,11 +80,14 @@ struct TinyLlama {
     /// HF-layout tensors keyed by HF name.
     var hf: [(String, [Int], Matrix)] = []
 
-    init(seed: UInt64 = 1, layers: Int = 2, vocab: Int = 61, hidden: Int = 32, heads: Int = 4, kvHeads: Int = 2,
-         intermediate: Int = 48, tied: Bool = true, bias: Bool = false, architecture: String = "llama") {
-        config = ModelConfig(architecture: architecture, vocabSize: vocab, hiddenSize: hidden, intermediateSize: intermediate,
-                             layerCount: layers, headCount: heads, kvHeadCount: kvHeads, contextLength: 256,
-                             normEps: 1e-5, ropeTheta: 10000, tiedEmbeddings: tied, attentionBias: bias)
+    init(
+        seed: UInt64 = 1, layers: Int = 2, vocab: Int = 61, hidden: Int = 32, heads: Int = 4, kvHeads: Int = 2,
+        intermediate: Int = 48, tied: Bool = true, bias: Bool = false, architecture: String = "llama"
+    ) {
+        config = ModelConfig(
+            architecture: architecture, vocabSize: vocab, hiddenSize: hidden, intermediateSize: intermediate,
+            layerCount: layers, headCount: heads, kvHeadCount: kvHeads, contextLength: 256,
+            normEps: 1e-5, ropeTheta: 10000, tiedEmbeddings: tied, attentionBias: bias)
         var rng = SeededRandom(seed)
         let d = hidden / heads
         func add(_ name: String, _ m: Matrix, vector: Bool = false) {
@@ -111,15 +124,18 @@ struct TinyLlama {
         let permute = config.architecture != "qwen2"
         var out: [(String, [Int], Matrix)] = []
         for (name, shape, m) in hf {
-            var n = name, w = m
+            var n = name
+            var w = m
             n = n.replacingOccurrences(of: "model.embed_tokens.weight", with: "token_embd.weight")
             n = n.replacingOccurrences(of: "model.norm.weight", with: "output_norm.weight")
             n = n.replacingOccurrences(of: "lm_head.weight", with: "output.weight")
             n = n.replacingOccurrences(of: "model.layers.", with: "blk.")
-            for (a, b) in [("input_layernorm", "attn_norm"), ("post_attention_layernorm", "ffn_norm"),
-                           ("self_attn.q_proj", "attn_q"), ("self_attn.k_proj", "attn_k"), ("self_attn.v_proj", "attn_v"),
-                           ("self_attn.o_proj", "attn_output"), ("mlp.gate_proj", "ffn_gate"), ("mlp.up_proj", "ffn_up"),
-                           ("mlp.down_proj", "ffn_down")] {
+            for (a, b) in [
+                ("input_layernorm", "attn_norm"), ("post_attention_layernorm", "ffn_norm"),
+                ("self_attn.q_proj", "attn_q"), ("self_attn.k_proj", "attn_k"), ("self_attn.v_proj", "attn_v"),
+                ("self_attn.o_proj", "attn_output"), ("mlp.gate_proj", "ffn_gate"), ("mlp.up_proj", "ffn_up"),
+                ("mlp.down_proj", "ffn_down"),
+            ] {
                 n = n.replacingOccurrences(of: a, with: b)
             }
             if permute && (n.contains("attn_q.") || n.contains("attn_k.")) {
@@ -140,7 +156,10 @@ struct TinyLlama {
 
     /// Independent straightforward forward pass (Double, HF layout): logits [T][vocab].
     func referenceLogits(_ ids: [Int]) -> [[Double]] {
-        let c = config, hd = c.hiddenSize, d = c.headDim, t = ids.count
+        let c = config
+        let hd = c.hiddenSize
+        let d = c.headDim
+        let t = ids.count
         let group = c.headCount / c.kvHeadCount
         func vec(_ n: String) -> [Double] { tensor(n).data.map(Double.init) }
         func has(_ n: String) -> Bool { hf.contains { $0.0 == n } }
@@ -168,7 +187,8 @@ struct TinyLlama {
                 for h in 0..<heads {
                     for i in 0..<(d / 2) {
                         let ang = Double(p) / pow(Double(c.ropeTheta), Double(2 * i) / Double(d))
-                        let a = x[p][h * d + i], b = x[p][h * d + i + d / 2]
+                        let a = x[p][h * d + i]
+                        let b = x[p][h * d + i + d / 2]
                         x[p][h * d + i] = a * cos(ang) - b * sin(ang)
                         x[p][h * d + i + d / 2] = b * cos(ang) + a * sin(ang)
                     }
@@ -183,7 +203,8 @@ struct TinyLlama {
             var q = lin(n1, p + "self_attn.q_proj.weight", bias: p + "self_attn.q_proj.bias")
             var k = lin(n1, p + "self_attn.k_proj.weight", bias: p + "self_attn.k_proj.bias")
             let v = lin(n1, p + "self_attn.v_proj.weight", bias: p + "self_attn.v_proj.bias")
-            rope(&q, heads: c.headCount); rope(&k, heads: c.kvHeadCount)
+            rope(&q, heads: c.headCount)
+            rope(&k, heads: c.kvHeadCount)
             var a = [[Double]](repeating: [Double](repeating: 0, count: c.headCount * d), count: t)
             for h in 0..<c.headCount {
                 let kh = h / group
@@ -200,7 +221,8 @@ struct TinyLlama {
             let o = lin(a, p + "self_attn.o_proj.weight")
             for i in 0..<t { for e in 0..<hd { x[i][e] += o[i][e] } }
             let n2 = rms(x, p + "post_attention_layernorm.weight")
-            let g = lin(n2, p + "mlp.gate_proj.weight"), u = lin(n2, p + "mlp.up_proj.weight")
+            let g = lin(n2, p + "mlp.gate_proj.weight")
+            let u = lin(n2, p + "mlp.up_proj.weight")
             let act = zip(g, u).map { gr, ur in zip(gr, ur).map { $0 / (1 + exp(-$0)) * $1 } }
             let dn = lin(act, p + "mlp.down_proj.weight")
             for i in 0..<t { for e in 0..<hd { x[i][e] += dn[i][e] } }
@@ -212,7 +234,11 @@ struct TinyLlama {
 
 func maxRelDiff(_ a: [Float], _ b: [Float]) -> Float {
     precondition(a.count == b.count, "\(a.count) vs \(b.count)")
-    var maxDiff: Float = 0, maxAbs: Float = 0
-    for (x, y) in zip(a, b) { maxDiff = max(maxDiff, abs(x - y)); maxAbs = max(maxAbs, abs(y)) }
+    var maxDiff: Float = 0
+    var maxAbs: Float = 0
+    for (x, y) in zip(a, b) {
+        maxDiff = max(maxDiff, abs(x - y))
+        maxAbs = max(maxAbs, abs(y))
+    }
     return maxDiff / max(maxAbs, 1e-30)
 }

@@ -1,8 +1,8 @@
-import XCTest
-import Tensor
-import Quantization
 import Calibration
+import Quantization
+import Tensor
 import TestSupport
+import XCTest
 
 /// The six settings of Tests/Fixtures/gptq (IST-DASLab/gptq at 2d65066, float32 CPU).
 final class GPTQReferenceTests: XCTestCase {
@@ -18,10 +18,11 @@ final class GPTQReferenceTests: XCTestCase {
     static let cases: [Case] = {
         let json = try! fixtureJSON("gptq/gptq_reference.json")
         return (json["cases"] as! [[String: Any]]).map {
-            Case(name: $0["name"] as! String, pair: $0["pair"] as! String, bits: $0["bits"] as! Int,
-                 group: $0["group"] as! Int, sym: $0["sym"] as! Bool, actorder: $0["actorder"] as! Bool,
-                 isStatic: $0["static"] as! Bool, gptqError: ($0["gptq_output_error"] as! NSNumber).doubleValue,
-                 rtnError: ($0["rtn_output_error"] as! NSNumber).doubleValue)
+            Case(
+                name: $0["name"] as! String, pair: $0["pair"] as! String, bits: $0["bits"] as! Int,
+                group: $0["group"] as! Int, sym: $0["sym"] as! Bool, actorder: $0["actorder"] as! Bool,
+                isStatic: $0["static"] as! Bool, gptqError: ($0["gptq_output_error"] as! NSNumber).doubleValue,
+                rtnError: ($0["rtn_output_error"] as! NSNumber).doubleValue)
         }
     }()
 
@@ -68,10 +69,13 @@ final class GPTQReferenceTests: XCTestCase {
             // Non-static groups are fitted on weights after the lazy sgemm update, whose
             // last-bit rounding depends on the BLAS (torch used its own), so a scale can
             // differ in its last bits while every code is the same.
-            var bitEqual = 0, codeEqual = 0, closeEqual = 0
+            var bitEqual = 0
+            var codeEqual = 0
+            var closeEqual = 0
             for r in 0..<qw.rows {
                 for col in 0..<qw.columns {
-                    let a = q[r, col], b = ref[r, col]
+                    let a = q[r, col]
+                    let b = ref[r, col]
                     if a.bitPattern == b.bitPattern { bitEqual += 1 }
                     if abs(a - b) <= 1e-5 * abs(b) { closeEqual += 1 }
                     let p = qw.parameters(row: r, group: Int(qw.groupIndex[col]))
@@ -80,9 +84,12 @@ final class GPTQReferenceTests: XCTestCase {
             }
             let total = Double(ref.count)
             let err = OutputError.fromActivations(weight: w, quantized: q, activations: x)
-            print(String(format: "GPTQ %@: codes %.3f%%, values (rel 1e-5) %.3f%%, bit-equal %.3f%%; error %.6f vs reference %.6f (%+.5f%%)",
-                         c.name, Double(codeEqual) / total * 100, Double(closeEqual) / total * 100,
-                         Double(bitEqual) / total * 100, err, c.gptqError, (err / c.gptqError - 1) * 100))
+            print(
+                String(
+                    format:
+                        "GPTQ %@: codes %.3f%%, values (rel 1e-5) %.3f%%, bit-equal %.3f%%; error %.6f vs reference %.6f (%+.5f%%)",
+                    c.name, Double(codeEqual) / total * 100, Double(closeEqual) / total * 100,
+                    Double(bitEqual) / total * 100, err, c.gptqError, (err / c.gptqError - 1) * 100))
             XCTAssertGreaterThanOrEqual(Double(codeEqual) / total, 0.99, c.name)
             XCTAssertGreaterThanOrEqual(Double(closeEqual) / total, 0.99, c.name)
             if c.isStatic || c.group == -1 { XCTAssertGreaterThanOrEqual(Double(bitEqual) / total, 0.99, c.name) }
@@ -97,7 +104,8 @@ final class GPTQReferenceTests: XCTestCase {
                 }
             }
             if c.actorder {
-                let perm = try XCTUnwrap(qw.permutation), inv = try XCTUnwrap(qw.inversePermutation)
+                let perm = try XCTUnwrap(qw.permutation)
+                let inv = try XCTUnwrap(qw.inversePermutation)
                 for i in 0..<perm.count { XCTAssertEqual(inv[Int(perm[i])], Int32(i)) }
             }
         }
@@ -105,7 +113,8 @@ final class GPTQReferenceTests: XCTestCase {
 
     func testGPTQIsDeterministic() throws {
         let c = Self.cases[1]
-        let w = Self.matrix("A.W"), h = Self.matrix("A.H")
+        let w = Self.matrix("A.W")
+        let h = Self.matrix("A.H")
         let a = try GPTQ.quantize(w, hessian: h, recipe: c.recipe)
         let b = try GPTQ.quantize(w, hessian: h, recipe: c.recipe)
         XCTAssertEqual(a.weight, b.weight)
@@ -113,7 +122,8 @@ final class GPTQReferenceTests: XCTestCase {
     }
 
     func testErrorFromHessianEqualsErrorFromActivations() throws {
-        let w = Self.matrix("A.W"), x = Self.matrix("A.X")
+        let w = Self.matrix("A.W")
+        let x = Self.matrix("A.X")
         let q = try RTN.quantize(w, recipe: QuantRecipe(bits: 4, groupSize: 64)).dequantized
         // H = 2/T X^T X
         var h = Matrix(rows: x.cols, cols: x.cols)
@@ -134,8 +144,12 @@ final class GPTQReferenceTests: XCTestCase {
         let rtn = try RTN.quantize(w, recipe: recipe)
         XCTAssertEqual(rtn.groupCount, 4)
         // the last group's parameters come from its 8 columns only
-        var lo: Float = 0, hi: Float = 0
-        for c in 192..<200 { lo = min(lo, w[5, c]); hi = max(hi, w[5, c]) }
+        var lo: Float = 0
+        var hi: Float = 0
+        for c in 192..<200 {
+            lo = min(lo, w[5, c])
+            hi = max(hi, w[5, c])
+        }
         let scale = (hi - lo) / 15
         XCTAssertEqual(rtn.parameters(row: 5, group: 3).scale, scale)
         XCTAssertEqual(rtn.parameters(row: 5, group: 3).zero, (-lo / scale).rounded(.toNearestOrEven))
@@ -143,14 +157,16 @@ final class GPTQReferenceTests: XCTestCase {
         XCTAssertEqual(g.weight.groupCount, 4)
         XCTAssertEqual(g.weight.groupIndex.last, 3)
         let x = Self.matrix("A.X").columns(0..<200)
-        XCTAssertLessThan(OutputError.fromActivations(weight: w, quantized: g.weight.dequantized, activations: x),
-                          OutputError.fromActivations(weight: w, quantized: rtn.dequantized, activations: x))
+        XCTAssertLessThan(
+            OutputError.fromActivations(weight: w, quantized: g.weight.dequantized, activations: x),
+            OutputError.fromActivations(weight: w, quantized: rtn.dequantized, activations: x))
     }
 
     /// Statistics gathered by Calibration (4 batches, as the reference) feed GPTQ end to end.
     func testGPTQWithOwnHessian() throws {
         for c in Self.cases {
-            let w = Self.matrix("\(c.pair).W"), x = Self.matrix("\(c.pair).X")
+            let w = Self.matrix("\(c.pair).W")
+            let x = Self.matrix("\(c.pair).X")
             var stats = LinearStatistics(name: "\(c.pair).in", columns: x.cols)
             let b = x.rows / 4
             for k in 0..<4 { try stats.add(x.rows((k * b)..<((k + 1) * b))) }

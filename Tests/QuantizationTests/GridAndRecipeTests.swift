@@ -1,7 +1,7 @@
-import XCTest
-import Tensor
 import Quantization
+import Tensor
 import TestSupport
+import XCTest
 
 final class GGUFGridTests: XCTestCase {
     func rtn(_ values: [Float], _ format: WeightFormat) throws -> QuantizedWeight {
@@ -12,7 +12,13 @@ final class GGUFGridTests: XCTestCase {
         // max magnitude -8 (first), so d = -8 / -8 = 1, id = 1, code = MIN(15, (int8)(x + 8.5)):
         // halves round up (-0.5 -> 8, not 7), large values clamp at 15.
         var x = [Float](repeating: 0, count: 32)
-        x[0] = -8; x[1] = 0.5; x[2] = -0.5; x[3] = 7.6; x[4] = 1.49; x[5] = -7.2; x[6] = 8
+        x[0] = -8
+        x[1] = 0.5
+        x[2] = -0.5
+        x[3] = 7.6
+        x[4] = 1.49
+        x[5] = -7.2
+        x[6] = 8
         let q = try rtn(x, .ggufQ4_0)
         let p = q.parameters(row: 0, group: 0)
         XCTAssertEqual(p.scale, 1)
@@ -25,16 +31,17 @@ final class GGUFGridTests: XCTestCase {
     func testQ4_0PositiveMaxAndHalfRounding() throws {
         // max magnitude +1.1 -> d = -0.1375 (not an fp16 value); codes use the fp32 1/d, values the fp16 d.
         var x = [Float](repeating: 0.25, count: 32)
-        x[3] = 1.1; x[4] = -1.1  // equal magnitude: the first one wins
+        x[3] = 1.1
+        x[4] = -1.1  // equal magnitude: the first one wins
         let q = try rtn(x, .ggufQ4_0)
         let p = q.parameters(row: 0, group: 0)
         let d: Float = 1.1 / -8
         XCTAssertEqual(p.scale, Float(Float16(d)))
         XCTAssertNotEqual(p.scale, d)
         XCTAssertEqual(p.inverse, 1 / d)
-        XCTAssertEqual(q.codes[3], 0)   // 1.1 * id = -8 -> 0.5 -> 0
+        XCTAssertEqual(q.codes[3], 0)  // 1.1 * id = -8 -> 0.5 -> 0
         XCTAssertEqual(q.codes[4], 15)  // +8 + 8.5 = 16.5 -> 16 -> 15
-        XCTAssertEqual(q.codes[0], 6)   // 0.25 * id = -1.818 -> 6.68 -> 6
+        XCTAssertEqual(q.codes[0], 6)  // 0.25 * id = -1.818 -> 6.68 -> 6
         XCTAssertEqual(q.dequantized[0, 3], Float(0 - 8) * p.scale)
         XCTAssertEqual(q.dequantized[0, 0], Float(6 - 8) * p.scale)
     }
@@ -58,7 +65,13 @@ final class GGUFGridTests: XCTestCase {
 
     func testQ8_0HandComputedBlockRoundsHalfAwayFromZero() throws {
         var x = [Float](repeating: 0, count: 32)
-        x[0] = 127; x[1] = 2.5; x[2] = -2.5; x[3] = 0.5; x[4] = -0.5; x[5] = 1.5; x[6] = -127
+        x[0] = 127
+        x[1] = 2.5
+        x[2] = -2.5
+        x[3] = 0.5
+        x[4] = -0.5
+        x[5] = 1.5
+        x[6] = -127
         let q = try rtn(x, .ggufQ8_0)
         let p = q.parameters(row: 0, group: 0)
         XCTAssertEqual(p.scale, 1)
@@ -83,7 +96,8 @@ final class GGUFGridTests: XCTestCase {
         // round(7.4999995) = 7 in Float32 (as torch computes it); sym zero = (maxq + 1) / 2 = 8
         let ref = try RTN.quantize(Matrix(rows: 1, cols: 8, repeating: 0), recipe: QuantRecipe(bits: 4))
         XCTAssertEqual(ref.parameters(row: 0, group: 0), GroupParameters(scale: 2 / 15, zero: 7))
-        let sym = try RTN.quantize(Matrix(rows: 1, cols: 8, repeating: 0), recipe: QuantRecipe(bits: 4, symmetric: true))
+        let sym = try RTN.quantize(
+            Matrix(rows: 1, cols: 8, repeating: 0), recipe: QuantRecipe(bits: 4, symmetric: true))
         XCTAssertEqual(sym.parameters(row: 0, group: 0), GroupParameters(scale: 2 / 15, zero: 8))
         XCTAssertTrue(sym.dequantized.data.allSatisfy { $0 == 0 })
         XCTAssertTrue(ref.dequantized.data.allSatisfy { $0 == 0 })
@@ -102,14 +116,18 @@ final class GGUFGridTests: XCTestCase {
         let p = part.withUnsafeBufferPointer { GGUFQ8_0Grid().fit($0.baseAddress!, count: 20, stride: 1) }
         XCTAssertEqual(p.scale, Float(Float16(Float(15) / 127)))
         // GGUF formats reject rows that are not whole blocks
-        XCTAssertThrowsError(try RTN.quantize(Matrix(rows: 1, cols: 48, repeating: 1), recipe: .gguf(.ggufQ4_0), name: "t")) {
+        XCTAssertThrowsError(
+            try RTN.quantize(Matrix(rows: 1, cols: 48, repeating: 1), recipe: .gguf(.ggufQ4_0), name: "t")
+        ) {
             XCTAssertEqual($0 as? QuantizationError, .columnsNotMultipleOfBlock(tensor: "t", columns: 48, block: 32))
         }
     }
 
     func testGPTQOnGGUFGridsStoresExactlyTheGrid() throws {
         let fx = GPTQReferenceTests.self
-        let w = fx.matrix("A.W"), h = fx.matrix("A.H"), x = fx.matrix("A.X")
+        let w = fx.matrix("A.W")
+        let h = fx.matrix("A.H")
+        let x = fx.matrix("A.X")
         for format in [WeightFormat.ggufQ4_0, .ggufQ4_1, .ggufQ8_0] {
             for actOrder in [false, true] {
                 let recipe = QuantRecipe.gguf(format, actOrder: actOrder)
@@ -131,7 +149,10 @@ final class GGUFGridTests: XCTestCase {
                 }
                 let eg = OutputError.fromActivations(weight: w, quantized: qw.dequantized, activations: x)
                 let er = OutputError.fromActivations(weight: w, quantized: r.dequantized, activations: x)
-                print(String(format: "GGUF %@ actOrder=%d: GPTQ error %.5f, RTN error %.5f", format.rawValue, actOrder ? 1 : 0, eg, er))
+                print(
+                    String(
+                        format: "GGUF %@ actOrder=%d: GPTQ error %.5f, RTN error %.5f", format.rawValue,
+                        actOrder ? 1 : 0, eg, er))
                 XCTAssertLessThan(eg, er, "\(format) actOrder \(actOrder)")
             }
         }
@@ -152,15 +173,20 @@ final class RecipeTests: XCTestCase {
         expect(QuantRecipe(bits: 4, groupSize: 0), .invalidGroupSize(0))
         expect(QuantRecipe(bits: 4, groupSize: -2), .invalidGroupSize(-2))
         expect(QuantRecipe(format: .ggufQ4_0, bits: 8, groupSize: 32), .invalidBits(bits: 8, format: .ggufQ4_0))
-        expect(QuantRecipe(format: .ggufQ8_0, bits: 8, groupSize: 64), .formatNeedsGroupSize(format: .ggufQ8_0, required: 32, got: 64))
+        expect(
+            QuantRecipe(format: .ggufQ8_0, bits: 8, groupSize: 64),
+            .formatNeedsGroupSize(format: .ggufQ8_0, required: 32, got: 64))
         expect(QuantRecipe(bits: 4, staticGroups: true), .staticGroupsNeedGroupSize)
-        expect(QuantRecipe(format: .ggufQ4_1, bits: 4, groupSize: 32, actOrder: true), .actOrderNeedsStaticGroups(format: .ggufQ4_1))
+        expect(
+            QuantRecipe(format: .ggufQ4_1, bits: 4, groupSize: 32, actOrder: true),
+            .actOrderNeedsStaticGroups(format: .ggufQ4_1))
         expect(QuantRecipe(bits: 4, blockSize: 0), .invalidBlockSize(0))
         expect(QuantRecipe(bits: 4, percentDamp: -0.1), .invalidDamping(-0.1))
         XCTAssertThrowsError(try QuantRecipe(bits: 4, percentDamp: .nan).validate())
         for bits in 2...8 { XCTAssertNoThrow(try QuantRecipe(bits: bits, groupSize: 128).validate()) }
         for f in [WeightFormat.ggufQ4_0, .ggufQ4_1, .ggufQ8_0] { XCTAssertNoThrow(try QuantRecipe.gguf(f).validate()) }
-        XCTAssertEqual("\(QuantizationError.invalidBits(bits: 9, format: .integer))", "recipe: bits must be in 2...8, got 9")
+        XCTAssertEqual(
+            "\(QuantizationError.invalidBits(bits: 9, format: .integer))", "recipe: bits must be in 2...8, got 9")
     }
 
     func testGroupCountsWithPartialLastGroup() {
@@ -174,8 +200,10 @@ final class RecipeTests: XCTestCase {
         var w = Matrix(rows: 8, cols: 64, repeating: 0.5)
         w[3, 17] = .nan
         let h = Matrix(rows: 64, cols: 64, data: (0..<(64 * 64)).map { $0 % 65 == 0 ? 1 : 0 })
-        for run in [{ _ = try RTN.quantize(w, recipe: QuantRecipe(bits: 4), name: "blk.0.attn_q.weight") },
-                    { _ = try GPTQ.quantize(w, hessian: h, recipe: QuantRecipe(bits: 4), name: "blk.0.attn_q.weight") }] {
+        for run in [
+            { _ = try RTN.quantize(w, recipe: QuantRecipe(bits: 4), name: "blk.0.attn_q.weight") },
+            { _ = try GPTQ.quantize(w, hessian: h, recipe: QuantRecipe(bits: 4), name: "blk.0.attn_q.weight") },
+        ] {
             XCTAssertThrowsError(try run()) { error in
                 guard case let .nonFiniteWeight(tensor, row, column, value)? = error as? QuantizationError else {
                     return XCTFail("unexpected \(error)")
@@ -193,18 +221,24 @@ final class RecipeTests: XCTestCase {
 
     func testBadHessians() {
         let w = Matrix(rows: 4, cols: 8, repeating: 0.5)
-        XCTAssertThrowsError(try GPTQ.quantize(w, hessian: Matrix(rows: 7, cols: 7), recipe: QuantRecipe(bits: 4), name: "w")) {
+        XCTAssertThrowsError(
+            try GPTQ.quantize(w, hessian: Matrix(rows: 7, cols: 7), recipe: QuantRecipe(bits: 4), name: "w")
+        ) {
             guard case .shapeMismatch(tensor: "w", _)? = $0 as? QuantizationError else { return XCTFail("\($0)") }
         }
         var negative = Matrix(rows: 8, cols: 8)
         for i in 0..<8 { negative[i, i] = -1 }
         XCTAssertThrowsError(try GPTQ.quantize(w, hessian: negative, recipe: QuantRecipe(bits: 4), name: "w")) {
-            guard case .hessianNotPositiveDefinite(tensor: "w", _)? = $0 as? QuantizationError else { return XCTFail("\($0)") }
+            guard case .hessianNotPositiveDefinite(tensor: "w", _)? = $0 as? QuantizationError else {
+                return XCTFail("\($0)")
+            }
         }
         var nanH = Matrix(rows: 8, cols: 8)
         nanH[2, 5] = .nan
         XCTAssertThrowsError(try GPTQ.quantize(w, hessian: nanH, recipe: QuantRecipe(bits: 4), name: "w")) {
-            guard case .nonFiniteHessian(tensor: "w", row: 2, column: 5, _)? = $0 as? QuantizationError else { return XCTFail("\($0)") }
+            guard case .nonFiniteHessian(tensor: "w", row: 2, column: 5, _)? = $0 as? QuantizationError else {
+                return XCTFail("\($0)")
+            }
         }
     }
 }

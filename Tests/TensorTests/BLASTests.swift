@@ -1,5 +1,5 @@
-import XCTest
 import Tensor
+import XCTest
 
 final class BLASTests: XCTestCase {
     func testGemmMatchesDefinition() {
@@ -31,6 +31,6 @@ final class BLASTests: XCTestCase {
         XCTAssertEqual(HalfConversion.f16ToF32(0x3C00), 1)
         XCTAssertEqual(HalfConversion.f32ToF16(-2), 0xC000)
         XCTAssertEqual(HalfConversion.bf16ToF32(0x3F80), 1)
-        XCTAssertEqual(HalfConversion.f32ToBF16(1.00390625), 0x3F80) // tie rounds to even
+        XCTAssertEqual(HalfConversion.f32ToBF16(1.00390625), 0x3F80)  // tie rounds to even
     }
 }

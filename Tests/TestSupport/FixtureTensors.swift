@@ -4,7 +4,11 @@ import Foundation
 /// I32 tensors), independent of ModelIO so that tests of ModelIO and of other layers
 /// compare against data read by a second implementation.
 public struct FixtureTensors {
-    public struct Entry { public var dtype: String; public var shape: [Int]; public var range: Range<Int> }
+    public struct Entry {
+        public var dtype: String
+        public var shape: [Int]
+        public var range: Range<Int>
+    }
     public let entries: [String: Entry]
     public let metadata: [String: String]
     private let bytes: Data
@@ -16,11 +20,15 @@ public struct FixtureTensors {
         var entries: [String: Entry] = [:]
         var meta: [String: String] = [:]
         for (k, v) in header {
-            if k == "__metadata__" { meta = v as? [String: String] ?? [:]; continue }
+            if k == "__metadata__" {
+                meta = v as? [String: String] ?? [:]
+                continue
+            }
             let d = v as! [String: Any]
             let off = d["data_offsets"] as! [Int]
-            entries[k] = Entry(dtype: d["dtype"] as! String, shape: d["shape"] as! [Int],
-                               range: (8 + n + off[0])..<(8 + n + off[1]))
+            entries[k] = Entry(
+                dtype: d["dtype"] as! String, shape: d["shape"] as! [Int],
+                range: (8 + n + off[0])..<(8 + n + off[1]))
         }
         self.entries = entries
         self.metadata = meta

@@ -5,14 +5,18 @@ import ModelIO
 /// unusual headers: a GGUF rewritten with some metadata overridden or removed and
 /// optionally only its first blocks kept (tensor bytes copied as stored).
 public enum GGUFVariants {
-    public static func write(from src: URL, to out: URL, blocks: Int? = nil, overrides: [String: GGUFValue] = [:],
-                             removing: Set<String> = []) throws {
+    public static func write(
+        from src: URL, to out: URL, blocks: Int? = nil, overrides: [String: GGUFValue] = [:],
+        removing: Set<String> = []
+    ) throws {
         let file = try GGUFFile(src)
         let w = try GGUFWriter(url: out)
         for k in file.metadataKeys where k != "general.alignment" && !removing.contains(k) {
             try w.addMetadata(k, overrides[k] ?? file.metadata[k]!)
         }
-        for (k, v) in overrides.sorted(by: { $0.key < $1.key }) where file.metadata[k] == nil { try w.addMetadata(k, v) }
+        for (k, v) in overrides.sorted(by: { $0.key < $1.key }) where file.metadata[k] == nil {
+            try w.addMetadata(k, v)
+        }
         func keep(_ name: String) -> Bool {
             guard let blocks, name.hasPrefix("blk.") else { return true }
             return Int(name.split(separator: ".")[1])! < blocks

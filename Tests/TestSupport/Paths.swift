@@ -30,7 +30,8 @@ public enum Paths {
         let env = ProcessInfo.processInfo.environment
         if let p = env["KILN_BIN"], !p.isEmpty { return URL(fileURLWithPath: p) }
         // .build/<triple>/<config>/KilnPackageTests.xctest -> .build/<triple>/<config>/kiln
-        let bundle = Bundle.allBundles.first { $0.bundlePath.hasSuffix(".xctest") }?.bundleURL
+        let bundle =
+            Bundle.allBundles.first { $0.bundlePath.hasSuffix(".xctest") }?.bundleURL
             ?? URL(fileURLWithPath: CommandLine.arguments[0])
         return bundle.deletingLastPathComponent().appendingPathComponent("kiln")
     }

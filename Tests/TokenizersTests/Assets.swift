@@ -30,10 +30,11 @@ enum Assets {
             tokens: strings("tokenizer.ggml.tokens"), merges: strings("tokenizer.ggml.merges"),
             tokenTypes: md["tokenizer.ggml.token_type"]?.array?.compactMap(\.int),
             preTokenizer: md["tokenizer.ggml.pre"]?.string ?? "default",
-            specialTokens: SpecialTokenIDs(bos: md["tokenizer.ggml.bos_token_id"]?.int,
-                                           eos: md["tokenizer.ggml.eos_token_id"]?.int,
-                                           unk: md["tokenizer.ggml.unknown_token_id"]?.int,
-                                           pad: md["tokenizer.ggml.padding_token_id"]?.int),
+            specialTokens: SpecialTokenIDs(
+                bos: md["tokenizer.ggml.bos_token_id"]?.int,
+                eos: md["tokenizer.ggml.eos_token_id"]?.int,
+                unk: md["tokenizer.ggml.unknown_token_id"]?.int,
+                pad: md["tokenizer.ggml.padding_token_id"]?.int),
             addBOS: md["tokenizer.ggml.add_bos_token"]?.bool ?? false,
             addEOS: md["tokenizer.ggml.add_eos_token"]?.bool ?? false)
     }

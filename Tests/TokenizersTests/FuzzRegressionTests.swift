@@ -10,7 +10,8 @@ final class TokenizerFuzzRegressionTests: XCTestCase {
         let inputs = Paths.fuzzInputs("tokenizer")
         XCTAssertFalse(inputs.isEmpty, "no inputs under Tests/Fixtures/fuzz/tokenizer")
         for url in inputs {
-            XCTAssertThrowsError(try makeTokenizer(tokenizerJSON: Data(contentsOf: url)), url.lastPathComponent) { error in
+            XCTAssertThrowsError(try makeTokenizer(tokenizerJSON: Data(contentsOf: url)), url.lastPathComponent) {
+                error in
                 XCTAssertTrue(error is TokenizerError, "\(url.lastPathComponent): \(error)")
             }
         }
@@ -27,7 +28,9 @@ final class TokenizerFuzzRegressionTests: XCTestCase {
 
     func assertInvalid(_ data: Data, key: String, _ fragment: String, line: UInt = #line) {
         XCTAssertThrowsError(try makeTokenizer(tokenizerJSON: data), line: line) { error in
-            guard case let .invalid(k, reason)? = error as? TokenizerError else { return XCTFail("\(error)", line: line) }
+            guard case let .invalid(k, reason)? = error as? TokenizerError else {
+                return XCTFail("\(error)", line: line)
+            }
             XCTAssertEqual(k, key, line: line)
             XCTAssertTrue(reason.contains(fragment), "'\(reason)' does not mention '\(fragment)'", line: line)
         }
@@ -43,7 +46,8 @@ final class TokenizerFuzzRegressionTests: XCTestCase {
     func testAddedTokenIDsAreChecked() {
         for make in [wordPiece, bpe] {
             assertInvalid(make(#"{"a": 0}"#, #"[{"id": -1, "content": "[X]"}]"#), key: "added_tokens", "id -1 of [X]")
-            assertInvalid(make(#"{"a": 0}"#, #"[{"id": 5000000000, "content": "[X]"}]"#), key: "added_tokens", "id 5000000000")
+            assertInvalid(
+                make(#"{"a": 0}"#, #"[{"id": 5000000000, "content": "[X]"}]"#), key: "added_tokens", "id 5000000000")
         }
     }
 

@@ -1,6 +1,9 @@
 // Expected words from Python's `regex` module running the Hugging Face patterns
 // (the regexes are in Sources/Tokenizers/PreTokenizer.swift).
-let preTokenizerTexts: [String] = ["Hello world", "I'LL go, it's 1234567 ok", "a  \t b\n\n  c \r\n", "x=1;y=22;\n\tprint(x+y)   ", "  \n  leading", "(parens)\n\n", "Привет 日本語 123abc"]
+let preTokenizerTexts: [String] = [
+    "Hello world", "I'LL go, it's 1234567 ok", "a  \t b\n\n  c \r\n", "x=1;y=22;\n\tprint(x+y)   ", "  \n  leading",
+    "(parens)\n\n", "Привет 日本語 123abc",
+]
 let expectedWords: [String: [[String]]] = [
     "gpt2": [
         ["Hello", " world"],

@@ -9,7 +9,13 @@ final class PreTokenizerTests: XCTestCase {
         var next: UInt32 = 256
         for b in 0..<256 {
             let printable = (33...126).contains(b) || (161...172).contains(b) || (174...255).contains(b)
-            let v = printable ? UInt32(b) : { defer { next += 1 }; return next }()
+            let v =
+                printable
+                ? UInt32(b)
+                : {
+                    defer { next += 1 }
+                    return next
+                }()
             tokens.append(String(Character(Unicode.Scalar(v)!)))
         }
         return tokens
@@ -40,7 +46,8 @@ final class PreTokenizerTests: XCTestCase {
         XCTAssertThrowsError(try makeTokenizer(tokenizerJSON: Data(json.utf8))) { e in
             XCTAssertEqual(e as? TokenizerError, .unsupported(key: "model.type", value: "Unigram"))
         }
-        let split = #"{"model": {"type": "BPE", "vocab": {}, "merges": []}, "pre_tokenizer": {"type": "Split", "pattern": {"Regex": "\\w+"}, "behavior": "Isolated"}}"#
+        let split =
+            #"{"model": {"type": "BPE", "vocab": {}, "merges": []}, "pre_tokenizer": {"type": "Split", "pattern": {"Regex": "\\w+"}, "behavior": "Isolated"}}"#
         XCTAssertThrowsError(try makeTokenizer(tokenizerJSON: Data(split.utf8))) { e in
             XCTAssertEqual(e as? TokenizerError, .unsupported(key: "pre_tokenizer.pattern", value: #"\w+"#))
         }

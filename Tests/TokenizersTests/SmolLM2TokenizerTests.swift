@@ -35,17 +35,22 @@ final class SmolLM2TokenizerTests: XCTestCase {
     func testFortunesEvalExactIDs() throws {
         let t = try tokenizer()
         let text = try String(contentsOf: Paths.fixture("text/fortunes_eval.txt"), encoding: .utf8)
-        let expected = try FixtureTensors(Paths.fixture("smollm2/fortunes_eval_ids.safetensors")).ints("ids").map(Int.init)
+        let expected = try FixtureTensors(Paths.fixture("smollm2/fortunes_eval_ids.safetensors")).ints("ids").map(
+            Int.init)
         XCTAssertEqual(expected.count, 345_931)
         // Informational, not asserted: wall and CPU time (the machine may be shared).
-        let start = Date(), cpu0 = clock()
+        let start = Date()
+        let cpu0 = clock()
         let ids = t.encode(text)
         let cpu = Double(clock() - cpu0) / Double(CLOCKS_PER_SEC)
-        print(String(format: "fortunes_eval.txt: %d tokens in %.3f s wall, %.3f s CPU", ids.count,
-                     Date().timeIntervalSince(start), cpu))
+        print(
+            String(
+                format: "fortunes_eval.txt: %d tokens in %.3f s wall, %.3f s CPU", ids.count,
+                Date().timeIntervalSince(start), cpu))
         if let i = firstMismatch(ids, expected) {
             let lo = max(0, i - 8)
-            XCTFail("""
+            XCTFail(
+                """
                 first mismatch at index \(i) of \(expected.count) (got \(ids.count) ids)
                 expected \(Array(expected[lo..<min(expected.count, i + 8)])) = \(t.decode(Array(expected[lo..<min(expected.count, i + 8)])).debugDescription)
                 got      \(Array(ids[lo..<min(ids.count, i + 8)])) = \(t.decode(Array(ids[lo..<min(ids.count, i + 8)])).debugDescription)
@@ -57,7 +62,8 @@ final class SmolLM2TokenizerTests: XCTestCase {
     func testFortunesCalibExactIDs() throws {
         let t = try tokenizer()
         let text = try String(contentsOf: Paths.fixture("text/fortunes_calib.txt"), encoding: .utf8)
-        let expected = try FixtureTensors(Paths.fixture("smollm2/fortunes_calib_ids.safetensors")).ints("ids").map(Int.init)
+        let expected = try FixtureTensors(Paths.fixture("smollm2/fortunes_calib_ids.safetensors")).ints("ids").map(
+            Int.init)
         XCTAssertEqual(expected.count, 367_503)
         let ids = t.encode(text)
         XCTAssertNil(firstMismatch(ids, expected), "fortunes_calib.txt ids differ")

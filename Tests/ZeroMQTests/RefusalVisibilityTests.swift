@@ -16,8 +16,11 @@ final class RefusalVisibilityTests: XCTestCase {
     }
 
     /// A CURVE ROUTER (ZAP domain "kiln") in its own context, with a ZAP handler logging into `lines`.
-    private func curveServer(allowed: Set<String>, lines: Lines, limiter: LogLimiter)
-        throws -> (ZMQContext, ZAPAuthenticator, ZMQSocket, ZMQCurveKeyPair, String) {
+    private func curveServer(
+        allowed: Set<String>, lines: Lines, limiter: LogLimiter
+    )
+        throws -> (ZMQContext, ZAPAuthenticator, ZMQSocket, ZMQCurveKeyPair, String)
+    {
         let context = ZMQContext()
         let keys = try ZMQCurveKeyPair.generate()
         let zap = try ZAPAuthenticator(context: context, allowedKeys: allowed, log: { lines.add($0) }, limiter: limiter)
@@ -28,11 +31,15 @@ final class RefusalVisibilityTests: XCTestCase {
     }
 
     /// Connects a DEALER with `keys` and waits until its handshake has an outcome.
-    private func handshake(_ context: ZMQContext, _ endpoint: String, server: String,
-                           keys: ZMQCurveKeyPair?) throws -> HandshakeVerdict {
+    private func handshake(
+        _ context: ZMQContext, _ endpoint: String, server: String,
+        keys: ZMQCurveKeyPair?
+    ) throws -> HandshakeVerdict {
         let s = try context.socket(.dealer)
         defer { s.close() }
-        if let keys { try s.set([.curveServerKey(server), .curvePublicKey(keys.publicKey), .curveSecretKey(keys.secretKey)]) }
+        if let keys {
+            try s.set([.curveServerKey(server), .curvePublicKey(keys.publicKey), .curveSecretKey(keys.secretKey)])
+        }
         let watch = try HandshakeWatch(s)
         defer { watch.close() }
         try s.connect(endpoint)
@@ -48,12 +55,17 @@ final class RefusalVisibilityTests: XCTestCase {
 
     func testZAPLogsEachDeniedKeyAFewTimesThenSummarises() throws {
         let lines = Lines()
-        let stranger = try ZMQCurveKeyPair.generate(), friend = try ZMQCurveKeyPair.generate()
+        let stranger = try ZMQCurveKeyPair.generate()
+        let friend = try ZMQCurveKeyPair.generate()
         let (context, zap, router, server, endpoint) = try curveServer(
             allowed: [friend.publicKey], lines: lines, limiter: LogLimiter(burst: 2, intervalMs: 400))
-        defer { router.close(); zap.stop() }
+        defer {
+            router.close()
+            zap.stop()
+        }
         for _ in 0..<6 {
-            XCTAssertEqual(try handshake(context, endpoint, server: server.publicKey, keys: stranger), .refused(status: 400))
+            XCTAssertEqual(
+                try handshake(context, endpoint, server: server.publicKey, keys: stranger), .refused(status: 400))
         }
         XCTAssertEqual(try handshake(context, endpoint, server: server.publicKey, keys: friend), .succeeded)
         let denials = lines.all.filter { $0.contains(stranger.publicKey) }
@@ -62,7 +74,9 @@ final class RefusalVisibilityTests: XCTestCase {
         XCTAssertTrue(denials[0].contains("key not allowed"), denials[0])
         XCTAssertFalse(lines.all.contains { $0.contains(friend.publicKey) }, "allowed keys are not logged")
         // The 4 suppressed denials come back as one summary line once the interval is over.
-        try waitFor("the summary line") { lines.all.contains { $0.contains(stranger.publicKey) && $0.contains("4 more times") } }
+        try waitFor("the summary line") {
+            lines.all.contains { $0.contains(stranger.publicKey) && $0.contains("4 more times") }
+        }
         XCTAssertEqual(lines.all.filter { $0.contains(stranger.publicKey) }.count, 3, "\(lines.all)")
         XCTAssertEqual(zap.decisions.filter { !$0.allowed }.count, 6)
     }
@@ -70,8 +84,12 @@ final class RefusalVisibilityTests: XCTestCase {
     func testHandshakeVerdictsTellRefusedFromMismatchFromNobodyThere() throws {
         let lines = Lines()
         let (context, zap, router, server, endpoint) = try curveServer(allowed: [], lines: lines, limiter: LogLimiter())
-        defer { router.close(); zap.stop() }
-        XCTAssertEqual(try handshake(context, endpoint, server: server.publicKey, keys: try .generate()), .refused(status: 400))
+        defer {
+            router.close()
+            zap.stop()
+        }
+        XCTAssertEqual(
+            try handshake(context, endpoint, server: server.publicKey, keys: try .generate()), .refused(status: 400))
         let plain = try handshake(context, endpoint, server: server.publicKey, keys: nil)
         XCTAssertEqual(plain, .protocolFailure(code: HandshakeVerdict.mechanismMismatch))
         XCTAssertTrue(plain.hint(curve: false)?.contains("requires CURVE") == true)

@@ -5,7 +5,8 @@ import ZeroMQ
 final class ZeroMQTests: XCTestCase {
     let ctx = ZMQContext()
 
-    private func pair(_ a: ZMQSocketType, _ b: ZMQSocketType, endpoint: String) throws -> (ZMQSocket, ZMQSocket, String) {
+    private func pair(_ a: ZMQSocketType, _ b: ZMQSocketType, endpoint: String) throws -> (ZMQSocket, ZMQSocket, String)
+    {
         let server = try ctx.socket(a)
         try server.bind(endpoint)
         let bound = try server.lastEndpoint
@@ -87,7 +88,10 @@ final class ZeroMQTests: XCTestCase {
         for i in 0..<200 {
             try pub.send([Data("job-2".utf8), Data("other \(i)".utf8)])
             try pub.send([Data("job-1".utf8), Data("mine \(i)".utf8)])
-            if let m = try sub.receiveMultipart(timeout: 20) { got = m; break }
+            if let m = try sub.receiveMultipart(timeout: 20) {
+                got = m
+                break
+            }
         }
         let first = try XCTUnwrap(got)
         XCTAssertEqual(first[0], Data("job-1".utf8))
@@ -162,8 +166,10 @@ final class ZeroMQTests: XCTestCase {
             XCTAssertEqual(w[w.count - 1], UInt64(w.count - 1) &* 0x9E37_79B9_7F4A_7C15)
         }
         let gbps = Double(size) / dt / 1e9
-        print(String(format: "ZeroMQ 64 MiB frame %@ %@: %.1f ms, %.2f GB/s", endpoint.hasPrefix("tcp") ? "tcp" : "inproc",
-                     zeroCopy ? "zero-copy" : "copying", dt * 1000, gbps))
+        print(
+            String(
+                format: "ZeroMQ 64 MiB frame %@ %@: %.1f ms, %.2f GB/s", endpoint.hasPrefix("tcp") ? "tcp" : "inproc",
+                zeroCopy ? "zero-copy" : "copying", dt * 1000, gbps))
         return gbps
     }
 
@@ -239,8 +245,10 @@ final class ZeroMQTests: XCTestCase {
 
         func client(_ keys: ZMQCurveKeyPair) throws -> ZMQSocket {
             let c = try ctx.socket(.dealer)
-            try c.set([.curveServerKey(serverKeys.publicKey), .curvePublicKey(keys.publicKey),
-                       .curveSecretKey(keys.secretKey), .immediate(true)])
+            try c.set([
+                .curveServerKey(serverKeys.publicKey), .curvePublicKey(keys.publicKey),
+                .curveSecretKey(keys.secretKey), .immediate(true),
+            ])
             try c.connect(endpoint)
             return c
         }
