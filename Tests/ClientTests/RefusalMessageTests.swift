@@ -52,7 +52,7 @@ final class RefusalMessageTests: XCTestCase {
     }
 
     func testNobodyListeningIsToldToStartACoordinator() throws {
-        let endpoint = closedLoopbackEndpoint()
+        let endpoint = LoopbackPorts.closedEndpoint()
         let client = try CoordinatorClient(endpoint: endpoint, timeoutMs: 1500)
         XCTAssertThrowsError(try client.workers()) { error in
             XCTAssertEqual(error as? ClientError, .unreachable(endpoint: endpoint))

@@ -8,8 +8,8 @@ import XCTest
 final class CurveWalkthroughTests: XCTestCase {
     var bin: URL { Paths.kilnBinary }
 
-    func kiln(_ args: [String], env: [String: String] = [:], timeout: TimeInterval = 30) throws -> Proc {
-        try Proc.run(bin, args, env: env, timeout: timeout)
+    func kiln(_ args: [String], env: [String: String] = [:], timeout: TimeInterval = 30) throws -> ProcessRun {
+        try ProcessRun.run(bin, args, env: env, timeout: timeout)
     }
 
     /// The key line of a file `kiln keygen` wrote.
@@ -121,82 +121,7 @@ final class CurveWalkthroughTests: XCTestCase {
 
     /// A port P with P + 1 also free (the coordinator publishes on P + 1).
     static func freePortPair() throws -> Int {
-        for _ in 0..<50 {
-            let p = try freePort()
-            if p < 65535, canBind(p + 1) { return p }
-        }
-        throw XCTSkip("no free pair of loopback ports")
-    }
-
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0
-            }
-        }
-        guard ok else { throw XCTSkip("cannot bind a loopback port") }
-        return Int(UInt16(bigEndian: addr.sin_port))
-    }
-
-    static func canBind(_ port: Int) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = UInt16(port).bigEndian
-        return withUnsafePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
-            }
-        }
-    }
-}
-
-/// A process left running while the test talks to it; its output goes to a file.
-final class Background {
-    let process = Process()
-    let log: URL
-
-    init(_ executable: URL, _ args: [String], env: [String: String] = [:], log: URL) throws {
-        self.log = log
-        process.executableURL = executable
-        process.arguments = args
-        process.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
-        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-        let h = try FileHandle(forWritingTo: log)
-        process.standardOutput = h
-        process.standardError = h
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-    }
-
-    var text: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
-
-    /// Seconds from `sig` until the process has exited (nil if it still runs after `limit`).
-    func secondsToExit(after sig: Int32, limit: Double) -> Double? {
-        let t0 = Date()
-        guard process.isRunning else { return 0 }
-        kill(process.processIdentifier, sig)
-        while Date().timeIntervalSince(t0) < limit {
-            if !process.isRunning { return Date().timeIntervalSince(t0) }
-            usleep(5_000)
-        }
-        return nil
-    }
-
-    func stop() {
-        guard process.isRunning else { return }
-        process.terminate()
-        let deadline = Date().addingTimeInterval(5)
-        while process.isRunning && Date() < deadline { usleep(10_000) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        _ = Proc.waitForExit(process)
+        guard let p = LoopbackPorts.freePair() else { throw XCTSkip("no free pair of loopback ports") }
+        return p
     }
 }

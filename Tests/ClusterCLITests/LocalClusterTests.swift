@@ -11,8 +11,8 @@ final class LocalClusterTests: XCTestCase {
     /// The coordinator's token for the client commands (set once local.sh has started it).
     var clientEnv: [String: String] = [:]
 
-    func kiln(_ args: [String], timeout: TimeInterval = 60) throws -> Proc {
-        try Proc.run(bin, args, env: clientEnv, timeout: timeout)
+    func kiln(_ args: [String], timeout: TimeInterval = 60) throws -> ProcessRun {
+        try ProcessRun.run(bin, args, env: clientEnv, timeout: timeout)
     }
 
     func testSubmitWatchStatusWorkersOnALocalCluster() throws {
@@ -36,11 +36,11 @@ final class LocalClusterTests: XCTestCase {
             "KILN_STOP_TIMEOUT": "3",
         ]
         let bash = URL(fileURLWithPath: "/bin/bash")
-        let start = try Proc.run(bash, [script.path, "start", "2"], env: env, timeout: 60)
+        let start = try ProcessRun.run(bash, [script.path, "start", "2"], env: env, timeout: 60)
         defer {
-            let stop = try? Proc.run(bash, [script.path, "stop"], env: env, timeout: 60)
+            let stop = try? ProcessRun.run(bash, [script.path, "stop"], env: env, timeout: 60)
             XCTAssertEqual(stop?.status, 0, stop?.summary ?? "stop did not run")
-            let after = try? Proc.run(bash, [script.path, "status"], env: env, timeout: 10)
+            let after = try? ProcessRun.run(bash, [script.path, "status"], env: env, timeout: 10)
             XCTAssertEqual(after?.status, 3, "nothing runs after stop: \(after?.summary ?? "")")
             try? FileManager.default.removeItem(at: dir)
         }
@@ -53,11 +53,11 @@ final class LocalClusterTests: XCTestCase {
         for f in ["coordinator.pid", "worker-1.pid", "worker-2.pid", "logs/coordinator.log", "logs/worker-1.log"] {
             XCTAssertTrue(FileManager.default.fileExists(atPath: runDir.appendingPathComponent(f).path), f)
         }
-        let status = try Proc.run(bash, [script.path, "status"], env: env, timeout: 10)
+        let status = try ProcessRun.run(bash, [script.path, "status"], env: env, timeout: 10)
         XCTAssertEqual(status.status, 0, status.summary)
 
         // Starting again is a no-op on what runs.
-        let again = try Proc.run(bash, [script.path, "start", "2"], env: env, timeout: 60)
+        let again = try ProcessRun.run(bash, [script.path, "start", "2"], env: env, timeout: 60)
         XCTAssertEqual(again.status, 0, again.summary)
         XCTAssertTrue(again.stdout.contains("already running"), again.stdout)
 
@@ -128,14 +128,14 @@ final class LocalClusterTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: dir) }
         let env = ["KILN_RUN_DIR": dir.appendingPathComponent("run").path]
         let bash = URL(fileURLWithPath: "/bin/bash")
-        let status = try Proc.run(bash, [script.path, "status"], env: env)
+        let status = try ProcessRun.run(bash, [script.path, "status"], env: env)
         XCTAssertEqual(status.status, 3, status.summary)
-        let stop = try Proc.run(bash, [script.path, "stop"], env: env)
+        let stop = try ProcessRun.run(bash, [script.path, "stop"], env: env)
         XCTAssertEqual(stop.status, 0, stop.summary)
-        let bad = try Proc.run(bash, [script.path, "start", "zero"], env: env)
+        let bad = try ProcessRun.run(bash, [script.path, "start", "zero"], env: env)
         XCTAssertEqual(bad.status, 1)
         XCTAssertTrue(bad.stderr.contains("worker count"), bad.stderr)
-        let usage = try Proc.run(bash, [script.path], env: env)
+        let usage = try ProcessRun.run(bash, [script.path], env: env)
         XCTAssertEqual(usage.status, 2)
     }
 }

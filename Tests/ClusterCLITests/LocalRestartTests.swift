@@ -11,7 +11,7 @@ final class LocalRestartTests: XCTestCase {
     let bash = URL(fileURLWithPath: "/bin/bash")
 
     func workerIDs(_ endpoint: String, token: URL) throws -> [String] {
-        let r = try Proc.run(
+        let r = try ProcessRun.run(
             bin, ["workers", "--coordinator", endpoint, "--json"], env: ["KILN_TOKEN_FILE": token.path], timeout: 30)
         guard r.status == 0 else { return [] }
         return ((try r.json()["workers"] as? [[String: Any]]) ?? []).compactMap { $0["worker_id"] as? String }
@@ -30,10 +30,10 @@ final class LocalRestartTests: XCTestCase {
             "KILN_STOP_TIMEOUT": "3",
         ]
         defer {
-            let stop = try? Proc.run(bash, [script.path, "stop"], env: env, timeout: 60)
+            let stop = try? ProcessRun.run(bash, [script.path, "stop"], env: env, timeout: 60)
             XCTAssertEqual(stop?.status, 0, stop?.summary ?? "stop did not run")
         }
-        let first = try Proc.run(bash, [script.path, "start", "1"], env: env, timeout: 90)
+        let first = try ProcessRun.run(bash, [script.path, "start", "1"], env: env, timeout: 90)
         XCTAssertEqual(first.status, 0, first.summary)
         func read(_ name: String) throws -> String {
             try String(contentsOf: run.appendingPathComponent(name), encoding: .utf8).trimmingCharacters(
@@ -51,9 +51,10 @@ final class LocalRestartTests: XCTestCase {
         // Gone, or a zombie that local.sh no longer counts as alive (its cmdline is empty).
         for _ in 0..<100 where kill(coordinatorPid, 0) == 0 { usleep(20_000) }
         XCTAssertEqual(
-            try Proc.run(bash, [script.path, "status"], env: env, timeout: 10).status, 1, "the crash shows in status")
+            try ProcessRun.run(bash, [script.path, "status"], env: env, timeout: 10).status, 1,
+            "the crash shows in status")
 
-        let second = try Proc.run(bash, [script.path, "start", "1"], env: env, timeout: 90)
+        let second = try ProcessRun.run(bash, [script.path, "start", "1"], env: env, timeout: 90)
         XCTAssertEqual(second.status, 0, second.summary)
         XCTAssertTrue(second.stdout.contains("worker 1 already running"), second.stdout)
         XCTAssertEqual(try read("endpoint.txt"), endpoint, "a restarted coordinator moved to another port")
@@ -68,11 +69,11 @@ final class LocalRestartTests: XCTestCase {
 
         // `kiln gc` keeps off a data directory a coordinator holds, and runs once it stopped.
         let data = run.appendingPathComponent("data").path
-        let refused = try Proc.run(bin, ["gc", "--data-dir", data])
+        let refused = try ProcessRun.run(bin, ["gc", "--data-dir", data])
         XCTAssertEqual(refused.status, 1, refused.summary)
         XCTAssertTrue(refused.stderr.contains("in use by a running coordinator"), refused.stderr)
-        XCTAssertEqual(try Proc.run(bash, [script.path, "stop"], env: env, timeout: 60).status, 0)
-        let gc = try Proc.run(bin, ["gc", "--data-dir", data])
+        XCTAssertEqual(try ProcessRun.run(bash, [script.path, "stop"], env: env, timeout: 60).status, 0)
+        let gc = try ProcessRun.run(bin, ["gc", "--data-dir", data])
         XCTAssertEqual(gc.status, 0, gc.summary)
         XCTAssertTrue(gc.stdout.contains("freed 0.0 MiB in 0 files"), gc.stdout)
     }

@@ -19,19 +19,19 @@ final class TokenCLITests: XCTestCase {
         defer { coordinator.stop() }
         let token = data.appendingPathComponent("token").path
         let env = ["KILN_COORDINATOR": endpoint, "KILN_TOKEN_FILE": token]
-        var ok = try Proc.run(bin, ["workers", "--timeout", "1"], env: env)
+        var ok = try ProcessRun.run(bin, ["workers", "--timeout", "1"], env: env)
         let deadline = Date().addingTimeInterval(30)
         while ok.status != 0 && Date() < deadline {
             Thread.sleep(forTimeInterval: 0.2)
-            ok = try Proc.run(bin, ["workers", "--timeout", "1"], env: env)
+            ok = try ProcessRun.run(bin, ["workers", "--timeout", "1"], env: env)
         }
         XCTAssertEqual(ok.status, 0, ok.summary + coordinator.text)
 
-        let flag = try Proc.run(
+        let flag = try ProcessRun.run(
             bin, ["workers", "--token-file", token], env: ["KILN_COORDINATOR": endpoint, "KILN_TOKEN_FILE": ""])
         XCTAssertEqual(flag.status, 0, flag.summary)
 
-        let without = try Proc.run(bin, ["workers"], env: ["KILN_COORDINATOR": endpoint, "KILN_TOKEN_FILE": ""])
+        let without = try ProcessRun.run(bin, ["workers"], env: ["KILN_COORDINATOR": endpoint, "KILN_TOKEN_FILE": ""])
         XCTAssertEqual(without.status, 1, without.summary)
         XCTAssertTrue(
             without.stderr.contains(
@@ -40,7 +40,7 @@ final class TokenCLITests: XCTestCase {
 
         let junk = dir.appendingPathComponent("junk").path
         try "not a token\n".write(toFile: junk, atomically: true, encoding: .utf8)
-        let bad = try Proc.run(bin, ["workers", "--token-file", junk], env: ["KILN_COORDINATOR": endpoint])
+        let bad = try ProcessRun.run(bin, ["workers", "--token-file", junk], env: ["KILN_COORDINATOR": endpoint])
         XCTAssertTrue(bad.stderr.contains("--token-file \(junk): not a coordinator token"), bad.summary)
     }
 }

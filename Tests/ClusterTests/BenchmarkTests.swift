@@ -29,18 +29,18 @@ final class BenchmarkTests: XCTestCase {
             spec.shardSize = 4
             spec.method = .gptq
             spec.mode = .sequential
-            let endpoint = "tcp://127.0.0.1:\(try freePort())"
-            let coord = try MultiProcessTests.Proc(
-                [
-                    "coordinator", "--listen", endpoint, "--publish", "tcp://127.0.0.1:\(try freePort())",
+            let endpoint = "tcp://127.0.0.1:\(LoopbackPorts.free())"
+            let coord = try Background(
+                kiln: [
+                    "coordinator", "--listen", endpoint, "--publish", "tcp://127.0.0.1:\(LoopbackPorts.free())",
                     "--data-dir", dir.appendingPathComponent("data").path,
                 ] + ClusterAssets.allowPathArgs,
                 log: dir.appendingPathComponent("coordinator.log"))
             _ = try TestTokens.read(dataDir: dir.appendingPathComponent("data"), endpoint: endpoint)
             let token = dir.appendingPathComponent("data/token").path
             let workers = try (1...n).map { i in
-                try MultiProcessTests.Proc(
-                    [
+                try Background(
+                    kiln: [
                         "worker", "--coordinator", endpoint, "--id", "w\(i)", "--threads", "1",
                         "--token-file", token,
                     ],
@@ -53,8 +53,8 @@ final class BenchmarkTests: XCTestCase {
             let wall = Date().timeIntervalSince(t0)
             XCTAssertEqual(status.state, .succeeded, status.error.message)
             let rss = [peakRSS(coord.process.processIdentifier)] + workers.map { peakRSS($0.process.processIdentifier) }
-            for w in workers { w.terminate() }
-            coord.terminate()
+            for w in workers { w.stop() }
+            coord.stop()
             let line = coord.text.split(separator: "\n").first { $0.contains("job succeeded") } ?? ""
             print(
                 "BENCH workers=\(n) wall=\(String(format: "%.1f", wall)) s rss(coordinator, workers)=\(rss.map { $0 >> 20 }) MiB\nBENCH \(line)"

@@ -7,32 +7,6 @@ import XCTest
 
 /// The built `kiln` binary as separate processes on loopback.
 final class MultiProcessTests: XCTestCase {
-    final class Proc {
-        let process = Process()
-        let log: URL
-        init(_ args: [String], log: URL) throws {
-            self.log = log
-            process.executableURL = Paths.kilnBinary
-            process.arguments = args
-            _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-            let h = try FileHandle(forWritingTo: log)
-            process.standardOutput = h
-            process.standardError = h
-            try process.run()
-        }
-        func kill9() {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
-        func terminate() {
-            if process.isRunning {
-                process.terminate()
-                process.waitUntilExit()
-            }
-        }
-        var text: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
-    }
-
     func testCoordinatorAndTwoWorkerProcessesSurviveASIGKILL() throws {
         guard FileManager.default.isExecutableFile(atPath: Paths.kilnBinary.path) else {
             throw XCTSkip("kiln binary not built at \(Paths.kilnBinary.path)")
@@ -42,30 +16,31 @@ final class MultiProcessTests: XCTestCase {
         let spec = ClusterAssets.spec(
             model: model, out: dir.appendingPathComponent("mp.gguf"), method: .gptq, mode: .sequential,
             samples: 8, shardSize: 2)
-        let endpoint = "tcp://127.0.0.1:\(try freePort())"
-        let coordinator = try Proc(
-            [
-                "coordinator", "--listen", endpoint, "--publish", "tcp://127.0.0.1:\(try freePort())",
+        let endpoint = "tcp://127.0.0.1:\(LoopbackPorts.free())"
+        let coordinator = try Background(
+            kiln: [
+                "coordinator", "--listen", endpoint, "--publish", "tcp://127.0.0.1:\(LoopbackPorts.free())",
                 "--data-dir", dir.appendingPathComponent("data").path,
             ] + ClusterAssets.allowPathArgs + ["--heartbeat-ms", "500", "--liveness", "6"],
             log: dir.appendingPathComponent("coordinator.log"))
-        defer { coordinator.terminate() }
+        defer { coordinator.stop() }
         // Workers start once the coordinator has made its token (they read it at start).
         _ = try TestTokens.read(dataDir: dir.appendingPathComponent("data"), endpoint: endpoint)
         let token = dir.appendingPathComponent("data/token").path
-        let w1 = try Proc(
-            ["worker", "--coordinator", endpoint, "--id", "w1", "--threads", "1", "--token-file", token],
+        let w1 = try Background(
+            kiln: ["worker", "--coordinator", endpoint, "--id", "w1", "--threads", "1", "--token-file", token],
             log: dir.appendingPathComponent("w1.log"))
-        defer { w1.terminate() }
-        let w2 = try Proc(
-            ["worker", "--coordinator", endpoint, "--id", "w2", "--threads", "1", "--token-file", token],
+        defer { w1.stop() }
+        let w2 = try Background(
+            kiln: ["worker", "--coordinator", endpoint, "--id", "w2", "--threads", "1", "--token-file", token],
             log: dir.appendingPathComponent("w2.log"))
-        defer { w2.terminate() }
+        defer { w2.stop() }
 
         let client = try TestClient(endpoint)
         let job = try client.submit(spec)
         try waitUntil("the job to be under way") { try client.status(job).tasksDone >= 12 }
-        w2.kill9()
+        w2.signal(SIGKILL)
+        _ = ProcessRun.waitForExit(w2.process)
         let status = try client.wait(job)
         XCTAssertEqual(status.state, .succeeded, status.error.message + "\n" + coordinator.text)
         XCTAssertTrue(coordinator.text.contains("worker dropped"), coordinator.text)

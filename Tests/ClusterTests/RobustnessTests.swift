@@ -90,9 +90,9 @@ final class RobustnessTests: XCTestCase {
         let spec = ClusterAssets.spec(
             model: model, out: dir.appendingPathComponent("restart.gguf"), method: .gptq, mode: .sequential)
         let data = dir.appendingPathComponent("data")
-        let port = try freePort()
+        let port = LoopbackPorts.free()
         let endpoint = "tcp://127.0.0.1:\(port)"
-        let publish = "tcp://127.0.0.1:\(try freePort())"
+        let publish = "tcp://127.0.0.1:\(LoopbackPorts.free())"
 
         var first: Coordinator? = try makeCoordinator(dataDir: data, listen: endpoint, publish: publish)
         // After the coordinator: the worker carries its token (the restarted one reuses it).

@@ -198,15 +198,6 @@ final class TestClient {
     }
 }
 
-/// A free TCP port on loopback (bound and released; fine for tests).
-func freePort() throws -> Int {
-    let s = try ZMQContext.shared.socket(.router)
-    defer { s.close() }
-    try s.set(.linger(0))
-    try s.bind("tcp://127.0.0.1:*")
-    return Int(try s.lastEndpoint.split(separator: ":").last!)!
-}
-
 /// Waits until `cond` holds (polling), failing after `timeout` seconds.
 func waitUntil(_ what: String, timeout: Double = 120, _ cond: () throws -> Bool) throws {
     let deadline = Date().addingTimeInterval(timeout)

@@ -10,7 +10,7 @@ import ZeroMQ
 /// Endpoints the coordinator is given: names libzmq cannot bind, port 0, no room for port + 1.
 final class EndpointCheckTests: XCTestCase {
     func testLocalhostIsBoundAsLoopback() throws {
-        let port = try freePort()
+        let port = LoopbackPorts.free()
         let coordinator = try makeCoordinator(
             dataDir: Paths.tempDir("kiln-ep").appendingPathComponent("data"),
             listen: "tcp://localhost:\(port)")

@@ -31,8 +31,8 @@ final class WorkerProcessTests: XCTestCase {
         coordinator.start()
         defer { coordinator.stop() }
 
-        let worker = try KilnProcess(
-            [
+        let worker = try Background(
+            kiln: [
                 "worker", "--coordinator", coordinator.endpoints.listen, "--id", "intruder",
                 "--curve-server-key", serverPub.path, "--curve-secret", strangerSecret.path,
             ],
@@ -70,8 +70,8 @@ final class WorkerProcessTests: XCTestCase {
         }
         coordinator.start()
         defer { coordinator.stop() }
-        let worker = try KilnProcess(
-            [
+        let worker = try Background(
+            kiln: [
                 "worker", "--coordinator", coordinator.endpoints.listen, "--id", "sleeper",
                 "--token-file", dir.appendingPathComponent("data/token").path,
             ],

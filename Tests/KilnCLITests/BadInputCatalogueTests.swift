@@ -315,13 +315,13 @@ final class BadInputCatalogueTests: XCTestCase {
         let before = s.snapshot()
         var failures: [String] = []
         for c in all {
-            let r = try TimedRun.run(c.args, timeout: 60)
+            let r = try ProcessRun.kiln(c.args, timeout: 60)
             if r.timedOut {
                 failures.append("\(c.name): hung (killed after 60 s)")
                 continue
             }
             if r.signalled {
-                failures.append("\(c.name): killed by signal \(r.status)\n\(r.stderr.suffix(400))")
+                failures.append("\(c.name): killed by signal \(r.status - 128)\n\(r.stderr.suffix(400))")
                 continue
             }
             if r.status == 0 {
@@ -339,51 +339,5 @@ final class BadInputCatalogueTests: XCTestCase {
             }
         }
         XCTAssertEqual(failures, [], "\(failures.count) of \(all.count) cases:\n" + failures.joined(separator: "\n"))
-    }
-}
-
-/// Runs the built kiln with a time limit; tells a signal death from an exit.
-struct TimedRun {
-    var status: Int32
-    var signalled: Bool
-    var timedOut: Bool
-    var stderr: String
-
-    static func run(_ args: [String], timeout: TimeInterval) throws -> TimedRun {
-        let bin = Paths.kilnBinary
-        guard FileManager.default.isExecutableFile(atPath: bin.path) else {
-            throw XCTSkip("kiln binary not built at \(bin.path)")
-        }
-        let p = Process()
-        p.executableURL = bin
-        p.arguments = args
-        p.standardInput = FileHandle.nullDevice
-        p.standardOutput = FileHandle.nullDevice
-        let err = Pipe()
-        p.standardError = err
-        try p.run()
-        final class Box: @unchecked Sendable { var data = Data() }  // written by one thread, read after wait()
-        let box = Box()
-        let g = DispatchGroup()
-        g.enter()
-        DispatchQueue.global().async {
-            box.data = err.fileHandleForReading.readDataToEndOfFile()
-            g.leave()
-        }
-        let deadline = Date().addingTimeInterval(timeout)
-        var timedOut = false
-        while p.isRunning {
-            if Date() > deadline {
-                timedOut = true
-                kill(p.processIdentifier, SIGKILL)
-                break
-            }
-            usleep(20_000)
-        }
-        p.waitUntilExit()
-        g.wait()
-        return TimedRun(
-            status: p.terminationStatus, signalled: p.terminationReason == .uncaughtSignal, timedOut: timedOut,
-            stderr: String(decoding: box.data, as: UTF8.self))
     }
 }

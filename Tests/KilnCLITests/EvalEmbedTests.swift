@@ -6,7 +6,7 @@ final class EvalEmbedTests: XCTestCase {
     /// `kiln eval` end to end (tokenizer + model + protocol) against transformers'
     /// per-window NLL sums for the first windows of fortunes_eval.txt.
     func testEvalReproducesReferenceWindows() throws {
-        let r = try KilnRun.run([
+        let r = try ProcessRun.kiln([
             "eval", Paths.smollm2.path, "--text", Paths.fixture("text/fortunes_eval.txt").path,
             "--ctx", "512", "--windows", "2", "--json",
         ])
@@ -23,13 +23,13 @@ final class EvalEmbedTests: XCTestCase {
 
     func testEvalRejectsBadArguments() throws {
         let text = Paths.fixture("text/fortunes_eval.txt").path
-        var r = try KilnRun.run(["eval", Paths.smollm2.path, "--text", text, "--windows", "100000"])
+        var r = try ProcessRun.kiln(["eval", Paths.smollm2.path, "--text", text, "--windows", "100000"])
         XCTAssertEqual(r.status, 1)
         XCTAssertTrue(r.stderr.contains("lower --windows"), r.stderr)
-        r = try KilnRun.run(["eval", Paths.smollm2.path, "--text", "/nonexistent/file.txt"])
+        r = try ProcessRun.kiln(["eval", Paths.smollm2.path, "--text", "/nonexistent/file.txt"])
         XCTAssertEqual(r.status, 1)
         XCTAssertTrue(r.stderr.contains("/nonexistent/file.txt"), r.stderr)
-        r = try KilnRun.run(["eval", Paths.minilmDir.path, "--text", text, "--windows", "1"])
+        r = try ProcessRun.kiln(["eval", Paths.minilmDir.path, "--text", text, "--windows", "1"])
         XCTAssertEqual(r.status, 1)
         XCTAssertTrue(r.stderr.contains("bert"), r.stderr)
     }
@@ -43,7 +43,7 @@ final class EvalEmbedTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: dir) }
         let input = dir.appendingPathComponent("sentences.txt")
         try sentences.joined(separator: "\n").write(to: input, atomically: true, encoding: .utf8)
-        let r = try KilnRun.run(["embed", Paths.minilmDir.path, "--text", input.path, "--json"])
+        let r = try ProcessRun.kiln(["embed", Paths.minilmDir.path, "--text", input.path, "--json"])
         XCTAssertEqual(r.status, 0, r.stderr)
         let got = (try r.json()["embeddings"] as! [[Double]])
         let expected = try FixtureTensors(Paths.fixture("minilm/minilm_reference.safetensors")).floats("embeddings")
@@ -62,7 +62,7 @@ final class EvalEmbedTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: dir) }
         let input = dir.appendingPathComponent("s.txt")
         try "hello".write(to: input, atomically: true, encoding: .utf8)
-        let r = try KilnRun.run(["embed", Paths.smollm2.path, "--text", input.path])
+        let r = try ProcessRun.kiln(["embed", Paths.smollm2.path, "--text", input.path])
         XCTAssertEqual(r.status, 1)
         XCTAssertTrue(r.stderr.contains("SmolLM2-135M-Instruct.Q4_1.gguf"), r.stderr)
     }

@@ -4,7 +4,7 @@ import XCTest
 
 final class InspectTests: XCTestCase {
     func testInspectSmolLM2JSON() throws {
-        let r = try KilnRun.run(["inspect", Paths.smollm2.path, "--json"])
+        let r = try ProcessRun.kiln(["inspect", Paths.smollm2.path, "--json"])
         XCTAssertEqual(r.status, 0, r.stderr)
         let obj = try r.json()
         XCTAssertEqual(obj["architecture"] as? String, "llama")
@@ -23,7 +23,7 @@ final class InspectTests: XCTestCase {
     }
 
     func testInspectMiniLMTable() throws {
-        let r = try KilnRun.run(["inspect", Paths.minilmDir.path])
+        let r = try ProcessRun.kiln(["inspect", Paths.minilmDir.path])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stdout.contains("architecture  bert"), r.stdout)
         XCTAssertTrue(r.stdout.contains("encoder.layer.0.attention.self.query.weight"), r.stdout)
@@ -35,7 +35,7 @@ final class InspectTests: XCTestCase {
         let damaged = dir.appendingPathComponent("cut.gguf")
         let handle = try FileHandle(forReadingFrom: Paths.smollm2)
         try handle.readData(ofLength: 100_000).write(to: damaged)
-        let r = try KilnRun.run(["inspect", damaged.path])
+        let r = try ProcessRun.kiln(["inspect", damaged.path])
         XCTAssertNotEqual(r.status, 0)
         XCTAssertTrue(r.stderr.contains("cut.gguf"), r.stderr)
         XCTAssertTrue(r.stdout.isEmpty, r.stdout)

@@ -11,7 +11,7 @@ final class RunTests: XCTestCase {
     func testBadBitsFailsBeforeWorkAndWritesNothing() throws {
         let dir = Paths.tempDir("kiln-run-cli")
         let out = dir.appendingPathComponent("o.gguf")
-        let r = try KilnRun.run([
+        let r = try ProcessRun.kiln([
             "run", "--model", try smollm2().path, "--calib", Paths.fixture("text/fortunes_calib.txt").path,
             "--bits", "9", "--format", "gptq-safetensors", "--out", out.path,
         ])
@@ -24,7 +24,7 @@ final class RunTests: XCTestCase {
     func testGGUFFormatRejectsOtherBitsAndEmptyCalibration() throws {
         let dir = Paths.tempDir("kiln-run-cli")
         let out = dir.appendingPathComponent("o.gguf")
-        var r = try KilnRun.run([
+        var r = try ProcessRun.kiln([
             "run", "--model", try smollm2().path, "--calib", Paths.fixture("text/fortunes_calib.txt").path,
             "--bits", "3", "--out", out.path,
         ])
@@ -32,7 +32,7 @@ final class RunTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("gguf-q4_0") && r.stderr.contains("--bits 3"), r.stderr)
         let empty = dir.appendingPathComponent("empty.txt")
         try Data().write(to: empty)
-        r = try KilnRun.run(["run", "--model", try smollm2().path, "--calib", empty.path, "--out", out.path])
+        r = try ProcessRun.kiln(["run", "--model", try smollm2().path, "--calib", empty.path, "--out", out.path])
         XCTAssertEqual(r.status, 1)
         XCTAssertTrue(r.stderr.contains("empty"), r.stderr)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), ["empty.txt"])

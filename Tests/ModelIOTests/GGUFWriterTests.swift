@@ -22,44 +22,6 @@ struct TestRNG {
     mutating func floats(_ n: Int, scale: Float = 1) -> [Float] { (0..<n).map { _ in float() * scale } }
 }
 
-/// Runs `python3 script args` (script relative to the repository) when python3 can import
-/// `modules`; otherwise skips the test. Returns the parsed JSON stdout.
-func runPythonCheck(_ script: String, _ args: [String], modules: [String]) throws -> [String: Any] {
-    func run(_ a: [String]) throws -> (Int32, Data, Data) {
-        let tmp = FileManager.default.temporaryDirectory
-        let outURL = tmp.appendingPathComponent("kiln-py-\(UUID().uuidString).out")
-        let errURL = tmp.appendingPathComponent("kiln-py-\(UUID().uuidString).err")
-        _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
-        defer {
-            try? FileManager.default.removeItem(at: outURL)
-            try? FileManager.default.removeItem(at: errURL)
-        }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3"] + a
-        let outH = try FileHandle(forWritingTo: outURL)
-        let errH = try FileHandle(forWritingTo: errURL)
-        p.standardOutput = outH
-        p.standardError = errH
-        try p.run()
-        p.waitUntilExit()
-        try outH.close()
-        try errH.close()
-        return (p.terminationStatus, try Data(contentsOf: outURL), try Data(contentsOf: errURL))
-    }
-    let probe = try? run(["-c", "import " + modules.joined(separator: ", ")])
-    guard let probe, probe.0 == 0 else {
-        throw XCTSkip("python3 with \(modules.joined(separator: ", ")) is not available")
-    }
-    let (status, out, err) = try run([Paths.repoRoot.appendingPathComponent(script).path] + args)
-    guard status == 0 else {
-        XCTFail("\(script) failed (\(status)): \(String(decoding: err, as: UTF8.self))")
-        return [:]
-    }
-    return try JSONSerialization.jsonObject(with: out) as! [String: Any]
-}
-
 /// Float32 bit patterns from a JSON array of integers.
 func jsonBits(_ any: Any?) -> [UInt32] {
     ((any as? [Any]) ?? []).map { UInt32(truncating: $0 as! NSNumber) }
@@ -370,7 +332,7 @@ final class GGUFWriterTests: XCTestCase {
     func testPythonGGUFReadsFile() throws {
         let url = dir.appendingPathComponent("py.gguf")
         let tensors = try writeSampleWithoutNested(url)
-        let j = try runPythonCheck(
+        let j = try PythonCheck.run(
             "Ops/check_gguf.py",
             [url.path, "--rtn", "rtn.src:rtn.q8_0", "--rtn", "rtn.src:rtn.q4_0", "--rtn", "rtn.src:rtn.q4_1"],
             modules: ["gguf", "numpy"])
@@ -426,7 +388,7 @@ final class GGUFWriterTests: XCTestCase {
         try w.writeTensor("src", floats: x)
         for t in ["q8_0", "q4_0", "q4_1"] { try w.writeTensor(t, floats: x) }
         try w.finish()
-        let j = try runPythonCheck(
+        let j = try PythonCheck.run(
             "Ops/check_gguf.py", [url.path, "--rtn", "src:q8_0", "--rtn", "src:q4_0", "--rtn", "src:q4_1"],
             modules: ["gguf", "numpy"])
         XCTAssertEqual(j["rtn"] as? [String: Bool], ["q8_0": true, "q4_0": true, "q4_1": true])

@@ -194,7 +194,7 @@ final class GPTQWriterTests: XCTestCase {
             } else {
                 XCTAssertTrue(files.contains("model.safetensors"))
             }
-            let j = try runPythonCheck("Ops/check_gptq_safetensors.py", [out.path], modules: ["numpy"])
+            let j = try PythonCheck.run("Ops/check_gptq_safetensors.py", [out.path], modules: ["numpy"])
             let qc = j["quantization_config"] as! [String: Any]
             XCTAssertEqual(qc["quant_method"] as? String, "gptq")
             XCTAssertEqual(qc["bits"] as? Int, c.bits)

@@ -93,7 +93,7 @@ final class RefusalVisibilityTests: XCTestCase {
         let plain = try handshake(context, endpoint, server: server.publicKey, keys: nil)
         XCTAssertEqual(plain, .protocolFailure(code: HandshakeVerdict.mechanismMismatch))
         XCTAssertTrue(plain.hint(curve: false)?.contains("requires CURVE") == true)
-        let dead = closedLoopbackEndpoint()
+        let dead = LoopbackPorts.closedEndpoint()
         let s = try context.socket(.dealer)
         defer { s.close() }
         let watch = try HandshakeWatch(s)
