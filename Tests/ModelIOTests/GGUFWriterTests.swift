@@ -302,7 +302,7 @@ final class GGUFWriterTests: XCTestCase {
         XCTAssertEqual(g.bytes.count % 32, 0)
     }
 
-    /// Round trip through ModelIO's own GGUF reader (branch modelio).
+    /// Round trip through ModelIO's own GGUF reader.
     func testRoundTripThroughModelIOReader() throws {
         let url = dir.appendingPathComponent("rt.gguf")
         let tensors = try writeSample(url)

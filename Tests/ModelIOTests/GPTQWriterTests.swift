@@ -241,7 +241,7 @@ final class GPTQWriterTests: XCTestCase {
         }
     }
 
-    /// Round trip through ModelIO's safetensors reader (branch modelio): openModel on the
+    /// Round trip through ModelIO's safetensors reader: openModel on the
     /// output directory (sharded, with index.json), raw tensors and dense values.
     func testRoundTripThroughModelIOReader() throws {
         var rng = TestRNG(8)
