@@ -7,7 +7,7 @@ import Tensor
 /// Layout: "GGUF", u32 version, u64 tensor count, u64 key-value count, the
 /// key-values, the tensor infos (name, n_dims, ne[] innermost first, ggml type,
 /// offset into the data section), padding to `general.alignment`, tensor data.
-public final class GGUFFile: @unchecked Sendable {  // immutable after init
+public final class GGUFFile: Sendable {
     public struct Tensor: Sendable {
         public var info: TensorInfo
         public var type: GGMLType

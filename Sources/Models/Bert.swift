@@ -119,7 +119,7 @@ public struct BertBlock: TransformerBlock {
     }
 }
 
-public final class BertModel: TransformerModel, @unchecked Sendable {
+public final class BertModel: TransformerModel, Sendable {
     public let config: ModelConfig
     public let hyper: BertHyper
     public let wordEmbedding: Matrix  // [vocab, hidden]

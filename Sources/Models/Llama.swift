@@ -181,7 +181,7 @@ public struct LlamaBlock: TransformerBlock {
 /// A Llama-family causal LM. Immutable and thread-safe; blocks are either held in
 /// memory or read from the model file on demand (`lazy`), so a pipeline that runs
 /// one block at a time holds one block's weights.
-public final class LlamaModel: CausalLM, @unchecked Sendable {
+public final class LlamaModel: CausalLM, Sendable {
     public let config: ModelConfig
     public let hyper: LlamaHyper
     /// Naming of the source file (for mapping linears back to tensor names).
