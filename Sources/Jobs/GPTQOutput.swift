@@ -24,25 +24,6 @@ public enum GPTQOutput {
         return m
     }
 
-    static let hfLinear = [
-        "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
-        "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
-        "ffn_down": "mlp.down_proj",
-    ]
-
-    /// hfRow -> source row, for a GGUF (interleaved) q/k weight of `heads` heads.
-    static func halvesOrder(rows: Int, heads: Int) -> [Int] {
-        let d = rows / heads
-        let half = d / 2
-        var perm = [Int](repeating: 0, count: rows)
-        for h in 0..<heads {
-            for i in 0..<half {
-                for j in 0..<2 { perm[h * d + j * half + i] = h * d + 2 * i + j }
-            }
-        }
-        return perm
-    }
-
     static func permuteRows<T>(_ a: [T], width: Int, order: [Int]) -> [T] {
         var out: [T] = []
         out.reserveCapacity(a.count)
@@ -90,18 +71,20 @@ public enum GPTQOutput {
                 plain(
                     naming == .gguf ? "blk.\(b).attn_norm.weight" : "model.layers.\(b).input_layernorm.weight",
                     "model.layers.\(b).input_layernorm.weight")
-                for l in ["attn_q", "attn_k", "attn_v", "attn_output"] {
+                for l in Linear.allCases where l.isAttention {
                     items.append(
                         .linear(
-                            LlamaTensorNames.linear(l, block: b, naming: naming), "model.layers.\(b).\(hfLinear[l]!)"))
+                            LlamaTensorNames.linear(l.rawValue, block: b, naming: naming),
+                            "model.layers.\(b).\(l.huggingFaceName)"))
                 }
                 plain(
                     naming == .gguf ? "blk.\(b).ffn_norm.weight" : "model.layers.\(b).post_attention_layernorm.weight",
                     "model.layers.\(b).post_attention_layernorm.weight")
-                for l in ["ffn_gate", "ffn_up", "ffn_down"] {
+                for l in Linear.allCases where !l.isAttention {
                     items.append(
                         .linear(
-                            LlamaTensorNames.linear(l, block: b, naming: naming), "model.layers.\(b).\(hfLinear[l]!)"))
+                            LlamaTensorNames.linear(l.rawValue, block: b, naming: naming),
+                            "model.layers.\(b).\(l.huggingFaceName)"))
                 }
             }
             plain(LlamaTensorNames.outputNorm(naming), "model.norm.weight")
@@ -127,9 +110,9 @@ public enum GPTQOutput {
                     var codes = q.codes
                     var params = q.parameters
                     var bias = view.has(biasName(src)) ? try view.load(biasName(src)).data : nil
-                    if permuteQK && (q.linear == "attn_q" || q.linear == "attn_k") {
-                        let heads = q.linear == "attn_q" ? c.headCount : c.kvHeadCount
-                        let order = halvesOrder(rows: q.rows, heads: heads)
+                    if permuteQK && (q.linear == Linear.attnQ.rawValue || q.linear == Linear.attnK.rawValue) {
+                        let heads = q.linear == Linear.attnQ.rawValue ? c.headCount : c.kvHeadCount
+                        let order = RopePermutation.halvesOrder(rows: q.rows, heads: heads)
                         codes = permuteRows(codes, width: q.columns, order: order)
                         params = permuteRows(params, width: q.groupCount, order: order)
                         bias = bias.map { permuteRows($0, width: 1, order: order) }
