@@ -187,3 +187,19 @@ public struct GGUFQ8_0Grid: QuantizationGrid {
         Float(Int8(bitPattern: code)) * p.scale
     }
 }
+
+/// The one dequantizer of per-(row, group) codes: value(code, parameters of (row, group of the
+/// column)) for every element of a [rows, columns] weight; `parameters` is [rows, groupCount].
+public func dequantize(
+    rows: Int, columns: Int, codes: [UInt8], parameters: [GroupParameters], groupIndex: [Int32], groupCount: Int,
+    value: (UInt8, GroupParameters) -> Float
+) -> Matrix {
+    var m = Matrix(rows: rows, cols: columns)
+    for r in 0..<rows {
+        for c in 0..<columns {
+            let p = parameters[r * groupCount + Int(groupIndex[c])]
+            m.data[r * columns + c] = value(codes[r * columns + c], p)
+        }
+    }
+    return m
+}
