@@ -31,6 +31,9 @@ public enum GGUFCodes: Sendable, Equatable {
 }
 
 /// One tensor quantized to a GGUF block type: the quantizer's output, before packing.
+/// A separate type from the quantizers' codes + `GroupParameters` on purpose: this is GGUF's
+/// own block form (fp16 bit patterns per 32-element block, Q8_0 codes signed) that `pack`
+/// lays out byte for byte; `init(type:shape:codes:parameters:)` is the one way in from a grid.
 public struct GGUFQuantizedTensor: Sendable, Equatable {
     /// .q4_0, .q4_1 or .q8_0.
     public var type: DType

@@ -191,27 +191,28 @@ public final class LlamaModel: CausalLM, Sendable {
     let blocks: Blocks
     let overrides: [Int: LlamaBlockWeights]
 
-    public init(
+    public convenience init(
         config: ModelConfig, hyper: LlamaHyper, naming: TensorNaming, embedding: Matrix, outputNorm: [Float],
         outputHead: Matrix?, blocks: [LlamaBlockWeights]
     ) {
-        self.config = config
-        self.hyper = hyper
-        self.naming = naming
-        self.embedding = embedding
-        self.outputNorm = outputNorm
-        self.outputHead = outputHead
-        self.rope = RopeTable(
-            headDim: hyper.headDim, theta: hyper.ropeTheta,
-            maxPositions: min(max(config.contextLength, 512), 32768))
-        self.blocks = .eager(blocks)
-        self.overrides = [:]
+        self.init(
+            config: config, hyper: hyper, naming: naming, embedding: embedding, outputNorm: outputNorm,
+            outputHead: outputHead, blocks: .eager(blocks), overrides: [:])
     }
 
     /// A model whose blocks are produced on demand by `loadBlock`.
-    public init(
+    public convenience init(
         config: ModelConfig, hyper: LlamaHyper, naming: TensorNaming, embedding: Matrix, outputNorm: [Float],
         outputHead: Matrix?, lazyBlocks loadBlock: @escaping @Sendable (Int) throws -> LlamaBlockWeights
+    ) {
+        self.init(
+            config: config, hyper: hyper, naming: naming, embedding: embedding, outputNorm: outputNorm,
+            outputHead: outputHead, blocks: .lazy(loadBlock), overrides: [:])
+    }
+
+    private init(
+        config: ModelConfig, hyper: LlamaHyper, naming: TensorNaming, embedding: Matrix, outputNorm: [Float],
+        outputHead: Matrix?, blocks: Blocks, overrides: [Int: LlamaBlockWeights]
     ) {
         self.config = config
         self.hyper = hyper
@@ -222,8 +223,8 @@ public final class LlamaModel: CausalLM, Sendable {
         self.rope = RopeTable(
             headDim: hyper.headDim, theta: hyper.ropeTheta,
             maxPositions: min(max(config.contextLength, 512), 32768))
-        self.blocks = .lazy(loadBlock)
-        self.overrides = [:]
+        self.blocks = blocks
+        self.overrides = overrides
     }
 
     private init(base: LlamaModel, overrides: [Int: LlamaBlockWeights]) {
