@@ -8,6 +8,9 @@ import PackageDescription
 // machine of this project's kind has them.
 let fast: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"])]
 
+// The numeric layers build in Swift 6 mode (strict concurrency); the rest follow later.
+let swift6: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
 let package = Package(
     name: "Kiln",
     platforms: [.macOS(.v14)],
@@ -23,12 +26,12 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
         .systemLibrary(name: "CZeroMQ", path: "Sources/CZeroMQ"),
-        .target(name: "Tensor", dependencies: ["CBLAS"], swiftSettings: fast),
-        .target(name: "ModelIO", dependencies: ["Tensor"], swiftSettings: fast),
-        .target(name: "Tokenizers", swiftSettings: fast),
-        .target(name: "Models", dependencies: ["Tensor", "ModelIO", "Tokenizers"], swiftSettings: fast),
-        .target(name: "Calibration", dependencies: ["Tensor", "Models"], swiftSettings: fast),
-        .target(name: "Quantization", dependencies: ["Tensor", "Calibration"], swiftSettings: fast),
+        .target(name: "Tensor", dependencies: ["CBLAS"], swiftSettings: fast + swift6),
+        .target(name: "ModelIO", dependencies: ["Tensor"], swiftSettings: fast + swift6),
+        .target(name: "Tokenizers", swiftSettings: fast + swift6),
+        .target(name: "Models", dependencies: ["Tensor", "ModelIO", "Tokenizers"], swiftSettings: fast + swift6),
+        .target(name: "Calibration", dependencies: ["Tensor", "Models"], swiftSettings: fast + swift6),
+        .target(name: "Quantization", dependencies: ["Tensor", "Calibration"], swiftSettings: fast + swift6),
         .target(
             name: "Jobs", dependencies: ["Tensor", "ModelIO", "Tokenizers", "Models", "Calibration", "Quantization"],
             swiftSettings: fast),

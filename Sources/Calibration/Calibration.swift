@@ -1,1 +1,1 @@
-// \(t) layer; see docs/ARCHITECTURE.md
+// Calibration layer: calibration text, samplers and the statistics GPTQ needs; see docs/ARCHITECTURE.md

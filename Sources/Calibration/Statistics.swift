@@ -154,10 +154,21 @@ public struct HessianAccumulator: Codable, Sendable, Equatable {
             let failures = UnsafeMutableBufferPointer<Int>.allocate(capacity: 2)
             defer { failures.deallocate() }
             failures.initialize(repeating: -1)
-            g.data.withUnsafeBufferPointer { gp in
-                high.withUnsafeMutableBufferPointer { hp in
-                    low.withUnsafeMutableBufferPointer { lp in
+            g.data.withUnsafeBufferPointer { gb in
+                high.withUnsafeMutableBufferPointer { hb in
+                    low.withUnsafeMutableBufferPointer { lb in
+                        // Buffers cross into the concurrent closure as addresses: the parts write
+                        // disjoint ranges of high, low and failures, and every buffer outlives the call.
+                        let ga = UInt(bitPattern: gb.baseAddress)
+                        let ha = UInt(bitPattern: hb.baseAddress)
+                        let la = UInt(bitPattern: lb.baseAddress)
+                        let fa = UInt(bitPattern: failures.baseAddress)
                         DispatchQueue.concurrentPerform(iterations: 2) { part in
+                            guard let gp = UnsafePointer<Float>(bitPattern: ga),
+                                let hp = UnsafeMutablePointer<Int64>(bitPattern: ha),
+                                let lp = UnsafeMutablePointer<UInt64>(bitPattern: la),
+                                let failures = UnsafeMutablePointer<Int>(bitPattern: fa)
+                            else { return }
                             for i in ranges[part] {
                                 var k = Self.packedIndex(i, i, columns: n)
                                 for j in i..<n {

@@ -53,12 +53,8 @@ public enum GGUFOutput {
         else {
             throw JobError("\(q.tensor): groups are not GGUF's consecutive blocks of 32 columns")
         }
-        let type = dtype(format)
-        let codes: GGUFCodes = type == .q8_0 ? .signed(q.codes.map { Int8(bitPattern: $0) }) : .unsigned(q.codes)
         return GGUFQuantizedTensor(
-            type: type, shape: [q.rows, q.columns], codes: codes,
-            scales: q.parameters.map(\.scaleHalfBits),
-            mins: type == .q4_1 ? q.parameters.map(\.zeroHalfBits) : nil)
+            type: dtype(format), shape: [q.rows, q.columns], codes: q.codes, parameters: q.parameters)
     }
 
     /// `linears` is read one tensor at a time, in the file's tensor order.

@@ -13,34 +13,9 @@ public enum GPTQOutput {
     /// The weights a GPTQ runtime reconstructs from the file: fp16(scale) * (code - zero),
     /// in the input file's row layout.
     public static func storedWeights(_ q: QuantizedLinear) -> Matrix {
-        var m = Matrix(rows: q.rows, cols: q.columns)
-        for r in 0..<q.rows {
-            for c in 0..<q.columns {
-                let p = q.parameters[r * q.groupCount + Int(q.groupIndex[c])]
-                let s = Float(Float16(p.scale))
-                m.data[r * q.columns + c] = s * (Float(q.codes[r * q.columns + c]) - p.zero)
-            }
-        }
-        return m
-    }
-
-    static let hfLinear = [
-        "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
-        "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
-        "ffn_down": "mlp.down_proj",
-    ]
-
-    /// hfRow -> source row, for a GGUF (interleaved) q/k weight of `heads` heads.
-    static func halvesOrder(rows: Int, heads: Int) -> [Int] {
-        let d = rows / heads
-        let half = d / 2
-        var perm = [Int](repeating: 0, count: rows)
-        for h in 0..<heads {
-            for i in 0..<half {
-                for j in 0..<2 { perm[h * d + j * half + i] = h * d + 2 * i + j }
-            }
-        }
-        return perm
+        dequantize(
+            rows: q.rows, columns: q.columns, codes: q.codes, parameters: q.parameters, groupIndex: q.groupIndex,
+            groupCount: q.groupCount, value: { code, p in Float(Float16(p.scale)) * (Float(code) - p.zero) })
     }
 
     static func permuteRows<T>(_ a: [T], width: Int, order: [Int]) -> [T] {
@@ -51,68 +26,29 @@ public enum GPTQOutput {
     }
 
     /// Returns the checkpoint format written ("gptq", or "gptq_v2" when a zero point is 0).
-    @discardableResult
     /// `linears` is read one tensor at a time, in the output's order.
+    @discardableResult
     public static func write(
         spec: JobSpec, view: any ModelView, linears: any QuantizedLinearSource, to url: URL
     ) throws -> String {
         let quantized = try linears.summaries()
-        let c = view.config
-        let naming = view.naming
-        let recipe = spec.recipe
-        let permuteQK = fileRopeLayout(architecture: c.architecture.lowercased(), naming: naming) == .interleaved
         // v1 stores zero - 1, so a zero point of 0 needs v2 (the exact values are kept
         // rather than clamping, which would change weights GPTQ optimized).
-        let needsV2 = quantized.values.contains { $0.hasZeroPointZero }
-        let checkpoint: GPTQConfig.CheckpointFormat = needsV2 ? .gptqV2 : .gptq
-        let config = GPTQConfig(
-            bits: recipe.bits, groupSize: recipe.groupSize, descAct: recipe.actOrder,
-            sym: recipe.symmetric,
-            // All groups of a block are calibrated in one pass (collect), not
-            // re-collected after each earlier group is quantized.
-            trueSequential: false,
-            dampPercent: recipe.percentDamp, staticGroups: recipe.staticGroups,
-            checkpointFormat: checkpoint)
-
+        let checkpoint: GPTQConfig.CheckpointFormat =
+            quantized.values.contains { $0.hasZeroPointZero } ? .gptqV2 : .gptq
         let tmp = FileManager.default.temporaryDirectory.appendingPathComponent(
             "kiln-tok-\(getpid())-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: tmp) }
         let (modelConfig, tokenizerFiles) = try configAndTokenizer(view: view, tmp: tmp)
         let w = try GPTQSafetensorsWriter(
-            directory: url, config: config, modelConfig: modelConfig, tokenizerFiles: tokenizerFiles,
-            replace: spec.overwrite)
+            directory: url, config: gptqConfig(spec.recipe, checkpoint), modelConfig: modelConfig,
+            tokenizerFiles: tokenizerFiles, replace: spec.overwrite)
         do {
-            enum Item { case plain(String, String), linear(String, String) }
-            var items: [Item] = []
-            func plain(_ src: String, _ dst: String) { if view.has(src) { items.append(.plain(src, dst)) } }
-            plain(LlamaTensorNames.embedding(naming), "model.embed_tokens.weight")
-            for b in 0..<c.layerCount {
-                plain(
-                    naming == .gguf ? "blk.\(b).attn_norm.weight" : "model.layers.\(b).input_layernorm.weight",
-                    "model.layers.\(b).input_layernorm.weight")
-                for l in ["attn_q", "attn_k", "attn_v", "attn_output"] {
-                    items.append(
-                        .linear(
-                            LlamaTensorNames.linear(l, block: b, naming: naming), "model.layers.\(b).\(hfLinear[l]!)"))
-                }
-                plain(
-                    naming == .gguf ? "blk.\(b).ffn_norm.weight" : "model.layers.\(b).post_attention_layernorm.weight",
-                    "model.layers.\(b).post_attention_layernorm.weight")
-                for l in ["ffn_gate", "ffn_up", "ffn_down"] {
-                    items.append(
-                        .linear(
-                            LlamaTensorNames.linear(l, block: b, naming: naming), "model.layers.\(b).\(hfLinear[l]!)"))
-                }
-            }
-            plain(LlamaTensorNames.outputNorm(naming), "model.norm.weight")
-            plain(LlamaTensorNames.outputHead(naming), "lm_head.weight")
-
-            func biasName(_ weightName: String) -> String { String(weightName.dropLast("weight".count)) + "bias" }
+            let items = outputItems(view)
             for item in items {
                 switch item {
                 case let .plain(src, dst):
-                    let info = view.info(src)!
-                    try w.declareTensor(dst, dtype: .f16, shape: info.shape.count == 1 ? info.shape : info.shape)
+                    try w.declareTensor(dst, dtype: .f16, shape: view.info(src)!.shape)
                 case let .linear(src, dst):
                     guard let q = quantized[src] else { throw JobError("no quantized result for \(src)") }
                     try w.declareLinear(dst, outFeatures: q.rows, inFeatures: q.columns, bias: view.has(biasName(src)))
@@ -124,21 +60,7 @@ public enum GPTQOutput {
                     try w.writeTensor(dst, floats: try view.load(src).data)
                 case let .linear(src, dst):
                     let q = try linears.linear(src)
-                    var codes = q.codes
-                    var params = q.parameters
-                    var bias = view.has(biasName(src)) ? try view.load(biasName(src)).data : nil
-                    if permuteQK && (q.linear == "attn_q" || q.linear == "attn_k") {
-                        let heads = q.linear == "attn_q" ? c.headCount : c.kvHeadCount
-                        let order = halvesOrder(rows: q.rows, heads: heads)
-                        codes = permuteRows(codes, width: q.columns, order: order)
-                        params = permuteRows(params, width: q.groupCount, order: order)
-                        bias = bias.map { permuteRows($0, width: 1, order: order) }
-                    }
-                    try w.writeLinear(
-                        GPTQLinear(
-                            prefix: dst, outFeatures: q.rows, inFeatures: q.columns, bits: recipe.bits,
-                            groupSize: recipe.groupSize, codes: codes, scales: params.map(\.scale),
-                            zeros: params.map { Int($0.zero) }, gIdx: q.groupIndex.map(Int.init), bias: bias))
+                    try w.writeLinear(gptqLinear(q, source: src, prefix: dst, view: view, recipe: spec.recipe))
                 }
             }
             try w.finish()
@@ -147,6 +69,76 @@ public enum GPTQOutput {
             throw error
         }
         return checkpoint.rawValue
+    }
+
+    static func gptqConfig(_ recipe: QuantRecipe, _ checkpoint: GPTQConfig.CheckpointFormat) -> GPTQConfig {
+        GPTQConfig(
+            bits: recipe.bits, groupSize: recipe.groupSize, descAct: recipe.actOrder,
+            sym: recipe.symmetric,
+            // All groups of a block are calibrated in one pass (collect), not
+            // re-collected after each earlier group is quantized.
+            trueSequential: false,
+            dampPercent: recipe.percentDamp, staticGroups: recipe.staticGroups,
+            checkpointFormat: checkpoint)
+    }
+
+    /// One output tensor: copied as fp16 (`plain`) or a quantized linear; (input name, HF name).
+    enum OutputItem {
+        case plain(String, String)
+        case linear(String, String)
+    }
+
+    /// The output's tensors in HF order; plain tensors the input lacks are left out.
+    static func outputItems(_ view: any ModelView) -> [OutputItem] {
+        let naming = view.naming
+        var items: [OutputItem] = []
+        func plain(_ src: String, _ dst: String) { if view.has(src) { items.append(.plain(src, dst)) } }
+        func linears(_ b: Int, attention: Bool) {
+            for l in Linear.allCases where l.isAttention == attention {
+                items.append(
+                    .linear(
+                        LlamaTensorNames.linear(l.rawValue, block: b, naming: naming),
+                        "model.layers.\(b).\(l.huggingFaceName)"))
+            }
+        }
+        plain(LlamaTensorNames.embedding(naming), "model.embed_tokens.weight")
+        for b in 0..<view.config.layerCount {
+            plain(
+                naming == .gguf ? "blk.\(b).attn_norm.weight" : "model.layers.\(b).input_layernorm.weight",
+                "model.layers.\(b).input_layernorm.weight")
+            linears(b, attention: true)
+            plain(
+                naming == .gguf ? "blk.\(b).ffn_norm.weight" : "model.layers.\(b).post_attention_layernorm.weight",
+                "model.layers.\(b).post_attention_layernorm.weight")
+            linears(b, attention: false)
+        }
+        plain(LlamaTensorNames.outputNorm(naming), "model.norm.weight")
+        plain(LlamaTensorNames.outputHead(naming), "lm_head.weight")
+        return items
+    }
+
+    static func biasName(_ weightName: String) -> String { String(weightName.dropLast("weight".count)) + "bias" }
+
+    /// A quantized linear as the GPTQ writer takes it: q/k rows (codes, parameters, bias) moved
+    /// from GGUF's interleaved RoPE layout to HF's halves layout when the input is interleaved.
+    static func gptqLinear(
+        _ q: QuantizedLinear, source src: String, prefix: String, view: any ModelView, recipe: QuantRecipe
+    ) throws -> GPTQLinear {
+        let c = view.config
+        var codes = q.codes
+        var params = q.parameters
+        var bias = view.has(biasName(src)) ? try view.load(biasName(src)).data : nil
+        let interleaved = fileRopeLayout(architecture: c.architecture.lowercased(), naming: view.naming) == .interleaved
+        if interleaved, let l = Linear(rawValue: q.linear), l == .attnQ || l == .attnK {
+            let order = RopePermutation.halvesOrder(rows: q.rows, heads: l == .attnQ ? c.headCount : c.kvHeadCount)
+            codes = permuteRows(codes, width: q.columns, order: order)
+            params = permuteRows(params, width: q.groupCount, order: order)
+            bias = bias.map { permuteRows($0, width: 1, order: order) }
+        }
+        return GPTQLinear(
+            prefix: prefix, outFeatures: q.rows, inFeatures: q.columns, bits: recipe.bits,
+            groupSize: recipe.groupSize, codes: codes, scales: params.map(\.scale),
+            zeros: params.map { Int($0.zero) }, gIdx: q.groupIndex.map(Int.init), bias: bias)
     }
 
     /// config.json bytes and tokenizer files: the HF input's own, or built from GGUF metadata.

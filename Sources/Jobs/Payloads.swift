@@ -74,14 +74,9 @@ public struct QuantizedLinear: Codable, Sendable, Equatable {
     /// what the quantizer produced (checked when the result is made).
     public func dequantized() -> Matrix {
         let grid = recipe.makeGrid()
-        var m = Matrix(rows: rows, cols: columns)
-        for r in 0..<rows {
-            for c in 0..<columns {
-                let p = parameters[r * groupCount + Int(groupIndex[c])]
-                m.data[r * columns + c] = grid.value(codes[r * columns + c], p)
-            }
-        }
-        return m
+        return dequantize(
+            rows: rows, columns: columns, codes: codes, parameters: parameters, groupIndex: groupIndex,
+            groupCount: groupCount, value: grid.value)
     }
 }
 

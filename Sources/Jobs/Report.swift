@@ -1,5 +1,6 @@
 import Foundation
 import ModelIO
+import Models
 
 /// Wall time of each phase of a job, seconds.
 public struct PhaseTimes: Codable, Sendable, Equatable {
@@ -114,6 +115,6 @@ public struct JobReport: Codable, Sendable, Equatable {
     }
 
     private func order(_ l: String) -> Int {
-        ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"].firstIndex(of: l) ?? 99
+        Linear(rawValue: l)?.displayOrder ?? Linear.allCases.count
     }
 }

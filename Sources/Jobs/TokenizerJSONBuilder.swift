@@ -1,5 +1,6 @@
 import Foundation
 import ModelIO
+import Tokenizers
 
 /// Builds a Hugging Face tokenizer.json from a GGUF byte-level BPE vocabulary (best
 /// effort): model BPE with the GGUF vocab and merges, a pre-tokenizer Sequence of the
@@ -7,23 +8,6 @@ import ModelIO
 /// its own regex), decoder ByteLevel, and control / user-defined tokens as added
 /// tokens. Unknown pre names fall back to GPT-2's regex (noted by the caller).
 public enum TokenizerJSONBuilder {
-    static let gpt2Regex = #"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"#
-    static func llama3Regex(_ digits: String) -> String {
-        #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"# + digits
-            + #"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
-    }
-
-    /// Split regexes for llama.cpp's pre-tokenizer names (nil: unknown name).
-    static func splitRegexes(pre: String) -> [String]? {
-        switch pre {
-        case "gpt-2", "gpt2", "phi-2", "mpt", "olmo": return [gpt2Regex]
-        case "smollm", "starcoder", "refact", "command-r", "codeshell": return [#"\p{N}"#, gpt2Regex]
-        case "llama3", "llama-v3", "llama-bpe", "falcon3": return [llama3Regex("{1,3}")]
-        case "qwen2", "stablelm2", "deepseek-r1-qwen": return [llama3Regex("")]
-        default: return nil
-        }
-    }
-
     /// The tokenizer.json bytes (sorted keys), or nil when the GGUF has no gpt2-style BPE.
     public static func build(metadata md: [String: GGUFValue]) -> (json: Data, exactPre: Bool)? {
         guard md["tokenizer.ggml.model"]?.string == "gpt2",
@@ -32,7 +16,7 @@ public enum TokenizerJSONBuilder {
         else { return nil }
         let types = md["tokenizer.ggml.token_type"]?.array?.compactMap(\.int) ?? []
         let pre = md["tokenizer.ggml.pre"]?.string ?? "default"
-        let regexes = splitRegexes(pre: pre)
+        let regexes = PreTokenizerNames.splitRegexes(ggufName: pre)
         var vocab: [String: Int] = [:]
         for (i, t) in tokens.enumerated() where vocab[t] == nil { vocab[t] = i }
         var added: [[String: Any]] = []
@@ -42,7 +26,7 @@ public enum TokenizerJSONBuilder {
                 "normalized": types[i] == 4, "special": types[i] == 3,
             ])
         }
-        var pretok: [[String: Any]] = (regexes ?? [gpt2Regex]).map {
+        var pretok: [[String: Any]] = (regexes ?? [PreTokenizerNames.gpt2Regex]).map {
             ["type": "Split", "pattern": ["Regex": $0], "behavior": "Isolated", "invert": false]
         }
         pretok.append(["type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false])
@@ -57,7 +41,7 @@ public enum TokenizerJSONBuilder {
             "model": [
                 "type": "BPE", "dropout": NSNull(), "unk_token": NSNull(), "continuing_subword_prefix": NSNull(),
                 "end_of_word_suffix": NSNull(), "fuse_unk": false, "byte_fallback": false,
-                "ignore_merges": ["llama3", "llama-v3", "llama-bpe", "falcon3"].contains(pre),
+                "ignore_merges": PreTokenizerNames.ignoresMerges(ggufName: pre),
                 "vocab": vocab, "merges": merges,
             ] as [String: Any],
         ]

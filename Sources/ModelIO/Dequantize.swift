@@ -23,17 +23,23 @@ public enum Dequantize {
             if chunks <= 1 {
                 kernel(src, dst, blocks)
             } else {
+                // Pointers cross into the concurrent closure as addresses: each chunk reads and
+                // writes its own disjoint range, and both buffers outlive the call.
+                let srcAddress = UInt(bitPattern: src)
+                let dstAddress = UInt(bitPattern: dst)
                 DispatchQueue.concurrentPerform(iterations: chunks) { c in
                     let b0 = c * chunk
                     let n = min(chunk, blocks - b0)
-                    kernel(src + b0 * type.typeSize, dst + b0 * type.blockSize, n)
+                    let s = UnsafeRawPointer(bitPattern: srcAddress)!
+                    let d = UnsafeMutablePointer<Float>(bitPattern: dstAddress)!
+                    kernel(s + b0 * type.typeSize, d + b0 * type.blockSize, n)
                 }
             }
             initialized = count
         }
     }
 
-    typealias Kernel = (UnsafeRawPointer, UnsafeMutablePointer<Float>, Int) -> Void
+    typealias Kernel = @Sendable (UnsafeRawPointer, UnsafeMutablePointer<Float>, Int) -> Void
 
     static func kernel(for type: GGMLType) -> Kernel? {
         switch type {

@@ -3,8 +3,8 @@ import Tensor
 
 // GGUF / ggml block layouts for the types Kiln writes (F32, F16, BF16, Q8_0, Q4_0,
 // Q4_1), as pure functions: packing already-quantized codes and scales into blocks,
-// a round-to-nearest quantizer with ggml's reference semantics
-// (quantize_row_q{4_0,4_1,8_0}_ref), and dequantization.
+// round-to-nearest with ggml's reference semantics (quantize_row_q{4_0,4_1,8_0}_ref,
+// on the grids of Tensor/Grid.swift), and dequantization.
 //
 // Blocks run along the innermost dimension: for a tensor of PyTorch shape
 // [..., n] (GGUF ne[0] = n) the flat row-major element order is the block order,
@@ -31,6 +31,9 @@ public enum GGUFCodes: Sendable, Equatable {
 }
 
 /// One tensor quantized to a GGUF block type: the quantizer's output, before packing.
+/// A separate type from the quantizers' codes + `GroupParameters` on purpose: this is GGUF's
+/// own block form (fp16 bit patterns per 32-element block, Q8_0 codes signed) that `pack`
+/// lays out byte for byte; `init(type:shape:codes:parameters:)` is the one way in from a grid.
 public struct GGUFQuantizedTensor: Sendable, Equatable {
     /// .q4_0, .q4_1 or .q8_0.
     public var type: DType
@@ -49,6 +52,15 @@ public struct GGUFQuantizedTensor: Sendable, Equatable {
         self.codes = codes
         self.scales = scales
         self.mins = mins
+    }
+
+    /// From a quantizer's codes (Q8_0: int8 bit patterns) and one grid parameter set per
+    /// block: d = fp16(scale), Q4_1's m = fp16(zero).
+    public init(type: DType, shape: [Int], codes: [UInt8], parameters: [GroupParameters]) {
+        self.init(
+            type: type, shape: shape,
+            codes: type == .q8_0 ? .signed(codes.map { Int8(bitPattern: $0) }) : .unsigned(codes),
+            scales: parameters.map(\.scaleHalfBits), mins: type == .q4_1 ? parameters.map(\.zeroHalfBits) : nil)
     }
 
     public var elementCount: Int { shape.reduce(1, *) }
@@ -221,83 +233,43 @@ public enum GGUFBlocks {
         return out
     }
 
-    // MARK: - Round-to-nearest quantizers (ggml reference semantics)
+    // MARK: - Round-to-nearest quantizer (ggml reference semantics)
 
-    /// Quantizes Float32 values like ggml's quantize_row_*_ref (bit-for-bit): the
-    /// scale is computed in fp32, stored as fp16 (round to nearest even), and the codes
-    /// use the fp32 inverse scale. `type` is .q4_0, .q4_1 or .q8_0.
+    /// Quantizes Float32 values like ggml's quantize_row_*_ref (bit-for-bit) on the same
+    /// grids the quantizers use (`GGUFQ4_0Grid`...): the scale is computed in fp32, stored
+    /// as fp16 (round to nearest even), and the codes use the fp32 inverse scale. `type` is
+    /// .q4_0, .q4_1 or .q8_0; non-finite values are refused.
     public static func quantizeRTN(
         _ x: [Float], shape: [Int], type: DType, name: String = "tensor"
     ) throws -> GGUFQuantizedTensor {
         let n = shape.reduce(1, *)
         guard x.count == n else { throw ModelIOError(file: name, "\(x.count) values for shape \(shape)") }
         _ = try byteCount(type: type, shape: shape, name: name)
-        let nb = n / blockElements
-        var scales = [UInt16](repeating: 0, count: nb)
-        switch type {
-        case .q4_0:
-            var codes = [UInt8](repeating: 0, count: n)
-            for b in 0..<nb {
-                let base = b * 32
-                var amax: Float = 0
-                var maxv: Float = 0
-                for j in 0..<32 {
-                    let v = x[base + j]
-                    if amax < abs(v) {
-                        amax = abs(v)
-                        maxv = v
-                    }
-                }
-                let d = maxv / -8
-                let id: Float = d != 0 ? 1 / d : 0
-                scales[b] = HalfConversion.f32ToF16(d)
-                for j in 0..<32 {
-                    // C: MIN(15, (int8_t)(x*id + 8.5f)): truncation toward zero.
-                    let q = truncToInt8(x[base + j] * id + 8.5)
-                    codes[base + j] = UInt8(clamping: min(15, q))
-                }
-            }
-            return GGUFQuantizedTensor(type: .q4_0, shape: shape, codes: .unsigned(codes), scales: scales)
-        case .q4_1:
-            var codes = [UInt8](repeating: 0, count: n)
-            var mins = [UInt16](repeating: 0, count: nb)
-            for b in 0..<nb {
-                let base = b * 32
-                var lo = Float.greatestFiniteMagnitude
-                var hi = -Float.greatestFiniteMagnitude
-                for j in 0..<32 {
-                    let v = x[base + j]
-                    if v < lo { lo = v }
-                    if v > hi { hi = v }
-                }
-                let d = (hi - lo) / 15
-                let id: Float = d != 0 ? 1 / d : 0
-                scales[b] = HalfConversion.f32ToF16(d)
-                mins[b] = HalfConversion.f32ToF16(lo)
-                for j in 0..<32 {
-                    let q = truncToInt8((x[base + j] - lo) * id + 0.5)
-                    codes[base + j] = UInt8(clamping: min(15, q))
-                }
-            }
-            return GGUFQuantizedTensor(type: .q4_1, shape: shape, codes: .unsigned(codes), scales: scales, mins: mins)
-        case .q8_0:
-            var codes = [Int8](repeating: 0, count: n)
-            for b in 0..<nb {
-                let base = b * 32
-                var amax: Float = 0
-                for j in 0..<32 { amax = max(amax, abs(x[base + j])) }
-                let d = amax / 127
-                let id: Float = d != 0 ? 1 / d : 0
-                scales[b] = HalfConversion.f32ToF16(d)
-                for j in 0..<32 {
-                    // roundf: half away from zero.
-                    codes[base + j] = Int8(clamping: Int((x[base + j] * id).rounded(.toNearestOrAwayFromZero)))
-                }
-            }
-            return GGUFQuantizedTensor(type: .q8_0, shape: shape, codes: .signed(codes), scales: scales)
-        default:
-            throw ModelIOError(file: name, "no round-to-nearest quantizer for \(type.rawValue)")
+        if let bad = x.firstIndex(where: { !$0.isFinite }) {
+            throw ModelIOError(file: name, "cannot quantize \(x[bad]) at element \(bad)")
         }
+        switch type {
+        case .q4_0: return quantizeBlocks(x, shape: shape, type: type, grid: GGUFQ4_0Grid())
+        case .q4_1: return quantizeBlocks(x, shape: shape, type: type, grid: GGUFQ4_1Grid())
+        case .q8_0: return quantizeBlocks(x, shape: shape, type: type, grid: GGUFQ8_0Grid())
+        default: throw ModelIOError(file: name, "no round-to-nearest quantizer for \(type.rawValue)")
+        }
+    }
+
+    private static func quantizeBlocks<G: QuantizationGrid>(
+        _ x: [Float], shape: [Int], type: DType, grid: G
+    ) -> GGUFQuantizedTensor {
+        var codes = [UInt8](repeating: 0, count: x.count)
+        var parameters: [GroupParameters] = []
+        parameters.reserveCapacity(x.count / blockElements)
+        x.withUnsafeBufferPointer { xp in
+            for base in stride(from: 0, to: x.count, by: blockElements) {
+                let p = grid.fit(xp.baseAddress! + base, count: blockElements, stride: 1)
+                parameters.append(p)
+                for j in base..<(base + blockElements) { codes[j] = grid.code(xp[j], p) }
+            }
+        }
+        return GGUFQuantizedTensor(type: type, shape: shape, codes: codes, parameters: parameters)
     }
 
     /// Encodes Float32 values as `type`: F32/F16/BF16 directly, Q4_0/Q4_1/Q8_0 through
@@ -312,14 +284,6 @@ public enum GGUFBlocks {
         case .q4_0, .q4_1, .q8_0: return try pack(quantizeRTN(x, shape: shape, type: type, name: name), name: name)
         default: throw ModelIOError(file: name, "cannot encode Float32 as \(type.rawValue)")
         }
-    }
-
-    /// C's (int8_t) cast of a float (truncation toward zero) for the in-range values
-    /// ggml's reference produces; out-of-range values (only possible for non-finite
-    /// input) saturate instead of being undefined.
-    @inline(__always) static func truncToInt8(_ v: Float) -> Int {
-        guard v.isFinite else { return 0 }
-        return Int(max(-128, min(127, v.rounded(.towardZero))))
     }
 
     // MARK: - Dequantization

@@ -7,7 +7,7 @@ import Tensor
 /// Layout: "GGUF", u32 version, u64 tensor count, u64 key-value count, the
 /// key-values, the tensor infos (name, n_dims, ne[] innermost first, ggml type,
 /// offset into the data section), padding to `general.alignment`, tensor data.
-public final class GGUFFile: @unchecked Sendable {  // immutable after init
+public final class GGUFFile: Sendable {
     public struct Tensor: Sendable {
         public var info: TensorInfo
         public var type: GGMLType
@@ -53,71 +53,99 @@ public final class GGUFFile: @unchecked Sendable {  // immutable after init
         self.map = map
         let file = map.name
         var c = ByteCursor(map.bytes, file: file)
+        let (version, tensorCount, kvCount) = try Self.readHeader(&c, size: map.size)
+        self.version = version
+        let (meta, keys) = try Self.readMetadata(&c, count: kvCount)
+        metadata = meta
+        metadataKeys = keys
+        let raw = try Self.readTensorInfos(&c, count: tensorCount, size: map.size)
+        alignment = try Self.alignment(meta, file: file)
+        guard let start = alignUp(c.pos, alignment) else {
+            throw ModelIOError(file: file, "data section offset overflows")
+        }
+        dataOffset = start
+        let (table, index) = try Self.locate(raw, dataStart: start, alignment: alignment, map: map)
+        tensorTable = table
+        tensors = table.map(\.info)
+        self.index = index
+    }
 
+    /// Magic, version, tensor count and metadata count.
+    private static func readHeader(_ c: inout ByteCursor, size: Int) throws -> (UInt32, Int, Int) {
         let magic = try c.u32("magic")
         guard magic == 0x4655_4747 else {  // "GGUF" little-endian
-            throw ModelIOError(file: file, String(format: "not a GGUF file (magic 0x%08x)", magic))
+            throw ModelIOError(file: c.file, String(format: "not a GGUF file (magic 0x%08x)", magic))
         }
-        version = try c.u32("version")
+        let version = try c.u32("version")
         guard version == 2 || version == 3 else {
-            throw ModelIOError(file: file, "unsupported GGUF version \(version)")
+            throw ModelIOError(file: c.file, "unsupported GGUF version \(version)")
         }
         let tensorCount = try c.count("tensor count")
         let kvCount = try c.count("metadata count")
         // Each key-value needs at least 13 bytes (key length, type, 1-byte value).
         guard kvCount <= c.remaining / 13 else {
-            throw ModelIOError(file: file, "metadata count \(kvCount) cannot fit in the file (size \(map.size))")
+            throw ModelIOError(file: c.file, "metadata count \(kvCount) cannot fit in the file (size \(size))")
         }
+        return (version, tensorCount, kvCount)
+    }
 
+    /// The key-values and the keys in file order.
+    private static func readMetadata(_ c: inout ByteCursor, count: Int) throws -> ([String: GGUFValue], [String]) {
         var meta: [String: GGUFValue] = [:]
         var keys: [String] = []
-        keys.reserveCapacity(kvCount)
-        for i in 0..<kvCount {
+        keys.reserveCapacity(count)
+        for i in 0..<count {
             let key = try c.string("metadata key #\(i)")
             let type = try c.u32("key '\(key)': type")
-            let value = try Self.readValue(&c, type: type, key: key, depth: 0)
+            let value = try readValue(&c, type: type, key: key, depth: 0)
             guard meta.updateValue(value, forKey: key) == nil else {
-                throw ModelIOError(file: file, "key '\(key)': duplicate")
+                throw ModelIOError(file: c.file, "key '\(key)': duplicate")
             }
             keys.append(key)
         }
-        metadata = meta
-        metadataKeys = keys
+        return (meta, keys)
+    }
 
+    /// A tensor info as stored: name, ne (innermost first), type and offset in the data section.
+    private typealias RawTensorInfo = (name: String, ne: [Int], type: GGMLType, offset: Int)
+
+    private static func readTensorInfos(_ c: inout ByteCursor, count: Int, size: Int) throws -> [RawTensorInfo] {
         // A tensor info needs at least 24 bytes (name length, n_dims, type, offset).
-        guard tensorCount <= c.remaining / 24 else {
-            throw ModelIOError(file: file, "tensor count \(tensorCount) cannot fit in the file (size \(map.size))")
+        guard count <= c.remaining / 24 else {
+            throw ModelIOError(file: c.file, "tensor count \(count) cannot fit in the file (size \(size))")
         }
-        var raw: [(name: String, ne: [Int], type: GGMLType, offset: Int)] = []
-        raw.reserveCapacity(tensorCount)
-        for i in 0..<tensorCount {
+        var raw: [RawTensorInfo] = []
+        raw.reserveCapacity(count)
+        for i in 0..<count {
             let name = try c.string("tensor #\(i) name")
             let what = "tensor '\(name)'"
             let nDims = try c.u32("\(what): n_dims")
-            guard nDims <= 4 else { throw ModelIOError(file: file, "\(what): \(nDims) dimensions (at most 4)") }
+            guard nDims <= 4 else { throw ModelIOError(file: c.file, "\(what): \(nDims) dimensions (at most 4)") }
             var ne: [Int] = []
             for d in 0..<Int(nDims) { ne.append(try c.count("\(what): ne[\(d)]")) }
             let typeID = try c.u32("\(what): type")
             guard let type = GGMLType(rawValue: typeID) else {
-                throw ModelIOError(file: file, "\(what): unknown ggml type id \(typeID)")
+                throw ModelIOError(file: c.file, "\(what): unknown ggml type id \(typeID)")
             }
             let offset = try c.count("\(what): offset")
             raw.append((name, ne, type, offset))
         }
+        return raw
+    }
 
-        if let a = meta["general.alignment"] {
-            guard let v = a.int, v > 0, v <= 1 << 30, v & (v - 1) == 0 else {
-                throw ModelIOError(file: file, "key 'general.alignment': \(a) is not a power of two")
-            }
-            alignment = v
-        } else {
-            alignment = Self.defaultAlignment
+    private static func alignment(_ meta: [String: GGUFValue], file: String) throws -> Int {
+        guard let a = meta["general.alignment"] else { return defaultAlignment }
+        guard let v = a.int, v > 0, v <= 1 << 30, v & (v - 1) == 0 else {
+            throw ModelIOError(file: file, "key 'general.alignment': \(a) is not a power of two")
         }
-        guard let start = alignUp(c.pos, alignment) else {
-            throw ModelIOError(file: file, "data section offset overflows")
-        }
-        dataOffset = start
+        return v
+    }
 
+    /// Checks every tensor's type, shape and byte range and builds the table and name index.
+    private static func locate(
+        _ raw: [RawTensorInfo], dataStart start: Int, alignment: Int, map: MappedFile
+    ) throws -> ([Tensor], [String: Int]) {
+        let file = map.name
         var table: [Tensor] = []
         var index: [String: Int] = [:]
         table.reserveCapacity(raw.count)
@@ -151,10 +179,15 @@ public final class GGUFFile: @unchecked Sendable {  // immutable after init
             guard index.updateValue(table.count, forKey: t.name) == nil else {
                 throw ModelIOError(file: file, "\(what): duplicate tensor name")
             }
-            let info = TensorInfo(name: t.name, dtype: dtype, shape: t.ne.reversed(), byteCount: bytes, file: url)
+            let info = TensorInfo(name: t.name, dtype: dtype, shape: t.ne.reversed(), byteCount: bytes, file: map.url)
             table.append(Tensor(info: info, type: t.type, ne: t.ne, relativeOffset: t.offset, range: lo..<hi))
         }
-        // Tensor data must not overlap (a sign of a corrupt or hostile table).
+        try checkNoOverlap(table, file: file)
+        return (table, index)
+    }
+
+    /// Tensor data must not overlap (a sign of a corrupt or hostile table).
+    private static func checkNoOverlap(_ table: [Tensor], file: String) throws {
         let byStart = table.filter { !$0.range.isEmpty }.sorted { $0.range.lowerBound < $1.range.lowerBound }
         for (a, b) in zip(byStart, byStart.dropFirst()) where a.range.upperBound > b.range.lowerBound {
             throw ModelIOError(
@@ -162,9 +195,6 @@ public final class GGUFFile: @unchecked Sendable {  // immutable after init
                 "tensor '\(b.info.name)': data [\(b.range.lowerBound), \(b.range.upperBound)) overlaps tensor '\(a.info.name)' [\(a.range.lowerBound), \(a.range.upperBound))"
             )
         }
-        tensorTable = table
-        tensors = table.map(\.info)
-        self.index = index
     }
 
     /// One metadata value of GGUF value type `type` (ids 0...12).

@@ -3,7 +3,7 @@ import Tensor
 
 /// A model opened from a GGUF file: hyper-parameters from `<arch>.*` metadata,
 /// llama.cpp tensor names, tokenizer from `tokenizer.ggml.*`.
-public final class GGUFModel: ModelView, @unchecked Sendable {  // immutable after init
+public final class GGUFModel: ModelView, Sendable {
     public let file: GGUFFile
     public let config: ModelConfig
     public var url: URL { file.url }

@@ -60,7 +60,10 @@ public struct GPTQConfig: Sendable, Equatable {
     }
 }
 
-/// One quantized linear layer, as the quantizer produces it.
+/// One quantized linear layer in a GPTQ checkpoint's terms. A separate type from the
+/// quantizers' codes + `GroupParameters` because it is the checkpoint's form: Hugging Face
+/// module path and row order (q/k already un-permuted), integer zero points, Int g_idx and
+/// the bias, which is what the packer and its validation work on.
 public struct GPTQLinear: Sendable, Equatable {
     /// Module path, e.g. "model.layers.0.self_attn.q_proj".
     public var prefix: String

@@ -10,7 +10,7 @@ import Darwin
 /// header pages; tensor bytes are paged in when a tensor is read, so a 70B
 /// checkpoint can be inspected without reading its weights.
 ///
-/// Sendable: the mapping is immutable (PROT_READ) for the object's lifetime.
+/// Unchecked Sendable, no lock: the raw pointer is read-only (PROT_READ) and never changes while the object lives.
 final class MappedFile: @unchecked Sendable {
     let url: URL
     /// File name used in error messages.

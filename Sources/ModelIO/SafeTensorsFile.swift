@@ -5,7 +5,7 @@ import Tensor
 /// to {dtype, shape, data_offsets [begin, end)} relative to the end of the
 /// header (plus an optional string map "__metadata__"), then the data.
 /// Validated on open; data is memory-mapped and read per tensor.
-public final class SafeTensorsFile: @unchecked Sendable {  // immutable after init
+public final class SafeTensorsFile: Sendable {
     public struct Tensor: Sendable {
         public var info: TensorInfo
         /// Absolute byte range in the file.

@@ -3,7 +3,7 @@ import Tensor
 
 /// A Hugging Face checkpoint: config.json plus one safetensors file or shards
 /// listed in model.safetensors.index.json. Only headers are read on open.
-public final class SafeTensorsModel: ModelView, @unchecked Sendable {  // immutable after init
+public final class SafeTensorsModel: ModelView, Sendable {
     public let url: URL
     public var format: String { "safetensors" }
     public var naming: TensorNaming { .huggingFace }

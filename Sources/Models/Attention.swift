@@ -105,23 +105,29 @@ public enum RopePermutation {
         halvesToInterleaved(Matrix(rows: b.count, cols: 1, data: b), heads: heads).data
     }
 
-    private static func permute(_ w: Matrix, heads: Int, toHalves: Bool) -> Matrix {
-        precondition(w.rows % (2 * heads) == 0, "RoPE permutation: \(w.rows) rows for \(heads) heads")
-        let d = w.rows / heads
+    /// The one row map: halves row -> interleaved row (hf[j*d/2 + i] = gguf[2i + j], per head of d rows).
+    public static func halvesOrder(rows: Int, heads: Int) -> [Int] {
+        precondition(rows % (2 * heads) == 0, "RoPE permutation: \(rows) rows for \(heads) heads")
+        let d = rows / heads
         let half = d / 2
+        var order = [Int](repeating: 0, count: rows)
+        for h in 0..<heads {
+            for i in 0..<half {
+                for j in 0..<2 { order[h * d + j * half + i] = h * d + 2 * i + j }
+            }
+        }
+        return order
+    }
+
+    private static func permute(_ w: Matrix, heads: Int, toHalves: Bool) -> Matrix {
+        let order = halvesOrder(rows: w.rows, heads: heads)
         let cols = w.cols
         var out = Matrix(rows: w.rows, cols: cols)
         w.data.withUnsafeBufferPointer { src in
             out.data.withUnsafeMutableBufferPointer { dst in
-                for h in 0..<heads {
-                    for i in 0..<half {
-                        for j in 0..<2 {
-                            let interleaved = h * d + 2 * i + j
-                            let halves = h * d + j * half + i
-                            let (from, to) = toHalves ? (interleaved, halves) : (halves, interleaved)
-                            (dst.baseAddress! + to * cols).update(from: src.baseAddress! + from * cols, count: cols)
-                        }
-                    }
+                for (halves, interleaved) in order.enumerated() {
+                    let (from, to) = toHalves ? (interleaved, halves) : (halves, interleaved)
+                    (dst.baseAddress! + to * cols).update(from: src.baseAddress! + from * cols, count: cols)
                 }
             }
         }

@@ -33,35 +33,31 @@ public struct BertLayerWeights: Sendable, Equatable {
 
     /// A linear by its llama.cpp name ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_up", "ffn_down").
     public subscript(linear name: String) -> Matrix? {
-        get {
-            switch name {
-            case "attn_q": return q
-            case "attn_k": return k
-            case "attn_v": return v
-            case "attn_output": return o
-            case "ffn_up": return up
-            case "ffn_down": return down
-            default: return nil
-            }
-        }
+        get { Linear(rawValue: name).flatMap(Self.keyPath).map { self[keyPath: $0] } }
         set {
-            guard let m = newValue else { return }
-            switch name {
-            case "attn_q": q = m
-            case "attn_k": k = m
-            case "attn_v": v = m
-            case "attn_output": o = m
-            case "ffn_up": up = m
-            case "ffn_down": down = m
-            default: break
-            }
+            guard let m = newValue, let kp = Linear(rawValue: name).flatMap(Self.keyPath) else { return }
+            self[keyPath: kp] = m
+        }
+    }
+
+    /// nil for ffn_gate (BERT's feed-forward has no gate).
+    static func keyPath(_ l: Linear) -> WritableKeyPath<Self, Matrix>? {
+        switch l {
+        case .attnQ: return \.q
+        case .attnK: return \.k
+        case .attnV: return \.v
+        case .attnOutput: return \.o
+        case .ffnGate: return nil
+        case .ffnUp: return \.up
+        case .ffnDown: return \.down
         }
     }
 }
 
 public struct BertBlock: TransformerBlock {
-    public static let linearNames = ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_up", "ffn_down"]
-    public static let linearGroups = [["attn_q", "attn_k", "attn_v"], ["attn_output"], ["ffn_up"], ["ffn_down"]]
+    public static let linears = Linear.allCases.filter { $0.bertHuggingFaceName != nil }
+    public static let linearNames = linears.map(\.rawValue)
+    public static let linearGroups = Linear.groups(linears)
 
     public let index: Int
     public let hyper: BertHyper
@@ -119,7 +115,7 @@ public struct BertBlock: TransformerBlock {
     }
 }
 
-public final class BertModel: TransformerModel, @unchecked Sendable {
+public final class BertModel: TransformerModel, Sendable {
     public let config: ModelConfig
     public let hyper: BertHyper
     public let wordEmbedding: Matrix  // [vocab, hidden]
@@ -231,12 +227,8 @@ struct BertNames {
         switch naming {
         case .gguf: return "blk.\(i).\(part).\(suffix)"
         case .huggingFace:
-            let hf = [
-                "attn_q": "attention.self.query", "attn_k": "attention.self.key", "attn_v": "attention.self.value",
-                "attn_output": "attention.output.dense", "attn_output_norm": "attention.output.LayerNorm",
-                "ffn_up": "intermediate.dense", "ffn_down": "output.dense",
-                "layer_output_norm": "output.LayerNorm",
-            ][part]!
+            let norms = ["attn_output_norm": "attention.output.LayerNorm", "layer_output_norm": "output.LayerNorm"]
+            let hf = Linear(rawValue: part)?.bertHuggingFaceName ?? norms[part]!
             return "\(prefix)encoder.layer.\(i).\(hf).\(suffix)"
         }
     }

@@ -77,40 +77,31 @@ public struct LlamaBlockWeights: Sendable, Equatable {
 
     /// A linear by its llama.cpp name ("attn_q" ... "ffn_down"); nil for unknown names.
     public subscript(linear name: String) -> Matrix? {
-        get {
-            switch name {
-            case "attn_q": return q
-            case "attn_k": return k
-            case "attn_v": return v
-            case "attn_output": return o
-            case "ffn_gate": return gate
-            case "ffn_up": return up
-            case "ffn_down": return down
-            default: return nil
-            }
-        }
+        get { Linear(rawValue: name).map { self[keyPath: Self.keyPath($0)] } }
         set {
-            guard let m = newValue else { return }
-            switch name {
-            case "attn_q": q = m
-            case "attn_k": k = m
-            case "attn_v": v = m
-            case "attn_output": o = m
-            case "ffn_gate": gate = m
-            case "ffn_up": up = m
-            case "ffn_down": down = m
-            default: break
-            }
+            guard let m = newValue, let l = Linear(rawValue: name) else { return }
+            self[keyPath: Self.keyPath(l)] = m
+        }
+    }
+
+    static func keyPath(_ l: Linear) -> WritableKeyPath<Self, Matrix> {
+        switch l {
+        case .attnQ: return \.q
+        case .attnK: return \.k
+        case .attnV: return \.v
+        case .attnOutput: return \.o
+        case .ffnGate: return \.gate
+        case .ffnUp: return \.up
+        case .ffnDown: return \.down
         }
     }
 }
 
 /// One Llama block as a module.
 public struct LlamaBlock: TransformerBlock {
-    public static let linearNames = ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"]
-    public static let linearGroups = [
-        ["attn_q", "attn_k", "attn_v"], ["attn_output"], ["ffn_gate", "ffn_up"], ["ffn_down"],
-    ]
+    public static let linears = Linear.allCases
+    public static let linearNames = linears.map(\.rawValue)
+    public static let linearGroups = Linear.groups(linears)
 
     public let index: Int
     public let hyper: LlamaHyper
@@ -181,7 +172,7 @@ public struct LlamaBlock: TransformerBlock {
 /// A Llama-family causal LM. Immutable and thread-safe; blocks are either held in
 /// memory or read from the model file on demand (`lazy`), so a pipeline that runs
 /// one block at a time holds one block's weights.
-public final class LlamaModel: CausalLM, @unchecked Sendable {
+public final class LlamaModel: CausalLM, Sendable {
     public let config: ModelConfig
     public let hyper: LlamaHyper
     /// Naming of the source file (for mapping linears back to tensor names).
@@ -200,27 +191,28 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
     let blocks: Blocks
     let overrides: [Int: LlamaBlockWeights]
 
-    public init(
+    public convenience init(
         config: ModelConfig, hyper: LlamaHyper, naming: TensorNaming, embedding: Matrix, outputNorm: [Float],
         outputHead: Matrix?, blocks: [LlamaBlockWeights]
     ) {
-        self.config = config
-        self.hyper = hyper
-        self.naming = naming
-        self.embedding = embedding
-        self.outputNorm = outputNorm
-        self.outputHead = outputHead
-        self.rope = RopeTable(
-            headDim: hyper.headDim, theta: hyper.ropeTheta,
-            maxPositions: min(max(config.contextLength, 512), 32768))
-        self.blocks = .eager(blocks)
-        self.overrides = [:]
+        self.init(
+            config: config, hyper: hyper, naming: naming, embedding: embedding, outputNorm: outputNorm,
+            outputHead: outputHead, blocks: .eager(blocks), overrides: [:])
     }
 
     /// A model whose blocks are produced on demand by `loadBlock`.
-    public init(
+    public convenience init(
         config: ModelConfig, hyper: LlamaHyper, naming: TensorNaming, embedding: Matrix, outputNorm: [Float],
         outputHead: Matrix?, lazyBlocks loadBlock: @escaping @Sendable (Int) throws -> LlamaBlockWeights
+    ) {
+        self.init(
+            config: config, hyper: hyper, naming: naming, embedding: embedding, outputNorm: outputNorm,
+            outputHead: outputHead, blocks: .lazy(loadBlock), overrides: [:])
+    }
+
+    private init(
+        config: ModelConfig, hyper: LlamaHyper, naming: TensorNaming, embedding: Matrix, outputNorm: [Float],
+        outputHead: Matrix?, blocks: Blocks, overrides: [Int: LlamaBlockWeights]
     ) {
         self.config = config
         self.hyper = hyper
@@ -231,8 +223,8 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
         self.rope = RopeTable(
             headDim: hyper.headDim, theta: hyper.ropeTheta,
             maxPositions: min(max(config.contextLength, 512), 32768))
-        self.blocks = .lazy(loadBlock)
-        self.overrides = [:]
+        self.blocks = blocks
+        self.overrides = overrides
     }
 
     private init(base: LlamaModel, overrides: [Int: LlamaBlockWeights]) {

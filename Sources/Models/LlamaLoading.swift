@@ -19,18 +19,13 @@ public struct ModelLoadOptions: Sendable {
 
 /// Tensor names of the Llama family in both namings.
 public enum LlamaTensorNames {
-    static let hfLinear: [String: String] = [
-        "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
-        "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
-        "ffn_down": "mlp.down_proj",
-    ]
-
     /// File name of a linear's weight ("attn_q" of block 3 -> "blk.3.attn_q.weight" or
     /// "model.layers.3.self_attn.q_proj.weight").
     public static func linear(_ linear: String, block: Int, naming: TensorNaming, suffix: String = "weight") -> String {
         switch naming {
         case .gguf: return "blk.\(block).\(linear).\(suffix)"
-        case .huggingFace: return "model.layers.\(block).\(hfLinear[linear] ?? linear).\(suffix)"
+        case .huggingFace:
+            return "model.layers.\(block).\(Linear(rawValue: linear)?.huggingFaceName ?? linear).\(suffix)"
         }
     }
 

@@ -50,58 +50,74 @@ public enum GPTQ {
         _ weight: Matrix, _ hessian: Matrix, _ recipe: QuantRecipe, _ grid: G,
         _ name: String
     ) throws -> GPTQResult {
-        let m = weight.rows
-        let n = weight.cols
-        let perChannel = recipe.isPerChannel
-        let g = recipe.effectiveGroupSize(columns: n)
-        let groups = recipe.groupCount(columns: n)
+        let shape = GPTQShape(recipe: recipe, rows: weight.rows, columns: weight.cols)
         var w = weight
         var h = hessian
-        let zeroParams = GroupParameters(scale: 0, zero: 0)
-
         // 1. per-channel parameters from the untouched weights
-        var params = [GroupParameters](repeating: zeroParams, count: m * groups)
-        if perChannel {
-            w.data.withUnsafeBufferPointer { wp in
-                for r in 0..<m { params[r] = grid.fit(wp.baseAddress! + r * n, count: n, stride: 1) }
-            }
-        }
-
+        var params = [GroupParameters](repeating: GroupParameters(scale: 0, zero: 0), count: shape.m * shape.groups)
+        if shape.perChannel { fitGroups(w, grid, shape, into: &params) }
         // 2. dead columns
-        var dead: [Int] = []
-        for i in 0..<n where h.data[i * n + i] == 0 {
-            dead.append(i)
-            h.data[i * n + i] = 1
-            for r in 0..<m { w.data[r * n + i] = 0 }
-        }
-
+        let dead = zeroDeadColumns(&w, &h, shape)
         // 3. static groups
-        if recipe.staticGroups {
-            w.data.withUnsafeBufferPointer { wp in
-                for r in 0..<m {
-                    for k in 0..<groups {
-                        let c0 = k * g
-                        params[r * groups + k] = grid.fit(
-                            wp.baseAddress! + r * n + c0, count: min(g, n - c0), stride: 1)
-                    }
+        if recipe.staticGroups { fitGroups(w, grid, shape, into: &params) }
+        // 4. act-order permutation
+        let perm = recipe.actOrder ? actOrderPermutation(&h, n: shape.n) : Array(0..<shape.n)
+        // 5. dampening and the upper Cholesky factor of H^-1
+        let damp = try dampAndFactor(&h, recipe: recipe, name: name)
+
+        let scratch = GPTQScratch(shape)
+        defer { scratch.deallocate() }
+        scratch.load(weight: w, hinv: h, parameters: params, permutation: perm)
+        sweep(scratch, grid, shape, perm)
+        params = Array(UnsafeBufferPointer(start: scratch.params, count: shape.m * shape.groups))
+        try Checks.scalesFit(params, groups: shape.groups, recipe: recipe, tensor: name)
+        return unpermute(scratch, shape, perm, params: params, dead: dead, damp: damp)
+    }
+
+    /// Fits every (row, group) on W as it is (per-channel: one group of all columns).
+    static func fitGroups<G: QuantizationGrid>(
+        _ w: Matrix, _ grid: G, _ s: GPTQShape, into params: inout [GroupParameters]
+    ) {
+        w.data.withUnsafeBufferPointer { wp in
+            for r in 0..<s.m {
+                for k in 0..<s.groups {
+                    let c0 = k * s.g
+                    params[r * s.groups + k] = grid.fit(
+                        wp.baseAddress! + r * s.n + c0, count: min(s.g, s.n - c0), stride: 1)
                 }
             }
         }
+    }
 
-        // 4. act-order permutation
-        var perm = Array(0..<n)
-        if recipe.actOrder {
-            let diag = (0..<n).map { h.data[$0 * n + $0] }
-            perm.sort { diag[$0] > diag[$1] || (diag[$0] == diag[$1] && $0 < $1) }
-            var hp = Matrix(rows: n, cols: n)
-            for i in 0..<n {
-                let src = perm[i] * n
-                for j in 0..<n { hp.data[i * n + j] = h.data[src + perm[j]] }
-            }
-            h = hp
+    /// Columns whose H[i,i] is zero: H[i,i] = 1 and W[:, i] = 0. Returns their indices.
+    static func zeroDeadColumns(_ w: inout Matrix, _ h: inout Matrix, _ s: GPTQShape) -> [Int] {
+        var dead: [Int] = []
+        for i in 0..<s.n where h.data[i * s.n + i] == 0 {
+            dead.append(i)
+            h.data[i * s.n + i] = 1
+            for r in 0..<s.m { w.data[r * s.n + i] = 0 }
         }
+        return dead
+    }
 
-        // 5. dampening and the upper Cholesky factor of H^-1
+    /// Columns by diag(H) descending (ties by index); permutes H's rows and columns to that order.
+    static func actOrderPermutation(_ h: inout Matrix, n: Int) -> [Int] {
+        var perm = Array(0..<n)
+        let diag = (0..<n).map { h.data[$0 * n + $0] }
+        perm.sort { diag[$0] > diag[$1] || (diag[$0] == diag[$1] && $0 < $1) }
+        var hp = Matrix(rows: n, cols: n)
+        for i in 0..<n {
+            let src = perm[i] * n
+            for j in 0..<n { hp.data[i * n + j] = h.data[src + perm[j]] }
+        }
+        h = hp
+        return perm
+    }
+
+    /// Adds damp = percentDamp * mean(diag(H)) to the diagonal and replaces H by the upper
+    /// Cholesky factor of its inverse. Returns damp.
+    static func dampAndFactor(_ h: inout Matrix, recipe: QuantRecipe, name: String) throws -> Float {
+        let n = h.rows
         var diagSum = 0.0
         for i in 0..<n { diagSum += Double(h.data[i * n + i]) }
         let damp = Float(recipe.percentDamp) * Float(diagSum / Double(n))
@@ -112,119 +128,108 @@ public enum GPTQ {
         } catch {
             throw QuantizationError.hessianNotPositiveDefinite(tensor: name, detail: "\(error)")
         }
-        let hinv = h
+        return damp
+    }
 
-        // W^T in the permuted column order: row c of wt is column perm[c] of W.
-        var wt = [Float](repeating: 0, count: n * m)
-        w.data.withUnsafeBufferPointer { wp in
-            wt.withUnsafeMutableBufferPointer { tp in
-                for c in 0..<n {
-                    BLAS.copy(count: m, x: wp.baseAddress! + perm[c], incX: n, y: tp.baseAddress! + c * m, incY: 1)
-                }
+    /// 6. The column sweep, block by block (see the type's comment).
+    static func sweep<G: QuantizationGrid>(_ b: GPTQScratch, _ grid: G, _ s: GPTQShape, _ perm: [Int]) {
+        let m = s.m
+        let n = s.n
+        for i1 in stride(from: 0, to: n, by: s.blockSize) {
+            let i2 = min(i1 + s.blockSize, n)
+            let count = i2 - i1
+            b.w1.update(from: b.wt + i1 * m, count: count * m)
+            for i in 0..<count {
+                let c = i1 + i
+                if !s.perChannel { selectGroup(b, grid, s, column: c, originalColumn: perm[c]) }
+                quantizeColumn(b, grid, m: m, n: n, column: c, blockColumn: i)
+                spreadError(b, s, blockStart: i1, blockCount: count, blockColumn: i)
+            }
+            if i2 < n {
+                // W[:, i2:] -= Err1 * Hinv[i1:i2, i2:]  (transposed: Wt[i2:] -= Hinv[i1:i2, i2:]^T * Err1^T)
+                BLAS.gemm(
+                    transA: true, transB: false, m: n - i2, n: m, k: count, alpha: -1,
+                    a: b.hinv + i1 * n + i2, lda: n, b: b.err, ldb: m, beta: 1, c: b.wt + i2 * m, ldc: m)
             }
         }
+    }
 
-        let bs = recipe.blockSize
-        // Columns per in-block sub-block (see the update below).
-        let subBlock = 16
-        var codesT = [UInt8](repeating: 0, count: n * m)
-        var qT = [Float](repeating: 0, count: n * m)
-        var lossT = [Float](repeating: 0, count: n * m)
-        var w1 = [Float](repeating: 0, count: min(bs, n) * m)
-        var err1 = [Float](repeating: 0, count: min(bs, n) * m)
-        var current = [GroupParameters](repeating: zeroParams, count: m)
-        if perChannel { for r in 0..<m { current[r] = params[r] } }
-
-        hinv.data.withUnsafeBufferPointer { hb in
-            let hp = hb.baseAddress!
-            wt.withUnsafeMutableBufferPointer { wtb in
-                let wtp = wtb.baseAddress!
-                w1.withUnsafeMutableBufferPointer { w1b in
-                    err1.withUnsafeMutableBufferPointer { eb in
-                        codesT.withUnsafeMutableBufferPointer { cb in
-                            qT.withUnsafeMutableBufferPointer { qb in
-                                lossT.withUnsafeMutableBufferPointer { lb in
-                                    params.withUnsafeMutableBufferPointer { pb in
-                                        current.withUnsafeMutableBufferPointer { cur in
-                                            for i1 in stride(from: 0, to: n, by: bs) {
-                                                let i2 = min(i1 + bs, n)
-                                                let count = i2 - i1
-                                                w1b.baseAddress!.update(from: wtp + i1 * m, count: count * m)
-                                                for i in 0..<count {
-                                                    let c = i1 + i
-                                                    if !perChannel {
-                                                        if recipe.staticGroups {
-                                                            let k = perm[c] / g
-                                                            for r in 0..<m { cur[r] = pb[r * groups + k] }
-                                                        } else if c % g == 0 {
-                                                            let k = c / g
-                                                            let len = min(g, n - c)
-                                                            for r in 0..<m {
-                                                                let p = grid.fit(wtp + c * m + r, count: len, stride: m)
-                                                                cur[r] = p
-                                                                pb[r * groups + k] = p
-                                                            }
-                                                        }
-                                                    }
-                                                    let d = hp[c * n + c]
-                                                    let d2 = d * d
-                                                    let wcol = w1b.baseAddress! + i * m
-                                                    let ecol = eb.baseAddress! + i * m
-                                                    let out = c * m
-                                                    for r in 0..<m {
-                                                        let x = wcol[r]
-                                                        let code = grid.code(x, cur[r])
-                                                        let q = grid.value(code, cur[r])
-                                                        cb[out + r] = code
-                                                        qb[out + r] = q
-                                                        let diff = x - q
-                                                        lb[out + r] = diff * diff / d2 / 2
-                                                        ecol[r] = diff / d
-                                                    }
-                                                    // The error reaches the rest of its sub-block now (a rank-1 update) and
-                                                    // the rest of the block at the sub-block's end (one sgemm): the same
-                                                    // update as the reference's whole-block rank-1 steps, in fewer passes.
-                                                    let subEnd = min((i / subBlock + 1) * subBlock, count)
-                                                    let rest = subEnd - i - 1
-                                                    if rest > 0 {
-                                                        // W1[i+1..<subEnd] -= Hinv[c, c+1..<] (rest) outer err (m)
-                                                        BLAS.ger(
-                                                            m: rest, n: m, alpha: -1, x: hp + c * n + c + 1, y: ecol,
-                                                            a: wcol + m, lda: m)
-                                                    }
-                                                    if i + 1 == subEnd && subEnd < count {
-                                                        let s0 = i / subBlock * subBlock  // first column of this sub-block
-                                                        // W1[subEnd..<count] -= Hinv[i1+s0..<i1+subEnd, i1+subEnd..<i2]^T * Err1[s0..<subEnd]
-                                                        BLAS.gemm(
-                                                            transA: true, transB: false, m: count - subEnd, n: m,
-                                                            k: subEnd - s0, alpha: -1,
-                                                            a: hp + (i1 + s0) * n + i1 + subEnd, lda: n,
-                                                            b: eb.baseAddress! + s0 * m, ldb: m,
-                                                            beta: 1, c: w1b.baseAddress! + subEnd * m, ldc: m)
-                                                    }
-                                                }
-                                                if i2 < n {
-                                                    // W[:, i2:] -= Err1 * Hinv[i1:i2, i2:]  (transposed: Wt[i2:] -= Hinv[i1:i2, i2:]^T * Err1^T)
-                                                    BLAS.gemm(
-                                                        transA: true, transB: false, m: n - i2, n: m, k: count,
-                                                        alpha: -1,
-                                                        a: hp + i1 * n + i2, lda: n, b: eb.baseAddress!, ldb: m,
-                                                        beta: 1, c: wtp + i2 * m, ldc: m)
-                                                }
-                                            }
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
+    /// The parameters column c (sweep order) is quantized with: the static group of its original
+    /// column, or at a group start new ones fitted on W as of the start of the current block.
+    @inline(__always)
+    static func selectGroup<G: QuantizationGrid>(
+        _ b: GPTQScratch, _ grid: G, _ s: GPTQShape, column c: Int, originalColumn: Int
+    ) {
+        let m = s.m
+        if s.staticGroups {
+            let k = originalColumn / s.g
+            for r in 0..<m { b.current[r] = b.params[r * s.groups + k] }
+        } else if c % s.g == 0 {
+            let k = c / s.g
+            let len = min(s.g, s.n - c)
+            for r in 0..<m {
+                let p = grid.fit(b.wt + c * m + r, count: len, stride: m)
+                b.current[r] = p
+                b.params[r * s.groups + k] = p
             }
         }
+    }
 
-        try Checks.scalesFit(params, groups: groups, recipe: recipe, tensor: name)
+    /// Quantizes column c (block column i of W1): codes, values, losses and the scaled error.
+    @inline(__always)
+    static func quantizeColumn<G: QuantizationGrid>(
+        _ b: GPTQScratch, _ grid: G, m: Int, n: Int, column c: Int, blockColumn i: Int
+    ) {
+        let d = b.hinv[c * n + c]
+        let d2 = d * d
+        let wcol = b.w1 + i * m
+        let ecol = b.err + i * m
+        let out = c * m
+        for r in 0..<m {
+            let x = wcol[r]
+            let code = grid.code(x, b.current[r])
+            let q = grid.value(code, b.current[r])
+            b.codes[out + r] = code
+            b.q[out + r] = q
+            let diff = x - q
+            b.loss[out + r] = diff * diff / d2 / 2
+            ecol[r] = diff / d
+        }
+    }
 
-        // Back to [out, in] in the original column order.
+    /// The error of block column i reaches the rest of its sub-block now (a rank-1 update) and
+    /// the rest of the block at the sub-block's end (one sgemm): the same update as the
+    /// reference's whole-block rank-1 steps, in fewer passes.
+    @inline(__always)
+    static func spreadError(
+        _ b: GPTQScratch, _ s: GPTQShape, blockStart i1: Int, blockCount count: Int, blockColumn i: Int
+    ) {
+        let m = s.m
+        let n = s.n
+        let c = i1 + i
+        let subEnd = min((i / GPTQShape.subBlock + 1) * GPTQShape.subBlock, count)
+        let rest = subEnd - i - 1
+        if rest > 0 {
+            // W1[i+1..<subEnd] -= Hinv[c, c+1..<] (rest) outer err (m)
+            BLAS.ger(
+                m: rest, n: m, alpha: -1, x: b.hinv + c * n + c + 1, y: b.err + i * m, a: b.w1 + (i + 1) * m, lda: m)
+        }
+        if i + 1 == subEnd && subEnd < count {
+            let s0 = i / GPTQShape.subBlock * GPTQShape.subBlock  // first column of this sub-block
+            // W1[subEnd..<count] -= Hinv[i1+s0..<i1+subEnd, i1+subEnd..<i2]^T * Err1[s0..<subEnd]
+            BLAS.gemm(
+                transA: true, transB: false, m: count - subEnd, n: m, k: subEnd - s0, alpha: -1,
+                a: b.hinv + (i1 + s0) * n + i1 + subEnd, lda: n, b: b.err + s0 * m, ldb: m,
+                beta: 1, c: b.w1 + subEnd * m, ldc: m)
+        }
+    }
+
+    /// Back to [out, in] in the original column order, with g_idx and the act-order permutations.
+    static func unpermute(
+        _ b: GPTQScratch, _ s: GPTQShape, _ perm: [Int], params: [GroupParameters], dead: [Int], damp: Float
+    ) -> GPTQResult {
+        let m = s.m
+        let n = s.n
         var codes = [UInt8](repeating: 0, count: m * n)
         var deq = Matrix(rows: m, cols: n)
         var losses = Matrix(rows: m, cols: n)
@@ -232,36 +237,115 @@ public enum GPTQ {
         for c in 0..<n {
             let dst = perm[c]
             for r in 0..<m {
-                codes[r * n + dst] = codesT[c * m + r]
-                deq.data[r * n + dst] = qT[c * m + r]
-                losses.data[r * n + dst] = lossT[c * m + r]
-                total += Double(lossT[c * m + r])
+                codes[r * n + dst] = b.codes[c * m + r]
+                deq.data[r * n + dst] = b.q[c * m + r]
+                losses.data[r * n + dst] = b.loss[c * m + r]
+                total += Double(b.loss[c * m + r])
             }
         }
         var gidx = [Int32](repeating: 0, count: n)
-        if !perChannel {
+        if !s.perChannel {
             for c in 0..<n {
-                if recipe.actOrder && !recipe.staticGroups {
-                    gidx[perm[c]] = Int32(c / g)
+                if s.actOrder && !s.staticGroups {
+                    gidx[perm[c]] = Int32(c / s.g)
                 } else {
-                    gidx[c] = Int32(c / g)
+                    gidx[c] = Int32(c / s.g)
                 }
             }
         }
         var permOut: [Int32]? = nil
         var invOut: [Int32]? = nil
-        if recipe.actOrder {
+        if s.actOrder {
             permOut = perm.map { Int32($0) }
             var inv = [Int32](repeating: 0, count: n)
             for (pos, col) in perm.enumerated() { inv[col] = Int32(pos) }
             invOut = inv
         }
         let qw = QuantizedWeight(
-            rows: m, columns: n, recipe: recipe, groupSize: g, groupCount: groups, codes: codes,
+            rows: m, columns: n, recipe: s.recipe, groupSize: s.g, groupCount: s.groups, codes: codes,
             parameters: params, groupIndex: gidx, permutation: permOut,
             inversePermutation: invOut, dequantized: deq)
         return GPTQResult(weight: qw, losses: losses, totalLoss: total, deadColumns: dead, damp: damp)
     }
+}
+
+/// The sizes one GPTQ run works with: W is [m, n] with `groups` groups of `g` columns.
+struct GPTQShape {
+    /// Columns per in-block sub-block (see `GPTQ.spreadError`).
+    static let subBlock = 16
+    let recipe: QuantRecipe
+    let m: Int
+    let n: Int
+    let g: Int
+    let groups: Int
+    let blockSize: Int
+    var perChannel: Bool { recipe.isPerChannel }
+    var staticGroups: Bool { recipe.staticGroups }
+    var actOrder: Bool { recipe.actOrder }
+
+    init(recipe: QuantRecipe, rows: Int, columns: Int) {
+        self.recipe = recipe
+        m = rows
+        n = columns
+        g = recipe.effectiveGroupSize(columns: columns)
+        groups = recipe.groupCount(columns: columns)
+        blockSize = recipe.blockSize
+    }
+}
+
+/// Every buffer the GPTQ sweep touches, in one allocation, column-major ([in, out]) so a
+/// column is contiguous: W^T in sweep order, the block copy W1 and its scaled errors, Hinv,
+/// the values, losses and codes, and the group parameters (all and per row of the current group).
+struct GPTQScratch {
+    let wt: UnsafeMutablePointer<Float>
+    let w1: UnsafeMutablePointer<Float>
+    let err: UnsafeMutablePointer<Float>
+    let hinv: UnsafeMutablePointer<Float>
+    let q: UnsafeMutablePointer<Float>
+    let loss: UnsafeMutablePointer<Float>
+    let params: UnsafeMutablePointer<GroupParameters>
+    let current: UnsafeMutablePointer<GroupParameters>
+    let codes: UnsafeMutablePointer<UInt8>
+    private let raw: UnsafeMutableRawPointer
+    private let shape: GPTQShape
+
+    init(_ s: GPTQShape) {
+        let mn = s.m * s.n
+        let block = min(s.blockSize, s.n) * s.m
+        let floats = 3 * mn + 2 * block + s.n * s.n
+        let parameters = s.m * s.groups + s.m
+        let bytes = floats * MemoryLayout<Float>.stride + parameters * MemoryLayout<GroupParameters>.stride + mn
+        raw = .allocate(byteCount: max(bytes, 1), alignment: MemoryLayout<GroupParameters>.alignment)
+        raw.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+        let f = raw.bindMemory(to: Float.self, capacity: floats)
+        wt = f
+        q = f + mn
+        loss = f + 2 * mn
+        w1 = f + 3 * mn
+        err = w1 + block
+        hinv = err + block
+        let p = (raw + floats * MemoryLayout<Float>.stride).bindMemory(to: GroupParameters.self, capacity: parameters)
+        params = p
+        current = p + s.m * s.groups
+        codes = (raw + floats * MemoryLayout<Float>.stride + parameters * MemoryLayout<GroupParameters>.stride)
+            .bindMemory(to: UInt8.self, capacity: mn)
+        shape = s
+    }
+
+    /// W^T in sweep order (row c is column perm[c] of W), Hinv, and the parameters fitted so far
+    /// (per-channel: also the current ones).
+    func load(weight w: Matrix, hinv h: Matrix, parameters: [GroupParameters], permutation perm: [Int]) {
+        let m = shape.m
+        let n = shape.n
+        w.data.withUnsafeBufferPointer { wp in
+            for c in 0..<n { BLAS.copy(count: m, x: wp.baseAddress! + perm[c], incX: n, y: wt + c * m, incY: 1) }
+        }
+        h.data.withUnsafeBufferPointer { hinv.update(from: $0.baseAddress!, count: n * n) }
+        parameters.withUnsafeBufferPointer { params.update(from: $0.baseAddress!, count: parameters.count) }
+        for r in 0..<m { current[r] = shape.perChannel ? parameters[r] : GroupParameters(scale: 0, zero: 0) }
+    }
+
+    func deallocate() { raw.deallocate() }
 }
 
 /// Output error of a quantized linear.

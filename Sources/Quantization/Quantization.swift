@@ -1,1 +1,1 @@
-// \(t) layer; see docs/ARCHITECTURE.md
+// Quantization layer: grids, RTN and GPTQ; see docs/ARCHITECTURE.md

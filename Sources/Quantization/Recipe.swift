@@ -1,3 +1,5 @@
+import Tensor
+
 /// The stored weight format a quantizer targets.
 public enum WeightFormat: String, Codable, Sendable, CaseIterable {
     /// The GPTQ reference's integer grid (quant.py `Quantizer`): codes 0...2^bits-1,
@@ -158,5 +160,17 @@ public struct QuantRecipe: Codable, Sendable, Equatable {
     public func groupCount(columns: Int) -> Int {
         let g = effectiveGroupSize(columns: columns)
         return g == 0 ? 0 : (columns + g - 1) / g
+    }
+}
+
+extension QuantRecipe {
+    /// The grid this recipe quantizes onto.
+    public func makeGrid() -> any QuantizationGrid {
+        switch format {
+        case .integer: return ReferenceGrid(bits: bits, symmetric: symmetric)
+        case .ggufQ4_0: return GGUFQ4_0Grid()
+        case .ggufQ4_1: return GGUFQ4_1Grid()
+        case .ggufQ8_0: return GGUFQ8_0Grid()
+        }
     }
 }

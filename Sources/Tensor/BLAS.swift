@@ -1,4 +1,5 @@
 import CBLAS
+import Synchronization
 
 /// Thin, shape-checked wrappers over OpenBLAS and LAPACKE. All math that a BLAS
 /// or LAPACK routine does goes through here.
@@ -6,10 +7,15 @@ public enum BLAS {
     /// The OpenBLAS kernel family in use (print it with every benchmark).
     public static var coreName: String { String(cString: openblas_get_corename()) }
 
+    /// OpenBLAS's thread count. Process-wide: it applies to every BLAS call from every
+    /// thread, so set it once at start-up (a worker's or `kiln run`'s option), not per task.
+    /// Setters are serialized, so concurrent sets leave one of the values, never a torn state.
     public static var threads: Int {
         get { Int(openblas_get_num_threads()) }
-        set { openblas_set_num_threads(Int32(newValue)) }
+        set { threadsLock.withLock { _ in openblas_set_num_threads(Int32(newValue)) } }
     }
+
+    private static let threadsLock = Mutex(())
 
     /// C = alpha * op(A) * op(B) + beta * C (row-major).
     public static func gemm(

@@ -1,10 +1,11 @@
 import Foundation
+import Synchronization
 
 // Byte-level BPE (GPT-2 family: SmolLM, Llama 3, Qwen2): special tokens are cut
 // out first, the rest is pre-tokenized into words, each word's UTF-8 bytes
 // start as one symbol per byte and adjacent symbols are merged by merge rank.
 
-public final class BPETokenizer: Tokenizer, @unchecked Sendable {
+public final class BPETokenizer: Tokenizer, Sendable {
     /// GGUF's tokenizer.ggml.token_type values.
     public enum TokenType: Int, Sendable {
         case normal = 1, unknown = 2, control = 3, userDefined = 4, unused = 5, byte = 6
@@ -32,8 +33,7 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
 
     // Words recur constantly in real text; their ids are cached. One encode
     // call holds the shared cache; a concurrent call uses a private one.
-    private var sharedCache = WordCache()
-    private let lock = NSLock()
+    private let sharedCache = Mutex(WordCache())
 
     /// From GGUF metadata values: tokenizer.ggml.tokens, .merges ("a b"),
     /// .token_type and .pre (llama.cpp's pre-tokenizer name).
@@ -118,10 +118,7 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
     public func encode(_ text: String) -> [Int] {
         var bytes = Array((nfc ? text.precomposedStringWithCanonicalMapping : text).utf8)
         if addPrefixSpace, bytes.first != UInt8(ascii: " ") { bytes.insert(UInt8(ascii: " "), at: 0) }
-        if lock.try() {
-            defer { lock.unlock() }
-            return encode(bytes, &sharedCache)
-        }
+        if let ids = sharedCache.withLockIfAvailable({ encode(bytes, &$0) }) { return ids }
         var cache = WordCache()
         return encode(bytes, &cache)
     }

@@ -22,36 +22,24 @@ struct PreTokenizer: Equatable {
 
     /// The pre-tokenizer named by GGUF's tokenizer.ggml.pre (llama.cpp's names).
     init?(ggufName name: String) {
-        switch name {
-        case "gpt-2", "gpt2", "phi-2", "mpt", "olmo", "jina-es", "jina-de", "jina-v2-es", "jina-v2-de":
-            rules = [.gpt2]
-        case "smollm", "starcoder", "refact", "command-r", "codeshell", "exaone", "minerva-7b":
-            rules = [.individualDigits, .gpt2]
-        case "llama3", "llama-v3", "llama-bpe", "falcon3":
-            rules = [.llama3(maxDigits: 3)]
-            ignoreMerges = true
-        case "qwen2", "stablelm2", "deepseek-r1-qwen":
-            rules = [.llama3(maxDigits: 1)]
-        default:
-            return nil
-        }
+        guard let regexes = PreTokenizerNames.splitRegexes(ggufName: name) else { return nil }
+        // Every regex of the table has a scanner (PreTokenizerTests checks the whole table).
+        rules = regexes.compactMap(Self.rule(forRegex:))
+        ignoreMerges = PreTokenizerNames.ignoresMerges(ggufName: name)
     }
 
     init(rules: [SplitRule]) { self.rules = rules }
 
     /// Hugging Face regex strings of Split pre-tokenizers, and ByteLevel's own.
     static func rule(forRegex pattern: String) -> SplitRule? {
-        let core = #"|[^\r\n\p{L}\p{N}]?\p{L}+|"#
-        let tail = #"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
         switch pattern {
-        case #"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"#,
-            #"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)"#:
+        case PreTokenizerNames.gpt2Regex, String(PreTokenizerNames.gpt2Regex.dropLast(4)):
             return .gpt2
-        case "(?i:'s|'t|'re|'ve|'m|'ll|'d)" + core + #"\p{N}{1,3}"# + tail:
+        case PreTokenizerNames.llama3Regex(digits: 3):
             return .llama3(maxDigits: 3)
-        case "(?i:'s|'t|'re|'ve|'m|'ll|'d)" + core + #"\p{N}"# + tail:
+        case PreTokenizerNames.llama3Regex(digits: 1):
             return .llama3(maxDigits: 1)
-        case #"\p{N}"#:
+        case PreTokenizerNames.individualDigitsRegex:
             return .individualDigits
         default:
             return nil

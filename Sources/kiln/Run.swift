@@ -3,6 +3,7 @@ import Calibration
 import Coordinator
 import Foundation
 import Jobs
+import Models
 import Tensor
 
 extension SamplerKind: ExpressibleByArgument {}
@@ -132,7 +133,7 @@ final class RunProgress {
             case .merge: break
             }
             line(
-                "block \(t.block): statistics \(collected) shards, reconstruct \(reconstructed)/4"
+                "block \(t.block): statistics \(collected) shards, reconstruct \(reconstructed)/\(Linear.groupCount)"
                     + (propagated > 0 ? ", propagate \(propagated)" : "") + "   [\(done)/\(total) tasks]")
         case let .blockDone(b, blocks, linears):
             let rel = linears.isEmpty ? 0 : linears.map(\.relativeError).reduce(0, +) / Double(linears.count)

@@ -1,3 +1,7 @@
+// Quantization grids: the one definition of each format's parameters, codes and values.
+// They live in Tensor, the lowest layer, so that both the quantizers (Quantization) and
+// the GGUF block packer (ModelIO) use the same grid.
+
 /// Parameters of one (row, group) of a quantization grid. Meaning per format:
 /// - `.integer`: value = scale * (code - zero); `zero` is the zero point in code units.
 /// - `.ggufQ4_0`: value = (code - 8) * scale; scale is the fp16-rounded d, zero = 8.
@@ -11,7 +15,7 @@ public struct GroupParameters: Codable, Sendable, Equatable {
     public var inverse: Float
     public var minimum: Float
 
-    public init(scale: Float, zero: Float, inverse: Float = 0, minimum: Float = 0) {
+    @inlinable public init(scale: Float, zero: Float, inverse: Float = 0, minimum: Float = 0) {
         self.scale = scale
         self.zero = zero
         self.inverse = inverse
@@ -47,7 +51,7 @@ public struct ReferenceGrid: QuantizationGrid {
         self.maxq = Float((1 << bits) - 1)
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public func fit(_ base: UnsafePointer<Float>, count: Int, stride: Int) -> GroupParameters {
         var lo = base[0]
         var hi = base[0]
@@ -71,23 +75,23 @@ public struct ReferenceGrid: QuantizationGrid {
         return GroupParameters(scale: scale, zero: zero)
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public func code(_ x: Float, _ p: GroupParameters) -> UInt8 {
         let q = (x / p.scale).rounded(.toNearestOrEven) + p.zero
         return UInt8(min(max(q, 0), maxq))
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public func value(_ code: UInt8, _ p: GroupParameters) -> Float {
         p.scale * (Float(code) - p.zero)
     }
 }
 
-@inline(__always) func roundToHalf(_ x: Float) -> Float { Float(Float16(x)) }
+@usableFromInline @inline(__always) func roundToHalf(_ x: Float) -> Float { Float(Float16(x)) }
 
 /// Truncation toward zero as C's float -> int8 cast, then clamped to lo...hi (the cast's
 /// result is only defined in range; GPTQ's error-updated weights can leave the block's range).
-@inline(__always) func truncatedCode(_ t: Float, _ lo: Float, _ hi: Float) -> Float {
+@usableFromInline @inline(__always) func truncatedCode(_ t: Float, _ lo: Float, _ hi: Float) -> Float {
     min(max(t, lo), hi).rounded(.towardZero)
 }
 
@@ -95,9 +99,9 @@ public struct ReferenceGrid: QuantizationGrid {
 /// of largest magnitude (signed), id = 1/d (0 when d == 0), code = MIN(15, (int8)(x*id + 8.5)),
 /// d stored as fp16 and the value (code - 8) * fp16(d).
 public struct GGUFQ4_0Grid: QuantizationGrid {
-    public init() {}
+    @inlinable public init() {}
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public func fit(_ base: UnsafePointer<Float>, count: Int, stride: Int) -> GroupParameters {
         var amax: Float = 0
         var mx: Float = 0
@@ -113,12 +117,12 @@ public struct GGUFQ4_0Grid: QuantizationGrid {
         return GroupParameters(scale: roundToHalf(d), zero: 8, inverse: id)
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public func code(_ x: Float, _ p: GroupParameters) -> UInt8 {
         UInt8(truncatedCode(x * p.inverse + 8.5, 0, 15))
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public func value(_ code: UInt8, _ p: GroupParameters) -> Float {
         Float(Int(code) - 8) * p.scale
     }
@@ -128,9 +132,9 @@ public struct GGUFQ4_0Grid: QuantizationGrid {
 /// id = 1/d (0 when d == 0), code = MIN(15, (int8)((x - min)*id + 0.5)); d and m = min
 /// stored as fp16; the value code * fp16(d) + fp16(m) (unfused, as ggml's dequantize_row_q4_1).
 public struct GGUFQ4_1Grid: QuantizationGrid {
-    public init() {}
+    @inlinable public init() {}
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public func fit(_ base: UnsafePointer<Float>, count: Int, stride: Int) -> GroupParameters {
         var mn = Float.greatestFiniteMagnitude
         var mx = -Float.greatestFiniteMagnitude
@@ -144,12 +148,12 @@ public struct GGUFQ4_1Grid: QuantizationGrid {
         return GroupParameters(scale: roundToHalf(d), zero: roundToHalf(mn), inverse: id, minimum: mn)
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public func code(_ x: Float, _ p: GroupParameters) -> UInt8 {
         UInt8(truncatedCode((x - p.minimum) * p.inverse + 0.5, 0, 15))
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public func value(_ code: UInt8, _ p: GroupParameters) -> Float {
         let scaled = Float(code) * p.scale
         return scaled + p.zero
@@ -161,9 +165,9 @@ public struct GGUFQ4_1Grid: QuantizationGrid {
 /// updated weights; RTN never leaves -127...127); value = code * fp16(d).
 /// Codes are stored as the int8's bit pattern.
 public struct GGUFQ8_0Grid: QuantizationGrid {
-    public init() {}
+    @inlinable public init() {}
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public func fit(_ base: UnsafePointer<Float>, count: Int, stride: Int) -> GroupParameters {
         var amax: Float = 0
         for k in 0..<count { amax = max(amax, abs(base[k * stride])) }
@@ -172,26 +176,30 @@ public struct GGUFQ8_0Grid: QuantizationGrid {
         return GroupParameters(scale: roundToHalf(d), zero: 0, inverse: id)
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public func code(_ x: Float, _ p: GroupParameters) -> UInt8 {
         let r = min(max((x * p.inverse).rounded(.toNearestOrAwayFromZero), -128), 127)
         return UInt8(bitPattern: Int8(r))
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public func value(_ code: UInt8, _ p: GroupParameters) -> Float {
         Float(Int8(bitPattern: code)) * p.scale
     }
 }
 
-extension QuantRecipe {
-    /// The grid this recipe quantizes onto.
-    public func makeGrid() -> any QuantizationGrid {
-        switch format {
-        case .integer: return ReferenceGrid(bits: bits, symmetric: symmetric)
-        case .ggufQ4_0: return GGUFQ4_0Grid()
-        case .ggufQ4_1: return GGUFQ4_1Grid()
-        case .ggufQ8_0: return GGUFQ8_0Grid()
+/// The one dequantizer of per-(row, group) codes: value(code, parameters of (row, group of the
+/// column)) for every element of a [rows, columns] weight; `parameters` is [rows, groupCount].
+public func dequantize(
+    rows: Int, columns: Int, codes: [UInt8], parameters: [GroupParameters], groupIndex: [Int32], groupCount: Int,
+    value: (UInt8, GroupParameters) -> Float
+) -> Matrix {
+    var m = Matrix(rows: rows, cols: columns)
+    for r in 0..<rows {
+        for c in 0..<columns {
+            let p = parameters[r * groupCount + Int(groupIndex[c])]
+            m.data[r * columns + c] = value(codes[r * columns + c], p)
         }
     }
+    return m
 }
