@@ -15,7 +15,7 @@ let package = Package(
     name: "Kiln",
     platforms: [.macOS(.v14)],
     products: [
-        .executable(name: "kiln", targets: ["kiln"]),
+        .executable(name: "kiln", targets: ["kiln"])
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -30,47 +30,90 @@ let package = Package(
         .target(name: "ModelIO", dependencies: ["Tensor"], swiftSettings: fast + swift6),
         .target(name: "Tokenizers", swiftSettings: fast + swift6),
         .target(name: "Models", dependencies: ["Tensor", "ModelIO", "Tokenizers"], swiftSettings: fast + swift6),
-        .target(name: "Calibration", dependencies: ["Tensor", "Models"], swiftSettings: fast + swift6),
-        .target(name: "Quantization", dependencies: ["Tensor", "Calibration"], swiftSettings: fast + swift6),
+        .target(name: "Calibration", dependencies: ["Tensor"], swiftSettings: fast + swift6),
+        .target(name: "Quantization", dependencies: ["Tensor"], swiftSettings: fast + swift6),
         .target(
             name: "Jobs", dependencies: ["Tensor", "ModelIO", "Tokenizers", "Models", "Calibration", "Quantization"],
             swiftSettings: fast),
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"], swiftSettings: fast),
         .target(
-            name: "KilnProtocol",
-            dependencies: ["ZeroMQ", "Tensor", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            name: "KilnProtocol", dependencies: ["ZeroMQ", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            swiftSettings: fast),
+        // What only the cluster needs: task names and payloads (kiln.v1 protobuf), spec conversion.
+        .target(
+            name: "Cluster",
+            dependencies: [
+                "Tensor", "ModelIO", "Calibration", "Quantization", "Jobs", "KilnProtocol",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
             swiftSettings: fast),
         .target(
             name: "Coordinator",
-            dependencies: ["Jobs", "KilnProtocol", "ZeroMQ", "Worker", .product(name: "GRDB", package: "GRDB.swift"),
-                           .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "ModelIO", "Jobs", "KilnProtocol", "ZeroMQ", "Cluster", .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: fast),
         .target(
-            name: "Worker", dependencies: ["Jobs", "KilnProtocol", "ZeroMQ", .product(name: "Logging", package: "swift-log")],
+            name: "Worker",
+            dependencies: [
+                "Tensor", "Jobs", "KilnProtocol", "ZeroMQ", "Cluster", .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: fast),
+        // `kiln run --workers N`: a coordinator and N workers in one process.
+        .target(
+            name: "Embedded",
+            dependencies: [
+                "Tensor", "Jobs", "KilnProtocol", "ZeroMQ", "Cluster", "Coordinator", "Worker",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: fast),
         .target(name: "Client", dependencies: ["KilnProtocol", "ZeroMQ"], swiftSettings: fast),
         .executableTarget(
             name: "kiln",
             dependencies: [
-                "Tensor", "ModelIO", "Tokenizers", "Models", "Calibration", "Quantization", "Jobs", "Coordinator", "Worker",
-                "Client", "KilnProtocol",
+                "Tensor", "ModelIO", "Tokenizers", "Models", "Calibration", "Jobs", "ZeroMQ", "KilnProtocol", "Cluster",
+                "Coordinator", "Worker", "Embedded", "Client",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: fast),
-        .target(name: "TestSupport", dependencies: ["Tensor", "ModelIO"], path: "Tests/TestSupport", swiftSettings: fast),
-        .testTarget(name: "TensorTests", dependencies: ["Tensor", "TestSupport"], swiftSettings: fast),
-        .testTarget(name: "ModelIOTests", dependencies: ["ModelIO", "TestSupport"], swiftSettings: fast),
-        .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "ModelIO", "TestSupport"], swiftSettings: fast),
-        .testTarget(name: "ModelsTests", dependencies: ["Models", "TestSupport"], swiftSettings: fast),
-        .testTarget(name: "CalibrationTests", dependencies: ["Calibration", "TestSupport"], swiftSettings: fast),
-        .testTarget(name: "QuantizationTests", dependencies: ["Quantization", "TestSupport"], swiftSettings: fast),
-        .testTarget(name: "JobsTests", dependencies: ["Jobs", "TestSupport"], swiftSettings: fast),
+        .target(name: "TestSupport", dependencies: ["ModelIO"], path: "Tests/TestSupport", swiftSettings: fast),
+        .testTarget(name: "TensorTests", dependencies: ["Tensor"], swiftSettings: fast),
+        .testTarget(name: "ModelIOTests", dependencies: ["Tensor", "ModelIO", "TestSupport"], swiftSettings: fast),
+        .testTarget(
+            name: "TokenizersTests", dependencies: ["ModelIO", "Tokenizers", "TestSupport"], swiftSettings: fast),
+        .testTarget(
+            name: "ModelsTests", dependencies: ["Tensor", "ModelIO", "Models", "TestSupport"], swiftSettings: fast),
+        .testTarget(
+            name: "CalibrationTests", dependencies: ["Tensor", "Calibration", "TestSupport"], swiftSettings: fast),
+        .testTarget(
+            name: "QuantizationTests", dependencies: ["Tensor", "Calibration", "Quantization", "TestSupport"],
+            swiftSettings: fast),
+        .testTarget(
+            name: "JobsTests",
+            dependencies: [
+                "Tensor", "ModelIO", "Tokenizers", "Models", "Calibration", "Quantization", "Jobs", "TestSupport",
+            ],
+            swiftSettings: fast),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ", "TestSupport"], swiftSettings: fast),
-        .testTarget(name: "KilnProtocolTests", dependencies: ["KilnProtocol", "TestSupport"], swiftSettings: fast),
-        .testTarget(name: "ClusterTests", dependencies: ["Coordinator", "Worker", "Jobs", "KilnProtocol", "ZeroMQ", "TestSupport"], swiftSettings: fast),
-        .testTarget(name: "KilnCLITests", dependencies: ["TestSupport", "ModelIO"], swiftSettings: fast),
-        .testTarget(name: "ClientTests", dependencies: ["Client", "TestSupport"], swiftSettings: fast),
+        .testTarget(
+            name: "KilnProtocolTests",
+            dependencies: [
+                "ZeroMQ", "KilnProtocol", "TestSupport", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            swiftSettings: fast),
+        .testTarget(
+            name: "ClusterTests",
+            dependencies: [
+                "Tensor", "ModelIO", "Calibration", "Quantization", "Jobs", "ZeroMQ", "KilnProtocol", "Cluster",
+                "Coordinator", "Worker", "TestSupport", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: fast),
+        .testTarget(name: "KilnCLITests", dependencies: ["ModelIO", "TestSupport"], swiftSettings: fast),
+        .testTarget(
+            name: "ClientTests", dependencies: ["ZeroMQ", "KilnProtocol", "Client", "TestSupport"], swiftSettings: fast),
         .testTarget(name: "ClusterCLITests", dependencies: ["TestSupport"], swiftSettings: fast),
     ],
     swiftLanguageModes: [.v5]

@@ -54,10 +54,10 @@ deps_of() {
         SwiftProtobuf|Tensor|Tokenizers|ZeroMQ) echo "" ;;
         ModelIO) echo "Tensor" ;;
         Models) echo "Tensor ModelIO Tokenizers" ;;
-        Calibration) echo "Tensor ModelIO Tokenizers Models" ;;
-        Quantization) echo "Tensor ModelIO Tokenizers Models Calibration" ;;
+        Calibration|Quantization) echo "Tensor" ;;
         Jobs) echo "Tensor ModelIO Tokenizers Models Calibration Quantization" ;;
-        KilnProtocol) echo "SwiftProtobuf ZeroMQ Tensor" ;;
+        KilnProtocol) echo "SwiftProtobuf ZeroMQ" ;;
+        Cluster) echo "Tensor ModelIO Tokenizers Models Calibration Quantization Jobs SwiftProtobuf ZeroMQ KilnProtocol" ;;
     esac
 }
 
@@ -75,8 +75,8 @@ modules_of() {
         gguf) echo "Tensor ModelIO Tokenizers Models" ;;
         safetensors) echo "Tensor ModelIO" ;;
         tokenizer) echo "Tensor ModelIO Tokenizers" ;;
-        envelope) echo "SwiftProtobuf ZeroMQ Tensor KilnProtocol" ;;
-        codec) echo "Tensor ModelIO Tokenizers Models Calibration Quantization Jobs" ;;
+        envelope) echo "SwiftProtobuf ZeroMQ KilnProtocol" ;;
+        codec) echo "Tensor ModelIO Tokenizers Models Calibration Quantization Jobs SwiftProtobuf ZeroMQ KilnProtocol Cluster" ;;
         *) echo "unknown fuzz target '$1' (known: ${ALL_TARGETS[*]})" >&2
            exit 2 ;;
     esac

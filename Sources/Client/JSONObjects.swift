@@ -52,7 +52,7 @@ extension Kiln_V1_JobSpec {
             "act_order": actOrder, "mode": mode.label, "format": format.label, "damp": Double(dampPercent),
             "samples": calibration.samples, "seqlen": calibration.seqlen, "seed": calibration.seed,
         ]
-        if case .textPath(let p)? = calibration.source { o["calibration"] = p }
+        if !calibration.textPath.isEmpty { o["calibration"] = calibration.textPath }
         if eval.enabled {
             o["eval"] = eval.textPath
             o["eval_windows"] = eval.samples

@@ -1,3 +1,4 @@
+import Cluster
 import Foundation
 import Jobs
 import KilnProtocol
@@ -75,7 +76,7 @@ extension Coordinator {
         work.async { [weak self] in
             guard let self else { return }
             let prepared = Result { () -> (Data, String) in
-                let payload = try ClusterCodec.encode(try self.taskInput(run, t, replay: replay))
+                let payload = try TaskPayload.encode(try self.taskInput(run, t, replay: replay))
                 return (payload, String(decoding: try JSONEncoder().encode(run.spec), as: UTF8.self))
             }
             self.post { [weak self] in
@@ -135,7 +136,7 @@ extension Coordinator {
     func merged(_ run: JobRun, block b: Int) throws -> MergeResult {
         if let m = mergedCache[run.id]?[b] { return m }
         let r = try storedResult(run, .merge(block: b))
-        guard case let .merge(m) = try ClusterCodec.decode(ClusterTaskOutput.self, from: try files.read(r)) else {
+        guard case let .merge(m) = try files.readOutput(r) else {
             throw CoordinatorError("result file of merge(\(b)) holds another task's result")
         }
         mergedCache[run.id, default: [:]][b] = m
@@ -146,9 +147,12 @@ extension Coordinator {
         if let q = quantizedCache[run.id]?[b] { return q }
         var out: [QuantizedLinear] = []
         for g in 0..<run.graph.groups {
+            if let linears = reconstructedCache[run.id]?[.reconstruct(block: b, group: g)] {
+                out += linears
+                continue
+            }
             let r = try storedResult(run, .reconstruct(block: b, group: g))
-            guard case let .reconstruct(rr) = try ClusterCodec.decode(ClusterTaskOutput.self, from: try files.read(r))
-            else {
+            guard case let .reconstruct(rr) = try files.readOutput(r) else {
                 throw CoordinatorError("result file of reconstruct(\(b),\(g)) holds another task's result")
             }
             out += rr.linears
@@ -181,6 +185,7 @@ extension Coordinator {
             guard blockDone else { return }
             let linears = ev == nil ? [] : ((try? self.quantized(run, block: b, cache: false)) ?? [])
             self.quantizedCache[jobID]?[b] = nil
+            for g in 0..<run.graph.groups { self.reconstructedCache[jobID]?[.reconstruct(block: b, group: g)] = nil }
             if let ev { self.post { ev(jobID, .blockDone(block: b, blocks: blocks, linears: linears)) } }
         }
         var m = Kiln_V1_ModuleProgress()
@@ -221,9 +226,7 @@ extension Coordinator {
                 // merging every part at once).
                 var m: MergeResult?
                 for r in results {
-                    guard
-                        case let .collect(c) = try ClusterCodec.decode(ClusterTaskOutput.self, from: try files.read(r))
-                    else {
+                    guard case let .collect(c) = try files.readOutput(r) else {
                         throw CoordinatorError("result file of \(r.task) holds another task's result")
                     }
                     if let acc = m {
@@ -236,7 +239,7 @@ extension Coordinator {
                 }
                 guard let m else { throw CoordinatorError("merge(\(b)): no shard results") }
                 self?.mergedCache[jobID, default: [:]][b] = m
-                let data = try ClusterCodec.encode(ClusterTaskOutput.merge(m))
+                let data = try TaskPayload.encode(ClusterTaskOutput.merge(m))
                 let (url, sum) = try files.write(data, job: jobID, task: .merge(block: b))
                 try store.recordResult(
                     job: jobID,
@@ -293,6 +296,7 @@ extension Coordinator {
                     self.work.async {
                         self.mergedCache[jobID] = nil
                         self.quantizedCache[jobID] = nil
+                        self.reconstructedCache[jobID] = nil
                     }
                     self.publishState(run)
                 case .failure(let e):
@@ -331,6 +335,7 @@ extension Coordinator {
             work.async { [weak self] in
                 self?.mergedCache[jobID] = nil
                 self?.quantizedCache[jobID] = nil
+                self?.reconstructedCache[jobID] = nil
                 do {
                     try store.markResultsRemoved(job: jobID)
                 } catch {

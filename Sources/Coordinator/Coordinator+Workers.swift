@@ -1,3 +1,4 @@
+import Cluster
 import Foundation
 import Jobs
 import KilnProtocol
@@ -154,12 +155,10 @@ extension Coordinator {
         guard let t = TaskID(wireName: r.taskID) else {
             return reject("unknown task id '\(r.taskID)'", "task_result.task_id")
         }
-        // The job is the one the worker was given; results resent after a reconnect name it in the frame.
-        let jobID =
-            w.task?.task == t
-            ? w.task!.job : (message.tensors.first?.header.name.split(separator: ":").last.map(String.init) ?? "")
+        // The job is the one the worker was given; a result resent after a reconnect names it.
+        let jobID = w.task?.task == t ? w.task!.job : r.jobID
         guard let run = jobs[jobID] else {
-            return reject("no job '\(jobID)' for task \(r.taskID)", "task_result.outputs[0].name")
+            return reject("no job '\(jobID)' for task \(r.taskID)", "task_result.job_id")
         }
         if w.task?.task == t { w.task = nil }
         let now = Self.nowMs()
@@ -206,7 +205,7 @@ extension Coordinator {
         let groups = run.graph.groups
         work.async { [weak self] in
             let outcome = Result { () -> Double in
-                let output = try ClusterCodec.decode(ClusterTaskOutput.self, from: payload)
+                let output = try TaskPayload.decodeOutput(payload)
                 guard output.taskID == t else { throw CoordinatorError("payload is for \(output.taskID), not \(t)") }
                 try Coordinator.validate(output, groups: groups)
                 // Durable before acknowledged: file fsynced, then recorded in one transaction.
@@ -215,8 +214,10 @@ extension Coordinator {
                     job: jobID,
                     StoredResult(task: t, path: url.path, checksum: sum, bytes: payload.count, worker: workerID),
                     attempt: attempt, nowMs: Coordinator.nowMs())
-                if case let .reconstruct(rr) = output { return rr.linears.map(\.relativeError).max() ?? 0 }
-                return 0
+                guard case let .reconstruct(rr) = output else { return 0 }
+                // Kept decoded for the block's propagate inputs (work queue: it owns the caches).
+                self?.reconstructedCache[jobID, default: [:]][t] = rr.linears
+                return rr.linears.map(\.relativeError).max() ?? 0
             }
             self?.post { [weak self] in
                 guard let self, let run = self.jobs[jobID] else { return }

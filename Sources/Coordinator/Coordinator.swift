@@ -81,6 +81,8 @@ public final class Coordinator: @unchecked Sendable {
     /// needs them. Lineage reads the durable files without caching.
     var mergedCache: [String: [Int: MergeResult]] = [:]
     var quantizedCache: [String: [Int: [QuantizedLinear]]] = [:]
+    /// Reconstruct results as decoded when they arrived, until their block's linears are assembled.
+    var reconstructedCache: [String: [TaskID: [QuantizedLinear]]] = [:]
     /// Bad messages are logged a few times per peer and kind, then summarised (loop thread only):
     /// a peer can send them as fast as the network carries them.
     var badMessageLog = LogLimiter(burst: 3, intervalMs: 10_000)

@@ -1,3 +1,4 @@
+import Cluster
 import Foundation
 import Jobs
 
@@ -49,8 +50,7 @@ final class DurableLinears: QuantizedLinearSource {
     }
 
     static func decode(_ r: StoredResult, files: ResultFiles) throws -> [QuantizedLinear] {
-        guard case let .reconstruct(rr) = try ClusterCodec.decode(ClusterTaskOutput.self, from: try files.read(r))
-        else {
+        guard case let .reconstruct(rr) = try files.readOutput(r) else {
             throw CoordinatorError("result file of \(r.task) holds another task's result")
         }
         return rr.linears

@@ -1,3 +1,4 @@
+import Cluster
 import Foundation
 import Jobs
 import KilnProtocol
@@ -107,6 +108,15 @@ public struct ResultFiles: Sendable {
             )
         }
         return d
+    }
+
+    /// Reads a result file back, checks it, and decodes its kiln.v1.TaskOutput.
+    public func readOutput(_ r: StoredResult) throws -> ClusterTaskOutput {
+        let output = try TaskPayload.decodeOutput(try read(r))
+        guard output.taskID == r.task else {
+            throw JobError("result file \(r.path) holds the result of \(output.taskID), not \(r.task)")
+        }
+        return output
     }
 
     static func durableWrite(_ data: Data, to url: URL) throws {

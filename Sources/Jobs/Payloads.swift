@@ -3,12 +3,13 @@ import Foundation
 import Quantization
 import Tensor
 
-// Serializable inputs and outputs of the tasks. Everything a task returns is one of
-// these Codable values, so a coordinator can receive it from any worker; shard
-// activations are not among them (they stay in the worker's ActivationStore).
+// Inputs and outputs of the tasks. Everything a task returns is one of these plain
+// values, so a coordinator can receive it from any worker (Cluster converts them to
+// kiln.v1 protobuf messages); shard activations are not among them (they stay in
+// the worker's ActivationStore).
 
 /// collect(b, s) -> partial statistics, one per linear group of block b (group order).
-public struct CollectResult: Codable, Sendable, Equatable {
+public struct CollectResult: Sendable, Equatable {
     public var block: Int
     public var shard: Int
     public var statistics: [LinearStatistics]
@@ -23,13 +24,18 @@ public struct CollectResult: Codable, Sendable, Equatable {
 }
 
 /// merge(b) -> merged statistics per linear group.
-public struct MergeResult: Codable, Sendable, Equatable {
+public struct MergeResult: Sendable, Equatable {
     public var block: Int
     public var statistics: [LinearStatistics]
+
+    public init(block: Int, statistics: [LinearStatistics]) {
+        self.block = block
+        self.statistics = statistics
+    }
 }
 
 /// What reconstruct(b, g) needs besides the job: the group's linears and its merged statistics.
-public struct ReconstructInput: Codable, Sendable, Equatable {
+public struct ReconstructInput: Sendable, Equatable {
     public var block: Int
     public var group: Int
     public var linears: [String]
@@ -44,7 +50,7 @@ public struct ReconstructInput: Codable, Sendable, Equatable {
 }
 
 /// One quantized linear: what the writers store and propagate runs with.
-public struct QuantizedLinear: Codable, Sendable, Equatable {
+public struct QuantizedLinear: Sendable, Equatable {
     /// llama.cpp linear name ("attn_q"...).
     public var linear: String
     public var block: Int
@@ -70,6 +76,29 @@ public struct QuantizedLinear: Codable, Sendable, Equatable {
     public var deadColumns: Int
     public var seconds: Double
 
+    public init(
+        linear: String, block: Int, tensor: String, rows: Int, columns: Int, recipe: QuantRecipe, groupSize: Int,
+        groupCount: Int, codes: [UInt8], parameters: [GroupParameters], groupIndex: [Int32], outputError: Double,
+        relativeError: Double, gptqLoss: Double, deadColumns: Int, seconds: Double
+    ) {
+        self.linear = linear
+        self.block = block
+        self.tensor = tensor
+        self.rows = rows
+        self.columns = columns
+        self.recipe = recipe
+        self.groupSize = groupSize
+        self.groupCount = groupCount
+        self.codes = codes
+        self.parameters = parameters
+        self.groupIndex = groupIndex
+        self.outputError = outputError
+        self.relativeError = relativeError
+        self.gptqLoss = gptqLoss
+        self.deadColumns = deadColumns
+        self.seconds = seconds
+    }
+
     /// The weights this linear stands for: the grid's value of every code, bit for bit
     /// what the quantizer produced (checked when the result is made).
     public func dequantized() -> Matrix {
@@ -80,70 +109,28 @@ public struct QuantizedLinear: Codable, Sendable, Equatable {
     }
 }
 
-extension QuantizedLinear {
-    private enum CodingKeys: String, CodingKey {
-        case linear, block, tensor, rows, columns, recipe, groupSize, groupCount, codes, parameters, groupIndex
-        case outputError, relativeError, gptqLoss, deadColumns, seconds
-    }
-
-    /// `parameters` travel as one flat [Float] (scale, zero, inverse, minimum per group):
-    /// a raw blob in the cluster codec instead of one keyed object per group (~3x smaller).
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(linear, forKey: .linear)
-        try c.encode(block, forKey: .block)
-        try c.encode(tensor, forKey: .tensor)
-        try c.encode(rows, forKey: .rows)
-        try c.encode(columns, forKey: .columns)
-        try c.encode(recipe, forKey: .recipe)
-        try c.encode(groupSize, forKey: .groupSize)
-        try c.encode(groupCount, forKey: .groupCount)
-        try c.encode(codes, forKey: .codes)
-        try c.encode(parameters.flatMap { [$0.scale, $0.zero, $0.inverse, $0.minimum] }, forKey: .parameters)
-        try c.encode(groupIndex, forKey: .groupIndex)
-        try c.encode(outputError, forKey: .outputError)
-        try c.encode(relativeError, forKey: .relativeError)
-        try c.encode(gptqLoss, forKey: .gptqLoss)
-        try c.encode(deadColumns, forKey: .deadColumns)
-        try c.encode(seconds, forKey: .seconds)
-    }
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        let flat = try c.decode([Float].self, forKey: .parameters)
-        guard flat.count % 4 == 0 else {
-            throw DecodingError.dataCorruptedError(
-                forKey: .parameters, in: c, debugDescription: "\(flat.count) floats is not 4 per group")
-        }
-        let params = stride(from: 0, to: flat.count, by: 4).map {
-            GroupParameters(scale: flat[$0], zero: flat[$0 + 1], inverse: flat[$0 + 2], minimum: flat[$0 + 3])
-        }
-        self.init(
-            linear: try c.decode(String.self, forKey: .linear), block: try c.decode(Int.self, forKey: .block),
-            tensor: try c.decode(String.self, forKey: .tensor), rows: try c.decode(Int.self, forKey: .rows),
-            columns: try c.decode(Int.self, forKey: .columns), recipe: try c.decode(QuantRecipe.self, forKey: .recipe),
-            groupSize: try c.decode(Int.self, forKey: .groupSize),
-            groupCount: try c.decode(Int.self, forKey: .groupCount),
-            codes: try c.decode([UInt8].self, forKey: .codes), parameters: params,
-            groupIndex: try c.decode([Int32].self, forKey: .groupIndex),
-            outputError: try c.decode(Double.self, forKey: .outputError),
-            relativeError: try c.decode(Double.self, forKey: .relativeError),
-            gptqLoss: try c.decode(Double.self, forKey: .gptqLoss),
-            deadColumns: try c.decode(Int.self, forKey: .deadColumns),
-            seconds: try c.decode(Double.self, forKey: .seconds))
-    }
-}
-
 /// reconstruct(b, g) -> the group's quantized linears.
-public struct ReconstructResult: Codable, Sendable, Equatable {
+public struct ReconstructResult: Sendable, Equatable {
     public var block: Int
     public var group: Int
     public var linears: [QuantizedLinear]
+
+    public init(block: Int, group: Int, linears: [QuantizedLinear]) {
+        self.block = block
+        self.group = group
+        self.linears = linears
+    }
 }
 
 /// propagate(b, s): the next activations stay in the store; this records that it ran.
-public struct PropagateResult: Codable, Sendable, Equatable {
+public struct PropagateResult: Sendable, Equatable {
     public var block: Int
     public var shard: Int
     public var tokens: Int
+
+    public init(block: Int, shard: Int, tokens: Int) {
+        self.block = block
+        self.shard = shard
+        self.tokens = tokens
+    }
 }

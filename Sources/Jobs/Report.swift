@@ -24,6 +24,19 @@ public struct LinearReport: Codable, Sendable, Equatable {
     public var relativeError: Double
     public var gptqLoss: Double
     public var seconds: Double
+
+    public init(
+        tensor: String, block: Int, linear: String, outputError: Double, relativeError: Double, gptqLoss: Double,
+        seconds: Double
+    ) {
+        self.tensor = tensor
+        self.block = block
+        self.linear = linear
+        self.outputError = outputError
+        self.relativeError = relativeError
+        self.gptqLoss = gptqLoss
+        self.seconds = seconds
+    }
 }
 
 public struct PerplexityReport: Codable, Sendable, Equatable {
@@ -48,6 +61,22 @@ public struct JobReport: Codable, Sendable, Equatable {
     public var times: PhaseTimes
     public var peakRSSBytes: Int
     public var notes: [String]
+
+    public init(
+        spec: JobSpec, output: String, calibrationTokens: Int, calibrationWindowTokens: Int,
+        perplexity: PerplexityReport? = nil, linears: [LinearReport], times: PhaseTimes, peakRSSBytes: Int,
+        notes: [String]
+    ) {
+        self.spec = spec
+        self.output = output
+        self.calibrationTokens = calibrationTokens
+        self.calibrationWindowTokens = calibrationWindowTokens
+        self.perplexity = perplexity
+        self.linears = linears
+        self.times = times
+        self.peakRSSBytes = peakRSSBytes
+        self.notes = notes
+    }
 
     public func jsonData() throws -> Data {
         let e = JSONEncoder()

@@ -1,3 +1,4 @@
+import Cluster
 import Foundation
 import Jobs
 import KilnProtocol
@@ -95,6 +96,7 @@ final class TaskRunner: @unchecked Sendable {  // the queue is guarded by `cond`
         var r = Kiln_V1_TaskResult()
         r.taskID = a.taskID
         r.attempt = a.attempt
+        r.jobID = a.jobID
         r.status = status
         var e = Kiln_V1_Error()
         e.code = code
@@ -110,6 +112,7 @@ final class TaskRunner: @unchecked Sendable {  // the queue is guarded by `cond`
         var r = Kiln_V1_TaskResult()
         r.taskID = a.taskID
         r.attempt = a.attempt
+        r.jobID = a.jobID
         func fail(_ status: Kiln_V1_TaskStatus, _ code: Kiln_V1_ErrorCode, field: String, _ msg: String) -> Message {
             log("task \(a.taskID) failed: \(msg)")
             r.status = status
@@ -126,7 +129,7 @@ final class TaskRunner: @unchecked Sendable {  // the queue is guarded by `cond`
         }
         do {
             let job = try context(for: a)
-            let taskInput = try ClusterCodec.decode(ClusterTaskInput.self, from: input)
+            let taskInput = try TaskPayload.decodeInput(input)
             let output = try ClusterExecution.run(job.context, store: job.store, task: task, input: taskInput) {
                 done, total, stage in
                 var p = Kiln_V1_TaskProgress()
@@ -137,9 +140,8 @@ final class TaskRunner: @unchecked Sendable {  // the queue is guarded by `cond`
                 p.stage = stage
                 self.emit(Message(.taskProgress(p)))
             }
-            let payload = try ClusterCodec.encode(output)
-            // The job id rides in the frame name so a result resent after a reconnect finds its job.
-            let frame = try TensorFrame(name: "result:\(a.jobID)", dtype: .u8, shape: [payload.count], bytes: payload)
+            let payload = try TaskPayload.encode(output)
+            let frame = try TensorFrame(name: "result", dtype: .u8, shape: [payload.count], bytes: payload)
             r.status = .ok
             r.outputs = [frame.header]
             r.elapsedMs = UInt64((DispatchTime.now().uptimeNanoseconds - t0.uptimeNanoseconds) / 1_000_000)

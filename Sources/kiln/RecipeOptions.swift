@@ -1,7 +1,7 @@
 import ArgumentParser
 import Calibration
 import Client
-import Coordinator
+import Cluster
 import Foundation
 import Jobs
 import KilnProtocol

@@ -1,6 +1,6 @@
 import ArgumentParser
 import Calibration
-import Coordinator
+import Embedded
 import Foundation
 import Jobs
 import Models

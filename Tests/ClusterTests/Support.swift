@@ -1,3 +1,4 @@
+import Cluster
 import Coordinator
 import Foundation
 import Jobs

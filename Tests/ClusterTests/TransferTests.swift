@@ -106,11 +106,12 @@ final class ClusterTransferTests: XCTestCase {
                 tasks.append(a.taskID)
                 // A "result" of 3 chunks; chunk 1 damaged.
                 let payload = try TensorFrame(
-                    name: "result:\(a.jobID)", dtype: .u8, shape: [3 * chunk], bytes: Data(count: 3 * chunk))
+                    name: "result", dtype: .u8, shape: [3 * chunk], bytes: Data(count: 3 * chunk))
                 let (h, chunks) = try out.start(payload, context: a.taskID)
                 var r = Kiln_V1_TaskResult()
                 r.taskID = a.taskID
                 r.attempt = a.attempt
+                r.jobID = a.jobID
                 r.status = .ok
                 r.outputs = [h]
                 try evil.send(Message(.taskResult(r)))

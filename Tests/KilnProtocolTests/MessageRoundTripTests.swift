@@ -12,7 +12,6 @@ final class MessageRoundTripTests: XCTestCase {
         .with {
             $0.name = "smollm2-w4"
             $0.modelPath = "/models/m.gguf"
-            $0.modelSha256 = String(repeating: "ab", count: 32)
             $0.modelSize = 270_000_000
             $0.calibration = .with {
                 $0.textPath = "calib.txt"
@@ -117,34 +116,17 @@ final class MessageRoundTripTests: XCTestCase {
                     $0.shard = 1
                     $0.shardCount = 4
                     $0.linearGroup = "mlp.gate_up"
-                    $0.recipe = .with {
-                        $0.method = .gptq
-                        $0.bits = 4
-                        $0.groupSize = 128
-                        $0.format = .gptqSafetensors
-                    }
                     $0.model = .with {
                         $0.path = "/m.gguf"
                         $0.size = 10
                         $0.fetchFromCoordinator = true
                     }
-                    $0.calibration = .with {
-                        $0.tokenIds = .with { $0.ids = [1, 2, 3] }
-                        $0.samples = 1
-                        $0.seqlen = 3
-                    }
                     $0.inputs = [
-                        .with {
-                            $0.name = "x"
-                            $0.kind = .localActivations
-                            $0.block = 2
-                            $0.shard = 1
-                        },
                         .with {
                             $0.name = "h"
                             $0.kind = .tensor
                             $0.tensor = h
-                        },
+                        }
                     ]
                 }),
             .taskProgress(
@@ -165,6 +147,7 @@ final class MessageRoundTripTests: XCTestCase {
                     $0.metrics = ["error": 0.5, "seconds": 2]
                     $0.error = err
                     $0.elapsedMs = 2000
+                    $0.jobID = "job-1"
                 }),
             .taskCancel(
                 .with {
@@ -175,7 +158,6 @@ final class MessageRoundTripTests: XCTestCase {
             .rangeFetchRequest(
                 .with {
                     $0.requestID = "r1"
-                    $0.modelSha256 = "00"
                     $0.offset = 1 << 33
                     $0.length = 4096
                 }),

@@ -357,43 +357,13 @@ public nonisolated enum Kiln_V1_Phase: SwiftProtobuf.Enum, Swift.CaseIterable {
 
 }
 
-/// A stream of token ids, given inline instead of a text file.
-public nonisolated struct Kiln_V1_TokenIds: Sendable {
-  // SwiftProtobuf.Message conformance is added in an extension below. See the
-  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
-  // methods supported on all messages.
-
-  public var ids: [UInt32] = []
-
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
-
-  public init() {}
-}
-
 public nonisolated struct Kiln_V1_CalibrationSpec: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var source: Kiln_V1_CalibrationSpec.OneOf_Source? = nil
-
   /// UTF-8 text file, tokenized with the model's tokenizer.
-  public var textPath: String {
-    get {
-      if case .textPath(let v)? = source {return v}
-      return String()
-    }
-    set {source = .textPath(newValue)}
-  }
-
-  /// Already tokenized input.
-  public var tokenIds: Kiln_V1_TokenIds {
-    get {
-      if case .tokenIds(let v)? = source {return v}
-      return Kiln_V1_TokenIds()
-    }
-    set {source = .tokenIds(newValue)}
-  }
+  public var textPath: String = String()
 
   /// Number of samples of seqlen tokens each.
   public var samples: UInt32 = 0
@@ -406,14 +376,6 @@ public nonisolated struct Kiln_V1_CalibrationSpec: Sendable {
   public var sampler: Kiln_V1_Sampler = .unspecified
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
-
-  public nonisolated enum OneOf_Source: Equatable, Sendable {
-    /// UTF-8 text file, tokenized with the model's tokenizer.
-    case textPath(String)
-    /// Already tokenized input.
-    case tokenIds(Kiln_V1_TokenIds)
-
-  }
 
   public init() {}
 }
@@ -457,12 +419,6 @@ public nonisolated struct Kiln_V1_JobSpec: @unchecked Sendable {
   public var modelPath: String {
     get {_storage._modelPath}
     set {_uniqueStorage()._modelPath = newValue}
-  }
-
-  /// Lowercase hex SHA-256 of the model file; empty to let the coordinator compute it.
-  public var modelSha256: String {
-    get {_storage._modelSha256}
-    set {_uniqueStorage()._modelSha256 = newValue}
   }
 
   public var modelSize: UInt64 {
@@ -667,39 +623,9 @@ nonisolated extension Kiln_V1_Phase: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0PHASE_UNSPECIFIED\0\u{1}PHASE_COLLECT\0\u{1}PHASE_MERGE\0\u{1}PHASE_RECONSTRUCT\0\u{1}PHASE_PROPAGATE\0")
 }
 
-nonisolated extension Kiln_V1_TokenIds: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".TokenIds"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}ids\0")
-
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeRepeatedUInt32Field(value: &self.ids) }()
-      default: break
-      }
-    }
-  }
-
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    if !self.ids.isEmpty {
-      try visitor.visitPackedUInt32Field(value: self.ids, fieldNumber: 1)
-    }
-    try unknownFields.traverse(visitor: &visitor)
-  }
-
-  public static func ==(lhs: Kiln_V1_TokenIds, rhs: Kiln_V1_TokenIds) -> Bool {
-    if lhs.ids != rhs.ids {return false}
-    if lhs.unknownFields != rhs.unknownFields {return false}
-    return true
-  }
-}
-
 nonisolated extension Kiln_V1_CalibrationSpec: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CalibrationSpec"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}text_path\0\u{3}token_ids\0\u{1}samples\0\u{1}seqlen\0\u{1}seed\0\u{1}sampler\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}text_path\0\u{2}\u{2}samples\0\u{1}seqlen\0\u{1}seed\0\u{1}sampler\0\u{b}token_ids\0\u{c}\u{2}\u{1}")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -707,27 +633,7 @@ nonisolated extension Kiln_V1_CalibrationSpec: SwiftProtobuf.Message, SwiftProto
       // allocates stack space for every case branch when no optimizations are
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
-      case 1: try {
-        var v: String?
-        try decoder.decodeSingularStringField(value: &v)
-        if let v = v {
-          if self.source != nil {try decoder.handleConflictingOneOf()}
-          self.source = .textPath(v)
-        }
-      }()
-      case 2: try {
-        var v: Kiln_V1_TokenIds?
-        var hadOneofValue = false
-        if let current = self.source {
-          hadOneofValue = true
-          if case .tokenIds(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.source = .tokenIds(v)
-        }
-      }()
+      case 1: try { try decoder.decodeSingularStringField(value: &self.textPath) }()
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.samples) }()
       case 4: try { try decoder.decodeSingularUInt32Field(value: &self.seqlen) }()
       case 5: try { try decoder.decodeSingularUInt64Field(value: &self.seed) }()
@@ -738,20 +644,8 @@ nonisolated extension Kiln_V1_CalibrationSpec: SwiftProtobuf.Message, SwiftProto
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    switch self.source {
-    case .textPath?: try {
-      guard case .textPath(let v)? = self.source else { preconditionFailure() }
-      try visitor.visitSingularStringField(value: v, fieldNumber: 1)
-    }()
-    case .tokenIds?: try {
-      guard case .tokenIds(let v)? = self.source else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
-    }()
-    case nil: break
+    if !self.textPath.isEmpty {
+      try visitor.visitSingularStringField(value: self.textPath, fieldNumber: 1)
     }
     if self.samples != 0 {
       try visitor.visitSingularUInt32Field(value: self.samples, fieldNumber: 3)
@@ -769,7 +663,7 @@ nonisolated extension Kiln_V1_CalibrationSpec: SwiftProtobuf.Message, SwiftProto
   }
 
   public static func ==(lhs: Kiln_V1_CalibrationSpec, rhs: Kiln_V1_CalibrationSpec) -> Bool {
-    if lhs.source != rhs.source {return false}
+    if lhs.textPath != rhs.textPath {return false}
     if lhs.samples != rhs.samples {return false}
     if lhs.seqlen != rhs.seqlen {return false}
     if lhs.seed != rhs.seed {return false}
@@ -836,12 +730,11 @@ nonisolated extension Kiln_V1_EvalSpec: SwiftProtobuf.Message, SwiftProtobuf._Me
 
 nonisolated extension Kiln_V1_JobSpec: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".JobSpec"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{3}model_path\0\u{3}model_sha256\0\u{3}model_size\0\u{1}calibration\0\u{1}method\0\u{1}bits\0\u{3}group_size\0\u{1}symmetric\0\u{3}act_order\0\u{1}mode\0\u{1}format\0\u{3}output_path\0\u{1}eval\0\u{3}damp_percent\0\u{3}spec_json\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{3}model_path\0\u{4}\u{2}model_size\0\u{1}calibration\0\u{1}method\0\u{1}bits\0\u{3}group_size\0\u{1}symmetric\0\u{3}act_order\0\u{1}mode\0\u{1}format\0\u{3}output_path\0\u{1}eval\0\u{3}damp_percent\0\u{3}spec_json\0\u{b}model_sha256\0\u{c}\u{3}\u{1}")
 
   fileprivate class _StorageClass {
     var _name: String = String()
     var _modelPath: String = String()
-    var _modelSha256: String = String()
     var _modelSize: UInt64 = 0
     var _calibration: Kiln_V1_CalibrationSpec? = nil
     var _method: Kiln_V1_QuantMethod = .unspecified
@@ -867,7 +760,6 @@ nonisolated extension Kiln_V1_JobSpec: SwiftProtobuf.Message, SwiftProtobuf._Mes
     init(copying source: _StorageClass) {
       _name = source._name
       _modelPath = source._modelPath
-      _modelSha256 = source._modelSha256
       _modelSize = source._modelSize
       _calibration = source._calibration
       _method = source._method
@@ -901,7 +793,6 @@ nonisolated extension Kiln_V1_JobSpec: SwiftProtobuf.Message, SwiftProtobuf._Mes
         switch fieldNumber {
         case 1: try { try decoder.decodeSingularStringField(value: &_storage._name) }()
         case 2: try { try decoder.decodeSingularStringField(value: &_storage._modelPath) }()
-        case 3: try { try decoder.decodeSingularStringField(value: &_storage._modelSha256) }()
         case 4: try { try decoder.decodeSingularUInt64Field(value: &_storage._modelSize) }()
         case 5: try { try decoder.decodeSingularMessageField(value: &_storage._calibration) }()
         case 6: try { try decoder.decodeSingularEnumField(value: &_storage._method) }()
@@ -932,9 +823,6 @@ nonisolated extension Kiln_V1_JobSpec: SwiftProtobuf.Message, SwiftProtobuf._Mes
       }
       if !_storage._modelPath.isEmpty {
         try visitor.visitSingularStringField(value: _storage._modelPath, fieldNumber: 2)
-      }
-      if !_storage._modelSha256.isEmpty {
-        try visitor.visitSingularStringField(value: _storage._modelSha256, fieldNumber: 3)
       }
       if _storage._modelSize != 0 {
         try visitor.visitSingularUInt64Field(value: _storage._modelSize, fieldNumber: 4)
@@ -986,7 +874,6 @@ nonisolated extension Kiln_V1_JobSpec: SwiftProtobuf.Message, SwiftProtobuf._Mes
         let rhs_storage = _args.1
         if _storage._name != rhs_storage._name {return false}
         if _storage._modelPath != rhs_storage._modelPath {return false}
-        if _storage._modelSha256 != rhs_storage._modelSha256 {return false}
         if _storage._modelSize != rhs_storage._modelSize {return false}
         if _storage._calibration != rhs_storage._calibration {return false}
         if _storage._method != rhs_storage._method {return false}

@@ -44,9 +44,6 @@ public nonisolated enum Kiln_V1_TaskKind: SwiftProtobuf.Enum, Swift.CaseIterable
 
   /// propagate(b, s): run quantized block b on shard s
   case propagate // = 4
-
-  /// evaluate the written model on a shard of eval text
-  case eval // = 5
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -60,7 +57,6 @@ public nonisolated enum Kiln_V1_TaskKind: SwiftProtobuf.Enum, Swift.CaseIterable
     case 2: self = .merge
     case 3: self = .reconstruct
     case 4: self = .propagate
-    case 5: self = .eval
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -72,7 +68,6 @@ public nonisolated enum Kiln_V1_TaskKind: SwiftProtobuf.Enum, Swift.CaseIterable
     case .merge: return 2
     case .reconstruct: return 3
     case .propagate: return 4
-    case .eval: return 5
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -84,7 +79,6 @@ public nonisolated enum Kiln_V1_TaskKind: SwiftProtobuf.Enum, Swift.CaseIterable
     .merge,
     .reconstruct,
     .propagate,
-    .eval,
   ]
 
 }
@@ -93,17 +87,8 @@ public nonisolated enum Kiln_V1_InputKind: SwiftProtobuf.Enum, Swift.CaseIterabl
   public typealias RawValue = Int
   case unspecified // = 0
 
-  /// Hidden states of (block, shard) kept on the worker that produced them.
-  case localActivations // = 1
-
-  /// Token ids of a calibration shard, rebuilt from the CalibrationSpec.
-  case calibrationShard // = 2
-
   /// A tensor sent alongside the assignment: attached frame or chunked transfer.
   case tensor // = 3
-
-  /// The result of an earlier task, fetched by task id.
-  case taskOutput // = 4
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -113,10 +98,7 @@ public nonisolated enum Kiln_V1_InputKind: SwiftProtobuf.Enum, Swift.CaseIterabl
   public init?(rawValue: Int) {
     switch rawValue {
     case 0: self = .unspecified
-    case 1: self = .localActivations
-    case 2: self = .calibrationShard
     case 3: self = .tensor
-    case 4: self = .taskOutput
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -124,10 +106,7 @@ public nonisolated enum Kiln_V1_InputKind: SwiftProtobuf.Enum, Swift.CaseIterabl
   public var rawValue: Int {
     switch self {
     case .unspecified: return 0
-    case .localActivations: return 1
-    case .calibrationShard: return 2
     case .tensor: return 3
-    case .taskOutput: return 4
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -135,10 +114,7 @@ public nonisolated enum Kiln_V1_InputKind: SwiftProtobuf.Enum, Swift.CaseIterabl
   // The compiler won't synthesize support with the UNRECOGNIZED case.
   public static let allCases: [Kiln_V1_InputKind] = [
     .unspecified,
-    .localActivations,
-    .calibrationShard,
     .tensor,
-    .taskOutput,
   ]
 
 }
@@ -307,41 +283,12 @@ public nonisolated struct Kiln_V1_WorkerGoodbye: Sendable {
   public init() {}
 }
 
-/// Everything about quantization a task needs (copied from the JobSpec).
-public nonisolated struct Kiln_V1_Recipe: Sendable {
-  // SwiftProtobuf.Message conformance is added in an extension below. See the
-  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
-  // methods supported on all messages.
-
-  public var method: Kiln_V1_QuantMethod = .unspecified
-
-  public var bits: UInt32 = 0
-
-  public var groupSize: UInt32 = 0
-
-  public var symmetric: Bool = false
-
-  public var actOrder: Bool = false
-
-  public var dampPercent: Float = 0
-
-  public var mode: Kiln_V1_ScheduleMode = .unspecified
-
-  public var format: Kiln_V1_OutputFormat = .unspecified
-
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
-
-  public init() {}
-}
-
 public nonisolated struct Kiln_V1_ModelLocation: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   public var path: String = String()
-
-  public var sha256: String = String()
 
   public var size: UInt64 = 0
 
@@ -362,13 +309,6 @@ public nonisolated struct Kiln_V1_InputRef: Sendable {
 
   public var kind: Kiln_V1_InputKind = .unspecified
 
-  public var block: UInt32 = 0
-
-  public var shard: UInt32 = 0
-
-  /// INPUT_KIND_TASK_OUTPUT: the producing task.
-  public var taskID: String = String()
-
   /// INPUT_KIND_TENSOR: the tensor's header (transfer_id set if it arrives in chunks).
   public var tensor: Kiln_V1_TensorHeader {
     get {_tensor ?? Kiln_V1_TensorHeader()}
@@ -386,98 +326,51 @@ public nonisolated struct Kiln_V1_InputRef: Sendable {
   fileprivate var _tensor: Kiln_V1_TensorHeader? = nil
 }
 
-public nonisolated struct Kiln_V1_TaskAssignment: @unchecked Sendable {
+public nonisolated struct Kiln_V1_TaskAssignment: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   /// Unique per task; (task_id, attempt) identifies one execution.
-  public var taskID: String {
-    get {_storage._taskID}
-    set {_uniqueStorage()._taskID = newValue}
-  }
+  public var taskID: String = String()
 
-  public var attempt: UInt32 {
-    get {_storage._attempt}
-    set {_uniqueStorage()._attempt = newValue}
-  }
+  public var attempt: UInt32 = 0
 
-  public var jobID: String {
-    get {_storage._jobID}
-    set {_uniqueStorage()._jobID = newValue}
-  }
+  public var jobID: String = String()
 
-  public var kind: Kiln_V1_TaskKind {
-    get {_storage._kind}
-    set {_uniqueStorage()._kind = newValue}
-  }
+  public var kind: Kiln_V1_TaskKind = .unspecified
 
-  public var block: UInt32 {
-    get {_storage._block}
-    set {_uniqueStorage()._block = newValue}
-  }
+  public var block: UInt32 = 0
 
   /// Calibration shard (collect, propagate, eval).
-  public var shard: UInt32 {
-    get {_storage._shard}
-    set {_uniqueStorage()._shard = newValue}
-  }
+  public var shard: UInt32 = 0
 
-  public var shardCount: UInt32 {
-    get {_storage._shardCount}
-    set {_uniqueStorage()._shardCount = newValue}
-  }
+  public var shardCount: UInt32 = 0
 
   /// Linear group (reconstruct), e.g. "attn.qkv".
-  public var linearGroup: String {
-    get {_storage._linearGroup}
-    set {_uniqueStorage()._linearGroup = newValue}
-  }
-
-  public var recipe: Kiln_V1_Recipe {
-    get {_storage._recipe ?? Kiln_V1_Recipe()}
-    set {_uniqueStorage()._recipe = newValue}
-  }
-  /// Returns true if `recipe` has been explicitly set.
-  public var hasRecipe: Bool {_storage._recipe != nil}
-  /// Clears the value of `recipe`. Subsequent reads from it will return its default value.
-  public mutating func clearRecipe() {_uniqueStorage()._recipe = nil}
+  public var linearGroup: String = String()
 
   public var model: Kiln_V1_ModelLocation {
-    get {_storage._model ?? Kiln_V1_ModelLocation()}
-    set {_uniqueStorage()._model = newValue}
+    get {_model ?? Kiln_V1_ModelLocation()}
+    set {_model = newValue}
   }
   /// Returns true if `model` has been explicitly set.
-  public var hasModel: Bool {_storage._model != nil}
+  public var hasModel: Bool {self._model != nil}
   /// Clears the value of `model`. Subsequent reads from it will return its default value.
-  public mutating func clearModel() {_uniqueStorage()._model = nil}
+  public mutating func clearModel() {self._model = nil}
 
-  public var calibration: Kiln_V1_CalibrationSpec {
-    get {_storage._calibration ?? Kiln_V1_CalibrationSpec()}
-    set {_uniqueStorage()._calibration = newValue}
-  }
-  /// Returns true if `calibration` has been explicitly set.
-  public var hasCalibration: Bool {_storage._calibration != nil}
-  /// Clears the value of `calibration`. Subsequent reads from it will return its default value.
-  public mutating func clearCalibration() {_uniqueStorage()._calibration = nil}
-
-  public var inputs: [Kiln_V1_InputRef] {
-    get {_storage._inputs}
-    set {_uniqueStorage()._inputs = newValue}
-  }
+  /// One INPUT_KIND_TENSOR input: the task's TaskInput (tasks.proto), U8-encoded.
+  public var inputs: [Kiln_V1_InputRef] = []
 
   /// Kiln's JobSpec as JSON (every option of `kiln run`): each worker builds the
   /// same job context from it, so a task's result never depends on the worker.
-  public var jobSpecJson: String {
-    get {_storage._jobSpecJson}
-    set {_uniqueStorage()._jobSpecJson = newValue}
-  }
+  public var jobSpecJson: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _storage = _StorageClass.defaultInstance
+  fileprivate var _model: Kiln_V1_ModelLocation? = nil
 }
 
 public nonisolated struct Kiln_V1_TaskProgress: Sendable {
@@ -550,6 +443,9 @@ public nonisolated struct Kiln_V1_TaskResult: Sendable {
 
   public var elapsedMs: UInt64 = 0
 
+  /// The job of the TaskAssignment; a result resent after a reconnect finds its job by it.
+  public var jobID: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -595,8 +491,6 @@ public nonisolated struct Kiln_V1_RangeFetchRequest: Sendable {
   // methods supported on all messages.
 
   public var requestID: String = String()
-
-  public var modelSha256: String = String()
 
   public var offset: UInt64 = 0
 
@@ -705,11 +599,11 @@ public nonisolated struct Kiln_V1_Credit: Sendable {
 fileprivate nonisolated let _protobuf_package = "kiln.v1"
 
 nonisolated extension Kiln_V1_TaskKind: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0TASK_KIND_UNSPECIFIED\0\u{1}TASK_KIND_COLLECT\0\u{1}TASK_KIND_MERGE\0\u{1}TASK_KIND_RECONSTRUCT\0\u{1}TASK_KIND_PROPAGATE\0\u{1}TASK_KIND_EVAL\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0TASK_KIND_UNSPECIFIED\0\u{1}TASK_KIND_COLLECT\0\u{1}TASK_KIND_MERGE\0\u{1}TASK_KIND_RECONSTRUCT\0\u{1}TASK_KIND_PROPAGATE\0")
 }
 
 nonisolated extension Kiln_V1_InputKind: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0INPUT_KIND_UNSPECIFIED\0\u{1}INPUT_KIND_LOCAL_ACTIVATIONS\0\u{1}INPUT_KIND_CALIBRATION_SHARD\0\u{1}INPUT_KIND_TENSOR\0\u{1}INPUT_KIND_TASK_OUTPUT\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0INPUT_KIND_UNSPECIFIED\0\u{2}\u{3}INPUT_KIND_TENSOR\0")
 }
 
 nonisolated extension Kiln_V1_TaskStatus: SwiftProtobuf._ProtoNameProviding {
@@ -945,74 +839,9 @@ nonisolated extension Kiln_V1_WorkerGoodbye: SwiftProtobuf.Message, SwiftProtobu
   }
 }
 
-nonisolated extension Kiln_V1_Recipe: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".Recipe"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}method\0\u{1}bits\0\u{3}group_size\0\u{1}symmetric\0\u{3}act_order\0\u{3}damp_percent\0\u{1}mode\0\u{1}format\0")
-
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularEnumField(value: &self.method) }()
-      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.bits) }()
-      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.groupSize) }()
-      case 4: try { try decoder.decodeSingularBoolField(value: &self.symmetric) }()
-      case 5: try { try decoder.decodeSingularBoolField(value: &self.actOrder) }()
-      case 6: try { try decoder.decodeSingularFloatField(value: &self.dampPercent) }()
-      case 7: try { try decoder.decodeSingularEnumField(value: &self.mode) }()
-      case 8: try { try decoder.decodeSingularEnumField(value: &self.format) }()
-      default: break
-      }
-    }
-  }
-
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    if self.method != .unspecified {
-      try visitor.visitSingularEnumField(value: self.method, fieldNumber: 1)
-    }
-    if self.bits != 0 {
-      try visitor.visitSingularUInt32Field(value: self.bits, fieldNumber: 2)
-    }
-    if self.groupSize != 0 {
-      try visitor.visitSingularUInt32Field(value: self.groupSize, fieldNumber: 3)
-    }
-    if self.symmetric != false {
-      try visitor.visitSingularBoolField(value: self.symmetric, fieldNumber: 4)
-    }
-    if self.actOrder != false {
-      try visitor.visitSingularBoolField(value: self.actOrder, fieldNumber: 5)
-    }
-    if self.dampPercent.bitPattern != 0 {
-      try visitor.visitSingularFloatField(value: self.dampPercent, fieldNumber: 6)
-    }
-    if self.mode != .unspecified {
-      try visitor.visitSingularEnumField(value: self.mode, fieldNumber: 7)
-    }
-    if self.format != .unspecified {
-      try visitor.visitSingularEnumField(value: self.format, fieldNumber: 8)
-    }
-    try unknownFields.traverse(visitor: &visitor)
-  }
-
-  public static func ==(lhs: Kiln_V1_Recipe, rhs: Kiln_V1_Recipe) -> Bool {
-    if lhs.method != rhs.method {return false}
-    if lhs.bits != rhs.bits {return false}
-    if lhs.groupSize != rhs.groupSize {return false}
-    if lhs.symmetric != rhs.symmetric {return false}
-    if lhs.actOrder != rhs.actOrder {return false}
-    if lhs.dampPercent != rhs.dampPercent {return false}
-    if lhs.mode != rhs.mode {return false}
-    if lhs.format != rhs.format {return false}
-    if lhs.unknownFields != rhs.unknownFields {return false}
-    return true
-  }
-}
-
 nonisolated extension Kiln_V1_ModelLocation: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ModelLocation"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}path\0\u{1}sha256\0\u{1}size\0\u{3}fetch_from_coordinator\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}path\0\u{2}\u{2}size\0\u{3}fetch_from_coordinator\0\u{b}sha256\0\u{c}\u{2}\u{1}")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1021,7 +850,6 @@ nonisolated extension Kiln_V1_ModelLocation: SwiftProtobuf.Message, SwiftProtobu
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.path) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.sha256) }()
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.size) }()
       case 4: try { try decoder.decodeSingularBoolField(value: &self.fetchFromCoordinator) }()
       default: break
@@ -1032,9 +860,6 @@ nonisolated extension Kiln_V1_ModelLocation: SwiftProtobuf.Message, SwiftProtobu
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     if !self.path.isEmpty {
       try visitor.visitSingularStringField(value: self.path, fieldNumber: 1)
-    }
-    if !self.sha256.isEmpty {
-      try visitor.visitSingularStringField(value: self.sha256, fieldNumber: 2)
     }
     if self.size != 0 {
       try visitor.visitSingularUInt64Field(value: self.size, fieldNumber: 3)
@@ -1047,7 +872,6 @@ nonisolated extension Kiln_V1_ModelLocation: SwiftProtobuf.Message, SwiftProtobu
 
   public static func ==(lhs: Kiln_V1_ModelLocation, rhs: Kiln_V1_ModelLocation) -> Bool {
     if lhs.path != rhs.path {return false}
-    if lhs.sha256 != rhs.sha256 {return false}
     if lhs.size != rhs.size {return false}
     if lhs.fetchFromCoordinator != rhs.fetchFromCoordinator {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
@@ -1057,7 +881,7 @@ nonisolated extension Kiln_V1_ModelLocation: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Kiln_V1_InputRef: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".InputRef"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}kind\0\u{1}block\0\u{1}shard\0\u{3}task_id\0\u{1}tensor\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}kind\0\u{2}\u{4}tensor\0\u{b}block\0\u{b}shard\0\u{b}task_id\0\u{c}\u{3}\u{1}\u{c}\u{4}\u{1}\u{c}\u{5}\u{1}")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1067,9 +891,6 @@ nonisolated extension Kiln_V1_InputRef: SwiftProtobuf.Message, SwiftProtobuf._Me
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
       case 2: try { try decoder.decodeSingularEnumField(value: &self.kind) }()
-      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.block) }()
-      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.shard) }()
-      case 5: try { try decoder.decodeSingularStringField(value: &self.taskID) }()
       case 6: try { try decoder.decodeSingularMessageField(value: &self._tensor) }()
       default: break
       }
@@ -1087,15 +908,6 @@ nonisolated extension Kiln_V1_InputRef: SwiftProtobuf.Message, SwiftProtobuf._Me
     if self.kind != .unspecified {
       try visitor.visitSingularEnumField(value: self.kind, fieldNumber: 2)
     }
-    if self.block != 0 {
-      try visitor.visitSingularUInt32Field(value: self.block, fieldNumber: 3)
-    }
-    if self.shard != 0 {
-      try visitor.visitSingularUInt32Field(value: self.shard, fieldNumber: 4)
-    }
-    if !self.taskID.isEmpty {
-      try visitor.visitSingularStringField(value: self.taskID, fieldNumber: 5)
-    }
     try { if let v = self._tensor {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
     } }()
@@ -1105,9 +917,6 @@ nonisolated extension Kiln_V1_InputRef: SwiftProtobuf.Message, SwiftProtobuf._Me
   public static func ==(lhs: Kiln_V1_InputRef, rhs: Kiln_V1_InputRef) -> Bool {
     if lhs.name != rhs.name {return false}
     if lhs.kind != rhs.kind {return false}
-    if lhs.block != rhs.block {return false}
-    if lhs.shard != rhs.shard {return false}
-    if lhs.taskID != rhs.taskID {return false}
     if lhs._tensor != rhs._tensor {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
@@ -1116,153 +925,83 @@ nonisolated extension Kiln_V1_InputRef: SwiftProtobuf.Message, SwiftProtobuf._Me
 
 nonisolated extension Kiln_V1_TaskAssignment: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TaskAssignment"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_id\0\u{1}attempt\0\u{3}job_id\0\u{1}kind\0\u{1}block\0\u{1}shard\0\u{3}shard_count\0\u{3}linear_group\0\u{1}recipe\0\u{1}model\0\u{1}calibration\0\u{1}inputs\0\u{3}job_spec_json\0")
-
-  fileprivate class _StorageClass {
-    var _taskID: String = String()
-    var _attempt: UInt32 = 0
-    var _jobID: String = String()
-    var _kind: Kiln_V1_TaskKind = .unspecified
-    var _block: UInt32 = 0
-    var _shard: UInt32 = 0
-    var _shardCount: UInt32 = 0
-    var _linearGroup: String = String()
-    var _recipe: Kiln_V1_Recipe? = nil
-    var _model: Kiln_V1_ModelLocation? = nil
-    var _calibration: Kiln_V1_CalibrationSpec? = nil
-    var _inputs: [Kiln_V1_InputRef] = []
-    var _jobSpecJson: String = String()
-
-      // This property is used as the initial default value for new instances of the type.
-      // The type itself is protecting the reference to its storage via CoW semantics.
-      // This will force a copy to be made of this reference when the first mutation occurs;
-      // hence, it is safe to mark this as `nonisolated(unsafe)`.
-      static nonisolated(unsafe) let defaultInstance = _StorageClass()
-
-    private init() {}
-
-    init(copying source: _StorageClass) {
-      _taskID = source._taskID
-      _attempt = source._attempt
-      _jobID = source._jobID
-      _kind = source._kind
-      _block = source._block
-      _shard = source._shard
-      _shardCount = source._shardCount
-      _linearGroup = source._linearGroup
-      _recipe = source._recipe
-      _model = source._model
-      _calibration = source._calibration
-      _inputs = source._inputs
-      _jobSpecJson = source._jobSpecJson
-    }
-  }
-
-  fileprivate mutating func _uniqueStorage() -> _StorageClass {
-    if !isKnownUniquelyReferenced(&_storage) {
-      _storage = _StorageClass(copying: _storage)
-    }
-    return _storage
-  }
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_id\0\u{1}attempt\0\u{3}job_id\0\u{1}kind\0\u{1}block\0\u{1}shard\0\u{3}shard_count\0\u{3}linear_group\0\u{2}\u{2}model\0\u{2}\u{2}inputs\0\u{3}job_spec_json\0\u{b}recipe\0\u{b}calibration\0\u{c}\u{9}\u{1}\u{c}\u{b}\u{1}")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    _ = _uniqueStorage()
-    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
-      while let fieldNumber = try decoder.nextFieldNumber() {
-        // The use of inline closures is to circumvent an issue where the compiler
-        // allocates stack space for every case branch when no optimizations are
-        // enabled. https://github.com/apple/swift-protobuf/issues/1034
-        switch fieldNumber {
-        case 1: try { try decoder.decodeSingularStringField(value: &_storage._taskID) }()
-        case 2: try { try decoder.decodeSingularUInt32Field(value: &_storage._attempt) }()
-        case 3: try { try decoder.decodeSingularStringField(value: &_storage._jobID) }()
-        case 4: try { try decoder.decodeSingularEnumField(value: &_storage._kind) }()
-        case 5: try { try decoder.decodeSingularUInt32Field(value: &_storage._block) }()
-        case 6: try { try decoder.decodeSingularUInt32Field(value: &_storage._shard) }()
-        case 7: try { try decoder.decodeSingularUInt32Field(value: &_storage._shardCount) }()
-        case 8: try { try decoder.decodeSingularStringField(value: &_storage._linearGroup) }()
-        case 9: try { try decoder.decodeSingularMessageField(value: &_storage._recipe) }()
-        case 10: try { try decoder.decodeSingularMessageField(value: &_storage._model) }()
-        case 11: try { try decoder.decodeSingularMessageField(value: &_storage._calibration) }()
-        case 12: try { try decoder.decodeRepeatedMessageField(value: &_storage._inputs) }()
-        case 13: try { try decoder.decodeSingularStringField(value: &_storage._jobSpecJson) }()
-        default: break
-        }
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.taskID) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.attempt) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.jobID) }()
+      case 4: try { try decoder.decodeSingularEnumField(value: &self.kind) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.block) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.shard) }()
+      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.shardCount) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.linearGroup) }()
+      case 10: try { try decoder.decodeSingularMessageField(value: &self._model) }()
+      case 12: try { try decoder.decodeRepeatedMessageField(value: &self.inputs) }()
+      case 13: try { try decoder.decodeSingularStringField(value: &self.jobSpecJson) }()
+      default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every if/case branch local when no optimizations
-      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-      // https://github.com/apple/swift-protobuf/issues/1182
-      if !_storage._taskID.isEmpty {
-        try visitor.visitSingularStringField(value: _storage._taskID, fieldNumber: 1)
-      }
-      if _storage._attempt != 0 {
-        try visitor.visitSingularUInt32Field(value: _storage._attempt, fieldNumber: 2)
-      }
-      if !_storage._jobID.isEmpty {
-        try visitor.visitSingularStringField(value: _storage._jobID, fieldNumber: 3)
-      }
-      if _storage._kind != .unspecified {
-        try visitor.visitSingularEnumField(value: _storage._kind, fieldNumber: 4)
-      }
-      if _storage._block != 0 {
-        try visitor.visitSingularUInt32Field(value: _storage._block, fieldNumber: 5)
-      }
-      if _storage._shard != 0 {
-        try visitor.visitSingularUInt32Field(value: _storage._shard, fieldNumber: 6)
-      }
-      if _storage._shardCount != 0 {
-        try visitor.visitSingularUInt32Field(value: _storage._shardCount, fieldNumber: 7)
-      }
-      if !_storage._linearGroup.isEmpty {
-        try visitor.visitSingularStringField(value: _storage._linearGroup, fieldNumber: 8)
-      }
-      try { if let v = _storage._recipe {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
-      } }()
-      try { if let v = _storage._model {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
-      } }()
-      try { if let v = _storage._calibration {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
-      } }()
-      if !_storage._inputs.isEmpty {
-        try visitor.visitRepeatedMessageField(value: _storage._inputs, fieldNumber: 12)
-      }
-      if !_storage._jobSpecJson.isEmpty {
-        try visitor.visitSingularStringField(value: _storage._jobSpecJson, fieldNumber: 13)
-      }
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.taskID.isEmpty {
+      try visitor.visitSingularStringField(value: self.taskID, fieldNumber: 1)
+    }
+    if self.attempt != 0 {
+      try visitor.visitSingularUInt32Field(value: self.attempt, fieldNumber: 2)
+    }
+    if !self.jobID.isEmpty {
+      try visitor.visitSingularStringField(value: self.jobID, fieldNumber: 3)
+    }
+    if self.kind != .unspecified {
+      try visitor.visitSingularEnumField(value: self.kind, fieldNumber: 4)
+    }
+    if self.block != 0 {
+      try visitor.visitSingularUInt32Field(value: self.block, fieldNumber: 5)
+    }
+    if self.shard != 0 {
+      try visitor.visitSingularUInt32Field(value: self.shard, fieldNumber: 6)
+    }
+    if self.shardCount != 0 {
+      try visitor.visitSingularUInt32Field(value: self.shardCount, fieldNumber: 7)
+    }
+    if !self.linearGroup.isEmpty {
+      try visitor.visitSingularStringField(value: self.linearGroup, fieldNumber: 8)
+    }
+    try { if let v = self._model {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+    } }()
+    if !self.inputs.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.inputs, fieldNumber: 12)
+    }
+    if !self.jobSpecJson.isEmpty {
+      try visitor.visitSingularStringField(value: self.jobSpecJson, fieldNumber: 13)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Kiln_V1_TaskAssignment, rhs: Kiln_V1_TaskAssignment) -> Bool {
-    if lhs._storage !== rhs._storage {
-      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
-        let _storage = _args.0
-        let rhs_storage = _args.1
-        if _storage._taskID != rhs_storage._taskID {return false}
-        if _storage._attempt != rhs_storage._attempt {return false}
-        if _storage._jobID != rhs_storage._jobID {return false}
-        if _storage._kind != rhs_storage._kind {return false}
-        if _storage._block != rhs_storage._block {return false}
-        if _storage._shard != rhs_storage._shard {return false}
-        if _storage._shardCount != rhs_storage._shardCount {return false}
-        if _storage._linearGroup != rhs_storage._linearGroup {return false}
-        if _storage._recipe != rhs_storage._recipe {return false}
-        if _storage._model != rhs_storage._model {return false}
-        if _storage._calibration != rhs_storage._calibration {return false}
-        if _storage._inputs != rhs_storage._inputs {return false}
-        if _storage._jobSpecJson != rhs_storage._jobSpecJson {return false}
-        return true
-      }
-      if !storagesAreEqual {return false}
-    }
+    if lhs.taskID != rhs.taskID {return false}
+    if lhs.attempt != rhs.attempt {return false}
+    if lhs.jobID != rhs.jobID {return false}
+    if lhs.kind != rhs.kind {return false}
+    if lhs.block != rhs.block {return false}
+    if lhs.shard != rhs.shard {return false}
+    if lhs.shardCount != rhs.shardCount {return false}
+    if lhs.linearGroup != rhs.linearGroup {return false}
+    if lhs._model != rhs._model {return false}
+    if lhs.inputs != rhs.inputs {return false}
+    if lhs.jobSpecJson != rhs.jobSpecJson {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1365,7 +1104,7 @@ nonisolated extension Kiln_V1_TaskCancel: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Kiln_V1_TaskResult: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TaskResult"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_id\0\u{1}attempt\0\u{1}status\0\u{1}outputs\0\u{1}metrics\0\u{1}error\0\u{3}elapsed_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_id\0\u{1}attempt\0\u{1}status\0\u{1}outputs\0\u{1}metrics\0\u{1}error\0\u{3}elapsed_ms\0\u{3}job_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1380,6 +1119,7 @@ nonisolated extension Kiln_V1_TaskResult: SwiftProtobuf.Message, SwiftProtobuf._
       case 5: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufDouble>.self, value: &self.metrics) }()
       case 6: try { try decoder.decodeSingularMessageField(value: &self._error) }()
       case 7: try { try decoder.decodeSingularUInt64Field(value: &self.elapsedMs) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.jobID) }()
       default: break
       }
     }
@@ -1411,6 +1151,9 @@ nonisolated extension Kiln_V1_TaskResult: SwiftProtobuf.Message, SwiftProtobuf._
     if self.elapsedMs != 0 {
       try visitor.visitSingularUInt64Field(value: self.elapsedMs, fieldNumber: 7)
     }
+    if !self.jobID.isEmpty {
+      try visitor.visitSingularStringField(value: self.jobID, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1422,6 +1165,7 @@ nonisolated extension Kiln_V1_TaskResult: SwiftProtobuf.Message, SwiftProtobuf._
     if lhs.metrics != rhs.metrics {return false}
     if lhs._error != rhs._error {return false}
     if lhs.elapsedMs != rhs.elapsedMs {return false}
+    if lhs.jobID != rhs.jobID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1478,7 +1222,7 @@ nonisolated extension Kiln_V1_TaskResultAck: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Kiln_V1_RangeFetchRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RangeFetchRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{3}model_sha256\0\u{1}offset\0\u{1}length\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{2}\u{2}offset\0\u{1}length\0\u{b}model_sha256\0\u{c}\u{2}\u{1}")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1487,7 +1231,6 @@ nonisolated extension Kiln_V1_RangeFetchRequest: SwiftProtobuf.Message, SwiftPro
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.requestID) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.modelSha256) }()
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.offset) }()
       case 4: try { try decoder.decodeSingularUInt64Field(value: &self.length) }()
       default: break
@@ -1498,9 +1241,6 @@ nonisolated extension Kiln_V1_RangeFetchRequest: SwiftProtobuf.Message, SwiftPro
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     if !self.requestID.isEmpty {
       try visitor.visitSingularStringField(value: self.requestID, fieldNumber: 1)
-    }
-    if !self.modelSha256.isEmpty {
-      try visitor.visitSingularStringField(value: self.modelSha256, fieldNumber: 2)
     }
     if self.offset != 0 {
       try visitor.visitSingularUInt64Field(value: self.offset, fieldNumber: 3)
@@ -1513,7 +1253,6 @@ nonisolated extension Kiln_V1_RangeFetchRequest: SwiftProtobuf.Message, SwiftPro
 
   public static func ==(lhs: Kiln_V1_RangeFetchRequest, rhs: Kiln_V1_RangeFetchRequest) -> Bool {
     if lhs.requestID != rhs.requestID {return false}
-    if lhs.modelSha256 != rhs.modelSha256 {return false}
     if lhs.offset != rhs.offset {return false}
     if lhs.length != rhs.length {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}

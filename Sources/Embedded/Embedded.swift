@@ -1,3 +1,5 @@
+import Cluster
+import Coordinator
 import Foundation
 import Jobs
 import KilnProtocol
@@ -76,17 +78,5 @@ public enum EmbeddedCluster {
             report.times.total = Date().timeIntervalSince(t0)
         }
         return Outcome(jobID: id, report: report, traffic: coordinator.traffic, seconds: seconds)
-    }
-}
-
-extension Coordinator {
-    /// Every reconstruct result of a job, read back from the durable files.
-    public func reconstructions(job: String) throws -> [ReconstructResult] {
-        try store.results(job: job).compactMap { r -> ReconstructResult? in
-            guard case .reconstruct = r.task else { return nil }
-            guard case let .reconstruct(rr) = try ClusterCodec.decode(ClusterTaskOutput.self, from: try files.read(r))
-            else { return nil }
-            return rr
-        }.sorted { ($0.block, $0.group) < ($1.block, $1.group) }
     }
 }

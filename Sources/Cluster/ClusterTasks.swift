@@ -1,5 +1,6 @@
 import Calibration
 import Foundation
+import Jobs
 import ModelIO
 
 // What the cluster needs from Jobs beyond the local executor: stable task names,
@@ -50,7 +51,7 @@ extension TaskID {
 }
 
 /// The inputs of a remote task that are not in the JobSpec.
-public struct ClusterTaskInput: Codable, Sendable, Equatable {
+public struct ClusterTaskInput: Sendable, Equatable {
     /// reconstruct(b, g): the group's merged statistics.
     public var statistics: LinearStatistics?
     /// propagate(b, s): block b's quantized linears.
@@ -73,7 +74,7 @@ public struct ClusterTaskInput: Codable, Sendable, Equatable {
 }
 
 /// The encoded result of a remote task (one of Jobs' result payloads).
-public enum ClusterTaskOutput: Codable, Sendable, Equatable {
+public enum ClusterTaskOutput: Sendable, Equatable {
     case collect(CollectResult)
     case merge(MergeResult)
     case reconstruct(ReconstructResult)
@@ -151,12 +152,4 @@ public enum ClusterExecution {
             progress(k + 1, b, "lineage")
         }
     }
-}
-
-extension JobSpec {
-    /// The model's header (mmap; tensors are read only when asked for).
-    public func openModelView() throws -> any ModelView { try openForJob() }
-
-    /// Blocks of the model: the planner's only need from the header.
-    public func blockCount(_ view: any ModelView) -> Int { view.config.layerCount }
 }

@@ -37,13 +37,14 @@ public enum SpecConversion {
     public static func fromProto(_ p: Kiln_V1_JobSpec) throws -> JobSpec {
         if !p.specJson.isEmpty {
             do { return try JSONDecoder().decode(JobSpec.self, from: Data(p.specJson.utf8)) } catch {
-                throw CoordinatorError("spec.spec_json: not a Kiln JobSpec: \(error)")
+                throw PayloadError("spec.spec_json: not a Kiln JobSpec: \(error)")
             }
         }
-        guard !p.modelPath.isEmpty else { throw CoordinatorError("spec.model_path: missing") }
-        guard !p.outputPath.isEmpty else { throw CoordinatorError("spec.output_path: missing") }
-        guard case .textPath(let text)? = p.calibration.source, !text.isEmpty else {
-            throw CoordinatorError("spec.calibration.text_path: missing (inline token ids are not supported)")
+        guard !p.modelPath.isEmpty else { throw PayloadError("spec.model_path: missing") }
+        guard !p.outputPath.isEmpty else { throw PayloadError("spec.output_path: missing") }
+        let text = p.calibration.textPath
+        guard !text.isEmpty else {
+            throw PayloadError("spec.calibration.text_path: missing")
         }
         var s = JobSpec(model: p.modelPath, calibration: text, output: p.outputPath)
         if p.calibration.samples > 0 { s.samples = Int(p.calibration.samples) }
@@ -53,19 +54,19 @@ public enum SpecConversion {
         switch p.method {
         case .rtn: s.method = .rtn
         case .gptq, .unspecified: s.method = .gptq
-        case .UNRECOGNIZED(let v): throw CoordinatorError("spec.method: unknown value \(v)")
+        case .UNRECOGNIZED(let v): throw PayloadError("spec.method: unknown value \(v)")
         }
         switch p.format {
         case .ggufQ40, .unspecified: s.format = .ggufQ4_0
         case .ggufQ41: s.format = .ggufQ4_1
         case .ggufQ80: s.format = .ggufQ8_0
         case .gptqSafetensors: s.format = .gptqSafetensors
-        case .UNRECOGNIZED(let v): throw CoordinatorError("spec.format: unknown value \(v)")
+        case .UNRECOGNIZED(let v): throw PayloadError("spec.format: unknown value \(v)")
         }
         switch p.mode {
         case .parallel: s.mode = .parallel
         case .sequential, .unspecified: s.mode = .sequential
-        case .UNRECOGNIZED(let v): throw CoordinatorError("spec.mode: unknown value \(v)")
+        case .UNRECOGNIZED(let v): throw PayloadError("spec.mode: unknown value \(v)")
         }
         // GGUF formats fix the bits: keep nil (as `kiln run` does) unless they disagree, so validation names it.
         if p.bits > 0 && (!s.format.isGGUF || Int(p.bits) != s.resolvedBits) { s.bits = Int(p.bits) }

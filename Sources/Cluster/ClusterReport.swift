@@ -1,4 +1,5 @@
 import Foundation
+import Jobs
 
 extension JobReport {
     /// The report of a job run by the cluster: the same per-linear table as `kiln run`,
@@ -11,8 +12,7 @@ extension JobReport {
                 tensor: $0.tensor, block: $0.block, linear: $0.linear, outputError: $0.outputError,
                 relativeError: $0.relativeError, gptqLoss: $0.gptqLoss, seconds: $0.seconds)
         }
-        var times = PhaseTimes()
-        times.total = seconds
+        let times = PhaseTimes(total: seconds)
         return JobReport(
             spec: spec, output: spec.output, calibrationTokens: 0, calibrationWindowTokens: spec.samples * spec.seqlen,
             perplexity: nil, linears: linears, times: times, peakRSSBytes: Jobs.peakRSSBytes(), notes: notes)

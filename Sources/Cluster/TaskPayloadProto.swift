@@ -1,0 +1,352 @@
+import Calibration
+import Foundation
+import Jobs
+import KilnProtocol
+import Quantization
+import SwiftProtobuf
+import Tensor
+
+// Task payloads <-> kiln.v1 messages (Protos/kiln/v1/tasks.proto), for the wire and
+// the coordinator's result files. Bulk numbers are raw little-endian blobs, so every
+// Float and Double keeps its bit pattern. Decoding trusts nothing: the bytes may come
+// from any peer or a damaged file, so every count and length is checked against the
+// others before anything is allocated or indexed, and an error names the field.
+
+#if _endian(big)
+#error("kiln.v1 payload blobs are little-endian; this host needs byte swapping added")
+#endif
+
+/// A payload or spec that does not say what it must; the text names the field.
+public struct PayloadError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+public enum TaskPayload {
+    /// Largest block, shard or group index accepted (models have tens of blocks).
+    static let maxIndex = 1 << 20
+    /// Largest input width of a linear (a Hessian of this many columns is 8 TiB).
+    static let maxColumns = 1 << 20
+    /// Largest output width of a linear.
+    static let maxRows = 1 << 24
+
+    public static func encode(_ input: ClusterTaskInput) throws -> Data {
+        try Kiln_V1_TaskInput(input).serializedBytes()
+    }
+
+    public static func decodeInput(_ data: Data) throws -> ClusterTaskInput {
+        let p: Kiln_V1_TaskInput
+        do { p = try Kiln_V1_TaskInput(serializedBytes: data) } catch {
+            throw PayloadError("task_input: not a kiln.v1.TaskInput (\(error))")
+        }
+        return try ClusterTaskInput(p)
+    }
+
+    public static func encode(_ output: ClusterTaskOutput) throws -> Data {
+        try Kiln_V1_TaskOutput(output).serializedBytes()
+    }
+
+    public static func decodeOutput(_ data: Data) throws -> ClusterTaskOutput {
+        let p: Kiln_V1_TaskOutput
+        do { p = try Kiln_V1_TaskOutput(serializedBytes: data) } catch {
+            throw PayloadError("task_output: not a kiln.v1.TaskOutput (\(error))")
+        }
+        return try ClusterTaskOutput(p)
+    }
+}
+
+// MARK: checked conversions
+
+/// A count or index from a peer, within 0...limit.
+func checkedInt(_ v: UInt64, _ field: String, max limit: Int) throws -> Int {
+    guard v <= UInt64(limit) else { throw PayloadError("\(field): \(v) exceeds the limit of \(limit)") }
+    return Int(v)
+}
+
+/// A count or index of a payload being encoded (never negative in a real payload).
+func u64(_ v: Int) -> UInt64 { UInt64(max(0, v)) }
+
+/// `count` elements of `T` from a raw little-endian blob whose length must match exactly.
+func elements<T>(_ blob: Data, count: Int, as _: T.Type, _ field: String) throws -> [T] {
+    let size = MemoryLayout<T>.stride
+    guard blob.count % size == 0 else {
+        throw PayloadError("\(field): \(blob.count) bytes is not a whole number of \(size)-byte elements")
+    }
+    guard blob.count / size == count else {
+        throw PayloadError("\(field): \(blob.count / size) elements, expected \(count)")
+    }
+    // T is a plain number type here (Int64, UInt64, Int32, Float, UInt8): every byte is copied over.
+    return [T](unsafeUninitializedCapacity: count) { buf, n in
+        _ = blob.copyBytes(to: UnsafeMutableRawBufferPointer(buf))
+        n = count
+    }
+}
+
+func blob<T>(_ a: [T]) -> Data { a.withUnsafeBytes { Data($0) } }
+
+// MARK: statistics
+
+extension Kiln_V1_LinearStatistics {
+    init(_ s: LinearStatistics) {
+        self.init()
+        name = s.name
+        hessian.columns = u64(s.hessian.columns)
+        hessian.samples = u64(s.hessian.samples)
+        hessian.tokens = u64(s.hessian.tokens)
+        hessian.high = blob(s.hessian.high)
+        hessian.low = blob(s.hessian.low)
+        channels.columns = u64(s.channels.columns)
+        channels.tokens = u64(s.channels.tokens)
+        channels.absMax = blob(s.channels.absMax)
+        channels.min = blob(s.channels.min)
+        channels.max = blob(s.channels.max)
+    }
+}
+
+extension LinearStatistics {
+    init(_ p: Kiln_V1_LinearStatistics, _ field: String) throws {
+        guard p.hasHessian, p.hasChannels else { throw PayloadError("\(field): hessian or channels missing") }
+        let h = p.hessian
+        let c = p.channels
+        let columns = try checkedInt(h.columns, "\(field).hessian.columns", max: TaskPayload.maxColumns)
+        guard c.columns == h.columns else {
+            throw PayloadError("\(field).channels.columns: \(c.columns), but the Hessian has \(columns)")
+        }
+        guard c.tokens == h.tokens else {
+            throw PayloadError("\(field).channels.tokens: \(c.tokens), but the Hessian saw \(h.tokens)")
+        }
+        let tokens = try checkedInt(h.tokens, "\(field).hessian.tokens", max: Int.max)
+        let samples = try checkedInt(h.samples, "\(field).hessian.samples", max: Int.max)
+        let packed = columns * (columns + 1) / 2  // columns <= 2^20: no overflow
+        let high = try elements(h.high, count: packed, as: Int64.self, "\(field).hessian.high")
+        let low = try elements(h.low, count: packed, as: UInt64.self, "\(field).hessian.low")
+        // The arrays are empty until the first token (see ChannelStatistics).
+        let perColumn = tokens > 0 ? columns : 0
+        var channel: [[Float]] = []
+        for (name, bytes) in [("abs_max", c.absMax), ("min", c.min), ("max", c.max)] {
+            let v = try elements(bytes, count: perColumn, as: Float.self, "\(field).channels.\(name)")
+            // Channel statistics refuse non-finite activations when they are gathered.
+            if let i = v.firstIndex(where: { !$0.isFinite }) {
+                throw PayloadError("\(field).channels.\(name)[\(i)]: \(v[i]) is not finite")
+            }
+            channel.append(v)
+        }
+        if let i = (0..<perColumn).first(where: { channel[1][$0] > channel[2][$0] }) {
+            throw PayloadError("\(field).channels: min \(channel[1][i]) > max \(channel[2][i]) at column \(i)")
+        }
+        do {
+            try self.init(
+                name: p.name,
+                hessian: HessianAccumulator(columns: columns, samples: samples, tokens: tokens, high: high, low: low),
+                channels: ChannelStatistics(
+                    columns: columns, tokens: tokens, absMax: channel[0], min: channel[1], max: channel[2]))
+        } catch {
+            throw PayloadError("\(field): \(error)")
+        }
+    }
+}
+
+// MARK: quantized linears
+
+extension Kiln_V1_QuantRecipe {
+    init(_ r: QuantRecipe) {
+        self.init()
+        switch r.format {
+        case .integer: format = .integer
+        case .ggufQ4_0: format = .ggufQ40
+        case .ggufQ4_1: format = .ggufQ41
+        case .ggufQ8_0: format = .ggufQ80
+        }
+        bits = UInt32(clamping: r.bits)
+        symmetric = r.symmetric
+        groupSize = Int64(r.groupSize)
+        actOrder = r.actOrder
+        staticGroups = r.staticGroups
+        percentDamp = r.percentDamp
+        blockSize = u64(r.blockSize)
+    }
+}
+
+extension QuantRecipe {
+    init(_ p: Kiln_V1_QuantRecipe, _ field: String) throws {
+        let format: WeightFormat
+        switch p.format {
+        case .integer: format = .integer
+        case .ggufQ40: format = .ggufQ4_0
+        case .ggufQ41: format = .ggufQ4_1
+        case .ggufQ80: format = .ggufQ8_0
+        case .unspecified, .UNRECOGNIZED: throw PayloadError("\(field).format: \(p.format) is not a weight format")
+        }
+        guard p.groupSize >= -1, p.groupSize <= Int64(TaskPayload.maxColumns) else {
+            throw PayloadError("\(field).group_size: \(p.groupSize) is out of range")
+        }
+        self.init(
+            format: format, bits: Int(p.bits), symmetric: p.symmetric, groupSize: Int(p.groupSize),
+            actOrder: p.actOrder, staticGroups: p.staticGroups, percentDamp: p.percentDamp,
+            blockSize: try checkedInt(p.blockSize, "\(field).block_size", max: TaskPayload.maxColumns))
+        do { try validate() } catch { throw PayloadError("\(field): \(error)") }
+    }
+}
+
+extension Kiln_V1_QuantizedLinear {
+    init(_ q: QuantizedLinear) {
+        self.init()
+        linear = q.linear
+        block = u64(q.block)
+        tensor = q.tensor
+        rows = u64(q.rows)
+        columns = u64(q.columns)
+        recipe = Kiln_V1_QuantRecipe(q.recipe)
+        groupSize = u64(q.groupSize)
+        groupCount = u64(q.groupCount)
+        codes = Data(q.codes)
+        parameters = blob(q.parameters.flatMap { [$0.scale, $0.zero, $0.inverse, $0.minimum] })
+        groupIndex = blob(q.groupIndex)
+        outputError = q.outputError
+        relativeError = q.relativeError
+        gptqLoss = q.gptqLoss
+        deadColumns = u64(q.deadColumns)
+        seconds = q.seconds
+    }
+}
+
+extension QuantizedLinear {
+    init(_ p: Kiln_V1_QuantizedLinear, _ field: String) throws {
+        guard p.hasRecipe else { throw PayloadError("\(field).recipe: missing") }
+        let recipe = try QuantRecipe(p.recipe, "\(field).recipe")
+        let rows = try checkedInt(p.rows, "\(field).rows", max: TaskPayload.maxRows)
+        let columns = try checkedInt(p.columns, "\(field).columns", max: TaskPayload.maxColumns)
+        guard rows > 0, columns > 0 else { throw PayloadError("\(field): \(rows)x\(columns) has no weights") }
+        let groupSize = try checkedInt(p.groupSize, "\(field).group_size", max: columns)
+        guard groupSize > 0 else { throw PayloadError("\(field).group_size: 0") }
+        let groupCount = try checkedInt(p.groupCount, "\(field).group_count", max: columns)
+        guard groupCount == (columns + groupSize - 1) / groupSize else {
+            throw PayloadError(
+                "\(field).group_count: \(groupCount), but \(columns) columns in groups of \(groupSize) make \((columns + groupSize - 1) / groupSize)"
+            )
+        }
+        // rows <= 2^24 and columns <= 2^20: these products do not overflow.
+        let codes = try elements(p.codes, count: rows * columns, as: UInt8.self, "\(field).codes")
+        let codeLimit = recipe.format == .ggufQ8_0 ? 256 : 1 << recipe.bits
+        if codeLimit < 256, let i = codes.firstIndex(where: { Int($0) >= codeLimit }) {
+            throw PayloadError("\(field).codes[\(i)]: \(codes[i]) does not fit \(recipe.bits) bits")
+        }
+        let flat = try elements(p.parameters, count: rows * groupCount * 4, as: Float.self, "\(field).parameters")
+        let groupIndex = try elements(p.groupIndex, count: columns, as: Int32.self, "\(field).group_index")
+        if let i = groupIndex.firstIndex(where: { $0 < 0 || Int($0) >= groupCount }) {
+            throw PayloadError("\(field).group_index[\(i)]: \(groupIndex[i]) is not a group of \(groupCount)")
+        }
+        let deadColumns = try checkedInt(p.deadColumns, "\(field).dead_columns", max: columns)
+        let block = try checkedInt(p.block, "\(field).block", max: TaskPayload.maxIndex)
+        let parameters = stride(from: 0, to: flat.count, by: 4).map {
+            GroupParameters(scale: flat[$0], zero: flat[$0 + 1], inverse: flat[$0 + 2], minimum: flat[$0 + 3])
+        }
+        self.init(
+            linear: p.linear, block: block, tensor: p.tensor, rows: rows, columns: columns, recipe: recipe,
+            groupSize: groupSize, groupCount: groupCount, codes: codes, parameters: parameters,
+            groupIndex: groupIndex, outputError: p.outputError, relativeError: p.relativeError,
+            gptqLoss: p.gptqLoss, deadColumns: deadColumns, seconds: p.seconds)
+    }
+}
+
+extension Kiln_V1_QuantizedBlock {
+    init(_ linears: [QuantizedLinear]) {
+        self.init()
+        self.linears = linears.map(Kiln_V1_QuantizedLinear.init)
+    }
+
+    func decoded(_ field: String) throws -> [QuantizedLinear] {
+        try linears.enumerated().map { try QuantizedLinear($1, "\(field).linears[\($0)]") }
+    }
+}
+
+// MARK: task input and output
+
+extension Kiln_V1_TaskInput {
+    public init(_ i: ClusterTaskInput) {
+        self.init()
+        if let s = i.statistics { statistics = Kiln_V1_LinearStatistics(s) }
+        if let q = i.quantized { quantized = Kiln_V1_QuantizedBlock(q) }
+        // Set even when empty: presence tells "no lineage" from "lineage of zero blocks".
+        if let l = i.lineage { lineage = .with { $0.blocks = l.map(Kiln_V1_QuantizedBlock.init) } }
+        replayAllowed = i.replayAllowed
+    }
+}
+
+extension ClusterTaskInput {
+    public init(_ p: Kiln_V1_TaskInput) throws {
+        self.init(
+            statistics: p.hasStatistics ? try LinearStatistics(p.statistics, "task_input.statistics") : nil,
+            quantized: p.hasQuantized ? try p.quantized.decoded("task_input.quantized") : nil,
+            lineage: p.hasLineage
+                ? try p.lineage.blocks.enumerated().map { try $1.decoded("task_input.lineage.blocks[\($0)]") } : nil,
+            replayAllowed: p.replayAllowed)
+        if let l = lineage, l.count > TaskPayload.maxIndex {
+            throw PayloadError(
+                "task_input.lineage.blocks: \(l.count) blocks exceed the limit of \(TaskPayload.maxIndex)")
+        }
+    }
+}
+
+extension Kiln_V1_TaskOutput {
+    public init(_ o: ClusterTaskOutput) {
+        self.init()
+        switch o {
+        case let .collect(c):
+            collect.block = u64(c.block)
+            collect.shard = u64(c.shard)
+            collect.statistics = c.statistics.map(Kiln_V1_LinearStatistics.init)
+            collect.tokens = u64(c.tokens)
+        case let .merge(m):
+            merge.block = u64(m.block)
+            merge.statistics = m.statistics.map(Kiln_V1_LinearStatistics.init)
+        case let .reconstruct(r):
+            reconstruct.block = u64(r.block)
+            reconstruct.group = u64(r.group)
+            reconstruct.linears = r.linears.map(Kiln_V1_QuantizedLinear.init)
+        case let .propagate(p):
+            propagate.block = u64(p.block)
+            propagate.shard = u64(p.shard)
+            propagate.tokens = u64(p.tokens)
+        }
+    }
+}
+
+extension ClusterTaskOutput {
+    public init(_ p: Kiln_V1_TaskOutput) throws {
+        let limit = TaskPayload.maxIndex
+        func statistics(_ s: [Kiln_V1_LinearStatistics], _ field: String) throws -> [LinearStatistics] {
+            try s.enumerated().map { try LinearStatistics($1, "\(field)[\($0)]") }
+        }
+        switch p.result {
+        case .collect(let c)?:
+            self = .collect(
+                CollectResult(
+                    block: try checkedInt(c.block, "task_output.collect.block", max: limit),
+                    shard: try checkedInt(c.shard, "task_output.collect.shard", max: limit),
+                    statistics: try statistics(c.statistics, "task_output.collect.statistics"),
+                    tokens: try checkedInt(c.tokens, "task_output.collect.tokens", max: Int.max)))
+        case .merge(let m)?:
+            self = .merge(
+                MergeResult(
+                    block: try checkedInt(m.block, "task_output.merge.block", max: limit),
+                    statistics: try statistics(m.statistics, "task_output.merge.statistics")))
+        case .reconstruct(let r)?:
+            self = .reconstruct(
+                ReconstructResult(
+                    block: try checkedInt(r.block, "task_output.reconstruct.block", max: limit),
+                    group: try checkedInt(r.group, "task_output.reconstruct.group", max: limit),
+                    linears: try r.linears.enumerated().map {
+                        try QuantizedLinear($1, "task_output.reconstruct.linears[\($0)]")
+                    }))
+        case .propagate(let r)?:
+            self = .propagate(
+                PropagateResult(
+                    block: try checkedInt(r.block, "task_output.propagate.block", max: limit),
+                    shard: try checkedInt(r.shard, "task_output.propagate.shard", max: limit),
+                    tokens: try checkedInt(r.tokens, "task_output.propagate.tokens", max: Int.max)))
+        case nil:
+            throw PayloadError("task_output.result: missing")
+        }
+    }
+}
