@@ -5,12 +5,16 @@ import PackageDescription
 // see docs/ARCHITECTURE.md for which layer may import which.
 
 // F16C/AVX2/FMA make half-precision conversion and SIMD loops fast; every
-// machine of this project's kind has them.
-let fast: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"])]
+// machine of this project's kind has them. The flag is for Linux only, where this
+// project's machines are x86-64 (SwiftPM has no architecture condition; an arm64
+// Linux host would have to drop it).
+let fast: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"], .when(platforms: [.linux]))]
+/// The cluster layers: Swift 6 language mode, strict concurrency checking.
+let swift6: [SwiftSetting] = fast + [.swiftLanguageMode(.v6)]
 
 let package = Package(
     name: "Kiln",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "kiln", targets: ["kiln"]),
     ],
@@ -32,7 +36,7 @@ let package = Package(
         .target(
             name: "Jobs", dependencies: ["Tensor", "ModelIO", "Tokenizers", "Models", "Calibration", "Quantization"],
             swiftSettings: fast),
-        .target(name: "ZeroMQ", dependencies: ["CZeroMQ"], swiftSettings: fast),
+        .target(name: "ZeroMQ", dependencies: ["CZeroMQ"], swiftSettings: swift6),
         .target(
             name: "KilnProtocol",
             dependencies: ["ZeroMQ", "Tensor", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
@@ -41,11 +45,11 @@ let package = Package(
             name: "Coordinator",
             dependencies: ["Jobs", "KilnProtocol", "ZeroMQ", "Worker", .product(name: "GRDB", package: "GRDB.swift"),
                            .product(name: "Logging", package: "swift-log")],
-            swiftSettings: fast),
+            swiftSettings: swift6),
         .target(
             name: "Worker", dependencies: ["Jobs", "KilnProtocol", "ZeroMQ", .product(name: "Logging", package: "swift-log")],
-            swiftSettings: fast),
-        .target(name: "Client", dependencies: ["KilnProtocol", "ZeroMQ"], swiftSettings: fast),
+            swiftSettings: swift6),
+        .target(name: "Client", dependencies: ["KilnProtocol", "ZeroMQ"], swiftSettings: swift6),
         .executableTarget(
             name: "kiln",
             dependencies: [

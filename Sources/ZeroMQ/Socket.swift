@@ -179,7 +179,7 @@ public final class ZMQSocket: @unchecked Sendable {
             if zmq_getsockopt(h, ZMQ_LAST_ENDPOINT, &buf, &size) != 0 {
                 throw ZMQError.last("getsockopt(ZMQ_LAST_ENDPOINT)")
             }
-            return String(cString: buf)
+            return String(nulTerminated: buf)
         }
     }
 
