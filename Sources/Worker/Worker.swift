@@ -49,7 +49,8 @@ public struct WorkerConfig: Sendable {
 /// A worker: DEALER to the coordinator's ROUTER, hello with capacity, heartbeats both
 /// ways (Paranoid Pirate), reconnect with exponential backoff, tasks run by Jobs'
 /// task functions on a compute thread while this loop keeps the heartbeats going.
-public final class Worker: @unchecked Sendable {  // socket and session on the loop thread only; outbox and stop under locks
+// @unchecked: socket and session on the loop thread only; outbox and stop under locks.
+public final class Worker: @unchecked Sendable {
     public let config: WorkerConfig
     let context: ZMQContext
     var log: Logger

@@ -89,7 +89,8 @@ public struct HandshakeState: Sendable, Equatable {
 /// Watches a socket's connection and handshake events (`zmq_socket_monitor` into an
 /// inproc PAIR). Create it before the socket connects; call `update()` from the thread
 /// that uses the socket (same rule as sockets: one thread at a time).
-public final class HandshakeWatch: @unchecked Sendable {  // `pair` by one thread at a time (the socket rule); state under a Mutex
+// @unchecked: `pair` is used by one thread at a time (the socket rule); the state is under a Mutex.
+public final class HandshakeWatch: @unchecked Sendable {
     private let current = Mutex(HandshakeState())
     public var state: HandshakeState { current.withLock { $0 } }
     private let pair: ZMQSocket

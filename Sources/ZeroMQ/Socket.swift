@@ -77,7 +77,8 @@ public enum ZMQFrame: Sendable {
 /// Memory that libzmq can send without copying. The bytes are allocated once
 /// (64-byte aligned) and freed when the last reference - Swift's or libzmq's -
 /// goes away.
-public final class ZMQBuffer: @unchecked Sendable {  // fields immutable; bytes written before it is handed over, then read
+// @unchecked: immutable fields; the bytes are written before the buffer is handed over, then only read.
+public final class ZMQBuffer: @unchecked Sendable {
     public let count: Int
     public let baseAddress: UnsafeMutableRawPointer
 
