@@ -5,15 +5,16 @@ import PackageDescription
 // see docs/ARCHITECTURE.md for which layer may import which.
 
 // F16C/AVX2/FMA make half-precision conversion and SIMD loops fast; every
-// machine of this project's kind has them.
-let fast: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"])]
-
-// The numeric layers build in Swift 6 mode (strict concurrency); the rest follow later.
-let swift6: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+// machine of this project's kind has them. The flag is for Linux only, where this
+// project's machines are x86-64 (SwiftPM has no architecture condition; an arm64
+// Linux host would have to drop it).
+let fast: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"], .when(platforms: [.linux]))]
+/// Swift 6 language mode: strict concurrency checking.
+let swift6: [SwiftSetting] = fast + [.swiftLanguageMode(.v6)]
 
 let package = Package(
     name: "Kiln",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "kiln", targets: ["kiln"])
     ],
@@ -26,16 +27,16 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
         .systemLibrary(name: "CZeroMQ", path: "Sources/CZeroMQ"),
-        .target(name: "Tensor", dependencies: ["CBLAS"], swiftSettings: fast + swift6),
-        .target(name: "ModelIO", dependencies: ["Tensor"], swiftSettings: fast + swift6),
-        .target(name: "Tokenizers", swiftSettings: fast + swift6),
-        .target(name: "Models", dependencies: ["Tensor", "ModelIO", "Tokenizers"], swiftSettings: fast + swift6),
-        .target(name: "Calibration", dependencies: ["Tensor"], swiftSettings: fast + swift6),
-        .target(name: "Quantization", dependencies: ["Tensor"], swiftSettings: fast + swift6),
+        .target(name: "Tensor", dependencies: ["CBLAS"], swiftSettings: swift6),
+        .target(name: "ModelIO", dependencies: ["Tensor"], swiftSettings: swift6),
+        .target(name: "Tokenizers", swiftSettings: swift6),
+        .target(name: "Models", dependencies: ["Tensor", "ModelIO", "Tokenizers"], swiftSettings: swift6),
+        .target(name: "Calibration", dependencies: ["Tensor"], swiftSettings: swift6),
+        .target(name: "Quantization", dependencies: ["Tensor"], swiftSettings: swift6),
         .target(
             name: "Jobs", dependencies: ["Tensor", "ModelIO", "Tokenizers", "Models", "Calibration", "Quantization"],
             swiftSettings: fast),
-        .target(name: "ZeroMQ", dependencies: ["CZeroMQ"], swiftSettings: fast),
+        .target(name: "ZeroMQ", dependencies: ["CZeroMQ"], swiftSettings: swift6),
         .target(
             name: "KilnProtocol", dependencies: ["ZeroMQ", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
             swiftSettings: fast),
@@ -53,13 +54,13 @@ let package = Package(
                 "ModelIO", "Jobs", "KilnProtocol", "ZeroMQ", "Cluster", .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            swiftSettings: fast),
+            swiftSettings: swift6),
         .target(
             name: "Worker",
             dependencies: [
                 "Tensor", "Jobs", "KilnProtocol", "ZeroMQ", "Cluster", .product(name: "Logging", package: "swift-log"),
             ],
-            swiftSettings: fast),
+            swiftSettings: swift6),
         // `kiln run --workers N`: a coordinator and N workers in one process.
         .target(
             name: "Embedded",
@@ -68,7 +69,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: fast),
-        .target(name: "Client", dependencies: ["KilnProtocol", "ZeroMQ"], swiftSettings: fast),
+        .target(name: "Client", dependencies: ["KilnProtocol", "ZeroMQ"], swiftSettings: swift6),
         .executableTarget(
             name: "kiln",
             dependencies: [

@@ -3,6 +3,7 @@ import Foundation
 import Jobs
 import KilnProtocol
 import Logging
+import Synchronization
 import ZeroMQ
 
 // Client requests on the ROUTER (a client connects a DEALER): submit, status, cancel,
@@ -70,25 +71,26 @@ extension Coordinator {
     /// Submits from any thread (the embedded `kiln run`): runs on the loop, which must be running.
     public func submitJob(_ spec: JobSpec) throws -> String {
         let done = DispatchSemaphore(value: 0)
-        nonisolated(unsafe) var outcome: Result<String, Error> = .failure(CoordinatorError("coordinator stopped"))
+        let outcome = Mutex<Result<String, any Error>>(.failure(CoordinatorError("coordinator stopped")))
         post { [self] in
-            outcome = Result { try self.submit(spec).id }
+            let r = Result { try self.submit(spec).id }
+            outcome.withLock { $0 = r }
             done.signal()
         }
         done.wait()
-        return try outcome.get()
+        return try outcome.withLock { $0 }.get()
     }
 
     /// A job's state, read on the loop thread: (state, error).
     public func jobState(_ id: String) -> (state: Kiln_V1_JobState, error: String)? {
         let done = DispatchSemaphore(value: 0)
-        nonisolated(unsafe) var out: (Kiln_V1_JobState, String)?
+        let out = Mutex<(Kiln_V1_JobState, String)?>(nil)
         post { [self] in
-            if let r = self.jobs[id] { out = (r.state, r.error) }
+            if let r = self.jobs[id] { out.withLock { $0 = (r.state, r.error) } }
             done.signal()
         }
         done.wait()
-        return out
+        return out.withLock { $0 }
     }
 
     func onStatus(_ routing: Data, _ r: Kiln_V1_StatusRequest, _ cid: String) {

@@ -73,16 +73,17 @@ extension Coordinator {
         run.markStarted(t, worker: w.id, nowMs: now)
         let routing = w.routing
         let assignment = a
+        let plan = run.plan
         work.async { [weak self] in
             guard let self else { return }
             let prepared = Result { () -> (Data, String) in
-                let payload = try TaskPayload.encode(try self.taskInput(run, t, replay: replay))
-                return (payload, String(decoding: try JSONEncoder().encode(run.spec), as: UTF8.self))
+                let payload = try TaskPayload.encode(try self.taskInput(plan, t, replay: replay))
+                return (payload, String(decoding: try JSONEncoder().encode(plan.spec), as: UTF8.self))
             }
             self.post { [weak self] in
                 var a = assignment
-                guard let self, let live = self.workers[routing], live.task?.task == t, live.task?.attempt == attempt,
-                    run.running[t]?.attempt == attempt
+                guard let self, let run = self.jobs[plan.id], let live = self.workers[routing],
+                    live.task?.task == t, live.task?.attempt == attempt, run.running[t]?.attempt == attempt
                 else { return }  // reassigned or dropped meanwhile
                 do {
                     let (payload, specJSON) = try prepared.get()
@@ -113,8 +114,9 @@ extension Coordinator {
 
     /// The task's inputs: merged statistics, quantized linears, and lineage when the
     /// worker may not hold the shard's activations.
-    /// Work queue only (it owns the caches); reads only the run's immutable parts.
-    func taskInput(_ run: JobRun, _ t: TaskID, replay: Bool) throws -> ClusterTaskInput {
+    /// Work queue only (it owns the caches).
+    func taskInput(_ run: JobPlan, _ t: TaskID, replay: Bool) throws -> ClusterTaskInput {
+        dispatchPrecondition(condition: .onQueue(work))
         var input = ClusterTaskInput()
         switch t {
         case let .reconstruct(b, g):
@@ -133,7 +135,8 @@ extension Coordinator {
         return input
     }
 
-    func merged(_ run: JobRun, block b: Int) throws -> MergeResult {
+    func merged(_ run: JobPlan, block b: Int) throws -> MergeResult {
+        dispatchPrecondition(condition: .onQueue(work))
         if let m = mergedCache[run.id]?[b] { return m }
         let r = try storedResult(run, .merge(block: b))
         guard case let .merge(m) = try files.readOutput(r) else {
@@ -143,7 +146,8 @@ extension Coordinator {
         return m
     }
 
-    func quantized(_ run: JobRun, block b: Int, cache: Bool = true) throws -> [QuantizedLinear] {
+    func quantized(_ run: JobPlan, block b: Int, cache: Bool = true) throws -> [QuantizedLinear] {
+        dispatchPrecondition(condition: .onQueue(work))
         if let q = quantizedCache[run.id]?[b] { return q }
         var out: [QuantizedLinear] = []
         for g in 0..<run.graph.groups {
@@ -161,7 +165,7 @@ extension Coordinator {
         return out
     }
 
-    func storedResult(_ run: JobRun, _ t: TaskID) throws -> StoredResult {
+    func storedResult(_ run: JobPlan, _ t: TaskID) throws -> StoredResult {
         guard let r = try store.results(job: run.id).first(where: { $0.task == t }) else {
             throw CoordinatorError("no durable result for \(t) of job \(run.id)")
         }
@@ -170,23 +174,25 @@ extension Coordinator {
 
     /// A task's result is durable: update the graph, drop caches no longer needed, publish.
     func completed(_ run: JobRun, _ t: TaskID, worker: String, error: Double = 0) {
+        assertOnLoop()
         run.markDone(t, worker: worker, nowMs: Self.nowMs(), error: error)
         let b = t.block
         let blockDone = run.graph.tasks.allSatisfy { $0.block != b || run.done.contains($0) }
         let reconstructed = (0..<run.graph.groups).allSatisfy { run.done.contains(.reconstruct(block: b, group: $0)) }
         let jobID = run.id
         let blocks = run.graph.blocks
-        let ev = onEvent
+        let plan = run.plan
+        let observed = onEvent != nil
         work.async { [weak self] in
             guard let self else { return }
             // The caches belong to the work queue; a block's entries go when no task needs them
             // (lineage reloads from the durable files).
             if reconstructed { self.mergedCache[jobID]?[b] = nil }
             guard blockDone else { return }
-            let linears = ev == nil ? [] : ((try? self.quantized(run, block: b, cache: false)) ?? [])
+            let linears = observed ? ((try? self.quantized(plan, block: b, cache: false)) ?? []) : []
             self.quantizedCache[jobID]?[b] = nil
-            for g in 0..<run.graph.groups { self.reconstructedCache[jobID]?[.reconstruct(block: b, group: g)] = nil }
-            if let ev { self.post { ev(jobID, .blockDone(block: b, blocks: blocks, linears: linears)) } }
+            for g in 0..<plan.graph.groups { self.reconstructedCache[jobID]?[.reconstruct(block: b, group: g)] = nil }
+            if observed { self.post { self.onEvent?(jobID, .blockDone(block: b, blocks: blocks, linears: linears)) } }
         }
         var m = Kiln_V1_ModuleProgress()
         m.block = UInt32(b)
@@ -200,7 +206,7 @@ extension Coordinator {
             m.elapsedMs = UInt64(max(0, (p.finishedMs > 0 ? p.finishedMs : Self.nowMs()) - p.startedMs))
         }
         publish(run, module: m)
-        ev?(run.id, .task(t, done: run.done.count, total: run.graph.tasks.count))
+        onEvent?(run.id, .task(t, done: run.done.count, total: run.graph.tasks.count))
     }
 
     /// merge(b) on the work queue: shard results read from their durable files and
@@ -402,7 +408,7 @@ extension Coordinator {
                 if let t = TaskID(wireName: name) { run.attempts[t] = n }
             }
             var resumed = 0
-            for r in try store.results(job: j.id) where run.position[r.task] != nil {
+            for r in try store.results(job: j.id) where run.contains(r.task) {
                 // A damaged file is redone rather than trusted.
                 guard (try? files.read(r)) != nil else { continue }
                 run.markDone(r.task, worker: r.worker, nowMs: Self.nowMs())

@@ -141,9 +141,10 @@ extension Coordinator {
         }()
         let log = self.log
         let workerName = w.id
-        let reject: (String, String) -> Void = { [weak self] why, field in
+        let nackBase = ack
+        let reject: @Sendable (String, String) -> Void = { [weak self] why, field in
             log.warning("result rejected: \(why)", metadata: ["worker": "\(workerName)", "task": "\(r.taskID)"])
-            var nack = ack
+            var nack = nackBase
             nack.accepted = false
             var e = Kiln_V1_Error()
             e.code = .invalidField

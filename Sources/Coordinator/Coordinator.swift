@@ -2,6 +2,7 @@ import Foundation
 import Jobs
 import KilnProtocol
 import Logging
+import Synchronization
 import ZeroMQ
 
 /// A connected worker as the coordinator sees it.
@@ -37,6 +38,12 @@ final class WorkerSession {
     }
 }
 
+/// The loop's inbox: closures to run on the loop thread and the socket that wakes it.
+struct Inbox {
+    var pending: [@Sendable () -> Void] = []
+    var wake: ZMQSocket?
+}
+
 /// Bytes sent to workers per task kind (and received back), for the benchmark figures.
 public struct TrafficCounters: Sendable {
     public var sent: [String: Int] = [:]
@@ -51,7 +58,7 @@ public struct TrafficCounters: Sendable {
 /// store, the scheduler and the merger/writer. Its sockets are used only by the loop
 /// thread (ZeroMQ's rule); heavy work (merges, the writer) runs on a serial queue and
 /// hands its outcome back to the loop through `inbox`.
-public final class Coordinator: @unchecked Sendable {
+public final class Coordinator: @unchecked Sendable {  // loop-only state checked by assertOnLoop; the rest under locks
     public let config: CoordinatorConfig
     let context: ZMQContext
     var log: Logger
@@ -88,8 +95,13 @@ public final class Coordinator: @unchecked Sendable {
     var badMessageLog = LogLimiter(burst: 3, intervalMs: 10_000)
 
     let work = DispatchQueue(label: "kiln.coordinator.work")
-    private let inboxLock = NSLock()
-    private var inbox: [() -> Void] = []
+    /// Closures for the loop thread, and the PUSH end of the loop's wake-up socket (a
+    /// socket is not thread-safe: both under the lock). The loop polls the PULL end with
+    /// the ROUTER, so work finished on the queue is handled at once, not at the next tick.
+    private let inbox = Mutex(Inbox())
+    private let wakeReceiver: ZMQSocket
+    /// The thread running the loop (nil before it starts), for `assertOnLoop`.
+    private let loopThread = Mutex<ObjectIdentifier?>(nil)
     private let stopLock = NSLock()
     private var stopRequested = false
     private let stopped = DispatchSemaphore(value: 0)
@@ -166,12 +178,22 @@ public final class Coordinator: @unchecked Sendable {
         try router.bind(listen)
         try pub.bind(publish)
         endpoints = (try router.lastEndpoint, try pub.lastEndpoint)
+        let wake = "inproc://kiln-coordinator-wake-\(UUID().uuidString)"
+        wakeReceiver = try context.socket(.pull)
+        try wakeReceiver.bind(wake)
+        let wakeSender = try context.socket(.push)
+        // Never block a poster: one pending wake-up is enough (the loop drains the inbox).
+        try wakeSender.set([.sendHighWaterMark(1)])
+        try wakeSender.connect(wake)
+        inbox.withLock { $0.wake = wakeSender }
         try resumeJobs()
     }
 
     deinit {
         router.close()
         pub.close()
+        inbox.withLock { $0.wake?.close() }
+        wakeReceiver.close()
         zap?.stop()
     }
 
@@ -200,34 +222,60 @@ public final class Coordinator: @unchecked Sendable {
         work.sync {}
         router.close()
         pub.close()
+        inbox.withLock { $0.wake?.close() }
+        wakeReceiver.close()
         zap?.stop()
         dataDirLock.release()
     }
 
     /// Makes the loop return soon (safe from any thread or a signal handler's queue).
-    public func requestStop() { stopLock.withLock { stopRequested = true } }
+    public func requestStop() {
+        stopLock.withLock { stopRequested = true }
+        post {}
+    }
 
     var shouldStop: Bool { stopLock.withLock { stopRequested } }
 
-    func post(_ f: @escaping () -> Void) { inboxLock.withLock { inbox.append(f) } }
+    /// Runs f on the loop thread soon, waking the loop if it waits.
+    func post(_ f: @escaping @Sendable () -> Void) {
+        inbox.withLock { box in
+            box.pending.append(f)
+            // The first closure of a batch wakes the loop; the loop takes the whole batch.
+            if box.pending.count == 1 { _ = try? box.wake?.send(Data(), dontWait: true) }
+        }
+    }
+
+    /// Loop-only state is touched on the loop thread alone (or before the loop starts).
+    func assertOnLoop() {
+        guard let loop = loopThread.withLock({ $0 }) else { return }
+        precondition(ObjectIdentifier(Thread.current) == loop, "coordinator state used off its loop thread")
+    }
 
     /// The event loop: messages, heartbeats, liveness, scheduling.
     public func run() {
         stopLock.withLock { loopStarted = true }
+        loopThread.withLock { $0 = ObjectIdentifier(Thread.current) }
         defer { stopped.signal() }
         log.info(
             "coordinator listening", metadata: ["listen": "\(endpoints.listen)", "publish": "\(endpoints.publish)"])
+        let poller = ZMQPoller()
+        poller.register(router)
+        poller.register(wakeReceiver)
         while !shouldStop {
             do {
+                // A message, a wake-up (work done on the queue, a local request) or the
+                // timer for heartbeats and liveness.
+                _ = try poller.poll(timeout: tickMs)
                 var handled = 0
                 // Drain what is queued (bounded, so timers still run under load).
-                while handled < 256, let frames = try router.receiveMultipart(timeout: handled == 0 ? 20 : 0) {
+                while handled < 256, let frames = try router.receiveMultipart(timeout: 0) {
                     handled += 1
                     handle(frames)
                 }
-                let pending = inboxLock.withLock { () -> [() -> Void] in
-                    defer { inbox = [] }
-                    return inbox
+                while try wakeReceiver.receive(timeout: 0) != nil {}
+                let pending = inbox.withLock { box -> [@Sendable () -> Void] in
+                    defer { box.pending = [] }
+                    return box.pending
                 }
                 for f in pending { f() }
                 tick()
@@ -238,8 +286,13 @@ public final class Coordinator: @unchecked Sendable {
         }
     }
 
+    /// Longest wait between ticks: a fraction of the heartbeat interval, so heartbeats and
+    /// liveness keep their timing; messages and wake-ups end the wait at once.
+    var tickMs: Int32 { Int32(clamping: max(1, min(250, Int(config.heartbeatIntervalMs) / 4))) }
+
     /// Decodes one ROUTER message; anything malformed is logged and dropped.
     func handle(_ frames: [Data]) {
+        assertOnLoop()
         guard frames.count >= 2 else {
             logBad(
                 frames.first ?? Data(), kind: "no envelope", "dropped a message without envelope",
@@ -353,6 +406,7 @@ public final class Coordinator: @unchecked Sendable {
 
     /// Periodic work: heartbeats to workers, liveness, scheduling.
     func tick() {
+        assertOnLoop()
         reportSuppressed()
         let now = Self.nowMs()
         for w in Array(workers.values) {

@@ -1,21 +1,22 @@
 import Foundation
+import Synchronization
 
 /// An exclusive flock on DATA_DIR/coordinator.lock, held for a coordinator's life, so a
 /// second coordinator or `kiln gc` on the same data directory is refused rather than
 /// racing it. The kernel drops the lock when the process dies: a crash leaves nothing
 /// to clean up before a restart.
-public final class DataDirLock: @unchecked Sendable {  // release() and deinit only, never concurrently
+public final class DataDirLock: Sendable {
     public static let fileName = "coordinator.lock"
-    private var fd: Int32
+    /// The lock file's descriptor (-1 once released).
+    private let fd: Mutex<Int32>
 
     public init(dataDir: URL) throws {
         let path = dataDir.appendingPathComponent(Self.fileName).path
-        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw CoordinatorError("cannot open \(path): \(String(cString: strerror(errno)))") }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             let err = errno
             close(fd)
-            fd = -1
             guard err == EWOULDBLOCK else {
                 throw CoordinatorError("cannot lock \(path): \(String(cString: strerror(err)))")
             }
@@ -30,11 +31,14 @@ public final class DataDirLock: @unchecked Sendable {  // release() and deinit o
         let pid = Data("\(getpid())\n".utf8)
         _ = ftruncate(fd, 0)
         _ = pid.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+        self.fd = Mutex(fd)
     }
 
     public func release() {
-        if fd >= 0 { close(fd) }
-        fd = -1
+        fd.withLock { fd in
+            if fd >= 0 { close(fd) }
+            fd = -1
+        }
     }
 
     deinit { release() }

@@ -20,18 +20,27 @@ struct PhaseProgress {
     var error = 0.0
 }
 
+/// What never changes about a job: safe to hand to the work queue (the rest of `JobRun`
+/// belongs to the loop thread).
+struct JobPlan: Sendable {
+    let id: String
+    let spec: JobSpec
+    let graph: TaskGraph
+}
+
 /// The scheduler's state of one job: the task graph (Jobs'), which tasks are done or
 /// running, and which worker holds each shard's activations.
 final class JobRun {
     let id: String
     let spec: JobSpec
     let graph: TaskGraph
-    let position: [TaskID: Int]
+    /// Which tasks are ready, in canonical order: the decision `kiln run`'s executor takes too.
+    private(set) var readiness: ReadyTasks
     var state: Kiln_V1_JobState
     var error = ""
     let submittedMs: Int64
     var finishedMs: Int64 = 0
-    var done: Set<TaskID> = []
+    var done: Set<TaskID> { readiness.done }
     var running: [TaskID: RunningTask] = [:]
     var attempts: [TaskID: Int] = [:]
     var failures: [TaskID: Int] = [:]
@@ -54,9 +63,7 @@ final class JobRun {
         self.state = state
         self.submittedMs = submittedMs
         graph = TaskGraph(blocks: blocks, shards: spec.shardCount, groups: Tasks.groups.count, mode: spec.mode)
-        var p: [TaskID: Int] = [:]
-        for (i, t) in graph.tasks.enumerated() { p[t] = i }
-        position = p
+        readiness = ReadyTasks(graph: graph)
         for b in 0..<blocks {
             var m: [Kiln_V1_Phase: PhaseProgress] = [
                 .collect: PhaseProgress(total: graph.shards), .merge: PhaseProgress(total: 1),
@@ -67,25 +74,26 @@ final class JobRun {
         }
     }
 
-    var isTerminal: Bool { state == .succeeded || state == .failed || state == .cancelled }
-    var allDone: Bool { done.count == graph.tasks.count }
+    var plan: JobPlan { JobPlan(id: id, spec: spec, graph: graph) }
 
-    func isReady(_ t: TaskID) -> Bool {
-        !done.contains(t) && running[t] == nil && graph.dependencies(of: t).allSatisfy { done.contains($0) }
-    }
+    var isTerminal: Bool { state == .succeeded || state == .failed || state == .cancelled }
+    var allDone: Bool { readiness.allDone }
+
+    /// Whether a task of this job's graph (nil: not one of its tasks).
+    func contains(_ t: TaskID) -> Bool { readiness.position(of: t) != nil }
 
     /// Ready merges (the coordinator runs them).
     func readyMerges() -> [Int] {
-        graph.tasks.compactMap { t in
-            if case let .merge(b) = t, !mergesInFlight.contains(b), isReady(t) { return b }
+        readiness.ready.compactMap { t in
+            if case let .merge(b) = t, !mergesInFlight.contains(b) { return b }
             return nil
         }
     }
 
-    /// The first ready worker task, in canonical order, that `worker` may run: shard
-    /// tasks stay with the worker holding the shard while it is alive.
+    /// The first ready worker task, in canonical order, that `worker` may run and nobody
+    /// runs: shard tasks stay with the worker holding the shard while it is alive.
     func nextTask(for worker: String, alive: (String) -> Bool) -> TaskID? {
-        for t in graph.tasks where isReady(t) {
+        for t in readiness.ready where running[t] == nil {
             if case .merge = t { continue }
             if let s = t.shard, let owner = shardOwner[s], owner != worker, alive(owner) { continue }
             return t
@@ -111,7 +119,7 @@ final class JobRun {
     }
 
     func markDone(_ t: TaskID, worker: String, nowMs: Int64, error: Double = 0) {
-        done.insert(t)
+        readiness.markDone(t)
         running[t] = nil
         let ph = Self.phase(t)
         var p = phases[t.block]?[ph] ?? PhaseProgress()

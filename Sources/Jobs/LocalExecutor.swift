@@ -1,7 +1,7 @@
 import Foundation
 import Tensor
 
-/// Progress of a job, for the CLI (and later the progress publisher).
+/// Progress of a job, for the CLI and the embedded cluster's observer (`Coordinator.onEvent`).
 public enum JobEvent: Sendable {
     /// A phase outside the task graph began ("load", "write", "eval before", ...).
     case phase(String)
@@ -32,13 +32,14 @@ public struct GraphOutput: Sendable {
     public var linears: [String: QuantizedLinear] { reconstructions.linearsByTensor }
 }
 
-/// Runs the task graph in one process, block by block: the collects of a block, its
-/// merge, its reconstructs, its propagates, each wave spread over `concurrency` task
-/// threads with one BLAS thread each (as a cluster worker runs). Every task is a
-/// function of its inputs alone, and results are combined in canonical order, so the
-/// output does not depend on `concurrency`; it equals the cluster's bytes. Task
-/// results are the Codable payloads a remote worker would return; activations stay
-/// in `store`.
+/// Runs the task graph in one process. The tasks come from `ReadyTasks`, the same
+/// ready-in-canonical-order decision the coordinator takes: each wave is the ready tasks
+/// of the earliest block that has any (its collects, its merge, its reconstructs, its
+/// propagates), spread over `concurrency` task threads with one BLAS thread each (as a
+/// cluster worker runs). Every task is a function of its inputs alone, and results are
+/// combined in canonical order, so the output does not depend on `concurrency`; it equals
+/// the cluster's bytes. Task results are the Codable payloads a remote worker would
+/// return; activations stay in `store`.
 public final class LocalExecutor {
     public let context: JobContext
     public let store: ActivationStore
@@ -52,77 +53,94 @@ public final class LocalExecutor {
         self.concurrency = max(1, concurrency)
     }
 
+    /// What a finished task hands to the tasks after it.
+    private enum Output {
+        case collect(CollectResult)
+        case merge(MergeResult)
+        case reconstruct(ReconstructResult)
+        case propagate
+    }
+
     public func run(progress: ((JobEvent) -> Void)? = nil) throws -> GraphOutput {
         let spec = context.spec
         let blocks = context.model.blockCount
         let graph = TaskGraph(blocks: blocks, shards: spec.shardCount, groups: Tasks.groups.count, mode: spec.mode)
-        let total = graph.tasks.count
-        var done = 0
-        let progressLock = NSLock()
-        func finished(_ task: TaskID) {
-            progressLock.withLock {
-                done += 1
-                progress?(.task(task, done: done, total: total))
-            }
-        }
+        var ready = ReadyTasks(graph: graph)
 
         let savedThreads = BLAS.threads
         BLAS.threads = 1
         defer { BLAS.threads = savedThreads }
 
-        var reconstructions: [ReconstructResult] = []
+        var collected: [Int: [CollectResult]] = [:]
+        var merged: [Int: MergeResult] = [:]
+        var reconstructed: [Int: [ReconstructResult]] = [:]
         var keptMerges: [MergeResult] = []
         var times = GraphTimes()
-        let shards = Array(0..<spec.shardCount)
-        let groups = Array(0..<graph.groups)
-        for b in 0..<blocks {
-            var t0 = DispatchTime.now()
-            let parts = try wave(shards) { s in
-                defer { finished(.collect(block: b, shard: s)) }
-                return try Tasks.collect(context, store: store, block: b, shard: s)
-            }
-            times.collect += seconds(since: t0)
-
-            t0 = DispatchTime.now()
-            let merged = try Tasks.merge(block: b, parts: parts)
-            if keepMerged { keptMerges.append(merged) }
-            finished(.merge(block: b))
-            times.merge += seconds(since: t0)
-
-            t0 = DispatchTime.now()
-            let recon = try wave(groups) { g in
-                defer { finished(.reconstruct(block: b, group: g)) }
-                let input = ReconstructInput(
-                    block: b, group: g, linears: Tasks.groups[g], statistics: merged.statistics[g])
-                return try Tasks.reconstruct(context, input)
-            }
-            reconstructions += recon
-            times.reconstruct += seconds(since: t0)
-
-            if spec.mode == .sequential {
-                t0 = DispatchTime.now()
-                let q = recon.flatMap(\.linears)
-                _ = try wave(shards) { s in
-                    defer { finished(.propagate(block: b, shard: s)) }
-                    return try Tasks.propagate(context, store: store, block: b, shard: s, quantized: q)
+        var blocksDone = 0
+        while let first = ready.first {
+            let wave = ready.ready.filter { $0.block == first.block }
+            let t0 = DispatchTime.now()
+            let outputs = try run(wave) { t -> Output in
+                switch t {
+                case let .collect(b, s):
+                    return .collect(try Tasks.collect(context, store: store, block: b, shard: s))
+                case let .merge(b):
+                    return .merge(try Tasks.merge(block: b, parts: collected[b] ?? []))
+                case let .reconstruct(b, g):
+                    let input = ReconstructInput(
+                        block: b, group: g, linears: Tasks.groups[g], statistics: merged[b]!.statistics[g])
+                    return .reconstruct(try Tasks.reconstruct(context, input))
+                case let .propagate(b, s):
+                    let q = reconstructed[b]!.flatMap(\.linears)
+                    _ = try Tasks.propagate(context, store: store, block: b, shard: s, quantized: q)
+                    return .propagate
                 }
-                times.propagate += seconds(since: t0)
             }
-            progress?(.blockDone(block: b, blocks: blocks, linears: recon.flatMap(\.linears)))
+            let elapsed = seconds(since: t0)
+            // Results in canonical order (the wave is), so shards and groups stay in order.
+            for (t, output) in zip(wave, outputs) {
+                switch output {
+                case let .collect(c):
+                    collected[t.block, default: []].append(c)
+                    times.collect += elapsed / Double(wave.count)
+                case let .merge(m):
+                    collected[t.block] = nil
+                    merged[t.block] = m
+                    if keepMerged { keptMerges.append(m) }
+                    times.merge += elapsed
+                case let .reconstruct(r):
+                    reconstructed[t.block, default: []].append(r)
+                    times.reconstruct += elapsed / Double(wave.count)
+                case .propagate:
+                    times.propagate += elapsed / Double(wave.count)
+                }
+                ready.markDone(t)
+                progress?(.task(t, done: ready.done.count, total: graph.tasks.count))
+            }
+            // Blocks finish in order: a block's tasks all precede the next block's waves.
+            while blocksDone < blocks, graph.tasks.allSatisfy({ $0.block != blocksDone || ready.done.contains($0) }) {
+                merged[blocksDone] = nil
+                progress?(
+                    .blockDone(
+                        block: blocksDone, blocks: blocks, linears: (reconstructed[blocksDone] ?? []).flatMap(\.linears)
+                    ))
+                blocksDone += 1
+            }
         }
         for s in 0..<spec.shardCount { store.remove(shard: s) }
+        let reconstructions = (0..<blocks).flatMap { reconstructed[$0] ?? [] }
         return GraphOutput(reconstructions: reconstructions, merged: keptMerges, times: times)
     }
 
-    /// body(item) for every item, up to `concurrency` at a time (lane k takes items
-    /// k, k + lanes, ...); results in item order. The first error (in item order) is
-    /// rethrown after all have stopped.
-    private func wave<T>(_ items: [Int], _ body: (Int) throws -> T) throws -> [T] {
-        var results = [Result<T, Error>?](repeating: nil, count: items.count)
-        let lanes = min(concurrency, items.count)
+    /// body(task) for every task of a wave, up to `concurrency` at a time (lane k takes
+    /// tasks k, k + lanes, ...); results in wave order. The first error (in wave order)
+    /// is rethrown after all have stopped.
+    private func run<T>(_ wave: [TaskID], _ body: (TaskID) throws -> T) throws -> [T] {
+        var results = [Result<T, Error>?](repeating: nil, count: wave.count)
+        let lanes = min(concurrency, wave.count)
         results.withUnsafeMutableBufferPointer { out in
             DispatchQueue.concurrentPerform(iterations: lanes) { lane in
-                for i in stride(from: lane, to: items.count, by: lanes) { out[i] = Result { try body(items[i]) } }
+                for i in stride(from: lane, to: wave.count, by: lanes) { out[i] = Result { try body(wave[i]) } }
             }
         }
         return try results.map { try $0!.get() }

@@ -8,6 +8,7 @@
 // The graph is a function of (blocks, shards, groups, mode) only. Its order is
 // deterministic: Kahn's algorithm always taking the ready task that comes first in
 // the canonical listing (block by block: collects, merge, reconstructs, propagates).
+// `ReadyTasks` (ReadyTasks.swift) holds that decision for every scheduler.
 
 public enum TaskID: Hashable, Codable, Sendable, CustomStringConvertible {
     case collect(block: Int, shard: Int)
@@ -76,33 +77,15 @@ public struct TaskGraph: Sendable {
         }
     }
 
-    /// A deterministic topological order (ties broken by canonical position).
+    /// A deterministic topological order: always the first ready task in canonical
+    /// order (`ReadyTasks`, the scheduler's own decision), done one at a time.
     public func order() -> [TaskID] {
-        var position: [TaskID: Int] = [:]
-        for (i, t) in tasks.enumerated() { position[t] = i }
-        var remaining: [TaskID: Int] = [:]
-        var dependents: [TaskID: [TaskID]] = [:]
-        for t in tasks {
-            let deps = dependencies(of: t)
-            remaining[t] = deps.count
-            for d in deps { dependents[d, default: []].append(t) }
-        }
-        // Ready set kept sorted by canonical position (a small binary heap would do for
-        // huge graphs; task counts here are in the thousands).
-        var ready = tasks.filter { remaining[$0] == 0 }
+        var ready = ReadyTasks(graph: self)
         var out: [TaskID] = []
         out.reserveCapacity(tasks.count)
-        while !ready.isEmpty {
-            let t = ready.removeFirst()
+        while let t = ready.first {
             out.append(t)
-            for d in dependents[t] ?? [] {
-                remaining[d]! -= 1
-                if remaining[d] == 0 {
-                    let p = position[d]!
-                    let i = ready.firstIndex { position[$0]! > p } ?? ready.count
-                    ready.insert(d, at: i)
-                }
-            }
+            ready.markDone(t)
         }
         precondition(out.count == tasks.count, "task graph has a cycle")
         return out

@@ -74,14 +74,23 @@ final class RangeFetcher: @unchecked Sendable {  // state guarded by `cond`
 /// Where the worker reads a job's model: the coordinator's path when this host sees
 /// the same file (readable, same size), else a local copy fetched in ranges from the
 /// coordinator into the cache directory (verified by size; every range by CRC-32C).
-final class ModelSource: @unchecked Sendable {  // used by the compute thread only
+final class ModelSource: @unchecked Sendable {  // `send` and `cached` under `lock`
     let fetcher: RangeFetcher
     let cacheDirectory: URL
     let alwaysFetch: Bool
     let rangeBytes: Int
     /// Set by the worker: sends a message through its loop.
-    var send: (Message) -> Void = { _ in }
-    private var cached: [String: String] = [:]  // job id -> local path
+    var send: (Message) -> Void {
+        get { lock.withLock { _send } }
+        set { lock.withLock { _send = newValue } }
+    }
+    private let lock = NSLock()
+    private var _send: (Message) -> Void = { _ in }
+    private var _cached: [String: String] = [:]  // job id -> local path
+    private var cached: [String: String] {
+        get { lock.withLock { _cached } }
+        set { lock.withLock { _cached = newValue } }
+    }
 
     init(fetcher: RangeFetcher, cacheDirectory: URL, alwaysFetch: Bool, rangeBytes: Int) {
         self.fetcher = fetcher

@@ -2,6 +2,7 @@ import Foundation
 import Jobs
 import KilnProtocol
 import Logging
+import Synchronization
 import Tensor
 import ZeroMQ
 
@@ -48,7 +49,8 @@ public struct WorkerConfig: Sendable {
 /// A worker: DEALER to the coordinator's ROUTER, hello with capacity, heartbeats both
 /// ways (Paranoid Pirate), reconnect with exponential backoff, tasks run by Jobs'
 /// task functions on a compute thread while this loop keeps the heartbeats going.
-public final class Worker: @unchecked Sendable {  // the socket is used only by the loop thread
+// @unchecked: socket and session on the loop thread only; outbox and stop under locks.
+public final class Worker: @unchecked Sendable {
     public let config: WorkerConfig
     let context: ZMQContext
     var log: Logger
@@ -94,7 +96,7 @@ public final class Worker: @unchecked Sendable {  // the socket is used only by 
         outgoing = Self.outgoing(config, chunkBytes: config.chunkBytes, window: config.chunkWindow)
         incoming = Self.incoming(config, window: config.chunkWindow)
         log[metadataKey: "worker"] = "\(config.id)"
-        BLAS.threads = max(1, config.threads)
+        Self.useBLASThreads(max(1, config.threads))
         let log = self.log
         let cache =
             config.cacheDirectory
@@ -107,6 +109,18 @@ public final class Worker: @unchecked Sendable {  // the socket is used only by 
             models: ModelSource(
                 fetcher: fetcher, cacheDirectory: cache, alwaysFetch: config.fetchModel,
                 rangeBytes: min(8 << 20, config.limits.maxFrameBytes)))
+    }
+
+    /// BLAS threads are process-wide (openblas_set_num_threads), and changing them while
+    /// another thread is inside BLAS is unsafe: workers set them under one process-wide lock,
+    /// and only when the count changes, so the workers of one cluster write it once, before
+    /// any of them runs a task.
+    private static let blasThreadsLock = Mutex(())
+
+    static func useBLASThreads(_ n: Int) {
+        blasThreadsLock.withLock { _ in
+            if BLAS.threads != n { BLAS.threads = n }
+        }
     }
 
     static func outgoing(_ c: WorkerConfig, chunkBytes: Int, window: Int) -> OutgoingTransfers {

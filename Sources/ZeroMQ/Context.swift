@@ -44,7 +44,7 @@ public struct ZMQError: Error, CustomStringConvertible, Sendable, Equatable {
 /// A libzmq context. Sockets keep their context alive; the context is
 /// terminated (`zmq_ctx_term`) when the last reference goes away, which only
 /// happens after every socket made from it has been closed.
-public final class ZMQContext: @unchecked Sendable {
+public final class ZMQContext: @unchecked Sendable {  // immutable handle; libzmq contexts are thread-safe
     let handle: UnsafeMutableRawPointer
 
     /// A process-wide context (never terminated). inproc:// endpoints are only

@@ -16,7 +16,7 @@ public struct ZMQCurveKeyPair: Sendable, Equatable, Codable {
         var pub = [CChar](repeating: 0, count: 41)
         var sec = [CChar](repeating: 0, count: 41)
         if zmq_curve_keypair(&pub, &sec) != 0 { throw ZMQError.last("curve_keypair") }
-        return ZMQCurveKeyPair(publicKey: String(cString: pub), secretKey: String(cString: sec))
+        return ZMQCurveKeyPair(publicKey: String(nulTerminated: pub), secretKey: String(nulTerminated: sec))
     }
 
     /// Rebuilds the pair from a Z85 secret key (`zmq_curve_public`).
@@ -26,7 +26,7 @@ public struct ZMQCurveKeyPair: Sendable, Equatable, Codable {
         }
         var pub = [CChar](repeating: 0, count: 41)
         if zmq_curve_public(&pub, secretKey) != 0 { throw ZMQError.last("curve_public") }
-        self.init(publicKey: String(cString: pub), secretKey: secretKey)
+        self.init(publicKey: String(nulTerminated: pub), secretKey: secretKey)
     }
 }
 
@@ -66,7 +66,7 @@ public enum Z85 {
             guard let p = raw.bindMemory(to: UInt8.self).baseAddress else { return true }
             return zmq_z85_encode(&out, p, raw.count) != nil
         }
-        return ok ? String(cString: out) : nil
+        return ok ? String(nulTerminated: out) : nil
     }
 
     /// Decodes a Z85 string (length a multiple of 5); nil if invalid.
@@ -77,5 +77,12 @@ public enum Z85 {
         var out = [UInt8](repeating: 0, count: n * 4 / 5)
         guard zmq_z85_decode(&out, text) != nil else { return nil }
         return Data(out)
+    }
+}
+
+extension String {
+    /// The text of a NUL-terminated C buffer (libzmq's key and endpoint outputs).
+    init(nulTerminated buffer: [CChar]) {
+        self.init(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }

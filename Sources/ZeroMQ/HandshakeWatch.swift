@@ -1,5 +1,6 @@
 import CZeroMQ
 import Foundation
+import Synchronization
 
 /// What a connecting socket's monitor events say about its peer, so a client or
 /// worker that gets no answer can tell "refused this key" from "nobody there".
@@ -88,8 +89,10 @@ public struct HandshakeState: Sendable, Equatable {
 /// Watches a socket's connection and handshake events (`zmq_socket_monitor` into an
 /// inproc PAIR). Create it before the socket connects; call `update()` from the thread
 /// that uses the socket (same rule as sockets: one thread at a time).
+// @unchecked: `pair` is used by one thread at a time (the socket rule); the state is under a Mutex.
 public final class HandshakeWatch: @unchecked Sendable {
-    public private(set) var state = HandshakeState()
+    private let current = Mutex(HandshakeState())
+    public var state: HandshakeState { current.withLock { $0 } }
     private let pair: ZMQSocket
 
     static let events =
@@ -110,7 +113,7 @@ public final class HandshakeWatch: @unchecked Sendable {
     @discardableResult
     public func update() -> HandshakeVerdict {
         while let frames = try? pair.receiveMultipart(timeout: 0) {
-            if let e = ZMQMonitorEvent.parse(frames) { state.apply(e) }
+            if let e = ZMQMonitorEvent.parse(frames) { current.withLock { $0.apply(e) } }
         }
         return state.verdict
     }

@@ -3,7 +3,7 @@ import Foundation
 
 /// `zmq_poll` over several sockets. Build it once per loop, then call
 /// `poll(timeout:)` repeatedly. Same threading rule as the sockets it holds.
-public final class ZMQPoller: @unchecked Sendable {
+public final class ZMQPoller {
     public private(set) var sockets: [ZMQSocket] = []
     private var interest: [ZMQPollEvents] = []
 

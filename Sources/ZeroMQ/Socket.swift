@@ -77,6 +77,7 @@ public enum ZMQFrame: Sendable {
 /// Memory that libzmq can send without copying. The bytes are allocated once
 /// (64-byte aligned) and freed when the last reference - Swift's or libzmq's -
 /// goes away.
+// @unchecked: immutable fields; the bytes are written before the buffer is handed over, then only read.
 public final class ZMQBuffer: @unchecked Sendable {
     public let count: Int
     public let baseAddress: UnsafeMutableRawPointer
@@ -179,7 +180,7 @@ public final class ZMQSocket: @unchecked Sendable {
             if zmq_getsockopt(h, ZMQ_LAST_ENDPOINT, &buf, &size) != 0 {
                 throw ZMQError.last("getsockopt(ZMQ_LAST_ENDPOINT)")
             }
-            return String(cString: buf)
+            return String(nulTerminated: buf)
         }
     }
 

@@ -24,7 +24,11 @@ struct Run: ParsableCommand {
     @OptionGroup(title: "Recipe")
     var recipe: RecipeOptions
     @Option(
-        parsing: .unconditional, help: "Tasks run at once, each on one BLAS thread (the output does not depend on it).")
+        parsing: .unconditional,
+        help: """
+            Task threads (each task on one BLAS thread; with --workers, each worker's BLAS threads) and the \
+            evaluation's BLAS threads. The output does not depend on it.
+            """)
     var threads: Int?
     @Option(
         parsing: .unconditional,
