@@ -35,11 +35,11 @@ let package = Package(
         .target(name: "Quantization", dependencies: ["Tensor"], swiftSettings: swift6),
         .target(
             name: "Jobs", dependencies: ["Tensor", "ModelIO", "Tokenizers", "Models", "Calibration", "Quantization"],
-            swiftSettings: fast),
+            swiftSettings: swift6),
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"], swiftSettings: swift6),
         .target(
             name: "KilnProtocol", dependencies: ["ZeroMQ", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
-            swiftSettings: fast),
+            swiftSettings: swift6),
         // What only the cluster needs: task names and payloads (kiln.v1 protobuf), spec conversion.
         .target(
             name: "Cluster",
@@ -47,7 +47,7 @@ let package = Package(
                 "Tensor", "ModelIO", "Calibration", "Quantization", "Jobs", "KilnProtocol",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
-            swiftSettings: fast),
+            swiftSettings: swift6),
         .target(
             name: "Coordinator",
             dependencies: [
@@ -68,7 +68,7 @@ let package = Package(
                 "Tensor", "Jobs", "KilnProtocol", "ZeroMQ", "Cluster", "Coordinator", "Worker",
                 .product(name: "Logging", package: "swift-log"),
             ],
-            swiftSettings: fast),
+            swiftSettings: swift6),
         .target(name: "Client", dependencies: ["KilnProtocol", "ZeroMQ"], swiftSettings: swift6),
         .executableTarget(
             name: "kiln",
@@ -78,32 +78,32 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            swiftSettings: fast),
-        .target(name: "TestSupport", dependencies: ["ModelIO"], path: "Tests/TestSupport", swiftSettings: fast),
-        .testTarget(name: "TensorTests", dependencies: ["Tensor"], swiftSettings: fast),
-        .testTarget(name: "ModelIOTests", dependencies: ["Tensor", "ModelIO", "TestSupport"], swiftSettings: fast),
+            swiftSettings: swift6),
+        .target(name: "TestSupport", dependencies: ["ModelIO"], path: "Tests/TestSupport", swiftSettings: swift6),
+        .testTarget(name: "TensorTests", dependencies: ["Tensor"], swiftSettings: swift6),
+        .testTarget(name: "ModelIOTests", dependencies: ["Tensor", "ModelIO", "TestSupport"], swiftSettings: swift6),
         .testTarget(
-            name: "TokenizersTests", dependencies: ["ModelIO", "Tokenizers", "TestSupport"], swiftSettings: fast),
+            name: "TokenizersTests", dependencies: ["ModelIO", "Tokenizers", "TestSupport"], swiftSettings: swift6),
         .testTarget(
-            name: "ModelsTests", dependencies: ["Tensor", "ModelIO", "Models", "TestSupport"], swiftSettings: fast),
+            name: "ModelsTests", dependencies: ["Tensor", "ModelIO", "Models", "TestSupport"], swiftSettings: swift6),
         .testTarget(
-            name: "CalibrationTests", dependencies: ["Tensor", "Calibration", "TestSupport"], swiftSettings: fast),
+            name: "CalibrationTests", dependencies: ["Tensor", "Calibration", "TestSupport"], swiftSettings: swift6),
         .testTarget(
             name: "QuantizationTests", dependencies: ["Tensor", "Calibration", "Quantization", "TestSupport"],
-            swiftSettings: fast),
+            swiftSettings: swift6),
         .testTarget(
             name: "JobsTests",
             dependencies: [
                 "Tensor", "ModelIO", "Tokenizers", "Models", "Calibration", "Quantization", "Jobs", "TestSupport",
             ],
-            swiftSettings: fast),
-        .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ", "TestSupport"], swiftSettings: fast),
+            swiftSettings: swift6),
+        .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ", "TestSupport"], swiftSettings: swift6),
         .testTarget(
             name: "KilnProtocolTests",
             dependencies: [
                 "ZeroMQ", "KilnProtocol", "TestSupport", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
-            swiftSettings: fast),
+            swiftSettings: swift6),
         .testTarget(
             name: "ClusterTests",
             dependencies: [
@@ -111,11 +111,12 @@ let package = Package(
                 "Coordinator", "Worker", "TestSupport", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            swiftSettings: fast),
-        .testTarget(name: "KilnCLITests", dependencies: ["ModelIO", "TestSupport"], swiftSettings: fast),
+            swiftSettings: swift6),
+        .testTarget(name: "KilnCLITests", dependencies: ["ModelIO", "TestSupport"], swiftSettings: swift6),
         .testTarget(
-            name: "ClientTests", dependencies: ["ZeroMQ", "KilnProtocol", "Client", "TestSupport"], swiftSettings: fast),
-        .testTarget(name: "ClusterCLITests", dependencies: ["TestSupport"], swiftSettings: fast),
+            name: "ClientTests", dependencies: ["ZeroMQ", "KilnProtocol", "Client", "TestSupport"],
+            swiftSettings: swift6),
+        .testTarget(name: "ClusterCLITests", dependencies: ["TestSupport"], swiftSettings: swift6),
     ],
     swiftLanguageModes: [.v5]
 )

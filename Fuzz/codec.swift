@@ -67,7 +67,10 @@ func makeSeeds(_ dir: URL) throws {
             try TaskPayload.encode(.collect(CollectResult(block: 0, shard: 1, statistics: [stats], tokens: 3)))
         ),
         ("output-merge", try TaskPayload.encode(.merge(MergeResult(block: 0, statistics: [stats])))),
-        ("output-reconstruct", try TaskPayload.encode(.reconstruct(ReconstructResult(block: 0, group: 1, linears: [linear])))),
+        (
+            "output-reconstruct",
+            try TaskPayload.encode(.reconstruct(ReconstructResult(block: 0, group: 1, linears: [linear])))
+        ),
         ("output-propagate", try TaskPayload.encode(.propagate(PropagateResult(block: 1, shard: 2, tokens: 128)))),
     ]
     for (name, data) in seeds {

@@ -1,5 +1,6 @@
 import Foundation
 import ModelIO
+import Synchronization
 import Tensor
 
 /// The hidden states of one shard entering block `block`: one [seqlen, hidden] matrix
@@ -23,16 +24,15 @@ public protocol ActivationStore: AnyObject, Sendable {
 }
 
 /// In-process store (the local executor's default; a worker's).
-public final class InMemoryActivationStore: ActivationStore, @unchecked Sendable {
-    private var shards: [Int: ShardActivations] = [:]
-    private let lock = NSLock()
+public final class InMemoryActivationStore: ActivationStore {
+    private let shards = Mutex<[Int: ShardActivations]>([:])
 
     public init() {}
 
-    public func get(shard: Int) -> ShardActivations? { lock.withLock { shards[shard] } }
-    public func put(shard: Int, _ a: ShardActivations) { lock.withLock { shards[shard] = a } }
-    public func remove(shard: Int) { _ = lock.withLock { shards.removeValue(forKey: shard) } }
-    public var shardCount: Int { lock.withLock { shards.count } }
+    public func get(shard: Int) -> ShardActivations? { shards.withLock { $0[shard] } }
+    public func put(shard: Int, _ a: ShardActivations) { shards.withLock { $0[shard] = a } }
+    public func remove(shard: Int) { _ = shards.withLock { $0.removeValue(forKey: shard) } }
+    public var shardCount: Int { shards.withLock { $0.count } }
 }
 
 /// Spills every shard's activations to its own file in `directory`, so only the
@@ -42,7 +42,7 @@ public final class InMemoryActivationStore: ActivationStore, @unchecked Sendable
 ///
 /// Layout (little-endian): "KACT", u32 version 1, i64 block, u32 windows, then per
 /// window u32 rows, u32 cols; then the windows' Float32 data in order.
-public final class FileActivationStore: ActivationStore, @unchecked Sendable {
+public final class FileActivationStore: ActivationStore {
     public let directory: URL
     private static let magic = Data("KACT".utf8)
 

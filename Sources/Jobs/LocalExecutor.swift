@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Tensor
 
 /// Progress of a job, for the CLI and the embedded cluster's observer (`Coordinator.onEvent`).
@@ -54,7 +55,7 @@ public final class LocalExecutor {
     }
 
     /// What a finished task hands to the tasks after it.
-    private enum Output {
+    private enum Output: Sendable {
         case collect(CollectResult)
         case merge(MergeResult)
         case reconstruct(ReconstructResult)
@@ -80,18 +81,21 @@ public final class LocalExecutor {
         while let first = ready.first {
             let wave = ready.ready.filter { $0.block == first.block }
             let t0 = DispatchTime.now()
+            // What the wave's tasks read, fixed for the wave (they run on other threads).
+            let (context, store) = (self.context, self.store)
+            let (collectedNow, mergedNow, reconstructedNow) = (collected, merged, reconstructed)
             let outputs = try run(wave) { t -> Output in
                 switch t {
                 case let .collect(b, s):
                     return .collect(try Tasks.collect(context, store: store, block: b, shard: s))
                 case let .merge(b):
-                    return .merge(try Tasks.merge(block: b, parts: collected[b] ?? []))
+                    return .merge(try Tasks.merge(block: b, parts: collectedNow[b] ?? []))
                 case let .reconstruct(b, g):
                     let input = ReconstructInput(
-                        block: b, group: g, linears: Tasks.groups[g], statistics: merged[b]!.statistics[g])
+                        block: b, group: g, linears: Tasks.groups[g], statistics: mergedNow[b]!.statistics[g])
                     return .reconstruct(try Tasks.reconstruct(context, input))
                 case let .propagate(b, s):
-                    let q = reconstructed[b]!.flatMap(\.linears)
+                    let q = reconstructedNow[b]!.flatMap(\.linears)
                     _ = try Tasks.propagate(context, store: store, block: b, shard: s, quantized: q)
                     return .propagate
                 }
@@ -135,15 +139,17 @@ public final class LocalExecutor {
     /// body(task) for every task of a wave, up to `concurrency` at a time (lane k takes
     /// tasks k, k + lanes, ...); results in wave order. The first error (in wave order)
     /// is rethrown after all have stopped.
-    private func run<T>(_ wave: [TaskID], _ body: (TaskID) throws -> T) throws -> [T] {
-        var results = [Result<T, Error>?](repeating: nil, count: wave.count)
+    private func run<T: Sendable>(_ wave: [TaskID], _ body: @Sendable (TaskID) throws -> T) throws -> [T] {
+        // One lock per finished task (tasks take seconds), so lanes never share a buffer unguarded.
+        let results = Mutex([Result<T, Error>?](repeating: nil, count: wave.count))
         let lanes = min(concurrency, wave.count)
-        results.withUnsafeMutableBufferPointer { out in
-            DispatchQueue.concurrentPerform(iterations: lanes) { lane in
-                for i in stride(from: lane, to: wave.count, by: lanes) { out[i] = Result { try body(wave[i]) } }
+        DispatchQueue.concurrentPerform(iterations: lanes) { lane in
+            for i in stride(from: lane, to: wave.count, by: lanes) {
+                let result = Result { try body(wave[i]) }
+                results.withLock { $0[i] = result }
             }
         }
-        return try results.map { try $0!.get() }
+        return try results.withLock { $0 }.map { try $0!.get() }
     }
 }
 

@@ -3,6 +3,7 @@ import Foundation
 import ModelIO
 import Models
 import Quantization
+import Synchronization
 import Tensor
 import Tokenizers
 
@@ -10,7 +11,7 @@ import Tokenizers
 /// through the ModelView on demand) and the calibration windows. Each worker builds
 /// the same context from the same JobSpec, so task results do not depend on where
 /// they run.
-public final class JobContext: @unchecked Sendable {  // immutable after init, except the block cache
+public final class JobContext: Sendable {
     public let spec: JobSpec
     public let view: any ModelView
     /// Lazy: holds the embedding and head, reads blocks from the file.
@@ -19,8 +20,8 @@ public final class JobContext: @unchecked Sendable {  // immutable after init, e
     public let windows: [[Int32]]
     public let calibrationTokens: Int
 
-    private let cacheLock = NSLock()
-    private var cachedBlock: LlamaBlock?
+    /// The last block loaded (a worker's tasks of one block share it).
+    private let cachedBlock = Mutex<LlamaBlock?>(nil)
 
     public init(spec: JobSpec, view: any ModelView, model: LlamaModel, windows: [[Int32]], calibrationTokens: Int) {
         self.spec = spec
@@ -47,9 +48,9 @@ public final class JobContext: @unchecked Sendable {  // immutable after init, e
     /// stored, so codes map one-to-one onto the file's tensors). One-entry cache: the
     /// executor works block by block.
     public func block(_ b: Int) throws -> LlamaBlock {
-        if let c = cacheLock.withLock({ cachedBlock }), c.index == b { return c }
+        if let c = cachedBlock.withLock({ $0 }), c.index == b { return c }
         let blk = try model.block(b)
-        cacheLock.withLock { cachedBlock = blk }
+        cachedBlock.withLock { $0 = blk }
         return blk
     }
 

@@ -101,7 +101,7 @@ struct CoordinatorCommand: ParsableCommand {
                 let file = c.dataDir.appendingPathComponent(LocalToken.fileName).path
                 print("clients and workers need its token: --token-file \(file) (or KILN_TOKEN_FILE=\(file))")
             }
-            fflush(stdout)
+            fflush(nil)  // every stdio stream (the global `stdout` is not concurrency-safe to name)
             let signals = stopOnSignals { coordinator.requestStop() }
             coordinator.run()
             coordinator.stop()

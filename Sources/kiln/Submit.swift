@@ -47,7 +47,7 @@ struct Submit: ParsableCommand {
                 try printJSON(["job_id": reply.jobID, "state": reply.status.state.label])
             } else if !json {
                 print(reply.jobID)
-                fflush(stdout)
+                fflush(nil)  // every stdio stream (the global `stdout` is not concurrency-safe to name)
             }
             if wait {
                 try followJob(reply.jobID, client: client, publish: publish, plain: plain, json: json)

@@ -58,7 +58,7 @@ final class EmbeddedRunTests: XCTestCase {
         p.executableURL = Paths.kilnBinary
         p.arguments = args
         if let stdout {
-            FileManager.default.createFile(atPath: stdout.path, contents: nil)
+            _ = FileManager.default.createFile(atPath: stdout.path, contents: nil)
             p.standardOutput = try FileHandle(forWritingTo: stdout)
         } else {
             p.standardOutput = FileHandle.nullDevice

@@ -163,8 +163,9 @@ final class EndToEndTests: XCTestCase {
         let before = try XCTUnwrap(p.before)
         XCTAssertTrue(before.isFinite && p.after.isFinite)
         // Full precision against transformers' window NLL sums (reference JSON), to 1e-4.
-        let reference = try JSONSerialization.jsonObject(
-            with: Data(contentsOf: Paths.fixture("smollm2/smollm2_reference.json"))) as! [String: Any]
+        let reference =
+            try JSONSerialization.jsonObject(
+                with: Data(contentsOf: Paths.fixture("smollm2/smollm2_reference.json"))) as! [String: Any]
         let nll = (reference["window_nll_sums"] as! [Double]).prefix(2).reduce(0, +)
         let referenceBefore = exp(nll / (511 * 2))
         XCTAssertEqual(before, referenceBefore, accuracy: referenceBefore * 1e-4, "full precision disagrees")

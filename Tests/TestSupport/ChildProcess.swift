@@ -92,7 +92,7 @@ public final class Background {
         process.executableURL = executable
         process.arguments = args
         process.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let h = try FileHandle(forWritingTo: log)
         process.standardOutput = h
         process.standardError = h
@@ -149,7 +149,7 @@ private struct OutputFile {
     let handle: FileHandle
 
     init() throws {
-        FileManager.default.createFile(atPath: url.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: url.path, contents: nil)
         handle = try FileHandle(forWritingTo: url)
     }
 

@@ -3,8 +3,8 @@ import Foundation
 /// A deliberately small reader for the reference fixtures (safetensors with F32 and
 /// I32 tensors), independent of ModelIO so that tests of ModelIO and of other layers
 /// compare against data read by a second implementation.
-public struct FixtureTensors {
-    public struct Entry {
+public struct FixtureTensors: Sendable {
+    public struct Entry: Sendable {
         public var dtype: String
         public var shape: [Int]
         public var range: Range<Int>

@@ -31,8 +31,8 @@ public enum PythonCheck {
         let tmp = FileManager.default.temporaryDirectory
         let outURL = tmp.appendingPathComponent("kiln-py-\(UUID().uuidString).out")
         let errURL = tmp.appendingPathComponent("kiln-py-\(UUID().uuidString).err")
-        FileManager.default.createFile(atPath: outURL.path, contents: nil)
-        FileManager.default.createFile(atPath: errURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
         defer {
             try? FileManager.default.removeItem(at: outURL)
             try? FileManager.default.removeItem(at: errURL)
