@@ -238,8 +238,9 @@ struct BertNames {
 public func loadBERT(view: any ModelView) throws -> BertModel {
     let c = view.config
     let file = view.url.lastPathComponent
-    guard c.architecture.lowercased() == "bert" else {
-        if causalArchitectures.contains(c.architecture.lowercased()) {
+    let arch = Architecture(name: c.architecture)
+    guard arch == .bert else {
+        if arch?.isCausal == true {
             throw ModelError(
                 file: file,
                 "architecture '\(c.architecture)' is a causal language model, not a BERT encoder: "

@@ -122,13 +122,8 @@ public struct ModelError: Error, CustomStringConvertible, Equatable {
     }
     public var description: String { "\(file): \(what)" }
 
-    public static let supportedArchitectures = ["llama", "mistral", "qwen2", "bert"]
-
     static func unsupported(_ file: String, _ arch: String, hint: String = "") -> ModelError {
-        ModelError(
-            file: file,
-            "architecture '\(arch)' is not supported (supported: "
-                + supportedArchitectures.joined(separator: ", ") + ")" + hint)
+        ModelError(file: file, "architecture '\(arch)' is not supported (supported: \(Architecture.list()))" + hint)
     }
 }
 
