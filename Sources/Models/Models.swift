@@ -113,15 +113,10 @@ extension CausalLM {
 }
 
 /// Errors from building a model from a file; each names the file and the tensor or field.
-public struct ModelError: Error, CustomStringConvertible, Equatable {
-    public var file: String
-    public var what: String
-    public init(file: String, _ what: String) {
-        self.file = file
-        self.what = what
-    }
-    public var description: String { "\(file): \(what)" }
+/// The same error as reading the file: one type, whichever layer found the problem.
+public typealias ModelError = ModelIOError
 
+extension ModelError {
     static func unsupported(_ file: String, _ arch: String, hint: String = "") -> ModelError {
         ModelError(file: file, "architecture '\(arch)' is not supported (supported: \(Architecture.list()))" + hint)
     }
