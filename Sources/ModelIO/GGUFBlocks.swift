@@ -105,35 +105,33 @@ public enum GGUFBlocks {
 
     // MARK: - Raw float types
 
-    public static func packF32(_ x: [Float]) -> Data {
-        var d = Data(count: x.count * 4)
-        d.withUnsafeMutableBytes { dst in
-            for (i, v) in x.enumerated() {
-                dst.storeBytes(of: v.bitPattern.littleEndian, toByteOffset: 4 * i, as: UInt32.self)
-            }
-        }
-        return d
-    }
+    public static func packF32(_ x: [Float]) -> Data { packed(x) { $0.bitPattern } }
 
     /// Round to nearest even (IEEE), as ggml's fp32 -> fp16.
-    public static func packF16(_ x: [Float]) -> Data {
-        var d = Data(count: x.count * 2)
+    public static func packF16(_ x: [Float]) -> Data { packed(x, HalfConversion.f32ToF16) }
+
+    public static func packBF16(_ x: [Float]) -> Data { packed(x, HalfConversion.f32ToBF16) }
+
+    /// Each value's bit pattern `bits(x)`, little-endian, one after another.
+    private static func packed<T: FixedWidthInteger>(_ x: [Float], _ bits: (Float) -> T) -> Data {
+        let size = MemoryLayout<T>.size
+        var d = Data(count: x.count * size)
         d.withUnsafeMutableBytes { dst in
             for (i, v) in x.enumerated() {
-                dst.storeBytes(of: HalfConversion.f32ToF16(v).littleEndian, toByteOffset: 2 * i, as: UInt16.self)
+                dst.storeBytes(of: bits(v).littleEndian, toByteOffset: size * i, as: T.self)
             }
         }
         return d
     }
 
-    public static func packBF16(_ x: [Float]) -> Data {
-        var d = Data(count: x.count * 2)
-        d.withUnsafeMutableBytes { dst in
-            for (i, v) in x.enumerated() {
-                dst.storeBytes(of: HalfConversion.f32ToBF16(v).littleEndian, toByteOffset: 2 * i, as: UInt16.self)
-            }
+    /// `x` as F32, F16 or BF16; nil for any other type.
+    public static func packFloats(_ x: [Float], as type: DType) -> Data? {
+        switch type {
+        case .f32: return packF32(x)
+        case .f16: return packF16(x)
+        case .bf16: return packBF16(x)
+        default: return nil
         }
-        return d
     }
 
     // MARK: - Packing quantized blocks
@@ -241,10 +239,8 @@ public enum GGUFBlocks {
     public static func encode(_ x: [Float], shape: [Int], type: DType, name: String = "tensor") throws -> Data {
         let n = shape.reduce(1, *)
         guard x.count == n else { throw ModelIOError(file: name, "\(x.count) values for shape \(shape)") }
+        if let d = packFloats(x, as: type) { return d }
         switch type {
-        case .f32: return packF32(x)
-        case .f16: return packF16(x)
-        case .bf16: return packBF16(x)
         case .q4_0, .q4_1, .q8_0: return try pack(quantizeRTN(x, shape: shape, type: type, name: name), name: name)
         default: throw ModelIOError(file: name, "cannot encode Float32 as \(type.rawValue)")
         }

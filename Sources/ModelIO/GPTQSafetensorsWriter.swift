@@ -520,12 +520,7 @@ public final class GPTQSafetensorsWriter {
     public func writeTensor(_ name: String, floats: [Float]) throws {
         let u = try expectUnit(name, linear: false)
         let s = u.specs[0]
-        let data: Data
-        switch s.dtype {
-        case .f32: data = GGUFBlocks.packF32(floats)
-        case .f16: data = GGUFBlocks.packF16(floats)
-        case .bf16: data = GGUFBlocks.packBF16(floats)
-        default:
+        guard let data = GGUFBlocks.packFloats(floats, as: s.dtype) else {
             fail()
             throw ModelIOError(file: directory.path, "\(name): cannot write floats as \(s.dtype.rawValue)")
         }
