@@ -243,11 +243,10 @@ extension JobSpec {
     /// writers copy (context length, tokenizer ids) valid.
     func validateModel(_ view: any ModelView) throws {
         let file = view.url.lastPathComponent
-        let arch = view.config.architecture.lowercased()
-        guard ["llama", "mistral", "qwen2"].contains(arch) else {
+        guard Architecture(name: view.config.architecture)?.isCausal == true else {
             throw JobError(
                 "model \(file): architecture '\(view.config.architecture)' cannot be quantized by kiln run "
-                    + "(supported: llama, mistral, qwen2)")
+                    + "(supported: \(Architecture.list(Architecture.causal)))")
         }
         if format.isGGUF && view.format != "gguf" {
             throw JobError(

@@ -1,13 +1,26 @@
 import Foundation
 import Tensor
 
-/// Dequantization of ggml storage types to Float32. Block layouts follow ggml's
-/// `block_q*` structs (all little-endian, no padding); each kernel turns `n`
-/// consecutive blocks at `src` into `n * blockSize` floats at `dst`.
+/// Dequantization of stored tensors to Float32: the one decoder of every storage type
+/// Kiln reads. Block layouts follow ggml's `block_q*` structs (all little-endian, no
+/// padding); each kernel turns `n` consecutive blocks at `src` into `n * blockSize` floats
+/// at `dst`. Q4_0, Q4_1 and Q8_0 values come from their grids (Tensor/Grid.swift).
 public enum Dequantize {
     /// Dequantizes `count` elements stored as `type` in `bytes` (exactly their
-    /// storage size). Nil when the type is not supported or the sizes disagree.
-    public static func floats(_ bytes: UnsafeRawBufferPointer, type: GGMLType, count: Int) -> [Float]? {
+    /// storage size). Nil when the sizes disagree.
+    public static func floats(_ bytes: UnsafeRawBufferPointer, type: DType, count: Int) -> [Float]? {
+        if type == .u8 {  // safetensors only; ggml has no such type
+            return count == bytes.count ? bytes.map { Float($0) } : nil
+        }
+        guard let g = GGMLType(type) else { return nil }
+        return floats(bytes, ggmlType: g, count: count)
+    }
+
+    public static func floats(_ data: Data, type: DType, count: Int) -> [Float]? {
+        data.withUnsafeBytes { floats($0, type: type, count: count) }
+    }
+
+    static func floats(_ bytes: UnsafeRawBufferPointer, ggmlType type: GGMLType, count: Int) -> [Float]? {
         guard count >= 0, let kernel = kernel(for: type), let need = type.rowBytes(count), need == bytes.count else {
             return nil
         }
@@ -78,7 +91,7 @@ public enum Dequantize {
         UInt64(littleEndian: p.loadUnaligned(fromByteOffset: o, as: UInt64.self))
     }
     @inline(__always) static func half(_ p: UnsafeRawPointer, _ o: Int) -> Float {
-        Float(Float16(bitPattern: le16(p, o)))
+        HalfConversion.f16ToF32(le16(p, o))
     }
     @inline(__always) static func byte(_ p: UnsafeRawPointer, _ o: Int) -> UInt8 {
         p.load(fromByteOffset: o, as: UInt8.self)
@@ -87,85 +100,74 @@ public enum Dequantize {
     // MARK: plain 16-bit floats
 
     static func f16(_ s: UnsafeRawPointer, _ d: UnsafeMutablePointer<Float>, _ n: Int) {
-        for i in 0..<n { d[i] = Float(Float16(bitPattern: le16(s, 2 * i))) }
+        for i in 0..<n { d[i] = HalfConversion.f16ToF32(le16(s, 2 * i)) }
     }
 
     static func bf16(_ s: UnsafeRawPointer, _ d: UnsafeMutablePointer<Float>, _ n: Int) {
-        for i in 0..<n { d[i] = Float(bitPattern: UInt32(le16(s, 2 * i)) << 16) }
+        for i in 0..<n { d[i] = HalfConversion.bf16ToF32(le16(s, 2 * i)) }
     }
 
     // MARK: 32-element blocks
 
-    /// Q8_0: x = d * q, q int8.
+    /// Q8_0: fp16 d, 32 int8 codes; values on `GGUFQ8_0Grid`.
     static func q8_0(_ s: UnsafeRawPointer, _ d: UnsafeMutablePointer<Float>, _ n: Int) {
+        let grid = GGUFQ8_0Grid()
         for b in 0..<n {
             let p = s + b * 34
             let y = d + b * 32
-            let scale = half(p, 0)
-            for j in 0..<32 { y[j] = scale * Float(Int8(bitPattern: byte(p, 2 + j))) }
+            let params = GroupParameters(scale: half(p, 0), zero: 0)
+            for j in 0..<32 { y[j] = grid.value(byte(p, 2 + j), params) }
         }
     }
 
-    /// Q4_0: x = d * (q - 8); byte j holds element j (low nibble) and j+16 (high).
+    /// Q4_0: x = (q - 8) * d, on `GGUFQ4_0Grid`.
     static func q4_0(_ s: UnsafeRawPointer, _ d: UnsafeMutablePointer<Float>, _ n: Int) {
-        for b in 0..<n {
-            let p = s + b * 18
-            let y = d + b * 32
-            let scale = half(p, 0)
-            for j in 0..<16 {
-                let q = byte(p, 2 + j)
-                y[j] = scale * Float(Int(q & 0x0F) - 8)
-                y[j + 16] = scale * Float(Int(q >> 4) - 8)
-            }
+        let grid = GGUFQ4_0Grid()
+        legacyBlocks(s, d, n, hasMin: false, hasHighBits: false) { q, scale, _ in
+            grid.value(q, GroupParameters(scale: scale, zero: 8))
         }
     }
 
-    /// Q4_1: x = d * q + m.
+    /// Q4_1: x = q * d + m, on `GGUFQ4_1Grid`.
     static func q4_1(_ s: UnsafeRawPointer, _ d: UnsafeMutablePointer<Float>, _ n: Int) {
-        for b in 0..<n {
-            let p = s + b * 20
-            let y = d + b * 32
-            let scale = half(p, 0)
-            let minimum = half(p, 2)
-            for j in 0..<16 {
-                let q = byte(p, 4 + j)
-                y[j] = scale * Float(q & 0x0F) + minimum
-                y[j + 16] = scale * Float(q >> 4) + minimum
-            }
+        let grid = GGUFQ4_1Grid()
+        legacyBlocks(s, d, n, hasMin: true, hasHighBits: false) { q, scale, minimum in
+            grid.value(q, GroupParameters(scale: scale, zero: minimum))
         }
     }
 
-    /// Q5_0: 5-bit q = nibble | (bit j of qh) << 4 for element j; x = d * (q - 16).
+    /// Q5_0: x = d * (q - 16).
     static func q5_0(_ s: UnsafeRawPointer, _ d: UnsafeMutablePointer<Float>, _ n: Int) {
-        for b in 0..<n {
-            let p = s + b * 22
-            let y = d + b * 32
-            let scale = half(p, 0)
-            let qh = le32(p, 2)
-            for j in 0..<16 {
-                let q = byte(p, 6 + j)
-                let h0 = Int((qh >> UInt32(j)) & 1) << 4
-                let h1 = Int((qh >> UInt32(j + 16)) & 1) << 4
-                y[j] = scale * Float((Int(q & 0x0F) | h0) - 16)
-                y[j + 16] = scale * Float((Int(q >> 4) | h1) - 16)
-            }
-        }
+        legacyBlocks(s, d, n, hasMin: false, hasHighBits: true) { q, scale, _ in scale * Float(Int(q) - 16) }
     }
 
     /// Q5_1: as Q5_0 without the offset; x = d * q + m.
     static func q5_1(_ s: UnsafeRawPointer, _ d: UnsafeMutablePointer<Float>, _ n: Int) {
+        legacyBlocks(s, d, n, hasMin: true, hasHighBits: true) { q, scale, minimum in scale * Float(q) + minimum }
+    }
+
+    /// The 32-element blocks of Q4_0, Q4_1, Q5_0 and Q5_1: fp16 d, fp16 m (with a min), 32
+    /// high bits (5-bit types: bit j is the fifth bit of element j), then 16 bytes where byte j
+    /// holds element j (low nibble) and j+16 (high). `value(q, d, m)` maps a code to its value.
+    @inline(__always) static func legacyBlocks(
+        _ s: UnsafeRawPointer, _ d: UnsafeMutablePointer<Float>, _ n: Int, hasMin: Bool, hasHighBits: Bool,
+        value: (UInt8, Float, Float) -> Float
+    ) {
+        let highOffset = hasMin ? 4 : 2
+        let codeOffset = highOffset + (hasHighBits ? 4 : 0)
+        let blockBytes = codeOffset + 16
         for b in 0..<n {
-            let p = s + b * 24
+            let p = s + b * blockBytes
             let y = d + b * 32
             let scale = half(p, 0)
-            let minimum = half(p, 2)
-            let qh = le32(p, 4)
+            let minimum = hasMin ? half(p, 2) : 0
+            let qh = hasHighBits ? le32(p, highOffset) : 0
             for j in 0..<16 {
-                let q = byte(p, 8 + j)
-                let h0 = Int((qh >> UInt32(j)) & 1) << 4
-                let h1 = Int((qh >> UInt32(j + 16)) & 1) << 4
-                y[j] = scale * Float(Int(q & 0x0F) | h0) + minimum
-                y[j + 16] = scale * Float(Int(q >> 4) | h1) + minimum
+                let q = byte(p, codeOffset + j)
+                let h0 = UInt8((qh >> UInt32(j)) & 1) << 4
+                let h1 = UInt8((qh >> UInt32(j + 16)) & 1) << 4
+                y[j] = value((q & 0x0F) | h0, scale, minimum)
+                y[j + 16] = value((q >> 4) | h1, scale, minimum)
             }
         }
     }
@@ -187,42 +189,29 @@ public enum Dequantize {
     /// Q4_K: 8 sub-blocks of 32; x = d * sc * q - dmin * m. Each 32 bytes of
     /// nibbles hold two sub-blocks (low nibbles first).
     static func q4_K(_ s: UnsafeRawPointer, _ d: UnsafeMutablePointer<Float>, _ n: Int) {
-        for b in 0..<n {
-            let p = s + b * 144
-            let y = d + b * 256
-            let dd = half(p, 0)
-            let dmin = half(p, 2)
-            let scales = p + 4
-            let qs = p + 16
-            for g in 0..<4 {
-                let (sc1, m1) = scaleMin(2 * g, scales)
-                let (sc2, m2) = scaleMin(2 * g + 1, scales)
-                let d1 = dd * sc1
-                let o1 = dmin * m1
-                let d2 = dd * sc2
-                let o2 = dmin * m2
-                let q = qs + 32 * g
-                let out = y + 64 * g
-                for l in 0..<32 {
-                    let v = byte(q, l)
-                    out[l] = d1 * Float(v & 0x0F) - o1
-                    out[l + 32] = d2 * Float(v >> 4) - o2
-                }
-            }
-        }
+        scaleMinBlocks(s, d, n, hasHighBits: false)
     }
 
-    /// Q5_K: Q4_K plus a fifth bit per element from qh (bit 2g for the low
-    /// nibble sub-block of group g, bit 2g+1 for the high one).
+    /// Q5_K: Q4_K plus a fifth bit per element from 32 bytes of qh (bit 2g for the
+    /// low nibble sub-block of group g, bit 2g+1 for the high one).
     static func q5_K(_ s: UnsafeRawPointer, _ d: UnsafeMutablePointer<Float>, _ n: Int) {
+        scaleMinBlocks(s, d, n, hasHighBits: true)
+    }
+
+    /// Q4_K and Q5_K: fp16 d, fp16 dmin, 12 bytes of packed scales and mins, the high
+    /// bits (Q5_K), then 128 bytes of nibbles.
+    @inline(__always) static func scaleMinBlocks(
+        _ s: UnsafeRawPointer, _ d: UnsafeMutablePointer<Float>, _ n: Int, hasHighBits: Bool
+    ) {
+        let codeOffset = hasHighBits ? 48 : 16
         for b in 0..<n {
-            let p = s + b * 176
+            let p = s + b * (codeOffset + 128)
             let y = d + b * 256
             let dd = half(p, 0)
             let dmin = half(p, 2)
             let scales = p + 4
             let qh = p + 16
-            let qs = p + 48
+            let qs = p + codeOffset
             for g in 0..<4 {
                 let (sc1, m1) = scaleMin(2 * g, scales)
                 let (sc2, m2) = scaleMin(2 * g + 1, scales)
@@ -236,7 +225,7 @@ public enum Dequantize {
                 let u2 = UInt8(2) << UInt8(2 * g)
                 for l in 0..<32 {
                     let v = byte(q, l)
-                    let h = byte(qh, l)
+                    let h = hasHighBits ? byte(qh, l) : 0
                     out[l] = d1 * Float((v & 0x0F) + (h & u1 != 0 ? 16 : 0)) - o1
                     out[l + 32] = d2 * Float((v >> 4) + (h & u2 != 0 ? 16 : 0)) - o2
                 }

@@ -2,9 +2,9 @@ import Foundation
 import Tensor
 
 // GGUF / ggml block layouts for the types Kiln writes (F32, F16, BF16, Q8_0, Q4_0,
-// Q4_1), as pure functions: packing already-quantized codes and scales into blocks,
+// Q4_1), as pure functions: packing already-quantized codes and scales into blocks and
 // round-to-nearest with ggml's reference semantics (quantize_row_q{4_0,4_1,8_0}_ref,
-// on the grids of Tensor/Grid.swift), and dequantization.
+// on the grids of Tensor/Grid.swift). Reading blocks back is `Dequantize.floats`.
 //
 // Blocks run along the innermost dimension: for a tensor of PyTorch shape
 // [..., n] (GGUF ne[0] = n) the flat row-major element order is the block order,
@@ -72,47 +72,11 @@ public enum GGUFBlocks {
     public static let blockElements = 32
 
     /// ggml's type id (the number stored in a GGUF tensor info), or nil when GGUF has no such type.
-    public static func ggmlTypeID(_ t: DType) -> UInt32? {
-        switch t {
-        case .f32: return 0
-        case .f16: return 1
-        case .q4_0: return 2
-        case .q4_1: return 3
-        case .q5_0: return 6
-        case .q5_1: return 7
-        case .q8_0: return 8
-        case .q4_K: return 12
-        case .q5_K: return 13
-        case .q6_K: return 14
-        case .i8: return 24
-        case .i16: return 25
-        case .i32: return 26
-        case .i64: return 27
-        case .f64: return 28
-        case .bf16: return 30
-        case .u8: return nil
-        }
-    }
+    public static func ggmlTypeID(_ t: DType) -> UInt32? { GGMLType(t)?.rawValue }
 
     /// (elements per block, bytes per block) of a GGUF type.
     public static func blockLayout(_ t: DType) -> (elements: Int, bytes: Int)? {
-        switch t {
-        case .f32: return (1, 4)
-        case .f16, .bf16: return (1, 2)
-        case .q4_0: return (32, 18)
-        case .q4_1: return (32, 20)
-        case .q5_0: return (32, 22)
-        case .q5_1: return (32, 24)
-        case .q8_0: return (32, 34)
-        case .q4_K: return (256, 144)
-        case .q5_K: return (256, 176)
-        case .q6_K: return (256, 210)
-        case .i8: return (1, 1)
-        case .i16: return (1, 2)
-        case .i32: return (1, 4)
-        case .i64, .f64: return (1, 8)
-        case .u8: return nil
-        }
+        GGMLType(t).map { ($0.blockSize, $0.typeSize) }
     }
 
     /// Bytes a tensor of `shape` (PyTorch order) takes as `type`; throws when the
@@ -141,35 +105,33 @@ public enum GGUFBlocks {
 
     // MARK: - Raw float types
 
-    public static func packF32(_ x: [Float]) -> Data {
-        var d = Data(count: x.count * 4)
-        d.withUnsafeMutableBytes { dst in
-            for (i, v) in x.enumerated() {
-                dst.storeBytes(of: v.bitPattern.littleEndian, toByteOffset: 4 * i, as: UInt32.self)
-            }
-        }
-        return d
-    }
+    public static func packF32(_ x: [Float]) -> Data { packed(x) { $0.bitPattern } }
 
     /// Round to nearest even (IEEE), as ggml's fp32 -> fp16.
-    public static func packF16(_ x: [Float]) -> Data {
-        var d = Data(count: x.count * 2)
+    public static func packF16(_ x: [Float]) -> Data { packed(x, HalfConversion.f32ToF16) }
+
+    public static func packBF16(_ x: [Float]) -> Data { packed(x, HalfConversion.f32ToBF16) }
+
+    /// Each value's bit pattern `bits(x)`, little-endian, one after another.
+    private static func packed<T: FixedWidthInteger>(_ x: [Float], _ bits: (Float) -> T) -> Data {
+        let size = MemoryLayout<T>.size
+        var d = Data(count: x.count * size)
         d.withUnsafeMutableBytes { dst in
             for (i, v) in x.enumerated() {
-                dst.storeBytes(of: HalfConversion.f32ToF16(v).littleEndian, toByteOffset: 2 * i, as: UInt16.self)
+                dst.storeBytes(of: bits(v).littleEndian, toByteOffset: size * i, as: T.self)
             }
         }
         return d
     }
 
-    public static func packBF16(_ x: [Float]) -> Data {
-        var d = Data(count: x.count * 2)
-        d.withUnsafeMutableBytes { dst in
-            for (i, v) in x.enumerated() {
-                dst.storeBytes(of: HalfConversion.f32ToBF16(v).littleEndian, toByteOffset: 2 * i, as: UInt16.self)
-            }
+    /// `x` as F32, F16 or BF16; nil for any other type.
+    public static func packFloats(_ x: [Float], as type: DType) -> Data? {
+        switch type {
+        case .f32: return packF32(x)
+        case .f16: return packF16(x)
+        case .bf16: return packBF16(x)
+        default: return nil
         }
-        return d
     }
 
     // MARK: - Packing quantized blocks
@@ -277,100 +239,37 @@ public enum GGUFBlocks {
     public static func encode(_ x: [Float], shape: [Int], type: DType, name: String = "tensor") throws -> Data {
         let n = shape.reduce(1, *)
         guard x.count == n else { throw ModelIOError(file: name, "\(x.count) values for shape \(shape)") }
+        if let d = packFloats(x, as: type) { return d }
         switch type {
-        case .f32: return packF32(x)
-        case .f16: return packF16(x)
-        case .bf16: return packBF16(x)
         case .q4_0, .q4_1, .q8_0: return try pack(quantizeRTN(x, shape: shape, type: type, name: name), name: name)
         default: throw ModelIOError(file: name, "cannot encode Float32 as \(type.rawValue)")
         }
     }
+}
 
-    // MARK: - Dequantization
-
-    /// Dequantizes `count` elements stored as `type` (F32, F16, BF16, Q8_0, Q4_0, Q4_1)
-    /// to Float32, with ggml's arithmetic (q * d, (q - 8) * d, q * d + m in fp32).
-    public static func dequantize(
-        _ bytes: UnsafeRawBufferPointer, type: DType, count: Int, name: String = "tensor"
-    ) throws -> [Float] {
-        let need = try byteCount(type: type, shape: [count], name: name)
-        guard bytes.count == need else {
-            throw ModelIOError(file: name, "\(bytes.count) bytes where \(count) \(type.rawValue) elements take \(need)")
+extension GGUFQuantizedTensor {
+    /// The values the packed blocks decode to, from the codes and scales directly (no
+    /// packing), on the format's grid (`GGUFQ4_0Grid`...).
+    public var values: [Float] {
+        let raw: [UInt8]
+        switch codes {
+        case let .unsigned(c): raw = c
+        case let .signed(c): raw = c.map { UInt8(bitPattern: $0) }
         }
-        var y = [Float](repeating: 0, count: count)
-        y.withUnsafeMutableBufferPointer { out in
-            switch type {
-            case .f32:
-                for i in 0..<count {
-                    out[i] = Float(bitPattern: bytes.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self).littleEndian)
-                }
-            case .f16:
-                HalfConversion.f16ToF32(bytes, into: out)
-            case .bf16:
-                HalfConversion.bf16ToF32(bytes, into: out)
-            case .q4_0, .q4_1:
-                let hasMin = type == .q4_1
-                let bb = hasMin ? 20 : 18
-                let q0 = hasMin ? 4 : 2
-                for b in 0..<(count / 32) {
-                    let o = b * bb
-                    let d = HalfConversion.f16ToF32(
-                        bytes.loadUnaligned(fromByteOffset: o, as: UInt16.self).littleEndian)
-                    let m =
-                        hasMin
-                        ? HalfConversion.f16ToF32(
-                            bytes.loadUnaligned(fromByteOffset: o + 2, as: UInt16.self).littleEndian) : 0
-                    for j in 0..<16 {
-                        let byte = bytes[o + q0 + j]
-                        let lo = Int(byte & 0x0F)
-                        let hi = Int(byte >> 4)
-                        if hasMin {
-                            out[b * 32 + j] = Float(lo) * d + m
-                            out[b * 32 + 16 + j] = Float(hi) * d + m
-                        } else {
-                            out[b * 32 + j] = Float(lo - 8) * d
-                            out[b * 32 + 16 + j] = Float(hi - 8) * d
-                        }
-                    }
-                }
-            case .q8_0:
-                for b in 0..<(count / 32) {
-                    let o = b * 34
-                    let d = HalfConversion.f16ToF32(
-                        bytes.loadUnaligned(fromByteOffset: o, as: UInt16.self).littleEndian)
-                    for j in 0..<32 { out[b * 32 + j] = Float(Int8(bitPattern: bytes[o + 2 + j])) * d }
-                }
-            default:
-                break
-            }
-        }
+        let value: (UInt8, GroupParameters) -> Float
         switch type {
-        case .f32, .f16, .bf16, .q4_0, .q4_1, .q8_0: return y
-        default: throw ModelIOError(file: name, "no dequantizer for \(type.rawValue)")
+        case .q4_0: value = GGUFQ4_0Grid().value
+        case .q4_1: value = GGUFQ4_1Grid().value
+        default: value = GGUFQ8_0Grid().value
         }
-    }
-
-    public static func dequantize(_ data: Data, type: DType, count: Int, name: String = "tensor") throws -> [Float] {
-        try data.withUnsafeBytes { try dequantize($0, type: type, count: count, name: name) }
-    }
-
-    /// Dequantizes unpacked codes and scales directly (no packing): the values the
-    /// packed blocks decode to.
-    public static func dequantize(_ t: GGUFQuantizedTensor) -> [Float] {
-        var y = [Float](repeating: 0, count: t.elementCount)
-        switch t.codes {
-        case let .unsigned(c):
-            for i in 0..<y.count {
-                let d = HalfConversion.f16ToF32(t.scales[i / 32])
-                if t.type == .q4_1 {
-                    y[i] = Float(Int(c[i])) * d + HalfConversion.f16ToF32(t.mins![i / 32])
-                } else {
-                    y[i] = Float(Int(c[i]) - 8) * d
-                }
-            }
-        case let .signed(c):
-            for i in 0..<y.count { y[i] = Float(c[i]) * HalfConversion.f16ToF32(t.scales[i / 32]) }
+        let parameters = (0..<blockCount).map { b in
+            GroupParameters(
+                scale: Float(Float16(bitPattern: scales[b])), zero: mins.map { Float(Float16(bitPattern: $0[b])) } ?? 0)
         }
-        return y
+        let width = GGUFBlocks.blockElements
+        return dequantize(
+            rows: blockCount, columns: width, codes: raw, parameters: parameters,
+            groupIndex: [Int32](repeating: 0, count: width), groupCount: 1, value: value
+        ).data
     }
 }

@@ -249,32 +249,14 @@ public final class GGUFFile: Sendable {
 
     public func tensor(_ name: String) -> Tensor? { index[name].map { tensorTable[$0] } }
 
-    private func entry(_ name: String) throws -> Tensor {
-        guard let t = tensor(name) else { throw ModelIOError(file: map.name, "tensor '\(name)': not found") }
-        return t
-    }
-
-    /// The tensor dequantized to Float32: [r, c] -> r x c; [n] -> 1 x n; higher
-    /// ranks -> (product of outer dims) x innermost.
-    public func load(_ name: String) throws -> Matrix {
-        let t = try entry(name)
-        let count = t.info.elementCount
-        guard
-            let floats = Dequantize.floats(
-                UnsafeRawBufferPointer(rebasing: map.bytes[t.range]), type: t.type, count: count)
-        else {
-            throw ModelIOError(file: map.name, "tensor '\(name)': cannot dequantize \(t.type.name)")
-        }
-        // Validated on open: the product of all dims fits, so the outer product does too.
-        return Matrix(rows: checkedProduct(Array(t.ne.dropFirst())) ?? 0, cols: t.ne.first ?? 1, data: floats)
-    }
+    /// The tensor dequantized to Float32 (see `MappedFile.load`).
+    public func load(_ name: String) throws -> Matrix { try map.load(map.entry(tensor(name), name)) }
 
     /// The tensor's stored bytes.
-    public func rawBytes(_ name: String) throws -> Data { map.data(try entry(name).range) }
+    public func rawBytes(_ name: String) throws -> Data { map.data(try map.entry(tensor(name), name).range) }
 
     /// Calls `body` with the tensor's stored bytes in place (no copy).
     public func withRawBytes<R>(_ name: String, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
-        let t = try entry(name)
-        return try body(UnsafeRawBufferPointer(rebasing: map.bytes[t.range]))
+        try body(map.bytes(of: map.entry(tensor(name), name)))
     }
 }

@@ -27,9 +27,6 @@ public final class GGUFModel: ModelView, Sendable {
     public func info(_ name: String) -> TensorInfo? { file.tensor(name)?.info }
     public func rawBytes(_ name: String) throws -> Data { try file.rawBytes(name) }
 
-    /// Families whose GGUF tensors share llama's layout.
-    static let llamaFamily: Set<String> = ["llama", "mistral", "qwen2", "smollm"]
-
     static func config(of f: GGUFFile) throws -> ModelConfig {
         let name = f.url.lastPathComponent
         guard let arch = f.metadata["general.architecture"]?.string else {
@@ -68,9 +65,8 @@ public final class GGUFModel: ModelView, Sendable {
         } else {
             vocab = f.tensor("token_embd.weight")?.info.shape.first ?? 0
         }
-        let family = llamaFamily.contains(arch) ? "llama" : arch
         return ModelConfig(
-            architecture: family,
+            architecture: Architecture(name: arch)?.rawValue ?? arch,
             vocabSize: vocab,
             hiddenSize: hidden,
             intermediateSize: try int("feed_forward_length"),

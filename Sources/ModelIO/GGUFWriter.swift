@@ -292,8 +292,7 @@ public final class GGUFWriter {
             throw error
         }
         closed = true
-        let o = out!
-        out = nil
+        let o = out.take()!
         precondition(o.offset == fileByteCount, "GGUFWriter: size bookkeeping broken")
         try o.commit()
     }
@@ -303,8 +302,7 @@ public final class GGUFWriter {
 
     private func fail() {
         closed = true
-        out?.discard()
-        out = nil
+        out.take()?.discard()
     }
 }
 

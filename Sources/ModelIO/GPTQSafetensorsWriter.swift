@@ -101,18 +101,19 @@ public struct GPTQLinear: Sendable, Equatable {
 
     public var groupCount: Int { GPTQPacking.groupCount(inFeatures: inFeatures, groupSize: groupSize) }
 
-    /// The weights a GPTQ runtime reconstructs: fp16(scale) * (q - zero), in fp32, [out, in].
+    /// The weights a GPTQ runtime reconstructs, [out, in] (see `storedValue`).
     public func dequantized() -> Matrix {
         let ng = groupCount
-        var m = Matrix(rows: outFeatures, cols: inFeatures)
-        for o in 0..<outFeatures {
-            for i in 0..<inFeatures {
-                let g = gIdx[i]
-                let s = HalfConversion.f16ToF32(HalfConversion.f32ToF16(scales[o * ng + g]))
-                m[o, i] = s * Float(Int(codes[o * inFeatures + i]) - zeros[o * ng + g])
-            }
-        }
-        return m
+        let parameters = zip(scales, zeros).map { GroupParameters(scale: $0, zero: Float($1)) }
+        return dequantize(
+            rows: outFeatures, columns: inFeatures, codes: codes, parameters: parameters,
+            groupIndex: gIdx.map { Int32($0) }, groupCount: ng, value: Self.storedValue)
+    }
+
+    /// The value of a code as a GPTQ runtime reconstructs it from the checkpoint:
+    /// fp16(scale) * (q - zero), in fp32.
+    public static func storedValue(_ code: UInt8, _ p: GroupParameters) -> Float {
+        Float(Float16(p.scale)) * (Float(code) - p.zero)
     }
 
     /// Checks sizes and ranges; errors name the layer.
@@ -519,12 +520,7 @@ public final class GPTQSafetensorsWriter {
     public func writeTensor(_ name: String, floats: [Float]) throws {
         let u = try expectUnit(name, linear: false)
         let s = u.specs[0]
-        let data: Data
-        switch s.dtype {
-        case .f32: data = GGUFBlocks.packF32(floats)
-        case .f16: data = GGUFBlocks.packF16(floats)
-        case .bf16: data = GGUFBlocks.packBF16(floats)
-        default:
+        guard let data = GGUFBlocks.packFloats(floats, as: s.dtype) else {
             fail()
             throw ModelIOError(file: directory.path, "\(name): cannot write floats as \(s.dtype.rawValue)")
         }

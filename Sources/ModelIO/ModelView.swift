@@ -46,7 +46,8 @@ public enum TensorNaming: String, Sendable {
 
 /// Hyper-parameters of a transformer, read from GGUF metadata or config.json.
 public struct ModelConfig: Sendable, Equatable, Codable {
-    /// "llama" (also Mistral, Qwen2, SmolLM), "bert", ...: lower-case family name.
+    /// An `Architecture` raw value ("llama", "qwen2", "bert"...) when the reader recognised
+    /// the model, else the file's own name for it.
     public var architecture: String
     public var vocabSize: Int
     public var hiddenSize: Int

@@ -134,37 +134,15 @@ public final class SafeTensorsFile: Sendable {
 
     public func tensor(_ name: String) -> Tensor? { index[name].map { tensorTable[$0] } }
 
-    private func entry(_ name: String) throws -> Tensor {
-        guard let t = tensor(name) else { throw ModelIOError(file: map.name, "tensor '\(name)': not found") }
-        return t
-    }
+    /// The tensor dequantized to Float32 (see `MappedFile.load`).
+    public func load(_ name: String) throws -> Matrix { try map.load(map.entry(tensor(name), name)) }
 
-    /// The tensor as Float32: [r, c] -> r x c; [n] -> 1 x n; [] -> 1 x 1;
-    /// higher ranks -> (product of outer dims) x last. Integers convert to Float.
-    public func load(_ name: String) throws -> Matrix {
-        let t = try entry(name)
-        let count = t.info.elementCount
-        let src = UnsafeRawBufferPointer(rebasing: map.bytes[t.range])
-        let floats: [Float]?
-        if t.info.dtype == .u8 {
-            floats = src.map { Float($0) }
-        } else if let g = GGMLType(t.info.dtype) {
-            floats = Dequantize.floats(src, type: g, count: count)
-        } else {
-            floats = nil
-        }
-        guard let floats else {
-            throw ModelIOError(file: map.name, "tensor '\(name)': cannot convert \(t.info.dtype.rawValue)")
-        }
-        let cols = t.info.shape.last ?? 1
-        return Matrix(rows: checkedProduct(Array(t.info.shape.dropLast())) ?? 0, cols: cols, data: floats)
-    }
+    /// The tensor's stored bytes.
+    public func rawBytes(_ name: String) throws -> Data { map.data(try map.entry(tensor(name), name).range) }
 
-    public func rawBytes(_ name: String) throws -> Data { map.data(try entry(name).range) }
-
+    /// Calls `body` with the tensor's stored bytes in place (no copy).
     public func withRawBytes<R>(_ name: String, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
-        let t = try entry(name)
-        return try body(UnsafeRawBufferPointer(rebasing: map.bytes[t.range]))
+        try body(map.bytes(of: map.entry(tensor(name), name)))
     }
 }
 

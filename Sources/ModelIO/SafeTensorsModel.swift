@@ -109,9 +109,6 @@ public final class SafeTensorsModel: ModelView, Sendable {
     public func load(_ name: String) throws -> Matrix { try shard(name).load(name) }
     public func rawBytes(_ name: String) throws -> Data { try shard(name).rawBytes(name) }
 
-    /// Families read with llama's config keys and tensor layout.
-    static let llamaFamily: Set<String> = ["llama", "mistral", "qwen2"]
-
     /// ModelConfig from a Hugging Face config.json (llama/mistral/qwen2, bert).
     static func config(_ c: [String: JSONValue], has: (String) -> Bool) throws -> ModelConfig {
         let file = "config.json"
@@ -135,19 +132,21 @@ public final class SafeTensorsModel: ModelView, Sendable {
         }
         let heads = try int("num_attention_heads")
         guard heads > 0 else { throw ModelIOError(file: file, "key 'num_attention_heads': must be positive") }
-        if type == "bert" {
+        if Architecture(name: type) == .bert {
             return ModelConfig(
-                architecture: "bert", vocabSize: try int("vocab_size"), hiddenSize: try int("hidden_size"),
+                architecture: Architecture.bert.rawValue, vocabSize: try int("vocab_size"),
+                hiddenSize: try int("hidden_size"),
                 intermediateSize: try int("intermediate_size"), layerCount: try int("num_hidden_layers"),
                 headCount: heads, kvHeadCount: heads, contextLength: try int("max_position_embeddings", default: 512),
                 normEps: try float("layer_norm_eps", default: 1e-12), ropeTheta: 0, tiedEmbeddings: false,
                 typeVocabSize: try int("type_vocab_size", default: 2), attentionBias: true)
         }
-        guard llamaFamily.contains(type) else {
-            throw ModelIOError(file: file, "key 'model_type': unsupported '\(type)'")
+        guard let arch = Architecture(name: type), arch.isCausal else {
+            throw ModelIOError(
+                file: file, "key 'model_type': unsupported '\(type)' (supported: \(Architecture.list()))")
         }
         return ModelConfig(
-            architecture: "llama", vocabSize: try int("vocab_size"), hiddenSize: try int("hidden_size"),
+            architecture: arch.rawValue, vocabSize: try int("vocab_size"), hiddenSize: try int("hidden_size"),
             intermediateSize: try int("intermediate_size"), layerCount: try int("num_hidden_layers"),
             headCount: heads, kvHeadCount: try int("num_key_value_heads", default: heads),
             contextLength: try int("max_position_embeddings", default: 0),

@@ -260,12 +260,7 @@ public final class SafetensorsWriter {
             try write(name, bytes: Data())  // produces the ordering error
             return
         }
-        let data: Data
-        switch entries[next].dtype {
-        case .f32: data = GGUFBlocks.packF32(floats)
-        case .f16: data = GGUFBlocks.packF16(floats)
-        case .bf16: data = GGUFBlocks.packBF16(floats)
-        default:
+        guard let data = GGUFBlocks.packFloats(floats, as: entries[next].dtype) else {
             fail()
             throw ModelIOError(file: url.path, "\(name): cannot write floats as \(entries[next].dtype.rawValue)")
         }
@@ -289,9 +284,7 @@ public final class SafetensorsWriter {
         }
         try start()
         finished = true
-        let o = out!
-        out = nil
-        try o.commit()
+        try out.take()!.commit()
     }
 
     /// Gives up: removes the temporary file.
@@ -299,8 +292,7 @@ public final class SafetensorsWriter {
 
     private func fail() {
         finished = true
-        out?.discard()
-        out = nil
+        out.take()?.discard()
     }
 }
 

@@ -21,7 +21,7 @@ public struct BertHyper: Sendable, Equatable {
     }
 }
 
-public struct BertLayerWeights: Sendable, Equatable {
+public struct BertLayerWeights: LinearWeights, Equatable {
     public var q: Matrix, qBias: [Float]
     public var k: Matrix, kBias: [Float]
     public var v: Matrix, vBias: [Float]
@@ -31,17 +31,7 @@ public struct BertLayerWeights: Sendable, Equatable {
     public var down: Matrix, downBias: [Float]
     public var outNormWeight: [Float], outNormBias: [Float]
 
-    /// A linear by its llama.cpp name ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_up", "ffn_down").
-    public subscript(linear name: String) -> Matrix? {
-        get { Linear(rawValue: name).flatMap(Self.keyPath).map { self[keyPath: $0] } }
-        set {
-            guard let m = newValue, let kp = Linear(rawValue: name).flatMap(Self.keyPath) else { return }
-            self[keyPath: kp] = m
-        }
-    }
-
-    /// nil for ffn_gate (BERT's feed-forward has no gate).
-    static func keyPath(_ l: Linear) -> WritableKeyPath<Self, Matrix>? {
+    public static func keyPath(_ l: Linear) -> WritableKeyPath<Self, Matrix>? {
         switch l {
         case .attnQ: return \.q
         case .attnK: return \.k
@@ -54,7 +44,7 @@ public struct BertLayerWeights: Sendable, Equatable {
     }
 }
 
-public struct BertBlock: TransformerBlock {
+public struct BertBlock: LinearWeightsBlock {
     public static let linears = Linear.allCases.filter { $0.bertHuggingFaceName != nil }
     public static let linearNames = linears.map(\.rawValue)
     public static let linearGroups = Linear.groups(linears)
@@ -67,22 +57,6 @@ public struct BertBlock: TransformerBlock {
         self.index = index
         self.hyper = hyper
         self.weights = weights
-    }
-
-    public var linearNames: [String] { Self.linearNames }
-    public var linearGroups: [[String]] { Self.linearGroups }
-    public func weight(_ linear: String) -> Matrix? { weights[linear: linear] }
-
-    public mutating func setWeight(_ linear: String, _ w: Matrix) throws {
-        guard let old = weights[linear: linear] else {
-            throw ModelError(file: "block \(index)", "no linear named '\(linear)'")
-        }
-        guard old.rows == w.rows && old.cols == w.cols else {
-            throw ModelError(
-                file: "block \(index)",
-                "'\(linear)' is [\(old.rows), \(old.cols)], replacement is [\(w.rows), \(w.cols)]")
-        }
-        weights[linear: linear] = w
     }
 
     public func forward(hidden x: Matrix, context: ForwardContext) -> Matrix {
@@ -238,8 +212,9 @@ struct BertNames {
 public func loadBERT(view: any ModelView) throws -> BertModel {
     let c = view.config
     let file = view.url.lastPathComponent
-    guard c.architecture.lowercased() == "bert" else {
-        if causalArchitectures.contains(c.architecture.lowercased()) {
+    let arch = Architecture(name: c.architecture)
+    guard arch == .bert else {
+        if arch?.isCausal == true {
             throw ModelError(
                 file: file,
                 "architecture '\(c.architecture)' is a causal language model, not a BERT encoder: "

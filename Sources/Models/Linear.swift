@@ -1,3 +1,5 @@
+import Tensor
+
 /// The linear layers of a transformer block: the one map of a linear's names, the group
 /// of linears that share its input (and so one Hessian) and its place in reports.
 /// Declaration order is the forward pass's order, which is also the display order.
@@ -61,5 +63,51 @@ public enum Linear: String, CaseIterable, Sendable {
     /// `linears` split into their sharing groups, in group order, as names.
     public static func groups(_ linears: [Linear]) -> [[String]] {
         (0..<groupCount).map { g in linears.filter { $0.sharingGroup == g }.map(\.rawValue) }
+    }
+}
+
+/// A block's weights whose linears are fields, addressed by `Linear`.
+public protocol LinearWeights: Sendable {
+    /// Where the linear lives; nil when the architecture has none (BERT's ffn_gate).
+    static func keyPath(_ l: Linear) -> WritableKeyPath<Self, Matrix>?
+}
+
+extension LinearWeights {
+    /// A linear by its llama.cpp name ("attn_q" ... "ffn_down"); nil for unknown names.
+    public subscript(linear name: String) -> Matrix? {
+        get { Linear(rawValue: name).flatMap(Self.keyPath).map { self[keyPath: $0] } }
+        set {
+            guard let m = newValue, let kp = Linear(rawValue: name).flatMap(Self.keyPath) else { return }
+            self[keyPath: kp] = m
+        }
+    }
+}
+
+/// A block whose linears are the fields of its `weights`: reading and replacing them by
+/// name works the same for every architecture.
+public protocol LinearWeightsBlock: TransformerBlock {
+    associatedtype Weights: LinearWeights
+    static var linearNames: [String] { get }
+    static var linearGroups: [[String]] { get }
+    var weights: Weights { get set }
+}
+
+extension LinearWeightsBlock {
+    public var linearNames: [String] { Self.linearNames }
+    public var linearGroups: [[String]] { Self.linearGroups }
+    public func weight(_ linear: String) -> Matrix? { weights[linear: linear] }
+
+    public mutating func setWeight(_ linear: String, _ w: Matrix) throws {
+        guard let old = weights[linear: linear] else {
+            throw ModelError(
+                file: "block \(index)", "no linear named '\(linear)' (have \(Self.linearNames.joined(separator: ", ")))"
+            )
+        }
+        guard old.rows == w.rows && old.cols == w.cols else {
+            throw ModelError(
+                file: "block \(index)",
+                "'\(linear)' is [\(old.rows), \(old.cols)], replacement is [\(w.rows), \(w.cols)]")
+        }
+        weights[linear: linear] = w
     }
 }

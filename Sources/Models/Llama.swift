@@ -42,7 +42,7 @@ public struct LlamaHyper: Sendable, Equatable {
 
 /// The weights of one block. Linears are [out, in]; swap any of them (same shape)
 /// to run the block with quantized-dequantized weights.
-public struct LlamaBlockWeights: Sendable, Equatable {
+public struct LlamaBlockWeights: LinearWeights, Equatable {
     public var attnNorm: [Float]
     public var q: Matrix
     public var k: Matrix
@@ -75,16 +75,7 @@ public struct LlamaBlockWeights: Sendable, Equatable {
         self.down = down
     }
 
-    /// A linear by its llama.cpp name ("attn_q" ... "ffn_down"); nil for unknown names.
-    public subscript(linear name: String) -> Matrix? {
-        get { Linear(rawValue: name).map { self[keyPath: Self.keyPath($0)] } }
-        set {
-            guard let m = newValue, let l = Linear(rawValue: name) else { return }
-            self[keyPath: Self.keyPath(l)] = m
-        }
-    }
-
-    static func keyPath(_ l: Linear) -> WritableKeyPath<Self, Matrix> {
+    public static func keyPath(_ l: Linear) -> WritableKeyPath<Self, Matrix>? {
         switch l {
         case .attnQ: return \.q
         case .attnK: return \.k
@@ -98,7 +89,7 @@ public struct LlamaBlockWeights: Sendable, Equatable {
 }
 
 /// One Llama block as a module.
-public struct LlamaBlock: TransformerBlock {
+public struct LlamaBlock: LinearWeightsBlock {
     public static let linears = Linear.allCases
     public static let linearNames = linears.map(\.rawValue)
     public static let linearGroups = Linear.groups(linears)
@@ -113,24 +104,6 @@ public struct LlamaBlock: TransformerBlock {
         self.hyper = hyper
         self.weights = weights
         self.rope = rope
-    }
-
-    public var linearNames: [String] { Self.linearNames }
-    public var linearGroups: [[String]] { Self.linearGroups }
-    public func weight(_ linear: String) -> Matrix? { weights[linear: linear] }
-
-    public mutating func setWeight(_ linear: String, _ w: Matrix) throws {
-        guard let old = weights[linear: linear] else {
-            throw ModelError(
-                file: "block \(index)", "no linear named '\(linear)' (have \(Self.linearNames.joined(separator: ", ")))"
-            )
-        }
-        guard old.rows == w.rows && old.cols == w.cols else {
-            throw ModelError(
-                file: "block \(index)",
-                "'\(linear)' is [\(old.rows), \(old.cols)], replacement is [\(w.rows), \(w.cols)]")
-        }
-        weights[linear: linear] = w
     }
 
     public func forward(hidden x: Matrix, context: ForwardContext) -> Matrix {

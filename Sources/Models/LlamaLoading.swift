@@ -44,13 +44,11 @@ public enum LlamaTensorNames {
     public static func outputHead(_ n: TensorNaming) -> String { n == .gguf ? "output.weight" : "lm_head.weight" }
 }
 
-let causalArchitectures: Set<String> = ["llama", "mistral", "qwen2"]
-
 /// The RoPE layout of q/k rows as stored in a file.
 public func fileRopeLayout(architecture: String, naming: TensorNaming) -> RopeLayout {
     // llama.cpp's converter permutes q/k for Llama-architecture models (ggml "normal"
     // RoPE) but not for Qwen2 (NeoX RoPE). Hugging Face checkpoints use rotate_half.
-    (naming == .gguf && architecture != "qwen2") ? .interleaved : .halves
+    (naming == .gguf && Architecture(name: architecture) != .qwen2) ? .interleaved : .halves
 }
 
 /// Builds a Llama-family model from a model file.
@@ -58,10 +56,10 @@ public func loadCausalLM(view: any ModelView, options: ModelLoadOptions = ModelL
     let c = view.config
     let file = view.url.lastPathComponent
     let arch = c.architecture.lowercased()
-    guard causalArchitectures.contains(arch) else {
+    guard Architecture(name: arch)?.isCausal == true else {
         throw ModelError.unsupported(
             file, c.architecture,
-            hint: arch == "bert" ? "; 'bert' is an encoder: use loadBERT" : "")
+            hint: Architecture(name: arch) == .bert ? "; 'bert' is an encoder: use loadBERT" : "")
     }
     try checkConfig(c, file: file)
     let naming = view.naming
@@ -136,7 +134,7 @@ func checkConfig(_ c: ModelConfig, file: String) throws {
     guard c.kvHeadCount > 0, c.headCount % c.kvHeadCount == 0 else {
         throw bad("\(c.headCount) heads not a multiple of \(c.kvHeadCount) kv heads")
     }
-    guard c.architecture.lowercased() == "bert" || c.headDim % 2 == 0 else {
+    guard Architecture(name: c.architecture) == .bert || c.headDim % 2 == 0 else {
         throw bad("odd head dimension \(c.headDim) for RoPE")
     }
 }

@@ -113,22 +113,12 @@ extension CausalLM {
 }
 
 /// Errors from building a model from a file; each names the file and the tensor or field.
-public struct ModelError: Error, CustomStringConvertible, Equatable {
-    public var file: String
-    public var what: String
-    public init(file: String, _ what: String) {
-        self.file = file
-        self.what = what
-    }
-    public var description: String { "\(file): \(what)" }
+/// The same error as reading the file: one type, whichever layer found the problem.
+public typealias ModelError = ModelIOError
 
-    public static let supportedArchitectures = ["llama", "mistral", "qwen2", "bert"]
-
+extension ModelError {
     static func unsupported(_ file: String, _ arch: String, hint: String = "") -> ModelError {
-        ModelError(
-            file: file,
-            "architecture '\(arch)' is not supported (supported: "
-                + supportedArchitectures.joined(separator: ", ") + ")" + hint)
+        ModelError(file: file, "architecture '\(arch)' is not supported (supported: \(Architecture.list()))" + hint)
     }
 }
 

@@ -11,18 +11,4 @@ public enum HalfConversion {
         return UInt16((b &+ rounding) >> 16)
     }
 
-    /// Bulk f16 -> f32 over raw little-endian bytes.
-    public static func f16ToF32(_ src: UnsafeRawBufferPointer, into dst: UnsafeMutableBufferPointer<Float>) {
-        precondition(src.count == dst.count * 2)
-        for i in 0..<dst.count {
-            dst[i] = f16ToF32(src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self).littleEndian)
-        }
-    }
-
-    public static func bf16ToF32(_ src: UnsafeRawBufferPointer, into dst: UnsafeMutableBufferPointer<Float>) {
-        precondition(src.count == dst.count * 2)
-        for i in 0..<dst.count {
-            dst[i] = bf16ToF32(src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self).littleEndian)
-        }
-    }
 }

@@ -77,10 +77,7 @@ public enum Kernels {
             }
             for j in 0..<8 { r = mm[j] > r ? mm[j] : r }
         }
-        while i < count {
-            r = p[i] > r ? p[i] : r
-            i += 1
-        }
+        for j in i..<count { r = p[j] > r ? p[j] : r }
         return r
     }
 
@@ -97,10 +94,7 @@ public enum Kernels {
             i += 32
         }
         var s = (a + b).sum()
-        while i < count {
-            s += p[i] * p[i]
-            i += 1
-        }
+        for j in i..<count { s += p[j] * p[j] }  // the tail, in order
         return s
     }
 
@@ -113,10 +107,7 @@ public enum Kernels {
             i += 16
         }
         var s = a.sum()
-        while i < count {
-            s += p[i]
-            i += 1
-        }
+        for j in i..<count { s += p[j] }  // the tail, in order
         return s
     }
 

@@ -71,7 +71,7 @@ final class GGUFFixtureTests: XCTestCase {
             XCTAssertNotNil(Dequantize.floats(b, type: .q4_1, count: 32))
             XCTAssertNil(Dequantize.floats(b, type: .q4_1, count: 64))
             XCTAssertNil(Dequantize.floats(b, type: .q4_1, count: 31))
-            XCTAssertNil(Dequantize.floats(b, type: .q2_K, count: 256))
+            XCTAssertNil(Dequantize.floats(b, type: .q6_K, count: 256))
         }
     }
 }

@@ -165,16 +165,16 @@ final class GGUFWriterTests: XCTestCase {
             type: .q8_0, shape: [2, 64],
             codes: .signed((0..<128).map { _ in Int8(truncatingIfNeeded: rng.int(256) - 128) }),
             scales: (0..<4).map { _ in HalfConversion.f32ToF16(abs(rng.float()) * 0.05) })
-        r.append(("w.q8_0", .q8_0, q8.shape, try GGUFBlocks.pack(q8), GGUFBlocks.dequantize(q8), q8))
+        r.append(("w.q8_0", .q8_0, q8.shape, try GGUFBlocks.pack(q8), q8.values, q8))
         let q40 = GGUFQuantizedTensor(
             type: .q4_0, shape: [3, 64], codes: .unsigned((0..<192).map { _ in UInt8(rng.int(16)) }),
             scales: (0..<6).map { _ in HalfConversion.f32ToF16(rng.float() * 0.1) })
-        r.append(("w.q4_0", .q4_0, q40.shape, try GGUFBlocks.pack(q40), GGUFBlocks.dequantize(q40), q40))
+        r.append(("w.q4_0", .q4_0, q40.shape, try GGUFBlocks.pack(q40), q40.values, q40))
         let q41 = GGUFQuantizedTensor(
             type: .q4_1, shape: [2, 32], codes: .unsigned((0..<64).map { _ in UInt8(rng.int(16)) }),
             scales: (0..<2).map { _ in HalfConversion.f32ToF16(abs(rng.float()) * 0.1) },
             mins: (0..<2).map { _ in HalfConversion.f32ToF16(-abs(rng.float())) })
-        r.append(("w.q4_1", .q4_1, q41.shape, try GGUFBlocks.pack(q41), GGUFBlocks.dequantize(q41), q41))
+        r.append(("w.q4_1", .q4_1, q41.shape, try GGUFBlocks.pack(q41), q41.values, q41))
         // RTN from Float32 (the convenience quantizer), with a zero block and ties.
         var src = rng.floats(4 * 64, scale: 2)
         for j in 0..<32 { src[j] = 0 }
@@ -184,7 +184,7 @@ final class GGUFWriterTests: XCTestCase {
         for t in [DType.q8_0, .q4_0, .q4_1] {
             let q = try GGUFBlocks.quantizeRTN(src, shape: [4, 64], type: t)
             r.append(
-                ("rtn.\(t.rawValue.lowercased())", t, [4, 64], try GGUFBlocks.pack(q), GGUFBlocks.dequantize(q), q))
+                ("rtn.\(t.rawValue.lowercased())", t, [4, 64], try GGUFBlocks.pack(q), q.values, q))
         }
         return r
     }
@@ -211,21 +211,21 @@ final class GGUFWriterTests: XCTestCase {
         XCTAssertEqual(b.count, 18)
         XCTAssertEqual(Array(b[0..<2]), [0x00, 0x3C])
         for j in 0..<16 { XCTAssertEqual(b[2 + j], UInt8(j % 16) | UInt8((j + 16) % 16) << 4) }
-        XCTAssertEqual(try GGUFBlocks.dequantize(Data(b), type: .q4_0, count: 32), codes.map { Float(Int($0) - 8) })
+        XCTAssertEqual(Dequantize.floats(Data(b), type: .q4_0, count: 32), codes.map { Float(Int($0) - 8) })
         // Q4_1: d, m, nibbles; x = q * d + m.
         let q1 = GGUFQuantizedTensor(
             type: .q4_1, shape: [32], codes: .unsigned(codes), scales: [0x3800], mins: [0xBC00])
         let b1 = [UInt8](try GGUFBlocks.pack(q1))
         XCTAssertEqual(b1.count, 20)
         XCTAssertEqual(Array(b1[0..<4]), [0x00, 0x38, 0x00, 0xBC])
-        XCTAssertEqual(try GGUFBlocks.dequantize(Data(b1), type: .q4_1, count: 32), codes.map { Float($0) * 0.5 - 1 })
+        XCTAssertEqual(Dequantize.floats(Data(b1), type: .q4_1, count: 32), codes.map { Float($0) * 0.5 - 1 })
         // Q8_0: d, 32 int8.
         let c8 = (0..<32).map { Int8($0 * 8 - 128) }
         let q8 = GGUFQuantizedTensor(type: .q8_0, shape: [32], codes: .signed(c8), scales: [0x4000])
         let b8 = [UInt8](try GGUFBlocks.pack(q8))
         XCTAssertEqual(b8.count, 34)
         XCTAssertEqual(Array(b8[2...]), c8.map { UInt8(bitPattern: $0) })
-        XCTAssertEqual(try GGUFBlocks.dequantize(Data(b8), type: .q8_0, count: 32), c8.map { Float($0) * 2 })
+        XCTAssertEqual(Dequantize.floats(Data(b8), type: .q8_0, count: 32), c8.map { Float($0) * 2 })
         // Byte counts and errors naming the tensor.
         XCTAssertEqual(try GGUFBlocks.byteCount(type: .q4_1, shape: [4, 64]), 8 * 20)
         XCTAssertThrowsError(try GGUFBlocks.byteCount(type: .q4_0, shape: [4, 48], name: "blk.0.ffn_up.weight")) {
@@ -295,7 +295,7 @@ final class GGUFWriterTests: XCTestCase {
             XCTAssertEqual(info.offset % 32, 0, n)
             let stored = g.data(info, byteCount: d.count)
             XCTAssertEqual(stored, d, n)
-            let back = try GGUFBlocks.dequantize(stored, type: t, count: vals.count, name: n)
+            let back = try XCTUnwrap(Dequantize.floats(stored, type: t, count: vals.count), n)
             XCTAssertEqual(back.map(\.bitPattern), vals.map(\.bitPattern), n)
         }
         // Padding after the last tensor up to the alignment.
