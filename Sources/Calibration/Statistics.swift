@@ -122,76 +122,87 @@ public struct HessianAccumulator: Codable, Sendable, Equatable {
             for i in 0..<n where !g.data[i * n + i].isFinite {
                 try Self.reportNonFinite(x, name: name)
             }
-            // Range check up front, so the in-place add below cannot fail half way: every
-            // |g_ij| <= max_i g_ii (Cauchy-Schwarz, with a factor-2 margin for Float32
-            // rounding), and likewise for the running sums, so a new diagonal below 2^61
-            // and running diagonals below 2^62 keep every entry below 2^63.
-            var newMax: Float = 0
-            var newArg = 0
-            for i in 0..<n where g.data[i * n + i] > newMax {
-                newMax = g.data[i * n + i]
-                newArg = i
-            }
-            var accMax = 0.0
-            for i in 0..<n {
-                accMax = Swift.max(
-                    accMax,
-                    abs(
-                        Fixed128(
-                            high: high[Self.packedIndex(i, i, columns: n)], low: low[Self.packedIndex(i, i, columns: n)]
-                        ).doubleValue))
-            }
-            guard Double(newMax) < 0x1p61, accMax + Double(newMax) < 0x1p62 else {
-                throw StatisticsError.fixedPointOverflow(name: name, row: newArg, column: newArg)
-            }
-            // In place (no copy of the accumulator per batch). Two halves of the packed
-            // triangle in parallel (the second core is idle between BLAS calls); integer
-            // adds, so the split cannot change the result.
-            let total = n * (n + 1) / 2
-            var split = 0
-            while split < n && Self.packedIndex(split, split, columns: n) < total / 2 { split += 1 }
-            let ranges = [0..<split, split..<n]
-            let failures = UnsafeMutableBufferPointer<Int>.allocate(capacity: 2)
-            defer { failures.deallocate() }
-            failures.initialize(repeating: -1)
-            g.data.withUnsafeBufferPointer { gb in
-                high.withUnsafeMutableBufferPointer { hb in
-                    low.withUnsafeMutableBufferPointer { lb in
-                        // Buffers cross into the concurrent closure as addresses: the parts write
-                        // disjoint ranges of high, low and failures, and every buffer outlives the call.
-                        let ga = UInt(bitPattern: gb.baseAddress)
-                        let ha = UInt(bitPattern: hb.baseAddress)
-                        let la = UInt(bitPattern: lb.baseAddress)
-                        let fa = UInt(bitPattern: failures.baseAddress)
-                        DispatchQueue.concurrentPerform(iterations: 2) { part in
-                            guard let gp = UnsafePointer<Float>(bitPattern: ga),
-                                let hp = UnsafeMutablePointer<Int64>(bitPattern: ha),
-                                let lp = UnsafeMutablePointer<UInt64>(bitPattern: la),
-                                let failures = UnsafeMutablePointer<Int>(bitPattern: fa)
-                            else { return }
-                            for i in ranges[part] {
-                                var k = Self.packedIndex(i, i, columns: n)
-                                for j in i..<n {
-                                    guard Fixed128.accumulate(gp[i * n + j], high: &hp[k], low: &lp[k]) else {
-                                        failures[part] = i * n + j
-                                        return
-                                    }
-                                    k += 1
+            try checkRange(g, name: name)
+            try accumulate(g, name: name)
+        }
+        self.samples += samples
+        self.tokens += x.rows
+    }
+
+    /// Range check up front, so the in-place add cannot fail half way.
+    private func checkRange(_ g: Matrix, name: String) throws {
+        let n = columns
+        // Every |g_ij| <= max_i g_ii (Cauchy-Schwarz, with a factor-2 margin for Float32
+        // rounding), and likewise for the running sums, so a new diagonal below 2^61
+        // and running diagonals below 2^62 keep every entry below 2^63.
+        var newMax: Float = 0
+        var newArg = 0
+        for i in 0..<n where g.data[i * n + i] > newMax {
+            newMax = g.data[i * n + i]
+            newArg = i
+        }
+        var accMax = 0.0
+        for i in 0..<n {
+            accMax = Swift.max(
+                accMax,
+                abs(
+                    Fixed128(
+                        high: high[Self.packedIndex(i, i, columns: n)], low: low[Self.packedIndex(i, i, columns: n)]
+                    ).doubleValue))
+        }
+        guard Double(newMax) < 0x1p61, accMax + Double(newMax) < 0x1p62 else {
+            throw StatisticsError.fixedPointOverflow(name: name, row: newArg, column: newArg)
+        }
+    }
+
+    /// Adds the Gram matrix `g` [columns, columns] into the fixed-point triangle.
+    private mutating func accumulate(_ g: Matrix, name: String) throws {
+        let n = columns
+        // In place (no copy of the accumulator per batch). Two halves of the packed
+        // triangle in parallel (the second core is idle between BLAS calls); integer
+        // adds, so the split cannot change the result.
+        let total = n * (n + 1) / 2
+        var split = 0
+        while split < n && Self.packedIndex(split, split, columns: n) < total / 2 { split += 1 }
+        let ranges = [0..<split, split..<n]
+        let failures = UnsafeMutableBufferPointer<Int>.allocate(capacity: 2)
+        defer { failures.deallocate() }
+        failures.initialize(repeating: -1)
+        g.data.withUnsafeBufferPointer { gb in
+            high.withUnsafeMutableBufferPointer { hb in
+                low.withUnsafeMutableBufferPointer { lb in
+                    // Buffers cross into the concurrent closure as addresses: the parts write
+                    // disjoint ranges of high, low and failures, and every buffer outlives the call.
+                    let ga = UInt(bitPattern: gb.baseAddress)
+                    let ha = UInt(bitPattern: hb.baseAddress)
+                    let la = UInt(bitPattern: lb.baseAddress)
+                    let fa = UInt(bitPattern: failures.baseAddress)
+                    DispatchQueue.concurrentPerform(iterations: 2) { part in
+                        guard let gp = UnsafePointer<Float>(bitPattern: ga),
+                            let hp = UnsafeMutablePointer<Int64>(bitPattern: ha),
+                            let lp = UnsafeMutablePointer<UInt64>(bitPattern: la),
+                            let failures = UnsafeMutablePointer<Int>(bitPattern: fa)
+                        else { return }
+                        for i in ranges[part] {
+                            var k = Self.packedIndex(i, i, columns: n)
+                            for j in i..<n {
+                                guard Fixed128.accumulate(gp[i * n + j], high: &hp[k], low: &lp[k]) else {
+                                    failures[part] = i * n + j
+                                    return
                                 }
+                                k += 1
                             }
                         }
                     }
                 }
             }
-            // Unreachable after the range check; fail loudly rather than keep a bad sum.
-            for f in failures where f >= 0 {
-                throw StatisticsError.invalidState(
-                    "'\(name)': fixed-point overflow at (\(f / n), \(f % n)) after the range check passed; the accumulator is no longer valid"
-                )
-            }
         }
-        self.samples += samples
-        self.tokens += x.rows
+        // Unreachable after the range check; fail loudly rather than keep a bad sum.
+        for f in failures where f >= 0 {
+            throw StatisticsError.invalidState(
+                "'\(name)': fixed-point overflow at (\(f / n), \(f % n)) after the range check passed; the accumulator is no longer valid"
+            )
+        }
     }
 
     private static func reportNonFinite(_ x: Matrix, name: String) throws {

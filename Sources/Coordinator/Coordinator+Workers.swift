@@ -162,25 +162,8 @@ extension Coordinator {
             return reject("no job '\(jobID)' for task \(r.taskID)", "task_result.job_id")
         }
         if w.task?.task == t { w.task = nil }
-        let now = Self.nowMs()
-
         guard r.status == .ok else {
-            let retryable = r.status == .retryable
-            log.warning(
-                "task failed", metadata: ["worker": "\(w.id)", "task": "\(r.taskID)", "error": "\(r.error.message)"])
-            if run.running[t]?.attempt == Int(r.attempt) {
-                run.running[t] = nil
-                try? store.endAttempt(
-                    job: run.id, task: t, attempt: Int(r.attempt), outcome: "failed: \(r.error.message)", nowMs: now)
-            }
-            if r.error.code == .invalidField && r.error.field == "activations", let s = t.shard {
-                run.shardOwner[s] = nil  // the worker lost them: next assignment carries lineage
-            } else {
-                run.failures[t, default: 0] += 1
-                if !retryable || run.failures[t]! >= config.maxAttempts {
-                    failJob(run, "\(t) failed on \(w.id): \(r.error.message)")
-                }
-            }
+            taskFailed(run, t, worker: w, r)
             ack.accepted = true
             reply(routing, Message(.taskResultAck(ack)))
             return
@@ -198,11 +181,41 @@ extension Coordinator {
         countReceived(t.kindName, payload.count)
         guard !run.accepting.contains(t) else { return }  // the same result is being made durable
         run.accepting.insert(t)
-        // Decoding, checks and the fsync run on the work queue: the loop keeps heartbeats going.
+        makeDurable(
+            payload, run: run, t, worker: w.id, attempt: Int(r.attempt), routing: routing, accepted: accepted,
+            reject: reject)
+    }
+
+    /// A worker reports a task failed: end the attempt, and fail the job once it is out of
+    /// attempts (lost shard activations are no failure: the next assignment carries lineage).
+    private func taskFailed(_ run: JobRun, _ t: TaskID, worker w: WorkerSession, _ r: Kiln_V1_TaskResult) {
+        log.warning(
+            "task failed", metadata: ["worker": "\(w.id)", "task": "\(r.taskID)", "error": "\(r.error.message)"])
+        if run.running[t]?.attempt == Int(r.attempt) {
+            run.running[t] = nil
+            try? store.endAttempt(
+                job: run.id, task: t, attempt: Int(r.attempt), outcome: "failed: \(r.error.message)",
+                nowMs: Self.nowMs())
+        }
+        if r.error.code == .invalidField && r.error.field == "activations", let s = t.shard {
+            run.shardOwner[s] = nil
+        } else {
+            run.failures[t, default: 0] += 1
+            if r.status != .retryable || run.failures[t]! >= config.maxAttempts {
+                failJob(run, "\(t) failed on \(w.id): \(r.error.message)")
+            }
+        }
+    }
+
+    /// Decodes and checks a result, then makes it durable (file fsynced, then recorded in one
+    /// transaction) on the work queue, so the loop keeps heartbeats going; acknowledges on the loop.
+    private func makeDurable(
+        _ payload: Data, run: JobRun, _ t: TaskID, worker workerID: String, attempt: Int, routing: Data,
+        accepted: Kiln_V1_TaskResultAck, reject: @escaping @Sendable (String, String) -> Void
+    ) {
+        let jobID = run.id
         let files = self.files
         let store = self.store
-        let workerID = w.id
-        let attempt = Int(r.attempt)
         let groups = run.graph.groups
         work.async { [weak self] in
             let outcome = Result { () -> Double in

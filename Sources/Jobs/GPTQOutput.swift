@@ -15,7 +15,7 @@ public enum GPTQOutput {
     public static func storedWeights(_ q: QuantizedLinear) -> Matrix {
         dequantize(
             rows: q.rows, columns: q.columns, codes: q.codes, parameters: q.parameters, groupIndex: q.groupIndex,
-            groupCount: q.groupCount, value: { code, p in Float(Float16(p.scale)) * (Float(code) - p.zero) })
+            groupCount: q.groupCount, value: GPTQLinear.storedValue)
     }
 
     static func permuteRows<T>(_ a: [T], width: Int, order: [Int]) -> [T] {
@@ -157,11 +157,12 @@ public enum GPTQOutput {
         }
         let c = view.config
         let md = view.metadata
-        let arch = c.architecture.lowercased()
         let (cls, type) =
-            arch == "qwen2"
-            ? ("Qwen2ForCausalLM", "qwen2")
-            : arch == "mistral" ? ("MistralForCausalLM", "mistral") : ("LlamaForCausalLM", "llama")
+            switch Architecture(name: c.architecture) {
+            case .qwen2: ("Qwen2ForCausalLM", "qwen2")
+            case .mistral: ("MistralForCausalLM", "mistral")
+            default: ("LlamaForCausalLM", "llama")
+            }
         // Floats through their shortest decimal form, so 1e-05 stays 1e-05.
         func dec(_ f: Float) -> Double { Double("\(f)") ?? Double(f) }
         var cfg: [String: Any] = [

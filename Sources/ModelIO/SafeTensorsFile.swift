@@ -64,60 +64,80 @@ public final class SafeTensorsFile: Sendable {
         var table: [Tensor] = []
         // Sorted, so the first error reported does not depend on hash order.
         for (name, v) in header.sorted(by: { $0.key < $1.key }) {
-            let what = "tensor '\(name)'"
             if name == "__metadata__" {
-                guard let o = v.object else { throw ModelIOError(file: file, "key '__metadata__': not an object") }
-                for (k, x) in o {
-                    guard let s = x.string else {
-                        throw ModelIOError(file: file, "key '__metadata__.\(k)': not a string")
-                    }
-                    meta[k] = s
-                }
-                continue
+                meta = try Self.metadata(v, file: file)
+            } else {
+                table.append(try Self.entry(name, v, dataOffset: dataOffset, file: file, url: url))
             }
-            guard let o = v.object else { throw ModelIOError(file: file, "\(what): entry is not an object") }
-            guard let dtypeName = o["dtype"]?.string else { throw ModelIOError(file: file, "\(what): missing dtype") }
-            guard let dtype = Self.dtypes[dtypeName] else {
-                throw ModelIOError(file: file, "\(what): unsupported dtype '\(dtypeName)'")
-            }
-            guard let shapeJSON = o["shape"]?.array else { throw ModelIOError(file: file, "\(what): missing shape") }
-            var shape: [Int] = []
-            for d in shapeJSON {
-                guard let i = d.int, i >= 0 else {
-                    throw ModelIOError(
-                        file: file,
-                        "\(what): shape \(shapeJSON.map(\.description)) is not a list of non-negative integers")
-                }
-                shape.append(i)
-            }
-            guard let offs = o["data_offsets"]?.array, offs.count == 2, let begin = offs[0].int, let end = offs[1].int
-            else {
-                throw ModelIOError(file: file, "\(what): data_offsets is not a pair of integers")
-            }
-            guard 0 <= begin, begin <= end else {
-                throw ModelIOError(
-                    file: file,
-                    "\(what): data_offsets [\(begin), \(end)] are not an ordered pair of non-negative offsets")
-            }
-            guard end <= Int.max - dataOffset else {
-                throw ModelIOError(file: file, "\(what): data_offsets [\(begin), \(end)] overflow")
-            }
-            guard let count = checkedProduct(shape), let bytes = checkedMul(count, Self.elementSize(dtype)) else {
-                throw ModelIOError(file: file, "\(what): shape \(shape) overflows")
-            }
-            guard bytes == end - begin else {
-                throw ModelIOError(
-                    file: file,
-                    "\(what): shape \(shape) of \(dtypeName) needs \(bytes) bytes but data_offsets span \(end - begin)")
-            }
-            let info = TensorInfo(name: name, dtype: dtype, shape: shape, byteCount: bytes, file: url)
-            table.append(Tensor(info: info, range: (dataOffset + begin)..<(dataOffset + end)))
         }
-        // Structure first, then the file's extent: a truncated file still reports a bad entry.
-        for t in table where t.range.upperBound > map.size {
+        try Self.checkExtents(&table, fileSize: map.size, file: file)
+        tensorTable = table
+        metadata = meta
+        index = Dictionary(table.enumerated().map { ($1.info.name, $0) }, uniquingKeysWith: { a, _ in a })
+    }
+
+    /// `__metadata__`: an object of strings.
+    private static func metadata(_ v: JSONValue, file: String) throws -> [String: String] {
+        guard let o = v.object else { throw ModelIOError(file: file, "key '__metadata__': not an object") }
+        var meta: [String: String] = [:]
+        for (k, x) in o {
+            guard let s = x.string else { throw ModelIOError(file: file, "key '__metadata__.\(k)': not a string") }
+            meta[k] = s
+        }
+        return meta
+    }
+
+    /// One tensor's header entry, every field checked; offsets made absolute.
+    private static func entry(
+        _ name: String, _ v: JSONValue, dataOffset: Int, file: String, url: URL
+    ) throws
+        -> Tensor
+    {
+        let what = "tensor '\(name)'"
+        guard let o = v.object else { throw ModelIOError(file: file, "\(what): entry is not an object") }
+        guard let dtypeName = o["dtype"]?.string else { throw ModelIOError(file: file, "\(what): missing dtype") }
+        guard let dtype = Self.dtypes[dtypeName] else {
+            throw ModelIOError(file: file, "\(what): unsupported dtype '\(dtypeName)'")
+        }
+        guard let shapeJSON = o["shape"]?.array else { throw ModelIOError(file: file, "\(what): missing shape") }
+        var shape: [Int] = []
+        for d in shapeJSON {
+            guard let i = d.int, i >= 0 else {
+                throw ModelIOError(
+                    file: file, "\(what): shape \(shapeJSON.map(\.description)) is not a list of non-negative integers")
+            }
+            shape.append(i)
+        }
+        guard let offs = o["data_offsets"]?.array, offs.count == 2, let begin = offs[0].int, let end = offs[1].int
+        else {
+            throw ModelIOError(file: file, "\(what): data_offsets is not a pair of integers")
+        }
+        guard 0 <= begin, begin <= end else {
+            throw ModelIOError(
+                file: file, "\(what): data_offsets [\(begin), \(end)] are not an ordered pair of non-negative offsets")
+        }
+        guard end <= Int.max - dataOffset else {
+            throw ModelIOError(file: file, "\(what): data_offsets [\(begin), \(end)] overflow")
+        }
+        guard let count = checkedProduct(shape), let bytes = checkedMul(count, Self.elementSize(dtype)) else {
+            throw ModelIOError(file: file, "\(what): shape \(shape) overflows")
+        }
+        guard bytes == end - begin else {
             throw ModelIOError(
                 file: file,
-                "tensor '\(t.info.name)': data [\(t.range.lowerBound), \(t.range.upperBound)) past end of file (size \(map.size))"
+                "\(what): shape \(shape) of \(dtypeName) needs \(bytes) bytes but data_offsets span \(end - begin)")
+        }
+        let info = TensorInfo(name: name, dtype: dtype, shape: shape, byteCount: bytes, file: url)
+        return Tensor(info: info, range: (dataOffset + begin)..<(dataOffset + end))
+    }
+
+    /// Structure first, then the file's extent (a truncated file still reports a bad entry);
+    /// then no two tensors overlap. Leaves `table` in file order.
+    private static func checkExtents(_ table: inout [Tensor], fileSize: Int, file: String) throws {
+        for t in table where t.range.upperBound > fileSize {
+            throw ModelIOError(
+                file: file,
+                "tensor '\(t.info.name)': data [\(t.range.lowerBound), \(t.range.upperBound)) past end of file (size \(fileSize))"
             )
         }
         table.sort { ($0.range.lowerBound, $0.info.name) < ($1.range.lowerBound, $1.info.name) }
@@ -127,9 +147,6 @@ public final class SafeTensorsFile: Sendable {
                 "tensor '\(b.info.name)': data [\(b.range.lowerBound), \(b.range.upperBound)) overlaps tensor '\(a.info.name)' [\(a.range.lowerBound), \(a.range.upperBound))"
             )
         }
-        tensorTable = table
-        metadata = meta
-        index = Dictionary(table.enumerated().map { ($1.info.name, $0) }, uniquingKeysWith: { a, _ in a })
     }
 
     public func tensor(_ name: String) -> Tensor? { index[name].map { tensorTable[$0] } }

@@ -195,18 +195,9 @@ enum Attention {
                                                 transB: true, m: rows, n: keys, k: d, alpha: scale,
                                                 a: qgp + r0 * gw, lda: d, b: pk.baseAddress! + g * d, ldb: kvCols,
                                                 c: s, ldc: keys)
-                                            for i in 0..<rows {
-                                                let row = s + i * keys
-                                                if masked.isEmpty {
-                                                    Kernels.softmaxRow(
-                                                        row, count: causal ? r0 + i / group + 1 : keys, zeroTo: keys)
-                                                } else {
-                                                    for j in masked where j < keys { row[j] = -.infinity }
-                                                    Kernels.softmaxRow(
-                                                        row, count: causal ? r0 + i / group + 1 : keys, zeroTo: keys)
-                                                    for j in masked where j < keys { row[j] = 0 }
-                                                }
-                                            }
+                                            softmaxRows(
+                                                s, rows: rows, keys: keys, firstQuery: r0, group: group,
+                                                causal: causal, masked: masked)
                                             // O_g = P V_g  [rows, d], then back to [token, head] order.
                                             Kernels.sgemm(
                                                 m: rows, n: d, k: keys, a: s, lda: keys,
@@ -226,5 +217,23 @@ enum Attention {
             }
         }
         return out
+    }
+    /// Softmax of each score row [rows, keys] in place: row i is query r0 + i / group, which
+    /// sees keys up to itself when causal; masked keys get exactly zero weight.
+    private static func softmaxRows(
+        _ s: UnsafeMutablePointer<Float>, rows: Int, keys: Int, firstQuery r0: Int, group: Int, causal: Bool,
+        masked: [Int]
+    ) {
+        for i in 0..<rows {
+            let row = s + i * keys
+            let count = causal ? r0 + i / group + 1 : keys
+            if masked.isEmpty {
+                Kernels.softmaxRow(row, count: count, zeroTo: keys)
+            } else {
+                for j in masked where j < keys { row[j] = -.infinity }
+                Kernels.softmaxRow(row, count: count, zeroTo: keys)
+                for j in masked where j < keys { row[j] = 0 }
+            }
+        }
     }
 }
