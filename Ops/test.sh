@@ -56,6 +56,10 @@ if [[ "${KILN_FUZZ_SECONDS:-60}" != 0 ]]; then
   check "fuzz (${KILN_FUZZ_SECONDS:-60} s per target)" Ops/fuzz.sh "${KILN_FUZZ_SECONDS:-60}"
 fi
 
+# The code stays as .swift-format lays it out (generated protobuf code aside). One extra check.
+check "format (swift format lint --strict)" bash -c \
+  "git ls-files '*.swift' | grep -v '/Generated/' | xargs swift format lint --strict --configuration .swift-format --parallel"
+
 # A short fault campaign (Ops/chaos.sh --short): small SmolLM2 jobs on a local cluster,
 # each with a crash or stall of a worker or the coordinator; every output must equal the
 # undisturbed one and nothing may be left behind. One extra check.

@@ -6,7 +6,8 @@ import KilnProtocol
 /// Runs tasks one at a time on its own thread (big stack, BLAS inside), keeping each
 /// job's context (model view, calibration windows) and shard activations between
 /// tasks. Only the latest job's state is kept.
-final class TaskRunner: @unchecked Sendable {  // the queue is guarded by `cond`; contexts are touched only by the thread
+// @unchecked: the queue is guarded by `cond`; contexts are touched only by the runner thread.
+final class TaskRunner: @unchecked Sendable {
     struct Job {
         let id: String
         let context: JobContext
