@@ -7,11 +7,8 @@ extension JobReport {
     public static func cluster(
         spec: JobSpec, reconstructions: [ReconstructResult], seconds: Double, notes: [String]
     ) -> JobReport {
-        let linears = reconstructions.sorted { ($0.block, $0.group) < ($1.block, $1.group) }.flatMap(\.linears).map {
-            LinearReport(
-                tensor: $0.tensor, block: $0.block, linear: $0.linear, outputError: $0.outputError,
-                relativeError: $0.relativeError, gptqLoss: $0.gptqLoss, seconds: $0.seconds)
-        }
+        let linears = reconstructions.sorted { ($0.block, $0.group) < ($1.block, $1.group) }.flatMap(\.linears).map(
+            LinearReport.init)
         let times = PhaseTimes(total: seconds)
         return JobReport(
             spec: spec, output: spec.output, calibrationTokens: 0, calibrationWindowTokens: spec.samples * spec.seqlen,

@@ -194,14 +194,15 @@ extension Kiln_V1_QuantizedLinear {
         linear = q.linear
         block = u64(q.block)
         tensor = q.tensor
-        rows = u64(q.rows)
-        columns = u64(q.columns)
-        recipe = Kiln_V1_QuantRecipe(q.recipe)
-        groupSize = u64(q.groupSize)
-        groupCount = u64(q.groupCount)
-        codes = Data(q.codes)
-        parameters = blob(q.parameters.flatMap { [$0.scale, $0.zero, $0.inverse, $0.minimum] })
-        groupIndex = blob(q.groupIndex)
+        let w = q.weight
+        rows = u64(w.rows)
+        columns = u64(w.columns)
+        recipe = Kiln_V1_QuantRecipe(w.recipe)
+        groupSize = u64(w.groupSize)
+        groupCount = u64(w.groupCount)
+        codes = Data(w.codes)
+        parameters = blob(w.parameters.flatMap { [$0.scale, $0.zero, $0.inverse, $0.minimum] })
+        groupIndex = blob(w.groupIndex)
         outputError = q.outputError
         relativeError = q.relativeError
         gptqLoss = q.gptqLoss
@@ -241,11 +242,12 @@ extension QuantizedLinear {
         let parameters = stride(from: 0, to: flat.count, by: 4).map {
             GroupParameters(scale: flat[$0], zero: flat[$0 + 1], inverse: flat[$0 + 2], minimum: flat[$0 + 3])
         }
+        let weight = QuantizedTensor(
+            rows: rows, columns: columns, recipe: recipe, groupSize: groupSize, groupCount: groupCount, codes: codes,
+            parameters: parameters, groupIndex: groupIndex)
         self.init(
-            linear: p.linear, block: block, tensor: p.tensor, rows: rows, columns: columns, recipe: recipe,
-            groupSize: groupSize, groupCount: groupCount, codes: codes, parameters: parameters,
-            groupIndex: groupIndex, outputError: p.outputError, relativeError: p.relativeError,
-            gptqLoss: p.gptqLoss, deadColumns: deadColumns, seconds: p.seconds)
+            linear: p.linear, block: block, tensor: p.tensor, weight: weight, outputError: p.outputError,
+            relativeError: p.relativeError, gptqLoss: p.gptqLoss, deadColumns: deadColumns, seconds: p.seconds)
     }
 }
 

@@ -13,11 +13,7 @@ import ZeroMQ
 
 extension Coordinator {
     func errorReply(_ routing: Data, _ code: Kiln_V1_ErrorCode, field: String, _ message: String, correlation: String) {
-        var e = Kiln_V1_Error()
-        e.code = code
-        e.field = field
-        e.message = message
-        reply(routing, Message(.error(e), correlationID: correlation))
+        reply(routing, Message(.error(Kiln_V1_Error(code, field: field, message)), correlationID: correlation))
     }
 
     func onSubmit(_ routing: Data, _ r: Kiln_V1_SubmitRequest, _ cid: String) {
@@ -167,10 +163,7 @@ extension Coordinator {
         s.submittedUnixMs = run.submittedMs
         s.elapsedMs = UInt64(max(0, (run.finishedMs > 0 ? run.finishedMs : Self.nowMs()) - run.submittedMs))
         if !run.error.isEmpty {
-            var e = Kiln_V1_Error()
-            e.code = run.state == .cancelled ? .cancelled : .taskFailed
-            e.message = run.error
-            s.error = e
+            s.error = Kiln_V1_Error(run.state == .cancelled ? .cancelled : .taskFailed, run.error)
         }
         let now = Self.nowMs()
         for b in 0..<run.graph.blocks {

@@ -14,11 +14,7 @@ extension Coordinator {
         resp.offset = r.offset
         resp.length = r.length
         func refuse(_ code: Kiln_V1_ErrorCode, _ field: String, _ msg: String) {
-            var e = Kiln_V1_Error()
-            e.code = code
-            e.field = field
-            e.message = msg
-            resp.error = e
+            resp.error = Kiln_V1_Error(code, field: field, msg)
             reply(routing, Message(.rangeFetchResponse(resp), correlationID: cid))
         }
         guard workers[routing] != nil else {

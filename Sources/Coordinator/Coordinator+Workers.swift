@@ -8,20 +8,16 @@ import ZeroMQ
 extension Coordinator {
     func onHello(_ routing: Data, _ h: Kiln_V1_WorkerHello) {
         guard h.protocolVersion == KilnWire.version else {
-            var e = Kiln_V1_Error()
-            e.code = .versionMismatch
-            e.field = "worker_hello.protocol_version"
-            e.message =
+            let e = Kiln_V1_Error(
+                .versionMismatch, field: "worker_hello.protocol_version",
                 "worker speaks protocol version \(h.protocolVersion.rawValue), coordinator \(KilnWire.version.rawValue)"
+            )
             log.warning("\(e.message)", metadata: ["worker": "\(h.workerID)"])
             reply(routing, Message(.error(e)))
             return
         }
         guard !h.workerID.isEmpty, h.workerID.utf8.count <= 256 else {
-            var e = Kiln_V1_Error()
-            e.code = .invalidField
-            e.field = "worker_hello.worker_id"
-            e.message = "worker_id must be 1...256 bytes"
+            let e = Kiln_V1_Error(.invalidField, field: "worker_hello.worker_id", "worker_id must be 1...256 bytes")
             reply(routing, Message(.error(e)))
             return
         }
@@ -66,11 +62,9 @@ extension Coordinator {
     func onHeartbeat(_ routing: Data) {
         guard workers[routing] != nil else {
             // A worker we dropped (or from before a restart): it must say hello again.
-            var e = Kiln_V1_Error()
-            e.code = .unknownTask
-            e.field = "heartbeat"
-            e.message = "unknown worker: send worker_hello"
-            reply(routing, Message(.error(e)))
+            reply(
+                routing,
+                Message(.error(Kiln_V1_Error(.unknownTask, field: "heartbeat", "unknown worker: send worker_hello"))))
             return
         }
     }
@@ -146,11 +140,7 @@ extension Coordinator {
             log.warning("result rejected: \(why)", metadata: ["worker": "\(workerName)", "task": "\(r.taskID)"])
             var nack = nackBase
             nack.accepted = false
-            var e = Kiln_V1_Error()
-            e.code = .invalidField
-            e.field = field
-            e.message = why
-            nack.error = e
+            nack.error = Kiln_V1_Error(.invalidField, field: field, why)
             self?.reply(routing, Message(.taskResultAck(nack)))
         }
         guard let t = TaskID(wireName: r.taskID) else {
@@ -330,11 +320,12 @@ extension Coordinator {
                     "reconstruct result linears \(r.linears.map(\.linear)) do not match group \(r.group)")
             }
             for l in r.linears {
-                guard l.codes.count == l.rows * l.columns, l.parameters.count == l.rows * l.groupCount,
-                    l.groupIndex.count == l.columns
+                let w = l.weight
+                guard w.codes.count == w.rows * w.columns, w.parameters.count == w.rows * w.groupCount,
+                    w.groupIndex.count == w.columns
                 else {
                     throw CoordinatorError(
-                        "\(l.tensor): codes/parameters/group index sizes disagree with \(l.rows)x\(l.columns)")
+                        "\(l.tensor): codes/parameters/group index sizes disagree with \(w.rows)x\(w.columns)")
                 }
             }
         case .propagate, .merge:

@@ -102,10 +102,7 @@ public final class Coordinator: @unchecked Sendable {  // loop-only state checke
     private let wakeReceiver: ZMQSocket
     /// The thread running the loop (nil before it starts), for `assertOnLoop`.
     private let loopThread = Mutex<ObjectIdentifier?>(nil)
-    private let stopLock = NSLock()
-    private var stopRequested = false
-    private let stopped = DispatchSemaphore(value: 0)
-    private var loopStarted = false
+    private let loopStop = LoopStop()
 
     private let trafficLock = NSLock()
     private var _traffic = TrafficCounters()
@@ -211,14 +208,7 @@ public final class Coordinator: @unchecked Sendable {  // loop-only state checke
 
     /// Asks the loop to stop and waits for it (and for background work) to finish.
     public func stop() {
-        let wait = stopLock.withLock { () -> Bool in
-            stopRequested = true
-            return loopStarted
-        }
-        if wait {
-            stopped.wait()
-            stopped.signal()
-        }  // re-signal: stop() may be called again
+        loopStop.requestAndWait()
         work.sync {}
         router.close()
         pub.close()
@@ -230,11 +220,11 @@ public final class Coordinator: @unchecked Sendable {  // loop-only state checke
 
     /// Makes the loop return soon (safe from any thread or a signal handler's queue).
     public func requestStop() {
-        stopLock.withLock { stopRequested = true }
+        loopStop.request()
         post {}
     }
 
-    var shouldStop: Bool { stopLock.withLock { stopRequested } }
+    var shouldStop: Bool { loopStop.isRequested }
 
     /// Runs f on the loop thread soon, waking the loop if it waits.
     func post(_ f: @escaping @Sendable () -> Void) {
@@ -253,9 +243,9 @@ public final class Coordinator: @unchecked Sendable {  // loop-only state checke
 
     /// The event loop: messages, heartbeats, liveness, scheduling.
     public func run() {
-        stopLock.withLock { loopStarted = true }
+        loopStop.loopStarted()
         loopThread.withLock { $0 = ObjectIdentifier(Thread.current) }
-        defer { stopped.signal() }
+        defer { loopStop.loopReturned() }
         log.info(
             "coordinator listening", metadata: ["listen": "\(endpoints.listen)", "publish": "\(endpoints.publish)"])
         let poller = ZMQPoller()
@@ -354,12 +344,10 @@ public final class Coordinator: @unchecked Sendable {  // loop-only state checke
         case .workerHello?, .submitRequest?, .statusRequest?, .cancelRequest?, .listWorkersRequest?, .snapshotRequest?,
             .rangeFetchRequest?:
             let path = config.dataDir.appendingPathComponent(LocalToken.fileName).path
-            var e = Kiln_V1_Error()
-            e.code = .unauthorized
-            e.field = "auth_token"
-            e.message =
+            let e = Kiln_V1_Error(
+                .unauthorized, field: "auth_token",
                 "this coordinator requires its token; run as a user who can read \(path), or pass --token-file "
-                + "\(path) (or set KILN_TOKEN_FILE)"
+                    + "\(path) (or set KILN_TOKEN_FILE)")
             reply(routing, Message(.error(e), correlationID: m.correlationID))
         default:
             return

@@ -48,13 +48,14 @@ public enum GGUFOutput {
 
     /// The GGUF blocks of one quantized linear.
     public static func blocks(_ q: QuantizedLinear, format: OutputFormat) throws -> GGUFQuantizedTensor {
-        guard q.groupSize == 32, q.columns % 32 == 0,
-            q.groupIndex.enumerated().allSatisfy({ Int($0.element) == $0.offset / 32 })
+        let w = q.weight
+        guard w.groupSize == 32, w.columns % 32 == 0,
+            w.groupIndex.enumerated().allSatisfy({ Int($0.element) == $0.offset / 32 })
         else {
             throw JobError("\(q.tensor): groups are not GGUF's consecutive blocks of 32 columns")
         }
         return GGUFQuantizedTensor(
-            type: dtype(format), shape: [q.rows, q.columns], codes: q.codes, parameters: q.parameters)
+            type: dtype(format), shape: [w.rows, w.columns], codes: w.codes, parameters: w.parameters)
     }
 
     /// `linears` is read one tensor at a time, in the file's tensor order.

@@ -13,9 +13,7 @@ public enum GPTQOutput {
     /// The weights a GPTQ runtime reconstructs from the file: fp16(scale) * (code - zero),
     /// in the input file's row layout.
     public static func storedWeights(_ q: QuantizedLinear) -> Matrix {
-        dequantize(
-            rows: q.rows, columns: q.columns, codes: q.codes, parameters: q.parameters, groupIndex: q.groupIndex,
-            groupCount: q.groupCount, value: GPTQLinear.storedValue)
+        q.weight.dequantize(value: GPTQLinear.storedValue)
     }
 
     static func permuteRows<T>(_ a: [T], width: Int, order: [Int]) -> [T] {
@@ -125,20 +123,21 @@ public enum GPTQOutput {
         _ q: QuantizedLinear, source src: String, prefix: String, view: any ModelView, recipe: QuantRecipe
     ) throws -> GPTQLinear {
         let c = view.config
-        var codes = q.codes
-        var params = q.parameters
+        let w = q.weight
+        var codes = w.codes
+        var params = w.parameters
         var bias = view.has(biasName(src)) ? try view.load(biasName(src)).data : nil
         let interleaved = fileRopeLayout(architecture: c.architecture.lowercased(), naming: view.naming) == .interleaved
         if interleaved, let l = Linear(rawValue: q.linear), l == .attnQ || l == .attnK {
-            let order = RopePermutation.halvesOrder(rows: q.rows, heads: l == .attnQ ? c.headCount : c.kvHeadCount)
-            codes = permuteRows(codes, width: q.columns, order: order)
-            params = permuteRows(params, width: q.groupCount, order: order)
+            let order = RopePermutation.halvesOrder(rows: w.rows, heads: l == .attnQ ? c.headCount : c.kvHeadCount)
+            codes = permuteRows(codes, width: w.columns, order: order)
+            params = permuteRows(params, width: w.groupCount, order: order)
             bias = bias.map { permuteRows($0, width: 1, order: order) }
         }
         return GPTQLinear(
-            prefix: prefix, outFeatures: q.rows, inFeatures: q.columns, bits: recipe.bits,
+            prefix: prefix, outFeatures: w.rows, inFeatures: w.columns, bits: recipe.bits,
             groupSize: recipe.groupSize, codes: codes, scales: params.map(\.scale),
-            zeros: params.map { Int($0.zero) }, gIdx: q.groupIndex.map(Int.init), bias: bias)
+            zeros: params.map { Int($0.zero) }, gIdx: w.groupIndex.map(Int.init), bias: bias)
     }
 
     /// config.json bytes and tokenizer files: the HF input's own, or built from GGUF metadata.

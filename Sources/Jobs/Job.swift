@@ -68,11 +68,7 @@ public enum Job {
         times.evalAfter = seconds(since: t0)
         times.total = seconds(since: start)
 
-        let linearReports = graph.reconstructions.flatMap(\.linears).map {
-            LinearReport(
-                tensor: $0.tensor, block: $0.block, linear: $0.linear, outputError: $0.outputError,
-                relativeError: $0.relativeError, gptqLoss: $0.gptqLoss, seconds: $0.seconds)
-        }
+        let linearReports = graph.reconstructions.flatMap(\.linears).map(LinearReport.init)
         if let f = gptqFormat { notes.append("checkpoint format \(f)") }
         let report = JobReport(
             spec: spec, output: spec.output, calibrationTokens: ctx.calibrationTokens,

@@ -19,9 +19,9 @@ public struct QuantizedLinearSummary: Sendable, Equatable {
     public var hasZeroPointZero: Bool
 
     public init(_ q: QuantizedLinear) {
-        rows = q.rows
-        columns = q.columns
-        hasZeroPointZero = q.parameters.contains { $0.zero == 0 }
+        rows = q.weight.rows
+        columns = q.weight.columns
+        hasZeroPointZero = q.weight.parameters.contains { $0.zero == 0 }
     }
 }
 

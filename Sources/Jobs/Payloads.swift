@@ -56,17 +56,9 @@ public struct QuantizedLinear: Sendable, Equatable {
     public var block: Int
     /// Tensor name in the input file.
     public var tensor: String
-    public var rows: Int
-    public var columns: Int
-    public var recipe: QuantRecipe
-    public var groupSize: Int
-    public var groupCount: Int
-    /// [rows, columns] in the file's column order (Q8_0: int8 bit patterns).
-    public var codes: [UInt8]
-    /// [rows, groupCount]: scale / zero as the grid defines them (GGUF: fp16-rounded).
-    public var parameters: [GroupParameters]
-    /// Group of each input column.
-    public var groupIndex: [Int32]
+    /// Codes, parameters and group index in the file's column order; their grid values are
+    /// bit for bit what the quantizer produced (checked when the result is made).
+    public var weight: QuantizedTensor
     /// Per-token output error sum((W - Q) X^T)^2 / tokens, from the Hessian.
     public var outputError: Double
     /// outputError / (the same for Q = 0): the error relative to the output's energy.
@@ -77,35 +69,18 @@ public struct QuantizedLinear: Sendable, Equatable {
     public var seconds: Double
 
     public init(
-        linear: String, block: Int, tensor: String, rows: Int, columns: Int, recipe: QuantRecipe, groupSize: Int,
-        groupCount: Int, codes: [UInt8], parameters: [GroupParameters], groupIndex: [Int32], outputError: Double,
+        linear: String, block: Int, tensor: String, weight: QuantizedTensor, outputError: Double,
         relativeError: Double, gptqLoss: Double, deadColumns: Int, seconds: Double
     ) {
         self.linear = linear
         self.block = block
         self.tensor = tensor
-        self.rows = rows
-        self.columns = columns
-        self.recipe = recipe
-        self.groupSize = groupSize
-        self.groupCount = groupCount
-        self.codes = codes
-        self.parameters = parameters
-        self.groupIndex = groupIndex
+        self.weight = weight
         self.outputError = outputError
         self.relativeError = relativeError
         self.gptqLoss = gptqLoss
         self.deadColumns = deadColumns
         self.seconds = seconds
-    }
-
-    /// The weights this linear stands for: the grid's value of every code, bit for bit
-    /// what the quantizer produced (checked when the result is made).
-    public func dequantized() -> Matrix {
-        let grid = recipe.makeGrid()
-        return dequantize(
-            rows: rows, columns: columns, codes: codes, parameters: parameters, groupIndex: groupIndex,
-            groupCount: groupCount, value: grid.value)
     }
 }
 

@@ -25,17 +25,15 @@ public struct LinearReport: Codable, Sendable, Equatable {
     public var gptqLoss: Double
     public var seconds: Double
 
-    public init(
-        tensor: String, block: Int, linear: String, outputError: Double, relativeError: Double, gptqLoss: Double,
-        seconds: Double
-    ) {
-        self.tensor = tensor
-        self.block = block
-        self.linear = linear
-        self.outputError = outputError
-        self.relativeError = relativeError
-        self.gptqLoss = gptqLoss
-        self.seconds = seconds
+    /// The report line of a quantized linear (`kiln run`'s and the cluster's alike).
+    public init(_ q: QuantizedLinear) {
+        tensor = q.tensor
+        block = q.block
+        linear = q.linear
+        outputError = q.outputError
+        relativeError = q.relativeError
+        gptqLoss = q.gptqLoss
+        seconds = q.seconds
     }
 }
 

@@ -161,12 +161,12 @@ public enum Tasks {
             let energy = OutputError.fromHessian(
                 weight: w, quantized: Matrix(rows: w.rows, cols: w.cols), hessian: hTokens)
             let ql = QuantizedLinear(
-                linear: name, block: input.block, tensor: tensor, rows: q.rows, columns: q.columns, recipe: recipe,
-                groupSize: q.groupSize, groupCount: q.groupCount, codes: q.codes, parameters: q.parameters,
-                groupIndex: q.groupIndex, outputError: err, relativeError: energy > 0 ? err / energy : 0,
-                gptqLoss: loss, deadColumns: dead, seconds: seconds(since: t0))
+                linear: name, block: input.block, tensor: tensor, weight: q.stored, outputError: err,
+                relativeError: energy > 0 ? err / energy : 0, gptqLoss: loss, deadColumns: dead,
+                seconds: seconds(since: t0))
             // The payload must stand for exactly what the quantizer produced.
-            guard ql.dequantized().data.elementsEqual(q.dequantized.data, by: { $0.bitPattern == $1.bitPattern }) else {
+            guard ql.weight.dequantized().data.elementsEqual(q.dequantized.data, by: { $0.bitPattern == $1.bitPattern })
+            else {
                 throw JobError("\(tensor): codes and parameters do not reproduce the quantizer's weights")
             }
             out.append(ql)
@@ -181,7 +181,7 @@ public enum Tasks {
         quantized: [QuantizedLinear]
     ) throws -> PropagateResult {
         var blk = try ctx.block(b)
-        for q in quantized where q.block == b { try blk.setWeight(q.linear, q.dequantized()) }
+        for q in quantized where q.block == b { try blk.setWeight(q.linear, q.weight.dequantized()) }
         let inputs = try input(ctx, store: store, block: b, shard: s)
         let outputs = inputs.map { blk.forward(hidden: $0, context: ForwardContext()) }
         try store.put(shard: s, ShardActivations(block: b + 1, windows: outputs))

@@ -65,12 +65,7 @@ public struct ChunkSender: Sendable {
         self.credit = window
         self.payload = tensor.bytes
         self.chunkCount = (tensor.bytes.count - 1) / chunkSize + 1
-        var h = tensor.header
-        h.transferID = 0
-        h.chunkIndex = 0
-        h.chunkCount = 0
-        h.chunkSize = 0
-        h.chunkChecksum = 0
+        var h = tensor.header.withoutChunkFields
         // One pass over the bytes: the chunk checksums, combined into the whole.
         let count = (tensor.bytes.count - 1) / chunkSize + 1
         var sums = [UInt32]()
@@ -216,13 +211,7 @@ public struct ChunkReceiver: Sendable {
         self.limits = limits
         chunkCount = Int(layout.chunkCount)
         chunkSize = Int(layout.chunkSize)
-        var h = header
-        h.transferID = 0
-        h.chunkIndex = 0
-        h.chunkCount = 0
-        h.chunkSize = 0
-        h.chunkChecksum = 0
-        tensorHeader = h
+        tensorHeader = header.withoutChunkFields
         buffer = Data(count: Int(layout.byteLength))
         received = [Bool](repeating: false, count: chunkCount)
         chunkChecksums = [UInt32](repeating: 0, count: chunkCount)
@@ -245,13 +234,8 @@ public struct ChunkReceiver: Sendable {
             throw ProtocolError.invalidField(
                 field: "tensors[0].transfer_id", reason: "\(h.transferID), expected \(transferID)")
         }
-        var base = h
-        base.transferID = 0
-        base.chunkIndex = 0
-        base.chunkCount = 0
-        base.chunkSize = 0
-        base.chunkChecksum = 0
-        guard base == tensorHeader, Int(h.chunkCount) == chunkCount, Int(h.chunkSize) == chunkSize else {
+        guard h.withoutChunkFields == tensorHeader, Int(h.chunkCount) == chunkCount, Int(h.chunkSize) == chunkSize
+        else {
             throw ProtocolError.invalidField(
                 field: "tensors[0]", reason: "chunk \(h.chunkIndex) describes a different tensor than earlier chunks")
         }
@@ -350,5 +334,18 @@ public struct ChunkReceiver: Sendable {
                 field: "tensors[0].checksum", expected: tensorHeader.checksum, actual: UInt64(whole))
         }
         return TensorFrame(header: tensorHeader, bytes: buffer)
+    }
+}
+
+extension Kiln_V1_TensorHeader {
+    /// The header of the whole tensor: every chunk's header is this plus the chunk fields.
+    var withoutChunkFields: Kiln_V1_TensorHeader {
+        var h = self
+        h.transferID = 0
+        h.chunkIndex = 0
+        h.chunkCount = 0
+        h.chunkSize = 0
+        h.chunkChecksum = 0
+        return h
     }
 }

@@ -67,11 +67,15 @@ public enum ProtocolError: Error, Equatable, Sendable, CustomStringConvertible {
     }
 
     /// The error as sent back to a peer.
-    public var wireError: Kiln_V1_Error {
-        var e = Kiln_V1_Error()
-        e.code = code
-        e.message = description
-        e.field = field
-        return e
+    public var wireError: Kiln_V1_Error { Kiln_V1_Error(code, field: field, description) }
+}
+
+extension Kiln_V1_Error {
+    /// An error to send: its code, the field it concerns ("" for none) and what went wrong.
+    public init(_ code: Kiln_V1_ErrorCode, field: String = "", _ message: String) {
+        self.init()
+        self.code = code
+        self.field = field
+        self.message = message
     }
 }

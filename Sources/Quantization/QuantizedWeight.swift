@@ -1,21 +1,63 @@
 import Tensor
 
-/// A quantized linear weight [out, in]: integer codes, per (row, group) parameters and
-/// the group of every input column, plus the dequantized weights for checking.
-public struct QuantizedWeight: Sendable, Equatable {
-    public let rows: Int
-    public let columns: Int
-    public let recipe: QuantRecipe
+/// A quantized linear weight [out, in] as it is stored and sent: integer codes, per
+/// (row, group) parameters and the group of every input column. The writers pack it,
+/// the cluster carries it, and propagate runs with its dequantized values.
+public struct QuantizedTensor: Sendable, Equatable {
+    public var rows: Int
+    public var columns: Int
+    public var recipe: QuantRecipe
     /// Columns per group (== columns for per-channel).
-    public let groupSize: Int
-    public let groupCount: Int
+    public var groupSize: Int
+    public var groupCount: Int
     /// Codes [rows, columns] in the original column order (0...2^bits-1; Q8_0: int8 bit patterns).
     public var codes: [UInt8]
-    /// Parameters [rows, groupCount], row-major.
+    /// Parameters [rows, groupCount], row-major: scale / zero as the grid defines them (GGUF: fp16-rounded).
     public var parameters: [GroupParameters]
     /// g_idx: the group of each original input column (HF GPTQ layout). Without act-order
     /// (or with static groups) this is column / groupSize.
     public var groupIndex: [Int32]
+
+    public init(
+        rows: Int, columns: Int, recipe: QuantRecipe, groupSize: Int, groupCount: Int, codes: [UInt8],
+        parameters: [GroupParameters], groupIndex: [Int32]
+    ) {
+        self.rows = rows
+        self.columns = columns
+        self.recipe = recipe
+        self.groupSize = groupSize
+        self.groupCount = groupCount
+        self.codes = codes
+        self.parameters = parameters
+        self.groupIndex = groupIndex
+    }
+
+    /// Scales [rows, groupCount] (GGUF: fp16-rounded d).
+    public var scales: [Float] { parameters.map(\.scale) }
+    /// Zero points [rows, groupCount] (`.integer`: code units; Q4_1: fp16-rounded m; see GroupParameters).
+    public var zeros: [Float] { parameters.map(\.zero) }
+
+    public func parameters(row: Int, group: Int) -> GroupParameters { parameters[row * groupCount + group] }
+
+    /// The grid's value of every code, [rows, columns].
+    public func dequantized() -> Matrix {
+        dequantize(value: recipe.makeGrid().value)
+    }
+
+    /// `value(code, parameters)` of every code, [rows, columns].
+    public func dequantize(value: (UInt8, GroupParameters) -> Float) -> Matrix {
+        Tensor.dequantize(
+            rows: rows, columns: columns, codes: codes, parameters: parameters, groupIndex: groupIndex,
+            groupCount: groupCount, value: value)
+    }
+}
+
+/// A quantizer's result: the stored tensor plus, for checking, the act-order permutations
+/// and the dequantized weights as the quantizer computed them. The stored fields read
+/// through (`weight.codes`).
+@dynamicMemberLookup
+public struct QuantizedWeight: Sendable, Equatable {
+    public var stored: QuantizedTensor
     /// Act-order only: position -> original column (perm) and its inverse (invperm).
     public var permutation: [Int32]?
     public var inversePermutation: [Int32]?
@@ -27,25 +69,17 @@ public struct QuantizedWeight: Sendable, Equatable {
         parameters: [GroupParameters], groupIndex: [Int32], permutation: [Int32]?,
         inversePermutation: [Int32]?, dequantized: Matrix
     ) {
-        self.rows = rows
-        self.columns = columns
-        self.recipe = recipe
-        self.groupSize = groupSize
-        self.groupCount = groupCount
-        self.codes = codes
-        self.parameters = parameters
-        self.groupIndex = groupIndex
+        stored = QuantizedTensor(
+            rows: rows, columns: columns, recipe: recipe, groupSize: groupSize, groupCount: groupCount, codes: codes,
+            parameters: parameters, groupIndex: groupIndex)
         self.permutation = permutation
         self.inversePermutation = inversePermutation
         self.dequantized = dequantized
     }
 
-    /// Scales [rows, groupCount] (GGUF: fp16-rounded d).
-    public var scales: [Float] { parameters.map(\.scale) }
-    /// Zero points [rows, groupCount] (`.integer`: code units; Q4_1: fp16-rounded m; see GroupParameters).
-    public var zeros: [Float] { parameters.map(\.zero) }
+    public subscript<T>(dynamicMember field: KeyPath<QuantizedTensor, T>) -> T { stored[keyPath: field] }
 
-    public func parameters(row: Int, group: Int) -> GroupParameters { parameters[row * groupCount + group] }
+    public func parameters(row: Int, group: Int) -> GroupParameters { stored.parameters(row: row, group: group) }
 }
 
 /// The GPTQ result: the quantized weight and the reference's per-weight Losses

@@ -94,35 +94,31 @@ final class TaskRunner: @unchecked Sendable {
         _ a: Kiln_V1_TaskAssignment, _ status: Kiln_V1_TaskStatus, _ code: Kiln_V1_ErrorCode,
         field: String, _ msg: String
     ) -> Message {
+        var r = result(for: a)
+        r.status = status
+        r.error = Kiln_V1_Error(code, field: field, msg)
+        return Message(.taskResult(r))
+    }
+
+    /// A result naming its assignment (task, attempt, job), to be filled in.
+    static func result(for a: Kiln_V1_TaskAssignment) -> Kiln_V1_TaskResult {
         var r = Kiln_V1_TaskResult()
         r.taskID = a.taskID
         r.attempt = a.attempt
         r.jobID = a.jobID
-        r.status = status
-        var e = Kiln_V1_Error()
-        e.code = code
-        e.field = field
-        e.message = msg
-        r.error = e
-        return Message(.taskResult(r))
+        return r
     }
 
     /// One task: Jobs' task function through ClusterExecution, result encoded with its checksum.
     private func execute(_ a: Kiln_V1_TaskAssignment, input: Data) -> Message {
         let t0 = DispatchTime.now()
-        var r = Kiln_V1_TaskResult()
-        r.taskID = a.taskID
-        r.attempt = a.attempt
-        r.jobID = a.jobID
+        var r = Self.result(for: a)
+        func elapsedMs() -> UInt64 { UInt64((DispatchTime.now().uptimeNanoseconds - t0.uptimeNanoseconds) / 1_000_000) }
         func fail(_ status: Kiln_V1_TaskStatus, _ code: Kiln_V1_ErrorCode, field: String, _ msg: String) -> Message {
             log("task \(a.taskID) failed: \(msg)")
             r.status = status
-            var e = Kiln_V1_Error()
-            e.code = code
-            e.field = field
-            e.message = msg
-            r.error = e
-            r.elapsedMs = UInt64((DispatchTime.now().uptimeNanoseconds - t0.uptimeNanoseconds) / 1_000_000)
+            r.error = Kiln_V1_Error(code, field: field, msg)
+            r.elapsedMs = elapsedMs()
             return Message(.taskResult(r))
         }
         guard let task = TaskID(wireName: a.taskID) else {
@@ -145,7 +141,7 @@ final class TaskRunner: @unchecked Sendable {
             let frame = try TensorFrame(name: "result", dtype: .u8, shape: [payload.count], bytes: payload)
             r.status = .ok
             r.outputs = [frame.header]
-            r.elapsedMs = UInt64((DispatchTime.now().uptimeNanoseconds - t0.uptimeNanoseconds) / 1_000_000)
+            r.elapsedMs = elapsedMs()
             r.metrics = ["bytes": Double(payload.count)]
             return Message(.taskResult(r), tensors: [frame])
         } catch let e as MissingActivations {

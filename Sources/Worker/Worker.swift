@@ -70,10 +70,7 @@ public final class Worker: @unchecked Sendable {
     private var outgoing: OutgoingTransfers
     private var incoming: IncomingTransfers
     private let fetcher = RangeFetcher()
-    private let stopLock = NSLock()
-    private var stopRequested = false
-    private let stopped = DispatchSemaphore(value: 0)
-    private var started = false
+    private let loopStop = LoopStop()
     /// Results handed to the socket (guarded by outLock: tests and the CLI read it from other threads).
     private var tasksRunCount = 0
     public var tasksRun: Int { outLock.withLock { tasksRunCount } }
@@ -148,26 +145,19 @@ public final class Worker: @unchecked Sendable {
 
     /// Says goodbye, stops the loop and the compute thread.
     public func stop() {
-        let wait = stopLock.withLock { () -> Bool in
-            stopRequested = true
-            return started
-        }
-        if wait {
-            stopped.wait()
-            stopped.signal()
-        }  // re-signal: stop() may be called again
+        loopStop.requestAndWait()
         fetcher.cancelAll("worker stopping")
         runner.stop()
     }
 
     /// Makes the loop say goodbye and return soon (safe from any thread).
-    public func requestStop() { stopLock.withLock { stopRequested = true } }
+    public func requestStop() { loopStop.request() }
 
-    private var shouldStop: Bool { stopLock.withLock { stopRequested } }
+    private var shouldStop: Bool { loopStop.isRequested }
 
     public func run() {
-        stopLock.withLock { started = true }
-        defer { stopped.signal() }
+        loopStop.loopStarted()
+        defer { loopStop.loopReturned() }
         while !shouldStop {
             do {
                 try connect()

@@ -151,24 +151,22 @@ public final class ZMQSocket: @unchecked Sendable {
 
     // MARK: endpoints
 
-    public func bind(_ endpoint: String) throws {
-        let h = try live("bind", endpoint: endpoint)
-        if zmq_bind(h, endpoint) != 0 { throw ZMQError.last("bind", endpoint: endpoint) }
-    }
+    public func bind(_ endpoint: String) throws { try onEndpoint("bind", endpoint) { zmq_bind($0, $1) } }
 
-    public func connect(_ endpoint: String) throws {
-        let h = try live("connect", endpoint: endpoint)
-        if zmq_connect(h, endpoint) != 0 { throw ZMQError.last("connect", endpoint: endpoint) }
-    }
+    public func connect(_ endpoint: String) throws { try onEndpoint("connect", endpoint) { zmq_connect($0, $1) } }
 
-    public func unbind(_ endpoint: String) throws {
-        let h = try live("unbind", endpoint: endpoint)
-        if zmq_unbind(h, endpoint) != 0 { throw ZMQError.last("unbind", endpoint: endpoint) }
-    }
+    public func unbind(_ endpoint: String) throws { try onEndpoint("unbind", endpoint) { zmq_unbind($0, $1) } }
 
     public func disconnect(_ endpoint: String) throws {
-        let h = try live("disconnect", endpoint: endpoint)
-        if zmq_disconnect(h, endpoint) != 0 { throw ZMQError.last("disconnect", endpoint: endpoint) }
+        try onEndpoint("disconnect", endpoint) { zmq_disconnect($0, $1) }
+    }
+
+    /// One libzmq call on an endpoint (zmq_bind, zmq_connect...); its failure names both.
+    private func onEndpoint(
+        _ op: String, _ endpoint: String, _ call: (UnsafeMutableRawPointer, String) -> Int32
+    ) throws {
+        let h = try live(op, endpoint: endpoint)
+        if call(h, endpoint) != 0 { throw ZMQError.last(op, endpoint: endpoint) }
     }
 
     /// The endpoint last bound (resolves `tcp://127.0.0.1:*` to the real port).

@@ -24,11 +24,7 @@ struct CoordinatorOptions: ParsableArguments {
             valueName: "file"))
     var curveSecret: String?
 
-    @Option(
-        help: ArgumentHelp(
-            "File holding the coordinator's token, its DATA_DIR/token (default: $KILN_TOKEN_FILE); "
-                + "a coordinator without CURVE keys requires it.", valueName: "file"))
-    var tokenFile: String?
+    @OptionGroup var token: TokenFileOption
 
     @Option(help: "Seconds to wait for each answer from the coordinator.")
     var timeout = 5.0
@@ -55,10 +51,9 @@ struct CoordinatorOptions: ParsableArguments {
             security.source = "--curve-server-key \(file)" + (secretFile.map { ", --curve-secret \($0)" } ?? "")
             return security
         }
-        let token = try readTokenFile(explicit: tokenFile, environment: env)
         return try CoordinatorClient(
             endpoint: endpoint, timeoutMs: Int((timeout * 1000).rounded()), security: security,
-            token: token)
+            token: try token.read(environment: env))
     }
 }
 
@@ -112,25 +107,34 @@ func readSecretKey(_ path: String, what: String) throws -> ZMQCurveKeyPair {
     }
 }
 
-/// The coordinator's token from --token-file, else $KILN_TOKEN_FILE; nil if neither is set.
-func readTokenFile(explicit: String?, environment: [String: String]) throws -> String? {
-    let (path, what): (String, String)
-    if let explicit {
-        (path, what) = (explicit, "--token-file")
-    } else if let env = environment["KILN_TOKEN_FILE"], !env.isEmpty {
-        (path, what) = (env, "KILN_TOKEN_FILE")
-    } else {
-        return nil
+/// --token-file, as the client commands and `kiln worker` take it.
+struct TokenFileOption: ParsableArguments {
+    @Option(
+        help: ArgumentHelp(
+            "File holding the coordinator's token, its DATA_DIR/token (default: $KILN_TOKEN_FILE); "
+                + "a coordinator without CURVE keys requires it.", valueName: "file"))
+    var tokenFile: String?
+
+    /// The coordinator's token from --token-file, else $KILN_TOKEN_FILE; nil if neither is set.
+    func read(environment: [String: String]) throws -> String? {
+        let (path, what): (String, String)
+        if let explicit = tokenFile {
+            (path, what) = (explicit, "--token-file")
+        } else if let env = environment["KILN_TOKEN_FILE"], !env.isEmpty {
+            (path, what) = (env, "KILN_TOKEN_FILE")
+        } else {
+            return nil
+        }
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw UserError(
+                "\(what) \(path): cannot read the token (\(error.localizedDescription)); it is the coordinator's "
+                    + "DATA_DIR/token, readable by the user who runs the coordinator")
+        }
+        guard let token = LocalToken.parse(text) else {
+            throw UserError(
+                "\(what) \(path): not a coordinator token (64 hex digits); pass the coordinator's DATA_DIR/token")
+        }
+        return token
     }
-    let text: String
-    do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-        throw UserError(
-            "\(what) \(path): cannot read the token (\(error.localizedDescription)); it is the coordinator's "
-                + "DATA_DIR/token, readable by the user who runs the coordinator")
-    }
-    guard let token = LocalToken.parse(text) else {
-        throw UserError(
-            "\(what) \(path): not a coordinator token (64 hex digits); pass the coordinator's DATA_DIR/token")
-    }
-    return token
 }

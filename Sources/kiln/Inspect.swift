@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Jobs
 import ModelIO
 
 struct Inspect: ParsableCommand {
@@ -48,7 +49,8 @@ struct Inspect: ParsableCommand {
             print("format        \(view.format)")
             print("architecture  \(c.architecture)")
             print(
-                "parameters    \(params) (\(formatBytes(totalBytes)) of tensor data in \(view.tensors.count) tensors)")
+                "parameters    \(params) (\(MemoryEstimate.format(UInt64(totalBytes))) of tensor data in \(view.tensors.count) tensors)"
+            )
             print("hidden        \(c.hiddenSize)   ffn \(c.intermediateSize)   layers \(c.layerCount)")
             print(
                 "heads         \(c.headCount)   kv heads \(c.kvHeadCount)   head dim \(c.headCount > 0 ? c.hiddenSize / c.headCount : 0)"

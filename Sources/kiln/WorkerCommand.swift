@@ -21,11 +21,7 @@ struct WorkerCommand: ParsableCommand {
     var curveServerKey: String?
     @Option(help: "File holding this worker's CURVE secret key (Z85); generated if omitted.")
     var curveSecret: String?
-    @Option(
-        help: ArgumentHelp(
-            "File holding the coordinator's token, its DATA_DIR/token (default: $KILN_TOKEN_FILE); "
-                + "a coordinator without CURVE keys requires it.", valueName: "file"))
-    var tokenFile: String?
+    @OptionGroup var token: TokenFileOption
     @Option(
         help: ArgumentHelp(
             "Where a model fetched from the coordinator is kept (default: a kiln-worker-ID directory under the temporary directory).",
@@ -56,7 +52,7 @@ struct WorkerCommand: ParsableCommand {
             if let f = curveServerKey {
                 c.curveKeySource = "--curve-server-key \(f)" + (curveSecret.map { ", --curve-secret \($0)" } ?? "")
             }
-            c.token = try readTokenFile(explicit: tokenFile, environment: ProcessInfo.processInfo.environment)
+            c.token = try token.read(environment: ProcessInfo.processInfo.environment)
             c.fetchModel = fetchModel
             if let d = cacheDir { c.cacheDirectory = URL(fileURLWithPath: d) }
             let worker = Worker(config: c)

@@ -23,9 +23,8 @@ final class TaskPayloadProtoTests: XCTestCase {
     /// A 2x4 linear in two groups of 2, with Floats and Doubles whose bit patterns a
     /// lossy encoding would change (a NaN payload, a subnormal, negative zero).
     func linear() -> QuantizedLinear {
-        QuantizedLinear(
-            linear: "attn_q", block: 1, tensor: "blk.1.attn_q.weight", rows: 2, columns: 4,
-            recipe: QuantRecipe(bits: 4, groupSize: 2), groupSize: 2, groupCount: 2,
+        let weight = QuantizedTensor(
+            rows: 2, columns: 4, recipe: QuantRecipe(bits: 4, groupSize: 2), groupSize: 2, groupCount: 2,
             codes: [0, 15, 7, 8, 1, 2, 3, 4],
             parameters: [
                 GroupParameters(scale: Float(bitPattern: 0x7FC0_1234), zero: -0.0, inverse: .leastNonzeroMagnitude),
@@ -33,8 +32,11 @@ final class TaskPayloadProtoTests: XCTestCase {
                 GroupParameters(scale: .greatestFiniteMagnitude, zero: 1),
                 GroupParameters(scale: 1 / 3, zero: 7, inverse: 3, minimum: .infinity),
             ],
-            groupIndex: [0, 0, 1, 1], outputError: Double(bitPattern: 0x7FF8_0000_0000_BEEF), relativeError: 1e-300,
-            gptqLoss: -0.0, deadColumns: 1, seconds: 0.1)
+            groupIndex: [0, 0, 1, 1])
+        return QuantizedLinear(
+            linear: "attn_q", block: 1, tensor: "blk.1.attn_q.weight", weight: weight,
+            outputError: Double(bitPattern: 0x7FF8_0000_0000_BEEF), relativeError: 1e-300, gptqLoss: -0.0,
+            deadColumns: 1, seconds: 0.1)
     }
 
     func reconstructBytes() throws -> Data {
@@ -82,14 +84,15 @@ final class TaskPayloadProtoTests: XCTestCase {
         func bits(_ p: [GroupParameters]) -> [UInt32] {
             p.flatMap { [$0.scale, $0.zero, $0.inverse, $0.minimum].map(\.bitPattern) }
         }
-        XCTAssertEqual(bits(b.parameters), bits(a.parameters))
+        XCTAssertEqual(bits(b.weight.parameters), bits(a.weight.parameters))
         XCTAssertEqual(
             [b.outputError, b.relativeError, b.gptqLoss, b.seconds].map(\.bitPattern),
             [a.outputError, a.relativeError, a.gptqLoss, a.seconds].map(\.bitPattern))
-        XCTAssertEqual(b.codes, a.codes)
-        XCTAssertEqual(b.groupIndex, a.groupIndex)
-        XCTAssertEqual(b.recipe, a.recipe)
-        XCTAssertEqual([b.rows, b.columns, b.groupSize, b.groupCount, b.deadColumns, b.block], [2, 4, 2, 2, 1, 1])
+        XCTAssertEqual(b.weight.codes, a.weight.codes)
+        XCTAssertEqual(b.weight.groupIndex, a.weight.groupIndex)
+        XCTAssertEqual(b.weight.recipe, a.weight.recipe)
+        let w = b.weight
+        XCTAssertEqual([w.rows, w.columns, w.groupSize, w.groupCount, b.deadColumns, b.block], [2, 4, 2, 2, 1, 1])
         XCTAssertEqual([b.linear, b.tensor], [a.linear, a.tensor])
     }
 

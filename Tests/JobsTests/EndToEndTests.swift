@@ -30,7 +30,7 @@ final class EndToEndTests: XCTestCase {
             XCTAssertEqual(g.linears.count, 2 * 7)
             for (name, q) in g.linears {
                 XCTAssertEqual(back.info(name)?.dtype.rawValue, format.rawValue.dropFirst(5).uppercased(), name)
-                XCTAssertTrue(try bits(back.load(name)) == bits(q.dequantized()), "\(format) \(name)")
+                XCTAssertTrue(try bits(back.load(name)) == bits(q.weight.dequantized()), "\(format) \(name)")
             }
             // Other tensors: raw copies.
             for t in input.tensors where g.linears[t.name] == nil {
@@ -59,7 +59,7 @@ final class EndToEndTests: XCTestCase {
             for t in tensors {
                 let name = t["name"] as! String
                 let py = (t["f32_bits"] as! [NSNumber]).map { $0.uint32Value }
-                XCTAssertTrue(py == bits(linears[name]!.dequantized()), "gguf package disagrees on \(name)")
+                XCTAssertTrue(py == bits(linears[name]!.weight.dequantized()), "gguf package disagrees on \(name)")
             }
             let meta = j["metadata"] as! [String: Any]
             XCTAssertNotNil(meta["tokenizer.ggml.tokens"])
@@ -114,7 +114,7 @@ final class EndToEndTests: XCTestCase {
             ("model.layers.1.self_attn.k_proj", "blk.1.attn_k.weight", c.kvHeadCount),
             ("model.layers.1.mlp.down_proj", "blk.1.ffn_down.weight", 0),
         ] {
-            let q = g.linears[src]!
+            let q = g.linears[src]!.weight
             func i32(_ n: String) throws -> [Int32] {
                 let d = try st.rawBytes(hf + "." + n)
                 return d.withUnsafeBytes { Array($0.bindMemory(to: Int32.self)) }
@@ -137,7 +137,7 @@ final class EndToEndTests: XCTestCase {
                         * Float(Int(codes[o * q.columns + i]) - zeros[o * ng + gg])
                 }
             }
-            var expected = GPTQOutput.storedWeights(q)
+            var expected = GPTQOutput.storedWeights(g.linears[src]!)
             if heads > 0 { expected = RopePermutation.interleavedToHalves(expected, heads: heads) }
             XCTAssertTrue(bits(w) == bits(expected), hf)
         }
