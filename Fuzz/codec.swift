@@ -26,7 +26,7 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         else { fatalError("a decoded TaskOutput does not survive its own round trip") }
         if case let .reconstruct(r) = output {
             // The decoder's checks are what make this safe to index.
-            for l in r.linears { _ = l.dequantized() }
+            for l in r.linears { _ = l.weight.dequantized() }
         }
     }
     return 0
@@ -50,12 +50,14 @@ func makeSeeds(_ dir: URL) throws {
     try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
     var stats = LinearStatistics(name: "blk.0.attn_qkv.input", columns: 4)
     try stats.add(Matrix(rows: 3, cols: 4, data: (0..<12).map { Float($0) / 3 - 1 }))
-    let linear = QuantizedLinear(
-        linear: "attn_q", block: 0, tensor: "blk.0.attn_q.weight", rows: 2, columns: 4,
-        recipe: QuantRecipe(bits: 4, groupSize: 2), groupSize: 2, groupCount: 2, codes: [0, 15, 7, 8, 1, 2, 3, 4],
+    let weight = QuantizedTensor(
+        rows: 2, columns: 4, recipe: QuantRecipe(bits: 4, groupSize: 2), groupSize: 2, groupCount: 2,
+        codes: [0, 15, 7, 8, 1, 2, 3, 4],
         parameters: (0..<4).map { GroupParameters(scale: Float($0) / 16, zero: 8, inverse: 16, minimum: -1) },
-        groupIndex: [0, 0, 1, 1], outputError: 0.25, relativeError: 0.01, gptqLoss: 0.5, deadColumns: 0,
-        seconds: 0.125)
+        groupIndex: [0, 0, 1, 1])
+    let linear = QuantizedLinear(
+        linear: "attn_q", block: 0, tensor: "blk.0.attn_q.weight", weight: weight, outputError: 0.25,
+        relativeError: 0.01, gptqLoss: 0.5, deadColumns: 0, seconds: 0.125)
     let seeds: [(String, Data)] = [
         ("input-statistics", try TaskPayload.encode(ClusterTaskInput(statistics: stats))),
         (

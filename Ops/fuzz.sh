@@ -115,8 +115,9 @@ build_module() {
     done
     if stale "$OBJS/$m.o" "${srcs[@]}" "${deps_objs[@]}"; then
         echo "fuzz: compiling module $m" >&2
-        local extra=(-swift-version 5)
-        # swift-protobuf's own settings (Swift 6 mode, ExistentialAny).
+        # Kiln's modules build in Swift 6 mode, as in Package.swift; swift-protobuf with its
+        # own settings (Swift 6 mode, ExistentialAny).
+        local extra=(-swift-version 6)
         [ "$m" = SwiftProtobuf ] && extra=(-swift-version 6 -enable-upcoming-feature ExistentialAny -package-name swift_protobuf)
         swiftc "${FLAGS[@]}" "${extra[@]}" -module-name "$m" -emit-module -emit-module-path "$MODS/$m.swiftmodule" \
             -c -o "$OBJS/$m.o" "${srcs[@]}"
@@ -133,7 +134,7 @@ build_target() {
     done
     if stale "$BINS/fuzz-$t" "Fuzz/$t.swift" "${objs[@]}"; then
         echo "fuzz: linking fuzz-$t" >&2
-        swiftc "${FLAGS[@]}" -swift-version 5 -module-name "fuzz_$t" "Fuzz/$t.swift" "${objs[@]}" \
+        swiftc "${FLAGS[@]}" -swift-version 6 -module-name "fuzz_$t" "Fuzz/$t.swift" "${objs[@]}" \
             -lopenblas -llapacke -lzmq -o "$BINS/fuzz-$t" 2>&1 | { grep -v 'Cannot export local symbol' >&2 || true; }
         touch "$BINS/fuzz-$t"
     fi

@@ -26,7 +26,9 @@ check() {
 # package fails them instead of skipping them.
 export KILN_REQUIRE_PYTHON=1
 set +e
-swift test -c release --skip-build --parallel --num-workers 2 --xunit-output "$results/xunit.xml" "$@"
+# Benchmarks (KILN_BENCH=1, Ops/bench.sh) are left out: SwiftPM's xUnit report does not mark
+# a skipped case, so a skipping benchmark would count as a pass.
+swift test -c release --skip-build --parallel --num-workers 2 --skip Benchmark --xunit-output "$results/xunit.xml" "$@"
 xctest_status=$?
 set -e
 
@@ -65,7 +67,6 @@ check "format (swift format lint --strict)" bash -c \
 # undisturbed one and nothing may be left behind. One extra check.
 check "fault campaign (short)" Ops/chaos.sh --short
 
-# Skipped cases (benchmarks without KILN_BENCH=1) are neither passed nor failed.
-echo "xctest: $passed passed, $failed failed, $skipped skipped; extra checks: $extra_passed passed, $extra_failed failed"
+echo "xctest: $passed passed, $failed failed; extra checks: $extra_passed passed, $extra_failed failed"
 echo "$((passed + extra_passed)) passed, $((failed + extra_failed)) failed"
 [[ $((failed + extra_failed)) -eq 0 ]]
