@@ -9,7 +9,8 @@ extension JobReport {
     ) -> JobReport {
         let linears = reconstructions.sorted { ($0.block, $0.group) < ($1.block, $1.group) }.flatMap(\.linears).map(
             LinearReport.init)
-        let times = PhaseTimes(total: seconds)
+        var times = PhaseTimes()
+        times.total = seconds
         return JobReport(
             spec: spec, output: spec.output, calibrationTokens: 0, calibrationWindowTokens: spec.samples * spec.seqlen,
             perplexity: nil, linears: linears, times: times, peakRSSBytes: Jobs.peakRSSBytes(), notes: notes)

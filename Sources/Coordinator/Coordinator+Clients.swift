@@ -41,8 +41,8 @@ extension Coordinator {
     /// stores it and queues it.
     func submit(_ spec: JobSpec, clientToken: String = "") throws -> JobRun {
         try spec.validate(limits: config.jobLimits)
-        let view = try spec.openModelView()
-        let blocks = spec.blockCount(view)
+        let view = try spec.openForJob()
+        let blocks = view.config.layerCount
         try checkDiskSpace(spec, view: view)
         let now = Self.nowMs()
         let id = "job-" + String(UInt64(now), radix: 36) + "-" + String(UInt32.random(in: 0...UInt32.max), radix: 36)

@@ -386,9 +386,9 @@ extension Coordinator {
             let state = Self.jobState(j.state)
             let blocks: Int
             if state == .succeeded || state == .failed || state == .cancelled {
-                blocks = (try? j.spec.blockCount(j.spec.openModelView())) ?? 0
+                blocks = (try? j.spec.openForJob().config.layerCount) ?? 0
             } else {
-                blocks = try j.spec.blockCount(j.spec.openModelView())
+                blocks = try j.spec.openForJob().config.layerCount
             }
             let run = JobRun(
                 id: j.id, spec: j.spec, blocks: blocks, state: state == .writing ? .running : state,

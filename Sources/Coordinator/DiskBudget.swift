@@ -62,7 +62,7 @@ extension Coordinator {
         let need = DiskBudget.resultBytes(spec: spec, config: view.config)
         var pending: Int64 = 0
         for run in jobs.values where !run.isTerminal {
-            guard let other = try? run.spec.openModelView() else { continue }
+            guard let other = try? run.spec.openForJob() else { continue }
             let written = (try? store.resultBytes(job: run.id)) ?? 0
             pending += max(0, DiskBudget.resultBytes(spec: run.spec, config: other.config) - written)
         }

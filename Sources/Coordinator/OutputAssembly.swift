@@ -8,7 +8,7 @@ import Jobs
 /// time (`DurableLinears`): the coordinator never holds the model's codes at once.
 enum OutputAssembly {
     static func write(spec: JobSpec, results: [StoredResult], files: ResultFiles) throws {
-        let view = try spec.openModelView()
+        let view = try spec.openForJob()
         let linears = try DurableLinears(results: results, files: files)
         let out = URL(fileURLWithPath: spec.output)
         if spec.format.isGGUF {

@@ -13,6 +13,8 @@ public struct PhaseTimes: Codable, Sendable, Equatable {
     public var evalBefore = 0.0
     public var evalAfter = 0.0
     public var total = 0.0
+
+    public init() {}
 }
 
 public struct LinearReport: Codable, Sendable, Equatable {

@@ -233,7 +233,8 @@ extension JobSpec {
         }
     }
 
-    func openForJob() throws -> any ModelView {
+    /// The model's header (mmap; tensors are read only when asked for); errors say to check --model.
+    public func openForJob() throws -> any ModelView {
         do { return try openModel(URL(fileURLWithPath: model)) } catch {
             throw JobError("cannot open model: \(error); check --model")
         }

@@ -123,7 +123,7 @@ final class RetentionTests: XCTestCase {
             // collect + merge + 4 reconstructs + propagate per block, shards of 2 windows.
             XCTAssertEqual(kept.count, 2 * (spec.shardCount * 2 + 1 + Tasks.groups.count), "\(kept.keys.sorted())")
             let written = Int64(kept.values.reduce(0, +))
-            let estimate = DiskBudget.resultBytes(spec: spec, config: try spec.openModelView().config)
+            let estimate = DiskBudget.resultBytes(spec: spec, config: try spec.openForJob().config)
             XCTAssertGreaterThanOrEqual(estimate, written, "the estimate is below the bytes written")
             XCTAssertLessThan(
                 estimate, written * 2, "the estimate is far above the bytes written (\(estimate) vs \(written))")
@@ -181,7 +181,7 @@ final class RetentionTests: XCTestCase {
         let dir = Paths.tempDir("kiln-retention")
         let data = dir.appendingPathComponent("data")
         let spec = ClusterAssets.spec(model: model, out: dir.appendingPathComponent("big.gguf"), samples: 32)
-        let need = DiskBudget.resultBytes(spec: spec, config: try spec.openModelView().config)
+        let need = DiskBudget.resultBytes(spec: spec, config: try spec.openForJob().config)
         let free = UInt64(need / 2)
         try withCluster(data: data, configure: { c in c.freeBytes = { _ in free } }) { _, client in
             var r = Kiln_V1_SubmitRequest()
