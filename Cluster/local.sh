@@ -14,6 +14,7 @@
 # KILN_LISTEN_HOST (default 127.0.0.1; another address needs CURVE keys or --insecure in
 # KILN_COORDINATOR_ARGS, extra coordinator arguments), KILN_WORKER_PREFIX (words run before
 # each worker's command, e.g. "ip netns exec NS" to place workers in a network namespace),
+# KILN_WORKER_CPUS (space-separated CPU lists: worker i runs under `taskset -c` of item i, cycling),
 # KILN_ALLOW_PATHS (colon-separated directories jobs may use, besides the data directory,
 # the current directory and the model asset cache $KILN_ASSETS).
 # The coordinator listens on 127.0.0.1 (loopback needs no CURVE keys) on a free port P and
@@ -30,6 +31,7 @@ ready_timeout=${KILN_READY_TIMEOUT:-60}
 host=${KILN_LISTEN_HOST:-127.0.0.1}
 read -r -a coordinator_args <<<"${KILN_COORDINATOR_ARGS:-}"
 read -r -a worker_prefix <<<"${KILN_WORKER_PREFIX:-}"
+read -r -a worker_cpus <<<"${KILN_WORKER_CPUS:-}"
 # Jobs may use files under the model asset cache and KILN_ALLOW_PATHS (colon-separated
 # directories), besides the data directory and the directory local.sh is started in.
 allow_args=()
@@ -143,7 +145,9 @@ start() {
     wpid=$(pid_of "$run_dir/worker-$i.pid")
     if alive "$wpid"; then echo "worker $i already running: pid $wpid"; continue; fi
     log_separator "$run_dir/logs/worker-$i.log"
-    nohup ${worker_prefix[@]+"${worker_prefix[@]}"} "$bin" worker --coordinator "$endpoint" --threads "$threads" \
+    local -a pin=()
+    ((${#worker_cpus[@]})) && pin=(taskset -c "${worker_cpus[$(((i - 1) % ${#worker_cpus[@]}))]}")
+    nohup ${worker_prefix[@]+"${worker_prefix[@]}"} ${pin[@]+"${pin[@]}"} "$bin" worker --coordinator "$endpoint" --threads "$threads" \
       </dev/null >>"$run_dir/logs/worker-$i.log" 2>&1 &
     echo $! >"$run_dir/worker-$i.pid"
     echo "worker $i: pid $!"

@@ -11,6 +11,9 @@
 #   Ops/bench.sh matrix    the quantization matrix: SAMPLES (128) windows, RTN and GPTQ
 #                          (both modes) at gguf-q4_0/q4_1/q8_0 and gptq-safetensors 4-bit
 #                          and 3-bit g64 asym; results already in BENCH_OUT are kept
+#   Ops/bench.sh scale     the cluster on 1 and 2 workers (one core each), both modes: wall time,
+#                          worker busy/idle, coordinator CPU, barrier waits, bytes per task
+#                          kind, speed-up, byte-identical outputs (Ops/scale.sh; SCALE_* settings)
 #   Ops/bench.sh all       eval, gptq, peer
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -105,6 +108,7 @@ bench_matrix() {
   summary "${names[@]}" > "$OUT/matrix.txt"
 }
 
+[ "${1:-}" = scale ] && exec Ops/scale.sh
 swift build -c release --build-tests >/dev/null
 # A private copy, so a rebuild during a long run does not change the binary under it.
 cp .build/release/kiln "$OUT/kiln"
@@ -115,5 +119,5 @@ case "${1:-all}" in
   peer) bench_peer ;;
   matrix) bench_matrix ;;
   all) bench_eval; bench_gptq; bench_peer ;;
-  *) echo "usage: Ops/bench.sh [eval|gptq|peer|matrix|all]" >&2; exit 2 ;;
+  *) echo "usage: Ops/bench.sh [eval|gptq|peer|matrix|scale|all]" >&2; exit 2 ;;
 esac

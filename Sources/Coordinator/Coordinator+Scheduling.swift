@@ -71,6 +71,7 @@ extension Coordinator {
         w.task = (run.id, t, attempt)
         if let s = t.shard { run.shardOwner[s] = w.id }
         run.markStarted(t, worker: w.id, nowMs: now)
+        run.profile.assigned(t, to: w.id, nowMs: now)
         let routing = w.routing
         let assignment = a
         let plan = run.plan
@@ -213,7 +214,8 @@ extension Coordinator {
     /// reduced in shard order by Jobs' merge (exact, so bit-identical however produced).
     func startMerge(_ run: JobRun, block b: Int) {
         run.mergesInFlight.insert(b)
-        run.markStarted(.merge(block: b), worker: "", nowMs: Self.nowMs())
+        let startedMs = Self.nowMs()
+        run.markStarted(.merge(block: b), worker: "", nowMs: startedMs)
         let results: [StoredResult]
         do {
             let all = try store.results(job: run.id)
@@ -257,6 +259,7 @@ extension Coordinator {
             self?.post { [weak self] in
                 guard let self, let run = self.jobs[jobID] else { return }
                 run.mergesInFlight.remove(b)
+                run.profile.mergeMs += Self.nowMs() - startedMs
                 switch outcome {
                 case .success:
                     self.completed(run, .merge(block: b), worker: "coordinator")
@@ -299,6 +302,10 @@ extension Coordinator {
                             "bytes_received": "\(tr.received.sorted { $0.key < $1.key })",
                             "peak_rss": "\(Jobs.peakRSSBytes())",
                         ])
+                    // One line of JSON for Ops/bench.sh scale (traffic counts the coordinator's life).
+                    let profile = run.profile.json(
+                        finishedMs: run.finishedMs, coordinatorCPUSeconds: processCPUSeconds(), traffic: tr)
+                    self.log.info("job profile \(profile)")
                     self.work.async {
                         self.mergedCache[jobID] = nil
                         self.quantizedCache[jobID] = nil

@@ -151,7 +151,13 @@ extension Coordinator {
         guard let run = jobs[jobID] else {
             return reject("no job '\(jobID)' for task \(r.taskID)", "task_result.job_id")
         }
-        if w.task?.task == t { w.task = nil }
+        if w.task?.task == t {
+            w.task = nil
+            if let held = run.running[t], held.worker == w.id {
+                run.profile.finished(
+                    t, by: w.id, startedMs: held.startedMs, computeMs: Int64(clamping: r.elapsedMs), nowMs: Self.nowMs())
+            }
+        }
         guard r.status == .ok else {
             taskFailed(run, t, worker: w, r)
             ack.accepted = true

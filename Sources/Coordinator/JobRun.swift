@@ -56,6 +56,7 @@ final class JobRun {
     lazy var modelSize: UInt64 =
         (try? FileManager.default.attributesOfItem(atPath: spec.model)[.size] as? NSNumber)?.uint64Value ?? 0
     var phases: [Int: [Kiln_V1_Phase: PhaseProgress]] = [:]
+    var profile = JobProfile()
 
     init(id: String, spec: JobSpec, blocks: Int, state: Kiln_V1_JobState, submittedMs: Int64) {
         self.id = id

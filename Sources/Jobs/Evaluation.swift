@@ -41,15 +41,3 @@ public enum BlockwisePerplexity {
         }
     }
 }
-
-/// Peak resident set size of this process in bytes (getrusage; Linux reports KiB).
-public func peakRSSBytes() -> Int {
-    var u = rusage()
-    #if os(Linux)
-    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &u)
-    return Int(u.ru_maxrss) * 1024
-    #else
-    getrusage(RUSAGE_SELF, &u)
-    return Int(u.ru_maxrss)
-    #endif
-}
