@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The scaling benchmark (Ops/bench.sh scale): the same cluster job on 1 and on 2 workers,
 # each a separate process pinned to its own core, in both modes, back to back. Prints per
-# run the wall time, each worker's busy (compute), held and idle time and CPU time, the
+# run the wall time, each worker's compute, busy (holding a task) and idle time and CPU time, the
 # coordinator's CPU time, the time workers waited before each phase (the barriers), bytes
 # moved per task kind, and the speed-up; checks the outputs are byte-identical.
 #
@@ -21,9 +21,10 @@ read -r -a counts <<<"${SCALE_WORKERS:-1 2}"
 method=${SCALE_METHOD:-gptq}
 format=${SCALE_FORMAT:-gguf-q4_0}
 [[ -f $MODEL ]] || { echo "scale: model $MODEL missing (Ops/fetch-assets.sh)" >&2; exit 1; }
-bin_dir=$(swift build -c release --show-bin-path)
-[[ -x $bin_dir/kiln ]] || swift build -c release --product kiln >&2
-export KILN_BIN=$bin_dir/kiln
+swift build -c release --product kiln >&2
+# A private copy, so a rebuild during the run does not change the binary under it.
+cp "$(swift build -c release --show-bin-path)/kiln" "$OUT/kiln"
+export KILN_BIN=$OUT/kiln
 cpus=$(nproc)
 
 cpu_seconds() {  # user+system seconds of a live pid (fields 14 and 15 of /proc/PID/stat)
@@ -81,7 +82,7 @@ for mode in modes:
               f"coordinator CPU {r['coordinator_cpu_s']:.1f} s, merges {r['merge_s']:.1f} s, "
               f"speed-up {base['wall_s'] / r['wall_s']:.2f}x")
         for (w, t), cpu in zip(sorted(r["workers"].items()), r["worker_cpu_s"]):
-            print(f"   {w}: {t['tasks']} tasks, compute {t['compute_s']:.1f} s, held {t['held_s']:.1f} s, "
+            print(f"   {w}: {t['tasks']} tasks, compute {t['compute_s']:.1f} s, busy {t['busy_s']:.1f} s, "
                   f"idle {t['idle_s']:.1f} s, CPU {cpu:.1f} s")
         print("   waits before: " + ", ".join(f"{k} {v:.1f} s" for k, v in r["waits_before_s"].items()))
         mb = lambda d: ", ".join(f"{k} {v / 1e6:.1f}" for k, v in sorted(d.items()))

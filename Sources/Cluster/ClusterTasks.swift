@@ -80,6 +80,12 @@ public enum ClusterTaskOutput: Sendable, Equatable {
     case reconstruct(ReconstructResult)
     case propagate(PropagateResult)
 
+    /// The tasks this result completes: its own, and for a collect every shard summed in.
+    public var coveredTasks: [TaskID] {
+        guard case let .collect(c) = self else { return [taskID] }
+        return c.shards.map { .collect(block: c.block, shard: $0) }
+    }
+
     public var taskID: TaskID {
         switch self {
         case let .collect(r): return .collect(block: r.block, shard: r.shard)

@@ -299,6 +299,7 @@ extension Kiln_V1_TaskOutput {
             collect.shard = u64(c.shard)
             collect.statistics = c.statistics.map(Kiln_V1_LinearStatistics.init)
             collect.tokens = u64(c.tokens)
+            if c.shards != [c.shard] { collect.shards = c.shards.map(u64) }
         case let .merge(m):
             merge.block = u64(m.block)
             merge.statistics = m.statistics.map(Kiln_V1_LinearStatistics.init)
@@ -315,6 +316,23 @@ extension Kiln_V1_TaskOutput {
 }
 
 extension ClusterTaskOutput {
+    /// A collect result's shards: strictly increasing, bounded, the carrier among them.
+    static func shards(_ raw: [UInt64], carrier: Int) throws -> [Int] {
+        guard !raw.isEmpty else { return [carrier] }
+        let field = "task_output.collect.shards"
+        guard raw.count <= TaskPayload.maxIndex else {
+            throw PayloadError("\(field): \(raw.count) shards exceed the limit of \(TaskPayload.maxIndex)")
+        }
+        let shards = try raw.map { try checkedInt($0, field, max: TaskPayload.maxIndex) }
+        guard zip(shards, shards.dropFirst()).allSatisfy({ $0 < $1 }) else {
+            throw PayloadError("\(field): \(shards) is not strictly increasing")
+        }
+        guard shards.contains(carrier) else {
+            throw PayloadError("\(field): \(shards) does not hold the carrying shard \(carrier)")
+        }
+        return shards
+    }
+
     public init(_ p: Kiln_V1_TaskOutput) throws {
         let limit = TaskPayload.maxIndex
         func statistics(_ s: [Kiln_V1_LinearStatistics], _ field: String) throws -> [LinearStatistics] {
@@ -322,12 +340,14 @@ extension ClusterTaskOutput {
         }
         switch p.result {
         case .collect(let c)?:
+            let shard = try checkedInt(c.shard, "task_output.collect.shard", max: limit)
             self = .collect(
                 CollectResult(
                     block: try checkedInt(c.block, "task_output.collect.block", max: limit),
-                    shard: try checkedInt(c.shard, "task_output.collect.shard", max: limit),
+                    shard: shard,
                     statistics: try statistics(c.statistics, "task_output.collect.statistics"),
-                    tokens: try checkedInt(c.tokens, "task_output.collect.tokens", max: Int.max)))
+                    tokens: try checkedInt(c.tokens, "task_output.collect.tokens", max: Int.max),
+                    shards: try Self.shards(c.shards, carrier: shard)))
         case .merge(let m)?:
             self = .merge(
                 MergeResult(

@@ -127,8 +127,8 @@ extension Coordinator {
             var i = Kiln_V1_WorkerInfo()
             i.workerID = w.id
             i.capacity = w.capacity
-            i.state = w.lost ? .lost : (w.task == nil ? .idle : .busy)
-            if let t = w.task { i.runningTaskIds = [t.task.wireName] }
+            i.state = w.lost ? .lost : (w.held.isEmpty ? .idle : .busy)
+            i.runningTaskIds = w.held.map(\.task.wireName)
             i.connectedUnixMs = w.connectedMs
             i.lastHeartbeatUnixMs = w.lastSeenMs
             i.tasksDone = w.tasksDone

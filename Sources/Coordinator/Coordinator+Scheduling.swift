@@ -26,10 +26,17 @@ extension Coordinator {
             return
         }
         let alive = Set(workers.values.map(\.id))
-        // Oldest connection first, so assignment order does not depend on hashing.
-        for w in workers.values.sorted(by: { ($0.connectedMs, $0.id) < ($1.connectedMs, $1.id) }) where w.task == nil {
-            guard let t = run.nextTask(for: w.id, alive: { alive.contains($0) }) else { continue }
-            assign(run, t, to: w)
+        // Oldest connection first, so assignment order does not depend on hashing. Idle
+        // lanes first; only then one task queued behind each worker's lanes.
+        let ordered = workers.values.sorted { ($0.connectedMs, $0.id) < ($1.connectedMs, $1.id) }
+        for limit in [\WorkerSession.lanes, \WorkerSession.slots] {
+            for w in ordered {
+                while w.held.count < w[keyPath: limit],
+                    let t = run.nextTask(for: w.id, alive: { alive.contains($0) })
+                {
+                    assign(run, t, to: w)
+                }
+            }
         }
     }
 
@@ -68,10 +75,10 @@ extension Coordinator {
         let now = Self.nowMs()
         try? store.startAttempt(job: run.id, task: t, attempt: attempt, worker: w.id, nowMs: now)
         run.running[t] = RunningTask(worker: w.id, attempt: attempt, startedMs: now)
-        w.task = (run.id, t, attempt)
+        w.held.append(HeldTask(job: run.id, task: t, attempt: attempt))
         if let s = t.shard { run.shardOwner[s] = w.id }
         run.markStarted(t, worker: w.id, nowMs: now)
-        run.profile.assigned(t, to: w.id, nowMs: now)
+        run.profile.assigned(t, to: w.id, heldBefore: w.held.count { $0.job == run.id } - 1, nowMs: now)
         let routing = w.routing
         let assignment = a
         let plan = run.plan
@@ -84,7 +91,7 @@ extension Coordinator {
             self.post { [weak self] in
                 var a = assignment
                 guard let self, let run = self.jobs[plan.id], let live = self.workers[routing],
-                    live.task?.task == t, live.task?.attempt == attempt, run.running[t]?.attempt == attempt
+                    live.holding(t)?.attempt == attempt, run.running[t]?.attempt == attempt
                 else { return }  // reassigned or dropped meanwhile
                 do {
                     let (payload, specJSON) = try prepared.get()
@@ -219,7 +226,10 @@ extension Coordinator {
         let results: [StoredResult]
         do {
             let all = try store.results(job: run.id)
+            // Each file once: a worker's sum of several shards is recorded for each of them.
+            var paths = Set<String>()
             results = (0..<run.graph.shards).compactMap { s in all.first { $0.task == .collect(block: b, shard: s) } }
+                .filter { paths.insert($0.path).inserted }
         } catch {
             failJob(run, "merge(\(b)): \(error)")
             return
@@ -227,25 +237,24 @@ extension Coordinator {
         let files = self.files
         let store = self.store
         let jobID = run.id
+        let shards = run.graph.shards
         work.async { [weak self] in
             let outcome: Result<MergeResult, Error> = Result {
                 // One shard's statistics in memory at a time, folded in shard order into the
                 // running sum by Jobs' merge (exact fixed-point sums: the same bits as
                 // merging every part at once).
-                var m: MergeResult?
+                var acc: CollectResult?
                 for r in results {
                     guard case let .collect(c) = try files.readOutput(r) else {
                         throw CoordinatorError("result file of \(r.task) holds another task's result")
                     }
-                    if let acc = m {
-                        m = try Tasks.merge(
-                            block: b,
-                            parts: [CollectResult(block: b, shard: -1, statistics: acc.statistics, tokens: 0), c])
-                    } else {
-                        m = try Tasks.merge(block: b, parts: [c])
-                    }
+                    acc = try acc.map { try Tasks.combine($0, c) } ?? c
                 }
-                guard let m else { throw CoordinatorError("merge(\(b)): no shard results") }
+                guard let acc, acc.block == b, acc.shards == Array(0..<shards) else {
+                    throw CoordinatorError(
+                        "merge(\(b)): the shard results cover \(acc?.shards ?? []), not 0..<\(shards)")
+                }
+                let m = MergeResult(block: b, statistics: acc.statistics)
                 self?.mergedCache[jobID, default: [:]][b] = m
                 let data = try TaskPayload.encode(ClusterTaskOutput.merge(m))
                 let (url, sum) = try files.write(data, job: jobID, task: .merge(block: b))
@@ -380,7 +389,7 @@ extension Coordinator {
                 c.attempt = UInt32(r.attempt)
                 c.reason = reason
                 reply(w.routing, Message(.taskCancel(c)))
-                if w.task?.task == t { w.task = nil }
+                w.release(t)
             }
         }
         run.running = [:]

@@ -29,8 +29,11 @@ extension Coordinator {
         if let existing = workers[routing], existing.id == h.workerID {
             existing.capacity = h.capacity
             existing.lastSeenMs = now
-            if let t = existing.task { requeue(t.job, t.task, attempt: t.attempt, outcome: "worker said hello again") }
-            existing.task = nil
+            for t in existing.held + existing.deferred {
+                requeue(t.job, t.task, attempt: t.attempt, outcome: "worker said hello again")
+            }
+            existing.held = []
+            existing.deferred = []
         } else {
             if let existing = workers[routing] { dropWorker(existing, reason: "routing id reused") }
             let session = WorkerSession(
@@ -81,8 +84,9 @@ extension Coordinator {
         workers[w.routing] = nil
         w.lost = true
         lostWorkers[w.id] = w
-        if let t = w.task { requeue(t.job, t.task, attempt: t.attempt, outcome: "lost: \(reason)") }
-        w.task = nil
+        for t in w.held + w.deferred { requeue(t.job, t.task, attempt: t.attempt, outcome: "lost: \(reason)") }
+        w.held = []
+        w.deferred = []
         for run in jobs.values {
             for (s, owner) in run.shardOwner where owner == w.id { run.shardOwner[s] = nil }
         }
@@ -95,7 +99,7 @@ extension Coordinator {
     }
 
     func onProgress(_ routing: Data, _ p: Kiln_V1_TaskProgress) {
-        guard let w = workers[routing], let cur = w.task, cur.task.wireName == p.taskID,
+        guard let w = workers[routing], let cur = w.held.first(where: { $0.task.wireName == p.taskID }),
             let run = jobs[cur.job]
         else { return }
         var m = Kiln_V1_ModuleProgress()
@@ -147,16 +151,23 @@ extension Coordinator {
             return reject("unknown task id '\(r.taskID)'", "task_result.task_id")
         }
         // The job is the one the worker was given; a result resent after a reconnect names it.
-        let jobID = w.task?.task == t ? w.task!.job : r.jobID
+        let held = w.holding(t)
+        let jobID = held?.job ?? r.jobID
         guard let run = jobs[jobID] else {
             return reject("no job '\(jobID)' for task \(r.taskID)", "task_result.job_id")
         }
-        if w.task?.task == t {
-            w.task = nil
-            if let held = run.running[t], held.worker == w.id {
+        if held != nil {
+            w.release(t)
+            if run.running[t]?.worker == w.id {
                 run.profile.finished(
-                    t, by: w.id, startedMs: held.startedMs, computeMs: Int64(clamping: r.elapsedMs), nowMs: Self.nowMs())
+                    t, by: w.id, heldAfter: w.held.count { $0.job == run.id }, computeMs: Int64(clamping: r.elapsedMs),
+                    nowMs: Self.nowMs())
             }
+        }
+        if r.status == .deferred {
+            // Done; its statistics come with a later collect of the block from this worker.
+            if let h = held, case .collect = t, run.running[t]?.attempt == h.attempt { w.deferred.append(h) }
+            return
         }
         guard r.status == .ok else {
             taskFailed(run, t, worker: w, r)
@@ -168,6 +179,13 @@ extension Coordinator {
             ack.accepted = true  // already durable (a duplicate or late result): nothing to do
             reply(routing, Message(.taskResultAck(ack)))
             if run.running[t]?.worker == w.id { run.running[t] = nil }
+            // Collects it deferred into this result are not in the store: done again.
+            if case .collect = t {
+                for d in w.deferred where d.job == run.id && d.task.block == t.block {
+                    requeue(run.id, d.task, attempt: d.attempt, outcome: "its sum arrived as a duplicate")
+                }
+                w.deferred.removeAll { $0.job == run.id && $0.task.block == t.block }
+            }
             return
         }
         guard message.tensors.count == 1, message.tensors[0].header.dtype == .u8 else {
@@ -213,37 +231,55 @@ extension Coordinator {
         let files = self.files
         let store = self.store
         let groups = run.graph.groups
+        let shards = run.graph.shards
         work.async { [weak self] in
-            let outcome = Result { () -> Double in
+            let outcome = Result { () -> (error: Double, covered: [TaskID]) in
                 let output = try TaskPayload.decodeOutput(payload)
                 guard output.taskID == t else { throw CoordinatorError("payload is for \(output.taskID), not \(t)") }
-                try Coordinator.validate(output, groups: groups)
+                try Coordinator.validate(output, groups: groups, shards: shards)
+                let covered = output.coveredTasks
+                if covered.count > 1 {
+                    // A sum of several shards counts each once: none may be durable already. (The
+                    // work queue makes every result durable, so the store is current here.)
+                    let recorded = Set(try store.results(job: jobID).map(\.task))
+                    if let dup = covered.first(where: recorded.contains) {
+                        throw CoordinatorError("the result sums \(dup), which another result already holds")
+                    }
+                }
                 // Durable before acknowledged: file fsynced, then recorded in one transaction.
                 let (url, sum) = try files.write(payload, job: jobID, task: t)
                 try store.recordResult(
                     job: jobID,
                     StoredResult(task: t, path: url.path, checksum: sum, bytes: payload.count, worker: workerID),
-                    attempt: attempt, nowMs: Coordinator.nowMs())
-                guard case let .reconstruct(rr) = output else { return 0 }
+                    covering: covered, attempt: attempt, nowMs: Coordinator.nowMs())
+                guard case let .reconstruct(rr) = output else { return (0, covered) }
                 // Kept decoded for the block's propagate inputs (work queue: it owns the caches).
                 self?.reconstructedCache[jobID, default: [:]][t] = rr.linears
-                return rr.linears.map(\.relativeError).max() ?? 0
+                return (rr.linears.map(\.relativeError).max() ?? 0, covered)
             }
             self?.post { [weak self] in
                 guard let self, let run = self.jobs[jobID] else { return }
                 run.accepting.remove(t)
+                let live = self.workers[routing]
                 switch outcome {
                 case .failure(let e):
                     reject("\(e)", "frames[1]")
                     if run.running[t]?.attempt == attempt {
                         self.requeue(jobID, t, attempt: attempt, outcome: "rejected")
                     }
-                case .success(let err):
+                    // Collects it deferred into the refused sum are to be done again.
+                    for d in live?.deferred ?? [] where d.job == jobID && d.task.block == t.block {
+                        self.requeue(jobID, d.task, attempt: d.attempt, outcome: "its sum was rejected")
+                    }
+                    live?.deferred.removeAll { $0.job == jobID && $0.task.block == t.block }
+                case .success(let (err, covered)):
                     self.reply(routing, Message(.taskResultAck(accepted)))
-                    guard !run.done.contains(t) else { return }
-                    if let live = self.workers[routing] { live.tasksDone += 1 }
-                    if let s = t.shard, !run.isTerminal { run.shardOwner[s] = workerID }
-                    self.completed(run, t, worker: workerID, error: err)
+                    live?.deferred.removeAll { d in d.job == jobID && covered.contains(d.task) }
+                    for c in covered where !run.done.contains(c) {
+                        live?.tasksDone += 1
+                        if let s = c.shard, !run.isTerminal { run.shardOwner[s] = workerID }
+                        self.completed(run, c, worker: workerID, error: err)
+                    }
                 }
             }
         }
@@ -283,10 +319,10 @@ extension Coordinator {
         nack.accepted = false
         nack.error = e.wireError
         reply(w.routing, Message(.taskResultAck(nack)))
-        guard let t = TaskID(wireName: r.taskID), let cur = w.task, cur.task == t, cur.attempt == Int(r.attempt),
+        guard let t = TaskID(wireName: r.taskID), let cur = w.holding(t), cur.attempt == Int(r.attempt),
             let run = jobs[cur.job]
         else { return }
-        w.task = nil
+        w.release(t)
         requeue(cur.job, t, attempt: cur.attempt, outcome: "result transfer failed: \(e)")
         run.failures[t, default: 0] += 1
         if run.failures[t]! >= config.maxAttempts {
@@ -314,11 +350,14 @@ extension Coordinator {
     }
 
     /// Checks a decoded result against what the job expects before accepting it.
-    static func validate(_ o: ClusterTaskOutput, groups: Int) throws {
+    static func validate(_ o: ClusterTaskOutput, groups: Int, shards: Int) throws {
         switch o {
         case let .collect(c):
             guard c.statistics.count == groups else {
                 throw CoordinatorError("collect result has \(c.statistics.count) groups, expected \(groups)")
+            }
+            guard let last = c.shards.last, last < shards else {
+                throw CoordinatorError("collect result sums shards \(c.shards); the job has \(shards)")
             }
         case let .reconstruct(r):
             guard r.group < Tasks.groups.count, r.linears.map(\.linear) == Tasks.groups[r.group] else {

@@ -5,6 +5,13 @@ import Logging
 import Synchronization
 import ZeroMQ
 
+/// A task a worker holds: assigned to it and not yet answered.
+struct HeldTask: Equatable {
+    let job: String
+    let task: TaskID
+    let attempt: Int
+}
+
 /// A connected worker as the coordinator sees it.
 final class WorkerSession {
     let routing: Data
@@ -14,7 +21,11 @@ final class WorkerSession {
     let connectedMs: Int64
     var lastSeenMs: Int64
     var lastSentMs: Int64 = 0
-    var task: (job: String, task: TaskID, attempt: Int)?
+    /// Tasks assigned and not answered, in assignment order.
+    var held: [HeldTask] = []
+    /// Collects it answered "deferred": their statistics travel in a later result of the
+    /// block. Nobody else runs them; they go back to the queue if the worker is lost.
+    var deferred: [HeldTask] = []
     var tasksDone: UInt64 = 0
     var lost = false
     var heartbeatSequence: UInt64 = 0
@@ -36,6 +47,16 @@ final class WorkerSession {
         incoming = IncomingTransfers(
             window: config.chunkWindow, limits: config.limits, maxBytes: config.maxTransferBytes)
     }
+
+    /// The worker's task lanes (its hello's threads, bounded: the field comes from a peer).
+    var lanes: Int { Int(min(max(capacity.threads, 1), 256)) }
+    /// Tasks it may hold: one per lane plus one queued behind them, so a lane never waits
+    /// for a round trip to the coordinator between two tasks.
+    var slots: Int { lanes + 1 }
+
+    func holding(_ t: TaskID) -> HeldTask? { held.first { $0.task == t } }
+
+    func release(_ t: TaskID) { held.removeAll { $0.task == t } }
 }
 
 /// The loop's inbox: closures to run on the loop thread and the socket that wakes it.

@@ -124,16 +124,22 @@ public final class JobStore: @unchecked Sendable {  // GRDB's DatabaseQueue seri
         }
     }
 
-    /// Records an accepted result (its file is already fsynced) and marks the task done, in one transaction.
-    public func recordResult(job: String, _ r: StoredResult, attempt: Int, nowMs: Int64) throws {
+    /// Records an accepted result (its file is already fsynced) and marks the task done, in one
+    /// transaction. A collect result that sums several shards is recorded for each task it
+    /// covers, all naming the one file.
+    public func recordResult(
+        job: String, _ r: StoredResult, covering covered: [TaskID]? = nil, attempt: Int, nowMs: Int64
+    ) throws {
         try db.write { db in
-            try db.execute(
-                sql:
-                    "INSERT OR REPLACE INTO results (job_id, task_id, path, checksum, bytes, worker) VALUES (?, ?, ?, ?, ?, ?)",
-                arguments: [job, r.task.wireName, r.path, Int64(r.checksum), r.bytes, r.worker])
-            try db.execute(
-                sql: "UPDATE tasks SET state = 'done', worker = ? WHERE job_id = ? AND task_id = ?",
-                arguments: [r.worker, job, r.task.wireName])
+            for task in covered ?? [r.task] {
+                try db.execute(
+                    sql:
+                        "INSERT OR REPLACE INTO results (job_id, task_id, path, checksum, bytes, worker) VALUES (?, ?, ?, ?, ?, ?)",
+                    arguments: [job, task.wireName, r.path, Int64(r.checksum), r.bytes, r.worker])
+                try db.execute(
+                    sql: "UPDATE tasks SET state = 'done', worker = ? WHERE job_id = ? AND task_id = ?",
+                    arguments: [r.worker, job, task.wireName])
+            }
             try db.execute(
                 sql:
                     "UPDATE attempts SET outcome = 'ok', finished_ms = ? WHERE job_id = ? AND task_id = ? AND attempt = ?",

@@ -113,7 +113,7 @@ public struct ResultFiles: Sendable {
     /// Reads a result file back, checks it, and decodes its kiln.v1.TaskOutput.
     public func readOutput(_ r: StoredResult) throws -> ClusterTaskOutput {
         let output = try TaskPayload.decodeOutput(try read(r))
-        guard output.taskID == r.task else {
+        guard output.coveredTasks.contains(r.task) else {
             throw JobError("result file \(r.path) holds the result of \(output.taskID), not \(r.task)")
         }
         return output

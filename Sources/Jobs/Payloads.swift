@@ -9,17 +9,22 @@ import Tensor
 // the worker's ActivationStore).
 
 /// collect(b, s) -> partial statistics, one per linear group of block b (group order).
+/// Results of several shards of one block merge into one (`Tasks.combine`): `shard` is
+/// then the task that carries it and `shards` every shard merged in.
 public struct CollectResult: Sendable, Equatable {
     public var block: Int
     public var shard: Int
     public var statistics: [LinearStatistics]
     public var tokens: Int
+    /// Strictly increasing, `shard` among them.
+    public var shards: [Int]
 
-    public init(block: Int, shard: Int, statistics: [LinearStatistics], tokens: Int) {
+    public init(block: Int, shard: Int, statistics: [LinearStatistics], tokens: Int, shards: [Int]? = nil) {
         self.block = block
         self.shard = shard
         self.statistics = statistics
         self.tokens = tokens
+        self.shards = shards ?? [shard]
     }
 }
 

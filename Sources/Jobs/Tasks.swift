@@ -120,16 +120,29 @@ public enum Tasks {
     /// merge(b): partial statistics summed in shard order (exact, so any order agrees).
     public static func merge(block b: Int, parts: [CollectResult]) throws -> MergeResult {
         let sorted = parts.sorted { $0.shard < $1.shard }
-        guard let first = sorted.first else { throw JobError("merge(\(b)): no shard results") }
-        var merged = first.statistics
-        for p in sorted.dropFirst() {
-            guard p.block == b, p.statistics.count == merged.count else {
-                throw JobError(
-                    "merge(\(b)): shard \(p.shard) result is for block \(p.block) with \(p.statistics.count) groups")
-            }
-            for g in merged.indices { try merged[g].merge(p.statistics[g]) }
+        guard var acc = sorted.first else { throw JobError("merge(\(b)): no shard results") }
+        guard acc.block == b else { throw JobError("merge(\(b)): shard \(acc.shard) result is for block \(acc.block)") }
+        for p in sorted.dropFirst() { acc = try combine(acc, p) }
+        return MergeResult(block: b, statistics: acc.statistics)
+    }
+
+    /// Two collect results of one block as one, carried by `b`'s task: statistics summed
+    /// (exact fixed-point sums, so any grouping of shards gives the same bits), shards
+    /// joined. A shard in both would be counted twice: refused.
+    public static func combine(_ a: CollectResult, _ b: CollectResult) throws -> CollectResult {
+        guard a.block == b.block, a.statistics.count == b.statistics.count else {
+            throw JobError(
+                "collect results of shards \(a.shards) and \(b.shards) do not match: blocks \(a.block) and \(b.block), "
+                    + "\(a.statistics.count) and \(b.statistics.count) groups")
         }
-        return MergeResult(block: b, statistics: merged)
+        let shards = (a.shards + b.shards).sorted()
+        guard zip(shards, shards.dropFirst()).allSatisfy({ $0 < $1 }) else {
+            throw JobError("collect results of block \(a.block) both hold a shard: \(a.shards) and \(b.shards)")
+        }
+        var statistics = a.statistics
+        for g in statistics.indices { try statistics[g].merge(b.statistics[g]) }
+        return CollectResult(
+            block: b.block, shard: b.shard, statistics: statistics, tokens: a.tokens + b.tokens, shards: shards)
     }
 
     /// reconstruct(b, g): quantizes each linear of the group from the merged Hessian.

@@ -1,5 +1,11 @@
 import Foundation
 
+#if os(Linux) && arch(x86_64)
+// SSE4.2's crc32 instruction computes exactly this CRC (Castagnoli), ~10x the tables'
+// speed; Package.swift builds for Haswell on Linux, which has it.
+import _Builtin_intrinsics.intel
+#endif
+
 /// CRC-32C (Castagnoli): reflected polynomial 0x82F63B78, initial value and
 /// final xor 0xFFFFFFFF, the checksum of Kiln's tensor frames
 /// (CHECKSUM_KIND_CRC32C). Table-driven, slicing by 8: eight 256-entry tables
@@ -30,9 +36,17 @@ public struct CRC32C: Sendable {
 
     public mutating func update(_ bytes: UnsafeRawBufferPointer) {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return }
-        value = CRC32C.tables.withUnsafeBufferPointer { tp in
-            Self.update(~value, base, bytes.count, tp.baseAddress!)
-        }
+        #if os(Linux) && arch(x86_64)
+        value = Self.hardwareUpdate(~value, base, bytes.count)
+        #else
+        value = Self.tableUpdate(value, bytes)
+        #endif
+    }
+
+    /// The portable path (slicing by 8), also what the test checks the instruction against.
+    static func tableUpdate(_ value: UInt32, _ bytes: UnsafeRawBufferPointer) -> UInt32 {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return value }
+        return CRC32C.tables.withUnsafeBufferPointer { tp in Self.update(~value, base, bytes.count, tp.baseAddress!) }
     }
 
     public mutating func update(_ data: Data) {
@@ -51,6 +65,26 @@ public struct CRC32C: Sendable {
         c.update(bytes)
         return c.value
     }
+
+    #if os(Linux) && arch(x86_64)
+    private static func hardwareUpdate(_ start: UInt32, _ base: UnsafeRawPointer, _ count: Int) -> UInt32 {
+        var crc = UInt64(start)
+        var p = base
+        var n = count
+        while n >= 8 {
+            crc = _mm_crc32_u64(crc, p.loadUnaligned(as: UInt64.self))
+            p += 8
+            n -= 8
+        }
+        var c = UInt32(truncatingIfNeeded: crc)
+        while n > 0 {
+            c = _mm_crc32_u8(c, p.load(as: UInt8.self))
+            p += 1
+            n -= 1
+        }
+        return ~c
+    }
+    #endif
 
     @_optimize(speed)
     private static func update(

@@ -3,10 +3,11 @@ import Foundation
 import Jobs
 import KilnProtocol
 
-/// Runs tasks one at a time on its own thread (big stack, BLAS inside), keeping each
-/// job's context (model view, calibration windows) and shard activations between
-/// tasks. Only the latest job's state is kept.
-// @unchecked: the queue is guarded by `cond`; contexts are touched only by the runner thread.
+/// Runs tasks on its lanes, one thread each (big stack, one BLAS thread inside), keeping
+/// each job's context (model view, calibration windows) and shard activations between
+/// tasks. Only the latest job's state is kept. Tasks are pure functions of the job and
+/// their inputs, so the number of lanes never changes a result's bytes.
+// @unchecked: the queue is guarded by `cond`, the current job by `jobLock`.
 final class TaskRunner: @unchecked Sendable {
     struct Job {
         let id: String
@@ -18,6 +19,9 @@ final class TaskRunner: @unchecked Sendable {
     private var queue: [(Kiln_V1_TaskAssignment, Data)] = []
     private var stopping = false
     private var current: Job?
+    private let jobLock = NSLock()
+    /// Collect results held back to travel merged (under `cond`).
+    private var collects = PendingCollects()
     private let emit: (Message) -> Void
     private let log: (String) -> Void
     private let info: (String) -> Void
@@ -27,23 +31,26 @@ final class TaskRunner: @unchecked Sendable {
     var modelFetches: Int { fetchLock.withLock { _modelFetches } }
 
     init(
-        emit: @escaping (Message) -> Void, log: @escaping (String) -> Void, info: @escaping (String) -> Void,
-        models: ModelSource
+        lanes: Int, emit: @escaping (Message) -> Void, log: @escaping (String) -> Void,
+        info: @escaping (String) -> Void, models: ModelSource
     ) {
         self.emit = emit
         self.log = log
         self.info = info
         self.models = models
         models.send = emit
-        let t = Thread { [self] in self.loop() }
-        t.name = "kiln.worker.compute"
-        t.stackSize = 16 << 20
-        t.start()
+        for lane in 1...max(1, lanes) {
+            let t = Thread { [self] in self.loop() }
+            t.name = "kiln.worker.lane\(lane)"
+            t.stackSize = 16 << 20
+            t.start()
+        }
     }
 
     func submit(_ a: Kiln_V1_TaskAssignment, input: Data) {
         cond.lock()
         queue.append((a, input))
+        if let key = Self.collectKey(a) { collects.expected[key, default: 0] += 1 }
         cond.signal()
         cond.unlock()
     }
@@ -51,7 +58,7 @@ final class TaskRunner: @unchecked Sendable {
     func stop() {
         cond.lock()
         stopping = true
-        cond.signal()
+        cond.broadcast()
         cond.unlock()
     }
 
@@ -65,11 +72,16 @@ final class TaskRunner: @unchecked Sendable {
             }
             let (a, input) = queue.removeFirst()
             cond.unlock()
-            emit(execute(a, input: input))
+            for m in execute(a, input: input) { emit(m) }
         }
     }
 
+    /// The job's context, opened by the first lane that needs it (the others wait for it).
     private func context(for a: Kiln_V1_TaskAssignment) throws -> Job {
+        try jobLock.withLock { try openContext(for: a) }
+    }
+
+    private func openContext(for a: Kiln_V1_TaskAssignment) throws -> Job {
         if let c = current, c.id == a.jobID { return c }
         current = nil  // free the previous job's activations first
         models.forget(exceptJob: a.jobID)
@@ -109,17 +121,23 @@ final class TaskRunner: @unchecked Sendable {
         return r
     }
 
-    /// One task: Jobs' task function through ClusterExecution, result encoded with its checksum.
-    private func execute(_ a: Kiln_V1_TaskAssignment, input: Data) -> Message {
+    /// One task: Jobs' task function through ClusterExecution, result encoded with its
+    /// checksum. A collect's result may be held back (a deferred answer now) to travel
+    /// merged with the next collect of the same block queued here.
+    private func execute(_ a: Kiln_V1_TaskAssignment, input: Data) -> [Message] {
         let t0 = DispatchTime.now()
-        var r = Self.result(for: a)
         func elapsedMs() -> UInt64 { UInt64((DispatchTime.now().uptimeNanoseconds - t0.uptimeNanoseconds) / 1_000_000) }
-        func fail(_ status: Kiln_V1_TaskStatus, _ code: Kiln_V1_ErrorCode, field: String, _ msg: String) -> Message {
+        func fail(_ status: Kiln_V1_TaskStatus, _ code: Kiln_V1_ErrorCode, field: String, _ msg: String) -> [Message] {
             log("task \(a.taskID) failed: \(msg)")
+            var r = Self.result(for: a)
             r.status = status
             r.error = Kiln_V1_Error(code, field: field, msg)
             r.elapsedMs = elapsedMs()
-            return Message(.taskResult(r))
+            // Collects held back for this block go now, carried by the last of them.
+            let held = Self.collectKey(a).flatMap { key in cond.withLock { collects.finished(key) } }
+            return (held.map { [encoded($0.carrier, .collect($0.result), elapsedMs: 0)] } ?? []) + [
+                Message(.taskResult(r))
+            ]
         }
         guard let task = TaskID(wireName: a.taskID) else {
             return fail(.failed, .invalidField, field: "task_assignment.task_id", "unknown task id '\(a.taskID)'")
@@ -137,13 +155,18 @@ final class TaskRunner: @unchecked Sendable {
                 p.stage = stage
                 self.emit(Message(.taskProgress(p)))
             }
-            let payload = try TaskPayload.encode(output)
-            let frame = try TensorFrame(name: "result", dtype: .u8, shape: [payload.count], bytes: payload)
-            r.status = .ok
-            r.outputs = [frame.header]
-            r.elapsedMs = elapsedMs()
-            r.metrics = ["bytes": Double(payload.count)]
-            return Message(.taskResult(r), tensors: [frame])
+            guard case let .collect(c) = output, let key = Self.collectKey(a) else {
+                return [encoded(a, output, elapsedMs: elapsedMs())]
+            }
+            switch cond.withLock({ collects.finished(key, c, carrier: a) }) {
+            case .deferred:
+                var r = Self.result(for: a)
+                r.status = .deferred
+                r.elapsedMs = elapsedMs()
+                return [Message(.taskResult(r))]
+            case let .send(results):
+                return results.map { encoded($0.carrier, .collect($0.result), elapsedMs: elapsedMs()) }
+            }
         } catch let e as MissingActivations {
             return fail(.retryable, .invalidField, field: "activations", e.description)
         } catch let e as ModelFetchError {
@@ -151,5 +174,29 @@ final class TaskRunner: @unchecked Sendable {
         } catch {
             return fail(.failed, .taskFailed, field: "", "\(error)")
         }
+    }
+
+    /// The result message of `a` carrying `output`.
+    private func encoded(_ a: Kiln_V1_TaskAssignment, _ output: ClusterTaskOutput, elapsedMs: UInt64) -> Message {
+        var r = Self.result(for: a)
+        do {
+            let payload = try TaskPayload.encode(output)
+            let frame = try TensorFrame(name: "result", dtype: .u8, shape: [payload.count], bytes: payload)
+            r.status = .ok
+            r.outputs = [frame.header]
+            r.elapsedMs = elapsedMs
+            r.metrics = ["bytes": Double(payload.count)]
+            return Message(.taskResult(r), tensors: [frame])
+        } catch {
+            log("task \(a.taskID) failed: cannot encode its result: \(error)")
+            r.status = .failed
+            r.error = Kiln_V1_Error(.taskFailed, field: "", "cannot encode the result: \(error)")
+            return Message(.taskResult(r))
+        }
+    }
+
+    /// "job/block" of a collect assignment; nil for other kinds.
+    static func collectKey(_ a: Kiln_V1_TaskAssignment) -> String? {
+        a.kind == .collect ? "\(a.jobID)/\(a.block)" : nil
     }
 }

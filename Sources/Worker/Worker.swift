@@ -8,7 +8,7 @@ import ZeroMQ
 
 public struct WorkerConfig: Sendable {
     public var coordinator: String
-    /// BLAS threads; 1 by default so results never depend on thread scheduling.
+    /// Task lanes: tasks run at once, each on one BLAS thread (so results never depend on it).
     public var threads = 1
     public var id: String
     /// CURVE: the coordinator's public key, and this worker's key pair (generated if nil).
@@ -93,7 +93,7 @@ public final class Worker: @unchecked Sendable {
         outgoing = Self.outgoing(config, chunkBytes: config.chunkBytes, window: config.chunkWindow)
         incoming = Self.incoming(config, window: config.chunkWindow)
         log[metadataKey: "worker"] = "\(config.id)"
-        Self.useBLASThreads(max(1, config.threads))
+        Self.useBLASThreads(1)
         let log = self.log
         let cache =
             config.cacheDirectory
@@ -101,7 +101,7 @@ public final class Worker: @unchecked Sendable {
             .appendingPathComponent(
                 "kiln-worker-\(config.id.map { $0.isLetter || $0.isNumber || $0 == "-" ? $0 : "_" })")
         runner = TaskRunner(
-            emit: { [weak self] m in self?.enqueue(m) }, log: { log.warning("\($0)") },
+            lanes: config.threads, emit: { [weak self] m in self?.enqueue(m) }, log: { log.warning("\($0)") },
             info: { log.info("\($0)") },
             models: ModelSource(
                 fetcher: fetcher, cacheDirectory: cache, alwaysFetch: config.fetchModel,
@@ -332,7 +332,8 @@ public final class Worker: @unchecked Sendable {
             }
             for m in out {
                 if case .taskResult(let r)? = m.body {
-                    unacked["\(r.taskID)#\(r.attempt)"] = m
+                    // A deferred answer has no result to keep: the one that carries it is kept.
+                    if r.status != .deferred { unacked["\(r.taskID)#\(r.attempt)"] = m }
                     outLock.withLock { tasksRunCount += 1 }
                 }
                 try send(m)

@@ -26,7 +26,7 @@ struct Run: ParsableCommand {
     @Option(
         parsing: .unconditional,
         help: """
-            Task threads (each task on one BLAS thread; with --workers, each worker's BLAS threads) and the \
+            Task threads (each task on one BLAS thread; with --workers, each worker's task lanes) and the \
             evaluation's BLAS threads. The output does not depend on it.
             """)
     var threads: Int?

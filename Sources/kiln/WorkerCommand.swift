@@ -9,11 +9,16 @@ struct WorkerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "worker",
         abstract: "Run a worker: connect to a coordinator and execute collect / reconstruct / propagate tasks.",
-        discussion: "Example: kiln worker --coordinator tcp://coord:5555 --threads 1")
+        discussion: """
+            Run one worker per host and give it the host's cores with --threads: each thread is a task lane \
+            running one task on one BLAS thread, so the output does not depend on it.
+
+            Example: kiln worker --coordinator tcp://coord:5555 --threads 16
+            """)
 
     @Option(help: "The coordinator's ROUTER endpoint.")
     var coordinator: String
-    @Option(help: "BLAS threads (1 keeps results independent of thread scheduling).")
+    @Option(help: "Task lanes: tasks run at once, each on one BLAS thread (usually the host's cores).")
     var threads = 1
     @Option(help: "Worker id (default: host-pid-random).")
     var id: String?
@@ -37,7 +42,10 @@ struct WorkerCommand: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            guard threads >= 1 else { throw UserError("--threads must be at least 1 (got \(threads))") }
+            guard (1...256).contains(threads) else {
+                throw UserError(
+                    "--threads \(threads) is out of range: use 1 to 256 (task lanes, usually the host's cores)")
+            }
             bootstrapLogging(logLevel)
             var c = WorkerConfig(coordinator: coordinator, threads: threads, id: id)
             if let f = curveServerKey {

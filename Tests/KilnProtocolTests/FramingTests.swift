@@ -1,9 +1,27 @@
 import Foundation
-import KilnProtocol
 import SwiftProtobuf
 import XCTest
 
+@testable import KilnProtocol
+
 final class FramingTests: XCTestCase {
+    func testCRC32CInstructionAgreesWithTheTables() {
+        var g = SystemRandomNumberGenerator()
+        let bytes = (0..<4099).map { _ in UInt8.random(in: 0...255, using: &g) }
+        bytes.withUnsafeBytes { raw in
+            // Every alignment and tail length, and a running value carried across calls.
+            for start in 0..<9 {
+                for end in [start, start + 1, start + 7, start + 8, start + 63, raw.count] {
+                    let slice = UnsafeRawBufferPointer(rebasing: raw[start..<end])
+                    var c = CRC32C()
+                    c.update(UnsafeRawBufferPointer(rebasing: slice.prefix(slice.count / 2)))
+                    c.update(UnsafeRawBufferPointer(rebasing: slice.dropFirst(slice.count / 2)))
+                    XCTAssertEqual(c.value, CRC32C.tableUpdate(0, slice), "bytes \(start)..<\(end)")
+                }
+            }
+        }
+    }
+
     func testCRC32CKnownValuesAndCombine() {
         XCTAssertEqual(CRC32C.checksum(Data("123456789".utf8)), 0xE306_9283)
         XCTAssertEqual(CRC32C.checksum(Data()), 0)

@@ -364,7 +364,9 @@ public nonisolated struct Kiln_V1_TaskInput: Sendable {
   fileprivate var _lineage: Kiln_V1_Lineage? = nil
 }
 
-/// collect(b, s): partial statistics, one per linear group of block b.
+/// collect(b, s): partial statistics, one per linear group of block b. A worker that
+/// ran several collects of one block sends one result for them, their statistics
+/// merged (exact sums), carried by the last of them.
 public nonisolated struct Kiln_V1_CollectResult: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -372,11 +374,15 @@ public nonisolated struct Kiln_V1_CollectResult: Sendable {
 
   public var block: UInt64 = 0
 
+  /// The task that carries the result.
   public var shard: UInt64 = 0
 
   public var statistics: [Kiln_V1_LinearStatistics] = []
 
   public var tokens: UInt64 = 0
+
+  /// Every shard merged in, strictly increasing, `shard` among them; empty: `shard` alone.
+  public var shards: [UInt64] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -988,7 +994,7 @@ nonisolated extension Kiln_V1_TaskInput: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension Kiln_V1_CollectResult: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CollectResult"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}block\0\u{1}shard\0\u{1}statistics\0\u{1}tokens\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}block\0\u{1}shard\0\u{1}statistics\0\u{1}tokens\0\u{1}shards\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1000,6 +1006,7 @@ nonisolated extension Kiln_V1_CollectResult: SwiftProtobuf.Message, SwiftProtobu
       case 2: try { try decoder.decodeSingularUInt64Field(value: &self.shard) }()
       case 3: try { try decoder.decodeRepeatedMessageField(value: &self.statistics) }()
       case 4: try { try decoder.decodeSingularUInt64Field(value: &self.tokens) }()
+      case 5: try { try decoder.decodeRepeatedUInt64Field(value: &self.shards) }()
       default: break
       }
     }
@@ -1018,6 +1025,9 @@ nonisolated extension Kiln_V1_CollectResult: SwiftProtobuf.Message, SwiftProtobu
     if self.tokens != 0 {
       try visitor.visitSingularUInt64Field(value: self.tokens, fieldNumber: 4)
     }
+    if !self.shards.isEmpty {
+      try visitor.visitPackedUInt64Field(value: self.shards, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1026,6 +1036,7 @@ nonisolated extension Kiln_V1_CollectResult: SwiftProtobuf.Message, SwiftProtobu
     if lhs.shard != rhs.shard {return false}
     if lhs.statistics != rhs.statistics {return false}
     if lhs.tokens != rhs.tokens {return false}
+    if lhs.shards != rhs.shards {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

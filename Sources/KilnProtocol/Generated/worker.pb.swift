@@ -130,6 +130,10 @@ public nonisolated enum Kiln_V1_TaskStatus: SwiftProtobuf.Enum, Swift.CaseIterab
   /// transient failure: another attempt may succeed
   case retryable // = 3
   case cancelled // = 4
+
+  /// Done; its result travels merged into a later result of the same job and block
+  /// (a collect: see CollectResult.shards). No payload.
+  case deferred // = 5
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -143,6 +147,7 @@ public nonisolated enum Kiln_V1_TaskStatus: SwiftProtobuf.Enum, Swift.CaseIterab
     case 2: self = .failed
     case 3: self = .retryable
     case 4: self = .cancelled
+    case 5: self = .deferred
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -154,6 +159,7 @@ public nonisolated enum Kiln_V1_TaskStatus: SwiftProtobuf.Enum, Swift.CaseIterab
     case .failed: return 2
     case .retryable: return 3
     case .cancelled: return 4
+    case .deferred: return 5
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -165,6 +171,7 @@ public nonisolated enum Kiln_V1_TaskStatus: SwiftProtobuf.Enum, Swift.CaseIterab
     .failed,
     .retryable,
     .cancelled,
+    .deferred,
   ]
 
 }
@@ -607,7 +614,7 @@ nonisolated extension Kiln_V1_InputKind: SwiftProtobuf._ProtoNameProviding {
 }
 
 nonisolated extension Kiln_V1_TaskStatus: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0TASK_STATUS_UNSPECIFIED\0\u{1}TASK_STATUS_OK\0\u{1}TASK_STATUS_FAILED\0\u{1}TASK_STATUS_RETRYABLE\0\u{1}TASK_STATUS_CANCELLED\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0TASK_STATUS_UNSPECIFIED\0\u{1}TASK_STATUS_OK\0\u{1}TASK_STATUS_FAILED\0\u{1}TASK_STATUS_RETRYABLE\0\u{1}TASK_STATUS_CANCELLED\0\u{1}TASK_STATUS_DEFERRED\0")
 }
 
 nonisolated extension Kiln_V1_WorkerCapacity: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
