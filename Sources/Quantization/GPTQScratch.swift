@@ -1,0 +1,166 @@
+import Tensor
+
+/// Every buffer one GPTQ run touches, in one allocation, column-major ([in, out]) so a
+/// column is contiguous: W^T in sweep order, the block copy W1 and its scaled errors, the
+/// Hessian's factorization (column-major, as LAPACK works on it) and Hinv (row-major, as the
+/// sweep reads it), the values, losses and codes, and the group parameters, group-major
+/// ([groups, m]) so one group's parameters for every row are contiguous.
+/// Moving data in and out is whole-matrix transposes and row copies, no strided loops.
+struct GPTQScratch {
+    let wt: UnsafeMutablePointer<Float>
+    let w1: UnsafeMutablePointer<Float>
+    let err: UnsafeMutablePointer<Float>
+    let factor: UnsafeMutablePointer<Float>
+    let hinv: UnsafeMutablePointer<Float>
+    let q: UnsafeMutablePointer<Float>
+    let loss: UnsafeMutablePointer<Float>
+    let params: UnsafeMutablePointer<GroupParameters>
+    let codes: UnsafeMutablePointer<UInt8>
+    private let raw: UnsafeMutableRawPointer
+    private let shape: GPTQShape
+
+    init(_ s: GPTQShape) {
+        let mn = s.m * s.n
+        let block = min(s.blockSize, s.n) * s.m
+        let floats = 3 * mn + 2 * block + 2 * s.n * s.n
+        let parameters = s.m * s.groups
+        let bytes = floats * MemoryLayout<Float>.stride + parameters * MemoryLayout<GroupParameters>.stride + mn
+        raw = .allocate(byteCount: max(bytes, 1), alignment: 64)
+        let f = raw.bindMemory(to: Float.self, capacity: floats)
+        wt = f
+        q = f + mn
+        loss = f + 2 * mn
+        w1 = f + 3 * mn
+        err = w1 + block
+        factor = err + block
+        hinv = factor + s.n * s.n
+        let p = (raw + floats * MemoryLayout<Float>.stride).bindMemory(to: GroupParameters.self, capacity: parameters)
+        p.initialize(repeating: GroupParameters(scale: 0, zero: 0), count: parameters)
+        params = p
+        codes = (raw + floats * MemoryLayout<Float>.stride + parameters * MemoryLayout<GroupParameters>.stride)
+            .bindMemory(to: UInt8.self, capacity: mn)
+        shape = s
+    }
+
+    func deallocate() { raw.deallocate() }
+
+    /// H with rows and columns in sweep order into `factor`, column-major (`hinv` is the
+    /// scratch for the permuted rows).
+    func loadHessian(_ h: Matrix, permutation perm: [Int]?) {
+        let n = shape.n
+        h.data.withUnsafeBufferPointer { hp in
+            let base = hp.baseAddress!
+            guard let perm else {
+                BLAS.transpose(rows: n, cols: n, a: base, lda: n, b: factor, ldb: n)
+                return
+            }
+            for i in 0..<n {
+                let src = base + perm[i] * n
+                let dst = hinv + i * n
+                for j in 0..<n { dst[j] = src[perm[j]] }
+            }
+            BLAS.transpose(rows: n, cols: n, a: hinv, lda: n, b: factor, ldb: n)
+        }
+    }
+
+    /// Hinv, row-major, from the column-major factor (only the upper triangle is meaningful).
+    func loadFactor() {
+        BLAS.transpose(rows: shape.n, cols: shape.n, a: factor, lda: shape.n, b: hinv, ldb: shape.n)
+    }
+
+    /// W^T in sweep order: row c of `wt` is column perm[c] of W (`q` is the scratch).
+    func loadWeight(_ w: Matrix, permutation perm: [Int]?) {
+        let m = shape.m
+        let n = shape.n
+        w.data.withUnsafeBufferPointer { wp in
+            guard let perm else {
+                BLAS.transpose(rows: m, cols: n, a: wp.baseAddress!, lda: n, b: wt, ldb: m)
+                return
+            }
+            BLAS.transpose(rows: m, cols: n, a: wp.baseAddress!, lda: n, b: q, ldb: m)
+            for c in 0..<n { (wt + c * m).update(from: q + perm[c] * m, count: m) }
+        }
+    }
+
+    /// The group parameters as the result stores them, [m, groups].
+    func rowMajorParameters() -> [GroupParameters] {
+        let m = shape.m
+        let groups = shape.groups
+        return [GroupParameters](unsafeUninitializedCapacity: m * groups) { out, count in
+            for r in 0..<m {
+                for k in 0..<groups { (out.baseAddress! + r * groups + k).initialize(to: params[k * m + r]) }
+            }
+            count = m * groups
+        }
+    }
+
+    /// Back to [out, in] in the original column order, with g_idx and the act-order permutations.
+    /// Rows of the sweep-order buffers go back to original order in `wt` (no longer needed),
+    /// then one transpose each.
+    func result(permutation perm: [Int], parameters: [GroupParameters], dead: [Int], damp: Float) -> GPTQResult {
+        let s = shape
+        let m = s.m
+        let n = s.n
+        var total = 0.0
+        for k in 0..<m * n { total += Double(loss[k]) }
+        func unpermuted(_ src: UnsafeMutablePointer<Float>) -> Matrix {
+            var out = Matrix(rows: m, cols: n)
+            var rows = src
+            if s.actOrder {
+                for c in 0..<n { (wt + perm[c] * m).update(from: src + c * m, count: m) }
+                rows = wt
+            }
+            out.data.withUnsafeMutableBufferPointer {
+                BLAS.transpose(rows: n, cols: m, a: rows, lda: m, b: $0.baseAddress!, ldb: n)
+            }
+            return out
+        }
+        let deq = unpermuted(q)
+        let losses = unpermuted(loss)
+        let codesOut = [UInt8](unsafeUninitializedCapacity: m * n) { out, count in
+            var rows = codes
+            if s.actOrder {
+                let bytes = UnsafeMutableRawPointer(wt).assumingMemoryBound(to: UInt8.self)
+                for c in 0..<n { (bytes + perm[c] * m).update(from: codes + c * m, count: m) }
+                rows = bytes
+            }
+            transposeBytes(rows: n, cols: m, rows, out.baseAddress!)
+            count = m * n
+        }
+        var gidx = [Int32](repeating: 0, count: n)
+        if !s.perChannel {
+            for c in 0..<n {
+                if s.actOrder && !s.staticGroups {
+                    gidx[perm[c]] = Int32(c / s.g)
+                } else {
+                    gidx[c] = Int32(c / s.g)
+                }
+            }
+        }
+        var permOut: [Int32]? = nil
+        var invOut: [Int32]? = nil
+        if s.actOrder {
+            permOut = perm.map { Int32($0) }
+            var inv = [Int32](repeating: 0, count: n)
+            for (pos, col) in perm.enumerated() { inv[col] = Int32(pos) }
+            invOut = inv
+        }
+        let qw = QuantizedWeight(
+            rows: m, columns: n, recipe: s.recipe, groupSize: s.g, groupCount: s.groups, codes: codesOut,
+            parameters: parameters, groupIndex: gidx, permutation: permOut,
+            inversePermutation: invOut, dequantized: deq)
+        return GPTQResult(weight: qw, losses: losses, totalLoss: total, deadColumns: dead, damp: damp)
+    }
+}
+
+/// b = a^T for bytes: a is rows x cols, b is cols x rows, both dense; in 32 x 32 tiles.
+private func transposeBytes(rows: Int, cols: Int, _ a: UnsafePointer<UInt8>, _ b: UnsafeMutablePointer<UInt8>) {
+    let tile = 32
+    for r0 in stride(from: 0, to: rows, by: tile) {
+        for c0 in stride(from: 0, to: cols, by: tile) {
+            for c in c0..<min(c0 + tile, cols) {
+                for r in r0..<min(r0 + tile, rows) { b[c * rows + r] = a[r * cols + c] }
+            }
+        }
+    }
+}
