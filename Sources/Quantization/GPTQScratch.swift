@@ -54,10 +54,12 @@ struct GPTQScratch {
                 BLAS.transpose(rows: n, cols: n, a: base, lda: n, b: factor, ldb: n)
                 return
             }
-            for i in 0..<n {
-                let src = base + perm[i] * n
-                let dst = hinv + i * n
-                for j in 0..<n { dst[j] = src[perm[j]] }
+            perm.withUnsafeBufferPointer { p in
+                for i in 0..<n {
+                    let src = base + p[i] * n
+                    let dst = hinv + i * n
+                    for j in 0..<n { dst[j] = src[p[j]] }
+                }
             }
             BLAS.transpose(rows: n, cols: n, a: hinv, lda: n, b: factor, ldb: n)
         }
@@ -94,37 +96,29 @@ struct GPTQScratch {
         }
     }
 
-    /// Back to [out, in] in the original column order, with g_idx and the act-order permutations.
-    /// Rows of the sweep-order buffers go back to original order in `wt` (no longer needed),
-    /// then one transpose each.
+    /// Back to [out, in]: the values, losses and codes are already in original column order
+    /// (`GPTQ.quantizeColumn` stores them there), so one transpose each. The total loss is
+    /// summed in sweep order.
     func result(permutation perm: [Int], parameters: [GroupParameters], dead: [Int], damp: Float) -> GPTQResult {
         let s = shape
         let m = s.m
         let n = s.n
         var total = 0.0
-        for k in 0..<m * n { total += Double(loss[k]) }
-        func unpermuted(_ src: UnsafeMutablePointer<Float>) -> Matrix {
-            var out = Matrix(rows: m, cols: n)
-            var rows = src
-            if s.actOrder {
-                for c in 0..<n { (wt + perm[c] * m).update(from: src + c * m, count: m) }
-                rows = wt
-            }
-            out.data.withUnsafeMutableBufferPointer {
-                BLAS.transpose(rows: n, cols: m, a: rows, lda: m, b: $0.baseAddress!, ldb: n)
-            }
-            return out
+        for c in perm {
+            let column = loss + c * m
+            for r in 0..<m { total += Double(column[r]) }
         }
-        let deq = unpermuted(q)
-        let losses = unpermuted(loss)
-        let codesOut = [UInt8](unsafeUninitializedCapacity: m * n) { out, count in
-            var rows = codes
-            if s.actOrder {
-                let bytes = UnsafeMutableRawPointer(wt).assumingMemoryBound(to: UInt8.self)
-                for c in 0..<n { (bytes + perm[c] * m).update(from: codes + c * m, count: m) }
-                rows = bytes
+        func transposed(_ src: UnsafeMutablePointer<Float>) -> Matrix {
+            let data = [Float](unsafeUninitializedCapacity: m * n) { out, count in
+                BLAS.transpose(rows: n, cols: m, a: src, lda: m, b: out.baseAddress!, ldb: n)
+                count = m * n
             }
-            transposeBytes(rows: n, cols: m, rows, out.baseAddress!)
+            return Matrix(rows: m, cols: n, data: data)
+        }
+        let deq = transposed(q)
+        let losses = transposed(loss)
+        let codesOut = [UInt8](unsafeUninitializedCapacity: m * n) { out, count in
+            transposeBytes(rows: n, cols: m, codes, out.baseAddress!)
             count = m * n
         }
         var gidx = [Int32](repeating: 0, count: n)
