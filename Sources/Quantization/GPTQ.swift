@@ -75,7 +75,6 @@ public enum GPTQ {
         // 5. dampening and the upper Cholesky factor of H^-1
         b.loadHessian(h, permutation: recipe.actOrder ? perm : nil)
         let damp = try dampAndFactor(b.factor, n: shape.n, recipe: recipe, name: name)
-        b.loadFactor()
         b.loadWeight(w, permutation: recipe.actOrder ? perm : nil)
         sweep(b, grid, shape, perm)
         let params = b.rowMajorParameters()
@@ -155,8 +154,8 @@ public enum GPTQ {
             if i2 < n {
                 // W[:, i2:] -= Err1 * Hinv[i1:i2, i2:]  (transposed: Wt[i2:] -= Hinv[i1:i2, i2:]^T * Err1^T)
                 BLAS.gemm(
-                    transA: true, transB: false, m: n - i2, n: m, k: count, alpha: -1,
-                    a: b.hinv + i1 * n + i2, lda: n, b: b.err, ldb: m, beta: 1, c: b.wt + i2 * m, ldc: m)
+                    transA: false, transB: false, m: n - i2, n: m, k: count, alpha: -1,
+                    a: b.hinvT + i2 * n + i1, lda: n, b: b.err, ldb: m, beta: 1, c: b.wt + i2 * m, ldc: m)
             }
         }
     }
@@ -187,7 +186,7 @@ public enum GPTQ {
         _ b: GPTQScratch, _ grid: G, _ current: UnsafeMutablePointer<GroupParameters>, m: Int, n: Int,
         column c: Int, originalColumn: Int, blockColumn i: Int
     ) {
-        let d = b.hinv[c * n + c]
+        let d = b.hinvT[c * n + c]
         let d2 = d * d
         let wcol = b.w1 + i * m
         let ecol = b.err + i * m
@@ -221,14 +220,14 @@ public enum GPTQ {
         if rest > 0 {
             // W1[i+1..<subEnd] -= Hinv[c, c+1..<] (rest) outer err (m)
             BLAS.ger(
-                m: rest, n: m, alpha: -1, x: b.hinv + c * n + c + 1, y: b.err + i * m, a: b.w1 + (i + 1) * m, lda: m)
+                m: rest, n: m, alpha: -1, x: b.hinvT + (c + 1) * n + c, incX: n, y: b.err + i * m, a: b.w1 + (i + 1) * m, lda: m)
         }
         if i + 1 == subEnd && subEnd < count {
             let s0 = i / GPTQShape.subBlock * GPTQShape.subBlock  // first column of this sub-block
             // W1[subEnd..<count] -= Hinv[i1+s0..<i1+subEnd, i1+subEnd..<i2]^T * Err1[s0..<subEnd]
             BLAS.gemm(
-                transA: true, transB: false, m: count - subEnd, n: m, k: subEnd - s0, alpha: -1,
-                a: b.hinv + (i1 + s0) * n + i1 + subEnd, lda: n, b: b.err + s0 * m, ldb: m,
+                transA: false, transB: false, m: count - subEnd, n: m, k: subEnd - s0, alpha: -1,
+                a: b.hinvT + (i1 + subEnd) * n + i1 + s0, lda: n, b: b.err + s0 * m, ldb: m,
                 beta: 1, c: b.w1 + subEnd * m, ldc: m)
         }
     }

@@ -11,7 +11,9 @@ struct GPTQScratch {
     let w1: UnsafeMutablePointer<Float>
     let err: UnsafeMutablePointer<Float>
     let factor: UnsafeMutablePointer<Float>
-    let hinv: UnsafeMutablePointer<Float>
+    /// After `GPTQ.dampAndFactor`, `factor` read row-major: Hinv^T (lower triangle).
+    var hinvT: UnsafeMutablePointer<Float> { factor }
+    let permuted: UnsafeMutablePointer<Float>
     let q: UnsafeMutablePointer<Float>
     let loss: UnsafeMutablePointer<Float>
     let params: UnsafeMutablePointer<GroupParameters>
@@ -33,7 +35,7 @@ struct GPTQScratch {
         w1 = f + 3 * mn
         err = w1 + block
         factor = err + block
-        hinv = factor + s.n * s.n
+        permuted = factor + s.n * s.n
         let p = (raw + floats * MemoryLayout<Float>.stride).bindMemory(to: GroupParameters.self, capacity: parameters)
         p.initialize(repeating: GroupParameters(scale: 0, zero: 0), count: parameters)
         params = p
@@ -44,7 +46,7 @@ struct GPTQScratch {
 
     func deallocate() { raw.deallocate() }
 
-    /// H with rows and columns in sweep order into `factor`, column-major (`hinv` is the
+    /// H with rows and columns in sweep order into `factor`, column-major (`permuted` is the
     /// scratch for the permuted rows).
     func loadHessian(_ h: Matrix, permutation perm: [Int]?) {
         let n = shape.n
@@ -57,17 +59,12 @@ struct GPTQScratch {
             perm.withUnsafeBufferPointer { p in
                 for i in 0..<n {
                     let src = base + p[i] * n
-                    let dst = hinv + i * n
+                    let dst = permuted + i * n
                     for j in 0..<n { dst[j] = src[p[j]] }
                 }
             }
-            BLAS.transpose(rows: n, cols: n, a: hinv, lda: n, b: factor, ldb: n)
+            BLAS.transpose(rows: n, cols: n, a: permuted, lda: n, b: factor, ldb: n)
         }
-    }
-
-    /// Hinv, row-major, from the column-major factor (only the upper triangle is meaningful).
-    func loadFactor() {
-        BLAS.transpose(rows: shape.n, cols: shape.n, a: factor, lda: shape.n, b: hinv, ldb: shape.n)
     }
 
     /// W^T in sweep order: row c of `wt` is column perm[c] of W (`q` is the scratch).
