@@ -76,10 +76,10 @@ public enum GPTQ {
         b.loadHessian(h, permutation: recipe.actOrder ? perm : nil)
         let damp = try dampAndFactor(b.factor, n: shape.n, recipe: recipe, name: name)
         b.loadWeight(w, permutation: recipe.actOrder ? perm : nil)
-        sweep(b, grid, shape, perm)
+        let totalLoss = sweep(b, grid, shape, perm)
         let params = b.rowMajorParameters()
         try Checks.scalesFit(params, groups: shape.groups, recipe: recipe, tensor: name)
-        return b.result(permutation: perm, parameters: params, dead: dead, damp: damp)
+        return b.result(parameters: params, totalLoss: totalLoss, dead: dead, damp: damp, permutation: perm)
     }
 
     /// Fits every (row, group) on W as it is (per-channel: one group of all columns) into
@@ -136,11 +136,14 @@ public enum GPTQ {
         return damp
     }
 
-    /// 6. The column sweep, block by block (see the type's comment).
-    static func sweep<G: QuantizationGrid>(_ b: GPTQScratch, _ grid: G, _ s: GPTQShape, _ perm: [Int]) {
+    /// 6. The column sweep, block by block (see the type's comment). Returns the total loss,
+    /// summed in Float64 in sweep order.
+    static func sweep<G: QuantizationGrid>(_ b: GPTQScratch, _ grid: G, _ s: GPTQShape, _ perm: [Int]) -> Double {
         let m = s.m
         let n = s.n
         var current = b.params
+        var total = 0.0
+        var previousLoss = b.zeros
         for i1 in stride(from: 0, to: n, by: s.blockSize) {
             let i2 = min(i1 + s.blockSize, n)
             let count = i2 - i1
@@ -148,7 +151,10 @@ public enum GPTQ {
             for i in 0..<count {
                 let c = i1 + i
                 if !s.perChannel { current = selectGroup(b, grid, s, column: c, originalColumn: perm[c], current) }
-                quantizeColumn(b, grid, current, m: m, n: n, column: c, originalColumn: perm[c], blockColumn: i)
+                quantizeColumn(
+                    b, grid, current, m: m, n: n, column: c, originalColumn: perm[c], blockColumn: i,
+                    previousLoss: previousLoss, total: &total)
+                previousLoss = b.loss + perm[c] * m
                 spreadError(b, s, blockStart: i1, blockCount: count, blockColumn: i)
             }
             if i2 < n {
@@ -158,6 +164,8 @@ public enum GPTQ {
                     a: b.hinvT + i2 * n + i1, lda: n, b: b.err, ldb: m, beta: 1, c: b.wt + i2 * m, ldc: m)
             }
         }
+        for r in 0..<m { total += Double(previousLoss[r]) }
+        return total
     }
 
     /// The parameters (one per row) column c (sweep order) is quantized with: the static group
@@ -180,11 +188,14 @@ public enum GPTQ {
     /// Quantizes column c (block column i of W1): codes, values and losses (stored at its
     /// original column) and the scaled error.
     /// The grid's scalar code/value pass first, then the error and loss arithmetic in a loop of
-    /// its own, which the compiler vectorizes (the same IEEE operations per element).
+    /// its own, which the compiler vectorizes (the same IEEE operations per element). The
+    /// scalar pass also adds the previous column's losses to the Float64 total, element by
+    /// element in order, where the serial additions cost nothing extra.
     @inline(__always)
     static func quantizeColumn<G: QuantizationGrid>(
         _ b: GPTQScratch, _ grid: G, _ current: UnsafeMutablePointer<GroupParameters>, m: Int, n: Int,
-        column c: Int, originalColumn: Int, blockColumn i: Int
+        column c: Int, originalColumn: Int, blockColumn i: Int, previousLoss: UnsafePointer<Float>,
+        total: inout Double
     ) {
         let d = b.hinvT[c * n + c]
         let d2 = d * d
@@ -193,11 +204,14 @@ public enum GPTQ {
         let codes = b.codes + originalColumn * m
         let q = b.q + originalColumn * m
         let loss = b.loss + originalColumn * m
+        var sum = total
         for r in 0..<m {
             let code = grid.code(wcol[r], current[r])
             codes[r] = code
             q[r] = grid.value(code, current[r])
+            sum += Double(previousLoss[r])
         }
+        total = sum
         for r in 0..<m {
             let diff = wcol[r] - q[r]
             loss[r] = diff * diff / d2 / 2

@@ -16,6 +16,8 @@ struct GPTQScratch {
     let permuted: UnsafeMutablePointer<Float>
     let q: UnsafeMutablePointer<Float>
     let loss: UnsafeMutablePointer<Float>
+    /// m zeros (the "previous column's losses" before the first column).
+    let zeros: UnsafeMutablePointer<Float>
     let params: UnsafeMutablePointer<GroupParameters>
     let codes: UnsafeMutablePointer<UInt8>
     private let raw: UnsafeMutableRawPointer
@@ -24,7 +26,7 @@ struct GPTQScratch {
     init(_ s: GPTQShape) {
         let mn = s.m * s.n
         let block = min(s.blockSize, s.n) * s.m
-        let floats = 3 * mn + 2 * block + 2 * s.n * s.n
+        let floats = 3 * mn + 2 * block + 2 * s.n * s.n + s.m
         let parameters = s.m * s.groups
         let bytes = floats * MemoryLayout<Float>.stride + parameters * MemoryLayout<GroupParameters>.stride + mn
         raw = .allocate(byteCount: max(bytes, 1), alignment: 64)
@@ -36,6 +38,8 @@ struct GPTQScratch {
         err = w1 + block
         factor = err + block
         permuted = factor + s.n * s.n
+        zeros = permuted + s.n * s.n
+        zeros.initialize(repeating: 0, count: s.m)
         let p = (raw + floats * MemoryLayout<Float>.stride).bindMemory(to: GroupParameters.self, capacity: parameters)
         p.initialize(repeating: GroupParameters(scale: 0, zero: 0), count: parameters)
         params = p
@@ -94,17 +98,13 @@ struct GPTQScratch {
     }
 
     /// Back to [out, in]: the values, losses and codes are already in original column order
-    /// (`GPTQ.quantizeColumn` stores them there), so one transpose each. The total loss is
-    /// summed in sweep order.
-    func result(permutation perm: [Int], parameters: [GroupParameters], dead: [Int], damp: Float) -> GPTQResult {
+    /// (`GPTQ.quantizeColumn` stores them there), so one transpose each.
+    func result(
+        parameters: [GroupParameters], totalLoss: Double, dead: [Int], damp: Float, permutation perm: [Int]
+    ) -> GPTQResult {
         let s = shape
         let m = s.m
         let n = s.n
-        var total = 0.0
-        for c in perm {
-            let column = loss + c * m
-            for r in 0..<m { total += Double(column[r]) }
-        }
         func transposed(_ src: UnsafeMutablePointer<Float>) -> Matrix {
             let data = [Float](unsafeUninitializedCapacity: m * n) { out, count in
                 BLAS.transpose(rows: n, cols: m, a: src, lda: m, b: out.baseAddress!, ldb: n)
@@ -140,7 +140,7 @@ struct GPTQScratch {
             rows: m, columns: n, recipe: s.recipe, groupSize: s.g, groupCount: s.groups, codes: codesOut,
             parameters: parameters, groupIndex: gidx, permutation: permOut,
             inversePermutation: invOut, dequantized: deq)
-        return GPTQResult(weight: qw, losses: losses, totalLoss: total, deadColumns: dead, damp: damp)
+        return GPTQResult(weight: qw, losses: losses, totalLoss: totalLoss, deadColumns: dead, damp: damp)
     }
 }
 
