@@ -20,7 +20,9 @@ import Tensor
 ///    when column i reaches a group start, on W as of the start of the current block
 ///    (the reference reads W, not the in-block copy W1).
 ///
-/// Internally W is held transposed ([in, out]) so a column is contiguous.
+/// Internally W is held transposed ([in, out]) so a column is contiguous, and LAPACK works on
+/// column-major storage in place (see `GPTQScratch`); every floating-point operation is the
+/// same as in the row-major formulation, so results do not depend on these layouts.
 public enum GPTQ {
     public static func quantize(
         _ weight: Matrix, hessian: Matrix, recipe: QuantRecipe,
@@ -206,14 +208,14 @@ public enum GPTQ {
         let loss = b.loss + originalColumn * m
         var sum = total
         for r in 0..<m {
-            let code = grid.code(wcol[r], current[r])
-            codes[r] = code
-            q[r] = grid.value(code, current[r])
+            codes[r] = grid.code(wcol[r], current[r])
             sum += Double(previousLoss[r])
         }
         total = sum
         for r in 0..<m {
-            let diff = wcol[r] - q[r]
+            let value = grid.value(codes[r], current[r])
+            q[r] = value
+            let diff = wcol[r] - value
             loss[r] = diff * diff / d2 / 2
             ecol[r] = diff / d
         }
@@ -234,7 +236,8 @@ public enum GPTQ {
         if rest > 0 {
             // W1[i+1..<subEnd] -= Hinv[c, c+1..<] (rest) outer err (m)
             BLAS.ger(
-                m: rest, n: m, alpha: -1, x: b.hinvT + (c + 1) * n + c, incX: n, y: b.err + i * m, a: b.w1 + (i + 1) * m, lda: m)
+                m: rest, n: m, alpha: -1, x: b.hinvT + (c + 1) * n + c, incX: n, y: b.err + i * m,
+                a: b.w1 + (i + 1) * m, lda: m)
         }
         if i + 1 == subEnd && subEnd < count {
             let s0 = i / GPTQShape.subBlock * GPTQShape.subBlock  // first column of this sub-block

@@ -2,10 +2,11 @@ import Tensor
 
 /// Every buffer one GPTQ run touches, in one allocation, column-major ([in, out]) so a
 /// column is contiguous: W^T in sweep order, the block copy W1 and its scaled errors, the
-/// Hessian's factorization (column-major, as LAPACK works on it) and Hinv (row-major, as the
-/// sweep reads it), the values, losses and codes, and the group parameters, group-major
-/// ([groups, m]) so one group's parameters for every row are contiguous.
-/// Moving data in and out is whole-matrix transposes and row copies, no strided loops.
+/// Hessian and its factorization in place (column-major, as LAPACK works on it; read
+/// row-major that is Hinv^T, which the sweep uses as is), the values, losses and codes
+/// (at their original column), and the group parameters, group-major ([groups, m]) so one
+/// group's parameters for every row are contiguous.
+/// Data moves in and out by whole-matrix transposes and row copies, not strided loops.
 struct GPTQScratch {
     let wt: UnsafeMutablePointer<Float>
     let w1: UnsafeMutablePointer<Float>
@@ -13,7 +14,6 @@ struct GPTQScratch {
     let factor: UnsafeMutablePointer<Float>
     /// After `GPTQ.dampAndFactor`, `factor` read row-major: Hinv^T (lower triangle).
     var hinvT: UnsafeMutablePointer<Float> { factor }
-    let permuted: UnsafeMutablePointer<Float>
     let q: UnsafeMutablePointer<Float>
     let loss: UnsafeMutablePointer<Float>
     /// m zeros (the "previous column's losses" before the first column).
@@ -26,7 +26,7 @@ struct GPTQScratch {
     init(_ s: GPTQShape) {
         let mn = s.m * s.n
         let block = min(s.blockSize, s.n) * s.m
-        let floats = 3 * mn + 2 * block + 2 * s.n * s.n + s.m
+        let floats = 3 * mn + 2 * block + s.n * s.n + s.m
         let parameters = s.m * s.groups
         let bytes = floats * MemoryLayout<Float>.stride + parameters * MemoryLayout<GroupParameters>.stride + mn
         raw = .allocate(byteCount: max(bytes, 1), alignment: 64)
@@ -37,8 +37,7 @@ struct GPTQScratch {
         w1 = f + 3 * mn
         err = w1 + block
         factor = err + block
-        permuted = factor + s.n * s.n
-        zeros = permuted + s.n * s.n
+        zeros = factor + s.n * s.n
         zeros.initialize(repeating: 0, count: s.m)
         let p = (raw + floats * MemoryLayout<Float>.stride).bindMemory(to: GroupParameters.self, capacity: parameters)
         p.initialize(repeating: GroupParameters(scale: 0, zero: 0), count: parameters)
@@ -50,8 +49,9 @@ struct GPTQScratch {
 
     func deallocate() { raw.deallocate() }
 
-    /// H with rows and columns in sweep order into `factor`, column-major (`permuted` is the
-    /// scratch for the permuted rows).
+    /// H with rows and columns in sweep order into `factor`, column-major: factor[j * n + i] =
+    /// H[perm[i], perm[j]]. With a permutation, one pass in tiles of 16 rows of H: those rows
+    /// stay cached while each output row gets one whole cache line of them.
     func loadHessian(_ h: Matrix, permutation perm: [Int]?) {
         let n = shape.n
         h.data.withUnsafeBufferPointer { hp in
@@ -60,14 +60,21 @@ struct GPTQScratch {
                 BLAS.transpose(rows: n, cols: n, a: base, lda: n, b: factor, ldb: n)
                 return
             }
+            let tile = 16
             perm.withUnsafeBufferPointer { p in
-                for i in 0..<n {
-                    let src = base + p[i] * n
-                    let dst = permuted + i * n
-                    for j in 0..<n { dst[j] = src[p[j]] }
+                var rows = [UnsafePointer<Float>](repeating: base, count: tile)
+                for i0 in stride(from: 0, to: n, by: tile) {
+                    let t = min(tile, n - i0)
+                    for k in 0..<t { rows[k] = base + p[i0 + k] * n }
+                    rows.withUnsafeBufferPointer { r in
+                        for j in 0..<n {
+                            let pj = p[j]
+                            let dst = factor + j * n + i0
+                            for k in 0..<t { dst[k] = r[k][pj] }
+                        }
+                    }
                 }
             }
-            BLAS.transpose(rows: n, cols: n, a: permuted, lda: n, b: factor, ldb: n)
         }
     }
 
