@@ -50,8 +50,7 @@ struct GPTQScratch {
     func deallocate() { raw.deallocate() }
 
     /// H with rows and columns in sweep order into `factor`, column-major: factor[j * n + i] =
-    /// H[perm[i], perm[j]]. With a permutation, one pass in tiles of 16 rows of H: those rows
-    /// stay cached while each output row gets one whole cache line of them.
+    /// H[perm[i], perm[j]].
     func loadHessian(_ h: Matrix, permutation perm: [Int]?) {
         let n = shape.n
         h.data.withUnsafeBufferPointer { hp in
@@ -60,25 +59,11 @@ struct GPTQScratch {
                 BLAS.transpose(rows: n, cols: n, a: base, lda: n, b: factor, ldb: n)
                 return
             }
-            let tile = 16
-            perm.withUnsafeBufferPointer { p in
-                var rows = [UnsafePointer<Float>](repeating: base, count: tile)
-                for i0 in stride(from: 0, to: n, by: tile) {
-                    let t = min(tile, n - i0)
-                    for k in 0..<t { rows[k] = base + p[i0 + k] * n }
-                    rows.withUnsafeBufferPointer { r in
-                        for j in 0..<n {
-                            let pj = p[j]
-                            let dst = factor + j * n + i0
-                            for k in 0..<t { dst[k] = r[k][pj] }
-                        }
-                    }
-                }
-            }
+            permutedTranspose(base, ld: n, rows: perm, columns: perm, into: factor)
         }
     }
 
-    /// W^T in sweep order: row c of `wt` is column perm[c] of W (`q` is the scratch).
+    /// W^T in sweep order: row c of `wt` is column perm[c] of W.
     func loadWeight(_ w: Matrix, permutation perm: [Int]?) {
         let m = shape.m
         let n = shape.n
@@ -87,8 +72,7 @@ struct GPTQScratch {
                 BLAS.transpose(rows: m, cols: n, a: wp.baseAddress!, lda: n, b: wt, ldb: m)
                 return
             }
-            BLAS.transpose(rows: m, cols: n, a: wp.baseAddress!, lda: n, b: q, ldb: m)
-            for c in 0..<n { (wt + c * m).update(from: q + perm[c] * m, count: m) }
+            permutedTranspose(wp.baseAddress!, ld: n, rows: Array(0..<m), columns: perm, into: wt)
         }
     }
 
@@ -151,14 +135,62 @@ struct GPTQScratch {
     }
 }
 
-/// b = a^T for bytes: a is rows x cols, b is cols x rows, both dense; in 32 x 32 tiles.
-private func transposeBytes(rows: Int, cols: Int, _ a: UnsafePointer<UInt8>, _ b: UnsafeMutablePointer<UInt8>) {
-    let tile = 32
-    for r0 in stride(from: 0, to: rows, by: tile) {
-        for c0 in stride(from: 0, to: cols, by: tile) {
-            for c in c0..<min(c0 + tile, cols) {
-                for r in r0..<min(r0 + tile, rows) { b[c * rows + r] = a[r * cols + c] }
+/// dst[j * rows.count + i] = src[rows[i] * ld + columns[j]]: a transpose with rows and
+/// columns picked in the given orders, in one pass over tiles of 16 source rows (they stay
+/// cached while each destination row gets a whole cache line of them).
+private func permutedTranspose(
+    _ src: UnsafePointer<Float>, ld: Int, rows: [Int], columns: [Int], into dst: UnsafeMutablePointer<Float>
+) {
+    let tile = 16
+    let count = rows.count
+    var tileRows = [UnsafePointer<Float>](repeating: src, count: tile)
+    rows.withUnsafeBufferPointer { rp in
+        columns.withUnsafeBufferPointer { cp in
+            for i0 in stride(from: 0, to: count, by: tile) {
+                let t = min(tile, count - i0)
+                for k in 0..<t { tileRows[k] = src + rp[i0 + k] * ld }
+                tileRows.withUnsafeBufferPointer { r in
+                    for j in 0..<cp.count {
+                        let column = cp[j]
+                        let out = dst + j * count + i0
+                        for k in 0..<t { out[k] = r[k][column] }
+                    }
+                }
             }
         }
+    }
+}
+
+/// b = a^T for bytes: a is rows x cols, b is cols x rows, both dense. Blocks of 8 x 8 are
+/// transposed inside eight UInt64 words (three rounds of masked swaps); the edges bytewise.
+private func transposeBytes(rows: Int, cols: Int, _ a: UnsafePointer<UInt8>, _ b: UnsafeMutablePointer<UInt8>) {
+    let rows8 = rows / 8 * 8
+    let cols8 = cols / 8 * 8
+    let src = UnsafeRawPointer(a)
+    let dst = UnsafeMutableRawPointer(b)
+    for r0 in stride(from: 0, to: rows8, by: 8) {
+        for c0 in stride(from: 0, to: cols8, by: 8) {
+            var w = SIMD8<UInt64>()
+            for k in 0..<8 { w[k] = src.loadUnaligned(fromByteOffset: (r0 + k) * cols + c0, as: UInt64.self) }
+            swapRound(&w, shift: 8, mask: 0x00FF_00FF_00FF_00FF)
+            swapRound(&w, shift: 16, mask: 0x0000_FFFF_0000_FFFF)
+            swapRound(&w, shift: 32, mask: 0x0000_0000_FFFF_FFFF)
+            for k in 0..<8 { dst.storeBytes(of: w[k], toByteOffset: (c0 + k) * rows + r0, as: UInt64.self) }
+        }
+    }
+    for r in 0..<rows {
+        for c in (r < rows8 ? cols8 : 0)..<cols { b[c * rows + r] = a[r * cols + c] }
+    }
+}
+
+/// One round of the 8 x 8 byte transpose: words i and i + shift/8 (i with that bit clear)
+/// swap their off-diagonal `shift`-bit units.
+@inline(__always)
+private func swapRound(_ w: inout SIMD8<UInt64>, shift: UInt64, mask: UInt64) {
+    let step = Int(shift / 8)
+    for i in 0..<8 where i & step == 0 {
+        let t = ((w[i] >> shift) ^ w[i + step]) & mask
+        w[i + step] ^= t
+        w[i] ^= t << shift
     }
 }
