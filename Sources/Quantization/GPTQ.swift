@@ -20,22 +20,24 @@ import Tensor
 ///    when column i reaches a group start, on W as of the start of the current block
 ///    (the reference reads W, not the in-block copy W1).
 ///
-/// Internally W is held transposed ([in, out]) so a column is contiguous.
+/// Internally W is held transposed ([in, out]) so a column is contiguous, and LAPACK works on
+/// column-major storage in place (see `GPTQScratch`); every floating-point operation is the
+/// same as in the row-major formulation, so results do not depend on these layouts.
 public enum GPTQ {
     public static func quantize(
         _ weight: Matrix, hessian: Matrix, recipe: QuantRecipe,
         name: String = "weight"
     ) throws -> GPTQResult {
         try recipe.validate(columns: weight.cols, tensor: name)
-        try Checks.finiteWeight(weight, tensor: name)
+        if weight.count == 0 || !allFinite(weight.data) { try Checks.finiteWeight(weight, tensor: name) }
         guard hessian.rows == weight.cols && hessian.cols == weight.cols else {
             throw QuantizationError.shapeMismatch(
                 tensor: name,
                 detail: "Hessian is \(hessian.rows)x\(hessian.cols), weight has \(weight.cols) input columns")
         }
-        for (k, v) in hessian.data.enumerated() where !v.isFinite {
+        if !allFinite(hessian.data), let k = hessian.data.firstIndex(where: { !$0.isFinite }) {
             throw QuantizationError.nonFiniteHessian(
-                tensor: name, row: k / hessian.cols, column: k % hessian.cols, value: v)
+                tensor: name, row: k / hessian.cols, column: k % hessian.cols, value: hessian.data[k])
         }
         switch recipe.format {
         case .integer:
@@ -46,44 +48,52 @@ public enum GPTQ {
         }
     }
 
+    /// Whether every value is finite, in one vectorizable pass (which one is not is looked up only then).
+    static func allFinite(_ x: [Float]) -> Bool {
+        x.withUnsafeBufferPointer { p in
+            var bad: UInt32 = 0
+            for v in p { bad |= (v.bitPattern & 0x7f80_0000) == 0x7f80_0000 ? 1 : 0 }
+            return bad == 0
+        }
+    }
+
     static func run<G: QuantizationGrid>(
         _ weight: Matrix, _ hessian: Matrix, _ recipe: QuantRecipe, _ grid: G,
         _ name: String
     ) throws -> GPTQResult {
         let shape = GPTQShape(recipe: recipe, rows: weight.rows, columns: weight.cols)
+        let b = GPTQScratch(shape)
+        defer { b.deallocate() }
         var w = weight
         var h = hessian
         // 1. per-channel parameters from the untouched weights
-        var params = [GroupParameters](repeating: GroupParameters(scale: 0, zero: 0), count: shape.m * shape.groups)
-        if shape.perChannel { fitGroups(w, grid, shape, into: &params) }
+        if shape.perChannel { fitGroups(w, grid, shape, into: b.params) }
         // 2. dead columns
         let dead = zeroDeadColumns(&w, &h, shape)
         // 3. static groups
-        if recipe.staticGroups { fitGroups(w, grid, shape, into: &params) }
+        if recipe.staticGroups { fitGroups(w, grid, shape, into: b.params) }
         // 4. act-order permutation
-        let perm = recipe.actOrder ? actOrderPermutation(&h, n: shape.n) : Array(0..<shape.n)
+        let perm = recipe.actOrder ? actOrderPermutation(h, n: shape.n) : Array(0..<shape.n)
         // 5. dampening and the upper Cholesky factor of H^-1
-        let damp = try dampAndFactor(&h, recipe: recipe, name: name)
-
-        let scratch = GPTQScratch(shape)
-        defer { scratch.deallocate() }
-        scratch.load(weight: w, hinv: h, parameters: params, permutation: perm)
-        sweep(scratch, grid, shape, perm)
-        params = Array(UnsafeBufferPointer(start: scratch.params, count: shape.m * shape.groups))
+        b.loadHessian(h, permutation: recipe.actOrder ? perm : nil)
+        let damp = try dampAndFactor(b.factor, n: shape.n, recipe: recipe, name: name)
+        b.loadWeight(w, permutation: recipe.actOrder ? perm : nil)
+        let totalLoss = sweep(b, grid, shape, perm)
+        let params = b.rowMajorParameters()
         try Checks.scalesFit(params, groups: shape.groups, recipe: recipe, tensor: name)
-        return unpermute(scratch, shape, perm, params: params, dead: dead, damp: damp)
+        return b.result(parameters: params, totalLoss: totalLoss, dead: dead, damp: damp, permutation: perm)
     }
 
-    /// Fits every (row, group) on W as it is (per-channel: one group of all columns).
+    /// Fits every (row, group) on W as it is (per-channel: one group of all columns) into
+    /// `params`, group-major ([groups, m]).
     static func fitGroups<G: QuantizationGrid>(
-        _ w: Matrix, _ grid: G, _ s: GPTQShape, into params: inout [GroupParameters]
+        _ w: Matrix, _ grid: G, _ s: GPTQShape, into params: UnsafeMutablePointer<GroupParameters>
     ) {
         w.data.withUnsafeBufferPointer { wp in
             for r in 0..<s.m {
                 for k in 0..<s.groups {
                     let c0 = k * s.g
-                    params[r * s.groups + k] = grid.fit(
-                        wp.baseAddress! + r * s.n + c0, count: min(s.g, s.n - c0), stride: 1)
+                    params[k * s.m + r] = grid.fit(wp.baseAddress! + r * s.n + c0, count: min(s.g, s.n - c0), stride: 1)
                 }
             }
         }
@@ -100,99 +110,113 @@ public enum GPTQ {
         return dead
     }
 
-    /// Columns by diag(H) descending (ties by index); permutes H's rows and columns to that order.
-    static func actOrderPermutation(_ h: inout Matrix, n: Int) -> [Int] {
+    /// Columns by diag(H) descending (ties by index).
+    static func actOrderPermutation(_ h: Matrix, n: Int) -> [Int] {
         var perm = Array(0..<n)
         let diag = (0..<n).map { h.data[$0 * n + $0] }
         perm.sort { diag[$0] > diag[$1] || (diag[$0] == diag[$1] && $0 < $1) }
-        var hp = Matrix(rows: n, cols: n)
-        for i in 0..<n {
-            let src = perm[i] * n
-            for j in 0..<n { hp.data[i * n + j] = h.data[src + perm[j]] }
-        }
-        h = hp
         return perm
     }
 
-    /// Adds damp = percentDamp * mean(diag(H)) to the diagonal and replaces H by the upper
-    /// Cholesky factor of its inverse. Returns damp.
-    static func dampAndFactor(_ h: inout Matrix, recipe: QuantRecipe, name: String) throws -> Float {
-        let n = h.rows
+    /// Adds damp = percentDamp * mean(diag(H)) to the diagonal of the column-major H at `a`
+    /// and replaces it by the upper Cholesky factor of its inverse (upper triangle; the
+    /// strict lower one is left as it was). Returns damp.
+    static func dampAndFactor(
+        _ a: UnsafeMutablePointer<Float>, n: Int, recipe: QuantRecipe, name: String
+    ) throws -> Float {
         var diagSum = 0.0
-        for i in 0..<n { diagSum += Double(h.data[i * n + i]) }
+        for i in 0..<n { diagSum += Double(a[i * n + i]) }
         let damp = Float(recipe.percentDamp) * Float(diagSum / Double(n))
-        for i in 0..<n { h.data[i * n + i] += damp }
+        for i in 0..<n { a[i * n + i] += damp }
         do {
-            try LAPACK.inverseSPD(&h)
-            try LAPACK.cholesky(&h, upper: true)
+            try LAPACK.choleskyUpper(columnMajor: a, n: n)
+            try LAPACK.inverseFromCholeskyUpper(columnMajor: a, n: n)
+            try LAPACK.choleskyUpper(columnMajor: a, n: n)
         } catch {
             throw QuantizationError.hessianNotPositiveDefinite(tensor: name, detail: "\(error)")
         }
         return damp
     }
 
-    /// 6. The column sweep, block by block (see the type's comment).
-    static func sweep<G: QuantizationGrid>(_ b: GPTQScratch, _ grid: G, _ s: GPTQShape, _ perm: [Int]) {
+    /// 6. The column sweep, block by block (see the type's comment). Returns the total loss,
+    /// summed in Float64 in sweep order.
+    static func sweep<G: QuantizationGrid>(_ b: GPTQScratch, _ grid: G, _ s: GPTQShape, _ perm: [Int]) -> Double {
         let m = s.m
         let n = s.n
+        var current = b.params
+        var total = 0.0
+        var previousLoss = b.zeros
         for i1 in stride(from: 0, to: n, by: s.blockSize) {
             let i2 = min(i1 + s.blockSize, n)
             let count = i2 - i1
             b.w1.update(from: b.wt + i1 * m, count: count * m)
             for i in 0..<count {
                 let c = i1 + i
-                if !s.perChannel { selectGroup(b, grid, s, column: c, originalColumn: perm[c]) }
-                quantizeColumn(b, grid, m: m, n: n, column: c, blockColumn: i)
+                if !s.perChannel { current = selectGroup(b, grid, s, column: c, originalColumn: perm[c], current) }
+                quantizeColumn(
+                    b, grid, current, m: m, n: n, column: c, originalColumn: perm[c], blockColumn: i,
+                    previousLoss: previousLoss, total: &total)
+                previousLoss = b.loss + perm[c] * m
                 spreadError(b, s, blockStart: i1, blockCount: count, blockColumn: i)
             }
             if i2 < n {
                 // W[:, i2:] -= Err1 * Hinv[i1:i2, i2:]  (transposed: Wt[i2:] -= Hinv[i1:i2, i2:]^T * Err1^T)
                 BLAS.gemm(
-                    transA: true, transB: false, m: n - i2, n: m, k: count, alpha: -1,
-                    a: b.hinv + i1 * n + i2, lda: n, b: b.err, ldb: m, beta: 1, c: b.wt + i2 * m, ldc: m)
+                    transA: false, transB: false, m: n - i2, n: m, k: count, alpha: -1,
+                    a: b.hinvT + i2 * n + i1, lda: n, b: b.err, ldb: m, beta: 1, c: b.wt + i2 * m, ldc: m)
             }
         }
+        for r in 0..<m { total += Double(previousLoss[r]) }
+        return total
     }
 
-    /// The parameters column c (sweep order) is quantized with: the static group of its original
-    /// column, or at a group start new ones fitted on W as of the start of the current block.
+    /// The parameters (one per row) column c (sweep order) is quantized with: the static group
+    /// of its original column, or at a group start new ones fitted on W as of the start of the
+    /// current block; otherwise `current`.
     @inline(__always)
     static func selectGroup<G: QuantizationGrid>(
-        _ b: GPTQScratch, _ grid: G, _ s: GPTQShape, column c: Int, originalColumn: Int
-    ) {
+        _ b: GPTQScratch, _ grid: G, _ s: GPTQShape, column c: Int, originalColumn: Int,
+        _ current: UnsafeMutablePointer<GroupParameters>
+    ) -> UnsafeMutablePointer<GroupParameters> {
         let m = s.m
-        if s.staticGroups {
-            let k = originalColumn / s.g
-            for r in 0..<m { b.current[r] = b.params[r * s.groups + k] }
-        } else if c % s.g == 0 {
-            let k = c / s.g
-            let len = min(s.g, s.n - c)
-            for r in 0..<m {
-                let p = grid.fit(b.wt + c * m + r, count: len, stride: m)
-                b.current[r] = p
-                b.params[r * s.groups + k] = p
-            }
-        }
+        if s.staticGroups { return b.params + originalColumn / s.g * m }
+        guard c % s.g == 0 else { return current }
+        let group = b.params + c / s.g * m
+        let len = min(s.g, s.n - c)
+        for r in 0..<m { group[r] = grid.fit(b.wt + c * m + r, count: len, stride: m) }
+        return group
     }
 
-    /// Quantizes column c (block column i of W1): codes, values, losses and the scaled error.
+    /// Quantizes column c (block column i of W1): codes, values and losses (stored at its
+    /// original column) and the scaled error.
+    /// The grid's scalar code/value pass first, then the error and loss arithmetic in a loop of
+    /// its own, which the compiler vectorizes (the same IEEE operations per element). The
+    /// scalar pass also adds the previous column's losses to the Float64 total, element by
+    /// element in order, where the serial additions cost nothing extra.
     @inline(__always)
     static func quantizeColumn<G: QuantizationGrid>(
-        _ b: GPTQScratch, _ grid: G, m: Int, n: Int, column c: Int, blockColumn i: Int
+        _ b: GPTQScratch, _ grid: G, _ current: UnsafeMutablePointer<GroupParameters>, m: Int, n: Int,
+        column c: Int, originalColumn: Int, blockColumn i: Int, previousLoss: UnsafePointer<Float>,
+        total: inout Double
     ) {
-        let d = b.hinv[c * n + c]
+        let d = b.hinvT[c * n + c]
         let d2 = d * d
         let wcol = b.w1 + i * m
         let ecol = b.err + i * m
-        let out = c * m
+        let codes = b.codes + originalColumn * m
+        let q = b.q + originalColumn * m
+        let loss = b.loss + originalColumn * m
+        var sum = total
         for r in 0..<m {
-            let x = wcol[r]
-            let code = grid.code(x, b.current[r])
-            let q = grid.value(code, b.current[r])
-            b.codes[out + r] = code
-            b.q[out + r] = q
-            let diff = x - q
-            b.loss[out + r] = diff * diff / d2 / 2
+            codes[r] = grid.code(wcol[r], current[r])
+            sum += Double(previousLoss[r])
+        }
+        total = sum
+        for r in 0..<m {
+            let value = grid.value(codes[r], current[r])
+            q[r] = value
+            let diff = wcol[r] - value
+            loss[r] = diff * diff / d2 / 2
             ecol[r] = diff / d
         }
     }
@@ -212,60 +236,17 @@ public enum GPTQ {
         if rest > 0 {
             // W1[i+1..<subEnd] -= Hinv[c, c+1..<] (rest) outer err (m)
             BLAS.ger(
-                m: rest, n: m, alpha: -1, x: b.hinv + c * n + c + 1, y: b.err + i * m, a: b.w1 + (i + 1) * m, lda: m)
+                m: rest, n: m, alpha: -1, x: b.hinvT + (c + 1) * n + c, incX: n, y: b.err + i * m,
+                a: b.w1 + (i + 1) * m, lda: m)
         }
         if i + 1 == subEnd && subEnd < count {
             let s0 = i / GPTQShape.subBlock * GPTQShape.subBlock  // first column of this sub-block
             // W1[subEnd..<count] -= Hinv[i1+s0..<i1+subEnd, i1+subEnd..<i2]^T * Err1[s0..<subEnd]
             BLAS.gemm(
-                transA: true, transB: false, m: count - subEnd, n: m, k: subEnd - s0, alpha: -1,
-                a: b.hinv + (i1 + s0) * n + i1 + subEnd, lda: n, b: b.err + s0 * m, ldb: m,
+                transA: false, transB: false, m: count - subEnd, n: m, k: subEnd - s0, alpha: -1,
+                a: b.hinvT + (i1 + subEnd) * n + i1 + s0, lda: n, b: b.err + s0 * m, ldb: m,
                 beta: 1, c: b.w1 + subEnd * m, ldc: m)
         }
-    }
-
-    /// Back to [out, in] in the original column order, with g_idx and the act-order permutations.
-    static func unpermute(
-        _ b: GPTQScratch, _ s: GPTQShape, _ perm: [Int], params: [GroupParameters], dead: [Int], damp: Float
-    ) -> GPTQResult {
-        let m = s.m
-        let n = s.n
-        var codes = [UInt8](repeating: 0, count: m * n)
-        var deq = Matrix(rows: m, cols: n)
-        var losses = Matrix(rows: m, cols: n)
-        var total = 0.0
-        for c in 0..<n {
-            let dst = perm[c]
-            for r in 0..<m {
-                codes[r * n + dst] = b.codes[c * m + r]
-                deq.data[r * n + dst] = b.q[c * m + r]
-                losses.data[r * n + dst] = b.loss[c * m + r]
-                total += Double(b.loss[c * m + r])
-            }
-        }
-        var gidx = [Int32](repeating: 0, count: n)
-        if !s.perChannel {
-            for c in 0..<n {
-                if s.actOrder && !s.staticGroups {
-                    gidx[perm[c]] = Int32(c / s.g)
-                } else {
-                    gidx[c] = Int32(c / s.g)
-                }
-            }
-        }
-        var permOut: [Int32]? = nil
-        var invOut: [Int32]? = nil
-        if s.actOrder {
-            permOut = perm.map { Int32($0) }
-            var inv = [Int32](repeating: 0, count: n)
-            for (pos, col) in perm.enumerated() { inv[col] = Int32(pos) }
-            invOut = inv
-        }
-        let qw = QuantizedWeight(
-            rows: m, columns: n, recipe: s.recipe, groupSize: s.g, groupCount: s.groups, codes: codes,
-            parameters: params, groupIndex: gidx, permutation: permOut,
-            inversePermutation: invOut, dequantized: deq)
-        return GPTQResult(weight: qw, losses: losses, totalLoss: total, deadColumns: dead, damp: damp)
     }
 }
 
@@ -291,61 +272,6 @@ struct GPTQShape {
         groups = recipe.groupCount(columns: columns)
         blockSize = recipe.blockSize
     }
-}
-
-/// Every buffer the GPTQ sweep touches, in one allocation, column-major ([in, out]) so a
-/// column is contiguous: W^T in sweep order, the block copy W1 and its scaled errors, Hinv,
-/// the values, losses and codes, and the group parameters (all and per row of the current group).
-struct GPTQScratch {
-    let wt: UnsafeMutablePointer<Float>
-    let w1: UnsafeMutablePointer<Float>
-    let err: UnsafeMutablePointer<Float>
-    let hinv: UnsafeMutablePointer<Float>
-    let q: UnsafeMutablePointer<Float>
-    let loss: UnsafeMutablePointer<Float>
-    let params: UnsafeMutablePointer<GroupParameters>
-    let current: UnsafeMutablePointer<GroupParameters>
-    let codes: UnsafeMutablePointer<UInt8>
-    private let raw: UnsafeMutableRawPointer
-    private let shape: GPTQShape
-
-    init(_ s: GPTQShape) {
-        let mn = s.m * s.n
-        let block = min(s.blockSize, s.n) * s.m
-        let floats = 3 * mn + 2 * block + s.n * s.n
-        let parameters = s.m * s.groups + s.m
-        let bytes = floats * MemoryLayout<Float>.stride + parameters * MemoryLayout<GroupParameters>.stride + mn
-        raw = .allocate(byteCount: max(bytes, 1), alignment: MemoryLayout<GroupParameters>.alignment)
-        raw.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
-        let f = raw.bindMemory(to: Float.self, capacity: floats)
-        wt = f
-        q = f + mn
-        loss = f + 2 * mn
-        w1 = f + 3 * mn
-        err = w1 + block
-        hinv = err + block
-        let p = (raw + floats * MemoryLayout<Float>.stride).bindMemory(to: GroupParameters.self, capacity: parameters)
-        params = p
-        current = p + s.m * s.groups
-        codes = (raw + floats * MemoryLayout<Float>.stride + parameters * MemoryLayout<GroupParameters>.stride)
-            .bindMemory(to: UInt8.self, capacity: mn)
-        shape = s
-    }
-
-    /// W^T in sweep order (row c is column perm[c] of W), Hinv, and the parameters fitted so far
-    /// (per-channel: also the current ones).
-    func load(weight w: Matrix, hinv h: Matrix, parameters: [GroupParameters], permutation perm: [Int]) {
-        let m = shape.m
-        let n = shape.n
-        w.data.withUnsafeBufferPointer { wp in
-            for c in 0..<n { BLAS.copy(count: m, x: wp.baseAddress! + perm[c], incX: n, y: wt + c * m, incY: 1) }
-        }
-        h.data.withUnsafeBufferPointer { hinv.update(from: $0.baseAddress!, count: n * n) }
-        parameters.withUnsafeBufferPointer { params.update(from: $0.baseAddress!, count: parameters.count) }
-        for r in 0..<m { current[r] = shape.perChannel ? parameters[r] : GroupParameters(scale: 0, zero: 0) }
-    }
-
-    func deallocate() { raw.deallocate() }
 }
 
 /// Output error of a quantized linear.

@@ -71,3 +71,34 @@ extension BLAS {
         return out
     }
 }
+
+extension BLAS {
+    /// b = a^T on raw row-major storage: a is rows x cols (leading dimension lda), b is
+    /// cols x rows (leading dimension ldb).
+    public static func transpose(
+        rows: Int, cols: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafeMutablePointer<Float>, ldb: Int
+    ) {
+        if rows == 0 || cols == 0 { return }
+        precondition(lda >= cols && ldb >= rows, "transpose: leading dimension too small")
+        cblas_somatcopy(CblasRowMajor, CblasTrans, Int32(rows), Int32(cols), 1, a, Int32(lda), b, Int32(ldb))
+    }
+}
+
+/// LAPACK on raw column-major storage, straight to the Fortran routines (LAPACKE's `_work`
+/// entry points): no layout transposes, no NaN scans, no temporary copies. A symmetric
+/// row-major matrix is the same matrix read column-major.
+extension LAPACK {
+    /// In-place Cholesky A = U^T U of an n x n SPD matrix, column-major with leading dimension n:
+    /// reads the upper triangle, writes U there; the strict lower triangle is left untouched.
+    public static func choleskyUpper(columnMajor a: UnsafeMutablePointer<Float>, n: Int) throws {
+        let info = LAPACKE_spotrf_work(LAPACK_COL_MAJOR, Int8(UInt8(ascii: "U")), Int32(n), a, Int32(n))
+        if info != 0 { throw LAPACKError.notPositiveDefinite(routine: "spotrf", info: info) }
+    }
+
+    /// In place, from the upper Cholesky factor U (as `choleskyUpper` leaves it): the upper
+    /// triangle of (U^T U)^-1 (spotri); the strict lower triangle is left untouched.
+    public static func inverseFromCholeskyUpper(columnMajor a: UnsafeMutablePointer<Float>, n: Int) throws {
+        let info = LAPACKE_spotri_work(LAPACK_COL_MAJOR, Int8(UInt8(ascii: "U")), Int32(n), a, Int32(n))
+        if info != 0 { throw LAPACKError.notPositiveDefinite(routine: "spotri", info: info) }
+    }
+}

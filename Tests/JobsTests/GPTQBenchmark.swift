@@ -55,6 +55,7 @@ final class GPTQBenchmark: XCTestCase {
             var gemmTime = 0.0
             var flops = 0.0
             var gemmFlops = 0.0
+            var digest = Digest()
             for (g, names) in LlamaBlock.linearGroups.enumerated() {
                 let h = stats[g].finalHessian()
                 for name in names {
@@ -65,6 +66,7 @@ final class GPTQBenchmark: XCTestCase {
                     for _ in 0..<3 {
                         best = min(best, try time { _ = try GPTQ.quantize(w, hessian: h, recipe: recipe, name: name) })
                     }
+                    digest.add(try GPTQ.quantize(w, hessian: h, recipe: recipe, name: name))
                     gptqTime += best
                     flops += m * n * n + 4.0 / 3.0 * n * n * n
                     var gb = Double.infinity
@@ -80,6 +82,30 @@ final class GPTQBenchmark: XCTestCase {
                     format:
                         "GPTQ %@: block 0 (7 linears) %.3f s, %.1f GFLOP/s; sgemm same shapes %.1f GFLOP/s; ratio %.2f",
                     label, gptqTime, rate, base, rate / base))
+            print("GPTQ \(label): output digest \(String(digest.value, radix: 16))")
         }
+    }
+}
+
+/// FNV-1a over every output bit of GPTQ results (codes, parameters, values, losses, total
+/// loss), so a speed change can be checked for identical results on real data.
+struct Digest {
+    var value: UInt64 = 0xcbf2_9ce4_8422_2325
+
+    mutating func add(_ r: GPTQResult) {
+        let w = r.weight
+        w.codes.forEach { mix(UInt64($0)) }
+        let scales: [Float] = w.scales
+        let zeros: [Float] = w.zeros
+        scales.forEach { mix(UInt64($0.bitPattern)) }
+        zeros.forEach { mix(UInt64($0.bitPattern)) }
+        w.dequantized.data.forEach { mix(UInt64($0.bitPattern)) }
+        r.losses.data.forEach { mix(UInt64($0.bitPattern)) }
+        mix(r.totalLoss.bitPattern)
+        mix(UInt64(r.damp.bitPattern))
+    }
+
+    mutating func mix(_ x: UInt64) {
+        value = (value ^ x) &* 0x100_0000_01b3
     }
 }
