@@ -11,6 +11,10 @@
 #   Ops/bench.sh matrix    the quantization matrix: SAMPLES (128) windows, RTN and GPTQ
 #                          (both modes) at gguf-q4_0/q4_1/q8_0 and gptq-safetensors 4-bit
 #                          and 3-bit g64 asym; results already in BENCH_OUT are kept
+#   Ops/bench.sh big [gen|gguf|hf|all]
+#                          Ops/big.sh: a random Llama-2-7B-sized model (13.5 GB F16 GGUF and HF
+#                          shards under ${KILN_BIG_DIR:-~/.cache/kiln/big}) quantized by a coordinator
+#                          and 2 workers: peak RSS per process, stage times per block, output checks
 #   Ops/bench.sh all       eval, gptq, peer
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -114,6 +118,7 @@ case "${1:-all}" in
   gptq) bench_gptq ;;
   peer) bench_peer ;;
   matrix) bench_matrix ;;
+  big) KILN_BIN="$PWD/$KILN" Ops/big.sh "${2:-all}" ;;
   all) bench_eval; bench_gptq; bench_peer ;;
-  *) echo "usage: Ops/bench.sh [eval|gptq|peer|matrix|all]" >&2; exit 2 ;;
+  *) echo "usage: Ops/bench.sh [eval|gptq|peer|matrix|big [gen|gguf|hf|all]|all]" >&2; exit 2 ;;
 esac
