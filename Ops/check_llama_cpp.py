@@ -6,7 +6,7 @@ Usage: check_llama_cpp.py FILE.gguf [--prompt TEXT] [--n-ctx 64] [--threads N]
 
 Tokenizes the prompt with the file's own vocabulary, evaluates it with logits for every
 position, and exits 1 unless every logit is finite. Prints JSON: the tokens, the logits'
-shape, min, max, mean, the first logits of the last position and the arg-max tokens.
+shape, min, max, mean, the next-token NLL sum, the first logits of the last position and the arg-max tokens.
 """
 import argparse
 import json
@@ -39,10 +39,13 @@ def main():
     llm.eval(tokens)
     logits = np.asarray(llm.scores[: len(tokens)], dtype=np.float32)  # (positions, vocab)
     finite = bool(np.isfinite(logits).all())
+    # Next-token NLL of tokens 1..n-1, comparable with `kiln eval --ctx n`'s window_nll_sums.
+    lse = np.log(np.exp(logits - logits.max(axis=1, keepdims=True)).sum(axis=1)) + logits.max(axis=1)
+    nll = float(sum(lse[i] - logits[i, tokens[i + 1]] for i in range(len(tokens) - 1)))
     out = {
         "model": a.model, "n_vocab": llm.n_vocab(), "tokens": tokens, "logits_shape": list(logits.shape),
         "finite": finite, "nonfinite": int((~np.isfinite(logits)).sum()),
-        "min": float(np.nanmin(logits)), "max": float(np.nanmax(logits)), "mean": float(np.nanmean(logits)),
+        "min": float(np.nanmin(logits)), "max": float(np.nanmax(logits)), "mean": float(np.nanmean(logits)), "nll_sum": nll,
         "last_first8": [round(float(x), 4) for x in logits[-1, :8]],
         "argmax": [int(i) for i in logits.argmax(axis=1)],
         "load_seconds": round(loaded, 2), "eval_seconds": round(time.time() - t0 - loaded, 2),
