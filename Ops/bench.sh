@@ -14,6 +14,10 @@
 #   Ops/bench.sh scale     the cluster on 1 and 2 workers (one core each), both modes: wall time,
 #                          worker busy/idle, coordinator CPU, barrier waits, bytes per task
 #                          kind, speed-up, byte-identical outputs (Ops/scale.sh; SCALE_* settings)
+#   Ops/bench.sh big [gen|gguf|hf|all]
+#                          Ops/big.sh: a random Llama-2-7B-sized model (13.5 GB F16 GGUF and HF
+#                          shards under ${KILN_BIG_DIR:-~/.cache/kiln/big}) quantized by a coordinator
+#                          and 2 workers: peak RSS per process, stage times per block, output checks
 #   Ops/bench.sh all       eval, gptq, peer
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -108,7 +112,9 @@ bench_matrix() {
   summary "${names[@]}" > "$OUT/matrix.txt"
 }
 
-[ "${1:-}" = scale ] && exec Ops/scale.sh
+if [[ ${1:-} == scale ]]; then exec Ops/scale.sh; fi
+# big needs only the kiln binary (Ops/big.sh builds it if missing), not the release tests.
+if [[ ${1:-} == big ]]; then exec Ops/big.sh "${2:-all}"; fi
 swift build -c release --build-tests >/dev/null
 # A private copy, so a rebuild during a long run does not change the binary under it.
 cp .build/release/kiln "$OUT/kiln"
@@ -119,5 +125,5 @@ case "${1:-all}" in
   peer) bench_peer ;;
   matrix) bench_matrix ;;
   all) bench_eval; bench_gptq; bench_peer ;;
-  *) echo "usage: Ops/bench.sh [eval|gptq|peer|matrix|scale|all]" >&2; exit 2 ;;
+  *) echo "usage: Ops/bench.sh [eval|gptq|peer|matrix|scale|big [gen|gguf|hf|all]|all]" >&2; exit 2 ;;
 esac
