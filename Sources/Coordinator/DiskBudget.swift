@@ -16,14 +16,22 @@ import ModelIO
 /// Each figure is rounded up and every file gets a fixed allowance for its framing,
 /// so the estimate is above the bytes written (checked against a real job in the tests;
 /// whole SmolLM2, 2 shards: 2.581 GB written, 2.607 GB estimated).
+///
+/// A block's statistics files go once its reconstructions are durable (unless
+/// --keep-results), so at most `statisticsBlocks` blocks hold them at once: the scheduler
+/// runs ready tasks in block order, so collects run ahead of reconstructions by about a
+/// block. A 7B-shaped model then needs ~13 GB, not ~90.
 public enum DiskBudget {
+    /// Blocks whose statistics files exist at once when they are released.
+    static let statisticsBlocks = 3
     /// Allowance per file for headers, names and framing.
     static let perFile: Int64 = 16 << 10
     /// Room kept free for the job store and temporary files.
     public static let margin: Int64 = 64 << 20
 
-    /// Estimated bytes of all result files of a job on a model of this shape.
-    public static func resultBytes(spec: JobSpec, config c: ModelConfig) -> Int64 {
+    /// Estimated peak bytes of a job's result files on a model of this shape (every file
+    /// when the statistics are kept).
+    public static func resultBytes(spec: JobSpec, config c: ModelConfig, keepStatistics: Bool) -> Int64 {
         let h = Int64(c.hiddenSize)
         let inter = Int64(c.intermediateSize)
         let attn = Int64(c.headCount * c.headDim)
@@ -41,7 +49,9 @@ public enum DiskBudget {
         }
         let shards = Int64(spec.shardCount)
         let propagate = spec.mode == .sequential ? shards * perFile : 0
-        return Int64(c.layerCount) * ((shards + 1) * statistics + reconstruct + propagate)
+        let layers = Int64(c.layerCount)
+        let statisticsBlocks = keepStatistics ? layers : min(layers, Int64(statisticsBlocks))
+        return statisticsBlocks * (shards + 1) * statistics + layers * (reconstruct + propagate)
     }
 
     /// Free bytes for an unprivileged writer on the file system holding `url` (statvfs).
@@ -59,12 +69,14 @@ extension Coordinator {
     /// counting what the unfinished jobs before it have still to write.
     func checkDiskSpace(_ spec: JobSpec, view: any ModelView) throws {
         guard let free = config.freeBytes(files.root) else { return }  // unknown: nothing to judge by
-        let need = DiskBudget.resultBytes(spec: spec, config: view.config)
+        let need = DiskBudget.resultBytes(spec: spec, config: view.config, keepStatistics: config.keepResults)
         var pending: Int64 = 0
         for run in jobs.values where !run.isTerminal {
             guard let other = try? run.spec.openForJob() else { continue }
             let written = (try? store.resultBytes(job: run.id)) ?? 0
-            pending += max(0, DiskBudget.resultBytes(spec: run.spec, config: other.config) - written)
+            let estimate = DiskBudget.resultBytes(
+                spec: run.spec, config: other.config, keepStatistics: config.keepResults)
+            pending += max(0, estimate - written)
         }
         let available = Int64(clamping: free)
         guard need + pending + DiskBudget.margin > available else { return }

@@ -182,7 +182,10 @@ public final class JobStore: @unchecked Sendable {  // GRDB's DatabaseQueue seri
     public func resultBytes(job: String) throws -> Int64 {
         try db.read { db in
             try Int64.fetchOne(
-                db, sql: "SELECT COALESCE(SUM(bytes), 0) FROM results WHERE job_id = ?", arguments: [job]) ?? 0
+                db,
+                // A sum of several shards is one file recorded for each of them.
+                sql: "SELECT COALESCE(SUM(bytes), 0) FROM (SELECT DISTINCT path, bytes FROM results WHERE job_id = ?)",
+                arguments: [job]) ?? 0
         }
     }
 

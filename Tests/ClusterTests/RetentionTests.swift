@@ -4,6 +4,7 @@ import Foundation
 import Jobs
 import KilnProtocol
 import ModelIO
+import Synchronization
 import TestSupport
 import Worker
 import XCTest
@@ -51,6 +52,38 @@ final class RetentionTests: XCTestCase {
         r.reason = "test"
         guard case .cancelResponse? = try client.request(.cancelRequest(r)).body else {
             return XCTFail("cancel refused")
+        }
+    }
+
+    /// A block's statistics files go as soon as its reconstructions are durable: when block b
+    /// is done, no collect or merge file of b is left, while its reconstructions still are.
+    func testStatisticsFilesGoOnceTheirBlockIsReconstructed() throws {
+        let model = try ClusterAssets.smolLM2(blocks: 2)
+        let dir = Paths.tempDir("kiln-retention")
+        let data = dir.appendingPathComponent("data")
+        let spec = ClusterAssets.spec(model: model, out: dir.appendingPathComponent("out.gguf"), mode: .sequential)
+        let results = data.appendingPathComponent("results")
+        let seen = Mutex<[Int: [String]]>([:])
+        try withCluster(data: data) { coordinator, client in
+            coordinator.onEvent = { job, e in
+                guard case let .blockDone(b, _, _) = e else { return }
+                let names = self.entries(results.appendingPathComponent(job))
+                seen.withLock {
+                    $0[b] = names.filter {
+                        $0.hasPrefix("collect-\(b)-") || $0.hasPrefix("merge-\(b).")
+                            || $0.hasPrefix("reconstruct-\(b)-")
+                    }
+                }
+            }
+            let job = try client.submit(spec)
+            XCTAssertEqual(try client.wait(job).state, .succeeded)
+        }
+        let byBlock = seen.withLock { $0 }
+        XCTAssertEqual(byBlock.keys.sorted(), [0, 1])
+        for (b, names) in byBlock {
+            XCTAssertEqual(
+                names, (0..<Tasks.groups.count).map { "reconstruct-\(b)-\($0).bin" },
+                "files of block \(b) when it was done")
         }
     }
 
@@ -127,7 +160,8 @@ final class RetentionTests: XCTestCase {
                 kept.count - collects, 2 * (spec.shardCount + 1 + Tasks.groups.count), "\(kept.keys.sorted())")
             XCTAssertTrue((2...2 * spec.shardCount).contains(collects), "\(kept.keys.sorted())")
             let written = Int64(kept.values.reduce(0, +))
-            let estimate = DiskBudget.resultBytes(spec: spec, config: try spec.openForJob().config)
+            let estimate = DiskBudget.resultBytes(
+                spec: spec, config: try spec.openForJob().config, keepStatistics: true)
             XCTAssertGreaterThanOrEqual(estimate, written, "the estimate is below the bytes written")
             XCTAssertLessThan(
                 estimate, written * 2, "the estimate is far above the bytes written (\(estimate) vs \(written))")
@@ -185,7 +219,7 @@ final class RetentionTests: XCTestCase {
         let dir = Paths.tempDir("kiln-retention")
         let data = dir.appendingPathComponent("data")
         let spec = ClusterAssets.spec(model: model, out: dir.appendingPathComponent("big.gguf"), samples: 32)
-        let need = DiskBudget.resultBytes(spec: spec, config: try spec.openForJob().config)
+        let need = DiskBudget.resultBytes(spec: spec, config: try spec.openForJob().config, keepStatistics: false)
         let free = UInt64(need / 2)
         try withCluster(data: data, configure: { c in c.freeBytes = { _ in free } }) { _, client in
             var r = Kiln_V1_SubmitRequest()
