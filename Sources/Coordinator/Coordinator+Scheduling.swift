@@ -143,13 +143,29 @@ extension Coordinator {
         return input
     }
 
+    /// Block b's merged statistics: the sum folded in as the collect results arrived, else
+    /// (after a restart) the collect files read back one at a time and summed.
     func merged(_ run: JobPlan, block b: Int) throws -> MergeResult {
         dispatchPrecondition(condition: .onQueue(work))
         if let m = mergedCache[run.id]?[b] { return m }
-        let r = try storedResult(run, .merge(block: b))
-        guard case let .merge(m) = try files.readOutput(r) else {
-            throw CoordinatorError("result file of merge(\(b)) holds another task's result")
+        var sum = collectSums[run.id]?[b]
+        if sum?.shards != Array(0..<run.graph.shards) {
+            sum = nil
+            var paths = Set<String>()  // a worker's sum of several shards is one file
+            for r in try store.results(job: run.id) where r.task.block == b && paths.insert(r.path).inserted {
+                guard case .collect = r.task else { continue }
+                guard case let .collect(c) = try files.readOutput(r) else {
+                    throw CoordinatorError("result file of \(r.task) holds another task's result")
+                }
+                sum = try sum.map { try Tasks.combine($0, c) } ?? c
+            }
         }
+        guard let sum, sum.block == b, sum.shards == Array(0..<run.graph.shards) else {
+            throw CoordinatorError(
+                "merge(\(b)): the shard results cover \(sum?.shards ?? []), not 0..<\(run.graph.shards)")
+        }
+        let m = MergeResult(block: b, statistics: sum.statistics)
+        collectSums[run.id]?[b] = nil
         mergedCache[run.id, default: [:]][b] = m
         return m
     }
@@ -242,56 +258,19 @@ extension Coordinator {
         }
     }
 
-    /// merge(b) on the work queue: shard results read from their durable files and
-    /// reduced in shard order by Jobs' merge (exact, so bit-identical however produced).
+    /// merge(b) on the work queue: the sum of the collect results (exact, so bit-identical
+    /// however the shards were grouped and whatever order they came in). Not a file: a
+    /// restarted coordinator sums the collect files again.
     func startMerge(_ run: JobRun, block b: Int) {
         run.mergesInFlight.insert(b)
         let startedMs = Self.nowMs()
         run.markStarted(.merge(block: b), worker: "", nowMs: startedMs)
-        let results: [StoredResult]
-        do {
-            let all = try store.results(job: run.id)
-            // Each file once: a worker's sum of several shards is recorded for each of them.
-            var paths = Set<String>()
-            results = (0..<run.graph.shards).compactMap { s in all.first { $0.task == .collect(block: b, shard: s) } }
-                .filter { paths.insert($0.path).inserted }
-        } catch {
-            failJob(run, "merge(\(b)): \(error)")
-            return
-        }
-        let files = self.files
-        let store = self.store
-        let jobID = run.id
-        let shards = run.graph.shards
+        let plan = run.plan
         work.async { [weak self] in
-            let outcome: Result<MergeResult, Error> = Result {
-                // One shard's statistics in memory at a time, folded in shard order into the
-                // running sum by Jobs' merge (exact fixed-point sums: the same bits as
-                // merging every part at once).
-                var acc: CollectResult?
-                for r in results {
-                    guard case let .collect(c) = try files.readOutput(r) else {
-                        throw CoordinatorError("result file of \(r.task) holds another task's result")
-                    }
-                    acc = try acc.map { try Tasks.combine($0, c) } ?? c
-                }
-                guard let acc, acc.block == b, acc.shards == Array(0..<shards) else {
-                    throw CoordinatorError(
-                        "merge(\(b)): the shard results cover \(acc?.shards ?? []), not 0..<\(shards)")
-                }
-                let m = MergeResult(block: b, statistics: acc.statistics)
-                self?.mergedCache[jobID, default: [:]][b] = m
-                let data = try TaskPayload.encode(ClusterTaskOutput.merge(m))
-                let (url, sum) = try files.write(data, job: jobID, task: .merge(block: b))
-                try store.recordResult(
-                    job: jobID,
-                    StoredResult(
-                        task: .merge(block: b), path: url.path, checksum: sum, bytes: data.count, worker: "coordinator"),
-                    attempt: 1, nowMs: Coordinator.nowMs())
-                return m
-            }
-            self?.post { [weak self] in
-                guard let self, let run = self.jobs[jobID] else { return }
+            guard let self else { return }
+            let outcome = Result { try self.merged(plan, block: b) }
+            self.post { [weak self] in
+                guard let self, let run = self.jobs[plan.id] else { return }
                 run.mergesInFlight.remove(b)
                 run.profile.mergeMs += Self.nowMs() - startedMs
                 switch outcome {
@@ -341,6 +320,7 @@ extension Coordinator {
                         finishedMs: run.finishedMs, coordinatorCPUSeconds: processCPUSeconds(), traffic: tr)
                     self.log.info("job profile \(profile)")
                     self.work.async {
+                        self.collectSums[jobID] = nil
                         self.mergedCache[jobID] = nil
                         self.quantizedCache[jobID] = nil
                         self.reconstructedCache[jobID] = nil
@@ -380,6 +360,7 @@ extension Coordinator {
             // On the work queue: after anything it still holds for the job (a result being
             // made durable, a merge, an input being read), in order.
             work.async { [weak self] in
+                self?.collectSums[jobID] = nil
                 self?.mergedCache[jobID] = nil
                 self?.quantizedCache[jobID] = nil
                 self?.reconstructedCache[jobID] = nil
@@ -464,6 +445,10 @@ extension Coordinator {
                     }
                 default: return false
                 }
+            }
+            // Merges are not files: done where every reconstruction of the block is.
+            for b in 0..<run.graph.blocks where released(.merge(block: b)) {
+                run.markDone(.merge(block: b), worker: "coordinator", nowMs: Self.nowMs())
             }
             for r in results where run.contains(r.task) {
                 // A damaged file is redone rather than trusted.

@@ -252,6 +252,12 @@ extension Coordinator {
                     job: jobID,
                     StoredResult(task: t, path: url.path, checksum: sum, bytes: payload.count, worker: workerID),
                     covering: covered, attempt: attempt, nowMs: Coordinator.nowMs())
+                if case let .collect(c) = output, let me = self {
+                    // Exact sums: folding in arrival order gives the bits of a merge in shard order.
+                    // (A sum that cannot be made is dropped: the merge then reads the files.)
+                    me.collectSums[jobID, default: [:]][c.block] =
+                        try? me.collectSums[jobID]?[c.block].map { try Tasks.combine($0, c) } ?? c
+                }
                 guard case let .reconstruct(rr) = output else { return (0, covered) }
                 // Kept decoded for the block's propagate inputs (work queue: it owns the caches).
                 self?.reconstructedCache[jobID, default: [:]][t] = rr.linears

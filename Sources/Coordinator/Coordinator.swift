@@ -108,6 +108,9 @@ public final class Coordinator: @unchecked Sendable {  // loop-only state checke
     /// reconstructs, quantized linears for propagates), dropped when the block no longer
     /// needs them. Lineage reads the durable files without caching.
     var mergedCache: [String: [Int: MergeResult]] = [:]
+    /// Collect results folded in as they are made durable (decoded once), per job and block:
+    /// merge(b) takes the sum instead of reading the files back.
+    var collectSums: [String: [Int: CollectResult]] = [:]
     var quantizedCache: [String: [Int: [QuantizedLinear]]] = [:]
     /// Reconstruct results as decoded when they arrived, until their block's linears are assembled.
     var reconstructedCache: [String: [TaskID: [QuantizedLinear]]] = [:]

@@ -7,15 +7,15 @@ import ModelIO
 /// which SQLite refuses even the next submit).
 ///
 /// What is stored, from the encodings (ClusterCodec over Jobs' payloads), per block:
-/// - collect(b, s), one per shard, and merge(b): per linear group an exact Hessian
+/// - collect(b, s), at most one per shard (a worker sends one sum for the shards it
+///   held; merges are not stored): per linear group an exact Hessian
 ///   accumulator, the packed upper triangle n(n+1)/2 of 128-bit fixed point (16 bytes)
 ///   for an n-wide input, plus per-column ranges;
 /// - reconstruct(b, g): per linear one byte of code per weight, group parameters
 ///   (16 bytes per row and group, measured) and the column permutation (Int32);
 /// - propagate(b, s) (sequential mode): a small record.
 /// Each figure is rounded up and every file gets a fixed allowance for its framing,
-/// so the estimate is above the bytes written (checked against a real job in the tests;
-/// whole SmolLM2, 2 shards: 2.581 GB written, 2.607 GB estimated).
+/// so the estimate is above the bytes written (checked against a real job in the tests).
 ///
 /// A block's statistics files go once its reconstructions are durable (unless
 /// --keep-results), so at most `statisticsBlocks` blocks hold them at once: the scheduler
@@ -51,7 +51,7 @@ public enum DiskBudget {
         let propagate = spec.mode == .sequential ? shards * perFile : 0
         let layers = Int64(c.layerCount)
         let statisticsBlocks = keepStatistics ? layers : min(layers, Int64(statisticsBlocks))
-        return statisticsBlocks * (shards + 1) * statistics + layers * (reconstruct + propagate)
+        return statisticsBlocks * shards * statistics + layers * (reconstruct + propagate)
     }
 
     /// Free bytes for an unprivileged writer on the file system holding `url` (statvfs).
