@@ -120,8 +120,8 @@ enum TestTokens {
     }
 }
 
-func makeWorker(_ endpoint: String, id: String, context: ZMQContext = .shared) -> Worker {
-    var c = WorkerConfig(coordinator: endpoint, threads: 1, id: id)
+func makeWorker(_ endpoint: String, id: String, threads: Int = 1, context: ZMQContext = .shared) -> Worker {
+    var c = WorkerConfig(coordinator: endpoint, threads: threads, id: id)
     c.token = TestTokens.token(for: endpoint)
     c.reconnectInitialMs = 100
     c.reconnectMaxMs = 1000

@@ -201,6 +201,34 @@ final class TaskPayloadProtoTests: XCTestCase {
         assertRefused(try statisticsVariant { $0.clearHessian() }, ["hessian or channels missing"])
     }
 
+    /// A worker's sum of several shards: the shards round-trip; a list that is not strictly
+    /// increasing or leaves out the carrying shard is refused; sums that share a shard are not made.
+    func testSummedCollectShards() throws {
+        let a = CollectResult(block: 0, shard: 0, statistics: [try statistics()], tokens: 3)
+        let b = CollectResult(block: 0, shard: 2, statistics: [try statistics()], tokens: 3)
+        let sum = try Tasks.combine(a, b)
+        XCTAssertEqual(sum.shards, [0, 2])
+        XCTAssertEqual(sum.shard, 2)
+        XCTAssertEqual(sum.tokens, 6)
+        XCTAssertEqual(try TaskPayload.decodeOutput(try TaskPayload.encode(.collect(sum))), .collect(sum))
+        XCTAssertEqual(
+            ClusterTaskOutput.collect(sum).coveredTasks, [.collect(block: 0, shard: 0), .collect(block: 0, shard: 2)])
+        // The same bits as merging the two in shard order.
+        XCTAssertEqual(try Tasks.merge(block: 0, parts: [b, a]).statistics, sum.statistics)
+        XCTAssertThrowsError(try Tasks.combine(sum, a)) {
+            XCTAssertTrue("\($0)".contains("both hold a shard"), "\($0)")
+        }
+        func variant(_ shards: [UInt64]) throws -> Data {
+            var m = Kiln_V1_TaskOutput(ClusterTaskOutput.collect(sum))
+            m.collect.shards = shards
+            return try m.serializedBytes()
+        }
+        assertRefused(try variant([2, 0]), ["task_output.collect.shards", "not strictly increasing"])
+        assertRefused(try variant([0, 0, 2]), ["not strictly increasing"])
+        assertRefused(try variant([0, 1]), ["does not hold the carrying shard 2"])
+        assertRefused(try variant([0, 2, UInt64(1) << 40]), ["exceeds the limit"])
+    }
+
     func testValuesOutOfRangeAreRefused() throws {
         assertRefused(
             try linearVariant { $0.groupIndex = Data([0, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0]) },
