@@ -96,6 +96,14 @@ public enum ClusterTaskOutput: Sendable, Equatable {
     }
 }
 
+/// A propagate came without its block's quantized linears and this worker does not hold
+/// them (it restarted or moved to another job): the coordinator sends them again.
+public struct MissingQuantizedBlock: Error, CustomStringConvertible {
+    public let block: Int
+    public init(block: Int) { self.block = block }
+    public var description: String { "the quantized linears of block \(block) are not on this worker" }
+}
+
 /// A shard's activations are not on this worker and the task carried no lineage:
 /// the coordinator retries with lineage.
 public struct MissingActivations: Error, CustomStringConvertible {

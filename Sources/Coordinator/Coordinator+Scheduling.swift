@@ -46,6 +46,12 @@ extension Coordinator {
         let attempt = (run.attempts[t] ?? 0) + 1
         run.attempts[t] = attempt
         let replay = t.shard.map { t.block > 0 && run.shardOwner[$0] != w.id } ?? false
+        let withQuantized: Bool
+        if case .propagate = t {
+            withQuantized = w.quantizedBlocks.insert("\(run.id)/\(t.block)").inserted
+        } else {
+            withQuantized = false
+        }
         var a = Kiln_V1_TaskAssignment()
         a.taskID = t.wireName
         a.attempt = UInt32(attempt)
@@ -85,7 +91,8 @@ extension Coordinator {
         work.async { [weak self] in
             guard let self else { return }
             let prepared = Result { () -> (Data, String) in
-                let payload = try TaskPayload.encode(try self.taskInput(plan, t, replay: replay))
+                let input = try self.taskInput(plan, t, replay: replay, withQuantized: withQuantized)
+                let payload = try TaskPayload.encode(input)
                 return (payload, String(decoding: try JSONEncoder().encode(plan.spec), as: UTF8.self))
             }
             self.post { [weak self] in
@@ -120,17 +127,17 @@ extension Coordinator {
         }
     }
 
-    /// The task's inputs: merged statistics, quantized linears, and lineage when the
-    /// worker may not hold the shard's activations.
+    /// The task's inputs: merged statistics, quantized linears (the first time a worker gets
+    /// a propagate of the block), and lineage when the worker may not hold the shard's activations.
     /// Work queue only (it owns the caches).
-    func taskInput(_ run: JobPlan, _ t: TaskID, replay: Bool) throws -> ClusterTaskInput {
+    func taskInput(_ run: JobPlan, _ t: TaskID, replay: Bool, withQuantized: Bool) throws -> ClusterTaskInput {
         dispatchPrecondition(condition: .onQueue(work))
         var input = ClusterTaskInput()
         switch t {
         case let .reconstruct(b, g):
             let m = try merged(run, block: b)
             input.statistics = m.statistics[g]
-        case let .propagate(b, _):
+        case let .propagate(b, _) where withQuantized:
             input.quantized = try quantized(run, block: b)
         default: break
         }

@@ -34,6 +34,7 @@ extension Coordinator {
             }
             existing.held = []
             existing.deferred = []
+            existing.quantizedBlocks = []  // a restarted process keeps no blocks
         } else {
             if let existing = workers[routing] { dropWorker(existing, reason: "routing id reused") }
             let session = WorkerSession(
@@ -213,6 +214,8 @@ extension Coordinator {
         }
         if r.error.code == .invalidField && r.error.field == "activations", let s = t.shard {
             run.shardOwner[s] = nil
+        } else if r.error.code == .invalidField && r.error.field == "quantized" {
+            w.quantizedBlocks.remove("\(run.id)/\(t.block)")  // sent again with the next attempt
         } else {
             run.failures[t, default: 0] += 1
             if r.status != .retryable || run.failures[t]! >= config.maxAttempts {

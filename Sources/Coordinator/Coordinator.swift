@@ -26,6 +26,9 @@ final class WorkerSession {
     /// Collects it answered "deferred": their statistics travel in a later result of the
     /// block. Nobody else runs them; they go back to the queue if the worker is lost.
     var deferred: [HeldTask] = []
+    /// "job/block" whose quantized linears this connection was sent: its propagates of the
+    /// block go without them (the worker keeps them; it says so if it lost them).
+    var quantizedBlocks: Set<String> = []
     var tasksDone: UInt64 = 0
     var lost = false
     var heartbeatSequence: UInt64 = 0

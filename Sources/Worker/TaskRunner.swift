@@ -2,6 +2,7 @@ import Cluster
 import Foundation
 import Jobs
 import KilnProtocol
+import Synchronization
 
 /// Runs tasks on its lanes, one thread each (big stack, one BLAS thread inside), keeping
 /// each job's context (model view, calibration windows) and shard activations between
@@ -9,10 +10,33 @@ import KilnProtocol
 /// their inputs, so the number of lanes never changes a result's bytes.
 // @unchecked: the queue is guarded by `cond`, the current job by `jobLock`.
 final class TaskRunner: @unchecked Sendable {
-    struct Job {
+    final class Job: Sendable {
         let id: String
         let context: JobContext
         let store: InMemoryActivationStore
+
+        init(id: String, context: JobContext, store: InMemoryActivationStore) {
+            self.id = id
+            self.context = context
+            self.store = store
+        }
+
+        /// The quantized linears of the latest blocks propagated here: the coordinator sends
+        /// a block's once per worker, not with every shard's propagate.
+        let quantized = Mutex<[Int: [QuantizedLinear]]>([:])
+
+        /// The propagate input's quantized block, or the one kept from an earlier propagate.
+        func quantizedBlock(_ b: Int, sent: [QuantizedLinear]?) throws -> [QuantizedLinear] {
+            try quantized.withLock { kept in
+                if let sent {
+                    kept[b] = sent
+                    kept = kept.filter { $0.key >= b - 1 }  // this block and the one before
+                    return sent
+                }
+                guard let q = kept[b] else { throw MissingQuantizedBlock(block: b) }
+                return q
+            }
+        }
     }
 
     private let cond = NSCondition()
@@ -144,7 +168,10 @@ final class TaskRunner: @unchecked Sendable {
         }
         do {
             let job = try context(for: a)
-            let taskInput = try TaskPayload.decodeInput(input)
+            var taskInput = try TaskPayload.decodeInput(input)
+            if case let .propagate(b, _) = task {
+                taskInput.quantized = try job.quantizedBlock(b, sent: taskInput.quantized)
+            }
             let output = try ClusterExecution.run(job.context, store: job.store, task: task, input: taskInput) {
                 done, total, stage in
                 var p = Kiln_V1_TaskProgress()
@@ -169,6 +196,8 @@ final class TaskRunner: @unchecked Sendable {
             }
         } catch let e as MissingActivations {
             return fail(.retryable, .invalidField, field: "activations", e.description)
+        } catch let e as MissingQuantizedBlock {
+            return fail(.retryable, .invalidField, field: "quantized", e.description)
         } catch let e as ModelFetchError {
             return fail(.retryable, .modelUnreadable, field: "model_path", e.description)
         } catch {
