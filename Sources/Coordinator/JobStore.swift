@@ -144,6 +144,13 @@ public final class JobStore: @unchecked Sendable {  // GRDB's DatabaseQueue seri
                 sql:
                     "UPDATE attempts SET outcome = 'ok', finished_ms = ? WHERE job_id = ? AND task_id = ? AND attempt = ?",
                 arguments: [nowMs, job, r.task.wireName, attempt])
+            // The collects summed into this result end with it (their own attempt numbers).
+            for task in covered ?? [] where task != r.task {
+                try db.execute(
+                    sql:
+                        "UPDATE attempts SET outcome = 'ok', finished_ms = ? WHERE job_id = ? AND task_id = ? AND outcome = 'running'",
+                    arguments: [nowMs, job, task.wireName])
+            }
         }
     }
 
