@@ -144,8 +144,6 @@ public enum GPTQ {
         let m = s.m
         let n = s.n
         var current = b.params
-        var total = 0.0
-        var previousLoss = b.zeros
         for i1 in stride(from: 0, to: n, by: s.blockSize) {
             let i2 = min(i1 + s.blockSize, n)
             let count = i2 - i1
@@ -153,10 +151,7 @@ public enum GPTQ {
             for i in 0..<count {
                 let c = i1 + i
                 if !s.perChannel { current = selectGroup(b, grid, s, column: c, originalColumn: perm[c], current) }
-                quantizeColumn(
-                    b, grid, current, m: m, n: n, column: c, originalColumn: perm[c], blockColumn: i,
-                    previousLoss: previousLoss, total: &total)
-                previousLoss = b.loss + perm[c] * m
+                quantizeColumn(b, grid, current, m: m, n: n, column: c, originalColumn: perm[c], blockColumn: i)
                 spreadError(b, s, blockStart: i1, blockCount: count, blockColumn: i)
             }
             if i2 < n {
@@ -166,7 +161,12 @@ public enum GPTQ {
                     a: b.hinvT + i2 * n + i1, lda: n, b: b.err, ldb: m, beta: 1, c: b.wt + i2 * m, ldc: m)
             }
         }
-        for r in 0..<m { total += Double(previousLoss[r]) }
+        // One serial chain of Float64 additions, in sweep order: the vector loops above stay free of it.
+        var total = 0.0
+        for c in 0..<n {
+            let loss = b.loss + perm[c] * m
+            for r in 0..<m { total += Double(loss[r]) }
+        }
         return total
     }
 
@@ -183,21 +183,17 @@ public enum GPTQ {
         guard c % s.g == 0 else { return current }
         let group = b.params + c / s.g * m
         let len = min(s.g, s.n - c)
-        for r in 0..<m { group[r] = grid.fit(b.wt + c * m + r, count: len, stride: m) }
+        grid.fitRows(b.wt + c * m, rows: m, count: len, stride: m, into: group)
         return group
     }
 
     /// Quantizes column c (block column i of W1): codes, values and losses (stored at its
-    /// original column) and the scaled error.
-    /// The grid's scalar code/value pass first, then the error and loss arithmetic in a loop of
-    /// its own, which the compiler vectorizes (the same IEEE operations per element). The
-    /// scalar pass also adds the previous column's losses to the Float64 total, element by
-    /// element in order, where the serial additions cost nothing extra.
+    /// original column) and the scaled error, in one loop that the compiler vectorizes (the
+    /// grids' code functions are branch-free and cannot trap; the same IEEE operations per element).
     @inline(__always)
     static func quantizeColumn<G: QuantizationGrid>(
         _ b: GPTQScratch, _ grid: G, _ current: UnsafeMutablePointer<GroupParameters>, m: Int, n: Int,
-        column c: Int, originalColumn: Int, blockColumn i: Int, previousLoss: UnsafePointer<Float>,
-        total: inout Double
+        column c: Int, originalColumn: Int, blockColumn i: Int
     ) {
         let d = b.hinvT[c * n + c]
         let d2 = d * d
@@ -206,14 +202,10 @@ public enum GPTQ {
         let codes = b.codes + originalColumn * m
         let q = b.q + originalColumn * m
         let loss = b.loss + originalColumn * m
-        var sum = total
         for r in 0..<m {
-            codes[r] = grid.code(wcol[r], current[r])
-            sum += Double(previousLoss[r])
-        }
-        total = sum
-        for r in 0..<m {
-            let value = grid.value(codes[r], current[r])
+            let code = grid.code(wcol[r], current[r])
+            codes[r] = code
+            let value = grid.value(code, current[r])
             q[r] = value
             let diff = wcol[r] - value
             loss[r] = diff * diff / d2 / 2

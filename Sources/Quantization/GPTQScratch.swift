@@ -16,8 +16,6 @@ struct GPTQScratch {
     var hinvT: UnsafeMutablePointer<Float> { factor }
     let q: UnsafeMutablePointer<Float>
     let loss: UnsafeMutablePointer<Float>
-    /// m zeros (the "previous column's losses" before the first column).
-    let zeros: UnsafeMutablePointer<Float>
     let params: UnsafeMutablePointer<GroupParameters>
     let codes: UnsafeMutablePointer<UInt8>
     private let raw: UnsafeMutableRawPointer
@@ -26,7 +24,7 @@ struct GPTQScratch {
     init(_ s: GPTQShape) {
         let mn = s.m * s.n
         let block = min(s.blockSize, s.n) * s.m
-        let floats = 3 * mn + 2 * block + s.n * s.n + s.m
+        let floats = 3 * mn + 2 * block + s.n * s.n
         let parameters = s.m * s.groups
         let bytes = floats * MemoryLayout<Float>.stride + parameters * MemoryLayout<GroupParameters>.stride + mn
         raw = .allocate(byteCount: max(bytes, 1), alignment: 64)
@@ -37,8 +35,6 @@ struct GPTQScratch {
         w1 = f + 3 * mn
         err = w1 + block
         factor = err + block
-        zeros = factor + s.n * s.n
-        zeros.initialize(repeating: 0, count: s.m)
         let p = (raw + floats * MemoryLayout<Float>.stride).bindMemory(to: GroupParameters.self, capacity: parameters)
         p.initialize(repeating: GroupParameters(scale: 0, zero: 0), count: parameters)
         params = p

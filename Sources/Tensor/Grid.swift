@@ -34,8 +34,44 @@ public struct GroupParameters: Codable, Sendable, Equatable {
 public protocol QuantizationGrid: Sendable {
     /// Fits the parameters of one row's group: `count` values starting at `base`, `stride` apart.
     func fit(_ base: UnsafePointer<Float>, count: Int, stride: Int) -> GroupParameters
+    /// `fit` for `rows` consecutive rows at once: row r's values are base[r + k * stride], k < count,
+    /// its parameters go to out[r]. The same operations per row as `fit`, with the rows innermost so
+    /// the loops vectorize.
+    func fitRows(
+        _ base: UnsafePointer<Float>, rows: Int, count: Int, stride: Int,
+        into out: UnsafeMutablePointer<GroupParameters>)
     func code(_ x: Float, _ p: GroupParameters) -> UInt8
     func value(_ code: UInt8, _ p: GroupParameters) -> Float
+}
+
+extension QuantizationGrid {
+    @inlinable
+    public func fitRows(
+        _ base: UnsafePointer<Float>, rows: Int, count: Int, stride: Int,
+        into out: UnsafeMutablePointer<GroupParameters>
+    ) {
+        for r in 0..<rows { out[r] = fit(base + r, count: count, stride: stride) }
+    }
+}
+
+/// Runs `body(firstRow, rowCount, a, b)` over chunks of at most 64 rows, with two scratch
+/// accumulators of 64 floats on the stack, for the `fitRows` of the grids.
+@inlinable @inline(__always)
+func forEachRowChunk(
+    _ rows: Int, _ body: (Int, Int, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void
+) {
+    let chunk = 64
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * chunk) { t in
+        let a = t.baseAddress!
+        for r0 in stride(from: 0, to: rows, by: chunk) { body(r0, min(chunk, rows - r0), a, a + chunk) }
+    }
+}
+
+/// The code of an integer-valued r (|r| < 2^22) as the low byte of its two's complement:
+/// adding 1.5 * 2^23 is exact and leaves r + 2^22 in the significand. Unlike UInt8(r) it
+/// cannot trap, so the per-column code loops vectorize.
+@inlinable @inline(__always) func codeByte(_ r: Float) -> UInt8 {
+    UInt8(truncatingIfNeeded: (r + 12_582_912).bitPattern)
 }
 
 /// The GPTQ reference's `Quantizer` (quant.py, perchannel, weight=True, no MSE search),
@@ -60,6 +96,31 @@ public struct ReferenceGrid: QuantizationGrid {
             lo = min(lo, v)
             hi = max(hi, v)
         }
+        return parameters(lo: lo, hi: hi)
+    }
+
+    @inlinable
+    public func fitRows(
+        _ base: UnsafePointer<Float>, rows: Int, count: Int, stride: Int,
+        into out: UnsafeMutablePointer<GroupParameters>
+    ) {
+        forEachRowChunk(rows) { r0, len, lo, hi in
+            lo.update(from: base + r0, count: len)
+            hi.update(from: base + r0, count: len)
+            for k in 1..<max(count, 1) {
+                let col = base + k * stride + r0
+                for j in 0..<len {
+                    lo[j] = min(lo[j], col[j])
+                    hi[j] = max(hi[j], col[j])
+                }
+            }
+            for j in 0..<len { out[r0 + j] = parameters(lo: lo[j], hi: hi[j]) }
+        }
+    }
+
+    /// The parameters of a group with minimum `lo` and maximum `hi`.
+    @inlinable @inline(__always)
+    func parameters(lo: Float, hi: Float) -> GroupParameters {
         var xmin = min(lo, 0)
         var xmax = max(hi, 0)
         if symmetric {
@@ -78,7 +139,7 @@ public struct ReferenceGrid: QuantizationGrid {
     @inlinable @inline(__always)
     public func code(_ x: Float, _ p: GroupParameters) -> UInt8 {
         let q = (x / p.scale).rounded(.toNearestOrEven) + p.zero
-        return UInt8(min(max(q, 0), maxq))
+        return codeByte(min(max(q, 0), maxq))
     }
 
     @inlinable @inline(__always)
@@ -87,11 +148,11 @@ public struct ReferenceGrid: QuantizationGrid {
     }
 }
 
-@usableFromInline @inline(__always) func roundToHalf(_ x: Float) -> Float { Float(Float16(x)) }
+@inlinable @inline(__always) func roundToHalf(_ x: Float) -> Float { Float(Float16(x)) }
 
 /// Truncation toward zero as C's float -> int8 cast, then clamped to lo...hi (the cast's
 /// result is only defined in range; GPTQ's error-updated weights can leave the block's range).
-@usableFromInline @inline(__always) func truncatedCode(_ t: Float, _ lo: Float, _ hi: Float) -> Float {
+@inlinable @inline(__always) func truncatedCode(_ t: Float, _ lo: Float, _ hi: Float) -> Float {
     min(max(t, lo), hi).rounded(.towardZero)
 }
 
@@ -112,6 +173,33 @@ public struct GGUFQ4_0Grid: QuantizationGrid {
                 mx = v
             }
         }
+        return parameters(max: mx)
+    }
+
+    @inlinable
+    public func fitRows(
+        _ base: UnsafePointer<Float>, rows: Int, count: Int, stride: Int,
+        into out: UnsafeMutablePointer<GroupParameters>
+    ) {
+        forEachRowChunk(rows) { r0, len, amax, mx in
+            amax.update(repeating: 0, count: len)
+            mx.update(repeating: 0, count: len)
+            for k in 0..<count {
+                let col = base + k * stride + r0
+                for j in 0..<len {
+                    let v = col[j]
+                    let larger = amax[j] < abs(v)
+                    amax[j] = larger ? abs(v) : amax[j]
+                    mx[j] = larger ? v : mx[j]
+                }
+            }
+            for j in 0..<len { out[r0 + j] = parameters(max: mx[j]) }
+        }
+    }
+
+    /// The parameters of a block whose first value of largest magnitude is `mx`.
+    @inlinable @inline(__always)
+    func parameters(max mx: Float) -> GroupParameters {
         let d = mx / -8
         let id: Float = d != 0 ? 1 / d : 0
         return GroupParameters(scale: roundToHalf(d), zero: 8, inverse: id)
@@ -119,7 +207,7 @@ public struct GGUFQ4_0Grid: QuantizationGrid {
 
     @inlinable @inline(__always)
     public func code(_ x: Float, _ p: GroupParameters) -> UInt8 {
-        UInt8(truncatedCode(x * p.inverse + 8.5, 0, 15))
+        codeByte(truncatedCode(x * p.inverse + 8.5, 0, 15))
     }
 
     @inlinable @inline(__always)
@@ -143,6 +231,32 @@ public struct GGUFQ4_1Grid: QuantizationGrid {
             if v < mn { mn = v }
             if v > mx { mx = v }
         }
+        return parameters(min: mn, max: mx)
+    }
+
+    @inlinable
+    public func fitRows(
+        _ base: UnsafePointer<Float>, rows: Int, count: Int, stride: Int,
+        into out: UnsafeMutablePointer<GroupParameters>
+    ) {
+        forEachRowChunk(rows) { r0, len, mn, mx in
+            mn.update(repeating: .greatestFiniteMagnitude, count: len)
+            mx.update(repeating: -.greatestFiniteMagnitude, count: len)
+            for k in 0..<count {
+                let col = base + k * stride + r0
+                for j in 0..<len {
+                    let v = col[j]
+                    mn[j] = v < mn[j] ? v : mn[j]
+                    mx[j] = v > mx[j] ? v : mx[j]
+                }
+            }
+            for j in 0..<len { out[r0 + j] = parameters(min: mn[j], max: mx[j]) }
+        }
+    }
+
+    /// The parameters of a block with minimum `mn` and maximum `mx`.
+    @inlinable @inline(__always)
+    func parameters(min mn: Float, max mx: Float) -> GroupParameters {
         let d = (mx - mn) / 15
         let id: Float = d != 0 ? 1 / d : 0
         return GroupParameters(scale: roundToHalf(d), zero: roundToHalf(mn), inverse: id, minimum: mn)
@@ -150,7 +264,7 @@ public struct GGUFQ4_1Grid: QuantizationGrid {
 
     @inlinable @inline(__always)
     public func code(_ x: Float, _ p: GroupParameters) -> UInt8 {
-        UInt8(truncatedCode((x - p.minimum) * p.inverse + 0.5, 0, 15))
+        codeByte(truncatedCode((x - p.minimum) * p.inverse + 0.5, 0, 15))
     }
 
     @inlinable @inline(__always)
@@ -171,6 +285,27 @@ public struct GGUFQ8_0Grid: QuantizationGrid {
     public func fit(_ base: UnsafePointer<Float>, count: Int, stride: Int) -> GroupParameters {
         var amax: Float = 0
         for k in 0..<count { amax = max(amax, abs(base[k * stride])) }
+        return parameters(absoluteMax: amax)
+    }
+
+    @inlinable
+    public func fitRows(
+        _ base: UnsafePointer<Float>, rows: Int, count: Int, stride: Int,
+        into out: UnsafeMutablePointer<GroupParameters>
+    ) {
+        forEachRowChunk(rows) { r0, len, amax, _ in
+            amax.update(repeating: 0, count: len)
+            for k in 0..<count {
+                let col = base + k * stride + r0
+                for j in 0..<len { amax[j] = max(amax[j], abs(col[j])) }
+            }
+            for j in 0..<len { out[r0 + j] = parameters(absoluteMax: amax[j]) }
+        }
+    }
+
+    /// The parameters of a block with largest magnitude `amax`.
+    @inlinable @inline(__always)
+    func parameters(absoluteMax amax: Float) -> GroupParameters {
         let d = amax / 127
         let id: Float = d != 0 ? 1 / d : 0
         return GroupParameters(scale: roundToHalf(d), zero: 0, inverse: id)
@@ -178,8 +313,7 @@ public struct GGUFQ8_0Grid: QuantizationGrid {
 
     @inlinable @inline(__always)
     public func code(_ x: Float, _ p: GroupParameters) -> UInt8 {
-        let r = min(max((x * p.inverse).rounded(.toNearestOrAwayFromZero), -128), 127)
-        return UInt8(bitPattern: Int8(r))
+        codeByte(min(max((x * p.inverse).rounded(.toNearestOrAwayFromZero), -128), 127))
     }
 
     @inlinable @inline(__always)
