@@ -44,7 +44,7 @@ public struct CRC32C: Sendable {
     }
 
     /// The portable path (slicing by 8), also what the test checks the instruction against.
-    static func tableUpdate(_ value: UInt32, _ bytes: UnsafeRawBufferPointer) -> UInt32 {
+    public static func tableUpdate(_ value: UInt32, _ bytes: UnsafeRawBufferPointer) -> UInt32 {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return value }
         return CRC32C.tables.withUnsafeBufferPointer { tp in Self.update(~value, base, bytes.count, tp.baseAddress!) }
     }

@@ -2,7 +2,7 @@ import Foundation
 import SwiftProtobuf
 import XCTest
 
-@testable import KilnProtocol
+import KilnProtocol
 
 final class FramingTests: XCTestCase {
     func testCRC32CInstructionAgreesWithTheTables() {
