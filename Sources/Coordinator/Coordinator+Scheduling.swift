@@ -127,7 +127,7 @@ extension Coordinator {
         dispatchPrecondition(condition: .onQueue(work))
         var input = ClusterTaskInput()
         switch t {
-        case let .reconstruct(b, g):
+        case let .reconstruct(b, g) where run.graph.statistics:
             let m = try merged(run, block: b)
             input.statistics = m.statistics[g]
         case let .propagate(b, _):
