@@ -7,8 +7,9 @@ extension JobReport {
     public static func cluster(
         spec: JobSpec, reconstructions: [ReconstructResult], seconds: Double, notes: [String]
     ) -> JobReport {
-        let linears = reconstructions.sorted { ($0.block, $0.group) < ($1.block, $1.group) }.flatMap(\.linears).map(
-            LinearReport.init)
+        let linears = reconstructions.sorted { ($0.block, $0.group) < ($1.block, $1.group) }.flatMap(\.linears).map {
+            LinearReport($0, spec: spec)
+        }
         var times = PhaseTimes()
         times.total = seconds
         return JobReport(

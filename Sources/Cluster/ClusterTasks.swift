@@ -52,7 +52,7 @@ extension TaskID {
 
 /// The inputs of a remote task that are not in the JobSpec.
 public struct ClusterTaskInput: Sendable, Equatable {
-    /// reconstruct(b, g): the group's merged statistics.
+    /// reconstruct(b, g): the group's merged statistics (nil when the job gathers none).
     public var statistics: LinearStatistics?
     /// propagate(b, s): block b's quantized linears.
     public var quantized: [QuantizedLinear]?
@@ -132,7 +132,10 @@ public enum ClusterExecution {
             }
             return .propagate(try Tasks.propagate(ctx, store: store, block: b, shard: s, quantized: q))
         case let .reconstruct(b, g):
-            guard let st = input.statistics, g < Tasks.groups.count else {
+            guard g < Tasks.groups.count else { throw JobError("reconstruct(\(b),\(g)): no such linear group") }
+            // RTN without the error report gathers no statistics; every other job needs them.
+            let st = input.statistics
+            guard st != nil || !ctx.spec.needsStatistics else {
                 throw JobError("reconstruct(\(b),\(g)) arrived without merged statistics")
             }
             return .reconstruct(

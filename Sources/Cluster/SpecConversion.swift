@@ -30,6 +30,7 @@ public enum SpecConversion {
         }
         p.outputPath = s.output
         p.dampPercent = Float(s.percentDamp)
+        if let e = s.errorReport { p.errorReport = e }
         p.specJson = String(decoding: try JSONEncoder().encode(s), as: UTF8.self)
         return p
     }
@@ -76,6 +77,7 @@ public enum SpecConversion {
         }
         s.actOrder = p.actOrder
         if p.dampPercent > 0 { s.percentDamp = Double(p.dampPercent) }
+        if p.hasErrorReport { s.errorReport = p.errorReport }
         return s
     }
 }

@@ -134,7 +134,7 @@ extension Coordinator {
         dispatchPrecondition(condition: .onQueue(work))
         var input = ClusterTaskInput()
         switch t {
-        case let .reconstruct(b, g):
+        case let .reconstruct(b, g) where run.graph.statistics:
             let m = try merged(run, block: b)
             input.statistics = m.statistics[g]
         case let .propagate(b, _) where withQuantized:
@@ -454,7 +454,7 @@ extension Coordinator {
                 }
             }
             // Merges are not files: done where every reconstruction of the block is.
-            for b in 0..<run.graph.blocks where released(.merge(block: b)) {
+            for b in 0..<run.graph.blocks where run.contains(.merge(block: b)) && released(.merge(block: b)) {
                 run.markDone(.merge(block: b), worker: "coordinator", nowMs: Self.nowMs())
             }
             for r in results where run.contains(r.task) {

@@ -50,6 +50,7 @@ public enum DiskBudget {
         let shards = Int64(spec.shardCount)
         let propagate = spec.mode == .sequential ? shards * perFile : 0
         let layers = Int64(c.layerCount)
+        guard spec.needsStatistics else { return layers * reconstruct }  // RTN without the error report
         let statisticsBlocks = keepStatistics ? layers : min(layers, Int64(statisticsBlocks))
         return statisticsBlocks * shards * statistics + layers * (reconstruct + propagate)
     }

@@ -63,14 +63,15 @@ final class JobRun {
         self.spec = spec
         self.state = state
         self.submittedMs = submittedMs
-        graph = TaskGraph(blocks: blocks, shards: spec.shardCount, groups: Tasks.groups.count, mode: spec.mode)
+        graph = TaskGraph(spec: spec, blocks: blocks)
         readiness = ReadyTasks(graph: graph)
         for b in 0..<blocks {
-            var m: [Kiln_V1_Phase: PhaseProgress] = [
-                .collect: PhaseProgress(total: graph.shards), .merge: PhaseProgress(total: 1),
-                .reconstruct: PhaseProgress(total: graph.groups),
-            ]
-            if spec.mode == .sequential { m[.propagate] = PhaseProgress(total: graph.shards) }
+            var m: [Kiln_V1_Phase: PhaseProgress] = [.reconstruct: PhaseProgress(total: graph.groups)]
+            if graph.statistics {
+                m[.collect] = PhaseProgress(total: graph.shards)
+                m[.merge] = PhaseProgress(total: 1)
+            }
+            if graph.statistics && spec.mode == .sequential { m[.propagate] = PhaseProgress(total: graph.shards) }
             phases[b] = m
         }
     }

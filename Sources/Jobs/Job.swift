@@ -68,7 +68,7 @@ public enum Job {
         times.evalAfter = seconds(since: t0)
         times.total = seconds(since: start)
 
-        let linearReports = graph.reconstructions.flatMap(\.linears).map(LinearReport.init)
+        let linearReports = graph.reconstructions.flatMap(\.linears).map { LinearReport($0, spec: spec) }
         if let f = gptqFormat { notes.append("checkpoint format \(f)") }
         let report = JobReport(
             spec: spec, output: spec.output, calibrationTokens: ctx.calibrationTokens,

@@ -82,6 +82,10 @@ public struct JobSpec: Codable, Sendable, Equatable {
     /// Replace an existing output (a file, or a directory holding only a previous Kiln
     /// output, by its manifest) and report. Never an input, never foreign files.
     public var overwrite: Bool = false
+    /// Measure each linear's output error from its group's Hessian (the report's table).
+    /// nil: on for GPTQ (it has the Hessian anyway), off for RTN, which then needs no
+    /// calibration statistics at all: its graph is only reconstructs.
+    public var errorReport: Bool?
 
     public init(model: String, calibration: String, output: String) {
         self.model = model
@@ -99,6 +103,17 @@ public struct JobSpec: Codable, Sendable, Equatable {
 
     public var resolvedSymmetric: Bool {
         symmetric ?? (format != .ggufQ4_1)
+    }
+
+    /// Whether the per-linear output error is measured (`errorReport`, else GPTQ only).
+    public var resolvedErrorReport: Bool {
+        errorReport ?? (method == .gptq)
+    }
+
+    /// Whether the job gathers calibration statistics (collect, merge and, in sequential
+    /// mode, propagate): GPTQ's Hessian, or the error report. RTN without it does not.
+    public var needsStatistics: Bool {
+        method == .gptq || resolvedErrorReport
     }
 
     /// Static groups as asked, else with act-order when there are groups at all.
@@ -167,5 +182,6 @@ extension JobSpec {
         try take(.evalContext, &evalContext)
         try take(.shardSize, &shardSize)
         try take(.overwrite, &overwrite)
+        errorReport = try c.decodeIfPresent(Bool.self, forKey: .errorReport)
     }
 }

@@ -65,7 +65,7 @@ public final class LocalExecutor {
     public func run(progress: ((JobEvent) -> Void)? = nil) throws -> GraphOutput {
         let spec = context.spec
         let blocks = context.model.blockCount
-        let graph = TaskGraph(blocks: blocks, shards: spec.shardCount, groups: Tasks.groups.count, mode: spec.mode)
+        let graph = TaskGraph(spec: spec, blocks: blocks)
         var ready = ReadyTasks(graph: graph)
 
         let savedThreads = BLAS.threads
@@ -92,7 +92,7 @@ public final class LocalExecutor {
                     return .merge(try Tasks.merge(block: b, parts: collectedNow[b] ?? []))
                 case let .reconstruct(b, g):
                     let input = ReconstructInput(
-                        block: b, group: g, linears: Tasks.groups[g], statistics: mergedNow[b]!.statistics[g])
+                        block: b, group: g, linears: Tasks.groups[g], statistics: mergedNow[b]?.statistics[g])
                     return .reconstruct(try Tasks.reconstruct(context, input))
                 case let .propagate(b, s):
                     let q = reconstructedNow[b]!.flatMap(\.linears)

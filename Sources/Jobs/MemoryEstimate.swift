@@ -49,6 +49,12 @@ public struct MemoryEstimate: Sendable, Equatable {
         } else {
             evaluation = 0
         }
+        // RTN without the error report runs no calibration window through the model.
+        if !spec.needsStatistics {
+            activations = 0
+            statistics = 0
+            scratch = 0
+        }
     }
 
     public init(spec: JobSpec, config: ModelConfig, limits: JobLimits) {

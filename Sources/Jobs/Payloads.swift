@@ -39,14 +39,15 @@ public struct MergeResult: Sendable, Equatable {
     }
 }
 
-/// What reconstruct(b, g) needs besides the job: the group's linears and its merged statistics.
+/// What reconstruct(b, g) needs besides the job: the group's linears and its merged
+/// statistics (nil when the job gathers none: RTN without the error report).
 public struct ReconstructInput: Sendable, Equatable {
     public var block: Int
     public var group: Int
     public var linears: [String]
-    public var statistics: LinearStatistics
+    public var statistics: LinearStatistics?
 
-    public init(block: Int, group: Int, linears: [String], statistics: LinearStatistics) {
+    public init(block: Int, group: Int, linears: [String], statistics: LinearStatistics?) {
         self.block = block
         self.group = group
         self.linears = linears
@@ -64,9 +65,10 @@ public struct QuantizedLinear: Sendable, Equatable {
     /// Codes, parameters and group index in the file's column order; their grid values are
     /// bit for bit what the quantizer produced (checked when the result is made).
     public var weight: QuantizedTensor
-    /// Per-token output error sum((W - Q) X^T)^2 / tokens, from the Hessian.
+    /// Per-token output error sum((W - Q) X^T)^2 / tokens, from the Hessian; 0 when the
+    /// job does not measure it (`JobSpec.resolvedErrorReport`).
     public var outputError: Double
-    /// outputError / (the same for Q = 0): the error relative to the output's energy.
+    /// outputError / (the same for Q = 0): the error relative to the output's energy (0: not measured).
     public var relativeError: Double
     /// GPTQ's sum of Losses (0 for RTN).
     public var gptqLoss: Double

@@ -21,19 +21,22 @@ public struct LinearReport: Codable, Sendable, Equatable {
     public var tensor: String
     public var block: Int
     public var linear: String
-    /// Per-token output error sum((W - Q) X^T)^2 / tokens.
-    public var outputError: Double
-    public var relativeError: Double
+    /// Per-token output error sum((W - Q) X^T)^2 / tokens; nil (absent from the JSON):
+    /// not computed (RTN without --error-report).
+    public var outputError: Double?
+    public var relativeError: Double?
     public var gptqLoss: Double
     public var seconds: Double
 
-    /// The report line of a quantized linear (`kiln run`'s and the cluster's alike).
-    public init(_ q: QuantizedLinear) {
+    /// The report line of a quantized linear (`kiln run`'s and the cluster's alike), for a
+    /// job of `spec` (which says whether the error was measured).
+    public init(_ q: QuantizedLinear, spec: JobSpec) {
         tensor = q.tensor
         block = q.block
         linear = q.linear
-        outputError = q.outputError
-        relativeError = q.relativeError
+        let measured = spec.resolvedErrorReport
+        outputError = measured ? q.outputError : nil
+        relativeError = measured ? q.relativeError : nil
         gptqLoss = q.gptqLoss
         seconds = q.seconds
     }
@@ -104,9 +107,13 @@ public struct JobReport: Codable, Sendable, Equatable {
             "method       \(spec.method.rawValue), \(r.bits)-bit, group \(r.groupSize), \(r.symmetric ? "sym" : "asym")"
                 + (r.actOrder ? ", act-order" : "") + (r.staticGroups ? ", static groups" : "")
                 + ", damp \(spec.percentDamp), \(spec.mode.rawValue)")
-        s.append(
-            "calibration \(spec.samples) x \(spec.seqlen) tokens (\(spec.sampler.rawValue), seed \(spec.seed)) of \(calibrationTokens) in \(URL(fileURLWithPath: spec.calibration).lastPathComponent)"
-        )
+        if spec.needsStatistics {
+            s.append(
+                "calibration \(spec.samples) x \(spec.seqlen) tokens (\(spec.sampler.rawValue), seed \(spec.seed)) of \(calibrationTokens) in \(URL(fileURLWithPath: spec.calibration).lastPathComponent)"
+            )
+        } else {
+            s.append("calibration  not used (RTN without --error-report)")
+        }
         if let p = perplexity {
             s.append("")
             if let before = p.before {
@@ -122,15 +129,7 @@ public struct JobReport: Codable, Sendable, Equatable {
             }
         }
         s.append("")
-        s.append(
-            "block  attn_q    attn_k    attn_v    attn_out  ffn_gate  ffn_up    ffn_down   (relative output error)")
-        let byBlock = Dictionary(grouping: linears, by: \.block)
-        for b in byBlock.keys.sorted() {
-            let row = byBlock[b]!.sorted { order($0.linear) < order($1.linear) }
-            s.append(String(format: "%5d", b) + "  " + row.map { String(format: "%.2e  ", $0.relativeError) }.joined())
-        }
-        let mean = linears.isEmpty ? 0 : linears.map(\.relativeError).reduce(0, +) / Double(linears.count)
-        s.append(String(format: "mean   %.3e", mean))
+        s.append(contentsOf: errorTable())
         s.append("")
         let t = times
         s.append(
@@ -141,6 +140,25 @@ public struct JobReport: Codable, Sendable, Equatable {
         s.append(String(format: "peak RSS     %.0f MiB", Double(peakRSSBytes) / 1_048_576))
         for n in notes { s.append("note         \(n)") }
         return s.joined(separator: "\n")
+    }
+
+    /// The per-linear relative output error by block, or why there is none.
+    private func errorTable() -> [String] {
+        guard spec.resolvedErrorReport else {
+            return ["output error not computed (RTN needs no calibration statistics; --error-report measures it)"]
+        }
+        let errors = linears.map { $0.relativeError ?? 0 }
+        var s = [
+            "block  attn_q    attn_k    attn_v    attn_out  ffn_gate  ffn_up    ffn_down   (relative output error)"
+        ]
+        let byBlock = Dictionary(grouping: linears, by: \.block)
+        for b in byBlock.keys.sorted() {
+            let row = byBlock[b]!.sorted { order($0.linear) < order($1.linear) }
+            s.append(
+                String(format: "%5d", b) + "  " + row.map { String(format: "%.2e  ", $0.relativeError ?? 0) }.joined())
+        }
+        s.append(String(format: "mean   %.3e", errors.isEmpty ? 0 : errors.reduce(0, +) / Double(errors.count)))
+        return s
     }
 
     private func order(_ l: String) -> Int {

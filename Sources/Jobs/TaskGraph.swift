@@ -5,7 +5,10 @@
 //   reconstruct(b, g)  quantize linear group g of block b from the merged statistics
 //   propagate(b, s)    sequential mode: quantized block b over shard s -> next input
 //
-// The graph is a function of (blocks, shards, groups, mode) only. Its order is
+// A job that needs no calibration statistics (RTN without the error report) has only
+// reconstruct(b, g) tasks, none depending on another.
+//
+// The graph is a function of (blocks, shards, groups, mode, statistics) only. Its order is
 // deterministic: Kahn's algorithm always taking the ready task that comes first in
 // the canonical listing (block by block: collects, merge, reconstructs, propagates).
 // `ReadyTasks` (ReadyTasks.swift) holds that decision for every scheduler.
@@ -37,25 +40,36 @@ public struct TaskGraph: Sendable {
     public let shards: Int
     public let groups: Int
     public let mode: JobMode
+    /// Whether the job gathers statistics (collect, merge, propagate); false: reconstructs only.
+    public let statistics: Bool
     /// Every task in canonical order.
     public let tasks: [TaskID]
 
-    public init(blocks: Int, shards: Int, groups: Int, mode: JobMode) {
+    public init(blocks: Int, shards: Int, groups: Int, mode: JobMode, statistics: Bool = true) {
         precondition(blocks >= 0 && shards >= 1 && groups >= 1)
         self.blocks = blocks
         self.shards = shards
         self.groups = groups
         self.mode = mode
+        self.statistics = statistics
         var t: [TaskID] = []
         for b in 0..<blocks {
-            for s in 0..<shards { t.append(.collect(block: b, shard: s)) }
-            t.append(.merge(block: b))
+            if statistics {
+                for s in 0..<shards { t.append(.collect(block: b, shard: s)) }
+                t.append(.merge(block: b))
+            }
             for g in 0..<groups { t.append(.reconstruct(block: b, group: g)) }
-            if mode == .sequential {
+            if statistics && mode == .sequential {
                 for s in 0..<shards { t.append(.propagate(block: b, shard: s)) }
             }
         }
         tasks = t
+    }
+
+    /// The graph of a job over a model of `blocks` blocks.
+    public init(spec: JobSpec, blocks: Int, groups: Int = Tasks.groups.count) {
+        self.init(
+            blocks: blocks, shards: spec.shardCount, groups: groups, mode: spec.mode, statistics: spec.needsStatistics)
     }
 
     /// What a task needs finished first.
@@ -69,7 +83,7 @@ public struct TaskGraph: Sendable {
         case let .merge(b):
             return (0..<shards).map { .collect(block: b, shard: $0) }
         case let .reconstruct(b, _):
-            return [.merge(block: b)]
+            return statistics ? [.merge(block: b)] : []
         case let .propagate(b, s):
             // The shard's input of block b must still be there: collect(b, s) read it,
             // and merge(b) (so every reconstruct) comes after every collect(b, *).

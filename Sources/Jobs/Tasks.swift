@@ -31,10 +31,14 @@ public final class JobContext: Sendable {
         self.calibrationTokens = calibrationTokens
     }
 
-    /// Opens the model, tokenizes the calibration text and draws the windows.
+    /// Opens the model, tokenizes the calibration text and draws the windows (none when
+    /// the job gathers no statistics: RTN without the error report never reads the text).
     public static func open(_ spec: JobSpec) throws -> JobContext {
         let view = try spec.openForJob()
         let model = try loadCausalLM(view: view, options: ModelLoadOptions(lazyBlocks: true))
+        guard spec.needsStatistics else {
+            return JobContext(spec: spec, view: view, model: model, windows: [], calibrationTokens: 0)
+        }
         let tokenizer = try makeTokenizer(view)
         let url = URL(fileURLWithPath: spec.calibration)
         let tokens = try Sampler.tokens(file: url) { tokenizer.encode($0) }
@@ -145,14 +149,16 @@ public enum Tasks {
             block: b.block, shard: b.shard, statistics: statistics, tokens: a.tokens + b.tokens, shards: shards)
     }
 
-    /// reconstruct(b, g): quantizes each linear of the group from the merged Hessian.
+    /// reconstruct(b, g): quantizes each linear of the group from the merged Hessian, and
+    /// measures its output error when there are statistics (RTN without them: error 0,
+    /// not measured).
     public static func reconstruct(_ ctx: JobContext, _ input: ReconstructInput) throws -> ReconstructResult {
         let blk = try ctx.block(input.block)
         let recipe = ctx.spec.recipe
         let stats = input.statistics
         // GPTQ's H as the reference scales it (2/N, N windows); the error report's per token.
-        let h = stats.finalHessian(normalization: .referenceSamples)
-        let hTokens = stats.finalHessian(normalization: .tokens)
+        let h = ctx.spec.method == .gptq ? stats?.finalHessian(normalization: .referenceSamples) : nil
+        let hTokens = stats?.finalHessian(normalization: .tokens)
         var out: [QuantizedLinear] = []
         for name in input.linears {
             let t0 = DispatchTime.now()
@@ -165,14 +171,22 @@ public enum Tasks {
             case .rtn:
                 q = try RTN.quantize(w, recipe: recipe, name: tensor)
             case .gptq:
+                guard let h else {
+                    throw JobError(
+                        "reconstruct(\(input.block),\(input.group)): GPTQ needs the group's merged statistics")
+                }
                 let r = try GPTQ.quantize(w, hessian: h, recipe: recipe, name: tensor)
                 q = r.weight
                 loss = r.totalLoss
                 dead = r.deadColumns.count
             }
-            let err = OutputError.fromHessian(weight: w, quantized: q.dequantized, hessian: hTokens)
-            let energy = OutputError.fromHessian(
-                weight: w, quantized: Matrix(rows: w.rows, cols: w.cols), hessian: hTokens)
+            var err = 0.0
+            var energy = 0.0
+            if let hTokens {
+                err = OutputError.fromHessian(weight: w, quantized: q.dequantized, hessian: hTokens)
+                energy = OutputError.fromHessian(
+                    weight: w, quantized: Matrix(rows: w.rows, cols: w.cols), hessian: hTokens)
+            }
             let ql = QuantizedLinear(
                 linear: name, block: input.block, tensor: tensor, weight: q.stored, outputError: err,
                 relativeError: energy > 0 ? err / energy : 0, gptqLoss: loss, deadColumns: dead,

@@ -99,6 +99,11 @@ extension JobSpec {
         if let b = blockSize {
             try within(b, 1...SpecBounds.blockSize, "--block-size", "use 1 to \(SpecBounds.blockSize) columns")
         }
+        if method == .gptq && errorReport == false {
+            throw JobError(
+                "--no-error-report applies to --method rtn: GPTQ measures the output error from the Hessian it "
+                    + "needs anyway; drop the flag")
+        }
         guard percentDamp.isFinite, (0...SpecBounds.maxDamp).contains(percentDamp) else {
             throw JobError("--damp \(percentDamp) must be a fraction from 0 to \(SpecBounds.maxDamp) (e.g. 0.01)")
         }

@@ -13,7 +13,7 @@ import KilnProtocol
 struct RecipeOptions: ParsableArguments {
     @Option(help: "Input model: a .gguf file (or a Hugging Face directory for gptq-safetensors).")
     var model: String
-    @Option(help: "Calibration text file.")
+    @Option(help: "Calibration text file (RTN without --error-report only checks that it exists).")
     var calib: String
     @Option(parsing: .unconditional, help: "Calibration windows.")
     var samples = 128
@@ -64,6 +64,12 @@ struct RecipeOptions: ParsableArguments {
             "Replace an existing output: a file, or a directory holding only a previous Kiln output (its manifest); never inputs or files Kiln did not write."
     )
     var overwrite = false
+    @Flag(
+        inversion: .prefixedNo,
+        help:
+            "Measure each linear's output error from calibration statistics (default: on for GPTQ; off for RTN, which then reads no calibration text and runs only the quantizer)."
+    )
+    var errorReport: Bool?
 
     func jobSpec() -> JobSpec {
         var s = JobSpec(model: model, calibration: calib, output: out)
@@ -86,6 +92,7 @@ struct RecipeOptions: ParsableArguments {
         s.shardSize = shardSize
         s.blockSize = blockSize
         s.overwrite = overwrite
+        s.errorReport = errorReport
         return s
     }
 }

@@ -63,7 +63,7 @@ struct Run: ParsableCommand {
                 throw UserError("--workers \(n) is out of range: use 1 to 256 in-process workers")
             }
             let limits = try limits()
-            let progress = RunProgress(terminal: isatty(STDERR_FILENO) == 1)
+            let progress = RunProgress(terminal: isatty(STDERR_FILENO) == 1, errorReport: spec().resolvedErrorReport)
             let report: JobReport
             if let n = workers {
                 guard spill == nil else {
@@ -95,11 +95,16 @@ struct Run: ParsableCommand {
 /// reconstruction progress, then the block's error); otherwise a plain line per block.
 final class RunProgress {
     let terminal: Bool
+    /// Whether the job measures the output error (RTN without --error-report does not).
+    let errorReport: Bool
     private var open = false
     private var collected = 0, reconstructed = 0, propagated = 0
     private var current = -1
 
-    init(terminal: Bool) { self.terminal = terminal }
+    init(terminal: Bool, errorReport: Bool = true) {
+        self.terminal = terminal
+        self.errorReport = errorReport
+    }
 
     private func write(_ s: String) { FileHandle.standardError.write(Data(s.utf8)) }
 
@@ -137,8 +142,11 @@ final class RunProgress {
             case .merge: break
             }
             line(
-                "block \(t.block): statistics \(collected) shards, reconstruct \(reconstructed)/\(Linear.groupCount)"
+                "block \(t.block): " + (collected > 0 ? "statistics \(collected) shards, " : "")
+                    + "reconstruct \(reconstructed)/\(Linear.groupCount)"
                     + (propagated > 0 ? ", propagate \(propagated)" : "") + "   [\(done)/\(total) tasks]")
+        case let .blockDone(b, blocks, _) where !errorReport:
+            endLine(String(format: "block %2d/%d  quantized (output error not measured)", b + 1, blocks))
         case let .blockDone(b, blocks, linears):
             let rel = linears.isEmpty ? 0 : linears.map(\.relativeError).reduce(0, +) / Double(linears.count)
             let worst = linears.max { $0.relativeError < $1.relativeError }

@@ -53,6 +53,31 @@ final class TwoWorkerTests: XCTestCase {
         XCTAssertTrue(workers.allSatisfy { $0.tasksRun > 0 }, "both workers got work: \(workers.map(\.tasksRun))")
     }
 
+    /// RTN without the error report on the cluster: workers run only the reconstructs (no
+    /// collect, merge or propagate; the coordinator sends no statistics), and the file is the
+    /// local executor's and the same as with the report (whose job gathers statistics).
+    func testSequentialRTNWithoutReportRunsOnlyReconstructs() throws {
+        let model = try ClusterAssets.smolLM2(blocks: 3)
+        let dir = Paths.tempDir("kiln-cluster")
+        let spec = ClusterAssets.spec(
+            model: model, out: dir.appendingPathComponent("rtn.gguf"), method: .rtn, mode: .sequential,
+            samples: 8, shardSize: 2)
+        let reference = try ClusterAssets.localReference(spec)
+        let (status, workers, _) = try run(spec, dir: dir)
+        XCTAssertEqual(status.state, .succeeded, status.error.message)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: spec.output)), reference)
+        XCTAssertEqual(workers.map(\.tasksRun).reduce(0, +), 3 * Tasks.groups.count)
+        XCTAssertEqual(Set(status.modules.map(\.phase)), [.reconstruct])
+
+        var measured = spec
+        measured.output = dir.appendingPathComponent("rtn-measured.gguf").path
+        measured.errorReport = true
+        let (m, _, _) = try run(measured, dir: dir)
+        XCTAssertEqual(m.state, .succeeded, m.error.message)
+        XCTAssertEqual(Set(m.modules.map(\.phase)), [.collect, .merge, .reconstruct, .propagate])
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: measured.output)), reference)
+    }
+
     func testWorkerJoiningMidJobGetsWork() throws {
         let model = try ClusterAssets.smolLM2(blocks: 4)
         let dir = Paths.tempDir("kiln-cluster")

@@ -132,6 +132,17 @@ final class BoundsTests: XCTestCase {
         XCTAssertEqual(s.samples, 3)
         XCTAssertEqual(s.seqlen, 512)
         XCTAssertFalse(s.overwrite)
+        // No error_report key (an older client): the method's default.
+        XCTAssertNil(s.errorReport)
+        XCTAssertTrue(s.resolvedErrorReport)
+        var rtn = s
+        rtn.method = .rtn
+        XCTAssertFalse(rtn.resolvedErrorReport)
+        XCTAssertFalse(rtn.needsStatistics)
+        XCTAssertFalse(String(decoding: try JSONEncoder().encode(rtn), as: UTF8.self).contains("errorReport"))
+        rtn.errorReport = true
+        XCTAssertEqual(try JSONDecoder().decode(JobSpec.self, from: JSONEncoder().encode(rtn)), rtn)
+        XCTAssertTrue(rtn.needsStatistics)
         XCTAssertThrowsError(try JSONDecoder().decode(JobSpec.self, from: Data(#"{"model":"/m.gguf"}"#.utf8)))
     }
 }

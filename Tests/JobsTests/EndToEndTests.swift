@@ -67,6 +67,43 @@ final class EndToEndTests: XCTestCase {
         }
     }
 
+    /// RTN on the whole SmolLM2 needs no statistics: without the error report it runs only
+    /// reconstructs (no collect, merge or propagate) and writes the same bytes as with it;
+    /// the report then says the error was not computed instead of printing zeros.
+    func testSmolLM2RTNSkipsCalibrationUnlessErrorReportAsked() throws {
+        let model = try Assets.smollm2()
+        let dir = Paths.tempDir("kiln-e2e")
+        var plain = Assets.spec(model: model, out: dir.appendingPathComponent("rtn.gguf"), method: .rtn)
+        plain.mode = .sequential
+        var measured = plain
+        measured.output = dir.appendingPathComponent("rtn-measured.gguf").path
+        measured.errorReport = true
+
+        var kinds: [String: Int] = [:]
+        let r = try Job.run(plain) { e in
+            if case let .task(t, _, _) = e { kinds[String("\(t)".prefix { $0 != "(" }), default: 0] += 1 }
+        }
+        XCTAssertEqual(kinds, ["reconstruct": 30 * Tasks.groups.count])
+        var measuredKinds: Set<String> = []
+        let rm = try Job.run(measured) { e in
+            if case let .task(t, _, _) = e { measuredKinds.insert(String("\(t)".prefix { $0 != "(" })) }
+        }
+        XCTAssertEqual(measuredKinds, ["collect", "merge", "reconstruct", "propagate"])
+        XCTAssertEqual(
+            try fileBytes(URL(fileURLWithPath: plain.output)), try fileBytes(URL(fileURLWithPath: measured.output)))
+
+        XCTAssertEqual(r.linears.count, 30 * 7)
+        XCTAssertTrue(r.linears.allSatisfy { $0.outputError == nil && $0.relativeError == nil })
+        XCTAssertEqual(r.calibrationTokens, 0)
+        XCTAssertTrue(r.table().contains("output error not computed"), r.table())
+        XCTAssertFalse(r.table().contains("mean "), r.table())
+        let json = String(decoding: try fileBytes(JobReport.url(forOutput: plain.output)), as: UTF8.self)
+        XCTAssertFalse(json.contains("relativeError"))
+        XCTAssertTrue(rm.linears.allSatisfy { ($0.relativeError ?? 0) > 0 && ($0.relativeError ?? 1) < 0.1 })
+        XCTAssertTrue(rm.table().contains("mean "), rm.table())
+        XCTAssertEqual(r.linears.map(\.tensor), rm.linears.map(\.tensor))
+    }
+
     /// gptq-safetensors 4-bit group 64 asymmetric act-order: the directory unpacks to the
     /// stored weights (fp16 scales) with q/k rows in Hugging Face order.
     func testGPTQSafetensorsOutput() throws {
@@ -172,7 +209,7 @@ final class EndToEndTests: XCTestCase {
         XCTAssertEqual(
             p.after, Self.smallRecipeAfter, accuracy: Self.smallRecipeAfter * 0.01, "GPTQ Q4_0 moved more than 1%")
         XCTAssertEqual(r.linears.count, 30 * 7)
-        XCTAssertTrue(r.linears.allSatisfy { $0.outputError.isFinite && $0.relativeError < 0.1 })
+        XCTAssertTrue(r.linears.allSatisfy { ($0.outputError?.isFinite ?? false) && ($0.relativeError ?? 1) < 0.1 })
         XCTAssertGreaterThan(r.peakRSSBytes, 0)
         let report = try JSONDecoder().decode(
             JobReport.self, from: Data(contentsOf: JobReport.url(forOutput: s.output)))

@@ -53,6 +53,31 @@ final class TaskGraphTests: XCTestCase {
         XCTAssertEqual(order[lastOf0], .propagate(block: 0, shard: 2))
     }
 
+    /// RTN without the error report: reconstructs only, all ready at once, in both modes;
+    /// RTN with it and GPTQ keep the statistics tasks.
+    func testJobWithoutStatisticsHasOnlyReconstructs() {
+        var spec = JobSpec(model: "m.gguf", calibration: "c.txt", output: "o.gguf")
+        spec.samples = 6
+        spec.shardSize = 2
+        spec.method = .rtn
+        for mode in JobMode.allCases {
+            spec.mode = mode
+            let g = TaskGraph(spec: spec, blocks: 3, groups: 4)
+            XCTAssertFalse(g.statistics)
+            checkOrder(g)
+            XCTAssertEqual(g.tasks, (0..<3).flatMap { b in (0..<4).map { TaskID.reconstruct(block: b, group: $0) } })
+            XCTAssertTrue(g.tasks.allSatisfy { g.dependencies(of: $0).isEmpty })
+            let r = ReadyTasks(graph: g)
+            XCTAssertEqual(r.ready, g.tasks)
+        }
+        spec.mode = .sequential
+        spec.errorReport = true
+        XCTAssertEqual(TaskGraph(spec: spec, blocks: 3, groups: 4).tasks.count, 3 * (3 + 1 + 4 + 3))
+        spec.method = .gptq
+        spec.errorReport = nil
+        XCTAssertTrue(TaskGraph(spec: spec, blocks: 3, groups: 4).statistics)
+    }
+
     func testTaskIDsAreCodable() throws {
         let ids: [TaskID] = [
             .collect(block: 1, shard: 2), .merge(block: 3), .reconstruct(block: 4, group: 1),

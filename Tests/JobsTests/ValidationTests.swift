@@ -61,6 +61,9 @@ final class ValidationTests: XCTestCase {
         s = base
         s.seqlen = 100_000
         expectError(s, ["--seqlen 100000", "context length"])
+        s = base
+        s.errorReport = false
+        expectError(s, ["--no-error-report", "--method rtn", "GPTQ"])
     }
 
     func testBadFiles() throws {

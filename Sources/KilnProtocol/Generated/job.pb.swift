@@ -501,6 +501,17 @@ public nonisolated struct Kiln_V1_JobSpec: @unchecked Sendable {
     set {_uniqueStorage()._specJson = newValue}
   }
 
+  /// Measure each linear's output error from its group's Hessian (the report's table).
+  /// Unset: on for GPTQ, off for RTN (which then gathers no calibration statistics).
+  public var errorReport: Bool {
+    get {_storage._errorReport ?? false}
+    set {_uniqueStorage()._errorReport = newValue}
+  }
+  /// Returns true if `errorReport` has been explicitly set.
+  public var hasErrorReport: Bool {_storage._errorReport != nil}
+  /// Clears the value of `errorReport`. Subsequent reads from it will return its default value.
+  public mutating func clearErrorReport() {_uniqueStorage()._errorReport = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -730,7 +741,7 @@ nonisolated extension Kiln_V1_EvalSpec: SwiftProtobuf.Message, SwiftProtobuf._Me
 
 nonisolated extension Kiln_V1_JobSpec: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".JobSpec"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{3}model_path\0\u{4}\u{2}model_size\0\u{1}calibration\0\u{1}method\0\u{1}bits\0\u{3}group_size\0\u{1}symmetric\0\u{3}act_order\0\u{1}mode\0\u{1}format\0\u{3}output_path\0\u{1}eval\0\u{3}damp_percent\0\u{3}spec_json\0\u{b}model_sha256\0\u{c}\u{3}\u{1}")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{3}model_path\0\u{4}\u{2}model_size\0\u{1}calibration\0\u{1}method\0\u{1}bits\0\u{3}group_size\0\u{1}symmetric\0\u{3}act_order\0\u{1}mode\0\u{1}format\0\u{3}output_path\0\u{1}eval\0\u{3}damp_percent\0\u{3}spec_json\0\u{3}error_report\0\u{b}model_sha256\0\u{c}\u{3}\u{1}")
 
   fileprivate class _StorageClass {
     var _name: String = String()
@@ -748,6 +759,7 @@ nonisolated extension Kiln_V1_JobSpec: SwiftProtobuf.Message, SwiftProtobuf._Mes
     var _eval: Kiln_V1_EvalSpec? = nil
     var _dampPercent: Float = 0
     var _specJson: String = String()
+    var _errorReport: Bool? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -773,6 +785,7 @@ nonisolated extension Kiln_V1_JobSpec: SwiftProtobuf.Message, SwiftProtobuf._Mes
       _eval = source._eval
       _dampPercent = source._dampPercent
       _specJson = source._specJson
+      _errorReport = source._errorReport
     }
   }
 
@@ -806,6 +819,7 @@ nonisolated extension Kiln_V1_JobSpec: SwiftProtobuf.Message, SwiftProtobuf._Mes
         case 14: try { try decoder.decodeSingularMessageField(value: &_storage._eval) }()
         case 15: try { try decoder.decodeSingularFloatField(value: &_storage._dampPercent) }()
         case 16: try { try decoder.decodeSingularStringField(value: &_storage._specJson) }()
+        case 17: try { try decoder.decodeSingularBoolField(value: &_storage._errorReport) }()
         default: break
         }
       }
@@ -863,6 +877,9 @@ nonisolated extension Kiln_V1_JobSpec: SwiftProtobuf.Message, SwiftProtobuf._Mes
       if !_storage._specJson.isEmpty {
         try visitor.visitSingularStringField(value: _storage._specJson, fieldNumber: 16)
       }
+      try { if let v = _storage._errorReport {
+        try visitor.visitSingularBoolField(value: v, fieldNumber: 17)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -887,6 +904,7 @@ nonisolated extension Kiln_V1_JobSpec: SwiftProtobuf.Message, SwiftProtobuf._Mes
         if _storage._eval != rhs_storage._eval {return false}
         if _storage._dampPercent != rhs_storage._dampPercent {return false}
         if _storage._specJson != rhs_storage._specJson {return false}
+        if _storage._errorReport != rhs_storage._errorReport {return false}
         return true
       }
       if !storagesAreEqual {return false}
