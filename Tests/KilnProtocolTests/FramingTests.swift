@@ -1,8 +1,7 @@
 import Foundation
+import KilnProtocol
 import SwiftProtobuf
 import XCTest
-
-import KilnProtocol
 
 final class FramingTests: XCTestCase {
     func testCRC32CInstructionAgreesWithTheTables() {
