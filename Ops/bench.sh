@@ -82,7 +82,7 @@ PY
 # directory (${KILN_PEER_DIR:-~/.cache/kiln/peer}); Ops/peer_llmcompressor.py says how its job matches.
 bench_peer() {
   local py hf="${KILN_PEER_DIR:-$HOME/.cache/kiln/peer}/smollm2-hf" fmt="--format gptq-safetensors --bits 4 --group 64 --sym"
-  py=$(Ops/setup-peers.sh)
+  py=$(Ops/setup-peers.sh | tail -1)
   [[ -f $hf/config.json ]] || "$py" Ops/peer_llmcompressor.py prepare "$MODEL" "$hf" 2>"$OUT/peer-prepare.log"
   echo "== llm-compressor comparison: SmolLM2 4-bit g64 sym, 32 random windows x 512 (seed 0), 40-window eval,"
   echo "   2 threads each (kiln --threads 2, torch.set_num_threads(2)); GPTQ act-order static groups, damp 0.01, sequential"

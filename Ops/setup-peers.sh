@@ -14,7 +14,7 @@ die() { echo "setup-peers.sh: $*" >&2; exit 1; }
 [[ $# -eq 0 ]] || { echo "usage: Ops/setup-peers.sh (no arguments; env KILN_PEER_VENV, LLMCOMPRESSOR_VERSION)" >&2; exit 2; }
 
 check='import torch, transformers, gguf, llmcompressor'
-if [[ -x $venv/bin/python ]] && "$venv/bin/python" -c "$check" 2>/dev/null; then
+if [[ -x $venv/bin/python ]] && "$venv/bin/python" -c "$check" >/dev/null 2>&1; then
   echo "llm-compressor already in $venv" >&2
   echo "$venv/bin/python"
   exit 0
@@ -43,5 +43,5 @@ echo "torch==$torch_version" >"$constraints"
 echo "setup-peers.sh: llmcompressor${version:+ $version}, transformers, gguf, datasets" >&2
 "${pip[@]}" -c "$constraints" "llmcompressor${version:+==$version}" transformers gguf datasets accelerate >&2 \
   || die "pip install llmcompressor failed (see above)"
-"$venv/bin/python" -c "$check" || die "llmcompressor does not import from $venv"
+"$venv/bin/python" -c "$check" >/dev/null || die "llmcompressor does not import from $venv"
 echo "$venv/bin/python"
