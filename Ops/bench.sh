@@ -6,8 +6,10 @@
 #   Ops/bench.sh eval      perplexity on 40 windows (vs transformers' 27.8344), peak RSS,
 #                          forward FLOP rate / sgemm FLOP rate on the same shapes
 #   Ops/bench.sh gptq      GPTQ phase FLOP rate / sgemm FLOP rate (real block-0 weights)
-#   Ops/bench.sh peer      the llm-compressor comparison: 4-bit g64 sym, 32 windows, RTN
-#                          and GPTQ (sequential, 2 BLAS threads): perplexity, phase times, RSS
+#   Ops/bench.sh peer      Kiln and llm-compressor back to back on the same job (4-bit g64 sym,
+#                          32 windows, RTN and GPTQ sequential, 2 threads each): quantization and
+#                          total times, time ratio, peak RSS, perplexity, load average around each
+#                          run (llm-compressor's venv: Ops/setup-peers.sh)
 #   Ops/bench.sh matrix    the quantization matrix: SAMPLES (128) windows, RTN and GPTQ
 #                          (both modes) at gguf-q4_0/q4_1/q8_0 and gptq-safetensors 4-bit
 #                          and 3-bit g64 asym; results already in BENCH_OUT are kept
@@ -74,13 +76,44 @@ for name in sys.argv[2:]:
 PY
 }
 
+# The llm-compressor comparison, both tools measured back to back in this run (the ratio depends
+# heavily on what else loads the cores, so the load average is recorded around every run).
+# llm-compressor runs from the venv of Ops/setup-peers.sh on the GGUF dequantized to a Hugging Face
+# directory (${KILN_PEER_DIR:-~/.cache/kiln/peer}); Ops/peer_llmcompressor.py says how its job matches.
 bench_peer() {
-  echo "== llm-compressor comparison: SmolLM2 4-bit g64 sym, 32 random windows x 512 (seed 0), 40-window eval"
-  echo "   (peer on this machine kind: FP 27.83, RTN 38.73, GPTQ 35.86 in 990 s, 1.3 GB)"
-  local fmt="--format gptq-safetensors --bits 4 --group 64 --sym"
-  quant peer-rtn 2 --method rtn --samples 4 --mode parallel $fmt
-  quant peer-gptq 2 --method gptq --samples 32 --mode sequential $fmt
-  summary peer-rtn peer-gptq | tee "$OUT/peer.txt"
+  local py hf="${KILN_PEER_DIR:-$HOME/.cache/kiln/peer}/smollm2-hf" fmt="--format gptq-safetensors --bits 4 --group 64 --sym"
+  py=$(Ops/setup-peers.sh | tail -1)
+  [[ -f $hf/config.json ]] || "$py" Ops/peer_llmcompressor.py prepare "$MODEL" "$hf" 2>"$OUT/peer-prepare.log"
+  echo "== llm-compressor comparison: SmolLM2 4-bit g64 sym, 32 random windows x 512 (seed 0), 40-window eval,"
+  echo "   2 threads each (kiln --threads 2, torch.set_num_threads(2)); GPTQ act-order static groups, damp 0.01, sequential"
+  local load1
+  load1=$(cut -d' ' -f1 /proc/loadavg)
+  if awk -v l="$load1" -v m="${PEER_MAX_LOAD:-1.5}" 'BEGIN { exit !(l > m) }'; then
+    echo "   load average $load1 > ${PEER_MAX_LOAD:-1.5}: waiting ${PEER_WAIT:-240} s once for a quieter machine"
+    sleep "${PEER_WAIT:-240}"
+  fi
+  rm -f "$OUT"/q-peer-*.json "$OUT"/llmc-peer-*.json "$OUT/peer-load.txt"
+  loadavg() { echo "$1 $2 $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/peer-load.txt"; echo "   $1 $2: $(uptime)"; }
+  peer_kiln() {  # NAME ARGS...
+    local name=$1; shift
+    loadavg "$name" before
+    quant "$name" 2 "$@"
+    loadavg "$name" after
+  }
+  peer_llmc() {  # NAME METHOD
+    loadavg "llmc-$1" before
+    PEER_THREADS=2 /usr/bin/time -v "$py" Ops/peer_llmcompressor.py run --method "$2" --model "$hf" \
+      --calib Tests/Fixtures/text/fortunes_calib.txt --eval "$EVAL" --eval-windows 40 --samples 32 --seqlen 512 \
+      --seed 0 --damp 0.01 --json "$OUT/llmc-$1.json" >"$OUT/llmc-$1.log" 2>&1 \
+      || { echo "llm-compressor $2 failed: see $OUT/llmc-$1.log" >&2; return 1; }
+    grep -A30 'Command being timed' "$OUT/llmc-$1.log" >"$OUT/llmc-$1.time"
+    loadavg "llmc-$1" after
+  }
+  peer_kiln peer-gptq --method gptq --samples 32 --mode sequential $fmt
+  peer_llmc peer-gptq gptq
+  peer_kiln peer-rtn --method rtn --samples 4 --mode parallel $fmt
+  peer_llmc peer-rtn rtn
+  python3 Ops/peer_report.py "$OUT" | tee "$OUT/peer.txt"
 }
 
 bench_matrix() {
@@ -115,7 +148,8 @@ bench_matrix() {
 if [[ ${1:-} == scale ]]; then exec Ops/scale.sh; fi
 # big needs only the kiln binary (Ops/big.sh builds it if missing), not the release tests.
 if [[ ${1:-} == big ]]; then exec Ops/big.sh "${2:-all}"; fi
-swift build -c release --build-tests >/dev/null
+# peer needs only the kiln binary, not the release tests.
+if [[ ${1:-} == peer ]]; then swift build -c release --product kiln >/dev/null; else swift build -c release --build-tests >/dev/null; fi
 # A private copy, so a rebuild during a long run does not change the binary under it.
 cp .build/release/kiln "$OUT/kiln"
 KILN="$OUT/kiln"
