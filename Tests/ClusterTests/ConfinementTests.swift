@@ -48,6 +48,7 @@ final class ConfinementTests: XCTestCase {
         s = good
         s.samples = 4096
         s.seqlen = 2048
+        s.errorReport = true  // RTN holds activations only for the error report
         e = try submitError(client, s)
         XCTAssertTrue(e.contains("estimated") && e.contains("64.0 MiB"), e)
         s = good
