@@ -61,7 +61,8 @@ final class RetentionTests: XCTestCase {
         let model = try ClusterAssets.smolLM2(blocks: 2)
         let dir = Paths.tempDir("kiln-retention")
         let data = dir.appendingPathComponent("data")
-        let spec = ClusterAssets.spec(model: model, out: dir.appendingPathComponent("out.gguf"), mode: .sequential)
+        var spec = ClusterAssets.spec(model: model, out: dir.appendingPathComponent("out.gguf"), mode: .sequential)
+        spec.errorReport = true  // RTN gathers statistics only for the error report
         let results = data.appendingPathComponent("results")
         let seen = Mutex<[Int: [String]]>([:])
         try withCluster(data: data) { coordinator, client in
@@ -146,7 +147,8 @@ final class RetentionTests: XCTestCase {
         let dir = Paths.tempDir("kiln-retention")
         let data = dir.appendingPathComponent("data")
         let results = data.appendingPathComponent("results")
-        let spec = ClusterAssets.spec(model: model, out: dir.appendingPathComponent("kept.gguf"), mode: .sequential)
+        var spec = ClusterAssets.spec(model: model, out: dir.appendingPathComponent("kept.gguf"), mode: .sequential)
+        spec.errorReport = true  // RTN gathers statistics only for the error report
         var job = ""
         try withCluster(data: data, configure: { $0.keepResults = true }) { _, client in
             job = try client.submit(spec)
@@ -219,7 +221,8 @@ final class RetentionTests: XCTestCase {
         let model = try ClusterAssets.smolLM2(blocks: 2)
         let dir = Paths.tempDir("kiln-retention")
         let data = dir.appendingPathComponent("data")
-        let spec = ClusterAssets.spec(model: model, out: dir.appendingPathComponent("big.gguf"), samples: 32)
+        var spec = ClusterAssets.spec(model: model, out: dir.appendingPathComponent("big.gguf"), samples: 32)
+        spec.errorReport = true  // statistics files are what does not fit
         let need = DiskBudget.resultBytes(spec: spec, config: try spec.openForJob().config, keepStatistics: false)
         let free = UInt64(need / 2)
         try withCluster(data: data, configure: { c in c.freeBytes = { _ in free } }) { _, client in
