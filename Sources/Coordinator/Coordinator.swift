@@ -236,6 +236,9 @@ public final class Coordinator: @unchecked Sendable {  // loop-only state checke
     /// Asks the loop to stop and waits for it (and for background work) to finish.
     public func stop() {
         loopStop.requestAndWait()
+        // A job that ended since the last tick (a fast job, a restart that found it ended)
+        // still has its result files removed; the loop has returned, so its state is ours.
+        releaseEndedJobs()
         work.sync {}
         router.close()
         pub.close()
