@@ -18,7 +18,8 @@
 # reports. BIG_SIZE=7b (default) | small (2 layers, hidden 256, ffn 704, vocab 32000: the
 # whole pipeline in about a minute). BIG_SAMPLES (4) x BIG_SEQLEN (128) calibration
 # windows of Tests/Fixtures/text/fortunes_calib.txt, BIG_SHARD_SIZE windows per shard of
-# statistics (7b: all in one; small: 2). BIG_WORKERS (2). BIG_RUN_DIR (default
+# statistics (7b: all in one; small: 2). BIG_LAYERS (default: the size's) keeps the shapes
+# with fewer blocks. BIG_WORKERS (2). BIG_RUN_DIR (default
 # $KILN_BIG_DIR/run): the cluster's state and job results (Cluster/local.sh's
 # KILN_RUN_DIR). BIG_LLAMA=0 skips llama.cpp (else Ops/setup-llama-cpp.sh makes its venv,
 # once, 10+ minutes). KILN_BIN (default: the release build, built if missing).
@@ -47,10 +48,17 @@ case $size in
                 --shard-bytes 10e6) ;;
   *) die "BIG_SIZE must be 7b or small (got '$size')" ;;
 esac
+# BIG_LAYERS: fewer blocks of the same shapes (e.g. 2: every per-block figure of the 7B job
+# in a few minutes; its files are named by the layer count).
+if [[ -n ${BIG_LAYERS:-} ]]; then
+  [[ $BIG_LAYERS =~ ^[1-9][0-9]*$ ]] || die "BIG_LAYERS must be a positive integer (got '$BIG_LAYERS')"
+  shape[1]=$BIG_LAYERS
+  size=$size-l$BIG_LAYERS
+fi
 layers=${shape[1]}
 # Windows per shard of statistics. 7b: one shard, since every shard's Hessian accumulators
 # (1.28 GiB per block) stay in the job's results until it ends; small: 2, one per worker.
-shard_size=${BIG_SHARD_SIZE:-$([[ $size == 7b ]] && echo "$samples" || echo 2)}
+shard_size=${BIG_SHARD_SIZE:-$([[ $size == 7b* ]] && echo "$samples" || echo 2)}
 run_dir=${BIG_RUN_DIR:-$dir/run}
 gguf_in=$dir/llama-$size-random-f16.gguf
 hf_in=$dir/llama-$size-random-hf

@@ -167,7 +167,9 @@ public struct IncomingTransfers: Sendable {
                 credit: nil)
         }
         let chunk = m.tensors[0]
-        guard var p = pending[body.transferID] else {
+        // Taken out of the table while it is written to: a copy left in the table would make
+        // every chunk copy the whole reassembly buffer (copy on write), quadratic in the size.
+        guard var p = pending.removeValue(forKey: body.transferID) else {
             return .failed(
                 announcement: nil,
                 error: .invalidField(
@@ -192,7 +194,6 @@ public struct IncomingTransfers: Sendable {
             if p.receiver!.isComplete {
                 let whole = try p.receiver!.assemble()
                 let credit = p.receiver!.takeCredit() ?? Kiln_V1_Credit()
-                pending[body.transferID] = nil
                 var done = p.announcement
                 done.tensors = [whole]
                 return .complete(message: done, credit: credit)
@@ -202,6 +203,7 @@ public struct IncomingTransfers: Sendable {
             return .progress(credit: credit)
         } catch {
             let e = error as? ProtocolError ?? .invalidField(field: "tensor_chunk", reason: "\(error)")
+            pending[body.transferID] = p  // so that fail() finds its announcement
             return fail(body.transferID, e)
         }
     }

@@ -341,6 +341,13 @@ public final class Worker: @unchecked Sendable {
             reportHandshake(final: false)
             let now = Self.nowMs()
             if now - lastHeardMs > intervalMs * liveness {
+                // This loop may itself have been busy (sending a large result): what arrived
+                // meanwhile is read before the coordinator is called silent.
+                if let frames = try s.receiveMultipart(timeout: 0) {
+                    lastHeardMs = Self.nowMs()
+                    handle(frames)
+                    continue
+                }
                 let verdict = watch?.update() ?? .unknown
                 if !welcomed && verdict != .unknown && verdict != .succeeded {
                     reportHandshake(final: true)
