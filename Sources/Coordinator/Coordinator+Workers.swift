@@ -166,8 +166,19 @@ extension Coordinator {
             }
         }
         if r.status == .deferred {
-            // Done; its statistics come with a later collect of the block from this worker.
-            if let h = held, case .collect = t, run.running[t]?.attempt == h.attempt { w.deferred.append(h) }
+            guard let h = held, run.running[t]?.attempt == h.attempt else { return }  // stale
+            if case .collect = t {
+                // Done; its statistics come with a later collect of the block from this worker.
+                w.deferred.append(h)
+                return
+            }
+            // Only a collect can be deferred: its slot is free now, so the attempt ends and the
+            // task goes again (else it would stay running on a worker that no longer holds it).
+            requeue(run.id, t, attempt: h.attempt, outcome: "failed: deferred, which only a collect can be")
+            run.failures[t, default: 0] += 1
+            if run.failures[t]! >= config.maxAttempts {
+                failJob(run, "\(t): \(w.id) keeps deferring it, which only a collect can be")
+            }
             return
         }
         guard r.status == .ok else {

@@ -153,6 +153,55 @@ final class ClusterTransferTests: XCTestCase {
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: spec.output)), try ClusterAssets.localReference(spec))
     }
 
+    /// A worker that answers a reconstruct with DEFERRED (which only a collect can be) has
+    /// freed its slot: the attempt ends and the task is assigned again, rather than staying
+    /// "running" on a worker that no longer holds it while that worker stays connected.
+    func testADeferredReconstructIsAssignedAgain() throws {
+        let model = try ClusterAssets.smolLM2(blocks: 1)
+        let dir = Paths.tempDir("kiln-cluster")
+        // RTN without the error report: the graph is reconstructs only, so they come first.
+        var spec = ClusterAssets.spec(model: model, out: dir.appendingPathComponent("deferred.gguf"))
+        spec.errorReport = false
+        let coordinator = try makeCoordinator(dataDir: dir.appendingPathComponent("data"))
+        coordinator.start()
+        defer { coordinator.stop() }
+        let fake = try ZMQContext.shared.socket(.dealer)
+        defer { fake.close() }
+        try fake.set([.linger(0)])
+        try fake.connect(coordinator.endpoints.listen)
+        var hello = Kiln_V1_WorkerHello()
+        hello.workerID = "deferring"
+        hello.protocolVersion = KilnWire.version
+        hello.capacity.threads = 1
+        var helloMessage = Message(.workerHello(hello))
+        helloMessage.envelope.authToken = coordinator.token ?? ""
+        try fake.send(helloMessage)
+        let client = try TestClient(coordinator.endpoints.listen)
+        _ = try client.submit(spec)
+
+        var assigned: [String: [UInt32]] = [:]  // task -> attempts seen
+        var deferred: String?
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline {
+            try fake.send(Message(.heartbeat(Kiln_V1_Heartbeat())))
+            guard let (_, m) = try fake.receiveMessage(timeout: 200), case .taskAssignment(let a)? = m.body else {
+                continue
+            }
+            assigned[a.taskID, default: []].append(a.attempt)
+            if let d = deferred, d == a.taskID { break }  // the deferred task came back
+            guard deferred == nil, a.kind == .reconstruct else { continue }
+            var r = Kiln_V1_TaskResult()
+            r.taskID = a.taskID
+            r.attempt = a.attempt
+            r.jobID = a.jobID
+            r.status = .deferred
+            try fake.send(Message(.taskResult(r)))
+            deferred = a.taskID
+        }
+        let task = try XCTUnwrap(deferred, "a reconstruct was assigned: \(assigned)")
+        XCTAssertEqual(assigned[task], [1, 2], "assigned again after the deferral, as attempt 2")
+    }
+
     /// A worker that does not see the job's model file fetches it from the coordinator
     /// in ranges (frame-sized, CRC-checked) into its cache directory, checks the size,
     /// and uses the copy: the output is byte-identical.
