@@ -95,11 +95,7 @@ extension Kiln_V1_LinearStatistics {
         hessian.tokens = u64(s.hessian.tokens)
         hessian.high = blob(s.hessian.high)
         hessian.low = blob(s.hessian.low)
-        channels.columns = u64(s.channels.columns)
-        channels.tokens = u64(s.channels.tokens)
-        channels.absMax = blob(s.channels.absMax)
-        channels.min = blob(s.channels.min)
-        channels.max = blob(s.channels.max)
+        channels = Kiln_V1_ChannelStatistics(s.channels)
     }
 }
 
@@ -120,6 +116,21 @@ extension LinearStatistics {
         let packed = columns * (columns + 1) / 2  // columns <= 2^20: no overflow
         let high = try elements(h.high, count: packed, as: Int64.self, "\(field).hessian.high")
         let low = try elements(h.low, count: packed, as: UInt64.self, "\(field).hessian.low")
+        let channels = try ChannelStatistics(c, columns: columns, tokens: tokens, field)
+        do {
+            try self.init(
+                name: p.name,
+                hessian: HessianAccumulator(columns: columns, samples: samples, tokens: tokens, high: high, low: low),
+                channels: channels)
+        } catch {
+            throw PayloadError("\(field): \(error)")
+        }
+    }
+}
+
+extension ChannelStatistics {
+    /// Decoded and checked against the Hessian's `columns` and `tokens` (already checked).
+    init(_ c: Kiln_V1_ChannelStatistics, columns: Int, tokens: Int, _ field: String) throws {
         // The arrays are empty until the first token (see ChannelStatistics).
         let perColumn = tokens > 0 ? columns : 0
         var channel: [[Float]] = []
@@ -135,14 +146,21 @@ extension LinearStatistics {
             throw PayloadError("\(field).channels: min \(channel[1][i]) > max \(channel[2][i]) at column \(i)")
         }
         do {
-            try self.init(
-                name: p.name,
-                hessian: HessianAccumulator(columns: columns, samples: samples, tokens: tokens, high: high, low: low),
-                channels: ChannelStatistics(
-                    columns: columns, tokens: tokens, absMax: channel[0], min: channel[1], max: channel[2]))
+            try self.init(columns: columns, tokens: tokens, absMax: channel[0], min: channel[1], max: channel[2])
         } catch {
-            throw PayloadError("\(field): \(error)")
+            throw PayloadError("\(field).channels: \(error)")
         }
+    }
+}
+
+extension Kiln_V1_ChannelStatistics {
+    init(_ c: ChannelStatistics) {
+        self.init()
+        columns = u64(c.columns)
+        tokens = u64(c.tokens)
+        absMax = blob(c.absMax)
+        min = blob(c.min)
+        max = blob(c.max)
     }
 }
 

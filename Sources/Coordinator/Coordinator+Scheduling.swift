@@ -88,12 +88,13 @@ extension Coordinator {
         let routing = w.routing
         let assignment = a
         let plan = run.plan
+        let chunkSize = w.outgoing.chunkSize
         work.async { [weak self] in
             guard let self else { return }
-            let prepared = Result { () -> (Data, String) in
-                let input = try self.taskInput(plan, t, replay: replay, withQuantized: withQuantized)
-                let payload = try TaskPayload.encode(input)
-                return (payload, String(decoding: try JSONEncoder().encode(plan.spec), as: UTF8.self))
+            let prepared = Result { () -> (PreparedInput, String) in
+                let input = try self.preparedInput(
+                    plan, t, replay: replay, withQuantized: withQuantized, chunkSize: chunkSize)
+                return (input, String(decoding: try JSONEncoder().encode(plan.spec), as: UTF8.self))
             }
             self.post { [weak self] in
                 var a = assignment
@@ -101,19 +102,30 @@ extension Coordinator {
                     live.holding(t)?.attempt == attempt, run.running[t]?.attempt == attempt
                 else { return }  // reassigned or dropped meanwhile
                 do {
-                    let (payload, specJSON) = try prepared.get()
+                    let (input, specJSON) = try prepared.get()
                     a.jobSpecJson = specJSON
-                    let frame = try TensorFrame(name: "input", dtype: .u8, shape: [payload.count], bytes: payload)
                     var n: Int
-                    if live.outgoing.needsChunking(payload.count) {
-                        // Announced by the assignment; the bytes follow in chunks under credit.
-                        let (header, chunks) = try live.outgoing.start(frame, context: t.wireName)
+                    switch input {
+                    case let .file(file, checksums):
+                        // Announced by the assignment; the bytes follow in chunks under credit,
+                        // read from the file as they go.
+                        let (header, chunks) = try live.outgoing.start(
+                            file: file, name: "input", checksums: checksums, context: t.wireName)
                         a.inputs[0].tensor = header
                         n = self.reply(routing, Message(.taskAssignment(a)))
                         for c in chunks { n += self.reply(routing, c) }
                         self.countChunks(sent: chunks.count)
-                    } else {
-                        n = self.reply(routing, Message(.taskAssignment(a), tensors: [frame]))
+                    case .memory(let payload):
+                        let frame = try TensorFrame(name: "input", dtype: .u8, shape: [payload.count], bytes: payload)
+                        if live.outgoing.needsChunking(payload.count) {
+                            let (header, chunks) = try live.outgoing.start(frame, context: t.wireName)
+                            a.inputs[0].tensor = header
+                            n = self.reply(routing, Message(.taskAssignment(a)))
+                            for c in chunks { n += self.reply(routing, c) }
+                            self.countChunks(sent: chunks.count)
+                        } else {
+                            n = self.reply(routing, Message(.taskAssignment(a), tensors: [frame]))
+                        }
                     }
                     live.lastSentMs = Self.nowMs()
                     self.countSent(t.kindName, n)
@@ -127,16 +139,37 @@ extension Coordinator {
         }
     }
 
-    /// The task's inputs: merged statistics, quantized linears (the first time a worker gets
-    /// a propagate of the block), and lineage when the worker may not hold the shard's activations.
-    /// Work queue only (it owns the caches).
+    /// A task input ready to send: encoded in memory, or (merged statistics, the bulk of a
+    /// large model's traffic) written to a file with its chunks' CRC-32Cs.
+    enum PreparedInput: Sendable {
+        case memory(Data)
+        case file(SpoolFile, checksums: [UInt32])
+    }
+
+    /// The task's input as it goes out: a reconstruct's merged statistics streamed from the
+    /// block's collect files into a file when it needs chunks (the coordinator never holds
+    /// a Hessian), anything else encoded in memory. Work queue only.
+    func preparedInput(
+        _ run: JobPlan, _ t: TaskID, replay: Bool, withQuantized: Bool, chunkSize: Int
+    ) throws -> PreparedInput {
+        dispatchPrecondition(condition: .onQueue(work))
+        guard case let .reconstruct(b, g) = t, run.graph.statistics else {
+            return .memory(try TaskPayload.encode(try taskInput(run, t, replay: replay, withQuantized: withQuantized)))
+        }
+        let parts = try statistics(run, block: b)
+        let file = try files.spool(job: run.id)
+        let size = try MergedStatisticsInput.write(group: g, of: parts, to: file)
+        guard size > chunkSize else { return .memory(try file.read(at: 0, count: size)) }
+        return .file(file, checksums: try ChunkSender.checksums(of: file, chunkSize: chunkSize))
+    }
+
+    /// The task's inputs: quantized linears (the first time a worker gets a propagate of the
+    /// block), and lineage when the worker may not hold the shard's activations. (A
+    /// reconstruct's statistics are `preparedInput`'s.) Work queue only (it owns the caches).
     func taskInput(_ run: JobPlan, _ t: TaskID, replay: Bool, withQuantized: Bool) throws -> ClusterTaskInput {
         dispatchPrecondition(condition: .onQueue(work))
         var input = ClusterTaskInput()
         switch t {
-        case let .reconstruct(b, g) where run.graph.statistics:
-            let m = try merged(run, block: b)
-            input.statistics = m.statistics[g]
         case let .propagate(b, _) where withQuantized:
             input.quantized = try quantized(run, block: b)
         default: break
@@ -150,31 +183,25 @@ extension Coordinator {
         return input
     }
 
-    /// Block b's merged statistics: the sum folded in as the collect results arrived, else
-    /// (after a restart) the collect files read back one at a time and summed.
-    func merged(_ run: JobPlan, block b: Int) throws -> MergeResult {
+    /// Block b's collect files, opened and checked (size, CRC-32C, structure) and found to
+    /// cover every shard exactly once: what each reconstruct's merged statistics are summed
+    /// from. The Hessians stay in the files.
+    func statistics(_ run: JobPlan, block b: Int) throws -> [CollectFile] {
         dispatchPrecondition(condition: .onQueue(work))
-        if let m = mergedCache[run.id]?[b] { return m }
-        var sum = collectSums[run.id]?[b]
-        if sum?.shards != Array(0..<run.graph.shards) {
-            sum = nil
-            var paths = Set<String>()  // a worker's sum of several shards is one file
-            for r in try store.results(job: run.id) where r.task.block == b && paths.insert(r.path).inserted {
-                guard case .collect = r.task else { continue }
-                guard case let .collect(c) = try files.readOutput(r) else {
-                    throw CoordinatorError("result file of \(r.task) holds another task's result")
-                }
-                sum = try sum.map { try Tasks.combine($0, c) } ?? c
-            }
+        if let parts = statisticsParts[run.id]?[b] { return parts }
+        var parts: [CollectFile] = []
+        var paths = Set<String>()  // a worker's sum of several shards is one file
+        for r in try store.results(job: run.id) where r.task.block == b && paths.insert(r.path).inserted {
+            guard case .collect = r.task else { continue }
+            parts.append(try files.openCollect(r))
         }
-        guard let sum, sum.block == b, sum.shards == Array(0..<run.graph.shards) else {
-            throw CoordinatorError(
-                "merge(\(b)): the shard results cover \(sum?.shards ?? []), not 0..<\(run.graph.shards)")
+        parts.sort { $0.shards[0] < $1.shards[0] }
+        let covered = parts.flatMap(\.shards).sorted()
+        guard parts.allSatisfy({ $0.block == b }), covered == Array(0..<run.graph.shards) else {
+            throw CoordinatorError("merge(\(b)): the shard results cover \(covered), not 0..<\(run.graph.shards)")
         }
-        let m = MergeResult(block: b, statistics: sum.statistics)
-        collectSums[run.id]?[b] = nil
-        mergedCache[run.id, default: [:]][b] = m
-        return m
+        statisticsParts[run.id, default: [:]][b] = parts
+        return parts
     }
 
     func quantized(_ run: JobPlan, block b: Int, cache: Bool = true) throws -> [QuantizedLinear] {
@@ -220,7 +247,7 @@ extension Coordinator {
             // The caches belong to the work queue; a block's entries go when no task needs them
             // (lineage reloads from the durable files).
             if reconstructed {
-                self.mergedCache[jobID]?[b] = nil
+                self.statisticsParts[jobID]?[b] = nil
                 if !keep { self.releaseStatistics(jobID, block: b) }
             }
             guard blockDone else { return }
@@ -265,9 +292,10 @@ extension Coordinator {
         }
     }
 
-    /// merge(b) on the work queue: the sum of the collect results (exact, so bit-identical
-    /// however the shards were grouped and whatever order they came in). Not a file: a
-    /// restarted coordinator sums the collect files again.
+    /// merge(b) on the work queue: the block's collect files opened, checked and found to
+    /// cover every shard once. The sums themselves are made per reconstruct, from the files
+    /// (exact, so bit-identical however the shards were grouped). Not a file: a restarted
+    /// coordinator checks the collect files again.
     func startMerge(_ run: JobRun, block b: Int) {
         run.mergesInFlight.insert(b)
         let startedMs = Self.nowMs()
@@ -275,7 +303,7 @@ extension Coordinator {
         let plan = run.plan
         work.async { [weak self] in
             guard let self else { return }
-            let outcome = Result { try self.merged(plan, block: b) }
+            let outcome = Result { try self.statistics(plan, block: b) }
             self.post { [weak self] in
                 guard let self, let run = self.jobs[plan.id] else { return }
                 run.mergesInFlight.remove(b)
@@ -327,8 +355,7 @@ extension Coordinator {
                         finishedMs: run.finishedMs, coordinatorCPUSeconds: processCPUSeconds(), traffic: tr)
                     self.log.info("job profile \(profile)")
                     self.work.async {
-                        self.collectSums[jobID] = nil
-                        self.mergedCache[jobID] = nil
+                        self.statisticsParts[jobID] = nil
                         self.quantizedCache[jobID] = nil
                         self.reconstructedCache[jobID] = nil
                     }
@@ -367,8 +394,7 @@ extension Coordinator {
             // On the work queue: after anything it still holds for the job (a result being
             // made durable, a merge, an input being read), in order.
             work.async { [weak self] in
-                self?.collectSums[jobID] = nil
-                self?.mergedCache[jobID] = nil
+                self?.statisticsParts[jobID] = nil
                 self?.quantizedCache[jobID] = nil
                 self?.reconstructedCache[jobID] = nil
                 do {

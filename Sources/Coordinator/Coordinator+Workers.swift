@@ -113,16 +113,25 @@ extension Coordinator {
         publish(run, module: m)
     }
 
-    func onResult(_ routing: Data, _ r: Kiln_V1_TaskResult, _ message: Message) {
+    /// `spooled`: a chunked result that arrived into a file (collects: see the announce below).
+    func onResult(_ routing: Data, _ r: Kiln_V1_TaskResult, _ message: Message, spooled: SpoolFile? = nil) {
         guard let w = workers[routing] else {
             log.warning("result from an unknown peer dropped", metadata: ["task": "\(r.taskID)"])
             return
         }
         // A result too large for one frame: announced here, its bytes follow in chunks;
         // onResult runs again with the payload attached when every chunk is in.
-        if message.tensors.isEmpty, r.status == .ok, let h = r.outputs.first, h.transferID != 0 {
+        if spooled == nil, message.tensors.isEmpty, r.status == .ok, let h = r.outputs.first, h.transferID != 0 {
             do {
-                try w.incoming.announce(h, by: message, nowMs: Self.nowMs())
+                // A collect result (Hessian sums: 1.4 GB per block of a 7B model) goes to a
+                // file as it arrives, never whole in memory; the file becomes the durable result.
+                var sink: SpoolFile?
+                if let t = TaskID(wireName: r.taskID), case .collect = t,
+                    let job = w.holding(t)?.job ?? jobs[r.jobID]?.id
+                {
+                    sink = try files.spool(job: job)
+                }
+                try w.incoming.announce(h, by: message, nowMs: Self.nowMs(), sink: sink)
             } catch {
                 let e = error as? ProtocolError ?? .invalidField(field: "task_result.outputs[0]", reason: "\(error)")
                 log.warning("chunked result refused: \(e)", metadata: ["worker": "\(w.id)", "task": "\(r.taskID)"])
@@ -200,16 +209,36 @@ extension Coordinator {
             }
             return
         }
-        guard message.tensors.count == 1, message.tensors[0].header.dtype == .u8 else {
-            return reject("a result carries exactly one U8 payload frame", "task_result.outputs")
+        let payload: ResultPayload
+        if let spooled, let h = r.outputs.first {
+            payload = .file(
+                spooled, bytes: Int(clamping: h.byteLength), checksum: UInt32(truncatingIfNeeded: h.checksum))
+        } else {
+            guard message.tensors.count == 1, message.tensors[0].header.dtype == .u8 else {
+                return reject("a result carries exactly one U8 payload frame", "task_result.outputs")
+            }
+            payload = .memory(message.tensors[0].bytes)  // checksum verified by Message.decode
         }
-        let payload = message.tensors[0].bytes  // checksum verified by Message.decode
         countReceived(t.kindName, payload.count)
         guard !run.accepting.contains(t) else { return }  // the same result is being made durable
         run.accepting.insert(t)
         makeDurable(
             payload, run: run, t, worker: w.id, attempt: Int(r.attempt), routing: routing, accepted: accepted,
             reject: reject)
+    }
+
+    /// A result's bytes: in memory, or (a chunked collect) in the file it arrived into, with
+    /// the size and CRC-32C its chunks were checked against.
+    enum ResultPayload: Sendable {
+        case memory(Data)
+        case file(SpoolFile, bytes: Int, checksum: UInt32)
+
+        var count: Int {
+            switch self {
+            case .memory(let d): return d.count
+            case .file(_, let bytes, _): return bytes
+            }
+        }
     }
 
     /// A worker reports a task failed: end the attempt, and fail the job once it is out of
@@ -238,7 +267,7 @@ extension Coordinator {
     /// Decodes and checks a result, then makes it durable (file fsynced, then recorded in one
     /// transaction) on the work queue, so the loop keeps heartbeats going; acknowledges on the loop.
     private func makeDurable(
-        _ payload: Data, run: JobRun, _ t: TaskID, worker workerID: String, attempt: Int, routing: Data,
+        _ payload: ResultPayload, run: JobRun, _ t: TaskID, worker workerID: String, attempt: Int, routing: Data,
         accepted: Kiln_V1_TaskResultAck, reject: @escaping @Sendable (String, String) -> Void
     ) {
         let jobID = run.id
@@ -248,10 +277,23 @@ extension Coordinator {
         let shards = run.graph.shards
         work.async { [weak self] in
             let outcome = Result { () -> (error: Double, covered: [TaskID]) in
-                let output = try TaskPayload.decodeOutput(payload)
-                guard output.taskID == t else { throw CoordinatorError("payload is for \(output.taskID), not \(t)") }
-                try Coordinator.validate(output, groups: groups, shards: shards)
-                let covered = output.coveredTasks
+                // A collect in a file is checked in place (its Hessians are never loaded).
+                let output: ClusterTaskOutput?
+                let covered: [TaskID]
+                switch payload {
+                case .memory(let data):
+                    let o = try TaskPayload.decodeOutput(data)
+                    guard o.taskID == t else { throw CoordinatorError("payload is for \(o.taskID), not \(t)") }
+                    try Coordinator.validate(o, groups: groups, shards: shards)
+                    output = o
+                    covered = o.coveredTasks
+                case .file(let file, _, _):
+                    let c = try CollectFile(file)
+                    guard c.taskID == t else { throw CoordinatorError("payload is for \(c.taskID), not \(t)") }
+                    try Coordinator.validate(c, groups: groups, shards: shards)
+                    output = nil
+                    covered = c.coveredTasks
+                }
                 if covered.count > 1 {
                     // A sum of several shards counts each once: none may be durable already. (The
                     // work queue makes every result durable, so the store is current here.)
@@ -261,18 +303,17 @@ extension Coordinator {
                     }
                 }
                 // Durable before acknowledged: file fsynced, then recorded in one transaction.
-                let (url, sum) = try files.write(payload, job: jobID, task: t)
+                let url: URL
+                let sum: UInt32
+                switch payload {
+                case .memory(let data): (url, sum) = try files.write(data, job: jobID, task: t)
+                case let .file(file, _, checksum): (url, sum) = (try files.adopt(file, job: jobID, task: t), checksum)
+                }
                 try store.recordResult(
                     job: jobID,
                     StoredResult(task: t, path: url.path, checksum: sum, bytes: payload.count, worker: workerID),
                     covering: covered, attempt: attempt, nowMs: Coordinator.nowMs())
-                if case let .collect(c) = output, let me = self {
-                    // Exact sums: folding in arrival order gives the bits of a merge in shard order.
-                    // (A sum that cannot be made is dropped: the merge then reads the files.)
-                    me.collectSums[jobID, default: [:]][c.block] =
-                        try? me.collectSums[jobID]?[c.block].map { try Tasks.combine($0, c) } ?? c
-                }
-                guard case let .reconstruct(rr) = output else { return (0, covered) }
+                guard case let .reconstruct(rr)? = output else { return (0, covered) }
                 // Kept decoded for the block's propagate inputs (work queue: it owns the caches).
                 self?.reconstructedCache[jobID, default: [:]][t] = rr.linears
                 return (rr.linears.map(\.relativeError).max() ?? 0, covered)
@@ -321,6 +362,9 @@ extension Coordinator {
         case let .complete(message, credit):
             reply(w.routing, Message(.credit(credit)))
             if case .taskResult(let r)? = message.body { onResult(w.routing, r, message) }
+        case let .spooled(message, file, credit):
+            reply(w.routing, Message(.credit(credit)))
+            if case .taskResult(let r)? = message.body { onResult(w.routing, r, message, spooled: file) }
         case let .failed(announcement, error, credit):
             if announcement != nil { countChunks(failed: 1) }
             log.warning("chunk rejected: \(error)", metadata: ["worker": "\(w.id)", "field": "\(error.field)"])
@@ -366,6 +410,16 @@ extension Coordinator {
             countChunks(sent: chunks.count)
             countSent(TaskID(wireName: context)?.kindName ?? "chunk", n)
             w.lastSentMs = Self.nowMs()
+        }
+    }
+
+    /// Checks a collect result read in place, as `validate` checks a decoded one.
+    static func validate(_ c: CollectFile, groups: Int, shards: Int) throws {
+        guard c.groups.count == groups else {
+            throw CoordinatorError("collect result has \(c.groups.count) groups, expected \(groups)")
+        }
+        guard let last = c.shards.last, last < shards else {
+            throw CoordinatorError("collect result sums shards \(c.shards); the job has \(shards)")
         }
     }
 

@@ -1,3 +1,4 @@
+import Cluster
 import Foundation
 import Jobs
 import KilnProtocol
@@ -107,13 +108,11 @@ public final class Coordinator: @unchecked Sendable {  // loop-only state checke
     var clientTokens: [String: String] = [:]
     /// Tasks found done in the store at start (resumed, not rerun).
     public internal(set) var resumedTaskCount = 0
-    /// Per-block caches of decoded payloads the scheduler sends (merged statistics for
-    /// reconstructs, quantized linears for propagates), dropped when the block no longer
-    /// needs them. Lineage reads the durable files without caching.
-    var mergedCache: [String: [Int: MergeResult]] = [:]
-    /// Collect results folded in as they are made durable (decoded once), per job and block:
-    /// merge(b) takes the sum instead of reading the files back.
-    var collectSums: [String: [Int: CollectResult]] = [:]
+    /// Per-block caches the scheduler sends from, dropped when the block no longer needs
+    /// them: the block's collect files, opened and checked by merge(b) (their Hessians stay
+    /// on disk, summed into each reconstruct's input a piece at a time), and the quantized
+    /// linears for propagates. Lineage reads the durable files without caching.
+    var statisticsParts: [String: [Int: [CollectFile]]] = [:]
     var quantizedCache: [String: [Int: [QuantizedLinear]]] = [:]
     /// Reconstruct results as decoded when they arrived, until their block's linears are assembled.
     var reconstructedCache: [String: [TaskID: [QuantizedLinear]]] = [:]

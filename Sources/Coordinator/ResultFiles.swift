@@ -39,6 +39,45 @@ public struct ResultFiles: Sendable {
         return (dst, CRC32C.checksum(data))
     }
 
+    /// A new temporary file in the job's directory (named as `write`'s temporaries, so a
+    /// crash leaves only what `kiln gc` and the job's end remove): a large result arrives
+    /// into it chunk by chunk, or a task input is written into it. It goes when dropped
+    /// unless `adopt` kept it.
+    public func spool(job: String) throws -> SpoolFile {
+        let dir = root.appendingPathComponent(job)
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return try SpoolFile(creating: dir.appendingPathComponent(".tmp-\(UUID().uuidString)"))
+    }
+
+    /// Makes a spooled result durable under its task's name: fsynced, renamed, the directory
+    /// fsynced (as `write`).
+    public func adopt(_ file: SpoolFile, job: String, task: TaskID) throws -> URL {
+        let dst = url(job: job, task: task)
+        try file.sync()
+        try file.keep(renamingTo: dst)
+        try Self.fsyncPath(root.appendingPathComponent(job).path, directory: true)
+        return dst
+    }
+
+    /// A durable collect result opened in place (its Hessians stay in the file), after
+    /// checking its size and CRC-32C against the store (read a piece at a time).
+    public func openCollect(_ r: StoredResult) throws -> CollectFile {
+        let file = try SpoolFile(reading: URL(fileURLWithPath: r.path))
+        let size = try file.size()
+        let sum = try file.checksum()
+        guard size == r.bytes, sum == r.checksum else {
+            throw JobError(
+                "result file \(r.path) of \(r.task) is damaged: \(size) bytes, crc32c \(String(sum, radix: 16)); the store says \(r.bytes) bytes, \(String(r.checksum, radix: 16))"
+            )
+        }
+        let c: CollectFile
+        do { c = try CollectFile(file) } catch { throw JobError("result file \(r.path): \(error)") }
+        guard c.coveredTasks.contains(r.task) else {
+            throw JobError("result file \(r.path) holds the result of \(c.taskID), not \(r.task)")
+        }
+        return c
+    }
+
     /// Whether `name` is a job id the coordinator generates ("job-" and base-36 digits),
     /// so a directory of that name under results/ is Kiln's and safe to empty.
     public static func isJobID(_ name: String) -> Bool {

@@ -26,7 +26,12 @@ public struct ChunkSender: Sendable {
     public let window: Int
     /// Header of the whole tensor (chunk fields unset).
     public let tensorHeader: Kiln_V1_TensorHeader
-    private let payload: Data
+    /// Where the bytes are: in memory, or in a file read one chunk at a time.
+    private enum Source: Sendable {
+        case memory(Data)
+        case file(SpoolFile, size: Int)
+    }
+    private let source: Source
     private let chunkChecksums: [UInt32]
 
     /// Credits left: chunks that may be sent now.
@@ -63,7 +68,7 @@ public struct ChunkSender: Sendable {
         self.chunkSize = chunkSize
         self.window = window
         self.credit = window
-        self.payload = tensor.bytes
+        self.source = .memory(tensor.bytes)
         self.chunkCount = (tensor.bytes.count - 1) / chunkSize + 1
         var h = tensor.header.withoutChunkFields
         // One pass over the bytes: the chunk checksums, combined into the whole.
@@ -88,6 +93,73 @@ public struct ChunkSender: Sendable {
         h.checksum = UInt64(whole)
         self.tensorHeader = h
         self.chunkChecksums = sums
+    }
+
+    /// Sends the bytes of `file` as a U8 tensor named `name`, reading it one chunk at a time
+    /// (once now for the checksums, then as chunks go out), so it is never whole in memory.
+    /// `checksums` (from `ChunkSender.checksums(of:chunkSize:)`, e.g. computed off the caller's
+    /// thread) saves that pass.
+    public init(
+        transferID: UInt64, file: SpoolFile, name: String, chunkSize: Int, window: Int, checksums: [UInt32]? = nil
+    ) throws {
+        guard transferID != 0 else { throw ProtocolError.missingField("transfer_id") }
+        guard chunkSize > 0 else { throw ProtocolError.invalidField(field: "chunk_size", reason: "must be positive") }
+        guard window > 0 else { throw ProtocolError.invalidField(field: "window", reason: "must be positive") }
+        let size = try file.size()
+        guard size > 0 else {
+            throw ProtocolError.invalidField(field: "byte_length", reason: "an empty tensor is not chunked")
+        }
+        self.transferID = transferID
+        self.chunkSize = chunkSize
+        self.window = window
+        self.credit = window
+        self.source = .file(file, size: size)
+        self.chunkCount = (size - 1) / chunkSize + 1
+        let sums = try checksums ?? Self.checksums(of: file, chunkSize: chunkSize)
+        guard sums.count == chunkCount else {
+            throw ProtocolError.invalidField(
+                field: "chunk_checksums", reason: "\(sums.count) for \(chunkCount) chunks of \(file.url.path)")
+        }
+        var whole: UInt32 = 0
+        for (i, c) in sums.enumerated() {
+            whole = i == 0 ? c : CRC32C.combine(whole, c, lengthB: min(chunkSize, size - i * chunkSize))
+        }
+        var h = Kiln_V1_TensorHeader()
+        h.name = name
+        h.dtype = .u8
+        h.shape = [UInt64(size)]
+        h.byteLength = UInt64(size)
+        h.checksumKind = .crc32C
+        h.checksum = UInt64(whole)
+        self.tensorHeader = h
+        self.chunkChecksums = sums
+    }
+
+    /// The CRC-32C of each `chunkSize` piece of `file`, read one piece at a time.
+    public static func checksums(of file: SpoolFile, chunkSize: Int) throws -> [UInt32] {
+        let size = try file.size()
+        guard chunkSize > 0, size > 0 else { return [] }
+        var sums: [UInt32] = []
+        var buf = Data(count: min(chunkSize, size))
+        var lo = 0
+        while lo < size {
+            let n = min(chunkSize, size - lo)
+            sums.append(
+                try buf.withUnsafeMutableBytes { raw -> UInt32 in
+                    let part = UnsafeMutableRawBufferPointer(rebasing: raw[0..<n])
+                    try file.read(into: part, at: lo)
+                    return CRC32C.checksum(UnsafeRawBufferPointer(part))
+                })
+            lo += n
+        }
+        return sums
+    }
+
+    private var payloadCount: Int {
+        switch source {
+        case .memory(let d): return d.count
+        case .file(_, let size): return size
+        }
     }
 
     /// True when a chunk can be sent now.
@@ -116,9 +188,20 @@ public struct ChunkSender: Sendable {
         h.chunkSize = UInt64(chunkSize)
         h.chunkChecksum = UInt64(chunkChecksums[index])
         let lo = index * chunkSize
-        let hi = min(lo + chunkSize, payload.count)
-        let start = payload.startIndex
-        return TensorFrame(header: h, bytes: payload[(start + lo)..<(start + hi)])
+        let hi = min(lo + chunkSize, payloadCount)
+        switch source {
+        case .memory(let payload):
+            let start = payload.startIndex
+            return TensorFrame(header: h, bytes: payload[(start + lo)..<(start + hi)])
+        case .file(let file, _):
+            do {
+                return TensorFrame(header: h, bytes: try file.read(at: lo, count: hi - lo))
+            } catch {
+                // The file went (a full disk, a removed spool): the transfer cannot finish.
+                abortError = ProtocolError.invalidField(field: "\(h.name)", reason: "\(error)").wireError
+                return nil
+            }
+        }
     }
 
     /// `nextChunk()` wrapped as a tensor_chunk message.
@@ -186,7 +269,10 @@ public struct ChunkReceiver: Sendable {
     public let chunkCount: Int
     public let chunkSize: Int
     private let limits: FramingLimits
+    /// In memory, or (a payload too large to hold) written to a file as chunks arrive.
     private var buffer: Data
+    public let sink: SpoolFile?
+    private let byteLength: Int
     private var received: [Bool]
     private var chunkChecksums: [UInt32]
     public private(set) var receivedCount = 0
@@ -200,7 +286,10 @@ public struct ChunkReceiver: Sendable {
     /// Starts a transfer from the header of its first chunk to arrive (any
     /// index). Validates the header and the whole size against `limits` before
     /// allocating anything.
-    public init(first header: Kiln_V1_TensorHeader, window: Int, limits: FramingLimits = .default) throws {
+    /// With a `sink`, chunks are written into it at their offsets instead of into memory.
+    public init(
+        first header: Kiln_V1_TensorHeader, window: Int, limits: FramingLimits = .default, sink: SpoolFile? = nil
+    ) throws {
         let layout = try TensorLayout(header, field: "tensors[0]", limits: limits)
         guard layout.isChunked else {
             throw ProtocolError.invalidField(field: "tensors[0].chunk_count", reason: "0: not a chunk")
@@ -212,7 +301,9 @@ public struct ChunkReceiver: Sendable {
         chunkCount = Int(layout.chunkCount)
         chunkSize = Int(layout.chunkSize)
         tensorHeader = header.withoutChunkFields
-        buffer = Data(count: Int(layout.byteLength))
+        byteLength = Int(layout.byteLength)
+        self.sink = sink
+        buffer = sink == nil ? Data(count: byteLength) : Data()
         received = [Bool](repeating: false, count: chunkCount)
         chunkChecksums = [UInt32](repeating: 0, count: chunkCount)
     }
@@ -245,7 +336,7 @@ public struct ChunkReceiver: Sendable {
                 field: "tensors[0].chunk_index", reason: "\(index) is not below chunk_count \(chunkCount)")
         }
         let lo = index * chunkSize
-        let hi = min(lo + chunkSize, buffer.count)
+        let hi = min(lo + chunkSize, byteLength)
         guard chunk.bytes.count == hi - lo else {
             throw ProtocolError.frameSizeMismatch(
                 field: "frames[1]", expected: UInt64(hi - lo), actual: UInt64(chunk.bytes.count))
@@ -261,9 +352,15 @@ public struct ChunkReceiver: Sendable {
             throw ProtocolError.checksumMismatch(
                 field: "tensors[0].chunk_checksum", expected: h.chunkChecksum, actual: UInt64(sum))
         }
-        buffer.withUnsafeMutableBytes { dst in
-            chunk.bytes.withUnsafeBytes { src in
-                (dst.baseAddress! + lo).copyMemory(from: src.baseAddress!, byteCount: src.count)
+        if let sink {
+            do { try sink.write(chunk.bytes, at: lo) } catch {
+                throw ProtocolError.invalidField(field: "tensors[0]", reason: "cannot store chunk \(index): \(error)")
+            }
+        } else {
+            buffer.withUnsafeMutableBytes { dst in
+                chunk.bytes.withUnsafeBytes { src in
+                    (dst.baseAddress! + lo).copyMemory(from: src.baseAddress!, byteCount: src.count)
+                }
             }
         }
         received[index] = true
@@ -326,13 +423,14 @@ public struct ChunkReceiver: Sendable {
         }
         var whole: UInt32 = 0
         for i in 0..<chunkCount {
-            let len = min(chunkSize, buffer.count - i * chunkSize)
+            let len = min(chunkSize, byteLength - i * chunkSize)
             whole = i == 0 ? chunkChecksums[0] : CRC32C.combine(whole, chunkChecksums[i], lengthB: len)
         }
         guard UInt64(whole) == tensorHeader.checksum else {
             throw ProtocolError.checksumMismatch(
                 field: "tensors[0].checksum", expected: tensorHeader.checksum, actual: UInt64(whole))
         }
+        // With a sink the bytes are in its file, not in the frame.
         return TensorFrame(header: tensorHeader, bytes: buffer)
     }
 }

@@ -38,7 +38,26 @@ public struct OutgoingTransfers: Sendable {
         _ tensor: TensorFrame, context: String
     ) throws -> (header: Kiln_V1_TensorHeader, chunks: [Message]) {
         lastID += 1
-        var s = try ChunkSender(transferID: lastID, tensor: tensor, chunkSize: chunkSize, window: window)
+        return try begin(
+            ChunkSender(transferID: lastID, tensor: tensor, chunkSize: chunkSize, window: window), context: context)
+    }
+
+    /// As `start`, for the bytes of `file` as a U8 tensor named `name`, read one chunk at a
+    /// time (the file stays this transfer's until it completes or fails).
+    public mutating func start(
+        file: SpoolFile, name: String, checksums: [UInt32]? = nil, context: String
+    ) throws -> (header: Kiln_V1_TensorHeader, chunks: [Message]) {
+        lastID += 1
+        return try begin(
+            ChunkSender(
+                transferID: lastID, file: file, name: name, chunkSize: chunkSize, window: window, checksums: checksums),
+            context: context)
+    }
+
+    private mutating func begin(
+        _ sender: ChunkSender, context: String
+    ) throws -> (header: Kiln_V1_TensorHeader, chunks: [Message]) {
+        var s = sender
         var h = s.tensorHeader
         h.transferID = s.transferID
         h.chunkCount = UInt32(s.chunkCount)
@@ -105,6 +124,9 @@ public struct IncomingTransfers: Sendable {
         /// Every chunk stored and verified: the announcing message with its payload
         /// attached as tensors[0], and the final credit (complete) to send back.
         case complete(message: Message, credit: Kiln_V1_Credit)
+        /// As `complete`, for a transfer announced with a sink: the payload is in `file`
+        /// (checked against the announced checksum), the message has no tensors.
+        case spooled(message: Message, file: SpoolFile, credit: Kiln_V1_Credit)
         /// The transfer failed and is forgotten: the announcing message (nil if the
         /// chunk belonged to no announced transfer), the error, and an abort credit.
         case failed(announcement: Message?, error: ProtocolError, credit: Kiln_V1_Credit?)
@@ -115,6 +137,7 @@ public struct IncomingTransfers: Sendable {
         let header: Kiln_V1_TensorHeader
         let announcement: Message
         var lastMs: Int64
+        let sink: SpoolFile?
     }
 
     public let window: Int
@@ -138,8 +161,12 @@ public struct IncomingTransfers: Sendable {
 
     /// Registers a transfer announced by `message` with `header` (transfer_id and
     /// chunk geometry set). Checks the geometry and caps the size; nothing is
-    /// allocated until the first chunk arrives.
-    public mutating func announce(_ header: Kiln_V1_TensorHeader, by message: Message, nowMs: Int64) throws {
+    /// allocated until the first chunk arrives. With a `sink`, the chunks are written into
+    /// that file as they arrive (the transfer completes as `.spooled`); the file goes with
+    /// the transfer if it fails.
+    public mutating func announce(
+        _ header: Kiln_V1_TensorHeader, by message: Message, nowMs: Int64, sink: SpoolFile? = nil
+    ) throws {
         guard header.transferID != 0 else { throw ProtocolError.missingField("tensor.transfer_id") }
         guard header.byteLength <= maxBytes else {
             throw ProtocolError.tooLarge(field: "tensor.byte_length", limit: maxBytes, actual: header.byteLength)
@@ -156,7 +183,8 @@ public struct IncomingTransfers: Sendable {
         var base = header
         base.chunkIndex = 0
         base.chunkChecksum = 0
-        pending[header.transferID] = Pending(receiver: nil, header: base, announcement: message, lastMs: nowMs)
+        pending[header.transferID] = Pending(
+            receiver: nil, header: base, announcement: message, lastMs: nowMs, sink: sink)
     }
 
     /// One tensor_chunk message (already through `Message.decode`).
@@ -188,13 +216,16 @@ public struct IncomingTransfers: Sendable {
                         "chunk \(chunk.header.chunkIndex) does not match the announced tensor \(p.header.name) (\(p.header.byteLength) bytes in \(p.header.chunkCount) chunks)"
                 )
             }
-            if p.receiver == nil { p.receiver = try ChunkReceiver(first: chunk.header, window: window, limits: limits) }
+            if p.receiver == nil {
+                p.receiver = try ChunkReceiver(first: chunk.header, window: window, limits: limits, sink: p.sink)
+            }
             try p.receiver!.accept(chunk)
             p.lastMs = nowMs
             if p.receiver!.isComplete {
                 let whole = try p.receiver!.assemble()
                 let credit = p.receiver!.takeCredit() ?? Kiln_V1_Credit()
                 var done = p.announcement
+                if let file = p.sink { return .spooled(message: done, file: file, credit: credit) }
                 done.tensors = [whole]
                 return .complete(message: done, credit: credit)
             }

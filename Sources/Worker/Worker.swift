@@ -450,6 +450,10 @@ public final class Worker: @unchecked Sendable {
                 log.debug("task", metadata: ["task": "\(a.taskID)", "attempt": "\(a.attempt)", "chunked": "true"])
                 runner.submit(a, input: message.tensors[0].bytes)
             }
+        case let .spooled(_, _, credit):
+            // A worker announces its inputs without a sink, so this does not happen: refused.
+            try? send(Message(.credit(credit)))
+            log.warning("a spooled input transfer was not asked for; dropped")
         case let .failed(announcement, error, credit):
             log.warning("chunk rejected: \(error)")
             if let c = credit { try? send(Message(.credit(c))) }

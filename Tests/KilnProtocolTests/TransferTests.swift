@@ -1,5 +1,6 @@
 import Foundation
 import KilnProtocol
+import TestSupport
 import XCTest
 
 /// OutgoingTransfers / IncomingTransfers: announced chunked payloads between two peers.
@@ -55,6 +56,8 @@ final class TransferTests: XCTestCase {
                 XCTAssertTrue(c.complete)
                 _ = out.apply(c)
                 result = done
+            case .spooled:
+                XCTFail("announced without a sink")
             case let .failed(_, e, _):
                 XCTFail("\(e)")
             }
@@ -67,6 +70,53 @@ final class TransferTests: XCTestCase {
         XCTAssertEqual(out.chunksSent, 16)
         guard case .taskResult(let r)? = done.body else { return XCTFail("announcement lost") }
         XCTAssertEqual(r.taskID, "collect/0/0")
+    }
+
+    /// A payload too large to hold goes from a file to a file: read one chunk at a time by
+    /// the sender, written at its offset by the receiver; the bytes arrive intact, and a
+    /// transfer that fails leaves no file behind.
+    func testAFileCrossesIntoAFileChunkByChunk() throws {
+        let dir = Paths.tempDir("kiln-spool")
+        let t = try payload(1_000_003)
+        let source = dir.appendingPathComponent("source.bin")
+        try t.bytes.write(to: source)
+        var out = OutgoingTransfers(chunkSize: limits.maxFrameBytes, window: 3)
+        var inc = IncomingTransfers(window: 3, limits: limits, maxBytes: 16 << 20)
+        let sent = try SpoolFile(reading: source)
+        let (h, first) = try out.start(file: sent, name: "result", context: "collect/0/0")
+        XCTAssertEqual(h.checksum, t.header.checksum, "the whole file's CRC-32C")
+        let sinkURL = dir.appendingPathComponent("sink.bin")
+        try inc.announce(h, by: try wire(announcement(h)), nowMs: 0, sink: try SpoolFile(creating: sinkURL))
+        var queue = first
+        var spooled: SpoolFile?
+        while !queue.isEmpty {
+            switch inc.accept(try wire(queue.removeFirst()), nowMs: 1) {
+            case .progress(let c):
+                if let c { queue += out.apply(c).chunks }
+            case let .spooled(done, file, c):
+                XCTAssertTrue(done.tensors.isEmpty)
+                _ = out.apply(c)
+                spooled = file
+            case .complete:
+                XCTFail("announced with a sink")
+            case let .failed(_, e, _):
+                XCTFail("\(e)")
+            }
+        }
+        let file = try XCTUnwrap(spooled)
+        XCTAssertEqual(try file.read(at: 0, count: t.bytes.count), t.bytes)
+        XCTAssertEqual(try file.checksum(), UInt32(t.header.checksum))
+        XCTAssertEqual(out.active, 0)
+        // Kept under a new name, it stays; a failed transfer's sink goes with it.
+        try file.keep(renamingTo: dir.appendingPathComponent("kept.bin"))
+        let failedURL = dir.appendingPathComponent("failed.bin")
+        let (h2, chunks) = try out.start(t, context: "x")
+        try inc.announce(h2, by: announcement(h2), nowMs: 0, sink: try SpoolFile(creating: failedURL))
+        _ = inc.accept(try wire(chunks[0]), nowMs: 1)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: failedURL.path))
+        XCTAssertEqual(inc.expire(nowMs: 10_000, silenceMs: 100).count, 1)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: failedURL.path), "the failed transfer's file went")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("kept.bin").path))
     }
 
     /// Runs a transfer where `damage` may change the n-th chunk message's frames;
