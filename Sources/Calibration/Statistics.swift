@@ -184,13 +184,10 @@ public struct HessianAccumulator: Codable, Sendable, Equatable {
                             let failures = UnsafeMutablePointer<Int>(bitPattern: fa)
                         else { return }
                         for i in ranges[part] {
-                            var k = Self.packedIndex(i, i, columns: n)
-                            for j in i..<n {
-                                guard Fixed128.accumulate(gp[i * n + j], high: &hp[k], low: &lp[k]) else {
-                                    failures[part] = i * n + j
-                                    return
-                                }
-                                k += 1
+                            let k = Self.packedIndex(i, i, columns: n)
+                            if let j = Fixed128.accumulateRow(gp + i * n + i, count: n - i, high: hp + k, low: lp + k) {
+                                failures[part] = i * n + i + j
+                                return
                             }
                         }
                     }
@@ -365,6 +362,69 @@ struct Fixed128: Equatable {
         low = l
         high = h2
         return true
+    }
+
+    /// `accumulate` over `count` consecutive values into as many consecutive entries, in a loop
+    /// without branches that the compiler vectorizes (`addend` is exactly the conversion
+    /// `accumulate` does, checked over every Float32; the add and its overflow test are the same
+    /// integer operations). Returns the index of the first entry `accumulate` would fail on, with
+    /// the entries left as that in-order loop leaves them (those before it added, the rest not).
+    @inline(__always)
+    static func accumulateRow(
+        _ g: UnsafePointer<Float>, count: Int, high: UnsafeMutablePointer<Int64>, low: UnsafeMutablePointer<UInt64>
+    ) -> Int? {
+        var failed: UInt64 = 0
+        for j in 0..<count {
+            let a = addend(g[j])
+            let l = low[j] &+ a.low
+            let carry: Int64 = l < a.low ? 1 : 0
+            let h0 = high[j]
+            let h1 = h0 &+ a.high
+            let h2 = h1 &+ carry
+            // Signed overflow of either add, as addingReportingOverflow reports it.
+            let overflow = ((h0 ^ h1) & (a.high ^ h1)) | ((h1 ^ h2) & (carry ^ h2))
+            failed |= a.bad | UInt64(bitPattern: overflow) &>> 63
+            low[j] = l
+            high[j] = h2
+        }
+        if failed == 0 { return nil }
+        // Rare (the callers check the range first): every entry holds its old value plus its
+        // addend (wrapping), so take the addends off again and redo the row in order.
+        for j in 0..<count {
+            let a = addend(g[j])
+            let (l, borrow) = low[j].subtractingReportingOverflow(a.low)
+            low[j] = l
+            high[j] = high[j] &- a.high &- (borrow ? 1 : 0)
+        }
+        for j in 0..<count where !accumulate(g[j], high: &high[j], low: &low[j]) { return j }
+        return nil
+    }
+
+    /// The two's-complement fixed-point value `accumulate` adds for `v`, from its bits: the
+    /// 24-bit significand shifted into place (right shifts round half away from zero), negated
+    /// for negative v. bad is 1 (and the value 0) when |v| >= 2^62 or v is not finite.
+    @inline(__always)
+    static func addend(_ v: Float) -> (high: Int64, low: UInt64, bad: UInt64) {
+        let bits = UInt64(v.bitPattern)
+        let e = (bits &>> 23) & 0xFF
+        let bad: UInt64 = e >= 189 ? 1 : 0  // 2^62 = 2^(189 - 127)
+        let significand = (bits & 0x7F_FFFF) | (e != 0 ? 0x80_0000 : 0)
+        // value = significand * 2^shift units of 2^-64 (subnormals: exponent field 1)
+        let shift = Int64(bitPattern: e == 0 ? 1 : e) &- 86
+        let s = min(0 &- shift, 63)  // right shifts of 25 or more leave 0 either way
+        let right = (significand &+ (1 &<< UInt64(bitPattern: (s &- 1) & 63))) &>> UInt64(bitPattern: s & 63)
+        let left = significand &<< UInt64(bitPattern: shift & 63)
+        let carried = significand &>> UInt64(bitPattern: (64 &- shift) & 63)
+        let high = significand &<< UInt64(bitPattern: (shift &- 64) & 63)
+        var lo = shift < 0 ? right : (shift < 64 ? left : 0)
+        var hi = shift <= 0 ? 0 : (shift < 64 ? carried : high)
+        lo = bad != 0 ? 0 : lo
+        hi = bad != 0 ? 0 : hi
+        let negative = 0 &- (bits &>> 31)  // all ones for a negative v
+        let borrow = lo == 0 ? negative & 1 : 0
+        lo = (lo ^ negative) &- negative
+        hi = (hi ^ negative) &+ borrow
+        return (Int64(bitPattern: hi), lo, bad)
     }
 
     /// Sum, or nil on overflow of the 128-bit range.

@@ -27,7 +27,7 @@ struct GPTQScratch {
         let floats = 3 * mn + 2 * block + s.n * s.n
         let parameters = s.m * s.groups
         let bytes = floats * MemoryLayout<Float>.stride + parameters * MemoryLayout<GroupParameters>.stride + mn
-        raw = .allocate(byteCount: max(bytes, 1), alignment: 64)
+        raw = HugePages.allocate(byteCount: bytes)
         let f = raw.bindMemory(to: Float.self, capacity: floats)
         wt = f
         q = f + mn
@@ -94,6 +94,7 @@ struct GPTQScratch {
         let n = s.n
         func transposed(_ src: UnsafeMutablePointer<Float>) -> Matrix {
             let data = [Float](unsafeUninitializedCapacity: m * n) { out, count in
+                HugePages.advise(out.baseAddress!, byteCount: m * n * MemoryLayout<Float>.stride)
                 BLAS.transpose(rows: n, cols: m, a: src, lda: m, b: out.baseAddress!, ldb: n)
                 count = m * n
             }
@@ -102,6 +103,7 @@ struct GPTQScratch {
         let deq = transposed(q)
         let losses = transposed(loss)
         let codesOut = [UInt8](unsafeUninitializedCapacity: m * n) { out, count in
+            HugePages.advise(out.baseAddress!, byteCount: m * n)
             transposeBytes(rows: n, cols: m, codes, out.baseAddress!)
             count = m * n
         }

@@ -56,6 +56,7 @@ final class GPTQBenchmark: XCTestCase {
             var flops = 0.0
             var gemmFlops = 0.0
             var digest = Digest()
+            var factorTime = 0.0
             for (g, names) in LlamaBlock.linearGroups.enumerated() {
                 let h = stats[g].finalHessian()
                 for name in names {
@@ -68,6 +69,7 @@ final class GPTQBenchmark: XCTestCase {
                     }
                     digest.add(try GPTQ.quantize(w, hessian: h, recipe: recipe, name: name))
                     gptqTime += best
+                    factorTime += try Self.factorTime(h, percentDamp: Float(recipe.percentDamp))
                     flops += m * n * n + 4.0 / 3.0 * n * n * n
                     var gb = Double.infinity
                     for _ in 0..<3 { gb = min(gb, time { _ = BLAS.matmul(w, h) }) }
@@ -82,8 +84,35 @@ final class GPTQBenchmark: XCTestCase {
                     format:
                         "GPTQ %@: block 0 (7 linears) %.3f s, %.1f GFLOP/s; sgemm same shapes %.1f GFLOP/s; ratio %.2f",
                     label, gptqTime, rate, base, rate / base))
+            print(
+                String(
+                    format: "GPTQ %@: of which LAPACK (potrf, potri, potrf) %.3f s, the rest %.3f s", label,
+                    factorTime, gptqTime - factorTime))
             print("GPTQ \(label): output digest \(String(digest.value, radix: 16))")
         }
+    }
+}
+
+extension GPTQBenchmark {
+    /// Best of 3: the dampened Hessian's Cholesky, inverse and Cholesky again, as GPTQ runs them.
+    static func factorTime(_ h: Matrix, percentDamp: Float) throws -> Double {
+        let n = h.rows
+        var best = Double.infinity
+        for _ in 0..<3 {
+            var a = h.data
+            var diag = 0.0
+            for i in 0..<n { diag += Double(a[i * n + i]) }
+            let damp = percentDamp * Float(diag / Double(n))
+            for i in 0..<n { a[i * n + i] += damp }
+            let start = DispatchTime.now().uptimeNanoseconds
+            try a.withUnsafeMutableBufferPointer { p in
+                try LAPACK.choleskyUpper(columnMajor: p.baseAddress!, n: n)
+                try LAPACK.inverseFromCholeskyUpper(columnMajor: p.baseAddress!, n: n)
+                try LAPACK.choleskyUpper(columnMajor: p.baseAddress!, n: n)
+            }
+            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        }
+        return best
     }
 }
 
