@@ -129,6 +129,8 @@ public final class Coordinator: @unchecked Sendable {  // loop-only state checke
     /// The thread running the loop (nil before it starts), for `assertOnLoop`.
     private let loopThread = Mutex<ObjectIdentifier?>(nil)
     private let loopStop = LoopStop()
+    /// The thread `start()` made, joined by `stop()` (nil when the caller runs the loop itself).
+    private let started = Mutex<LoopThread?>(nil)
 
     private let trafficLock = NSLock()
     private var _traffic = TrafficCounters()
@@ -222,19 +224,20 @@ public final class Coordinator: @unchecked Sendable {  // loop-only state checke
 
     static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
-    /// Runs the loop on a new thread.
-    @discardableResult
-    public func start() -> Thread {
-        let t = Thread { [self] in self.run() }
-        t.name = "kiln.coordinator"
-        t.stackSize = 8 << 20
-        t.start()
-        return t
+    /// Runs the loop on a new thread (`stop()` joins it).
+    public func start() {
+        let t = LoopThread(name: "kiln.coordinator") { [self] in self.run() }
+        started.withLock { $0 = t }
     }
 
     /// Asks the loop to stop and waits for it (and for background work) to finish.
     public func stop() {
         loopStop.requestAndWait()
+        // Join, not just "the loop returned": the loop thread holds a reference to this
+        // coordinator until it ends; left running, it could run deinit (closing the store,
+        // releasing queues and sockets) concurrently with the caller, even with exit().
+        // Regression: heap corruption at exit in ConfinementTests, 1 run in 3 (see LoopThread).
+        started.withLock { $0 }?.join()
         // A job that ended since the last tick (a fast job, a restart that found it ended)
         // still has its result files removed; the loop has returned, so its state is ours.
         releaseEndedJobs()

@@ -71,6 +71,8 @@ public final class Worker: @unchecked Sendable {
     private var incoming: IncomingTransfers
     private let fetcher = RangeFetcher()
     private let loopStop = LoopStop()
+    /// The thread `start()` made, joined by `stop()` (nil when the caller runs the loop itself).
+    private let started = Mutex<LoopThread?>(nil)
     /// Results handed to the socket (guarded by outLock: tests and the CLI read it from other threads).
     private var tasksRunCount = 0
     public var tasksRun: Int { outLock.withLock { tasksRunCount } }
@@ -135,17 +137,18 @@ public final class Worker: @unchecked Sendable {
 
     func enqueue(_ m: Message) { outLock.withLock { outbox.append(m) } }
 
-    @discardableResult
-    public func start() -> Thread {
-        let t = Thread { [self] in self.run() }
-        t.name = "kiln.worker.\(config.id)"
-        t.start()
-        return t
+    /// Runs the loop on a new thread (`stop()` joins it).
+    public func start() {
+        let t = LoopThread(name: "kiln.worker.\(config.id)") { [self] in self.run() }
+        started.withLock { $0 = t }
     }
 
     /// Says goodbye, stops the loop and the compute thread.
     public func stop() {
         loopStop.requestAndWait()
+        // Joined, like the coordinator's: a loop thread left running holds the last reference
+        // and could run deinit concurrently with the caller (see LoopThread).
+        started.withLock { $0 }?.join()
         fetcher.cancelAll("worker stopping")
         runner.stop()
     }
