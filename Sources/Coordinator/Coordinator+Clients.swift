@@ -17,9 +17,9 @@ extension Coordinator {
         reply(routing, Message(.error(Kiln_V1_Error(code, field: field, message)), correlationID: correlation))
     }
 
-    /// Validation reads the model's header and tokenizer and the input files (a second or
-    /// more for a large model): it runs on the validation queue, so heartbeats and results
-    /// keep flowing, and the job is admitted back on the loop.
+    /// Validation reads files (the model's header and tokenizer, the inputs): it runs on the
+    /// validation queue so that a slow disk or a large model does not hold up heartbeats and
+    /// results, and the job is admitted back on the loop.
     func onSubmit(_ routing: Data, _ r: Kiln_V1_SubmitRequest, _ cid: String) {
         if replyKnownToken(routing, r.clientToken, cid) { return }
         let spec: JobSpec
