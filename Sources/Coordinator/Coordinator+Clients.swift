@@ -3,6 +3,7 @@ import Foundation
 import Jobs
 import KilnProtocol
 import Logging
+import ModelIO
 import Synchronization
 import ZeroMQ
 
@@ -16,34 +17,59 @@ extension Coordinator {
         reply(routing, Message(.error(Kiln_V1_Error(code, field: field, message)), correlationID: correlation))
     }
 
+    /// Validation reads files (the model's header and tokenizer, the inputs): it runs on the
+    /// validation queue so that a slow disk or a large model does not hold up heartbeats and
+    /// results, and the job is admitted back on the loop.
     func onSubmit(_ routing: Data, _ r: Kiln_V1_SubmitRequest, _ cid: String) {
-        if !r.clientToken.isEmpty, let existing = clientTokens[r.clientToken], let run = jobs[existing] {
-            var resp = Kiln_V1_SubmitResponse()
-            resp.jobID = existing
-            resp.status = status(run)
-            reply(routing, Message(.submitResponse(resp), correlationID: cid))
-            return
-        }
-        do {
-            let spec = try SpecConversion.fromProto(r.spec)
-            let run = try submit(spec, clientToken: r.clientToken)
-            var resp = Kiln_V1_SubmitResponse()
-            resp.jobID = run.id
-            resp.status = status(run)
-            reply(routing, Message(.submitResponse(resp), correlationID: cid))
-        } catch {
-            log.warning("submit rejected: \(error)")
-            errorReply(routing, .invalidField, field: "submit_request.spec", "\(error)", correlation: cid)
+        if replyKnownToken(routing, r.clientToken, cid) { return }
+        let spec: JobSpec
+        do { spec = try SpecConversion.fromProto(r.spec) } catch { return rejectSubmit(routing, error, cid) }
+        let token = r.clientToken
+        validation.async { [self] in
+            let checked = Result { try validateJob(spec) }
+            post { [self] in
+                // A submit with the same token may have been admitted while this one validated.
+                if replyKnownToken(routing, token, cid) { return }
+                do {
+                    let run = try submit(checked.get(), clientToken: token)
+                    var resp = Kiln_V1_SubmitResponse()
+                    resp.jobID = run.id
+                    resp.status = status(run)
+                    reply(routing, Message(.submitResponse(resp), correlationID: cid))
+                } catch {
+                    rejectSubmit(routing, error, cid)
+                }
+            }
         }
     }
 
-    /// Validates a job (options, files, the model's header), plans its task graph,
-    /// stores it and queues it.
-    func submit(_ spec: JobSpec, clientToken: String = "") throws -> JobRun {
-        try spec.validate(limits: config.jobLimits)
-        let view = try spec.openForJob()
-        let blocks = view.config.layerCount
-        try checkDiskSpace(spec, view: view)
+    /// Answers a submit whose client token names a job already admitted (idempotency).
+    private func replyKnownToken(_ routing: Data, _ token: String, _ cid: String) -> Bool {
+        guard !token.isEmpty, let existing = clientTokens[token], let run = jobs[existing] else { return false }
+        var resp = Kiln_V1_SubmitResponse()
+        resp.jobID = existing
+        resp.status = status(run)
+        reply(routing, Message(.submitResponse(resp), correlationID: cid))
+        return true
+    }
+
+    private func rejectSubmit(_ routing: Data, _ error: any Error, _ cid: String) {
+        log.warning("submit rejected: \(error)")
+        errorReply(routing, .invalidField, field: "submit_request.spec", "\(error)", correlation: cid)
+    }
+
+    /// A job checked for admission: options, paths, files, the model's header and
+    /// tokenizer (no tensor is read). Any thread: it reads only the immutable `config`.
+    func validateJob(_ spec: JobSpec) throws -> ValidatedJob {
+        ValidatedJob(spec: spec, model: try spec.validate(limits: config.jobLimits))
+    }
+
+    /// Admits a validated job on the loop: checks the disk budget against the jobs already
+    /// admitted, plans its task graph, stores it and queues it.
+    func submit(_ job: ValidatedJob, clientToken: String = "") throws -> JobRun {
+        let spec = job.spec
+        let blocks = job.model.config.layerCount
+        try checkDiskSpace(spec, view: job.model)
         let now = Self.nowMs()
         let id = "job-" + String(UInt64(now), radix: 36) + "-" + String(UInt32.random(in: 0...UInt32.max), radix: 36)
         let run = JobRun(id: id, spec: spec, blocks: blocks, state: .queued, submittedMs: now)
@@ -64,12 +90,14 @@ extension Coordinator {
         return run
     }
 
-    /// Submits from any thread (the embedded `kiln run`): runs on the loop, which must be running.
+    /// Submits from any thread (the embedded `kiln run`): validates on the caller's thread,
+    /// then admits on the loop, which must be running.
     public func submitJob(_ spec: JobSpec) throws -> String {
+        let job = try validateJob(spec)
         let done = DispatchSemaphore(value: 0)
         let outcome = Mutex<Result<String, any Error>>(.failure(CoordinatorError("coordinator stopped")))
         post { [self] in
-            let r = Result { try self.submit(spec).id }
+            let r = Result { try self.submit(job).id }
             outcome.withLock { $0 = r }
             done.signal()
         }
@@ -204,4 +232,10 @@ extension Coordinator {
     }
 
     func publishState(_ run: JobRun) { publish(run, full: true) }
+}
+
+/// A job that passed validation off the loop, with its opened model (header only).
+struct ValidatedJob: Sendable {
+    let spec: JobSpec
+    let model: any ModelView
 }

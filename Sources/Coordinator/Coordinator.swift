@@ -121,6 +121,8 @@ public final class Coordinator: @unchecked Sendable {  // loop-only state checke
     var badMessageLog = LogLimiter(burst: 3, intervalMs: 10_000)
 
     let work = DispatchQueue(label: "kiln.coordinator.work")
+    /// Submits are validated here (model headers, input files), off the loop (Coordinator+Clients).
+    let validation = DispatchQueue(label: "kiln.coordinator.validation")
     /// Closures for the loop thread, and the PUSH end of the loop's wake-up socket (a
     /// socket is not thread-safe: both under the lock). The loop polls the PULL end with
     /// the ROUTER, so work finished on the queue is handled at once, not at the next tick.
@@ -241,6 +243,7 @@ public final class Coordinator: @unchecked Sendable {  // loop-only state checke
         // A job that ended since the last tick (a fast job, a restart that found it ended)
         // still has its result files removed; the loop has returned, so its state is ours.
         releaseEndedJobs()
+        validation.sync {}
         work.sync {}
         router.close()
         pub.close()

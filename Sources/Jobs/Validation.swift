@@ -47,13 +47,16 @@ public enum SpecBounds {
 extension JobSpec {
     /// Checks the whole recipe before any work: options, paths, files, the model's
     /// header, the output location and the memory the job needs. Reads headers only.
-    public func validate(limits: JobLimits = JobLimits()) throws {
+    /// Returns the opened model.
+    @discardableResult
+    public func validate(limits: JobLimits = JobLimits()) throws -> any ModelView {
         try validateOptions()
         try validatePaths(limits)
         try validateFiles()
         let view = try openForJob()
         try validateModel(view)
         try MemoryEstimate(spec: self, config: view.config, limits: limits).check(limits)
+        return view
     }
 
     /// Option checks that need no file.
@@ -259,9 +262,8 @@ extension JobSpec {
                 "--format \(format.rawValue) needs a .gguf input model (its metadata and tokenizer are carried over); "
                     + "\(file) is \(view.format): use --format gptq-safetensors")
         }
-        do { _ = try loadCausalLM(view: view, options: ModelLoadOptions(lazyBlocks: true)) } catch {
-            throw JobError("model \(file) cannot be run: \(error)")
-        }
+        // The loader's own header checks: no tensor is read (a coordinator validates on submit).
+        do { try checkCausalLM(view: view) } catch { throw JobError("model \(file) cannot be run: \(error)") }
         do { _ = try makeTokenizer(view) } catch {
             throw JobError("model \(file): its tokenizer cannot be used: \(error)")
         }

@@ -16,6 +16,11 @@ public enum Dequantize {
         return floats(bytes, ggmlType: g, count: count)
     }
 
+    /// Whether `floats` decodes `type`: a model's header can be judged without its data.
+    public static func canDecode(_ type: DType) -> Bool {
+        type == .u8 || GGMLType(type).flatMap(kernel(for:)) != nil
+    }
+
     public static func floats(_ data: Data, type: DType, count: Int) -> [Float]? {
         data.withUnsafeBytes { floats($0, type: type, count: count) }
     }

@@ -34,6 +34,10 @@ public struct TensorInfo: Sendable, Equatable {
     }
 
     public var elementCount: Int { shape.reduce(1, *) }
+
+    /// The Matrix a load gives: [r, c] -> r x c; [n] -> 1 x n; [] -> 1 x 1; higher ranks ->
+    /// (product of outer dims) x innermost. Readers check on open that the product fits.
+    public var matrixShape: (rows: Int, cols: Int) { (checkedProduct(Array(shape.dropLast())) ?? 0, shape.last ?? 1) }
 }
 
 /// How tensor names and the q/k row order are laid out.

@@ -106,6 +106,7 @@ public final class SafeTensorsModel: ModelView, Sendable {
         return shards[i]
     }
 
+    public func info(_ name: String) -> TensorInfo? { owner[name].flatMap { shards[$0].tensor(name)?.info } }
     public func load(_ name: String) throws -> Matrix { try shard(name).load(name) }
     public func rawBytes(_ name: String) throws -> Data { try shard(name).rawBytes(name) }
 

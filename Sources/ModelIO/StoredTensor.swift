@@ -27,8 +27,7 @@ extension MappedFile {
         guard let floats = Dequantize.floats(bytes(of: t), type: t.info.dtype, count: t.info.elementCount) else {
             throw ModelIOError(file: name, "tensor '\(t.info.name)': cannot dequantize \(t.info.dtype.rawValue)")
         }
-        // Validated on open: the product of all dims fits, so the outer product does too.
-        let shape = t.info.shape
-        return Matrix(rows: checkedProduct(Array(shape.dropLast())) ?? 0, cols: shape.last ?? 1, data: floats)
+        let (rows, cols) = t.info.matrixShape
+        return Matrix(rows: rows, cols: cols, data: floats)
     }
 }

@@ -51,40 +51,103 @@ public func fileRopeLayout(architecture: String, naming: TensorNaming) -> RopeLa
     (naming == .gguf && Architecture(name: architecture) != .qwen2) ? .interleaved : .halves
 }
 
-/// Builds a Llama-family model from a model file.
-public func loadCausalLM(view: any ModelView, options: ModelLoadOptions = ModelLoadOptions()) throws -> LlamaModel {
+/// The tensors of a Llama-family model with the shapes the loader accepts: the one list
+/// that `checkCausalLM` (header only) and `loadCausalLM` go by.
+public struct LlamaTensors: Sendable {
+    public let config: ModelConfig
+    public let naming: TensorNaming
+
+    public init(config: ModelConfig, naming: TensorNaming) {
+        self.config = config
+        self.naming = naming
+    }
+
+    public var embedding: TensorRequirement {
+        TensorRequirement(LlamaTensorNames.embedding(naming), .matrix(rows: config.vocabSize, cols: config.hiddenSize))
+    }
+    public var outputNorm: TensorRequirement {
+        TensorRequirement(LlamaTensorNames.outputNorm(naming), .vector(config.hiddenSize))
+    }
+    /// GGUF files of tied models simply omit the head; the embedding stands in.
+    public var outputHead: TensorRequirement {
+        TensorRequirement(
+            LlamaTensorNames.outputHead(naming), .matrix(rows: config.vocabSize, cols: config.hiddenSize),
+            required: false)
+    }
+
+    /// One block's tensors.
+    public struct Block: Sendable {
+        public let attnNorm, q, k, v, o, qBias, kBias, vBias, ffnNorm, gate, up, down: TensorRequirement
+        public var all: [TensorRequirement] { [attnNorm, q, k, v, o, qBias, kBias, vBias, ffnNorm, gate, up, down] }
+    }
+
+    public func block(_ i: Int) -> Block {
+        let c = config
+        let h = c.hiddenSize
+        let qOut = c.headCount * c.headDim
+        let kvOut = c.kvHeadCount * c.headDim
+        let f = c.intermediateSize
+        func lin(_ name: String, _ rows: Int, _ cols: Int) -> TensorRequirement {
+            TensorRequirement(
+                LlamaTensorNames.linear(name, block: i, naming: naming), .matrix(rows: rows, cols: cols))
+        }
+        func bias(_ name: String, _ n: Int) -> TensorRequirement {
+            TensorRequirement(
+                LlamaTensorNames.linear(name, block: i, naming: naming, suffix: "bias"), .vector(n),
+                required: c.attentionBias)
+        }
+        return Block(
+            attnNorm: TensorRequirement(LlamaTensorNames.attnNorm(i, naming), .vector(h)),
+            q: lin("attn_q", qOut, h), k: lin("attn_k", kvOut, h), v: lin("attn_v", kvOut, h),
+            o: lin("attn_output", h, qOut),
+            qBias: bias("attn_q", qOut), kBias: bias("attn_k", kvOut), vBias: bias("attn_v", kvOut),
+            ffnNorm: TensorRequirement(LlamaTensorNames.ffnNorm(i, naming), .vector(h)),
+            gate: lin("ffn_gate", f, h), up: lin("ffn_up", f, h), down: lin("ffn_down", h, f))
+    }
+
+    /// Every tensor, in load order (the block count is bounded by `checkConfig`).
+    public var all: [TensorRequirement] {
+        [embedding, outputNorm, outputHead] + (0..<config.layerCount).flatMap { block($0).all }
+    }
+}
+
+/// Everything `loadCausalLM` checks before it reads a weight, from the header alone:
+/// the architecture, the config's fields, and every tensor present with its expected
+/// shape and a type Kiln dequantizes. Reads no tensor data (only the values' finiteness
+/// is left to the load). Errors name the file and the field or tensor.
+@discardableResult
+public func checkCausalLM(view: any ModelView) throws -> LlamaTensors {
     let c = view.config
     let file = view.url.lastPathComponent
-    let arch = c.architecture.lowercased()
-    guard Architecture(name: arch)?.isCausal == true else {
+    let arch = Architecture(name: c.architecture)
+    guard arch?.isCausal == true else {
         throw ModelError.unsupported(
-            file, c.architecture,
-            hint: Architecture(name: arch) == .bert ? "; 'bert' is an encoder: use loadBERT" : "")
+            file, c.architecture, hint: arch == .bert ? "; 'bert' is an encoder: use loadBERT" : "")
     }
     try checkConfig(c, file: file)
+    let tensors = LlamaTensors(config: c, naming: view.naming)
+    for t in tensors.all { try t.check(in: view) }
+    return tensors
+}
+
+/// Builds a Llama-family model from a model file.
+public func loadCausalLM(view: any ModelView, options: ModelLoadOptions = ModelLoadOptions()) throws -> LlamaModel {
+    // Fails early on a bad header, before any data is read (lazy blocks included).
+    let tensors = try checkCausalLM(view: view)
+    let c = view.config
     let naming = view.naming
-    let stored = fileRopeLayout(architecture: arch, naming: naming)
+    let stored = fileRopeLayout(architecture: c.architecture, naming: naming)
     let layout = options.ropeLayout ?? stored
     let hyper = LlamaHyper(config: c, ropeLayout: layout)
     let reader = TensorReader(view)
 
-    let embedding = try reader.matrix(LlamaTensorNames.embedding(naming), c.vocabSize, c.hiddenSize)
-    let outputNorm = try reader.vector(LlamaTensorNames.outputNorm(naming), c.hiddenSize)
-    let headName = LlamaTensorNames.outputHead(naming)
-    // GGUF files of tied models simply omit the head; fall back to the embedding.
-    let head = reader.has(headName) ? try reader.matrix(headName, c.vocabSize, c.hiddenSize) : nil
+    let embedding = try reader.required(tensors.embedding)
+    let outputNorm = try reader.required(tensors.outputNorm).data
+    let head = try reader.read(tensors.outputHead)
 
     let loadBlock: @Sendable (Int) throws -> LlamaBlockWeights = { i in
         try loadLlamaBlock(
-            reader: TensorReader(view), config: c, block: i, naming: naming, stored: stored, wanted: layout)
-    }
-    // Fail early on a missing tensor, without reading any data (the block count is
-    // bounded by checkConfig, so this loop and the block array below are too).
-    for i in 0..<c.layerCount {
-        let names =
-            LlamaBlock.linearNames.map { LlamaTensorNames.linear($0, block: i, naming: naming) }
-            + [LlamaTensorNames.attnNorm(i, naming), LlamaTensorNames.ffnNorm(i, naming)]
-        for n in names where !view.has(n) { throw ModelError(file: file, "missing tensor '\(n)'") }
+            reader: TensorReader(view), tensors: tensors.block(i), config: c, stored: stored, wanted: layout)
     }
     if options.lazyBlocks {
         return LlamaModel(
@@ -141,28 +204,15 @@ func checkConfig(_ c: ModelConfig, file: String) throws {
 
 /// Reads one block, converting q/k rows to the wanted RoPE layout.
 func loadLlamaBlock(
-    reader r: TensorReader, config c: ModelConfig, block i: Int, naming n: TensorNaming,
-    stored: RopeLayout, wanted: RopeLayout
+    reader r: TensorReader, tensors t: LlamaTensors.Block, config c: ModelConfig, stored: RopeLayout,
+    wanted: RopeLayout
 ) throws -> LlamaBlockWeights {
-    let h = c.hiddenSize
-    let d = c.headDim
-    let qOut = c.headCount * d
-    let kvOut = c.kvHeadCount * d
-    let f = c.intermediateSize
-    func lin(_ name: String, _ rows: Int, _ cols: Int) throws -> Matrix {
-        try r.matrix(LlamaTensorNames.linear(name, block: i, naming: n), rows, cols)
-    }
-    func bias(_ name: String, _ count: Int) throws -> [Float]? {
-        let t = LlamaTensorNames.linear(name, block: i, naming: n, suffix: "bias")
-        return c.attentionBias ? try r.vector(t, count) : try r.optionalVector(t, count)
-    }
     var w = LlamaBlockWeights(
-        attnNorm: try r.vector(LlamaTensorNames.attnNorm(i, n), h),
-        q: try lin("attn_q", qOut, h), k: try lin("attn_k", kvOut, h), v: try lin("attn_v", kvOut, h),
-        o: try lin("attn_output", h, qOut),
-        qBias: try bias("attn_q", qOut), kBias: try bias("attn_k", kvOut), vBias: try bias("attn_v", kvOut),
-        ffnNorm: try r.vector(LlamaTensorNames.ffnNorm(i, n), h),
-        gate: try lin("ffn_gate", f, h), up: try lin("ffn_up", f, h), down: try lin("ffn_down", h, f))
+        attnNorm: try r.required(t.attnNorm).data,
+        q: try r.required(t.q), k: try r.required(t.k), v: try r.required(t.v), o: try r.required(t.o),
+        qBias: try r.read(t.qBias)?.data, kBias: try r.read(t.kBias)?.data, vBias: try r.read(t.vBias)?.data,
+        ffnNorm: try r.required(t.ffnNorm).data,
+        gate: try r.required(t.gate), up: try r.required(t.up), down: try r.required(t.down))
     if stored != wanted {
         w.convertRope(from: stored, to: wanted, heads: c.headCount, kvHeads: c.kvHeadCount)
     }

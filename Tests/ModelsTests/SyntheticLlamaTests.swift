@@ -173,6 +173,33 @@ final class SyntheticLlamaTests: XCTestCase {
         }
     }
 
+    func testHeaderCheckReadsNoTensorAndAgreesWithTheLoader() throws {
+        for tiny in [TinyLlama(seed: 9), TinyLlama(seed: 9, tied: false, bias: true, architecture: "qwen2")] {
+            for view in [tiny.ggufView(), tiny.hfView()] {
+                let tensors = try checkCausalLM(view: view)
+                XCTAssertEqual(view.loadCount, 0, "the header check read a tensor")
+                // The list checked is the list loaded: every tensor of the file, once.
+                XCTAssertEqual(Set(tensors.all.map(\.name).filter(view.has)), Set(view.tensors.map(\.name)))
+            }
+        }
+        // A block tensor whose header shape is wrong is refused before any read, lazy blocks too.
+        let tiny = TinyLlama()
+        let badHeader = tiny.ggufView { ts in
+            let i = ts.firstIndex { $0.0 == "blk.1.ffn_down.weight" }!
+            ts[i].1 = [ts[i].1[1], ts[i].1[0]]
+            ts[i].2 = ts[i].2.transposed()
+        }
+        let c = tiny.config
+        let expected =
+            "model.gguf: tensor 'blk.1.ffn_down.weight' has shape [\(c.intermediateSize), \(c.hiddenSize)], "
+            + "expected [\(c.hiddenSize), \(c.intermediateSize)]"
+        XCTAssertThrowsError(try checkCausalLM(view: badHeader)) { XCTAssertEqual("\($0)", expected) }
+        XCTAssertThrowsError(try loadCausalLM(view: badHeader, options: ModelLoadOptions(lazyBlocks: true))) {
+            XCTAssertEqual("\($0)", expected)
+        }
+        XCTAssertEqual(badHeader.loadCount, 0)
+    }
+
     func testPerplexityMatchesDirectComputation() throws {
         let tiny = TinyLlama(seed: 8)
         let m = try loadCausalLM(view: tiny.hfView())

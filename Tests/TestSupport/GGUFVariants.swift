@@ -3,11 +3,12 @@ import ModelIO
 
 /// Real models with one thing changed, for tests of what Kiln does with damaged or
 /// unusual headers: a GGUF rewritten with some metadata overridden or removed and
-/// optionally only its first blocks kept (tensor bytes copied as stored).
+/// optionally only its first blocks kept (tensor bytes copied as stored, or replaced:
+/// `replacing` gives a tensor a new shape and the bytes of that shape, same type).
 public enum GGUFVariants {
     public static func write(
         from src: URL, to out: URL, blocks: Int? = nil, overrides: [String: GGUFValue] = [:],
-        removing: Set<String> = []
+        removing: Set<String> = [], replacing: [String: (shape: [Int], bytes: Data)] = [:]
     ) throws {
         let file = try GGUFFile(src)
         let w = try GGUFWriter(url: out)
@@ -22,8 +23,8 @@ public enum GGUFVariants {
             return Int(name.split(separator: ".")[1])! < blocks
         }
         let kept = file.tensors.filter { keep($0.name) }
-        for t in kept { try w.declareTensor(t.name, type: t.dtype, shape: t.shape) }
-        for t in kept { try w.writeTensor(t.name, bytes: file.rawBytes(t.name)) }
+        for t in kept { try w.declareTensor(t.name, type: t.dtype, shape: replacing[t.name]?.shape ?? t.shape) }
+        for t in kept { try w.writeTensor(t.name, bytes: replacing[t.name]?.bytes ?? file.rawBytes(t.name)) }
         try w.finish()
     }
 }
