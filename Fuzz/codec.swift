@@ -9,6 +9,7 @@ import Calibration
 import Cluster
 import Foundation
 import Jobs
+import KilnProtocol
 import Quantization
 import Tensor
 
@@ -29,7 +30,28 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
             for l in r.linears { _ = l.weight.dequantized() }
         }
     }
+    inPlace(bytes)
     return 0
+}
+
+/// The same bytes as a collect result file read in place (the coordinator's path for
+/// large results): it must refuse or walk them without trapping, and a reconstruct input
+/// summed from what it accepts must be written without reading outside the file.
+func inPlace(_ bytes: Data) {
+    let dir = FileManager.default.temporaryDirectory
+    let url = dir.appendingPathComponent("kiln-fuzz-collect-\(getpid()).bin")
+    let out = dir.appendingPathComponent("kiln-fuzz-input-\(getpid()).bin")
+    unlink(out.path)
+    guard (try? bytes.write(to: url)) != nil, let file = try? SpoolFile(reading: url),
+        let c = try? CollectFile(file)
+    else { return }
+    if case let .collect(d)? = try? TaskPayload.decodeOutput(bytes), d.shards != c.shards || d.block != c.block {
+        fatalError("the in-place reader and the decoder disagree on the shards: \(c.shards), \(d.shards)")
+    }
+    for g in c.groups.indices {
+        guard let sink = try? SpoolFile(creating: out) else { return }
+        _ = try? MergedStatisticsInput.write(group: g, of: [c], to: sink, tile: 64)
+    }
 }
 
 @_cdecl("LLVMFuzzerInitialize")

@@ -36,34 +36,41 @@ public struct CollectFile: Sendable {
         self.file = file
         let r = ProtoFileReader(file)
         let size = try file.size()
-        var collect: Range<Int>?
+        // A message field that occurs more than once is the merge of its occurrences (as
+        // the protobuf decoders read it): the parts are walked in order.
+        var collect: [Range<Int>] = []
         try r.fields(0..<size, "task_output") { number, value in
             switch (number, value) {
-            case (1, .bytes(let range)): collect = range
+            case (1, .bytes(let range)):
+                guard collect.count < 16 else { throw PayloadError("task_output.collect: repeated too often") }
+                collect.append(range)
             case (2...4, _): throw PayloadError("task_output: not a collect result (field \(number))")
             default: break
             }
         }
-        guard let collect else { throw PayloadError("task_output.result: missing") }
+        guard !collect.isEmpty else { throw PayloadError("task_output.result: missing") }
         let limit = TaskPayload.maxIndex
         var block: UInt64 = 0
         var shard: UInt64 = 0
         var tokens: UInt64 = 0
         var shards: [UInt64] = []
         var stats: [Range<Int>] = []
-        try r.fields(collect, "task_output.collect") { number, value in
-            switch (number, value) {
-            case (1, .varint(let v)): block = v
-            case (2, .varint(let v)): shard = v
-            case (3, .bytes(let range)):
-                guard stats.count < limit else {
-                    throw PayloadError("task_output.collect.statistics: more than \(limit) entries")
+        for part in collect {
+            try r.fields(part, "task_output.collect") { number, value in
+                switch (number, value) {
+                case (1, .varint(let v)): block = v
+                case (2, .varint(let v)): shard = v
+                case (3, .bytes(let range)):
+                    guard stats.count < limit else {
+                        throw PayloadError("task_output.collect.statistics: more than \(limit) entries")
+                    }
+                    stats.append(range)
+                case (4, .varint(let v)): tokens = v
+                case (5, .varint(let v)): shards.append(v)
+                case (5, .bytes(let range)): shards += try r.packedVarints(range, "task_output.collect.shards")
+                default: break
                 }
-                stats.append(range)
-            case (4, .varint(let v)): tokens = v
-            case (5, .varint(let v)): shards.append(v)
-            case (5, .bytes(let range)): shards += try r.packedVarints(range, "task_output.collect.shards")
-            default: break
+                guard shards.count <= limit else { throw PayloadError("task_output.collect.shards: too many entries") }
             }
         }
         self.block = try checkedInt(block, "task_output.collect.block", max: limit)
@@ -78,32 +85,35 @@ public struct CollectFile: Sendable {
     /// One LinearStatistics: its small fields decoded, its triangles located and sized.
     private static func group(_ r: ProtoFileReader, _ range: Range<Int>, _ field: String) throws -> Group {
         var name = Data()
-        var hessian: Range<Int>?
-        var channels: Range<Int>?
+        var hessian: [Range<Int>] = []
+        var channels: [Range<Int>] = []
         try r.fields(range, field) { number, value in
             switch (number, value) {
             case (1, .bytes(let v)):
                 guard v.count <= 4096 else { throw PayloadError("\(field).name: \(v.count) bytes is too long") }
                 name = try r.read(v)
-            case (2, .bytes(let v)): hessian = v
-            case (3, .bytes(let v)): channels = v
+            case (2, .bytes(let v)): hessian.append(v)
+            case (3, .bytes(let v)): channels.append(v)
             default: break
             }
+            guard hessian.count + channels.count <= 32 else { throw PayloadError("\(field): repeated too often") }
         }
-        guard let hessian, let channels else { throw PayloadError("\(field): hessian or channels missing") }
+        guard !hessian.isEmpty, !channels.isEmpty else { throw PayloadError("\(field): hessian or channels missing") }
         var columns: UInt64 = 0
         var samples: UInt64 = 0
         var tokens: UInt64 = 0
         var high: Range<Int>?
         var low: Range<Int>?
-        try r.fields(hessian, "\(field).hessian") { number, value in
-            switch (number, value) {
-            case (1, .varint(let v)): columns = v
-            case (2, .varint(let v)): samples = v
-            case (3, .varint(let v)): tokens = v
-            case (4, .bytes(let v)): high = v
-            case (5, .bytes(let v)): low = v
-            default: break
+        for part in hessian {
+            try r.fields(part, "\(field).hessian") { number, value in
+                switch (number, value) {
+                case (1, .varint(let v)): columns = v
+                case (2, .varint(let v)): samples = v
+                case (3, .varint(let v)): tokens = v
+                case (4, .bytes(let v)): high = v
+                case (5, .bytes(let v)): low = v
+                default: break
+                }
             }
         }
         let n = try checkedInt(columns, "\(field).hessian.columns", max: TaskPayload.maxColumns)
@@ -113,12 +123,16 @@ public struct CollectFile: Sendable {
         for (part, range) in [("high", high), ("low", low)] where (range?.count ?? 0) != bytes {
             throw PayloadError("\(field).hessian.\(part): \(range?.count ?? 0) bytes, expected \(bytes)")
         }
-        // Channels: 3 floats per column at most, plus field headers.
-        guard channels.count <= 12 * n + 64 else {
-            throw PayloadError("\(field).channels: \(channels.count) bytes for \(n) columns")
+        // Channels: 3 floats per column, plus field headers (per occurrence; occurrences
+        // concatenated are their merge).
+        let channelBytes = channels.reduce(0) { $0 + $1.count }
+        guard channelBytes <= (12 * n + 64) * channels.count else {
+            throw PayloadError("\(field).channels: \(channelBytes) bytes for \(n) columns")
         }
         let c: Kiln_V1_ChannelStatistics
-        do { c = try Kiln_V1_ChannelStatistics(serializedBytes: try r.read(channels)) } catch let e as PayloadError {
+        do {
+            c = try Kiln_V1_ChannelStatistics(serializedBytes: try channels.reduce(Data()) { $0 + (try r.read($1)) })
+        } catch let e as PayloadError {
             throw e
         } catch {
             throw PayloadError("\(field).channels: not a kiln.v1.ChannelStatistics (\(error))")

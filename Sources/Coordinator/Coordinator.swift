@@ -291,6 +291,7 @@ public final class Coordinator: @unchecked Sendable {  // loop-only state checke
                 // A message, a wake-up (work done on the queue, a local request) or the
                 // timer for heartbeats and liveness.
                 _ = try poller.poll(timeout: tickMs)
+                let t0 = Self.nowMs()
                 var handled = 0
                 // Drain what is queued (bounded, so timers still run under load).
                 while handled < 256, let frames = try router.receiveMultipart(timeout: 0) {
@@ -302,8 +303,21 @@ public final class Coordinator: @unchecked Sendable {  // loop-only state checke
                     defer { box.pending = [] }
                     return box.pending
                 }
+                let t1 = Self.nowMs()
                 for f in pending { f() }
+                let t2 = Self.nowMs()
                 tick()
+                let t3 = Self.nowMs()
+                // Workers call a coordinator silent after a few heartbeat intervals: a loop
+                // that stops for seconds drops them. Say where the time went.
+                if t3 - t0 >= Int64(config.heartbeatIntervalMs) {
+                    log.warning(
+                        "loop stalled",
+                        metadata: [
+                            "ms": "\(t3 - t0)", "messages": "\(handled) in \(t1 - t0) ms",
+                            "posted": "\(pending.count) in \(t2 - t1) ms", "tick_ms": "\(t3 - t2)",
+                        ])
+                }
             } catch {
                 log.error("coordinator loop: \(error)")
                 Thread.sleep(forTimeInterval: 0.05)
