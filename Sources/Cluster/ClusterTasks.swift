@@ -119,6 +119,15 @@ public enum ClusterExecution {
         _ ctx: JobContext, store: ActivationStore, task: TaskID, input: ClusterTaskInput,
         progress: (Int, Int, String) -> Void = { _, _, _ in }
     ) throws -> ClusterTaskOutput {
+        var owned = input
+        return try run(ctx, store: store, task: task, taking: &owned, progress: progress)
+    }
+
+    /// As `run`, taking the input's statistics out of `input` (see `Tasks.reconstruct(_:taking:)`).
+    public static func run(
+        _ ctx: JobContext, store: ActivationStore, task: TaskID, taking input: inout ClusterTaskInput,
+        progress: (Int, Int, String) -> Void = { _, _, _ in }
+    ) throws -> ClusterTaskOutput {
         if let s = task.shard, task.block > 0, try store.get(shard: s)?.block != task.block {
             guard input.replayAllowed else { throw MissingActivations(shard: s, block: task.block) }
             try rebuild(ctx, store: store, shard: s, toBlock: task.block, lineage: input.lineage, progress: progress)
@@ -134,13 +143,13 @@ public enum ClusterExecution {
         case let .reconstruct(b, g):
             guard g < Tasks.groups.count else { throw JobError("reconstruct(\(b),\(g)): no such linear group") }
             // RTN without the error report gathers no statistics; every other job needs them.
-            let st = input.statistics
-            guard st != nil || !ctx.spec.needsStatistics else {
+            guard input.statistics != nil || !ctx.spec.needsStatistics else {
                 throw JobError("reconstruct(\(b),\(g)) arrived without merged statistics")
             }
-            return .reconstruct(
-                try Tasks.reconstruct(
-                    ctx, ReconstructInput(block: b, group: g, linears: Tasks.groups[g], statistics: st)))
+            // Moved, not shared: the reconstruct frees them once its Hessians are built.
+            var ri = ReconstructInput(block: b, group: g, linears: Tasks.groups[g], statistics: input.statistics)
+            input.statistics = nil
+            return .reconstruct(try Tasks.reconstruct(ctx, taking: &ri))
         case let .merge(b):
             throw JobError("merge(\(b)) runs on the coordinator, not on a worker")
         }

@@ -83,7 +83,7 @@ public struct CollectFile: Sendable {
     }
 
     /// One LinearStatistics: its small fields decoded, its triangles located and sized.
-    private static func group(_ r: ProtoFileReader, _ range: Range<Int>, _ field: String) throws -> Group {
+    static func group(_ r: ProtoFileReader, _ range: Range<Int>, _ field: String) throws -> Group {
         var name = Data()
         var hessian: [Range<Int>] = []
         var channels: [Range<Int>] = []

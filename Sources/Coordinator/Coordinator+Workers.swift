@@ -275,6 +275,7 @@ extension Coordinator {
         let store = self.store
         let groups = run.graph.groups
         let shards = run.graph.shards
+        let sequential = run.spec.mode == .sequential
         work.async { [weak self] in
             let outcome = Result { () -> (error: Double, covered: [TaskID]) in
                 // A collect in a file is checked in place (its Hessians are never loaded).
@@ -314,8 +315,9 @@ extension Coordinator {
                     StoredResult(task: t, path: url.path, checksum: sum, bytes: payload.count, worker: workerID),
                     covering: covered, attempt: attempt, nowMs: Coordinator.nowMs())
                 guard case let .reconstruct(rr)? = output else { return (0, covered) }
-                // Kept decoded for the block's propagate inputs (work queue: it owns the caches).
-                self?.reconstructedCache[jobID, default: [:]][t] = rr.linears
+                // Kept decoded for the block's propagate inputs (work queue: it owns the caches);
+                // parallel mode has none (a 7B block's linears are ~250 MB decoded).
+                if sequential { self?.reconstructedCache[jobID, default: [:]][t] = rr.linears }
                 return (rr.linears.map(\.relativeError).max() ?? 0, covered)
             }
             self?.post { [weak self] in

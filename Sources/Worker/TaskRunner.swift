@@ -40,7 +40,12 @@ final class TaskRunner: @unchecked Sendable {
     }
 
     private let cond = NSCondition()
-    private var queue: [(Kiln_V1_TaskAssignment, Data)] = []
+    /// A task's input as it arrived: in memory, or (a large chunked input) in a file.
+    enum Input: Sendable {
+        case data(Data)
+        case file(SpoolFile)
+    }
+    private var queue: [(Kiln_V1_TaskAssignment, Input)] = []
     private var stopping = false
     private var current: Job?
     private let jobLock = NSLock()
@@ -71,7 +76,7 @@ final class TaskRunner: @unchecked Sendable {
         }
     }
 
-    func submit(_ a: Kiln_V1_TaskAssignment, input: Data) {
+    func submit(_ a: Kiln_V1_TaskAssignment, input: Input) {
         cond.lock()
         queue.append((a, input))
         if let key = Self.collectKey(a) { collects.expected[key, default: 0] += 1 }
@@ -96,7 +101,8 @@ final class TaskRunner: @unchecked Sendable {
             }
             let (a, input) = queue.removeFirst()
             cond.unlock()
-            for m in execute(a, input: input) { emit(m) }
+            // Handed over, so the bytes go as soon as they are decoded.
+            for m in execute(a, input: consume input) { emit(m) }
         }
     }
 
@@ -148,7 +154,7 @@ final class TaskRunner: @unchecked Sendable {
     /// One task: Jobs' task function through ClusterExecution, result encoded with its
     /// checksum. A collect's result may be held back (a deferred answer now) to travel
     /// merged with the next collect of the same block queued here.
-    private func execute(_ a: Kiln_V1_TaskAssignment, input: Data) -> [Message] {
+    private func execute(_ a: Kiln_V1_TaskAssignment, input: consuming Input) -> [Message] {
         let t0 = DispatchTime.now()
         func elapsedMs() -> UInt64 { UInt64((DispatchTime.now().uptimeNanoseconds - t0.uptimeNanoseconds) / 1_000_000) }
         func fail(_ status: Kiln_V1_TaskStatus, _ code: Kiln_V1_ErrorCode, field: String, _ msg: String) -> [Message] {
@@ -168,11 +174,15 @@ final class TaskRunner: @unchecked Sendable {
         }
         do {
             let job = try context(for: a)
-            var taskInput = try TaskPayload.decodeInput(input)
+            var taskInput: ClusterTaskInput
+            switch consume input {
+            case .data(let d): taskInput = try TaskPayload.decodeInput(d)
+            case .file(let f): taskInput = try TaskPayload.decodeInput(file: f)
+            }
             if case let .propagate(b, _) = task {
                 taskInput.quantized = try job.quantizedBlock(b, sent: taskInput.quantized)
             }
-            let output = try ClusterExecution.run(job.context, store: job.store, task: task, input: taskInput) {
+            let output = try ClusterExecution.run(job.context, store: job.store, task: task, taking: &taskInput) {
                 done, total, stage in
                 var p = Kiln_V1_TaskProgress()
                 p.taskID = a.taskID

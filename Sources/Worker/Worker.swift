@@ -56,6 +56,8 @@ public final class Worker: @unchecked Sendable {
     var log: Logger
     private var socket: ZMQSocket?
     private var runner: TaskRunner!
+    /// Where large chunked inputs arrive (see `spoolFile`).
+    private var spoolDirectory: URL!
     private let outLock = NSLock()
     private var outbox: [Message] = []
     /// Results not yet acknowledged (durable on the coordinator): resent after a reconnect.
@@ -102,12 +104,20 @@ public final class Worker: @unchecked Sendable {
             ?? FileManager.default.temporaryDirectory
             .appendingPathComponent(
                 "kiln-worker-\(config.id.map { $0.isLetter || $0.isNumber || $0 == "-" ? $0 : "_" })")
+        spoolDirectory = cache.appendingPathComponent("spool")
         runner = TaskRunner(
             lanes: config.threads, emit: { [weak self] m in self?.enqueue(m) }, log: { log.warning("\($0)") },
             info: { log.info("\($0)") },
             models: ModelSource(
                 fetcher: fetcher, cacheDirectory: cache, alwaysFetch: config.fetchModel,
                 rangeBytes: min(8 << 20, config.limits.maxFrameBytes)))
+    }
+
+    /// A new file for an input that arrives in chunks (removed when its task is done with
+    /// it), in the cache directory's spool/.
+    private func spoolFile() throws -> SpoolFile {
+        try FileManager.default.createDirectory(at: spoolDirectory, withIntermediateDirectories: true)
+        return try SpoolFile(creating: spoolDirectory.appendingPathComponent(".tmp-\(UUID().uuidString)"))
     }
 
     /// BLAS threads are process-wide (openblas_set_num_threads), and changing them while
@@ -404,7 +414,12 @@ public final class Worker: @unchecked Sendable {
         case .taskAssignment(let a)?:
             if m.tensors.isEmpty, let h = a.inputs.first?.tensor, h.transferID != 0 {
                 // The input follows in chunks; the task starts when it is complete.
-                do { try incoming.announce(h, by: m, nowMs: Self.nowMs()) } catch {
+                // A reconstruct's merged statistics (up to ~1 GB for a 7B down_proj) go to a file
+                // as they arrive: queued or decoded, they are never held twice in memory.
+                do {
+                    let sink = a.kind == .reconstruct ? try spoolFile() : nil
+                    try incoming.announce(h, by: m, nowMs: Self.nowMs(), sink: sink)
+                } catch {
                     log.warning("assignment \(a.taskID): chunked input refused: \(error)")
                     enqueue(
                         TaskRunner.failure(
@@ -418,7 +433,7 @@ public final class Worker: @unchecked Sendable {
                 return
             }
             log.debug("task", metadata: ["task": "\(a.taskID)", "attempt": "\(a.attempt)"])
-            runner.submit(a, input: m.tensors[0].bytes)
+            runner.submit(a, input: .data(m.tensors[0].bytes))
         case .tensorChunk?:
             onChunkEvent(incoming.accept(m, nowMs: Self.nowMs()))
         case .credit(let c)?:
@@ -451,12 +466,14 @@ public final class Worker: @unchecked Sendable {
             try? send(Message(.credit(credit)))
             if case .taskAssignment(let a)? = message.body {
                 log.debug("task", metadata: ["task": "\(a.taskID)", "attempt": "\(a.attempt)", "chunked": "true"])
-                runner.submit(a, input: message.tensors[0].bytes)
+                runner.submit(a, input: .data(message.tensors[0].bytes))
             }
-        case let .spooled(_, _, credit):
-            // A worker announces its inputs without a sink, so this does not happen: refused.
+        case let .spooled(message, file, credit):
             try? send(Message(.credit(credit)))
-            log.warning("a spooled input transfer was not asked for; dropped")
+            if case .taskAssignment(let a)? = message.body {
+                log.debug("task", metadata: ["task": "\(a.taskID)", "attempt": "\(a.attempt)", "spooled": "true"])
+                runner.submit(a, input: .file(file))
+            }
         case let .failed(announcement, error, credit):
             log.warning("chunk rejected: \(error)")
             if let c = credit { try? send(Message(.credit(c))) }

@@ -55,7 +55,32 @@ final class CollectFileTests: XCTestCase {
                 XCTAssertEqual(
                     try TaskPayload.decodeInput(try out.read(at: 0, count: size)).statistics,
                     merged.statistics[g])
+                // A worker reads it in place, straight into the arrays: the same statistics.
+                XCTAssertEqual(
+                    try TaskPayload.decodeInput(file: out), ClusterTaskInput(statistics: merged.statistics[g]))
             }
+        }
+    }
+
+    /// Inputs that are not a lone statistics message are read whole and decoded as usual;
+    /// a damaged statistics input is refused with the field named.
+    func testInputFilesOfOtherShapesAndDamagedOnes() throws {
+        let dir = Paths.tempDir("kiln-collect-file")
+        let stats = try collect(shards: [0], seed: 6).statistics[0]
+        for (i, input) in [
+            ClusterTaskInput(statistics: stats, replayAllowed: true), ClusterTaskInput(replayAllowed: true),
+            ClusterTaskInput(),
+        ].enumerated() {
+            let url = dir.appendingPathComponent("input-\(i).bin")
+            try TaskPayload.encode(input).write(to: url)
+            XCTAssertEqual(try TaskPayload.decodeInput(file: try SpoolFile(reading: url)), input)
+        }
+        var p = try Kiln_V1_TaskInput(serializedBytes: try TaskPayload.encode(ClusterTaskInput(statistics: stats)))
+        p.statistics.hessian.low = p.statistics.hessian.low.dropLast(8)
+        let url = dir.appendingPathComponent("damaged.bin")
+        try (p.serializedBytes() as Data).write(to: url)
+        XCTAssertThrowsError(try TaskPayload.decodeInput(file: try SpoolFile(reading: url))) { e in
+            XCTAssertTrue("\(e)".contains("task_input.statistics.hessian.low"), "\(e)")
         }
     }
 
