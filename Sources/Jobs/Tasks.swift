@@ -33,9 +33,11 @@ public final class JobContext: Sendable {
 
     /// Opens the model, tokenizes the calibration text and draws the windows (none when
     /// the job gathers no statistics: RTN without the error report never reads the text).
-    public static func open(_ spec: JobSpec) throws -> JobContext {
+    /// `outputHead` false: a worker's context, which runs blocks only (the head of a 7B model
+    /// is 0.5 GB it never uses).
+    public static func open(_ spec: JobSpec, outputHead: Bool = true) throws -> JobContext {
         let view = try spec.openForJob()
-        let model = try loadCausalLM(view: view, options: ModelLoadOptions(lazyBlocks: true))
+        let model = try loadCausalLM(view: view, options: ModelLoadOptions(lazyBlocks: true, outputHead: outputHead))
         guard spec.needsStatistics else {
             return JobContext(spec: spec, view: view, model: model, windows: [], calibrationTokens: 0)
         }

@@ -155,6 +155,9 @@ public final class LlamaModel: CausalLM, Sendable {
     public let outputNorm: [Float]
     /// Untied output head [vocab, hidden]; nil when tied to the embedding.
     public let outputHead: Matrix?
+    /// The untied head was not read (`ModelLoadOptions.outputHead` false: a worker runs
+    /// blocks, never the head, which for a 7B model is 0.5 GB in Float32).
+    let headSkipped: Bool
     public let rope: RopeTable
 
     enum Blocks {
@@ -166,26 +169,27 @@ public final class LlamaModel: CausalLM, Sendable {
 
     public convenience init(
         config: ModelConfig, hyper: LlamaHyper, naming: TensorNaming, embedding: Matrix, outputNorm: [Float],
-        outputHead: Matrix?, blocks: [LlamaBlockWeights]
+        outputHead: Matrix?, blocks: [LlamaBlockWeights], headSkipped: Bool = false
     ) {
         self.init(
             config: config, hyper: hyper, naming: naming, embedding: embedding, outputNorm: outputNorm,
-            outputHead: outputHead, blocks: .eager(blocks), overrides: [:])
+            outputHead: outputHead, headSkipped: headSkipped, blocks: .eager(blocks), overrides: [:])
     }
 
     /// A model whose blocks are produced on demand by `loadBlock`.
     public convenience init(
         config: ModelConfig, hyper: LlamaHyper, naming: TensorNaming, embedding: Matrix, outputNorm: [Float],
-        outputHead: Matrix?, lazyBlocks loadBlock: @escaping @Sendable (Int) throws -> LlamaBlockWeights
+        outputHead: Matrix?, lazyBlocks loadBlock: @escaping @Sendable (Int) throws -> LlamaBlockWeights,
+        headSkipped: Bool = false
     ) {
         self.init(
             config: config, hyper: hyper, naming: naming, embedding: embedding, outputNorm: outputNorm,
-            outputHead: outputHead, blocks: .lazy(loadBlock), overrides: [:])
+            outputHead: outputHead, headSkipped: headSkipped, blocks: .lazy(loadBlock), overrides: [:])
     }
 
     private init(
         config: ModelConfig, hyper: LlamaHyper, naming: TensorNaming, embedding: Matrix, outputNorm: [Float],
-        outputHead: Matrix?, blocks: Blocks, overrides: [Int: LlamaBlockWeights]
+        outputHead: Matrix?, headSkipped: Bool, blocks: Blocks, overrides: [Int: LlamaBlockWeights]
     ) {
         self.config = config
         self.hyper = hyper
@@ -193,6 +197,7 @@ public final class LlamaModel: CausalLM, Sendable {
         self.embedding = embedding
         self.outputNorm = outputNorm
         self.outputHead = outputHead
+        self.headSkipped = headSkipped
         self.rope = RopeTable(
             headDim: hyper.headDim, theta: hyper.ropeTheta,
             maxPositions: min(max(config.contextLength, 512), 32768))
@@ -207,6 +212,7 @@ public final class LlamaModel: CausalLM, Sendable {
         embedding = base.embedding
         outputNorm = base.outputNorm
         outputHead = base.outputHead
+        headSkipped = base.headSkipped
         rope = base.rope
         blocks = base.blocks
         self.overrides = base.overrides.merging(overrides) { _, new in new }
@@ -264,7 +270,10 @@ public final class LlamaModel: CausalLM, Sendable {
     }
 
     /// The output head weight [vocab, hidden] (the embedding when tied).
-    public var headWeight: Matrix { outputHead ?? embedding }
+    public var headWeight: Matrix {
+        precondition(!headSkipped, "the model was loaded without its output head")
+        return outputHead ?? embedding
+    }
 
     public func logits(_ normed: Matrix) -> Matrix {
         BLAS.linear(normed, headWeight)

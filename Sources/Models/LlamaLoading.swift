@@ -11,9 +11,13 @@ public struct ModelLoadOptions: Sendable {
     /// weights map one-to-one onto the file's tensors. Otherwise q/k rows are permuted.
     public var ropeLayout: RopeLayout?
 
-    public init(lazyBlocks: Bool = false, ropeLayout: RopeLayout? = nil) {
+    /// Read the untied output head (false: blocks only; `headWeight` then traps).
+    public var outputHead: Bool
+
+    public init(lazyBlocks: Bool = false, ropeLayout: RopeLayout? = nil, outputHead: Bool = true) {
         self.lazyBlocks = lazyBlocks
         self.ropeLayout = ropeLayout
+        self.outputHead = outputHead
     }
 }
 
@@ -143,7 +147,8 @@ public func loadCausalLM(view: any ModelView, options: ModelLoadOptions = ModelL
 
     let embedding = try reader.required(tensors.embedding)
     let outputNorm = try reader.required(tensors.outputNorm).data
-    let head = try reader.read(tensors.outputHead)
+    let head = options.outputHead ? try reader.read(tensors.outputHead) : nil
+    let skipped = !options.outputHead && view.info(tensors.outputHead.name) != nil
 
     let loadBlock: @Sendable (Int) throws -> LlamaBlockWeights = { i in
         try loadLlamaBlock(
@@ -152,12 +157,12 @@ public func loadCausalLM(view: any ModelView, options: ModelLoadOptions = ModelL
     if options.lazyBlocks {
         return LlamaModel(
             config: c, hyper: hyper, naming: naming, embedding: embedding, outputNorm: outputNorm,
-            outputHead: head, lazyBlocks: loadBlock)
+            outputHead: head, lazyBlocks: loadBlock, headSkipped: skipped)
     }
     let blocks = try (0..<c.layerCount).map(loadBlock)
     return LlamaModel(
         config: c, hyper: hyper, naming: naming, embedding: embedding, outputNorm: outputNorm,
-        outputHead: head, blocks: blocks)
+        outputHead: head, blocks: blocks, headSkipped: skipped)
 }
 
 /// Bounds on a model's header fields, checked before anything is sized by them. Far

@@ -126,7 +126,8 @@ final class TaskRunner: @unchecked Sendable {
             fetchLock.withLock { _modelFetches += 1 }
             spec.model = local
         }
-        let j = Job(id: a.jobID, context: try JobContext.open(spec), store: InMemoryActivationStore())
+        let j = Job(
+            id: a.jobID, context: try JobContext.open(spec, outputHead: false), store: InMemoryActivationStore())
         current = j
         return j
     }
