@@ -29,7 +29,7 @@ struct WorkerCommand: ParsableCommand {
     @OptionGroup var token: TokenFileOption
     @Option(
         help: ArgumentHelp(
-            "Where a model fetched from the coordinator is kept (default: a kiln-worker-ID directory under the temporary directory).",
+            "Where a model fetched from the coordinator is kept, and large task inputs arrive (spool/) (default: a kiln-worker-ID directory under the temporary directory).",
             valueName: "dir"))
     var cacheDir: String?
     @Flag(
