@@ -23,18 +23,48 @@ public enum OutputPlacement {
         return url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).kiln-\(tag).partial")
     }
 
-    /// Creates a new temporary file next to `url` (O_EXCL: never an existing file).
+    /// Creates a new temporary file next to `url` (O_EXCL: never an existing file), locked
+    /// (flock) for as long as the writer holds it open, after removing the partials of `url`
+    /// that writers no longer alive left behind.
     static func createTemporaryFile(for url: URL) throws -> (url: URL, fd: Int32) {
+        removeStalePartials(of: url)
         for _ in 0..<16 {
             let tmp = temporarySibling(of: url)
             let fd = open(tmp.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-            if fd >= 0 { return (tmp, fd) }
+            if fd >= 0 {
+                _ = flock(fd, LOCK_EX)
+                return (tmp, fd)
+            }
             if errno != EEXIST {
                 throw ModelIOError(
                     file: url.path, "cannot create a temporary file beside it: \(String(cString: strerror(errno)))")
             }
         }
         throw ModelIOError(file: url.path, "cannot find an unused temporary name beside it")
+    }
+
+    /// Removes the partial files of `url` (".NAME.kiln-TAG.partial", regular files) whose
+    /// writer is gone: a writer holds its partial locked until it lands, so a lock that can
+    /// be taken belongs to a process that was killed mid-write. Nothing else is touched.
+    /// Returns the names removed.
+    @discardableResult
+    public static func removeStalePartials(of url: URL) -> [String] {
+        let dir = url.deletingLastPathComponent()
+        let prefix = ".\(url.lastPathComponent).kiln-"
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir.path) else { return [] }
+        var removed: [String] = []
+        for name in names.sorted() where name.hasPrefix(prefix) && name.hasSuffix(".partial") {
+            let tag = name.dropFirst(prefix.count).dropLast(".partial".count)
+            guard !tag.isEmpty, tag.allSatisfy({ $0.isASCII && ($0.isNumber || $0.isLowercase) }) else { continue }
+            let path = dir.appendingPathComponent(name).path
+            var st = stat()
+            guard lstat(path, &st) == 0, st.st_mode & S_IFMT == S_IFREG else { continue }
+            let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+            guard fd >= 0 else { continue }
+            defer { close(fd) }
+            if flock(fd, LOCK_EX | LOCK_NB) == 0 && unlink(path) == 0 { removed.append(name) }
+        }
+        return removed
     }
 
     /// Creates a new, empty temporary directory next to `url`.

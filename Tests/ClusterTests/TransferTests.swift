@@ -56,17 +56,8 @@ final class ClusterTransferTests: XCTestCase {
         coordinator.start()
         defer { coordinator.stop() }
 
-        let evil = try ZMQContext.shared.socket(.dealer)
+        let evil = try protocolWorker(coordinator, id: "evil")
         defer { evil.close() }
-        try evil.set([.linger(0)])
-        try evil.connect(coordinator.endpoints.listen)
-        var hello = Kiln_V1_WorkerHello()
-        hello.workerID = "evil"
-        hello.protocolVersion = KilnWire.version
-        hello.capacity.threads = 1
-        var helloMessage = Message(.workerHello(hello))
-        helloMessage.envelope.authToken = coordinator.token ?? ""
-        try evil.send(helloMessage)
 
         let client = try TestClient(coordinator.endpoints.listen)
         let job = try client.submit(spec)
@@ -165,17 +156,8 @@ final class ClusterTransferTests: XCTestCase {
         let coordinator = try makeCoordinator(dataDir: dir.appendingPathComponent("data"))
         coordinator.start()
         defer { coordinator.stop() }
-        let fake = try ZMQContext.shared.socket(.dealer)
+        let fake = try protocolWorker(coordinator, id: "deferring")
         defer { fake.close() }
-        try fake.set([.linger(0)])
-        try fake.connect(coordinator.endpoints.listen)
-        var hello = Kiln_V1_WorkerHello()
-        hello.workerID = "deferring"
-        hello.protocolVersion = KilnWire.version
-        hello.capacity.threads = 1
-        var helloMessage = Message(.workerHello(hello))
-        helloMessage.envelope.authToken = coordinator.token ?? ""
-        try fake.send(helloMessage)
         let client = try TestClient(coordinator.endpoints.listen)
         _ = try client.submit(spec)
 
@@ -246,4 +228,20 @@ final class ClusterTransferTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(coordinator.traffic.sent["range"] ?? 0, size, "the model went out in ranges")
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: spec.output)), try ClusterAssets.localReference(spec))
     }
+}
+
+/// A worker played by the test at the protocol level: a DEALER connected to the
+/// coordinator that has said hello (one lane); the test answers its assignments by hand.
+func protocolWorker(_ coordinator: Coordinator, id: String) throws -> ZMQSocket {
+    let socket = try ZMQContext.shared.socket(.dealer)
+    try socket.set([.linger(0)])
+    try socket.connect(coordinator.endpoints.listen)
+    var hello = Kiln_V1_WorkerHello()
+    hello.workerID = id
+    hello.protocolVersion = KilnWire.version
+    hello.capacity.threads = 1
+    var message = Message(.workerHello(hello))
+    message.envelope.authToken = coordinator.token ?? ""
+    try socket.send(message)
+    return socket
 }

@@ -53,6 +53,25 @@ final class OutputPlacementTests: XCTestCase {
         XCTAssertEqual(fileNames(in: dir), ["m.gguf", "m.gguf.partial", "q", "q.partial"])
     }
 
+    /// A writer killed mid-write (the chaos campaign kills a coordinator while it writes)
+    /// leaves its partial; the next writer of that output removes it, but never a partial
+    /// whose writer is alive (it holds the file locked) nor a name Kiln does not make.
+    func testPartialsOfDeadWritersAreRemovedLiveOnesKept() throws {
+        let out = dir.appendingPathComponent("m.gguf")
+        let dead = dir.appendingPathComponent(".m.gguf.kiln-3k2j9.partial")
+        let live = dir.appendingPathComponent(".m.gguf.kiln-9zz1.partial")
+        let foreign = dir.appendingPathComponent(".m.gguf.kiln-NOT_OURS.partial")
+        for u in [dead, live, foreign] { try Data("half a model".utf8).write(to: u) }
+        let holder = open(live.path, O_RDONLY)
+        XCTAssertGreaterThanOrEqual(holder, 0)
+        defer { close(holder) }
+        XCTAssertEqual(flock(holder, LOCK_EX), 0, "the live writer's lock")
+        try writeGGUF(out, value: 1)
+        XCTAssertEqual(
+            fileNames(in: dir), [".m.gguf.kiln-9zz1.partial", ".m.gguf.kiln-NOT_OURS.partial", "m.gguf"].sorted())
+        XCTAssertEqual(try GGUFFile(out).metadata["test.value"], .uint32(1))
+    }
+
     func testForeignDirectoryIsNeverReplaced() throws {
         let out = dir.appendingPathComponent("q")
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: false)
