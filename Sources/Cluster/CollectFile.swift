@@ -34,8 +34,8 @@ public struct CollectFile: Sendable {
 
     public init(_ file: SpoolFile) throws {
         self.file = file
-        let r = ProtoFileReader(file)
-        let size = try file.size()
+        let r = try ProtoFileReader(file)
+        let size = r.size
         // A message field that occurs more than once is the merge of its occurrences (as
         // the protobuf decoders read it): the parts are walked in order.
         var collect: [Range<Int>] = []
@@ -163,7 +163,12 @@ final class ProtoFileReader {
     private var window = Data()
     private var windowStart = 0
 
-    init(_ file: SpoolFile) { self.file = file }
+    let size: Int
+
+    init(_ file: SpoolFile) throws {
+        self.file = file
+        size = try file.size()
+    }
 
     func read(_ range: Range<Int>) throws -> Data {
         try file.read(at: range.lowerBound, count: range.count)
@@ -172,7 +177,7 @@ final class ProtoFileReader {
     private func byte(at pos: Int) throws -> UInt8 {
         if pos < windowStart || pos >= windowStart + window.count {
             windowStart = pos
-            window = try file.read(at: pos, count: min(64 << 10, try file.size() - pos))
+            window = try file.read(at: pos, count: max(0, min(64 << 10, size - pos)))
             guard !window.isEmpty else { throw PayloadError("\(file.url.path): ends at byte \(pos)") }
         }
         return window[window.startIndex + pos - windowStart]

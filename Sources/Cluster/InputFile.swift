@@ -8,11 +8,11 @@ extension TaskPayload {
     /// encoded copy in memory beside them (a 7B down_proj's triangles are 970 MB); any
     /// other input is read whole and decoded as usual. Checks as `decodeInput`.
     public static func decodeInput(file: SpoolFile) throws -> ClusterTaskInput {
-        let r = ProtoFileReader(file)
+        let r = try ProtoFileReader(file)
         var statistics: [Range<Int>] = []
         var replay = false
         var other = false
-        try r.fields(0..<(try file.size()), "task_input") { number, value in
+        try r.fields(0..<r.size, "task_input") { number, value in
             switch (number, value) {
             case (1, .bytes(let range)): statistics.append(range)
             case (4, .varint(let v)): replay = v != 0
@@ -21,7 +21,7 @@ extension TaskPayload {
         }
         // One statistics message and nothing else but the flag: the reconstruct input.
         guard statistics.count == 1, !other else {
-            return try decodeInput(try file.read(at: 0, count: try file.size()))
+            return try decodeInput(try file.read(at: 0, count: r.size))
         }
         let field = "task_input.statistics"
         let g = try CollectFile.group(r, statistics[0], field)

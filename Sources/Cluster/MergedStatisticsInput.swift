@@ -70,21 +70,12 @@ public enum MergedStatisticsInput {
         while k0 < packed {
             let n = min(step, packed - k0)
             for (i, p) in groups.enumerated() {
-                let file = parts[i].file
+                // The first part's words are the running sum; each other part's are added in.
+                try readTile(parts[i].file, p, from: k0, count: n, into: &partHigh, &partLow)
                 if i == 0 {
-                    try sumHigh.withUnsafeMutableBytes {
-                        try file.read(into: .init(rebasing: $0[0..<(n * 8)]), at: p.high + k0 * 8)
-                    }
-                    try sumLow.withUnsafeMutableBytes {
-                        try file.read(into: .init(rebasing: $0[0..<(n * 8)]), at: p.low + k0 * 8)
-                    }
+                    swap(&sumHigh, &partHigh)
+                    swap(&sumLow, &partLow)
                     continue
-                }
-                try partHigh.withUnsafeMutableBytes {
-                    try file.read(into: .init(rebasing: $0[0..<(n * 8)]), at: p.high + k0 * 8)
-                }
-                try partLow.withUnsafeMutableBytes {
-                    try file.read(into: .init(rebasing: $0[0..<(n * 8)]), at: p.low + k0 * 8)
                 }
                 try sumHigh.withUnsafeMutableBufferPointer { sh in
                     try sumLow.withUnsafeMutableBufferPointer { sl in
@@ -104,6 +95,19 @@ public enum MergedStatisticsInput {
             k0 += n
         }
         return lowAt + blob + channelField.count
+    }
+
+    /// Entries `first ..< first + count` of a part's triangle words, into the arrays' fronts.
+    static func readTile(
+        _ file: SpoolFile, _ g: CollectFile.Group, from first: Int, count: Int, into high: inout [Int64],
+        _ low: inout [UInt64]
+    ) throws {
+        try high.withUnsafeMutableBytes {
+            try file.read(into: .init(rebasing: $0[0..<(count * 8)]), at: g.high + first * 8)
+        }
+        try low.withUnsafeMutableBytes {
+            try file.read(into: .init(rebasing: $0[0..<(count * 8)]), at: g.low + first * 8)
+        }
     }
 
     /// A length-delimited field's key and length.

@@ -271,7 +271,7 @@ extension Coordinator {
         onEvent?(run.id, .task(t, done: run.done.count, total: run.graph.tasks.count))
     }
 
-    /// Block b's reconstructions are durable: its collect and merge files are read by no
+    /// Block b's reconstructions are durable: its collect files are read by no
     /// one again (a restart marks them done by their rows), so they go now rather than at
     /// the job's end — a 7B-shaped model's statistics are ~2.7 GB per block.
     func releaseStatistics(_ job: String, block b: Int) {
@@ -280,7 +280,7 @@ extension Coordinator {
             let paths = Set(
                 try store.results(job: job).filter { r in
                     switch r.task {
-                    case .collect(b, _), .merge(b): return true
+                    case .collect(b, _): return true
                     default: return false
                     }
                 }.map(\.path))

@@ -102,19 +102,10 @@ public final class SpoolFile: @unchecked Sendable {
 
     /// CRC-32C of the whole file, read in pieces of `piece` bytes.
     public func checksum(piece: Int = 8 << 20) throws -> UInt32 {
-        let total = try size()
+        let size = try size()
         var whole: UInt32 = 0
-        var offset = 0
-        var buf = Data(count: min(max(piece, 1), max(total, 1)))
-        while offset < total {
-            let n = min(buf.count, total - offset)
-            let c = try buf.withUnsafeMutableBytes { raw -> UInt32 in
-                let part = UnsafeMutableRawBufferPointer(rebasing: raw[0..<n])
-                try read(into: part, at: offset)
-                return CRC32C.checksum(UnsafeRawBufferPointer(part))
-            }
-            whole = offset == 0 ? c : CRC32C.combine(whole, c, lengthB: n)
-            offset += n
+        for (i, c) in try ChunkSender.checksums(of: self, chunkSize: piece).enumerated() {
+            whole = i == 0 ? c : CRC32C.combine(whole, c, lengthB: min(piece, size - i * piece))
         }
         return whole
     }

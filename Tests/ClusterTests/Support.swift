@@ -128,6 +128,26 @@ func makeWorker(_ endpoint: String, id: String, threads: Int = 1, context: ZMQCo
     return Worker(config: c, context: context, logger: quietLogger("test.worker"))
 }
 
+/// One job on a fresh coordinator (data in `dataDir`) and workers with the given lanes,
+/// started and stopped around it: the final status, the job id, the workers (for their
+/// counters) and the coordinator's traffic.
+func runJob(
+    _ spec: JobSpec, dataDir: URL, lanes: [Int] = [1, 1], configure: (inout CoordinatorConfig) -> Void = { _ in }
+) throws -> (status: Kiln_V1_JobStatus, job: String, workers: [Worker], traffic: TrafficCounters) {
+    let coordinator = try makeCoordinator(dataDir: dataDir, configure: configure)
+    coordinator.start()
+    defer { coordinator.stop() }
+    let workers = lanes.enumerated().map { makeWorker(coordinator.endpoints.listen, id: "w\($0 + 1)", threads: $1) }
+    for w in workers { w.start() }
+    defer {
+        for w in workers { w.requestStop() }
+        for w in workers { w.stop() }
+    }
+    let client = try TestClient(coordinator.endpoints.listen)
+    let job = try client.submit(spec)
+    return (try client.wait(job), job, workers, coordinator.traffic)
+}
+
 /// A DEALER client speaking the client protocol to the coordinator.
 final class TestClient {
     let socket: ZMQSocket

@@ -10,46 +10,36 @@ import ZeroMQ
 /// Two workers (threads) over tcp loopback: byte-identical to the local executor in both modes.
 final class TwoWorkerTests: XCTestCase {
     func run(_ spec: JobSpec, dir: URL, workers n: Int = 2) throws -> (Kiln_V1_JobStatus, [Worker], TrafficCounters) {
-        let coordinator = try makeCoordinator(
-            dataDir: dir.appendingPathComponent("data-\(UUID().uuidString.prefix(6))"))
-        coordinator.start()
-        defer { coordinator.stop() }
-        let workers = (0..<n).map { makeWorker(coordinator.endpoints.listen, id: "w\($0 + 1)") }
-        for w in workers { w.start() }
-        defer {
-            for w in workers { w.requestStop() }
-            for w in workers { w.stop() }
-        }
-        let client = try TestClient(coordinator.endpoints.listen)
-        let job = try client.submit(spec)
-        let status = try client.wait(job)
-        return (status, workers, coordinator.traffic)
+        let r = try runJob(
+            spec, dataDir: dir.appendingPathComponent("data-\(UUID().uuidString.prefix(6))"),
+            lanes: Array(repeating: 1, count: n))
+        return (r.status, r.workers, r.traffic)
+    }
+
+    /// A 3-block SmolLM2 job on two workers; asserts it succeeded with the local executor's bytes.
+    func runMatchingLocal(
+        _ name: String, method: QuantMethod, mode: JobMode, dir: URL, file: StaticString = #filePath, line: UInt = #line
+    ) throws -> (spec: JobSpec, status: Kiln_V1_JobStatus, workers: [Worker], traffic: TrafficCounters) {
+        let spec = ClusterAssets.spec(
+            model: try ClusterAssets.smolLM2(blocks: 3), out: dir.appendingPathComponent(name), method: method,
+            mode: mode, samples: 8, shardSize: 2)
+        let reference = try ClusterAssets.localReference(spec)
+        let (status, workers, traffic) = try run(spec, dir: dir)
+        XCTAssertEqual(status.state, .succeeded, status.error.message, file: file, line: line)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: spec.output)), reference, file: file, line: line)
+        return (spec, status, workers, traffic)
     }
 
     func testSequentialGPTQTwoWorkers() throws {
-        let model = try ClusterAssets.smolLM2(blocks: 3)
-        let dir = Paths.tempDir("kiln-cluster")
-        let spec = ClusterAssets.spec(
-            model: model, out: dir.appendingPathComponent("seq.gguf"), method: .gptq, mode: .sequential,
-            samples: 8, shardSize: 2)
-        let reference = try ClusterAssets.localReference(spec)
-        let (status, workers, traffic) = try run(spec, dir: dir)
-        XCTAssertEqual(status.state, .succeeded, status.error.message)
-        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: spec.output)), reference)
+        let (_, _, workers, traffic) = try runMatchingLocal(
+            "seq.gguf", method: .gptq, mode: .sequential, dir: Paths.tempDir("kiln-cluster"))
         XCTAssertTrue(workers.allSatisfy { $0.tasksRun > 0 }, "both workers got work: \(workers.map(\.tasksRun))")
         print("sequential gptq traffic sent \(traffic.sent) received \(traffic.received)")
     }
 
     func testParallelRTNTwoWorkers() throws {
-        let model = try ClusterAssets.smolLM2(blocks: 3)
-        let dir = Paths.tempDir("kiln-cluster")
-        let spec = ClusterAssets.spec(
-            model: model, out: dir.appendingPathComponent("par.gguf"), method: .rtn, mode: .parallel,
-            samples: 8, shardSize: 2)
-        let reference = try ClusterAssets.localReference(spec)
-        let (status, workers, _) = try run(spec, dir: dir)
-        XCTAssertEqual(status.state, .succeeded, status.error.message)
-        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: spec.output)), reference)
+        let (_, _, workers, _) = try runMatchingLocal(
+            "par.gguf", method: .rtn, mode: .parallel, dir: Paths.tempDir("kiln-cluster"))
         XCTAssertTrue(workers.allSatisfy { $0.tasksRun > 0 }, "both workers got work: \(workers.map(\.tasksRun))")
     }
 
@@ -57,15 +47,9 @@ final class TwoWorkerTests: XCTestCase {
     /// collect, merge or propagate; the coordinator sends no statistics), and the file is the
     /// local executor's and the same as with the report (whose job gathers statistics).
     func testSequentialRTNWithoutReportRunsOnlyReconstructs() throws {
-        let model = try ClusterAssets.smolLM2(blocks: 3)
         let dir = Paths.tempDir("kiln-cluster")
-        let spec = ClusterAssets.spec(
-            model: model, out: dir.appendingPathComponent("rtn.gguf"), method: .rtn, mode: .sequential,
-            samples: 8, shardSize: 2)
-        let reference = try ClusterAssets.localReference(spec)
-        let (status, workers, _) = try run(spec, dir: dir)
-        XCTAssertEqual(status.state, .succeeded, status.error.message)
-        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: spec.output)), reference)
+        let (spec, status, workers, _) = try runMatchingLocal("rtn.gguf", method: .rtn, mode: .sequential, dir: dir)
+        let reference = try Data(contentsOf: URL(fileURLWithPath: spec.output))  // the local executor's bytes
         XCTAssertEqual(workers.map(\.tasksRun).reduce(0, +), 3 * Tasks.groups.count)
         XCTAssertEqual(Set(status.modules.map(\.phase)), [.reconstruct])
 

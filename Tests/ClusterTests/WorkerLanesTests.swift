@@ -14,18 +14,7 @@ final class WorkerLanesTests: XCTestCase {
     /// and how many collect results (files) each block's statistics came in.
     func run(_ spec: JobSpec, lanes: [Int]) throws -> (output: Data, collectFiles: [Int: Int]) {
         let data = URL(fileURLWithPath: spec.output + ".data")
-        let coordinator = try makeCoordinator(dataDir: data, configure: { $0.keepResults = true })
-        coordinator.start()
-        defer { coordinator.stop() }
-        let workers = lanes.enumerated().map { makeWorker(coordinator.endpoints.listen, id: "w\($0)", threads: $1) }
-        for w in workers { w.start() }
-        defer {
-            for w in workers { w.requestStop() }
-            for w in workers { w.stop() }
-        }
-        let client = try TestClient(coordinator.endpoints.listen)
-        let job = try client.submit(spec)
-        let status = try client.wait(job)
+        let (status, job, _, _) = try runJob(spec, dataDir: data, lanes: lanes, configure: { $0.keepResults = true })
         XCTAssertEqual(status.state, .succeeded, status.error.message)
         let names = try FileManager.default.contentsOfDirectory(
             atPath: data.appendingPathComponent("results").appendingPathComponent(job).path)
