@@ -141,13 +141,14 @@ public enum ClusterExecution {
             }
             return .propagate(try Tasks.propagate(ctx, store: store, block: b, shard: s, quantized: q))
         case let .reconstruct(b, g):
-            guard g < Tasks.groups.count else { throw JobError("reconstruct(\(b),\(g)): no such linear group") }
+            let units = ReconstructUnits(spec: ctx.spec)
+            guard g < units.count else { throw JobError("reconstruct(\(b),\(g)): no such reconstruct unit") }
             // RTN without the error report gathers no statistics; every other job needs them.
             guard input.statistics != nil || !ctx.spec.needsStatistics else {
                 throw JobError("reconstruct(\(b),\(g)) arrived without merged statistics")
             }
             // Moved, not shared: the reconstruct frees them once its Hessians are built.
-            var ri = ReconstructInput(block: b, group: g, linears: Tasks.groups[g], statistics: input.statistics)
+            var ri = ReconstructInput(block: b, group: g, linears: units.linears(g), statistics: input.statistics)
             input.statistics = nil
             return .reconstruct(try Tasks.reconstruct(ctx, taking: &ri))
         case let .merge(b):

@@ -223,6 +223,7 @@ extension Kiln_V1_QuantizedLinear {
         groupIndex = blob(w.groupIndex)
         outputError = q.outputError
         relativeError = q.relativeError
+        outputEnergy = q.outputEnergy
         gptqLoss = q.gptqLoss
         deadColumns = u64(q.deadColumns)
         seconds = q.seconds
@@ -265,7 +266,8 @@ extension QuantizedLinear {
             parameters: parameters, groupIndex: groupIndex)
         self.init(
             linear: p.linear, block: block, tensor: p.tensor, weight: weight, outputError: p.outputError,
-            relativeError: p.relativeError, gptqLoss: p.gptqLoss, deadColumns: deadColumns, seconds: p.seconds)
+            relativeError: p.relativeError, gptqLoss: p.gptqLoss, deadColumns: deadColumns, seconds: p.seconds,
+            outputEnergy: p.outputEnergy)
     }
 }
 

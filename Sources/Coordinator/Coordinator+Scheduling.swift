@@ -65,9 +65,9 @@ extension Coordinator {
         case let .propagate(_, s):
             a.kind = .propagate
             a.shard = UInt32(s)
-        case let .reconstruct(_, g):
+        case let .reconstruct(_, u):
             a.kind = .reconstruct
-            a.linearGroup = Tasks.groups[g].joined(separator: "+")
+            a.linearGroup = ReconstructUnits(spec: run.spec).linears(u).joined(separator: "+")
         case .merge: a.kind = .merge
         }
         var ref = Kiln_V1_InputRef()
@@ -153,12 +153,14 @@ extension Coordinator {
         _ run: JobPlan, _ t: TaskID, replay: Bool, withQuantized: Bool, chunkSize: Int
     ) throws -> PreparedInput {
         dispatchPrecondition(condition: .onQueue(work))
-        guard case let .reconstruct(b, g) = t, run.graph.statistics else {
+        guard case let .reconstruct(b, u) = t, run.graph.statistics else {
             return .memory(try TaskPayload.encode(try taskInput(run, t, replay: replay, withQuantized: withQuantized)))
         }
         let parts = try statistics(run, block: b)
         let file = try files.spool(job: run.id)
-        let size = try MergedStatisticsInput.write(group: g, of: parts, to: file)
+        // Every row slice of a group gets the group's whole statistics (its Hessian).
+        let group = ReconstructUnits(spec: run.spec).group(u)
+        let size = try MergedStatisticsInput.write(group: group, of: parts, to: file)
         guard size > chunkSize else { return .memory(try file.read(at: 0, count: size)) }
         return .file(file, checksums: try ChunkSender.checksums(of: file, chunkSize: chunkSize))
     }
@@ -207,18 +209,20 @@ extension Coordinator {
     func quantized(_ run: JobPlan, block b: Int, cache: Bool = true) throws -> [QuantizedLinear] {
         dispatchPrecondition(condition: .onQueue(work))
         if let q = quantizedCache[run.id]?[b] { return q }
-        var out: [QuantizedLinear] = []
-        for g in 0..<run.graph.groups {
-            if let linears = reconstructedCache[run.id]?[.reconstruct(block: b, group: g)] {
-                out += linears
+        var results: [ReconstructResult] = []
+        for u in 0..<run.graph.groups {
+            if let linears = reconstructedCache[run.id]?[.reconstruct(block: b, group: u)] {
+                results.append(ReconstructResult(block: b, group: u, linears: linears))
                 continue
             }
-            let r = try storedResult(run, .reconstruct(block: b, group: g))
+            let r = try storedResult(run, .reconstruct(block: b, group: u))
             guard case let .reconstruct(rr) = try files.readOutput(r) else {
-                throw CoordinatorError("result file of reconstruct(\(b),\(g)) holds another task's result")
+                throw CoordinatorError("result file of reconstruct(\(b),\(u)) holds another task's result")
             }
-            out += rr.linears
+            results.append(rr)
         }
+        // Row slices joined into whole linears, as propagate and the observers use them.
+        let out = try ReconstructUnits(spec: run.spec).join(results)
         if cache { quantizedCache[run.id, default: [:]][b] = out }
         return out
     }

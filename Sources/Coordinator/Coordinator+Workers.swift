@@ -273,7 +273,9 @@ extension Coordinator {
         let jobID = run.id
         let files = self.files
         let store = self.store
-        let groups = run.graph.groups
+        // Collects carry one statistics per linear group; reconstructs are units (row slices).
+        let groups = Tasks.groups.count
+        let units = ReconstructUnits(spec: run.spec)
         let shards = run.graph.shards
         let sequential = run.spec.mode == .sequential
         work.async { [weak self] in
@@ -285,7 +287,7 @@ extension Coordinator {
                 case .memory(let data):
                     let o = try TaskPayload.decodeOutput(data)
                     guard o.taskID == t else { throw CoordinatorError("payload is for \(o.taskID), not \(t)") }
-                    try Coordinator.validate(o, groups: groups, shards: shards)
+                    try Coordinator.validate(o, groups: groups, shards: shards, units: units)
                     output = o
                     covered = o.coveredTasks
                 case .file(let file, _, _):
@@ -426,7 +428,7 @@ extension Coordinator {
     }
 
     /// Checks a decoded result against what the job expects before accepting it.
-    static func validate(_ o: ClusterTaskOutput, groups: Int, shards: Int) throws {
+    static func validate(_ o: ClusterTaskOutput, groups: Int, shards: Int, units: ReconstructUnits) throws {
         switch o {
         case let .collect(c):
             guard c.statistics.count == groups else {
@@ -436,9 +438,9 @@ extension Coordinator {
                 throw CoordinatorError("collect result sums shards \(c.shards); the job has \(shards)")
             }
         case let .reconstruct(r):
-            guard r.group < Tasks.groups.count, r.linears.map(\.linear) == Tasks.groups[r.group] else {
+            guard r.group < units.count, r.linears.map(\.linear) == units.linears(r.group) else {
                 throw CoordinatorError(
-                    "reconstruct result linears \(r.linears.map(\.linear)) do not match group \(r.group)")
+                    "reconstruct result linears \(r.linears.map(\.linear)) do not match unit \(r.group)")
             }
             for l in r.linears {
                 let w = l.weight

@@ -11,7 +11,7 @@ import ModelIO
 ///   held; merges are not stored): per linear group an exact Hessian
 ///   accumulator, the packed upper triangle n(n+1)/2 of 128-bit fixed point (16 bytes)
 ///   for an n-wide input, plus per-column ranges;
-/// - reconstruct(b, g): per linear one byte of code per weight, group parameters
+/// - reconstruct(b, u): per linear (over all its row slices) one byte of code per weight, group parameters
 ///   (16 bytes per row and group, measured) and the column permutation (Int32);
 /// - propagate(b, s) (sequential mode): a small record.
 /// Each figure is rounded up and every file gets a fixed allowance for its framing,
@@ -42,10 +42,12 @@ public enum DiskBudget {
         // (rows, columns) of each linear.
         let linears: [(Int64, Int64)] = [(attn, h), (kv, h), (kv, h), (h, attn), (inter, h), (inter, h), (h, inter)]
         let groupSize = Int64(spec.resolvedGroupSize > 0 ? spec.resolvedGroupSize : 32)
+        let parts = Int64(max(1, spec.rowParts))
         let reconstruct = linears.reduce(Int64(0)) { acc, l in
             let (rows, cols) = l
             let groups = (cols + groupSize - 1) / groupSize
-            return acc + rows * cols + rows * groups * 16 + cols * 4 + perFile
+            // Every row slice (`--row-parts`) repeats the group index and the framing.
+            return acc + rows * cols + rows * groups * 16 + (cols * 4 + perFile) * parts
         }
         let shards = Int64(spec.shardCount)
         let propagate = spec.mode == .sequential ? shards * perFile : 0

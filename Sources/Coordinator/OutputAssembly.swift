@@ -9,7 +9,7 @@ import Jobs
 enum OutputAssembly {
     static func write(spec: JobSpec, results: [StoredResult], files: ResultFiles) throws {
         let view = try spec.openForJob()
-        let linears = try DurableLinears(results: results, files: files)
+        let linears = try DurableLinears(results: results, files: files, units: ReconstructUnits(spec: spec))
         let out = URL(fileURLWithPath: spec.output)
         if spec.format.isGGUF {
             try GGUFOutput.write(spec: spec, view: view, linears: linears, to: out)
@@ -25,7 +25,9 @@ enum OutputAssembly {
 /// result files (one block's groups), decoded again when asked.
 final class DurableLinears: QuantizedLinearSource {
     private let files: ResultFiles
-    private let byTensor: [String: StoredResult]
+    /// Each tensor's result files, one per row slice in row order (one unless the job slices rows).
+    private let byTensor: [String: [StoredResult]]
+    private let units: ReconstructUnits
     private let summary: [String: QuantizedLinearSummary]
     /// Most recently decoded result files (path -> linears), newest last.
     private var recent: [(path: String, linears: [QuantizedLinear])] = []
@@ -33,16 +35,29 @@ final class DurableLinears: QuantizedLinearSource {
     /// Result files decoded (for tests and the log).
     private(set) var decodes = 0
 
-    init(results: [StoredResult], files: ResultFiles, keep: Int = 4) throws {
+    init(results: [StoredResult], files: ResultFiles, units: ReconstructUnits, keep: Int = 4) throws {
         self.files = files
-        self.keep = max(1, keep)
-        var byTensor: [String: StoredResult] = [:]
+        self.units = units
+        self.keep = max(1, keep * units.parts)
+        var byTensor: [String: [StoredResult]] = [:]
         var summary: [String: QuantizedLinearSummary] = [:]
-        for r in results {
+        // Unit order, so each tensor's row slices come in row order.
+        func unit(_ r: StoredResult) -> (Int, Int) {
+            if case let .reconstruct(b, u) = r.task { return (b, u) }
+            return (r.task.block, -1)
+        }
+        for r in results.sorted(by: { unit($0) < unit($1) }) {
             guard case .reconstruct = r.task else { continue }
             for l in try Self.decode(r, files: files) {
-                byTensor[l.tensor] = r
-                summary[l.tensor] = QuantizedLinearSummary(l)
+                byTensor[l.tensor, default: []].append(r)
+                let s = QuantizedLinearSummary(l)
+                if var whole = summary[l.tensor] {
+                    whole.rows += s.rows
+                    whole.hasZeroPointZero = whole.hasZeroPointZero || s.hasZeroPointZero
+                    summary[l.tensor] = whole
+                } else {
+                    summary[l.tensor] = s
+                }
             }
         }
         self.byTensor = byTensor
@@ -59,7 +74,12 @@ final class DurableLinears: QuantizedLinearSource {
     func summaries() throws -> [String: QuantizedLinearSummary] { summary }
 
     func linear(_ tensor: String) throws -> QuantizedLinear {
-        guard let r = byTensor[tensor] else { throw JobError("no quantized result for \(tensor)") }
+        guard let rs = byTensor[tensor] else { throw JobError("no quantized result for \(tensor)") }
+        return try QuantizedLinear(joiningRows: try rs.map { try slice(tensor, of: $0) }, parts: units.parts)
+    }
+
+    /// The tensor's linear (or row slice) in result file r.
+    private func slice(_ tensor: String, of r: StoredResult) throws -> QuantizedLinear {
         if let i = recent.firstIndex(where: { $0.path == r.path }) {
             let hit = recent.remove(at: i)
             recent.append(hit)

@@ -65,7 +65,7 @@ public enum EmbeddedCluster {
                 throw JobError("job \(id) \(state == .failed ? "failed" : "was cancelled"): \(error)")
             }
         }
-        let reconstructions = try coordinator.reconstructions(job: id)
+        let reconstructions = try coordinator.reconstructions(job: id, spec: spec)
         let seconds = Date().timeIntervalSince(t0)
         var report = JobReport.cluster(
             spec: spec, reconstructions: reconstructions, seconds: seconds,

@@ -86,6 +86,10 @@ public struct JobSpec: Codable, Sendable, Equatable {
     /// nil: on for GPTQ (it has the Hessian anyway), off for RTN, which then needs no
     /// calibration statistics at all: its graph is only reconstructs.
     public var errorReport: Bool?
+    /// Each linear's output rows cut into this many slices, each its own reconstruct task
+    /// (GPTQ's rows are independent given the Hessian; `ReconstructUnits`). The job's, not
+    /// the worker count's: more slices let more workers share one block's quantization.
+    public var rowParts: Int = 1
 
     public init(model: String, calibration: String, output: String) {
         self.model = model
@@ -183,5 +187,6 @@ extension JobSpec {
         try take(.shardSize, &shardSize)
         try take(.overwrite, &overwrite)
         errorReport = try c.decodeIfPresent(Bool.self, forKey: .errorReport)
+        try take(.rowParts, &rowParts)
     }
 }

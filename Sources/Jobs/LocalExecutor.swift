@@ -23,7 +23,7 @@ public struct GraphTimes: Codable, Sendable, Equatable {
 }
 
 public struct GraphOutput: Sendable {
-    /// Every reconstruct result, ordered by (block, group).
+    /// Every reconstruct result, ordered by (block, group), row slices joined (one per group).
     public var reconstructions: [ReconstructResult]
     /// Merged statistics per block (kept only when asked for, e.g. by tests).
     public var merged: [MergeResult]
@@ -66,6 +66,7 @@ public final class LocalExecutor {
         let spec = context.spec
         let blocks = context.model.blockCount
         let graph = TaskGraph(spec: spec, blocks: blocks)
+        let units = ReconstructUnits(spec: spec)
         var ready = ReadyTasks(graph: graph)
 
         let savedThreads = BLAS.threads
@@ -90,12 +91,13 @@ public final class LocalExecutor {
                     return .collect(try Tasks.collect(context, store: store, block: b, shard: s))
                 case let .merge(b):
                     return .merge(try Tasks.merge(block: b, parts: collectedNow[b] ?? []))
-                case let .reconstruct(b, g):
+                case let .reconstruct(b, u):
                     let input = ReconstructInput(
-                        block: b, group: g, linears: Tasks.groups[g], statistics: mergedNow[b]?.statistics[g])
+                        block: b, group: u, linears: units.linears(u),
+                        statistics: mergedNow[b]?.statistics[units.group(u)])
                     return .reconstruct(try Tasks.reconstruct(context, input))
                 case let .propagate(b, s):
-                    let q = reconstructedNow[b]!.flatMap(\.linears)
+                    let q = try units.join(reconstructedNow[b]!)
                     _ = try Tasks.propagate(context, store: store, block: b, shard: s, quantized: q)
                     return .propagate
                 }
@@ -124,15 +126,13 @@ public final class LocalExecutor {
             // Blocks finish in order: a block's tasks all precede the next block's waves.
             while blocksDone < blocks, graph.tasks.allSatisfy({ $0.block != blocksDone || ready.done.contains($0) }) {
                 merged[blocksDone] = nil
-                progress?(
-                    .blockDone(
-                        block: blocksDone, blocks: blocks, linears: (reconstructed[blocksDone] ?? []).flatMap(\.linears)
-                    ))
+                let linears = try units.join(reconstructed[blocksDone] ?? [])
+                progress?(.blockDone(block: blocksDone, blocks: blocks, linears: linears))
                 blocksDone += 1
             }
         }
         for s in 0..<spec.shardCount { store.remove(shard: s) }
-        let reconstructions = (0..<blocks).flatMap { reconstructed[$0] ?? [] }
+        let reconstructions = try units.joinResults((0..<blocks).flatMap { reconstructed[$0] ?? [] })
         return GraphOutput(reconstructions: reconstructions, merged: keptMerges, times: times)
     }
 

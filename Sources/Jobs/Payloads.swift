@@ -39,8 +39,9 @@ public struct MergeResult: Sendable, Equatable {
     }
 }
 
-/// What reconstruct(b, g) needs besides the job: the group's linears and its merged
-/// statistics (nil when the job gathers none: RTN without the error report).
+/// What reconstruct(b, u) needs besides the job: the unit (`ReconstructUnits`: a linear
+/// group, or one row slice of it), the group's linears and its merged statistics (nil
+/// when the job gathers none: RTN without the error report).
 public struct ReconstructInput: Sendable, Equatable {
     public var block: Int
     public var group: Int
@@ -74,10 +75,12 @@ public struct QuantizedLinear: Sendable, Equatable {
     public var gptqLoss: Double
     public var deadColumns: Int
     public var seconds: Double
+    /// The output error with Q = 0 (relativeError's divisor; 0: not measured).
+    public var outputEnergy: Double
 
     public init(
         linear: String, block: Int, tensor: String, weight: QuantizedTensor, outputError: Double,
-        relativeError: Double, gptqLoss: Double, deadColumns: Int, seconds: Double
+        relativeError: Double, gptqLoss: Double, deadColumns: Int, seconds: Double, outputEnergy: Double = 0
     ) {
         self.linear = linear
         self.block = block
@@ -88,10 +91,11 @@ public struct QuantizedLinear: Sendable, Equatable {
         self.gptqLoss = gptqLoss
         self.deadColumns = deadColumns
         self.seconds = seconds
+        self.outputEnergy = outputEnergy
     }
 }
 
-/// reconstruct(b, g) -> the group's quantized linears.
+/// reconstruct(b, u) -> the unit's quantized linears (its group's, whole or one row slice).
 public struct ReconstructResult: Sendable, Equatable {
     public var block: Int
     public var group: Int

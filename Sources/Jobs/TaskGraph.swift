@@ -2,7 +2,8 @@
 //
 //   collect(b, s)      block b over shard s -> partial statistics per linear group
 //   merge(b)           partial statistics of all shards, in shard order
-//   reconstruct(b, g)  quantize linear group g of block b from the merged statistics
+//   reconstruct(b, u)  quantize unit u of block b from the merged statistics: linear
+//                      group u, or with row slices (`ReconstructUnits`) one slice of a group
 //   propagate(b, s)    sequential mode: quantized block b over shard s -> next input
 //
 // A job that needs no calibration statistics (RTN without the error report) has only
@@ -38,8 +39,9 @@ public enum TaskID: Hashable, Codable, Sendable, CustomStringConvertible {
 public struct TaskGraph: Sendable {
     public let blocks: Int
     public let shards: Int
-    public let groups: Int
     public let mode: JobMode
+    /// Reconstruct units per block (linear groups times row slices).
+    public let groups: Int
     /// Whether the job gathers statistics (collect, merge, propagate); false: reconstructs only.
     public let statistics: Bool
     /// Every task in canonical order.
@@ -66,10 +68,12 @@ public struct TaskGraph: Sendable {
         tasks = t
     }
 
-    /// The graph of a job over a model of `blocks` blocks.
-    public init(spec: JobSpec, blocks: Int, groups: Int = Tasks.groups.count) {
+    /// The graph of a job over a model of `blocks` blocks: one reconstruct per unit (a linear
+    /// group, or a row slice of one: `ReconstructUnits`).
+    public init(spec: JobSpec, blocks: Int) {
         self.init(
-            blocks: blocks, shards: spec.shardCount, groups: groups, mode: spec.mode, statistics: spec.needsStatistics)
+            blocks: blocks, shards: spec.shardCount, groups: ReconstructUnits(spec: spec).count, mode: spec.mode,
+            statistics: spec.needsStatistics)
     }
 
     /// What a task needs finished first.

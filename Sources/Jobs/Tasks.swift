@@ -151,7 +151,8 @@ public enum Tasks {
             block: b.block, shard: b.shard, statistics: statistics, tokens: a.tokens + b.tokens, shards: shards)
     }
 
-    /// reconstruct(b, g): quantizes each linear of the group from the merged Hessian, and
+    /// reconstruct(b, u): quantizes each linear of unit u's group (its row slice, when the job
+    /// slices rows: `ReconstructUnits`) from the merged Hessian, and
     /// measures its output error when there are statistics (RTN without them: error 0,
     /// not measured).
     public static func reconstruct(_ ctx: JobContext, _ input: ReconstructInput) throws -> ReconstructResult {
@@ -168,6 +169,8 @@ public enum Tasks {
     {
         let blk = try ctx.block(input.block)
         let recipe = ctx.spec.recipe
+        let units = ReconstructUnits(spec: ctx.spec)
+        let part = units.part(input.group)
         // GPTQ's H as the reference scales it (2/N, N windows); the error report's per token.
         let h = ctx.spec.method == .gptq ? input.statistics?.finalHessian(normalization: .referenceSamples) : nil
         let hTokens = input.statistics?.finalHessian(normalization: .tokens)
@@ -175,20 +178,24 @@ public enum Tasks {
         var out: [QuantizedLinear] = []
         for name in input.linears {
             let t0 = DispatchTime.now()
-            guard let w = blk.weight(name) else { throw JobError("block \(input.block) has no linear '\(name)'") }
+            guard let whole = blk.weight(name) else { throw JobError("block \(input.block) has no linear '\(name)'") }
             let tensor = LlamaTensorNames.linear(name, block: input.block, naming: ctx.view.naming)
+            // This unit's rows (all of them unless the job slices rows); errors name the slice.
+            let rows = units.rows(part: part, of: whole.rows)
+            let w = units.parts == 1 ? whole : whole.rows(rows)
+            let label = units.parts == 1 ? tensor : "\(tensor) rows \(rows.lowerBound)..<\(rows.upperBound)"
             let q: QuantizedWeight
             var loss = 0.0
             var dead = 0
             switch ctx.spec.method {
             case .rtn:
-                q = try RTN.quantize(w, recipe: recipe, name: tensor)
+                q = try RTN.quantize(w, recipe: recipe, name: label)
             case .gptq:
                 guard let h else {
                     throw JobError(
                         "reconstruct(\(input.block),\(input.group)): GPTQ needs the group's merged statistics")
                 }
-                let r = try GPTQ.quantize(w, hessian: h, recipe: recipe, name: tensor)
+                let r = try GPTQ.quantize(w, hessian: h, recipe: recipe, name: label)
                 q = r.weight
                 loss = r.totalLoss
                 dead = r.deadColumns.count
@@ -203,11 +210,11 @@ public enum Tasks {
             let ql = QuantizedLinear(
                 linear: name, block: input.block, tensor: tensor, weight: q.stored, outputError: err,
                 relativeError: energy > 0 ? err / energy : 0, gptqLoss: loss, deadColumns: dead,
-                seconds: seconds(since: t0))
+                seconds: seconds(since: t0), outputEnergy: energy)
             // The payload must stand for exactly what the quantizer produced.
             guard ql.weight.dequantized().data.elementsEqual(q.dequantized.data, by: { $0.bitPattern == $1.bitPattern })
             else {
-                throw JobError("\(tensor): codes and parameters do not reproduce the quantizer's weights")
+                throw JobError("\(label): codes and parameters do not reproduce the quantizer's weights")
             }
             out.append(ql)
         }

@@ -42,6 +42,7 @@ public enum SpecBounds {
     public static let blockSize = 1 << 16
     public static let evalWindows = 1 << 20
     public static let maxDamp = 10.0
+    public static let rowParts = 64
 }
 
 extension JobSpec {
@@ -102,6 +103,8 @@ extension JobSpec {
         if let b = blockSize {
             try within(b, 1...SpecBounds.blockSize, "--block-size", "use 1 to \(SpecBounds.blockSize) columns")
         }
+        try within(
+            rowParts, 1...SpecBounds.rowParts, "--row-parts", "use 1 to \(SpecBounds.rowParts) slices per linear")
         if method == .gptq && errorReport == false {
             throw JobError(
                 "--no-error-report applies to --method rtn: GPTQ measures the output error from the Hessian it "
@@ -287,6 +290,12 @@ extension JobSpec {
                     "--group \(g) exceeds the widest linear input of \(file) (\(widest) columns); "
                         + "use -1 for one group per output channel, or a group size up to \(widest)")
             }
+        }
+        let fewestRows = min(c.headCount * c.headDim, c.kvHeadCount * c.headDim, c.hiddenSize, c.intermediateSize)
+        if rowParts > fewestRows {
+            throw JobError(
+                "--row-parts \(rowParts) exceeds the \(fewestRows) output rows of \(file)'s smallest linear; "
+                    + "use at most \(fewestRows)")
         }
         if seqlen > c.contextLength {
             throw JobError("--seqlen \(seqlen) exceeds the model's context length \(c.contextLength); lower --seqlen")

@@ -70,6 +70,12 @@ struct RecipeOptions: ParsableArguments {
             "Measure each linear's output error from calibration statistics (default: on for GPTQ; off for RTN, which then reads no calibration text and runs only the quantizer)."
     )
     var errorReport: Bool?
+    @Option(
+        parsing: .unconditional,
+        help:
+            "Cut each linear's output rows into this many reconstruct tasks, so more workers share a block (the output does not depend on the worker count)."
+    )
+    var rowParts = 1
 
     func jobSpec() -> JobSpec {
         var s = JobSpec(model: model, calibration: calib, output: out)
@@ -93,6 +99,7 @@ struct RecipeOptions: ParsableArguments {
         s.blockSize = blockSize
         s.overwrite = overwrite
         s.errorReport = errorReport
+        s.rowParts = rowParts
         return s
     }
 }

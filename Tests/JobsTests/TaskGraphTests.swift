@@ -62,7 +62,7 @@ final class TaskGraphTests: XCTestCase {
         spec.method = .rtn
         for mode in JobMode.allCases {
             spec.mode = mode
-            let g = TaskGraph(spec: spec, blocks: 3, groups: 4)
+            let g = TaskGraph(spec: spec, blocks: 3)
             XCTAssertFalse(g.statistics)
             checkOrder(g)
             XCTAssertEqual(g.tasks, (0..<3).flatMap { b in (0..<4).map { TaskID.reconstruct(block: b, group: $0) } })
@@ -72,10 +72,10 @@ final class TaskGraphTests: XCTestCase {
         }
         spec.mode = .sequential
         spec.errorReport = true
-        XCTAssertEqual(TaskGraph(spec: spec, blocks: 3, groups: 4).tasks.count, 3 * (3 + 1 + 4 + 3))
+        XCTAssertEqual(TaskGraph(spec: spec, blocks: 3).tasks.count, 3 * (3 + 1 + 4 + 3))
         spec.method = .gptq
         spec.errorReport = nil
-        XCTAssertTrue(TaskGraph(spec: spec, blocks: 3, groups: 4).statistics)
+        XCTAssertTrue(TaskGraph(spec: spec, blocks: 3).statistics)
     }
 
     func testTaskIDsAreCodable() throws {

@@ -283,6 +283,13 @@ public nonisolated struct Kiln_V1_QuantizedLinear: @unchecked Sendable {
     set {_uniqueStorage()._seconds = newValue}
   }
 
+  /// The output error with Q = 0 (the output's energy): what relative_error divides by,
+  /// kept so row slices of one linear join exactly (ReconstructUnits).
+  public var outputEnergy: Double {
+    get {_storage._outputEnergy}
+    set {_uniqueStorage()._outputEnergy = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -710,7 +717,7 @@ nonisolated extension Kiln_V1_QuantRecipe: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Kiln_V1_QuantizedLinear: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".QuantizedLinear"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}linear\0\u{1}block\0\u{1}tensor\0\u{1}rows\0\u{1}columns\0\u{1}recipe\0\u{3}group_size\0\u{3}group_count\0\u{1}codes\0\u{1}parameters\0\u{3}group_index\0\u{3}output_error\0\u{3}relative_error\0\u{3}gptq_loss\0\u{3}dead_columns\0\u{1}seconds\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}linear\0\u{1}block\0\u{1}tensor\0\u{1}rows\0\u{1}columns\0\u{1}recipe\0\u{3}group_size\0\u{3}group_count\0\u{1}codes\0\u{1}parameters\0\u{3}group_index\0\u{3}output_error\0\u{3}relative_error\0\u{3}gptq_loss\0\u{3}dead_columns\0\u{1}seconds\0\u{3}output_energy\0")
 
   fileprivate class _StorageClass {
     var _linear: String = String()
@@ -729,6 +736,7 @@ nonisolated extension Kiln_V1_QuantizedLinear: SwiftProtobuf.Message, SwiftProto
     var _gptqLoss: Double = 0
     var _deadColumns: UInt64 = 0
     var _seconds: Double = 0
+    var _outputEnergy: Double = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -755,6 +763,7 @@ nonisolated extension Kiln_V1_QuantizedLinear: SwiftProtobuf.Message, SwiftProto
       _gptqLoss = source._gptqLoss
       _deadColumns = source._deadColumns
       _seconds = source._seconds
+      _outputEnergy = source._outputEnergy
     }
   }
 
@@ -789,6 +798,7 @@ nonisolated extension Kiln_V1_QuantizedLinear: SwiftProtobuf.Message, SwiftProto
         case 14: try { try decoder.decodeSingularDoubleField(value: &_storage._gptqLoss) }()
         case 15: try { try decoder.decodeSingularUInt64Field(value: &_storage._deadColumns) }()
         case 16: try { try decoder.decodeSingularDoubleField(value: &_storage._seconds) }()
+        case 17: try { try decoder.decodeSingularDoubleField(value: &_storage._outputEnergy) }()
         default: break
         }
       }
@@ -849,6 +859,9 @@ nonisolated extension Kiln_V1_QuantizedLinear: SwiftProtobuf.Message, SwiftProto
       if _storage._seconds.bitPattern != 0 {
         try visitor.visitSingularDoubleField(value: _storage._seconds, fieldNumber: 16)
       }
+      if _storage._outputEnergy.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._outputEnergy, fieldNumber: 17)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -874,6 +887,7 @@ nonisolated extension Kiln_V1_QuantizedLinear: SwiftProtobuf.Message, SwiftProto
         if _storage._gptqLoss != rhs_storage._gptqLoss {return false}
         if _storage._deadColumns != rhs_storage._deadColumns {return false}
         if _storage._seconds != rhs_storage._seconds {return false}
+        if _storage._outputEnergy != rhs_storage._outputEnergy {return false}
         return true
       }
       if !storagesAreEqual {return false}
