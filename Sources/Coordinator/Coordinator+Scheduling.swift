@@ -94,7 +94,7 @@ extension Coordinator {
             let prepared = Result { () -> (PreparedInput, String) in
                 let input = try self.preparedInput(
                     plan, t, replay: replay, withQuantized: withQuantized, chunkSize: chunkSize)
-                return (input, String(decoding: try JSONEncoder().encode(plan.spec), as: UTF8.self))
+                return (input, try self.specJSON(plan))
             }
             self.post { [weak self] in
                 var a = assignment
@@ -156,13 +156,29 @@ extension Coordinator {
         guard case let .reconstruct(b, u) = t, run.graph.statistics else {
             return .memory(try TaskPayload.encode(try taskInput(run, t, replay: replay, withQuantized: withQuantized)))
         }
+        // Every row slice of a group gets the group's whole statistics (its Hessian).
+        let units = ReconstructUnits(spec: run.spec)
+        let group = units.group(u)
+        if let ready = preparedStatistics[run.id]?[b]?[group] { return ready }
         let parts = try statistics(run, block: b)
         let file = try files.spool(job: run.id)
-        // Every row slice of a group gets the group's whole statistics (its Hessian).
-        let group = ReconstructUnits(spec: run.spec).group(u)
         let size = try MergedStatisticsInput.write(group: group, of: parts, to: file)
-        guard size > chunkSize else { return .memory(try file.read(at: 0, count: size)) }
-        return .file(file, checksums: try ChunkSender.checksums(of: file, chunkSize: chunkSize))
+        let prepared: PreparedInput =
+            size > chunkSize
+            ? .file(file, checksums: try ChunkSender.checksums(of: file, chunkSize: chunkSize))
+            : .memory(try file.read(at: 0, count: size))
+        // Kept for the group's other slices until the block's reconstructions are durable.
+        if units.parts > 1 { preparedStatistics[run.id, default: [:]][b, default: [:]][group] = prepared }
+        return prepared
+    }
+
+    /// The job's spec as JSON, encoded once per job. Work queue only.
+    func specJSON(_ run: JobPlan) throws -> String {
+        dispatchPrecondition(condition: .onQueue(work))
+        if let s = specJSONCache[run.id] { return s }
+        let s = String(decoding: try JSONEncoder().encode(run.spec), as: UTF8.self)
+        specJSONCache[run.id] = s
+        return s
     }
 
     /// The task's inputs: quantized linears (the first time a worker gets a propagate of the
@@ -252,6 +268,7 @@ extension Coordinator {
             // (lineage reloads from the durable files).
             if reconstructed {
                 self.statisticsParts[jobID]?[b] = nil
+                self.preparedStatistics[jobID]?[b] = nil
                 if !keep { self.releaseStatistics(jobID, block: b) }
             }
             guard blockDone else { return }
@@ -360,6 +377,8 @@ extension Coordinator {
                     self.log.info("job profile \(profile)")
                     self.work.async {
                         self.statisticsParts[jobID] = nil
+                        self.preparedStatistics[jobID] = nil
+                        self.specJSONCache[jobID] = nil
                         self.quantizedCache[jobID] = nil
                         self.reconstructedCache[jobID] = nil
                     }
@@ -399,6 +418,8 @@ extension Coordinator {
             // made durable, a merge, an input being read), in order.
             work.async { [weak self] in
                 self?.statisticsParts[jobID] = nil
+                self?.preparedStatistics[jobID] = nil
+                self?.specJSONCache[jobID] = nil
                 self?.quantizedCache[jobID] = nil
                 self?.reconstructedCache[jobID] = nil
                 do {

@@ -116,6 +116,11 @@ public final class Coordinator: @unchecked Sendable {  // loop-only state checke
     var quantizedCache: [String: [Int: [QuantizedLinear]]] = [:]
     /// Reconstruct results as decoded when they arrived, until their block's linears are assembled.
     var reconstructedCache: [String: [TaskID: [QuantizedLinear]]] = [:]
+    /// A group's merged statistics as sent, while more row slices of it may be sent
+    /// (`--row-parts`): summed from the collect files once per group, not once per slice.
+    var preparedStatistics: [String: [Int: [Int: PreparedInput]]] = [:]
+    /// Each job's spec as the JSON every assignment carries, encoded once.
+    var specJSONCache: [String: String] = [:]
     /// Bad messages are logged a few times per peer and kind, then summarised (loop thread only):
     /// a peer can send them as fast as the network carries them.
     var badMessageLog = LogLimiter(burst: 3, intervalMs: 10_000)
