@@ -64,6 +64,11 @@ final class ValidationTests: XCTestCase {
         s = base
         s.errorReport = false
         expectError(s, ["--no-error-report", "--method rtn", "GPTQ"])
+        for parts in [0, 65] {
+            s = base
+            s.rowParts = parts
+            expectError(s, ["--row-parts \(parts)", "1 to 64"])
+        }
     }
 
     func testBadFiles() throws {
