@@ -12,7 +12,7 @@ public enum MergedStatisticsInput {
     /// Writes the input into `out` (empty); returns its size. `parts` must cover each shard once.
     @discardableResult
     public static func write(
-        group g: Int, of parts: [CollectFile], to out: SpoolFile, tile: Int = 1 << 20
+        group g: Int, of parts: [CollectFile], to out: SpoolFile, tile: Int = 1 << 16
     ) throws
         -> Int
     {

@@ -27,8 +27,8 @@ public struct CoordinatorConfig: Sendable {
     public var maxAttempts = 5
     /// Payloads (task inputs and results) above this size travel as chunked transfers
     /// of this chunk size (capped by `limits.maxFrameBytes`), `chunkWindow` chunks in flight.
-    public var chunkBytes = 8 << 20
-    public var chunkWindow = 4
+    public var chunkBytes = 1 << 20
+    public var chunkWindow = 8
     /// Largest task result accepted in chunks (checked before anything is allocated).
     public var maxTransferBytes: UInt64 = 4 << 30
     /// Keep a job's result files after it ends (debugging); by default they are removed

@@ -28,8 +28,8 @@ public struct WorkerConfig: Sendable {
     public var limits: FramingLimits = .default
     /// Chunked transfers until the coordinator's welcome says otherwise: payloads above
     /// `chunkBytes` (capped by the frame limit) travel in chunks, `chunkWindow` in flight.
-    public var chunkBytes = 8 << 20
-    public var chunkWindow = 4
+    public var chunkBytes = 1 << 20
+    public var chunkWindow = 8
     /// Largest task input accepted in chunks.
     public var maxTransferBytes: UInt64 = 4 << 30
     /// Where a model fetched from the coordinator is kept (default: a directory under
