@@ -388,8 +388,19 @@ def check(d, fit):
         out.append({"run": name, "load": load, "share": share, "link_bytes_per_s": None if link == math.inf else link,
                     "predicted": p, "measured_wall_s": wall, "measured_worker_cpu_s": cpu, "measured_bytes": b,
                     "wall_error": e, "cpu_error": ecpu})
+    # A second check without any load correction: Ops/bench.sh scale on a quiet machine
+    # (docs/ARCHITECTURE.md, 2026-11-30, after the vectorised fixed-point add; 64 x 512).
+    print("SmolLM2-135M, 64 x 512, quiet machine (docs/ARCHITECTURE.md's scale runs), share 1, loopback")
+    for mode, n, wall in QUIET_RUNS:
+        p = predict(fit, SMOLLM2, 64, 512, Cluster(workers=n, cores=1, link=math.inf), mode=mode)
+        e = (p["wall_s"] - wall) / wall
+        print(f"{mode:10s} {n} worker(s): predicted {p['wall_s']:6.1f} s, measured {wall:6.1f} s, {100 * e:+4.0f}%")
+        out.append({"run": f"quiet-{mode}-{n}", "predicted": p, "measured_wall_s": wall, "wall_error": e})
     json.dump(out, open(os.path.join(d, "check.json"), "w"), indent=1)
     return out
+
+
+QUIET_RUNS = [("sequential", 1, 242.0), ("sequential", 2, 141.5), ("parallel", 1, 167.7), ("parallel", 2, 100.6)]
 
 
 # ---------------------------------------------------------------- projection
