@@ -406,7 +406,7 @@ QUIET_RUNS = [("sequential", 1, 242.0), ("sequential", 2, 141.5), ("parallel", 1
 # ---------------------------------------------------------------- projection
 
 PROJECT_WINDOWS, PROJECT_SEQLEN = 128, 2048  # 262,144 calibration tokens
-TEN_GBE = 10e9 / 8 * 0.94  # bytes/s TCP gets out of 10 GbE (the netns probes got 90-93% of the tbf rate)
+TEN_GBE = 10e9 / 8 * 0.94  # bytes/s TCP gets out of 10 GbE (the netns probes got 94-96% of the tbf rate)
 HOSTS = [1, 2, 4, 8, 16, 32, 64]
 LLMC_8B = {1: 745, 2: 372, 4: 264}  # llm-compressor's distributed oneshot, Llama-3-8B, GPUs (theirs)
 
