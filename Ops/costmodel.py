@@ -151,7 +151,7 @@ def predict(fit, shape, windows, seqlen, cluster, mode="parallel", shard_size=SH
         "link_s": L * max(link_w, coord_link),
         "coordinator_s": L * coord_block,
         "tail_s": tail,
-        "worker_cpu_s": L * (shards * t_collect + sum(t_rec.values())) * s / n,
+        "worker_cpu_s": L * (shards * (t_collect + (t_prop if mode == "sequential" else 0)) + sum(t_rec.values())) * s / n,
         "bytes_up": L * up,
         "bytes_down": L * down,
         "partials_per_block": partials,
@@ -189,11 +189,13 @@ class LoadSampler:
 
 
 MEASURE_WINDOWS, MEASURE_SEQLEN = 16, 512
-RUNS = [  # name, how, workers
-    ("loopback-1", "loopback", 1),
-    ("loopback-2", "loopback", 2),
-    ("1gbit-2", "1gbit", 2),
-    ("100mbit-2", "100mbit", 2),
+RUNS = [  # name, how, workers, mode
+    ("loopback-1", "loopback", 1, "parallel"),
+    ("loopback-2", "loopback", 2, "parallel"),
+    ("1gbit-2", "1gbit", 2, "parallel"),
+    ("100mbit-2", "100mbit", 2, "parallel"),
+    ("loopback-2-seq", "loopback", 2, "sequential"),
+    ("100mbit-2-seq", "100mbit", 2, "sequential"),
 ]
 
 
@@ -231,16 +233,16 @@ def measure(d, only):
         cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
         json.dump({"load": load.summary(), "cores": os.cpu_count(), "cpu_s": cpu, "wall_s": wall},
                   open(os.path.join(out, "load.json"), "w"))
-    for name, how, n in RUNS:
+    for name, how, n, mode in RUNS:
         if name not in only:
             continue
         out = os.path.join(d, how)
-        env = dict(os.environ, BENCH_OUT=out, SCALE_MODES="parallel", SCALE_WORKERS=str(n))
+        env = dict(os.environ, BENCH_OUT=out, SCALE_MODES=mode, SCALE_WORKERS=str(n))
         env.update(SCALE_SAMPLES=str(MEASURE_WINDOWS), SCALE_SEQLEN=str(MEASURE_SEQLEN))
         cmd = ["Ops/scale.sh"] if how == "loopback" else ["Ops/netns.sh", how, str(n)]
         print(f"-- {name}; load {open('/proc/loadavg').read().split()[0]}", flush=True)
         rc, wall, load = run_logged(cmd, env, os.path.join(d, f"{name}.log"))
-        json.dump({"load": load, "rc": rc, "cores": os.cpu_count()}, open(os.path.join(out, f"load-{n}.json"), "w"))
+        json.dump({"load": load, "rc": rc, "cores": os.cpu_count()}, open(os.path.join(out, f"load-{mode}-{n}.json"), "w"))
         if rc != 0:
             print(f"   failed (rc {rc}): see {d}/{name}.log", file=sys.stderr)
 
@@ -340,12 +342,12 @@ def fit_constants(d):
     }
 
 
-def load_run(d, how, n):
-    p = os.path.join(d, how, f"scale-parallel-{n}.json")
+def load_run(d, how, n, mode="parallel"):
+    p = os.path.join(d, how, f"scale-{mode}-{n}.json")
     if not os.path.exists(p):
         return None
     r = json.load(open(p))
-    lp = os.path.join(d, how, f"load-{n}.json")
+    lp = os.path.join(d, how, f"load-{mode}-{n}.json")
     r["load"] = json.load(open(lp)) if os.path.exists(lp) else {"load": {"mean": 0}, "cores": os.cpu_count()}
     link = os.path.join(d, how, "link.json")
     r["link"] = json.load(open(link)) if os.path.exists(link) else None
@@ -354,8 +356,8 @@ def load_run(d, how, n):
 
 def check(d, fit):
     rows = []
-    for name, how, n in RUNS:
-        r = load_run(d, how, n)
+    for name, how, n, mode in RUNS:
+        r = load_run(d, how, n, mode)
         if not r:
             rows.append((name, None, None, None, None, None, None, None))
             continue
@@ -366,23 +368,23 @@ def check(d, fit):
         ws = [t["compute_s"] for _, t in sorted(r["workers"].items())]
         share = min(1.0, sum(r["worker_cpu_s"]) / sum(ws))
         cl = Cluster(workers=n, cores=1, link=link, share=share)
-        p = predict(fit, SMOLLM2, MEASURE_WINDOWS, MEASURE_SEQLEN, cl)
+        p = predict(fit, SMOLLM2, MEASURE_WINDOWS, MEASURE_SEQLEN, cl, mode=mode)
         cpu = statistics.mean(r["worker_cpu_s"])
         got_bytes = sum(r["bytes_received"].values()) + sum(r["bytes_sent"].values())
         rows.append((name, load, share, p, r["wall_s"], cpu, got_bytes, link))
-    print(f"SmolLM2-135M, {MEASURE_WINDOWS} x {MEASURE_SEQLEN} tokens, GPTQ parallel into gguf-q4_0, "
+    print(f"SmolLM2-135M, {MEASURE_WINDOWS} x {MEASURE_SEQLEN} tokens, GPTQ into gguf-q4_0 (-seq: sequential mode), "
           f"1 task lane per worker, {os.cpu_count()} cores")
-    print(f"{'run':12s} {'load':>5s} {'share':>5s} {'link MB/s':>9s} {'pred s':>7s} {'meas s':>7s} {'err':>6s}"
+    print(f"{'run':14s} {'load':>5s} {'share':>5s} {'link MB/s':>9s} {'pred s':>7s} {'meas s':>7s} {'err':>6s}"
           f" {'pred CPU':>8s} {'meas CPU':>8s} {'err':>6s} {'pred MB':>8s} {'meas MB':>8s}")
     out = []
     for name, load, share, p, wall, cpu, b, link in rows:
         if p is None:
-            print(f"{name:12s} (not measured)")
+            print(f"{name:14s} (not measured)")
             continue
         e = (p["wall_s"] - wall) / wall
         ecpu = (p["worker_cpu_s"] - cpu) / cpu
         ls = "loopback" if link == math.inf else f"{link / 1e6:.1f}"
-        print(f"{name:12s} {load:5.2f} {share:5.2f} {ls:>9s} {p['wall_s']:7.1f} {wall:7.1f} {100 * e:+5.0f}%"
+        print(f"{name:14s} {load:5.2f} {share:5.2f} {ls:>9s} {p['wall_s']:7.1f} {wall:7.1f} {100 * e:+5.0f}%"
               f" {p['worker_cpu_s']:8.1f} {cpu:8.1f} {100 * ecpu:+5.0f}% {(p['bytes_up'] + p['bytes_down']) / 1e6:8.0f}"
               f" {b / 1e6:8.0f}")
         out.append({"run": name, "load": load, "share": share, "link_bytes_per_s": None if link == math.inf else link,
