@@ -236,7 +236,7 @@ def measure(d, only):
     for name, how, n, mode in RUNS:
         if name not in only:
             continue
-        out = os.path.join(d, how)
+        out = run_dir(d, how, mode)
         env = dict(os.environ, BENCH_OUT=out, SCALE_MODES=mode, SCALE_WORKERS=str(n))
         env.update(SCALE_SAMPLES=str(MEASURE_WINDOWS), SCALE_SEQLEN=str(MEASURE_SEQLEN))
         cmd = ["Ops/scale.sh"] if how == "loopback" else ["Ops/netns.sh", how, str(n)]
@@ -342,14 +342,19 @@ def fit_constants(d):
     }
 
 
+def run_dir(d, how, mode):
+    """One directory per link setting and mode (a netns run writes its own link.json)."""
+    return os.path.join(d, how if mode == "parallel" else f"{how}-seq")
+
+
 def load_run(d, how, n, mode="parallel"):
-    p = os.path.join(d, how, f"scale-{mode}-{n}.json")
+    p = os.path.join(run_dir(d, how, mode), f"scale-{mode}-{n}.json")
     if not os.path.exists(p):
         return None
     r = json.load(open(p))
-    lp = os.path.join(d, how, f"load-{mode}-{n}.json")
+    lp = os.path.join(run_dir(d, how, mode), f"load-{mode}-{n}.json")
     r["load"] = json.load(open(lp)) if os.path.exists(lp) else {"load": {"mean": 0}, "cores": os.cpu_count()}
-    link = os.path.join(d, how, "link.json")
+    link = os.path.join(run_dir(d, how, mode), "link.json")
     r["link"] = json.load(open(link)) if os.path.exists(link) else None
     return r
 
