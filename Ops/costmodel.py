@@ -142,7 +142,8 @@ def predict(fit, shape, windows, seqlen, cluster, mode="parallel", shard_size=SH
         prop = math.ceil(shards / shard_lanes) * t_prop
         step = chain + merge_block + lpt(t_rec_in.values(), lanes) + prop
         compute = L * (chain + lpt(t_rec.values(), lanes) + prop)
-        wall = L * (step + partials * hb / n / cluster.link + coord_link + coord_block)
+        # Each worker receives the block's quantized linears before its propagates.
+        wall = L * (step + partials * hb / n / cluster.link + result / cluster.link + coord_link + coord_block)
         tail = 0.0
     wall += fit["startup_s"]
     return {
