@@ -18,7 +18,7 @@
 #                          kind, speed-up, byte-identical outputs (Ops/scale.sh; SCALE_* settings)
 #   Ops/bench.sh model     the cost model (Ops/costmodel.py, docs/SCALING.md): SmolLM2 on 1 and 2
 #                          workers, 2 workers behind 1gbit and 100mbit links (Ops/netns.sh, root),
-#                          rates fitted, wall time predicted against measured
+#                          two sequential-mode runs; rates fitted, wall time predicted against measured
 #   Ops/bench.sh big [gen|gguf|hf|all]
 #                          Ops/big.sh: a random Llama-2-7B-sized model (13.5 GB F16 GGUF and HF
 #                          shards under ${KILN_BIG_DIR:-~/.cache/kiln/big}) quantized by a coordinator

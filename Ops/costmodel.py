@@ -3,9 +3,10 @@
 model's shape and the calibration tokens, rates fitted from measured runs, wall time predicted
 for N workers of C cores on a link of B bytes/s.
 
-    Ops/costmodel.py --measure [--dir D]  run the measurement jobs (Ops/scale.sh on loopback,
-                                           Ops/netns.sh at 1gbit and 100mbit, one embedded run),
-                                           then fit and check as below
+    Ops/costmodel.py --measure [--dir D]  run the measurement jobs (one embedded run; Ops/scale.sh
+                                           on loopback and Ops/netns.sh at 1gbit and 100mbit, in
+                                           parallel mode, and two in sequential mode), then fit and
+                                           check as below (--measure NAME,... runs only those)
     Ops/costmodel.py [--dir D]             fit from D's results (and the 7B-shaped run under
                                            ~/.cache/kiln/big), write Ops/costmodel-fit.json,
                                            print predicted against measured
