@@ -16,6 +16,9 @@
 #   Ops/bench.sh scale     the cluster on 1 and 2 workers (one core each), both modes: wall time,
 #                          worker busy/idle, coordinator CPU, barrier waits, bytes per task
 #                          kind, speed-up, byte-identical outputs (Ops/scale.sh; SCALE_* settings)
+#   Ops/bench.sh model     the cost model (Ops/costmodel.py, docs/SCALING.md): SmolLM2 on 1 and 2
+#                          workers, 2 workers behind 1gbit and 100mbit links (Ops/netns.sh, root),
+#                          two sequential-mode runs; rates fitted, wall time predicted against measured
 #   Ops/bench.sh big [gen|gguf|hf|all]
 #                          Ops/big.sh: a random Llama-2-7B-sized model (13.5 GB F16 GGUF and HF
 #                          shards under ${KILN_BIG_DIR:-~/.cache/kiln/big}) quantized by a coordinator
@@ -146,6 +149,8 @@ bench_matrix() {
 }
 
 if [[ ${1:-} == scale ]]; then exec Ops/scale.sh; fi
+# The cost model's runs (loopback, netns at 1gbit and 100mbit) and its check: docs/SCALING.md.
+if [[ ${1:-} == model ]]; then exec python3 Ops/costmodel.py --measure --dir "$OUT/costmodel"; fi
 # big needs only the kiln binary (Ops/big.sh builds it if missing), not the release tests.
 if [[ ${1:-} == big ]]; then exec Ops/big.sh "${2:-all}"; fi
 # peer needs only the kiln binary, not the release tests.
@@ -159,5 +164,5 @@ case "${1:-all}" in
   peer) bench_peer ;;
   matrix) bench_matrix ;;
   all) bench_eval; bench_gptq; bench_peer ;;
-  *) echo "usage: Ops/bench.sh [eval|gptq|peer|matrix|scale|big [gen|gguf|hf|all]|all]" >&2; exit 2 ;;
+  *) echo "usage: Ops/bench.sh [eval|gptq|peer|matrix|scale|model|big [gen|gguf|hf|all]|all]" >&2; exit 2 ;;
 esac
