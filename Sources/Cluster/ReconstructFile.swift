@@ -78,6 +78,9 @@ public struct ReconstructFile: Sendable {
         self.ranges = ranges
     }
 
+    /// Bytes of the `i`th linear's message in the file (its encoding, as `TaskPayload` makes it).
+    public func range(_ i: Int) -> Range<Int> { ranges[i] }
+
     /// The `i`th linear, decoded and checked.
     public func linear(_ i: Int) throws -> QuantizedLinear {
         let field = "task_output.reconstruct.linears[\(i)]"

@@ -71,6 +71,30 @@ extension TaskPayload {
     }
 }
 
+extension TaskPayload {
+    /// Appends the encoding of `ClusterTaskInput(quantized:)` for the linears of `parts` in
+    /// order, each copied as it lies in its reconstruct result file (the same bytes: the
+    /// workers encode as `encode` does), a piece at a time, never decoded. A propagate's
+    /// quantized block (~300 MB for a 7B block) then goes out without the coordinator
+    /// holding it. Each linear is checked first (decoded alone, then dropped).
+    public static func writeQuantizedInput(from parts: [ReconstructFile], to w: inout SpoolWriter) throws {
+        let linears = parts.flatMap { f in f.tensors.indices.map { (f, $0) } }
+        for (f, i) in linears { _ = try f.linear(i) }
+        let total = linears.reduce(0) {
+            $0 + MergedStatisticsInput.field(1, length: $1.0.range($1.1).count).count + $1.0.range($1.1).count
+        }
+        try w.append(MergedStatisticsInput.field(2, length: total))
+        let piece = 4 << 20
+        for (f, i) in linears {
+            let r = f.range(i)
+            try w.append(MergedStatisticsInput.field(1, length: r.count))
+            for lo in stride(from: r.lowerBound, to: r.upperBound, by: piece) {
+                try w.append(try f.file.read(at: lo, count: min(piece, r.upperBound - lo)))
+            }
+        }
+    }
+}
+
 /// One LinearStatistics message laid out for a streamed write: its small parts serialized,
 /// the triangles' lengths known, their words still in the accumulator.
 struct StreamedStatistics {

@@ -143,6 +143,17 @@ final class StreamedOutputTests: XCTestCase {
         XCTAssertEqual(f.tensors, linears.map(\.tensor))
         for i in [2, 0, 1] { XCTAssertEqual(try f.linear(i), linears[i]) }
 
+        // A propagate's quantized block copied from the groups' result files: the in-memory encoding.
+        let second = dir.appendingPathComponent("r2.bin")
+        let more = [linear("blk.3.ffn_down.weight", rows: 4, seed: 7, odd: true)]
+        try TaskPayload.encode(.reconstruct(ReconstructResult(block: 3, group: 3, linears: more))).write(to: second)
+        let out = try SpoolFile(creating: dir.appendingPathComponent("propagate.bin"))
+        var w = SpoolWriter(out, chunkSize: 64, bufferBytes: 10)
+        try TaskPayload.writeQuantizedInput(from: [f, try ReconstructFile(try SpoolFile(reading: second))], to: &w)
+        XCTAssertEqual(try w.finish(), try ChunkSender.checksums(of: out, chunkSize: 64))
+        XCTAssertEqual(
+            try out.read(at: 0, count: w.count), try TaskPayload.encode(ClusterTaskInput(quantized: linears + more)))
+
         // Another task's result, a truncated one, and a damaged linear are refused.
         let other = dir.appendingPathComponent("c.bin")
         try TaskPayload.encode(.collect(try collect(shards: [0], seed: 4))).write(to: other)
