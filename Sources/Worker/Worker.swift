@@ -103,7 +103,7 @@ public final class Worker: @unchecked Sendable {
             config.cacheDirectory
             ?? FileManager.default.temporaryDirectory
             .appendingPathComponent(
-                "kiln-worker-\(config.id.map { $0.isLetter || $0.isNumber || $0 == "-" ? $0 : "_" })")
+                "kiln-worker-\(String(config.id.map { $0.isLetter || $0.isNumber || $0 == "-" ? $0 : "_" }))")
         let spool = cache.appendingPathComponent("spool")
         spoolDirectory = spool
         runner = TaskRunner(
