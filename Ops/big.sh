@@ -113,6 +113,23 @@ peak_rss() {
   done
 }
 
+# Every BIG_RSS_POLL seconds (default 0.5), each process's resident memory split into
+# anonymous (its own allocations) and file-backed (mapped model pages), as JSON lines: where
+# a peak comes from. Runs until killed.
+rss_sampler() {
+  local f pid
+  while :; do
+    for f in "$KILN_RUN_DIR"/coordinator.pid "$KILN_RUN_DIR"/worker-*.pid; do
+      pid=$(cat "$f" 2>/dev/null) || continue
+      awk -v n="$(basename "$f" .pid)" -v t="$(date +%s.%N)" '
+        /^(VmRSS|VmHWM|RssAnon|RssFile):/ {v[$1] = $2}
+        END {if (length(v)) printf "{\"t\": %s, \"process\": \"%s\", \"rss_kb\": %d, \"hwm_kb\": %d, \"anon_kb\": %d, \"file_kb\": %d}\n", t, n, v["VmRSS:"], v["VmHWM:"], v["RssAnon:"], v["RssFile:"]}' \
+        "/proc/$pid/status" 2>/dev/null || true
+    done
+    sleep "${BIG_RSS_POLL:-0.5}"
+  done
+}
+
 # quantize NAME MODEL FORMAT OUTPUT ARGS...: one job through the cluster, with reports in $out/NAME.*
 quantize() {
   local name=$1 model=$2 format=$3 output=$4; shift 4
@@ -129,6 +146,8 @@ quantize() {
     || die "kiln submit refused the job (above)"
   echo "job $job: GPTQ parallel, $format, $samples x $seqlen calibration tokens, $workers workers"
   : >"$out/$name.status.jsonl"
+  rss_sampler >"$out/$name.rss-timeline.jsonl" &
+  local sampler=$!
   local state=""
   while :; do
     local s
@@ -142,10 +161,13 @@ quantize() {
   done
   local wall=$((SECONDS - t0))
   peak_rss >"$out/$name.rss.jsonl"
+  kill "$sampler" 2>/dev/null || true
+  wait "$sampler" 2>/dev/null || true
   cp "$KILN_RUN_DIR"/logs/*.log "$out/" 2>/dev/null || true
   cluster_stop
   trap - EXIT
-  python3 Ops/big_report.py "$out/$name.status.jsonl" "$out/$name.rss.jsonl" "$wall" | tee "$out/$name.report.txt"
+  python3 Ops/big_report.py "$out/$name.status.jsonl" "$out/$name.rss.jsonl" "$wall" "$out/$name.rss-timeline.jsonl" \
+    | tee "$out/$name.report.txt"
   [[ $state == succeeded ]] || die "job $job ended $state (logs copied to $out/)"
 }
 

@@ -2,9 +2,11 @@
 """Summary of one Ops/big.sh job: each block's time in each stage, from the polled
 `kiln status JOB --json` lines (stage times are as seen by the poll, so accurate to its
 interval; a stage shorter than the interval can be missed, shown as "-"), the block's own
-elapsed_ms, and each process's peak RSS (VmHWM).
+elapsed_ms, and each process's peak RSS (VmHWM); with the sampled RSS timeline, each
+process's largest anonymous and file-backed resident memory, and the block stages at the
+largest sample.
 
-Usage: big_report.py STATUS.jsonl RSS.jsonl WALL_SECONDS
+Usage: big_report.py STATUS.jsonl RSS.jsonl WALL_SECONDS [RSS-TIMELINE.jsonl]
 """
 import json
 import sys
@@ -49,7 +51,26 @@ def main():
     print("peak RSS (VmHWM): " + ", ".join(
         f"{r['process']} {r['vmhwm_kb'] / 1024:.0f} MiB" if "vmhwm_kb" in r else f"{r['process']} (exited)"
         for r in rss))
+    if len(sys.argv) > 4:
+        timeline(sys.argv[4], polls)
     return 0
+
+
+def timeline(path, polls):
+    samples = [json.loads(line) for line in open(path) if line.strip()]
+    by = {}
+    for s in samples:
+        by.setdefault(s["process"], []).append(s)
+    for name, ss in sorted(by.items()):
+        top = max(ss, key=lambda s: s["rss_kb"])
+        anon = max(s["anon_kb"] for s in ss)
+        file = max(s["file_kb"] for s in ss)
+        # The blocks' stages at the poll nearest before the largest sample.
+        before = [p for p in polls if p["t"] <= top["t"]]
+        stages = ", ".join(f"{b['block']}:{b['stage']}" for b in before[-1]["status"]["blocks"]) if before else "-"
+        print(f"{name}: sampled peak {top['rss_kb'] / 1024:.0f} MiB (anon {top['anon_kb'] / 1024:.0f}, "
+              f"file {top['file_kb'] / 1024:.0f}) at +{top['t'] - polls[0]['t']:.1f}s [{stages}]; "
+              f"largest anon {anon / 1024:.0f} MiB, file {file / 1024:.0f} MiB")
 
 
 if __name__ == "__main__":

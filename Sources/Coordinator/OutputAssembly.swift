@@ -1,6 +1,7 @@
 import Cluster
 import Foundation
 import Jobs
+import KilnProtocol
 
 /// The output file from the durable reconstruct results, through Jobs' writers (the
 /// same code `kiln run` uses). The model is read through its mmap'd view tensor by
@@ -19,27 +20,26 @@ enum OutputAssembly {
     }
 }
 
-/// Quantized linears read on demand from the durable reconstruct result files. One
-/// pass decodes each file once for the summaries (dropping the codes at once); the
-/// writer then asks for tensors in file order and gets them from the last few decoded
-/// result files (one block's groups), decoded again when asked.
+/// Quantized linears read on demand from the durable reconstruct result files, one
+/// linear at a time: each file is checked whole (size and CRC-32C against the store, read a
+/// piece at a time) and indexed once, each linear decoded once for the summaries (its codes
+/// dropped at once) and again when the writer asks for it. The coordinator holds one
+/// linear's codes at a time (its row slices joined, with `--row-parts`), never a group's.
 final class DurableLinears: QuantizedLinearSource {
     private let files: ResultFiles
-    /// Each tensor's result files, one per row slice in row order (one unless the job slices rows).
-    private let byTensor: [String: [StoredResult]]
+    /// Where each tensor is: its result file and its index there, per row slice in row order.
+    private let byTensor: [String: [(result: StoredResult, index: Int)]]
     private let units: ReconstructUnits
     private let summary: [String: QuantizedLinearSummary]
-    /// Most recently decoded result files (path -> linears), newest last.
-    private var recent: [(path: String, linears: [QuantizedLinear])] = []
-    private let keep: Int
-    /// Result files decoded (for tests and the log).
+    /// The result file opened last (the writer asks for a group's linears together).
+    private var open: (path: String, file: ReconstructFile)?
+    /// Linears decoded after the summaries (for tests and the log).
     private(set) var decodes = 0
 
-    init(results: [StoredResult], files: ResultFiles, units: ReconstructUnits, keep: Int = 4) throws {
+    init(results: [StoredResult], files: ResultFiles, units: ReconstructUnits) throws {
         self.files = files
         self.units = units
-        self.keep = max(1, keep * units.parts)
-        var byTensor: [String: [StoredResult]] = [:]
+        var byTensor: [String: [(result: StoredResult, index: Int)]] = [:]
         var summary: [String: QuantizedLinearSummary] = [:]
         // Unit order, so each tensor's row slices come in row order.
         func unit(_ r: StoredResult) -> (Int, Int) {
@@ -48,8 +48,10 @@ final class DurableLinears: QuantizedLinearSource {
         }
         for r in results.sorted(by: { unit($0) < unit($1) }) {
             guard case .reconstruct = r.task else { continue }
-            for l in try Self.decode(r, files: files) {
-                byTensor[l.tensor, default: []].append(r)
+            let f = try Self.open(r)
+            for i in f.tensors.indices {
+                let l = try Self.linear(f, i, of: r)
+                byTensor[l.tensor, default: []].append((r, i))
                 let s = QuantizedLinearSummary(l)
                 if var whole = summary[l.tensor] {
                     whole.rows += s.rows
@@ -64,32 +66,55 @@ final class DurableLinears: QuantizedLinearSource {
         self.summary = summary
     }
 
-    static func decode(_ r: StoredResult, files: ResultFiles) throws -> [QuantizedLinear] {
-        guard case let .reconstruct(rr) = try files.readOutput(r) else {
-            throw CoordinatorError("result file of \(r.task) holds another task's result")
+    /// A durable reconstruct result opened in place, after checking its size and CRC-32C
+    /// against the store and that it holds the result of `r.task`.
+    static func open(_ r: StoredResult) throws -> ReconstructFile {
+        let file = try SpoolFile(reading: URL(fileURLWithPath: r.path))
+        let size = try file.size()
+        let sum = try file.checksum()
+        guard size == r.bytes, sum == r.checksum else {
+            throw JobError(
+                "result file \(r.path) of \(r.task) is damaged: \(size) bytes, crc32c \(String(sum, radix: 16)); the store says \(r.bytes) bytes, \(String(r.checksum, radix: 16))"
+            )
         }
-        return rr.linears
+        let f: ReconstructFile
+        do { f = try ReconstructFile(file) } catch { throw JobError("result file \(r.path): \(error)") }
+        guard f.taskID == r.task else {
+            throw JobError("result file \(r.path) holds the result of \(f.taskID), not \(r.task)")
+        }
+        return f
+    }
+
+    static func linear(_ f: ReconstructFile, _ i: Int, of r: StoredResult) throws -> QuantizedLinear {
+        let l: QuantizedLinear
+        do { l = try f.linear(i) } catch { throw JobError("result file \(r.path): \(error)") }
+        guard l.tensor == f.tensors[i] else {
+            throw CoordinatorError("result file \(r.path) of \(r.task): linear \(i) is not \(f.tensors[i])")
+        }
+        return l
     }
 
     func summaries() throws -> [String: QuantizedLinearSummary] { summary }
 
     func linear(_ tensor: String) throws -> QuantizedLinear {
-        guard let rs = byTensor[tensor] else { throw JobError("no quantized result for \(tensor)") }
-        return try QuantizedLinear(joiningRows: try rs.map { try slice(tensor, of: $0) }, parts: units.parts)
+        guard let slices = byTensor[tensor] else { throw JobError("no quantized result for \(tensor)") }
+        return try QuantizedLinear(
+            joiningRows: try slices.map { try slice(tensor, $0.result, $0.index) }, parts: units.parts)
     }
 
-    /// The tensor's linear (or row slice) in result file r.
-    private func slice(_ tensor: String, of r: StoredResult) throws -> QuantizedLinear {
-        if let i = recent.firstIndex(where: { $0.path == r.path }) {
-            let hit = recent.remove(at: i)
-            recent.append(hit)
+    /// Linear i of result file r: the tensor's row slice there (the whole tensor without row slices).
+    private func slice(_ tensor: String, _ r: StoredResult, _ i: Int) throws -> QuantizedLinear {
+        let f: ReconstructFile
+        if let o = open, o.path == r.path {
+            f = o.file
         } else {
-            recent.append((r.path, try Self.decode(r, files: files)))
-            decodes += 1
-            if recent.count > keep { recent.removeFirst() }
+            f = try Self.open(r)
+            open = (r.path, f)
         }
-        guard let q = recent.last!.linears.first(where: { $0.tensor == tensor }) else {
-            throw CoordinatorError("result file of \(r.task) lost \(tensor) between two reads")
+        decodes += 1
+        let q = try Self.linear(f, i, of: r)
+        guard q.tensor == tensor else {
+            throw CoordinatorError("result file \(r.path) of \(r.task) lost \(tensor) between two reads")
         }
         return q
     }

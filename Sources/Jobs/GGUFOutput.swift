@@ -88,6 +88,9 @@ public enum GGUFOutput {
             for t in view.tensors {
                 if quantized[t.name] != nil {
                     try w.writeTensor(t.name, quantized: blocks(try linears.linear(t.name), format: spec.format))
+                } else if let g = view as? GGUFModel, let stored = g.file.tensor(t.name) {
+                    // Read from the file a piece at a time: not held, not mapped.
+                    try w.writeTensor(t.name, copying: stored.range, of: g.file.url)
                 } else {
                     try w.writeTensor(t.name, bytes: view.rawBytes(t.name))
                 }

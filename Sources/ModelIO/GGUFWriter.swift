@@ -199,6 +199,23 @@ public final class GGUFWriter {
     /// Writes the next declared tensor's data as stored (already encoded as its type).
     /// Tensors must come in declaration order; the byte count must match the declaration.
     public func writeTensor(_ name: String, bytes: UnsafeRawBufferPointer) throws {
+        try writeTensor(name, byteCount: bytes.count) { write in try write(bytes) }
+    }
+
+    /// Writes the next declared tensor's data (as stored) copied from bytes `range` of
+    /// `file`, read a piece at a time: a large tensor (a 7B model's F16 token_embd is 262 MB)
+    /// passes through without being held in memory or mapped (mapped pages would stay in
+    /// the process's resident memory).
+    public func writeTensor(_ name: String, copying range: Range<Int>, of file: URL) throws {
+        try writeTensor(name, byteCount: range.count) { write in
+            try FileRange(url: file, range: range).forEachPiece { try write($0) }
+        }
+    }
+
+    /// The next tensor's `byteCount` bytes, handed by `body` to its `write` in order.
+    private func writeTensor(
+        _ name: String, byteCount: Int, _ body: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void
+    ) throws {
         guard !closed else {
             throw ModelIOError(file: url.path, "tensor \(name): written after the writer was finished or failed")
         }
@@ -213,17 +230,20 @@ public final class GGUFWriter {
             let what = tensorIndex[name] == nil ? "not declared" : "written out of order"
             throw ModelIOError(file: url.path, "tensor \(name): \(what), expected \(t.name)")
         }
-        guard bytes.count == t.byteCount else {
+        guard byteCount == t.byteCount else {
             fail()
             throw ModelIOError(
                 file: url.path,
-                "tensor \(name): \(bytes.count) bytes, but declared \(t.type.rawValue) \(t.shape) takes \(t.byteCount)")
+                "tensor \(name): \(byteCount) bytes, but declared \(t.type.rawValue) \(t.shape) takes \(t.byteCount)")
         }
         do {
             try writeHeaderIfNeeded()
             let o = out!
             precondition(o.offset == headerSize + t.offset, "GGUFWriter: offset bookkeeping broken")
-            try o.write(bytes)
+            try body { try o.write($0) }
+            guard o.offset == headerSize + t.offset + t.byteCount else {
+                throw ModelIOError(file: url.path, "tensor \(name): its source gave a wrong number of bytes")
+            }
             try o.write(zeros: Self.align(t.byteCount, alignment) - t.byteCount)
         } catch {
             fail()

@@ -27,6 +27,7 @@ extension MappedFile {
         guard let floats = Dequantize.floats(bytes(of: t), type: t.info.dtype, count: t.info.elementCount) else {
             throw ModelIOError(file: name, "tensor '\(t.info.name)': cannot dequantize \(t.info.dtype.rawValue)")
         }
+        dropPages(t.range)  // the Float32 copy is what stays
         let (rows, cols) = t.info.matrixShape
         return Matrix(rows: rows, cols: cols, data: floats)
     }

@@ -51,7 +51,12 @@ final class TaskRunner: @unchecked Sendable {
     private let jobLock = NSLock()
     /// Collect results held back to travel merged (under `cond`).
     private var collects = PendingCollects()
-    private let emit: (Message) -> Void
+    private let emit: (Outgoing) -> Void
+    /// A new spool file for a result encoded to disk (the worker's spool directory).
+    private let spool: () throws -> SpoolFile
+    /// The chunk size of the worker's transfers now: a spooled result's chunk checksums
+    /// are computed for it as the result is written.
+    let chunkSize = Atomic<Int>(8 << 20)
     private let log: (String) -> Void
     private let info: (String) -> Void
     private let models: ModelSource
@@ -60,14 +65,15 @@ final class TaskRunner: @unchecked Sendable {
     var modelFetches: Int { fetchLock.withLock { _modelFetches } }
 
     init(
-        lanes: Int, emit: @escaping (Message) -> Void, log: @escaping (String) -> Void,
-        info: @escaping (String) -> Void, models: ModelSource
+        lanes: Int, emit: @escaping (Outgoing) -> Void, spool: @escaping () throws -> SpoolFile,
+        log: @escaping (String) -> Void, info: @escaping (String) -> Void, models: ModelSource
     ) {
         self.emit = emit
+        self.spool = spool
         self.log = log
         self.info = info
         self.models = models
-        models.send = emit
+        models.send = { emit(Outgoing($0)) }
         for lane in 1...max(1, lanes) {
             let t = Thread { [self] in self.loop() }
             t.name = "kiln.worker.lane\(lane)"
@@ -155,10 +161,10 @@ final class TaskRunner: @unchecked Sendable {
     /// One task: Jobs' task function through ClusterExecution, result encoded with its
     /// checksum. A collect's result may be held back (a deferred answer now) to travel
     /// merged with the next collect of the same block queued here.
-    private func execute(_ a: Kiln_V1_TaskAssignment, input: consuming Input) -> [Message] {
+    private func execute(_ a: Kiln_V1_TaskAssignment, input: consuming Input) -> [Outgoing] {
         let t0 = DispatchTime.now()
         func elapsedMs() -> UInt64 { UInt64((DispatchTime.now().uptimeNanoseconds - t0.uptimeNanoseconds) / 1_000_000) }
-        func fail(_ status: Kiln_V1_TaskStatus, _ code: Kiln_V1_ErrorCode, field: String, _ msg: String) -> [Message] {
+        func fail(_ status: Kiln_V1_TaskStatus, _ code: Kiln_V1_ErrorCode, field: String, _ msg: String) -> [Outgoing] {
             log("task \(a.taskID) failed: \(msg)")
             var r = Self.result(for: a)
             r.status = status
@@ -167,7 +173,7 @@ final class TaskRunner: @unchecked Sendable {
             // Collects held back for this block go now, carried by the last of them.
             let held = Self.collectKey(a).flatMap { key in cond.withLock { collects.finished(key) } }
             return (held.map { [encoded($0.carrier, .collect($0.result), elapsedMs: 0)] } ?? []) + [
-                Message(.taskResult(r))
+                Outgoing(Message(.taskResult(r)))
             ]
         }
         guard let task = TaskID(wireName: a.taskID) else {
@@ -191,7 +197,7 @@ final class TaskRunner: @unchecked Sendable {
                 p.done = UInt32(done)
                 p.total = UInt32(total)
                 p.stage = stage
-                self.emit(Message(.taskProgress(p)))
+                self.emit(Outgoing(Message(.taskProgress(p))))
             }
             guard case let .collect(c) = output, let key = Self.collectKey(a) else {
                 return [encoded(a, output, elapsedMs: elapsedMs())]
@@ -201,7 +207,7 @@ final class TaskRunner: @unchecked Sendable {
                 var r = Self.result(for: a)
                 r.status = .deferred
                 r.elapsedMs = elapsedMs()
-                return [Message(.taskResult(r))]
+                return [Outgoing(Message(.taskResult(r)))]
             case let .send(results):
                 return results.map { encoded($0.carrier, .collect($0.result), elapsedMs: elapsedMs()) }
             }
@@ -216,9 +222,26 @@ final class TaskRunner: @unchecked Sendable {
         }
     }
 
-    /// The result message of `a` carrying `output`.
-    private func encoded(_ a: Kiln_V1_TaskAssignment, _ output: ClusterTaskOutput, elapsedMs: UInt64) -> Message {
+    /// The result message of `a` carrying `output`: a collect's or a reconstruct's encoded
+    /// into a spool file (Hessians, codes: the bulk of a worker's memory, not copied), others
+    /// in memory.
+    private func encoded(_ a: Kiln_V1_TaskAssignment, _ output: ClusterTaskOutput, elapsedMs: UInt64) -> Outgoing {
         var r = Self.result(for: a)
+        if output.isBulky {
+            do {
+                var w = SpoolWriter(try spool(), chunkSize: chunkSize.load(ordering: .relaxed))
+                try TaskPayload.write(output, to: &w)
+                let sums = try w.finish()
+                r.status = .ok
+                r.elapsedMs = elapsedMs
+                r.metrics = ["bytes": Double(w.count)]
+                return Outgoing(
+                    Message(.taskResult(r)),
+                    payload: ResultFile(file: w.file, size: w.count, chunkSize: w.chunkSize, checksums: sums))
+            } catch {
+                log("task \(a.taskID): cannot spool its result (\(error)); encoding it in memory")
+            }
+        }
         do {
             let payload = try TaskPayload.encode(output)
             let frame = try TensorFrame(name: "result", dtype: .u8, shape: [payload.count], bytes: payload)
@@ -226,17 +249,48 @@ final class TaskRunner: @unchecked Sendable {
             r.outputs = [frame.header]
             r.elapsedMs = elapsedMs
             r.metrics = ["bytes": Double(payload.count)]
-            return Message(.taskResult(r), tensors: [frame])
+            return Outgoing(Message(.taskResult(r), tensors: [frame]))
         } catch {
             log("task \(a.taskID) failed: cannot encode its result: \(error)")
             r.status = .failed
             r.error = Kiln_V1_Error(.taskFailed, field: "", "cannot encode the result: \(error)")
-            return Message(.taskResult(r))
+            return Outgoing(Message(.taskResult(r)))
         }
     }
 
     /// "job/block" of a collect assignment; nil for other kinds.
     static func collectKey(_ a: Kiln_V1_TaskAssignment) -> String? {
         a.kind == .collect ? "\(a.jobID)/\(a.block)" : nil
+    }
+}
+
+/// What a lane hands the worker's loop: a message, and for a result encoded to disk its
+/// payload's file (sent from there in chunks, kept until the coordinator acknowledges it).
+struct Outgoing: Sendable {
+    var message: Message
+    var payload: ResultFile?
+
+    init(_ message: Message, payload: ResultFile? = nil) {
+        self.message = message
+        self.payload = payload
+    }
+}
+
+/// A task result's encoded payload in a spool file (removed when the last reference goes).
+struct ResultFile: Sendable {
+    let file: SpoolFile
+    let size: Int
+    /// The chunk size `checksums` were computed for.
+    let chunkSize: Int
+    let checksums: [UInt32]
+}
+
+extension ClusterTaskOutput {
+    /// Results that carry Hessians or codes (hundreds of MB for a 7B block).
+    var isBulky: Bool {
+        switch self {
+        case .collect, .reconstruct: return true
+        case .merge, .propagate: return false
+        }
     }
 }

@@ -59,9 +59,9 @@ public final class Worker: @unchecked Sendable {
     /// Where large chunked inputs arrive (see `spoolFile`).
     private var spoolDirectory: URL!
     private let outLock = NSLock()
-    private var outbox: [Message] = []
+    private var outbox: [Outgoing] = []
     /// Results not yet acknowledged (durable on the coordinator): resent after a reconnect.
-    private var unacked: [String: Message] = [:]
+    private var unacked: [String: Outgoing] = [:]
     private var session = 0
     private var lastHeardMs: Int64 = 0
     private var lastSentMs: Int64 = 0
@@ -103,21 +103,27 @@ public final class Worker: @unchecked Sendable {
             config.cacheDirectory
             ?? FileManager.default.temporaryDirectory
             .appendingPathComponent(
-                "kiln-worker-\(config.id.map { $0.isLetter || $0.isNumber || $0 == "-" ? $0 : "_" })")
-        spoolDirectory = cache.appendingPathComponent("spool")
+                "kiln-worker-\(String(config.id.map { $0.isLetter || $0.isNumber || $0 == "-" ? $0 : "_" }))")
+        let spool = cache.appendingPathComponent("spool")
+        spoolDirectory = spool
         runner = TaskRunner(
-            lanes: config.threads, emit: { [weak self] m in self?.enqueue(m) }, log: { log.warning("\($0)") },
-            info: { log.info("\($0)") },
+            lanes: config.threads, emit: { [weak self] m in self?.enqueue(m) },
+            spool: { try Self.spoolFile(in: spool) }, log: { log.warning("\($0)") }, info: { log.info("\($0)") },
             models: ModelSource(
                 fetcher: fetcher, cacheDirectory: cache, alwaysFetch: config.fetchModel,
                 rangeBytes: min(8 << 20, config.limits.maxFrameBytes)))
+        runner.chunkSize.store(outgoing.chunkSize, ordering: .relaxed)
     }
 
     /// A new file for an input that arrives in chunks (removed when its task is done with
     /// it), in the cache directory's spool/.
-    private func spoolFile() throws -> SpoolFile {
-        try FileManager.default.createDirectory(at: spoolDirectory, withIntermediateDirectories: true)
-        return try SpoolFile(creating: spoolDirectory.appendingPathComponent(".tmp-\(UUID().uuidString)"))
+    private func spoolFile() throws -> SpoolFile { try Self.spoolFile(in: spoolDirectory) }
+
+    /// A new file in `directory` (made if missing), removed when dropped; also where a
+    /// large result is encoded before it is sent.
+    static func spoolFile(in directory: URL) throws -> SpoolFile {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        return try SpoolFile(creating: directory.appendingPathComponent(".tmp-\(UUID().uuidString)"))
     }
 
     /// BLAS threads are process-wide (openblas_set_num_threads), and changing them while
@@ -145,7 +151,9 @@ public final class Worker: @unchecked Sendable {
 
     static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
-    func enqueue(_ m: Message) { outLock.withLock { outbox.append(m) } }
+    func enqueue(_ m: Message) { enqueue(Outgoing(m)) }
+
+    func enqueue(_ o: Outgoing) { outLock.withLock { outbox.append(o) } }
 
     /// Runs the loop on a new thread (`stop()` joins it).
     public func start() {
@@ -306,10 +314,33 @@ public final class Worker: @unchecked Sendable {
         #endif
     }
 
-    private func send(_ m: Message) throws {
+    private func send(_ m: Message) throws { try send(Outgoing(m)) }
+
+    private func send(_ o: Outgoing) throws {
         guard let s = socket else { return }
-        var m = m
+        var m = o.message
         if let token = config.token { m.envelope.authToken = token }
+        // A result encoded to disk: sent from its file in chunks, or attached when it fits one.
+        if let p = o.payload, case .taskResult(var r)? = m.body {
+            if outgoing.needsChunking(p.size) {
+                let sums = p.chunkSize == outgoing.chunkSize ? p.checksums : nil
+                let (header, chunks) = try outgoing.start(
+                    file: p.file, name: "result", checksums: sums, context: r.taskID)
+                r.outputs = [header]
+                m.envelope.body = .taskResult(r)
+                guard try s.send(frames: try m.encodeForSocket(limits: config.limits), dontWait: true) else {
+                    return
+                }
+                for c in chunks { _ = try s.send(frames: try c.encodeForSocket(limits: config.limits), dontWait: true) }
+                lastSentMs = Self.nowMs()
+                return
+            }
+            let frame = try TensorFrame(
+                name: "result", dtype: .u8, shape: [p.size], bytes: try p.file.read(at: 0, count: p.size))
+            r.outputs = [frame.header]
+            m.envelope.body = .taskResult(r)
+            m.tensors = [frame]
+        }
         // A result too large for one frame: announced by its header, bytes in chunks.
         if case .taskResult(var r)? = m.body, m.tensors.count == 1, outgoing.needsChunking(m.tensors[0].bytes.count) {
             let (header, chunks) = try outgoing.start(m.tensors[0], context: r.taskID)
@@ -339,17 +370,17 @@ public final class Worker: @unchecked Sendable {
                 lastHeardMs = Self.nowMs()
                 handle(frames)
             }
-            let out = outLock.withLock { () -> [Message] in
+            let out = outLock.withLock { () -> [Outgoing] in
                 defer { outbox = [] }
                 return outbox
             }
-            for m in out {
-                if case .taskResult(let r)? = m.body {
+            for o in out {
+                if case .taskResult(let r)? = o.message.body {
                     // A deferred answer has no result to keep: the one that carries it is kept.
-                    if r.status != .deferred { unacked["\(r.taskID)#\(r.attempt)"] = m }
+                    if r.status != .deferred { unacked["\(r.taskID)#\(r.attempt)"] = o }
                     outLock.withLock { tasksRunCount += 1 }
                 }
-                try send(m)
+                try send(o)
             }
             reportHandshake(final: false)
             let now = Self.nowMs()
@@ -402,6 +433,7 @@ public final class Worker: @unchecked Sendable {
                 let size = w.chunkSize > 0 ? Int(clamping: w.chunkSize) : outgoing.chunkSize
                 let window = w.maxChunksInFlight > 0 ? Int(w.maxChunksInFlight) : outgoing.window
                 outgoing = Self.outgoing(config, chunkBytes: size, window: window)
+                runner.chunkSize.store(outgoing.chunkSize, ordering: .relaxed)
                 incoming = Self.incoming(config, window: window)
             }
             backoffMs = config.reconnectInitialMs
