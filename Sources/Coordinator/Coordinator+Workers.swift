@@ -122,11 +122,20 @@ extension Coordinator {
         // A result too large for one frame: announced here, its bytes follow in chunks;
         // onResult runs again with the payload attached when every chunk is in.
         if spooled == nil, message.tensors.isEmpty, r.status == .ok, let h = r.outputs.first, h.transferID != 0 {
+            // A result for a job that has ended is not received at all: its bytes would only be
+            // dropped, and a file spooled for it would outlive the job's results.
+            let job = TaskID(wireName: r.taskID).flatMap { w.holding($0)?.job } ?? r.jobID
+            guard let run = jobs[job], !run.isTerminal else {
+                transferFailed(w, r, .invalidField(field: "task_result.job_id", reason: "job '\(job)' is not running"))
+                return
+            }
             do {
                 // A collect result (Hessian sums: 1.4 GB per block of a 7B model) goes to a
                 // file as it arrives, never whole in memory; the file becomes the durable result.
+                // A reconstruct result (a 7B gate+up: ~180 MB of codes) likewise: it is checked
+                // in place a linear at a time.
                 var sink: SpoolFile?
-                if let t = TaskID(wireName: r.taskID), case .collect = t,
+                if let t = TaskID(wireName: r.taskID), t.isCollect || t.isReconstruct,
                     let job = w.holding(t)?.job ?? jobs[r.jobID]?.id
                 {
                     sink = try files.spool(job: job)
@@ -280,21 +289,27 @@ extension Coordinator {
         let sequential = run.spec.mode == .sequential
         work.async { [weak self] in
             let outcome = Result { () -> (error: Double, covered: [TaskID]) in
-                // A collect in a file is checked in place (its Hessians are never loaded).
-                let output: ClusterTaskOutput?
+                // A result in a file is checked in place: a collect's Hessians are never loaded,
+                // a reconstruct's linears are decoded one at a time.
+                var reconstructed: (linears: [QuantizedLinear], error: Double)?
                 let covered: [TaskID]
                 switch payload {
                 case .memory(let data):
                     let o = try TaskPayload.decodeOutput(data)
                     guard o.taskID == t else { throw CoordinatorError("payload is for \(o.taskID), not \(t)") }
                     try Coordinator.validate(o, groups: groups, shards: shards, units: units)
-                    output = o
+                    if case let .reconstruct(rr) = o {
+                        reconstructed = (rr.linears, rr.linears.map(\.relativeError).max() ?? 0)
+                    }
                     covered = o.coveredTasks
+                case .file(let file, _, _) where t.isReconstruct:
+                    let (linears, error) = try Coordinator.checkReconstruct(file, t, units: units, keep: sequential)
+                    reconstructed = (linears, error)
+                    covered = [t]
                 case .file(let file, _, _):
                     let c = try CollectFile(file)
                     guard c.taskID == t else { throw CoordinatorError("payload is for \(c.taskID), not \(t)") }
                     try Coordinator.validate(c, groups: groups, shards: shards)
-                    output = nil
                     covered = c.coveredTasks
                 }
                 if covered.count > 1 {
@@ -316,11 +331,11 @@ extension Coordinator {
                     job: jobID,
                     StoredResult(task: t, path: url.path, checksum: sum, bytes: payload.count, worker: workerID),
                     covering: covered, attempt: attempt, nowMs: Coordinator.nowMs())
-                guard case let .reconstruct(rr)? = output else { return (0, covered) }
+                guard let reconstructed else { return (0, covered) }
                 // Kept decoded for the block's propagate inputs (work queue: it owns the caches);
                 // parallel mode has none (a 7B block's linears are ~250 MB decoded).
-                if sequential { self?.reconstructedCache[jobID, default: [:]][t] = rr.linears }
-                return (rr.linears.map(\.relativeError).max() ?? 0, covered)
+                if sequential { self?.reconstructedCache[jobID, default: [:]][t] = reconstructed.linears }
+                return (reconstructed.error, covered)
             }
             self?.post { [weak self] in
                 guard let self, let run = self.jobs[jobID] else { return }
@@ -427,6 +442,29 @@ extension Coordinator {
         }
     }
 
+    /// A reconstruct result in a file, checked as `validate` checks a decoded one, one linear
+    /// decoded at a time; returns the linears when `keep` (else none) and their largest
+    /// relative error.
+    public static func checkReconstruct(
+        _ file: SpoolFile, _ t: TaskID, units: ReconstructUnits, keep: Bool
+    ) throws -> (linears: [QuantizedLinear], error: Double) {
+        let f = try ReconstructFile(file)
+        guard f.taskID == t else { throw CoordinatorError("payload is for \(f.taskID), not \(t)") }
+        guard f.group < units.count, f.tensors.count == units.linears(f.group).count else {
+            throw CoordinatorError("reconstruct result holds \(f.tensors.count) linears, not unit \(f.group)'s")
+        }
+        var kept: [QuantizedLinear] = []
+        var error = 0.0
+        for i in f.tensors.indices {
+            let l = try f.linear(i)
+            try validate(
+                .reconstruct(ReconstructResult(block: f.block, group: f.group, linears: [l])), linear: i, units: units)
+            error = max(error, l.relativeError)
+            if keep { kept.append(l) }
+        }
+        return (kept, error)
+    }
+
     /// Checks a decoded result against what the job expects before accepting it.
     static func validate(_ o: ClusterTaskOutput, groups: Int, shards: Int, units: ReconstructUnits) throws {
         switch o {
@@ -442,17 +480,32 @@ extension Coordinator {
                 throw CoordinatorError(
                     "reconstruct result linears \(r.linears.map(\.linear)) do not match unit \(r.group)")
             }
-            for l in r.linears {
-                let w = l.weight
-                guard w.codes.count == w.rows * w.columns, w.parameters.count == w.rows * w.groupCount,
-                    w.groupIndex.count == w.columns
-                else {
-                    throw CoordinatorError(
-                        "\(l.tensor): codes/parameters/group index sizes disagree with \(w.rows)x\(w.columns)")
-                }
-            }
+            try validate(r.linears)
         case .propagate, .merge:
             break
+        }
+    }
+
+    /// Linear `i` of a reconstruct result (`o` holds it alone), checked as `validate` checks them all.
+    static func validate(_ o: ClusterTaskOutput, linear i: Int, units: ReconstructUnits) throws {
+        guard case let .reconstruct(r) = o, let l = r.linears.first else { return }
+        let names = r.group < units.count ? units.linears(r.group) : []
+        guard i < names.count, l.linear == names[i] else {
+            throw CoordinatorError("reconstruct result linear \(i) '\(l.linear)' does not match unit \(r.group)")
+        }
+        try validate(r.linears)
+    }
+
+    /// Codes, parameters and group index sized as the shape says.
+    static func validate(_ linears: [QuantizedLinear]) throws {
+        for l in linears {
+            let w = l.weight
+            guard w.codes.count == w.rows * w.columns, w.parameters.count == w.rows * w.groupCount,
+                w.groupIndex.count == w.columns
+            else {
+                throw CoordinatorError(
+                    "\(l.tensor): codes/parameters/group index sizes disagree with \(w.rows)x\(w.columns)")
+            }
         }
     }
 }

@@ -26,6 +26,16 @@ public enum TaskID: Hashable, Codable, Sendable, CustomStringConvertible {
         }
     }
 
+    public var isCollect: Bool {
+        if case .collect = self { return true }
+        return false
+    }
+
+    public var isReconstruct: Bool {
+        if case .reconstruct = self { return true }
+        return false
+    }
+
     public var description: String {
         switch self {
         case let .collect(b, s): return "collect(\(b),\(s))"

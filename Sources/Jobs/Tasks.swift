@@ -60,6 +60,16 @@ public final class JobContext: Sendable {
         return blk
     }
 
+    /// One linear of block b as `block(b)` holds it (the file's row layout), from the cached
+    /// block when it is b, else read alone: a reconstruct needs only its group's weights.
+    public func linearWeight(block b: Int, _ name: String) throws -> Matrix {
+        if let c = cachedBlock.withLock({ $0 }), c.index == b {
+            guard let w = c.weight(name) else { throw JobError("block \(b) has no linear '\(name)'") }
+            return w
+        }
+        return try model.linearWeight(block: b, name)
+    }
+
     public func windows(ofShard s: Int) -> ArraySlice<[Int32]> { windows[spec.shardRange(s)] }
 }
 
@@ -167,18 +177,26 @@ public enum Tasks {
     ) throws
         -> ReconstructResult
     {
-        let blk = try ctx.block(input.block)
         let recipe = ctx.spec.recipe
         let units = ReconstructUnits(spec: ctx.spec)
         let part = units.part(input.group)
-        // GPTQ's H as the reference scales it (2/N, N windows); the error report's per token.
-        let h = ctx.spec.method == .gptq ? input.statistics?.finalHessian(normalization: .referenceSamples) : nil
-        let hTokens = input.statistics?.finalHessian(normalization: .tokens)
+        // One Hessian: GPTQ's as the reference scales it (2/N, N windows), else the error
+        // report's (2/T, T tokens). Both are the same sums scaled, so the per-token error is
+        // the one measured with H times N/T (a 7B down_proj's H is 485 MB: not held twice).
+        let normalization: HessianNormalization = ctx.spec.method == .gptq ? .referenceSamples : .tokens
+        let h = input.statistics?.finalHessian(normalization: normalization)
+        let perToken: Double
+        if let st = input.statistics?.hessian, normalization == .referenceSamples {
+            perToken = st.tokens > 0 ? Double(st.samples) / Double(st.tokens) : 0
+        } else {
+            perToken = 1
+        }
         input.statistics = nil
         var out: [QuantizedLinear] = []
         for name in input.linears {
             let t0 = DispatchTime.now()
-            guard let whole = blk.weight(name) else { throw JobError("block \(input.block) has no linear '\(name)'") }
+            // Only this group's weights are read (a 7B block is 0.8 GB in Float32).
+            let whole = try ctx.linearWeight(block: input.block, name)
             let tensor = LlamaTensorNames.linear(name, block: input.block, naming: ctx.view.naming)
             // This unit's rows (all of them unless the job slices rows); errors name the slice.
             let rows = units.rows(part: part, of: whole.rows)
@@ -202,10 +220,9 @@ public enum Tasks {
             }
             var err = 0.0
             var energy = 0.0
-            if let hTokens {
-                err = OutputError.fromHessian(weight: w, quantized: q.dequantized, hessian: hTokens)
-                energy = OutputError.fromHessian(
-                    weight: w, quantized: Matrix(rows: w.rows, cols: w.cols), hessian: hTokens)
+            if let h, ctx.spec.resolvedErrorReport {
+                err = OutputError.fromHessian(weight: w, quantized: q.dequantized, hessian: h) * perToken
+                energy = OutputError.energy(weight: w, hessian: h) * perToken
             }
             let ql = QuantizedLinear(
                 linear: name, block: input.block, tensor: tensor, weight: q.stored, outputError: err,

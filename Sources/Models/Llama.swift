@@ -162,7 +162,8 @@ public final class LlamaModel: CausalLM, Sendable {
 
     enum Blocks {
         case eager([LlamaBlockWeights])
-        case lazy(@Sendable (Int) throws -> LlamaBlockWeights)
+        /// A block's weights, and one linear of a block read alone.
+        case lazy(@Sendable (Int) throws -> LlamaBlockWeights, linear: (@Sendable (Int, String) throws -> Matrix)?)
     }
     let blocks: Blocks
     let overrides: [Int: LlamaBlockWeights]
@@ -176,15 +177,17 @@ public final class LlamaModel: CausalLM, Sendable {
             outputHead: outputHead, headSkipped: headSkipped, blocks: .eager(blocks), overrides: [:])
     }
 
-    /// A model whose blocks are produced on demand by `loadBlock`.
+    /// A model whose blocks are produced on demand by `loadBlock` (and single linears by
+    /// `loadLinear`, when given: block, llama.cpp linear name).
     public convenience init(
         config: ModelConfig, hyper: LlamaHyper, naming: TensorNaming, embedding: Matrix, outputNorm: [Float],
         outputHead: Matrix?, lazyBlocks loadBlock: @escaping @Sendable (Int) throws -> LlamaBlockWeights,
-        headSkipped: Bool = false
+        linear loadLinear: (@Sendable (Int, String) throws -> Matrix)? = nil, headSkipped: Bool = false
     ) {
         self.init(
             config: config, hyper: hyper, naming: naming, embedding: embedding, outputNorm: outputNorm,
-            outputHead: outputHead, headSkipped: headSkipped, blocks: .lazy(loadBlock), overrides: [:])
+            outputHead: outputHead, headSkipped: headSkipped, blocks: .lazy(loadBlock, linear: loadLinear),
+            overrides: [:])
     }
 
     private init(
@@ -230,8 +233,17 @@ public final class LlamaModel: CausalLM, Sendable {
         if let w = overrides[i] { return w }
         switch blocks {
         case let .eager(all): return all[i]
-        case let .lazy(load): return try load(i)
+        case let .lazy(load, _): return try load(i)
         }
+    }
+
+    /// One linear of block i, as `blockWeights(i)` holds it; a lazy model reads only that
+    /// tensor (a 7B block is 0.8 GB in Float32, its ffn_down 180 MB).
+    public func linearWeight(block i: Int, _ name: String) throws -> Matrix {
+        precondition(i >= 0 && i < blockCount, "block \(i) out of 0..<\(blockCount)")
+        if overrides[i] == nil, case let .lazy(_, linear?) = blocks { return try linear(i, name) }
+        guard let w = try blockWeights(i)[linear: name] else { throw ModelError.missingLinear(name, block: i) }
+        return w
     }
 
     /// Block i as a module.

@@ -83,6 +83,20 @@ public struct LlamaTensors: Sendable {
     public struct Block: Sendable {
         public let attnNorm, q, k, v, o, qBias, kBias, vBias, ffnNorm, gate, up, down: TensorRequirement
         public var all: [TensorRequirement] { [attnNorm, q, k, v, o, qBias, kBias, vBias, ffnNorm, gate, up, down] }
+
+        /// A linear's weight by its llama.cpp name ("attn_q" ... "ffn_down").
+        public func linear(_ name: String) -> TensorRequirement? {
+            switch name {
+            case "attn_q": return q
+            case "attn_k": return k
+            case "attn_v": return v
+            case "attn_output": return o
+            case "ffn_gate": return gate
+            case "ffn_up": return up
+            case "ffn_down": return down
+            default: return nil
+            }
+        }
     }
 
     public func block(_ i: Int) -> Block {
@@ -154,10 +168,21 @@ public func loadCausalLM(view: any ModelView, options: ModelLoadOptions = ModelL
         try loadLlamaBlock(
             reader: TensorReader(view), tensors: tensors.block(i), config: c, stored: stored, wanted: layout)
     }
+    // One linear alone, as its block holds it: q and k are read with their block when the
+    // RoPE layout is converted (their rows are permuted), every other linear by itself.
+    let loadLinear: @Sendable (Int, String) throws -> Matrix = { i, name in
+        let t = tensors.block(i)
+        guard let requirement = t.linear(name) else { throw ModelError.missingLinear(name, block: i) }
+        if stored != layout && (name == "attn_q" || name == "attn_k") {
+            guard let w = try loadBlock(i)[linear: name] else { throw ModelError.missingLinear(name, block: i) }
+            return w
+        }
+        return try TensorReader(view).required(requirement)
+    }
     if options.lazyBlocks {
         return LlamaModel(
             config: c, hyper: hyper, naming: naming, embedding: embedding, outputNorm: outputNorm,
-            outputHead: head, lazyBlocks: loadBlock, headSkipped: skipped)
+            outputHead: head, lazyBlocks: loadBlock, linear: loadLinear, headSkipped: skipped)
     }
     let blocks = try (0..<c.layerCount).map(loadBlock)
     return LlamaModel(

@@ -117,6 +117,13 @@ extension CausalLM {
 public typealias ModelError = ModelIOError
 
 extension ModelError {
+    /// A linear name a Llama block does not have (callers pass the llama.cpp names).
+    static func missingLinear(_ name: String, block: Int) -> ModelError {
+        ModelError(
+            file: "block \(block)",
+            "no linear '\(name)' (attn_q, attn_k, attn_v, attn_output, ffn_gate, ffn_up, ffn_down)")
+    }
+
     static func unsupported(_ file: String, _ arch: String, hint: String = "") -> ModelError {
         ModelError(file: file, "architecture '\(arch)' is not supported (supported: \(Architecture.list()))" + hint)
     }

@@ -285,4 +285,12 @@ public enum OutputError {
         let dh = BLAS.matmul(d, h)
         return BLAS.dotDouble(dh.data, d.data) / 2
     }
+
+    /// `fromHessian` with Q = 0 (the output's energy, what a relative error divides by), the
+    /// same value without a zero matrix and a difference of the weight's size.
+    public static func energy(weight: Matrix, hessian h: Matrix) -> Double {
+        precondition(h.rows == weight.cols && h.cols == weight.cols, "Hessian must be \(weight.cols)x\(weight.cols)")
+        let wh = BLAS.matmul(weight, h)
+        return BLAS.dotDouble(wh.data, weight.data) / 2
+    }
 }

@@ -1,5 +1,6 @@
 import Calibration
 import Cluster
+import Coordinator
 import Foundation
 import Jobs
 import KilnProtocol
@@ -128,6 +129,59 @@ final class StreamedOutputTests: XCTestCase {
         return QuantizedLinear(
             linear: String(tensor.split(separator: ".")[2]), block: 3, tensor: tensor, weight: weight,
             outputError: 0.25, relativeError: 0.5, gptqLoss: 1, deadColumns: 0, seconds: 0.1)
+    }
+
+    /// A chunked reconstruct result arrives into a file and is checked there, a linear at a
+    /// time, as a decoded one is: the task, the unit's linears in order, the sizes.
+    func testTheCoordinatorChecksAReconstructResultInItsFile() throws {
+        let dir = Paths.tempDir("kiln-streamed-output")
+        func file(_ name: String, _ linears: [QuantizedLinear], group: Int = 0) throws -> SpoolFile {
+            let url = dir.appendingPathComponent(name)
+            try TaskPayload.encode(.reconstruct(ReconstructResult(block: 3, group: group, linears: linears)))
+                .write(to: url)
+            return try SpoolFile(reading: url)
+        }
+        var linears = [
+            linear("blk.3.attn_q.weight", rows: 3, seed: 1), linear("blk.3.attn_k.weight", rows: 5, seed: 2),
+            linear("blk.3.attn_v.weight", rows: 2, seed: 3),
+        ]
+        linears[1].relativeError = 0.75
+        let units = ReconstructUnits(parts: 2)
+        let good = try file("good.bin", linears)
+        let (kept, error) = try Coordinator.checkReconstruct(
+            good, .reconstruct(block: 3, group: 0), units: units, keep: true)
+        XCTAssertEqual(kept, linears)
+        XCTAssertEqual(error, 0.75)
+        XCTAssertEqual(
+            try Coordinator.checkReconstruct(good, .reconstruct(block: 3, group: 0), units: units, keep: false).linears,
+            [])
+        // Another task's result; unit 1 is the second row slice of q,k,v: its names match, unit 2's (o) do not.
+        XCTAssertThrowsError(
+            try Coordinator.checkReconstruct(good, .reconstruct(block: 3, group: 2), units: units, keep: false)
+        ) {
+            XCTAssertTrue("\($0)".contains("payload is for reconstruct(3,0)"), "\($0)")
+        }
+        let wrongUnit = try file("unit2.bin", linears, group: 2)
+        XCTAssertThrowsError(
+            try Coordinator.checkReconstruct(wrongUnit, .reconstruct(block: 3, group: 2), units: units, keep: false)
+        ) {
+            XCTAssertTrue("\($0)".contains("not unit 2's"), "\($0)")
+        }
+        let swapped = try file("swapped.bin", [linears[1], linears[0], linears[2]])
+        XCTAssertThrowsError(
+            try Coordinator.checkReconstruct(swapped, .reconstruct(block: 3, group: 0), units: units, keep: false)
+        ) {
+            XCTAssertTrue("\($0)".contains("'attn_k' does not match unit 0"), "\($0)")
+        }
+        // Cut short: refused, naming the field.
+        let url = dir.appendingPathComponent("good.bin")
+        let bytes = try Data(contentsOf: url)
+        try bytes.prefix(bytes.count - 7).write(to: dir.appendingPathComponent("short.bin"))
+        XCTAssertThrowsError(
+            try Coordinator.checkReconstruct(
+                try SpoolFile(reading: dir.appendingPathComponent("short.bin")), .reconstruct(block: 3, group: 0),
+                units: units, keep: false)
+        ) { XCTAssertTrue("\($0)".contains("task_output"), "\($0)") }
     }
 
     func testAReconstructResultIsReadOneLinearAtATime() throws {
