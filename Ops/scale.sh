@@ -6,7 +6,8 @@
 # moved per task kind, and the speed-up; checks the outputs are byte-identical.
 #
 # Environment: SCALE_SAMPLES (64), SCALE_SEQLEN (512), SCALE_MODES ("sequential parallel"),
-# SCALE_WORKERS ("1 2"), SCALE_METHOD (gptq), SCALE_FORMAT (gguf-q4_0), BENCH_OUT, KILN_ASSETS.
+# SCALE_WORKERS ("1 2"), SCALE_METHOD (gptq), SCALE_FORMAT (gguf-q4_0), SCALE_ROW_PARTS (1: each
+# linear group one reconstruct task; N: N row slices each, the same bytes), BENCH_OUT, KILN_ASSETS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -45,7 +46,7 @@ run() {
   local t0=$SECONDS
   KILN_TOKEN_FILE=$dir/run/data/token "$KILN_BIN" submit --coordinator "$endpoint" --model "$MODEL" --calib "$CALIB" \
     --samples "$samples" --seqlen "$seqlen" --method "$method" --format "$format" --mode "$mode" \
-    --out "$dir/out.gguf" --wait --plain >"$dir/submit.log" 2>&1 || { tail "$dir/submit.log" >&2; Cluster/local.sh stop >/dev/null; return 1; }
+    --row-parts "${SCALE_ROW_PARTS:-1}" --out "$dir/out.gguf" --wait --plain >"$dir/submit.log" 2>&1 || { tail "$dir/submit.log" >&2; Cluster/local.sh stop >/dev/null; return 1; }
   local wall=$((SECONDS - t0))
   local -a wcpu=()
   for ((i = 1; i <= n; i++)); do wcpu+=("$(cpu_seconds "$(cat "$dir/run/worker-$i.pid")")"); done
