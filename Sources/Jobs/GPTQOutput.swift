@@ -55,7 +55,13 @@ public enum GPTQOutput {
             for item in items {
                 switch item {
                 case let .plain(src, dst):
-                    try w.writeTensor(dst, floats: try view.load(src).data)
+                    if view.info(src)?.dtype == .f16, let st = view as? SafeTensorsModel {
+                        // Already F16 in a safetensors shard: copied a piece at a time, not held.
+                        let (file, range) = try st.stored(src)
+                        try w.writeTensor(dst, copying: range, of: file)
+                    } else {
+                        try w.writeTensor(dst, floats: try view.load(src).data)
+                    }
                 case let .linear(src, dst):
                     let q = try linears.linear(src)
                     try w.writeLinear(gptqLinear(q, source: src, prefix: dst, view: view, recipe: spec.recipe))

@@ -437,13 +437,19 @@ public final class GPTQSafetensorsWriter {
     }
 
     private func writeSpec(_ name: String, bytes: Data) throws {
+        try writeSpec(name, byteCount: bytes.count) { write in try bytes.withUnsafeBytes { try write($0) } }
+    }
+
+    private func writeSpec(
+        _ name: String, byteCount: Int, _ body: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void
+    ) throws {
         if shardWriter == nil {
             let w = SafetensorsWriter(url: tempDir.appendingPathComponent(shardFiles[shardIndex]))
             for s in shards[shardIndex] { try w.declare(s.name, dtype: s.dtype, shape: s.shape) }
             shardWriter = w
         }
         let w = shardWriter!
-        try w.write(name, bytes: bytes)
+        try w.write(name, byteCount: byteCount, body)
         if w.nextTensorName == nil {
             try w.finish()
             shardWriter = nil
@@ -529,17 +535,32 @@ public final class GPTQSafetensorsWriter {
 
     /// Writes the next declared plain tensor's bytes as stored.
     public func writeTensor(_ name: String, bytes: Data) throws {
+        try writeTensor(name, byteCount: bytes.count) { write in try bytes.withUnsafeBytes { try write($0) } }
+    }
+
+    /// Writes the next declared plain tensor's bytes copied from bytes `range` of `file` (its
+    /// stored encoding already), read a piece at a time: a 7B model's F16 embedding (262 MB)
+    /// passes through without being held in memory or mapped.
+    public func writeTensor(_ name: String, copying range: Range<Int>, of file: URL) throws {
+        try writeTensor(name, byteCount: range.count) { write in
+            try FileRange(url: file, range: range).forEachPiece { try write($0) }
+        }
+    }
+
+    private func writeTensor(
+        _ name: String, byteCount: Int, _ body: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void
+    ) throws {
         let u = try expectUnit(name, linear: false)
-        guard bytes.count == u.specs[0].bytes else {
+        guard byteCount == u.specs[0].bytes else {
             fail()
             throw ModelIOError(
                 file: directory.path,
-                "\(name): \(bytes.count) bytes, declared \(u.specs[0].dtype.rawValue) \(u.specs[0].shape) takes \(u.specs[0].bytes)"
+                "\(name): \(byteCount) bytes, declared \(u.specs[0].dtype.rawValue) \(u.specs[0].shape) takes \(u.specs[0].bytes)"
             )
         }
         do {
             try start()
-            try writeSpec(name, bytes: bytes)
+            try writeSpec(name, byteCount: byteCount, body)
         } catch {
             fail()
             throw error

@@ -110,6 +110,15 @@ public final class SafeTensorsModel: ModelView, Sendable {
     public func load(_ name: String) throws -> Matrix { try shard(name).load(name) }
     public func rawBytes(_ name: String) throws -> Data { try shard(name).rawBytes(name) }
 
+    /// Where a tensor's stored bytes are: its shard file and their absolute range there.
+    public func stored(_ name: String) throws -> (url: URL, range: Range<Int>) {
+        let f = try shard(name)
+        guard let t = f.tensor(name) else {
+            throw ModelIOError(file: f.url.lastPathComponent, "tensor '\(name)': not found")
+        }
+        return (f.url, t.range)
+    }
+
     /// ModelConfig from a Hugging Face config.json (llama/mistral/qwen2, bert).
     static func config(_ c: [String: JSONValue], has: (String) -> Bool) throws -> ModelConfig {
         let file = "config.json"

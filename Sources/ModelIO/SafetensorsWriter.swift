@@ -225,6 +225,14 @@ public final class SafetensorsWriter {
 
     /// Writes the next declared tensor's bytes (little-endian, as stored).
     public func write(_ name: String, bytes: UnsafeRawBufferPointer) throws {
+        try write(name, byteCount: bytes.count) { write in try write(bytes) }
+    }
+
+    /// Writes the next declared tensor's `byteCount` bytes, handed by `body` to its `write` in
+    /// order (a large tensor copied a piece at a time; more or fewer bytes than declared fail).
+    public func write(
+        _ name: String, byteCount: Int, _ body: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void
+    ) throws {
         guard !finished else { throw ModelIOError(file: url.path, "\(name): written after finish") }
         guard next < entries.count else {
             throw ModelIOError(file: url.path, "\(name): not declared (all declared tensors already written)")
@@ -234,15 +242,25 @@ public final class SafetensorsWriter {
             fail()
             throw ModelIOError(file: url.path, "\(name): written out of order, expected \(e.name)")
         }
-        guard bytes.count == e.byteCount else {
+        guard byteCount == e.byteCount else {
             fail()
             throw ModelIOError(
                 file: url.path,
-                "\(name): \(bytes.count) bytes, declared \(e.dtype.rawValue) \(e.shape) takes \(e.byteCount)")
+                "\(name): \(byteCount) bytes, declared \(e.dtype.rawValue) \(e.shape) takes \(e.byteCount)")
         }
         do {
             try start()
-            try out!.write(bytes)
+            var written = 0
+            try body { piece in
+                guard written + piece.count <= byteCount else {
+                    throw ModelIOError(file: url.path, "\(name): more than the declared \(byteCount) bytes")
+                }
+                try out!.write(piece)
+                written += piece.count
+            }
+            guard written == byteCount else {
+                throw ModelIOError(file: url.path, "\(name): \(written) bytes written, declared \(byteCount)")
+            }
         } catch {
             fail()
             throw error

@@ -300,6 +300,52 @@ final class GPTQWriterTests: XCTestCase {
         }
     }
 
+    /// A plain tensor copied as stored from a safetensors shard (a piece at a time) gives
+    /// the files writing it from its values gives.
+    func testACopiedPlainTensorIsWrittenAsFromMemory() throws {
+        var rng = TestRNG(9)
+        let cfg = GPTQConfig(bits: 4, groupSize: 32, descAct: false, sym: true)
+        let emb = rng.floats(64 * 300)
+        let lin = makeLinear(
+            "model.layers.0.self_attn.q_proj", out: 64, in: 64, bits: 4, group: 32, actOrder: false, bias: false,
+            rng: &rng)
+        func write(_ name: String, embedding: (GPTQSafetensorsWriter) throws -> Void) throws -> URL {
+            let out = dir.appendingPathComponent(name)
+            let modelConfig = Data(
+                #"{"model_type":"llama","vocab_size":300,"hidden_size":64,"intermediate_size":128,"num_hidden_layers":1,"num_attention_heads":4,"rms_norm_eps":1e-5}"#
+                    .utf8)
+            let w = try GPTQSafetensorsWriter(
+                directory: out, config: cfg, modelConfig: modelConfig, maxShardBytes: 30_000)
+            try w.declareTensor("model.embed_tokens.weight", dtype: .f16, shape: [300, 64])
+            try w.declareLinear(lin.prefix, outFeatures: 64, inFeatures: 64)
+            try embedding(w)
+            try w.writeLinear(lin)
+            try w.finish()
+            return out
+        }
+        let fromMemory = try write("plain-memory") { try $0.writeTensor("model.embed_tokens.weight", floats: emb) }
+        let source = try XCTUnwrap(try openModel(fromMemory) as? SafeTensorsModel)
+        let (file, range) = try source.stored("model.embed_tokens.weight")
+        let copied = try write("plain-copied") {
+            try $0.writeTensor("model.embed_tokens.weight", copying: range, of: file)
+        }
+        let names = fileNames(in: fromMemory).filter { $0.hasSuffix(".safetensors") }
+        XCTAssertEqual(names.count, 2, "the embedding and the linear in two shards: \(names)")
+        for n in names {
+            XCTAssertEqual(
+                try Data(contentsOf: copied.appendingPathComponent(n)),
+                try Data(contentsOf: fromMemory.appendingPathComponent(n)), n)
+        }
+        // A range shorter than declared fails the write and leaves no output.
+        let short = dir.appendingPathComponent("plain-short")
+        let w = try GPTQSafetensorsWriter(directory: short, config: cfg)
+        try w.declareTensor("model.embed_tokens.weight", dtype: .f16, shape: [300, 64])
+        XCTAssertThrowsError(
+            try w.writeTensor("model.embed_tokens.weight", copying: range.lowerBound..<(range.upperBound - 2), of: file)
+        ) { XCTAssertTrue("\($0)".contains("model.embed_tokens.weight"), "\($0)") }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: short.path))
+    }
+
     func testDequantizedMatchesFormula() throws {
         // w = fp16(scale[o, g_idx[i]]) * (q - zero[o, g_idx[i]]), partial last group, act-order.
         var rng = TestRNG(9)
