@@ -31,8 +31,9 @@ final class DurableLinears: QuantizedLinearSource {
     private let byTensor: [String: [(result: StoredResult, index: Int)]]
     private let units: ReconstructUnits
     private let summary: [String: QuantizedLinearSummary]
-    /// The result file opened last (the writer asks for a group's linears together).
-    private var open: (path: String, file: ReconstructFile)?
+    /// The result files opened last, newest last: one per row slice of the tensor being
+    /// written (the writer asks for a group's linears together), so each is checked once.
+    private var open: [(path: String, file: ReconstructFile)] = []
     /// Linears decoded after the summaries (for tests and the log).
     private(set) var decodes = 0
 
@@ -48,7 +49,7 @@ final class DurableLinears: QuantizedLinearSource {
         }
         for r in results.sorted(by: { unit($0) < unit($1) }) {
             guard case .reconstruct = r.task else { continue }
-            let f = try Self.open(r)
+            let f = try files.openReconstruct(r)
             for i in f.tensors.indices {
                 let l = try Self.linear(f, i, of: r)
                 byTensor[l.tensor, default: []].append((r, i))
@@ -64,25 +65,6 @@ final class DurableLinears: QuantizedLinearSource {
         }
         self.byTensor = byTensor
         self.summary = summary
-    }
-
-    /// A durable reconstruct result opened in place, after checking its size and CRC-32C
-    /// against the store and that it holds the result of `r.task`.
-    static func open(_ r: StoredResult) throws -> ReconstructFile {
-        let file = try SpoolFile(reading: URL(fileURLWithPath: r.path))
-        let size = try file.size()
-        let sum = try file.checksum()
-        guard size == r.bytes, sum == r.checksum else {
-            throw JobError(
-                "result file \(r.path) of \(r.task) is damaged: \(size) bytes, crc32c \(String(sum, radix: 16)); the store says \(r.bytes) bytes, \(String(r.checksum, radix: 16))"
-            )
-        }
-        let f: ReconstructFile
-        do { f = try ReconstructFile(file) } catch { throw JobError("result file \(r.path): \(error)") }
-        guard f.taskID == r.task else {
-            throw JobError("result file \(r.path) holds the result of \(f.taskID), not \(r.task)")
-        }
-        return f
     }
 
     static func linear(_ f: ReconstructFile, _ i: Int, of r: StoredResult) throws -> QuantizedLinear {
@@ -105,11 +87,12 @@ final class DurableLinears: QuantizedLinearSource {
     /// Linear i of result file r: the tensor's row slice there (the whole tensor without row slices).
     private func slice(_ tensor: String, _ r: StoredResult, _ i: Int) throws -> QuantizedLinear {
         let f: ReconstructFile
-        if let o = open, o.path == r.path {
+        if let o = open.first(where: { $0.path == r.path }) {
             f = o.file
         } else {
-            f = try Self.open(r)
-            open = (r.path, f)
+            f = try files.openReconstruct(r)
+            open.append((r.path, f))
+            if open.count > units.parts { open.removeFirst() }
         }
         decodes += 1
         let q = try Self.linear(f, i, of: r)

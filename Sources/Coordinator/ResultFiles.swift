@@ -59,9 +59,9 @@ public struct ResultFiles: Sendable {
         return dst
     }
 
-    /// A durable collect result opened in place (its Hessians stay in the file), after
-    /// checking its size and CRC-32C against the store (read a piece at a time).
-    public func openCollect(_ r: StoredResult) throws -> CollectFile {
+    /// A durable result file opened for reading, after checking its size and CRC-32C against
+    /// the store (read a piece at a time).
+    public func openChecked(_ r: StoredResult) throws -> SpoolFile {
         let file = try SpoolFile(reading: URL(fileURLWithPath: r.path))
         let size = try file.size()
         let sum = try file.checksum()
@@ -70,12 +70,31 @@ public struct ResultFiles: Sendable {
                 "result file \(r.path) of \(r.task) is damaged: \(size) bytes, crc32c \(String(sum, radix: 16)); the store says \(r.bytes) bytes, \(String(r.checksum, radix: 16))"
             )
         }
+        return file
+    }
+
+    /// A durable collect result opened in place (its Hessians stay in the file), checked.
+    public func openCollect(_ r: StoredResult) throws -> CollectFile {
         let c: CollectFile
-        do { c = try CollectFile(file) } catch { throw JobError("result file \(r.path): \(error)") }
+        do { c = try CollectFile(try openChecked(r)) } catch let e as JobError { throw e } catch {
+            throw JobError("result file \(r.path): \(error)")
+        }
         guard c.coveredTasks.contains(r.task) else {
             throw JobError("result file \(r.path) holds the result of \(c.taskID), not \(r.task)")
         }
         return c
+    }
+
+    /// A durable reconstruct result opened in place (a linear decoded when asked), checked.
+    public func openReconstruct(_ r: StoredResult) throws -> ReconstructFile {
+        let f: ReconstructFile
+        do { f = try ReconstructFile(try openChecked(r)) } catch let e as JobError { throw e } catch {
+            throw JobError("result file \(r.path): \(error)")
+        }
+        guard f.taskID == r.task else {
+            throw JobError("result file \(r.path) holds the result of \(f.taskID), not \(r.task)")
+        }
+        return f
     }
 
     /// Whether `name` is a job id the coordinator generates ("job-" and base-36 digits),
