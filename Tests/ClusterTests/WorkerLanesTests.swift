@@ -39,9 +39,11 @@ final class WorkerLanesTests: XCTestCase {
             XCTAssertEqual(output, reference, "lanes \(lanes): not the local executor's bytes")
             XCTAssertEqual(files.keys.sorted(), [0, 1], "lanes \(lanes)")
             if lanes == [1] {
-                // One lane and one task queued behind it: the four collects of a block come as
-                // sums of at least two shards each.
-                XCTAssertTrue(files.values.allSatisfy { $0 <= 2 }, "lanes \(lanes): collect files per block \(files)")
+                // One lane and one task queued behind it: block 0's four collects are ready
+                // together, so they come as sums of at least two shards each. Block 1's are not
+                // checked: each waits for its own propagate of block 0, so whether two overlap
+                // on the worker is a matter of timing (CI once saw four single files).
+                XCTAssertLessThanOrEqual(files[0] ?? 0, 2, "lanes \(lanes): collect files per block \(files)")
             }
         }
     }
