@@ -182,6 +182,7 @@ extension Kiln_V1_QuantRecipe {
         staticGroups = r.staticGroups
         percentDamp = r.percentDamp
         blockSize = u64(r.blockSize)
+        scaleSearch = r.scaleSearch
     }
 }
 
@@ -201,7 +202,8 @@ extension QuantRecipe {
         self.init(
             format: format, bits: Int(p.bits), symmetric: p.symmetric, groupSize: Int(p.groupSize),
             actOrder: p.actOrder, staticGroups: p.staticGroups, percentDamp: p.percentDamp,
-            blockSize: try checkedInt(p.blockSize, "\(field).block_size", max: TaskPayload.maxColumns))
+            blockSize: try checkedInt(p.blockSize, "\(field).block_size", max: TaskPayload.maxColumns),
+            scaleSearch: p.scaleSearch)
         do { try validate() } catch { throw PayloadError("\(field): \(error)") }
     }
 }

@@ -90,6 +90,10 @@ public struct JobSpec: Codable, Sendable, Equatable {
     /// (GPTQ's rows are independent given the Hessian; `ReconstructUnits`). The job's, not
     /// the worker count's: more slices let more workers share one block's quantization.
     public var rowParts: Int = 1
+    /// Each group's scale (and minimum) chosen by importance-weighted search with the Hessian
+    /// diagonal as importance (`QuantRecipe.scaleSearch`). nil: on for GPTQ, off for RTN (RTN
+    /// with it gathers calibration statistics for the importance).
+    public var scaleSearch: Bool?
 
     public init(model: String, calibration: String, output: String) {
         self.model = model
@@ -117,7 +121,12 @@ public struct JobSpec: Codable, Sendable, Equatable {
     /// Whether the job gathers calibration statistics (collect, merge and, in sequential
     /// mode, propagate): GPTQ's Hessian, or the error report. RTN without it does not.
     public var needsStatistics: Bool {
-        method == .gptq || resolvedErrorReport
+        method == .gptq || resolvedErrorReport || resolvedScaleSearch
+    }
+
+    /// Whether groups' parameters are searched (`scaleSearch`, else GPTQ only).
+    public var resolvedScaleSearch: Bool {
+        scaleSearch ?? (method == .gptq)
     }
 
     /// Static groups as asked, else with act-order when there are groups at all.
@@ -132,12 +141,13 @@ public struct JobSpec: Codable, Sendable, Equatable {
             var r = QuantRecipe.gguf(format.weightFormat, actOrder: actOrder, percentDamp: percentDamp)
             r.staticGroups = actOrder || staticGroups == true
             r.blockSize = blockSize ?? 128
+            r.scaleSearch = resolvedScaleSearch
             return r
         }
         return QuantRecipe(
             format: .integer, bits: resolvedBits, symmetric: resolvedSymmetric,
             groupSize: resolvedGroupSize, actOrder: actOrder, staticGroups: resolvedStaticGroups,
-            percentDamp: percentDamp, blockSize: blockSize ?? 128)
+            percentDamp: percentDamp, blockSize: blockSize ?? 128, scaleSearch: resolvedScaleSearch)
     }
 
     /// Written without `samples + shardSize - 1`, which overflows for unchecked values.
@@ -188,5 +198,6 @@ extension JobSpec {
         try take(.overwrite, &overwrite)
         errorReport = try c.decodeIfPresent(Bool.self, forKey: .errorReport)
         try take(.rowParts, &rowParts)
+        scaleSearch = try c.decodeIfPresent(Bool.self, forKey: .scaleSearch)
     }
 }

@@ -213,7 +213,9 @@ public enum Tasks {
             var dead = 0
             switch ctx.spec.method {
             case .rtn:
-                q = try RTN.quantize(w, recipe: recipe, name: label)
+                // The scale search's importance: the group's Hessian diagonal.
+                let importance = recipe.scaleSearch ? h.map { h in (0..<h.cols).map { h[$0, $0] } } : nil
+                q = try RTN.quantize(w, recipe: recipe, importance: importance, name: label)
             case .gptq:
                 guard let h else {
                     throw JobError(

@@ -66,34 +66,46 @@ public enum GPTQ {
         defer { b.deallocate() }
         var w = weight
         var h = hessian
+        // The scale search's importance of each input column: diag(H) as given.
+        let importance = recipe.scaleSearch ? (0..<shape.n).map { hessian.data[$0 * shape.n + $0] } : nil
         // 1. per-channel parameters from the untouched weights
-        if shape.perChannel { fitGroups(w, grid, shape, into: b.params) }
+        if shape.perChannel { fitGroups(w, grid, shape, importance, into: b.params) }
         // 2. dead columns
         let dead = zeroDeadColumns(&w, &h, shape)
         // 3. static groups
-        if recipe.staticGroups { fitGroups(w, grid, shape, into: b.params) }
+        if recipe.staticGroups { fitGroups(w, grid, shape, importance, into: b.params) }
         // 4. act-order permutation
         let perm = recipe.actOrder ? actOrderPermutation(h, n: shape.n) : Array(0..<shape.n)
         // 5. dampening and the upper Cholesky factor of H^-1
         b.loadHessian(h, permutation: recipe.actOrder ? perm : nil)
         let damp = try dampAndFactor(b.factor, n: shape.n, recipe: recipe, name: name)
         b.loadWeight(w, permutation: recipe.actOrder ? perm : nil)
-        let totalLoss = sweep(b, grid, shape, perm)
+        let totalLoss = sweep(b, grid, shape, perm, importance: importance.map { i in perm.map { i[$0] } })
         let params = b.rowMajorParameters()
         try Checks.scalesFit(params, groups: shape.groups, recipe: recipe, tensor: name)
         return b.result(parameters: params, totalLoss: totalLoss, dead: dead, damp: damp, permutation: perm)
     }
 
     /// Fits every (row, group) on W as it is (per-channel: one group of all columns) into
-    /// `params`, group-major ([groups, m]).
+    /// `params`, group-major ([groups, m]); by importance-weighted search when `importance`
+    /// (per original column) is given.
     static func fitGroups<G: QuantizationGrid>(
-        _ w: Matrix, _ grid: G, _ s: GPTQShape, into params: UnsafeMutablePointer<GroupParameters>
+        _ w: Matrix, _ grid: G, _ s: GPTQShape, _ importance: [Float]?,
+        into params: UnsafeMutablePointer<GroupParameters>
     ) {
         w.data.withUnsafeBufferPointer { wp in
             for r in 0..<s.m {
                 for k in 0..<s.groups {
                     let c0 = k * s.g
-                    params[k * s.m + r] = grid.fit(wp.baseAddress! + r * s.n + c0, count: min(s.g, s.n - c0), stride: 1)
+                    let x = wp.baseAddress! + r * s.n + c0
+                    let count = min(s.g, s.n - c0)
+                    if let importance {
+                        params[k * s.m + r] = importance.withUnsafeBufferPointer {
+                            grid.fitWeighted(x, count: count, importance: $0.baseAddress! + c0)
+                        }
+                    } else {
+                        params[k * s.m + r] = grid.fit(x, count: count, stride: 1)
+                    }
                 }
             }
         }
@@ -140,7 +152,9 @@ public enum GPTQ {
 
     /// 6. The column sweep, block by block (see the type's comment). Returns the total loss,
     /// summed in Float64 in sweep order.
-    static func sweep<G: QuantizationGrid>(_ b: GPTQScratch, _ grid: G, _ s: GPTQShape, _ perm: [Int]) -> Double {
+    static func sweep<G: QuantizationGrid>(
+        _ b: GPTQScratch, _ grid: G, _ s: GPTQShape, _ perm: [Int], importance: [Float]?
+    ) -> Double {
         let m = s.m
         let n = s.n
         var current = b.params
@@ -150,7 +164,13 @@ public enum GPTQ {
             b.w1.update(from: b.wt + i1 * m, count: count * m)
             for i in 0..<count {
                 let c = i1 + i
-                if !s.perChannel { current = selectGroup(b, grid, s, column: c, originalColumn: perm[c], current) }
+                if !s.perChannel {
+                    if let importance, !s.staticGroups {
+                        if c % s.g == 0 { current = searchGroup(b, grid, s, column: c, block: i1..<i2, importance) }
+                    } else {
+                        current = selectGroup(b, grid, s, column: c, originalColumn: perm[c], current)
+                    }
+                }
                 quantizeColumn(b, grid, current, m: m, n: n, column: c, originalColumn: perm[c], blockColumn: i)
                 spreadError(b, s, blockStart: i1, blockCount: count, blockColumn: i)
             }
@@ -184,6 +204,29 @@ public enum GPTQ {
         let group = b.params + c / s.g * m
         let len = min(s.g, s.n - c)
         grid.fitRows(b.wt + c * m, rows: m, count: len, stride: m, into: group)
+        return group
+    }
+
+    /// The parameters of the group starting at column c (sweep order), by importance-weighted
+    /// search on each row's weights as updated so far: W1 inside the current block (its lazy
+    /// updates are applied up to c at a sub-block boundary), W beyond it.
+    static func searchGroup<G: QuantizationGrid>(
+        _ b: GPTQScratch, _ grid: G, _ s: GPTQShape, column c: Int, block: Range<Int>, _ importance: [Float]
+    ) -> UnsafeMutablePointer<GroupParameters> {
+        let m = s.m
+        let group = b.params + c / s.g * m
+        let len = min(s.g, s.n - c)
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: len) { x in
+            importance.withUnsafeBufferPointer { ip in
+                for r in 0..<m {
+                    for k in 0..<len {
+                        let col = c + k
+                        x[k] = col < block.upperBound ? b.w1[(col - block.lowerBound) * m + r] : b.wt[col * m + r]
+                    }
+                    group[r] = grid.fitWeighted(x.baseAddress!, count: len, importance: ip.baseAddress! + c)
+                }
+            }
+        }
         return group
     }
 

@@ -103,6 +103,21 @@ enum Checks {
         }
     }
 
+    /// The per-column importance a scale search weighs by: `given` checked (one finite,
+    /// non-negative value per input column), or all ones.
+    static func importance(_ given: [Float]?, columns: Int, tensor: String) throws -> [Float] {
+        guard let given else { return [Float](repeating: 1, count: columns) }
+        guard given.count == columns else {
+            throw QuantizationError.shapeMismatch(
+                tensor: tensor, detail: "importance has \(given.count) values, weight has \(columns) input columns")
+        }
+        if let k = given.firstIndex(where: { !$0.isFinite || $0 < 0 }) {
+            throw QuantizationError.shapeMismatch(
+                tensor: tensor, detail: "importance of column \(k) is \(given[k]); it must be finite and >= 0")
+        }
+        return given
+    }
+
     static func scalesFit(_ p: [GroupParameters], groups: Int, recipe: QuantRecipe, tensor: String) throws {
         guard recipe.format != .integer else { return }
         for (k, q) in p.enumerated() where !q.scale.isFinite || !q.zero.isFinite {

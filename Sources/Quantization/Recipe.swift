@@ -99,10 +99,15 @@ public struct QuantRecipe: Codable, Sendable, Equatable {
     public var percentDamp: Double
     /// GPTQ: columns per lazy-update block.
     public var blockSize: Int
+    /// Each group's parameters by importance-weighted search (`QuantizationGrid.fitWeighted`,
+    /// the Hessian diagonal as importance) instead of the grid's max-based fit. GPTQ then also
+    /// fits a group on the weights as updated so far (the reference reads them as of the block's start).
+    public var scaleSearch: Bool
 
     public init(
         format: WeightFormat = .integer, bits: Int, symmetric: Bool = false, groupSize: Int = -1,
-        actOrder: Bool = false, staticGroups: Bool = false, percentDamp: Double = 0.01, blockSize: Int = 128
+        actOrder: Bool = false, staticGroups: Bool = false, percentDamp: Double = 0.01, blockSize: Int = 128,
+        scaleSearch: Bool = false
     ) {
         self.format = format
         self.bits = bits
@@ -112,17 +117,18 @@ public struct QuantRecipe: Codable, Sendable, Equatable {
         self.staticGroups = staticGroups
         self.percentDamp = percentDamp
         self.blockSize = blockSize
+        self.scaleSearch = scaleSearch
     }
 
     /// A recipe for a GGUF block format (group 32, the format's bits).
     public static func gguf(
         _ format: WeightFormat, actOrder: Bool = false, percentDamp: Double = 0.01,
-        blockSize: Int = 128
+        blockSize: Int = 128, scaleSearch: Bool = false
     ) -> QuantRecipe {
         QuantRecipe(
             format: format, bits: format.fixedBits ?? 4, symmetric: format != .ggufQ4_1,
             groupSize: format.fixedGroupSize ?? 32, actOrder: actOrder, staticGroups: actOrder,
-            percentDamp: percentDamp, blockSize: blockSize)
+            percentDamp: percentDamp, blockSize: blockSize, scaleSearch: scaleSearch)
     }
 
     public var isPerChannel: Bool { groupSize == -1 }

@@ -42,6 +42,9 @@ public protocol QuantizationGrid: Sendable {
         into out: UnsafeMutablePointer<GroupParameters>)
     func code(_ x: Float, _ p: GroupParameters) -> UInt8
     func value(_ code: UInt8, _ p: GroupParameters) -> Float
+    /// Fits one group of `count` contiguous values by importance-weighted search (ScaleSearch.swift):
+    /// the parameters of least sum w (x - value(code(x)))^2 among candidates that include `fit`'s.
+    func fitWeighted(_ x: UnsafePointer<Float>, count: Int, importance: UnsafePointer<Float>) -> GroupParameters
 }
 
 extension QuantizationGrid {

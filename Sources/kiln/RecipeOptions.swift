@@ -76,6 +76,12 @@ struct RecipeOptions: ParsableArguments {
             "Cut each linear's output rows into this many reconstruct tasks, so more workers share a block (the output does not depend on the worker count)."
     )
     var rowParts = 1
+    @Flag(
+        inversion: .prefixedNo,
+        help:
+            "Choose each group's scale by importance-weighted search, the Hessian diagonal as importance (default: on for GPTQ; RTN with it reads calibration statistics)."
+    )
+    var scaleSearch: Bool?
 
     func jobSpec() -> JobSpec {
         var s = JobSpec(model: model, calibration: calib, output: out)
@@ -100,6 +106,7 @@ struct RecipeOptions: ParsableArguments {
         s.overwrite = overwrite
         s.errorReport = errorReport
         s.rowParts = rowParts
+        s.scaleSearch = scaleSearch
         return s
     }
 }

@@ -184,6 +184,9 @@ public nonisolated struct Kiln_V1_QuantRecipe: Sendable {
 
   public var blockSize: UInt64 = 0
 
+  /// Groups' parameters by importance-weighted search (QuantRecipe.scaleSearch).
+  public var scaleSearch: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -652,7 +655,7 @@ nonisolated extension Kiln_V1_LinearStatistics: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Kiln_V1_QuantRecipe: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".QuantRecipe"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}format\0\u{1}bits\0\u{1}symmetric\0\u{3}group_size\0\u{3}act_order\0\u{3}static_groups\0\u{3}percent_damp\0\u{3}block_size\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}format\0\u{1}bits\0\u{1}symmetric\0\u{3}group_size\0\u{3}act_order\0\u{3}static_groups\0\u{3}percent_damp\0\u{3}block_size\0\u{3}scale_search\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -668,6 +671,7 @@ nonisolated extension Kiln_V1_QuantRecipe: SwiftProtobuf.Message, SwiftProtobuf.
       case 6: try { try decoder.decodeSingularBoolField(value: &self.staticGroups) }()
       case 7: try { try decoder.decodeSingularDoubleField(value: &self.percentDamp) }()
       case 8: try { try decoder.decodeSingularUInt64Field(value: &self.blockSize) }()
+      case 9: try { try decoder.decodeSingularBoolField(value: &self.scaleSearch) }()
       default: break
       }
     }
@@ -698,6 +702,9 @@ nonisolated extension Kiln_V1_QuantRecipe: SwiftProtobuf.Message, SwiftProtobuf.
     if self.blockSize != 0 {
       try visitor.visitSingularUInt64Field(value: self.blockSize, fieldNumber: 8)
     }
+    if self.scaleSearch != false {
+      try visitor.visitSingularBoolField(value: self.scaleSearch, fieldNumber: 9)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -710,6 +717,7 @@ nonisolated extension Kiln_V1_QuantRecipe: SwiftProtobuf.Message, SwiftProtobuf.
     if lhs.staticGroups != rhs.staticGroups {return false}
     if lhs.percentDamp != rhs.percentDamp {return false}
     if lhs.blockSize != rhs.blockSize {return false}
+    if lhs.scaleSearch != rhs.scaleSearch {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

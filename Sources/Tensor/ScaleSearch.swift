@@ -1,0 +1,184 @@
+// Importance-weighted scale search: a group's parameters chosen to minimise
+// sum_k w_k (x_k - value(code(x_k)))^2 over a small set of candidates, where w is the
+// importance of each input column (the Hessian diagonal: how much the layer's output
+// moves per unit of weight error there). The candidates always include the grid's own
+// max-based fit, so the search never scores worse than it. Each candidate's scale (and
+// minimum) is refitted by weighted least squares for its codes and rounded as stored
+// (fp16 for GGUF), then scored with the grid's own code and value functions: the score
+// is that of the parameters actually written. Same idea as llama.cpp's make_qx_quants /
+// make_qkx3_quants with an importance matrix.
+
+extension QuantizationGrid {
+    /// sum_k w_k (x_k - value(code(x_k)))^2, in Float64 so candidates compare exactly.
+    @inlinable
+    public func weightedError(
+        _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, count: Int, _ p: GroupParameters
+    ) -> Double {
+        var e = 0.0
+        for k in 0..<count {
+            let d = Double(x[k] - value(code(x[k], p), p))
+            e += Double(w[k]) * d * d
+        }
+        return e
+    }
+
+    /// The candidate of least weighted error; ties keep the earlier one (the grid's own fit first).
+    @inlinable
+    func leastError(
+        _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, count: Int, first: GroupParameters,
+        candidates: ((GroupParameters) -> Void) -> Void
+    ) -> GroupParameters {
+        var best = first
+        var bestError = weightedError(x, w, count: count, first)
+        candidates { p in
+            let e = weightedError(x, w, count: count, p)
+            if e < bestError {
+                best = p
+                bestError = e
+            }
+        }
+        return best
+    }
+}
+
+/// The scale d of codes l chosen for x minimising sum w (x - d l)^2: sum wxl / sum wl^2
+/// (nil when every weighted code is 0).
+@inlinable
+func leastSquaresScale(
+    _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, count: Int, code: (Float) -> Float
+) -> Float? {
+    var sxl = 0.0
+    var sll = 0.0
+    for k in 0..<count {
+        let l = Double(code(x[k]))
+        sxl += Double(w[k]) * Double(x[k]) * l
+        sll += Double(w[k]) * l * l
+    }
+    guard sll > 0 else { return nil }
+    let d = Float(sxl / sll)
+    return d.isFinite && d != 0 ? d : nil
+}
+
+/// The first value of largest magnitude (signed) and that magnitude.
+@inlinable
+func signedMax(_ x: UnsafePointer<Float>, count: Int) -> (value: Float, magnitude: Float) {
+    var amax: Float = 0
+    var mx: Float = 0
+    for k in 0..<count where amax < abs(x[k]) {
+        amax = abs(x[k])
+        mx = x[k]
+    }
+    return (mx, amax)
+}
+
+extension GGUFQ4_0Grid {
+    /// Candidates -(8 + 0.1 s) / max for s in -9...9 (llama.cpp's grid for Q4_0 with an
+    /// importance matrix), each refitted by weighted least squares and stored as fp16.
+    @inlinable
+    public func fitWeighted(
+        _ x: UnsafePointer<Float>, count: Int, importance w: UnsafePointer<Float>
+    ) -> GroupParameters {
+        let own = fit(x, count: count, stride: 1)
+        let (mx, amax) = signedMax(x, count: count)
+        guard amax > 0 else { return own }
+        return leastError(x, w, count: count, first: own) { offer in
+            for s in -9...9 {
+                let iscale = -(8 + 0.1 * Float(s)) / mx
+                guard
+                    let d = leastSquaresScale(
+                        x, w, count: count, code: { min(max(($0 * iscale).rounded(.toNearestOrEven), -8), 7) })
+                else { continue }
+                let d16 = roundToHalf(d)
+                if d16 != 0 && d16.isFinite { offer(GroupParameters(scale: d16, zero: 8, inverse: 1 / d16)) }
+            }
+        }
+    }
+}
+
+extension GGUFQ8_0Grid {
+    /// Candidates (127 + 0.5 s) / amax for s in -16...2, each refitted and stored as fp16.
+    @inlinable
+    public func fitWeighted(
+        _ x: UnsafePointer<Float>, count: Int, importance w: UnsafePointer<Float>
+    ) -> GroupParameters {
+        let own = fit(x, count: count, stride: 1)
+        let (_, amax) = signedMax(x, count: count)
+        guard amax > 0 else { return own }
+        return leastError(x, w, count: count, first: own) { offer in
+            for s in -16...2 {
+                let iscale = (127 + 0.5 * Float(s)) / amax
+                guard
+                    let d = leastSquaresScale(
+                        x, w, count: count, code: { min(max(($0 * iscale).rounded(.toNearestOrEven), -128), 127) })
+                else { continue }
+                let d16 = roundToHalf(d)
+                if d16 != 0 && d16.isFinite { offer(GroupParameters(scale: d16, zero: 0, inverse: 1 / d16)) }
+            }
+        }
+    }
+}
+
+extension GGUFQ4_1Grid {
+    /// Candidates (14 + 0.1 s) / (max - min) for s in 0...20; for each, d and m solve the
+    /// 2x2 weighted least squares of x = d l + m, stored as fp16.
+    @inlinable
+    public func fitWeighted(
+        _ x: UnsafePointer<Float>, count: Int, importance w: UnsafePointer<Float>
+    ) -> GroupParameters {
+        let own = fit(x, count: count, stride: 1)
+        var mn = x[0]
+        var mx = x[0]
+        for k in 0..<count {
+            mn = min(mn, x[k])
+            mx = max(mx, x[k])
+        }
+        guard mx > mn else { return own }
+        return leastError(x, w, count: count, first: own) { offer in
+            for s in 0...20 {
+                let iscale = (14 + 0.1 * Float(s)) / (mx - mn)
+                var sw = 0.0
+                var sl = 0.0
+                var sll = 0.0
+                var sx = 0.0
+                var sxl = 0.0
+                for k in 0..<count {
+                    let l = Double(min(max(((x[k] - mn) * iscale).rounded(.toNearestOrEven), 0), 15))
+                    let wk = Double(w[k])
+                    sw += wk
+                    sl += wk * l
+                    sll += wk * l * l
+                    sx += wk * Double(x[k])
+                    sxl += wk * Double(x[k]) * l
+                }
+                let det = sw * sll - sl * sl
+                guard det > 0 else { continue }
+                let d16 = roundToHalf(Float((sw * sxl - sx * sl) / det))
+                let m16 = roundToHalf(Float((sll * sx - sl * sxl) / det))
+                guard d16 > 0, d16.isFinite, m16.isFinite else { continue }
+                offer(GroupParameters(scale: d16, zero: m16, inverse: 1 / d16, minimum: m16))
+            }
+        }
+    }
+}
+
+extension ReferenceGrid {
+    /// The GPTQ reference's MSE grid, importance-weighted: the range [min, max] shrunk by
+    /// 1 - 0.025 s for s in 1...20 (down to half), the scale and zero point fitted on each.
+    @inlinable
+    public func fitWeighted(
+        _ x: UnsafePointer<Float>, count: Int, importance w: UnsafePointer<Float>
+    ) -> GroupParameters {
+        var lo = x[0]
+        var hi = x[0]
+        for k in 0..<count {
+            lo = min(lo, x[k])
+            hi = max(hi, x[k])
+        }
+        return leastError(x, w, count: count, first: parameters(lo: lo, hi: hi)) { offer in
+            for s in 1...20 {
+                let p = 1 - 0.025 * Float(s)
+                offer(parameters(lo: p * lo, hi: p * hi))
+            }
+        }
+    }
+}
