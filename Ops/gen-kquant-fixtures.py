@@ -13,6 +13,9 @@
 
 Usage: /root/.cache/kiln/venv-peer/bin/python Ops/gen-kquant-fixtures.py [path/to/libggml-base.so]
 (deterministic: fixed seed; the library defaults to the one in /root/.cache/kiln/venv-llama).
+KQUANT_OUT=/tmp/big.gguf KQUANT_EXTRA_ROWS=2000 writes a larger check file instead (the fixture's
+rows plus that many random ones of random scale), which KQuantTests reads when
+KILN_KQUANT_CHECK=/tmp/big.gguf is set.
 """
 import ctypes
 import glob
@@ -24,7 +27,9 @@ import gguf
 from gguf import GGMLQuantizationType as T
 from gguf.quants import dequantize
 
-OUT = os.path.join(os.path.dirname(__file__), "..", "Tests", "Fixtures", "gguf", "kquants.gguf")
+OUT = os.environ.get("KQUANT_OUT") or os.path.join(
+    os.path.dirname(__file__), "..", "Tests", "Fixtures", "gguf", "kquants.gguf")
+EXTRA_ROWS = int(os.environ.get("KQUANT_EXTRA_ROWS", "0"))
 rng = np.random.default_rng(20240521)
 
 # (type, block bytes, offsets of fp16 fields, llama.cpp function)
@@ -69,6 +74,10 @@ def inputs():
     rows.append(r)
     rows.append(-np.abs(rng.standard_normal(COLS)))  # all negative
     rows.append(np.zeros(COLS))
+    for _ in range(EXTRA_ROWS):
+        kind = rng.integers(0, 3)
+        r = rng.standard_normal(COLS) if kind == 0 else rng.standard_t(2, COLS) if kind == 1 else rng.uniform(-1, 3, COLS)
+        rows.append(r * 10.0 ** rng.uniform(-4, 1))
     return np.ascontiguousarray(np.array(rows, dtype=np.float32))
 
 

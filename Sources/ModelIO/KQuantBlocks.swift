@@ -63,11 +63,15 @@ public enum KQuantBlocks {
                     let out = UnsafeMutableRawPointer(bitPattern: dstAddress)!
                     for b in (c * chunk)..<min(blocks, (c + 1) * chunk) {
                         let column = (b % blocksPerRow) * KQuantType.superBlockSize
-                        let block = importance.map { w in
-                            w.withUnsafeBufferPointer { grid.fit(src + b * 256, importance: $0.baseAddress! + column) }
-                        } ?? grid.fit(src + b * 256)
+                        let block =
+                            importance.map { w in
+                                w.withUnsafeBufferPointer {
+                                    grid.fit(src + b * 256, importance: $0.baseAddress! + column)
+                                }
+                            } ?? grid.fit(src + b * 256)
                         block.pack(
-                            into: UnsafeMutableRawBufferPointer(start: out + b * type.blockBytes, count: type.blockBytes))
+                            into: UnsafeMutableRawBufferPointer(
+                                start: out + b * type.blockBytes, count: type.blockBytes))
                     }
                 }
             }

@@ -44,7 +44,8 @@ public struct KQuantGrid: Sendable {
 
     /// Fits the super-block of 256 values x[k * stride] (k < 256). `importance`, when given, is 256
     /// contiguous non-negative weights (an imatrix slice). The block's codes are ggml's.
-    public func fit(_ x: UnsafePointer<Float>, stride: Int = 1, importance: UnsafePointer<Float>? = nil) -> KQuantBlock {
+    public func fit(_ x: UnsafePointer<Float>, stride: Int = 1, importance: UnsafePointer<Float>? = nil) -> KQuantBlock
+    {
         withUnsafeTemporaryAllocation(of: Float.self, capacity: 256) { buf in
             let v = buf.baseAddress!
             for k in 0..<256 { v[k] = x[k * stride] }
@@ -219,7 +220,8 @@ public struct KQuantGrid: Sendable {
         withUnsafeTemporaryAllocation(of: Int8.self, capacity: 256) { l8 in
             let l = l8.baseAddress!
             for j in 0..<16 {
-                scales[j] = KQuantSearch.symmetric(16, 32, x + 16 * j, l + 16 * j, weights: importance.map { $0 + 16 * j })
+                scales[j] = KQuantSearch.symmetric(
+                    16, 32, x + 16 * j, l + 16 * j, weights: importance.map { $0 + 16 * j })
                 if abs(scales[j]) > maxAbsScale {
                     maxAbsScale = abs(scales[j])
                     maxScale = scales[j]

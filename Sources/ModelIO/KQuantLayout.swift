@@ -150,7 +150,8 @@ extension KQuantBlock {
                     let c = (0..<4).map { q[128 * h + l + 32 * $0] }
                     out[64 * h + l] = (c[0] & 0xF) | (c[2] &<< 4)
                     out[64 * h + l + 32] = (c[1] & 0xF) | (c[3] &<< 4)
-                    out[128 + 32 * h + l] = (c[0] >> 4 & 3) | (c[1] >> 4 & 3) << 2 | (c[2] >> 4 & 3) << 4 | (c[3] >> 4) << 6
+                    out[128 + 32 * h + l] =
+                        (c[0] >> 4 & 3) | (c[1] >> 4 & 3) << 2 | (c[2] >> 4 & 3) << 4 | (c[3] >> 4) << 6
                 }
             }
             for j in 0..<16 { out[192 + j] = UInt8(bitPattern: scales[j]) }
@@ -228,7 +229,8 @@ enum KQuantLayout {
             for l in 0..<32 {
                 let base = 128 * h + l
                 out[o + 32 * h + l] =
-                    (q[base] & mask) | (q[base + 32] & mask) << 2 | (q[base + 64] & mask) << 4 | (q[base + 96] & mask) << 6
+                    (q[base] & mask) | (q[base + 32] & mask) << 2 | (q[base + 64] & mask) << 4 | (q[base + 96] & mask)
+                    << 6
             }
         }
     }

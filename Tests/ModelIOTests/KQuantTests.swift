@@ -1,7 +1,7 @@
 import Foundation
 import ModelIO
-import TestSupport
 import Tensor
+import TestSupport
 import XCTest
 
 /// Kiln's K-quants (Q2_K...Q6_K) against two outside references held in
@@ -40,6 +40,19 @@ final class KQuantTests: XCTestCase {
     /// Without importance Kiln's RTN must give llama.cpp's quantize_row_q*_K_ref bytes; with an
     /// importance vector, quantize_row_q*_K_impl's.
     func testRTNMatchesLlamaCpp() throws {
+        try assertRTNMatchesLlamaCpp(url)
+    }
+
+    /// The same on a larger file made by `KQUANT_OUT=... KQUANT_EXTRA_ROWS=2000 Ops/gen-kquant-fixtures.py`,
+    /// when KILN_KQUANT_CHECK names it.
+    func testRTNMatchesLlamaCppOnLargerInput() throws {
+        guard let path = ProcessInfo.processInfo.environment["KILN_KQUANT_CHECK"], !path.isEmpty else {
+            throw XCTSkip("KILN_KQUANT_CHECK is not set")
+        }
+        try assertRTNMatchesLlamaCpp(URL(fileURLWithPath: path))
+    }
+
+    private func assertRTNMatchesLlamaCpp(_ url: URL) throws {
         let f = try GGUFFile(url)
         let x = try f.load("input")
         let importance = try f.load("importance").data
@@ -121,7 +134,8 @@ final class KQuantTests: XCTestCase {
             }
         }
         assertModelIOError(["w", "importance has 3 entries for 256 columns"]) {
-            try KQuantBlocks.quantize([Float](repeating: 1, count: 256), shape: [1, 256], type: .q4_K,
+            try KQuantBlocks.quantize(
+                [Float](repeating: 1, count: 256), shape: [1, 256], type: .q4_K,
                 importance: [1, 2, 3], name: "w")
         }
         assertModelIOError(["w", "cannot quantize nan"]) {
