@@ -77,6 +77,8 @@ public enum Dequantize {
         case .q4_1: return q4_1
         case .q5_0: return q5_0
         case .q5_1: return q5_1
+        case .q2_K: return q2_K
+        case .q3_K: return q3_K
         case .q4_K: return q4_K
         case .q5_K: return q5_K
         case .q6_K: return q6_K
@@ -189,6 +191,44 @@ public enum Dequantize {
         let sc = (byte(q, j + 4) & 0x0F) | ((byte(q, j - 4) >> 6) << 4)
         let m = (byte(q, j + 4) >> 4) | ((byte(q, j) >> 6) << 4)
         return (Float(sc), Float(m))
+    }
+
+    /// Q2_K: scales[16] (low nibble scale, high nibble min), 64 bytes of 2-bit codes, fp16 d,
+    /// fp16 dmin; x = d * sc * q - dmin * m over 16 sub-blocks of 16. Each 32 bytes of codes hold
+    /// 128 values, byte l values l, l+32, l+64, l+96 at bits 0, 2, 4, 6.
+    static func q2_K(_ s: UnsafeRawPointer, _ d: UnsafeMutablePointer<Float>, _ n: Int) {
+        for b in 0..<n {
+            let p = s + b * 84
+            let y = d + b * 256
+            let dd = half(p, 80)
+            let dmin = half(p, 82)
+            for i in 0..<256 {
+                let sc = byte(p, i / 16)
+                let dl = dd * Float(sc & 0x0F)
+                let ml = dmin * Float(sc >> 4)
+                let q = (byte(p, 16 + 32 * (i / 128) + i % 32) >> UInt8(2 * (i % 128 / 32))) & 3
+                y[i] = dl * Float(q) - ml
+            }
+        }
+    }
+
+    /// Q3_K: 32 bytes of high bits (value i's at bit i/32 of byte i%32), 64 bytes of low 2 bits
+    /// (as Q2_K), 12 bytes of sixteen 6-bit scales, fp16 d; x = d * (sc - 32) * (q - 4).
+    static func q3_K(_ s: UnsafeRawPointer, _ d: UnsafeMutablePointer<Float>, _ n: Int) {
+        for b in 0..<n {
+            let p = s + b * 110
+            let y = d + b * 256
+            let dd = half(p, 108)
+            for i in 0..<256 {
+                let j = i / 16
+                let low = j < 8 ? byte(p, 96 + j) & 0x0F : byte(p, 88 + j) >> 4
+                let sc = Int(low | ((byte(p, 104 + j % 4) >> UInt8(2 * (j / 4))) & 3) << 4) - 32
+                let dl = dd * Float(sc)
+                let q = (byte(p, 32 + 32 * (i / 128) + i % 32) >> UInt8(2 * (i % 128 / 32))) & 3
+                let h = (byte(p, i % 32) >> UInt8(i / 32)) & 1
+                y[i] = dl * Float(Int(q) - (h != 0 ? 0 : 4))
+            }
+        }
     }
 
     /// Q4_K: 8 sub-blocks of 32; x = d * sc * q - dmin * m. Each 32 bytes of

@@ -235,13 +235,15 @@ public enum GGUFBlocks {
     }
 
     /// Encodes Float32 values as `type`: F32/F16/BF16 directly, Q4_0/Q4_1/Q8_0 through
-    /// `quantizeRTN` and `pack`.
+    /// `quantizeRTN` and `pack`, the K-quants through `KQuantBlocks.quantize` (no importance).
     public static func encode(_ x: [Float], shape: [Int], type: DType, name: String = "tensor") throws -> Data {
         let n = shape.reduce(1, *)
         guard x.count == n else { throw ModelIOError(file: name, "\(x.count) values for shape \(shape)") }
         if let d = packFloats(x, as: type) { return d }
         switch type {
         case .q4_0, .q4_1, .q8_0: return try pack(quantizeRTN(x, shape: shape, type: type, name: name), name: name)
+        case .q2_K, .q3_K, .q4_K, .q5_K, .q6_K:
+            return try KQuantBlocks.quantize(x, shape: shape, type: KQuantType(type)!, name: name)
         default: throw ModelIOError(file: name, "cannot encode Float32 as \(type.rawValue)")
         }
     }

@@ -9,7 +9,7 @@ import Tensor
 public enum DType: String, Sendable, CaseIterable, Codable {
     case f32 = "F32", f16 = "F16", bf16 = "BF16"
     case q8_0 = "Q8_0", q4_0 = "Q4_0", q4_1 = "Q4_1", q5_0 = "Q5_0", q5_1 = "Q5_1"
-    case q4_K = "Q4_K", q5_K = "Q5_K", q6_K = "Q6_K"
+    case q2_K = "Q2_K", q3_K = "Q3_K", q4_K = "Q4_K", q5_K = "Q5_K", q6_K = "Q6_K"
     case i32 = "I32", i64 = "I64", i8 = "I8", i16 = "I16", u8 = "U8", f64 = "F64"
 }
 

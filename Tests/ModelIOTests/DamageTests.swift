@@ -57,8 +57,8 @@ final class DamageTests: XCTestCase {
         assertModelIOError(["model.gguf", "tensor 'Q4_1'", "unknown ggml type id 99"]) {
             try GGUFFile(try q41 { $0.put(UInt32(99), at: $1 + 20) })
         }
-        assertModelIOError(["model.gguf", "tensor 'Q4_1'", "Q2_K", "not supported"]) {
-            try GGUFFile(try q41 { $0.put(UInt32(10), at: $1 + 20) })
+        assertModelIOError(["model.gguf", "tensor 'Q4_1'", "Q8_K", "not supported"]) {
+            try GGUFFile(try q41 { $0.put(UInt32(15), at: $1 + 20) })
         }
         assertModelIOError(["model.gguf", "tensor 'Q4_1'", "past end of file (size 64384)"]) {
             try GGUFFile(try q41 { $0.put(UInt64(1) << 40, at: $1 + 24) })
