@@ -135,6 +135,33 @@ final class AWQTests: XCTestCase {
         }
     }
 
+    /// The clipped weight is what RTN then quantizes: its error over the diagonal blocks is the
+    /// search's `lossAfter`, on every grid (Q4_1 and Q8_0 have no NumPy reference here, so this
+    /// and the loss ordering are what they are checked on).
+    func testRTNOfTheClippedWeightReproducesTheSearchOnEveryGrid() throws {
+        let recipes = Self.cases.map(\.recipe) + [QuantRecipe.gguf(.ggufQ4_1), QuantRecipe.gguf(.ggufQ8_0)]
+        for recipe in recipes {
+            let p = try AWQ.prepare(
+                Self.linears, hessian: Self.h, meanAbsActivation: Self.meanAbs, previous: Self.norm, recipe: recipe)
+            XCTAssertLessThanOrEqual(p.search.loss, p.search.rtnLoss, "\(recipe.format)")
+            let g = recipe.effectiveGroupSize(columns: 64)
+            for (k, l) in Self.linears.enumerated() {
+                let ws = AWQ.scaleColumns(l.weight, by: p.search.scales)
+                let q = try RTN.quantize(p.linears[k].weight, recipe: recipe).dequantized
+                var blocks = 0.0
+                for c0 in stride(from: 0, to: 64, by: g) {
+                    let cols = c0..<(c0 + g)
+                    blocks += OutputError.fromHessian(
+                        weight: ws.columns(cols), quantized: q.columns(cols),
+                        hessian: p.hessian.rows(cols).columns(cols))
+                }
+                let clip = p.clips[k]
+                XCTAssertEqual(blocks, clip.lossAfter, accuracy: clip.lossAfter * 1e-4, "\(recipe.format) \(l.name)")
+                XCTAssertLessThanOrEqual(clip.lossAfter, clip.lossBefore, "\(recipe.format) \(l.name)")
+            }
+        }
+    }
+
     static let norm = AWQFold.Previous.norm(name: "norm", weight: [Float](repeating: 1, count: 64), bias: nil)
 
     /// Q diag(1/s): what the quantized scaled weight computes on the original input.
