@@ -23,17 +23,28 @@ func check(_ status: dnnl_status_t, _ call: String) throws {
 /// One engine and one stream live as long as the object; primitives are created once
 /// per shape (creating one costs far more than running a small one). Calls are
 /// serialized by a lock: the stream and the cache are shared, and each product
-/// already uses oneDNN's own threads (OpenMP; OMP_NUM_THREADS bounds them).
+/// already uses oneDNN's own threads (OpenMP: OMP_NUM_THREADS, or `threads`).
 public final class Int8GEMM: @unchecked Sendable {
     private let engine: dnnl_engine_t
     private let stream: dnnl_stream_t
     private let lock = NSLock()
     private var primitives: [Shape: dnnl_primitive_t] = [:]
+    private var threadCount: Int?
 
     struct Shape: Hashable {
         let m: Int
         let n: Int
         let k: Int
+        /// oneDNN plans a primitive's work split for the thread count current at creation.
+        var threads = 0
+    }
+
+    /// OpenMP threads for this object's products; nil leaves OpenMP's default (OMP_NUM_THREADS,
+    /// else the core count). OpenMP's setting belongs to the calling thread, so it is applied
+    /// on whichever thread runs each product.
+    public var threads: Int? {
+        get { lock.withLock { threadCount } }
+        set { lock.withLock { threadCount = newValue.map { max(1, $0) } } }
     }
 
     public init() throws {
@@ -91,6 +102,7 @@ public final class Int8GEMM: @unchecked Sendable {
     {
         lock.lock()
         defer { lock.unlock() }
+        let s = applyThreads(s)
         let prim = try primitive(s)
         let (srcMD, weightsMD, dstMD) = try descriptors(s)
         var memories: [dnnl_memory_t] = []
@@ -109,6 +121,15 @@ public final class Int8GEMM: @unchecked Sendable {
         ]
         try check(dnnl_primitive_execute(prim, stream, Int32(args.count), &args), "dnnl_primitive_execute")
         try check(dnnl_stream_wait(stream), "dnnl_stream_wait")
+    }
+
+    /// Sets the calling thread's OpenMP thread count (when `threads` is set) and keys the shape by it.
+    private func applyThreads(_ s: Shape) -> Shape {
+        guard let t = threadCount, let setThreads = OpenMP.setNumThreads else { return s }
+        setThreads(Int32(t))
+        var keyed = s
+        keyed.threads = t
+        return keyed
     }
 
     /// src s8 [m, k] row-major, weights s8 [k, n] stored transposed (b [n, k] row-major), dst s32 [m, n].
@@ -146,7 +167,7 @@ public final class Int8GEMM: @unchecked Sendable {
     public func implementation(m: Int, n: Int, k: Int) throws -> String {
         lock.lock()
         defer { lock.unlock() }
-        let p = try primitive(Shape(m: m, n: n, k: k))
+        let p = try primitive(applyThreads(Shape(m: m, n: n, k: k)))
         var pd: const_dnnl_primitive_desc_t?
         try check(dnnl_primitive_get_primitive_desc(p, &pd), "dnnl_primitive_get_primitive_desc")
         var name: UnsafePointer<CChar>?
@@ -154,4 +175,14 @@ public final class Int8GEMM: @unchecked Sendable {
             dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &name), "dnnl_primitive_desc_query")
         return name.map { String(cString: $0) } ?? "?"
     }
+}
+
+/// libgomp's omp_set_num_threads, looked up at run time: libdnnl already loads libgomp, whose
+/// development symlink is not on the default linker path.
+enum OpenMP {
+    typealias SetNumThreads = @convention(c) (Int32) -> Void
+    static let setNumThreads: SetNumThreads? = {
+        guard let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "omp_set_num_threads") else { return nil }
+        return unsafeBitCast(sym, to: SetNumThreads.self)
+    }()
 }
