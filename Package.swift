@@ -27,8 +27,11 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
         .systemLibrary(name: "CZeroMQ", path: "Sources/CZeroMQ"),
+        // oneDNN (Debian libdnnl-dev): only the Int8GEMM target links it.
+        .systemLibrary(name: "CDNNL", path: "Sources/CDNNL"),
         .target(name: "Tensor", dependencies: ["CBLAS"], swiftSettings: swift6),
         .target(name: "ModelIO", dependencies: ["Tensor"], swiftSettings: swift6),
+        .target(name: "Int8GEMM", dependencies: ["CDNNL", "Tensor"], swiftSettings: swift6),
         .target(name: "Tokenizers", swiftSettings: swift6),
         .target(name: "Models", dependencies: ["Tensor", "ModelIO", "Tokenizers"], swiftSettings: swift6),
         .target(name: "Calibration", dependencies: ["Tensor"], swiftSettings: swift6),
@@ -81,6 +84,9 @@ let package = Package(
             swiftSettings: swift6),
         .target(name: "TestSupport", dependencies: ["ModelIO"], path: "Tests/TestSupport", swiftSettings: swift6),
         .testTarget(name: "TensorTests", dependencies: ["Tensor"], swiftSettings: swift6),
+        .testTarget(
+            name: "Int8GEMMTests", dependencies: ["Int8GEMM", "Tensor", "ModelIO", "TestSupport"],
+            swiftSettings: swift6),
         .testTarget(name: "ModelIOTests", dependencies: ["Tensor", "ModelIO", "TestSupport"], swiftSettings: swift6),
         .testTarget(
             name: "TokenizersTests", dependencies: ["ModelIO", "Tokenizers", "TestSupport"], swiftSettings: swift6),
