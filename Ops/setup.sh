@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg in libopenblas-dev liblapacke-dev libzmq3-dev libsqlite3-dev pkg-config protobuf-compiler; do
+for pkg in libopenblas-dev liblapacke-dev libzmq3-dev libdnnl-dev libsqlite3-dev pkg-config protobuf-compiler; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})); then
