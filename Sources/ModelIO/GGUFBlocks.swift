@@ -239,7 +239,8 @@ public enum GGUFBlocks {
     /// K types: each (row, super-block)'s fields and 256 codes as one `KQuantBlock`.
     private static func packK(_ t: GGUFQuantizedTensor, _ type: KQuantType, total: Int, name: String) throws -> Data {
         guard case let .unsigned(codes) = t.codes, let k = t.kScales, k.type == type else {
-            throw ModelIOError(file: name, "\(t.type.rawValue) is packed from unsigned codes and its super-block fields")
+            throw ModelIOError(
+                file: name, "\(t.type.rawValue) is packed from unsigned codes and its super-block fields")
         }
         let columns = t.shape.last ?? 1
         let rows = columns == 0 ? 0 : t.elementCount / columns
@@ -315,7 +316,8 @@ public enum GGUFBlocks {
         guard x.count == n else { throw ModelIOError(file: name, "\(x.count) values for shape \(shape)") }
         if let d = packFloats(x, as: type) { return d }
         switch type {
-        case .q4_0, .q4_1, .q5_0, .q5_1, .q8_0: return try pack(quantizeRTN(x, shape: shape, type: type, name: name), name: name)
+        case .q4_0, .q4_1, .q5_0, .q5_1, .q8_0:
+            return try pack(quantizeRTN(x, shape: shape, type: type, name: name), name: name)
         case .q2_K, .q3_K, .q4_K, .q5_K, .q6_K:
             return try KQuantBlocks.quantize(x, shape: shape, type: KQuantType(type)!, name: name)
         default: throw ModelIOError(file: name, "cannot encode Float32 as \(type.rawValue)")

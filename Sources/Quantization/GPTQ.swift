@@ -116,7 +116,9 @@ public enum GPTQ {
                     let c0 = sb * KQuantType.superBlockSize
                     let x = wp.baseAddress! + r * s.n + c0
                     let block =
-                        importance.map { i in i.withUnsafeBufferPointer { grid.fit(x, importance: $0.baseAddress! + c0) } }
+                        importance.map { i in
+                            i.withUnsafeBufferPointer { grid.fit(x, importance: $0.baseAddress! + c0) }
+                        }
                         ?? grid.fit(x)
                     storeSuperBlock(block, row: r, firstGroup: c0 / s.g, s, params, &scales)
                 }
@@ -140,7 +142,9 @@ public enum GPTQ {
                     x[k] = col < block.upperBound ? b.w1[(col - block.lowerBound) * m + r] : b.wt[col * m + r]
                 }
                 let fitted =
-                    importance.map { i in i.withUnsafeBufferPointer { grid.fit(x.baseAddress!, importance: $0.baseAddress! + c) } }
+                    importance.map { i in
+                        i.withUnsafeBufferPointer { grid.fit(x.baseAddress!, importance: $0.baseAddress! + c) }
+                    }
                     ?? grid.fit(x.baseAddress!)
                 storeSuperBlock(fitted, row: r, firstGroup: c / s.g, s, b.params, &scales)
             }

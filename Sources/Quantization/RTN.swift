@@ -49,14 +49,17 @@ public enum RTN {
                     let c0 = sb * KQuantType.superBlockSize
                     let x = wp.baseAddress! + r * cols + c0
                     let block =
-                        importance.map { i in i.withUnsafeBufferPointer { grid.fit(x, importance: $0.baseAddress! + c0) } }
+                        importance.map { i in
+                            i.withUnsafeBufferPointer { grid.fit(x, importance: $0.baseAddress! + c0) }
+                        }
                         ?? grid.fit(x)
                     scales.set(row: r, superBlock: sb, block)
                     codes.replaceSubrange((r * cols + c0)..<(r * cols + c0 + 256), with: block.codes)
                 }
             }
         }
-        return try kResult(rows: rows, columns: cols, recipe: recipe, type: type, codes: codes, scales: scales, name: name)
+        return try kResult(
+            rows: rows, columns: cols, recipe: recipe, type: type, codes: codes, scales: scales, name: name)
     }
 
     /// The quantized weight of K codes and fields: one group per sub-block, values from the grid.

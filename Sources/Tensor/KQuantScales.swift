@@ -81,10 +81,13 @@ public struct KQuantScales: Sendable, Equatable {
 /// quantizers' K paths call. A group-wise fit has no meaning for them.
 extension KQuantGrid: QuantizationGrid {
     public func fit(_ base: UnsafePointer<Float>, count: Int, stride: Int) -> GroupParameters {
-        preconditionFailure("\(type.rawValue) parameters come from whole super-blocks (KQuantGrid.fit(_:stride:importance:))")
+        preconditionFailure(
+            "\(type.rawValue) parameters come from whole super-blocks (KQuantGrid.fit(_:stride:importance:))")
     }
 
-    public func fitWeighted(_ x: UnsafePointer<Float>, count: Int, importance: UnsafePointer<Float>) -> GroupParameters {
-        preconditionFailure("\(type.rawValue) parameters come from whole super-blocks (KQuantGrid.fit(_:stride:importance:))")
+    public func fitWeighted(_ x: UnsafePointer<Float>, count: Int, importance: UnsafePointer<Float>) -> GroupParameters
+    {
+        preconditionFailure(
+            "\(type.rawValue) parameters come from whole super-blocks (KQuantGrid.fit(_:stride:importance:))")
     }
 }
