@@ -91,6 +91,13 @@ extension Kiln_V1_OutputFormat {
         case .ggufQ41: return "gguf-q4_1"
         case .ggufQ80: return "gguf-q8_0"
         case .gptqSafetensors: return "gptq-safetensors"
+        case .ggufQ2K: return "gguf-q2_k"
+        case .ggufQ3K: return "gguf-q3_k"
+        case .ggufQ4K: return "gguf-q4_k"
+        case .ggufQ5K: return "gguf-q5_k"
+        case .ggufQ6K: return "gguf-q6_k"
+        case .ggufQ4KM: return "gguf-q4_k_m"
+        case .ggufQ3KM: return "gguf-q3_k_m"
         case .unspecified: return "unspecified"
         case .UNRECOGNIZED(let v): return "format \(v)"
         }

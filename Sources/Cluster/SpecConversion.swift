@@ -27,6 +27,13 @@ public enum SpecConversion {
         case .ggufQ4_1: p.format = .ggufQ41
         case .ggufQ8_0: p.format = .ggufQ80
         case .gptqSafetensors: p.format = .gptqSafetensors
+        case .ggufQ2_K: p.format = .ggufQ2K
+        case .ggufQ3_K: p.format = .ggufQ3K
+        case .ggufQ4_K: p.format = .ggufQ4K
+        case .ggufQ5_K: p.format = .ggufQ5K
+        case .ggufQ6_K: p.format = .ggufQ6K
+        case .ggufQ4_K_M: p.format = .ggufQ4KM
+        case .ggufQ3_K_M: p.format = .ggufQ3KM
         }
         p.outputPath = s.output
         p.dampPercent = Float(s.percentDamp)
@@ -62,6 +69,13 @@ public enum SpecConversion {
         case .ggufQ41: s.format = .ggufQ4_1
         case .ggufQ80: s.format = .ggufQ8_0
         case .gptqSafetensors: s.format = .gptqSafetensors
+        case .ggufQ2K: s.format = .ggufQ2_K
+        case .ggufQ3K: s.format = .ggufQ3_K
+        case .ggufQ4K: s.format = .ggufQ4_K
+        case .ggufQ5K: s.format = .ggufQ5_K
+        case .ggufQ6K: s.format = .ggufQ6_K
+        case .ggufQ4KM: s.format = .ggufQ4_K_M
+        case .ggufQ3KM: s.format = .ggufQ3_K_M
         case .UNRECOGNIZED(let v): throw PayloadError("spec.format: unknown value \(v)")
         }
         switch p.mode {

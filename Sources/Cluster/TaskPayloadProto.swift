@@ -174,6 +174,13 @@ extension Kiln_V1_QuantRecipe {
         case .ggufQ4_0: format = .ggufQ40
         case .ggufQ4_1: format = .ggufQ41
         case .ggufQ8_0: format = .ggufQ80
+        case .ggufQ5_0: format = .ggufQ50
+        case .ggufQ5_1: format = .ggufQ51
+        case .ggufQ2_K: format = .ggufQ2K
+        case .ggufQ3_K: format = .ggufQ3K
+        case .ggufQ4_K: format = .ggufQ4K
+        case .ggufQ5_K: format = .ggufQ5K
+        case .ggufQ6_K: format = .ggufQ6K
         }
         bits = UInt32(clamping: r.bits)
         symmetric = r.symmetric
@@ -194,6 +201,13 @@ extension QuantRecipe {
         case .ggufQ40: format = .ggufQ4_0
         case .ggufQ41: format = .ggufQ4_1
         case .ggufQ80: format = .ggufQ8_0
+        case .ggufQ50: format = .ggufQ5_0
+        case .ggufQ51: format = .ggufQ5_1
+        case .ggufQ2K: format = .ggufQ2_K
+        case .ggufQ3K: format = .ggufQ3_K
+        case .ggufQ4K: format = .ggufQ4_K
+        case .ggufQ5K: format = .ggufQ5_K
+        case .ggufQ6K: format = .ggufQ6_K
         case .unspecified, .UNRECOGNIZED: throw PayloadError("\(field).format: \(p.format) is not a weight format")
         }
         guard p.groupSize >= -1, p.groupSize <= Int64(TaskPayload.maxColumns) else {
@@ -223,6 +237,12 @@ extension Kiln_V1_QuantizedLinear {
         codes = Data(w.codes)
         parameters = blob(w.parameters.flatMap { [$0.scale, $0.zero, $0.inverse, $0.minimum] })
         groupIndex = blob(w.groupIndex)
+        if let k = w.kScales {
+            kD = blob(k.d)
+            kDmin = blob(k.dmin)
+            kScales = blob(k.scales)
+            kMins = blob(k.mins)
+        }
         outputError = q.outputError
         relativeError = q.relativeError
         outputEnergy = q.outputEnergy
@@ -263,9 +283,16 @@ extension QuantizedLinear {
         let parameters = stride(from: 0, to: flat.count, by: 4).map {
             GroupParameters(scale: flat[$0], zero: flat[$0 + 1], inverse: flat[$0 + 2], minimum: flat[$0 + 3])
         }
+        let kScales = try Self.kScales(p, recipe, rows: rows, columns: columns, groupSize: groupSize, field)
+        if let k = kScales {
+            // The sub-blocks' parameters are a function of the fields: they must agree bit for bit.
+            guard k.parameters.elementsEqual(parameters, by: Self.sameBits) else {
+                throw PayloadError("\(field).parameters: do not match the K-quant super-block fields")
+            }
+        }
         let weight = QuantizedTensor(
             rows: rows, columns: columns, recipe: recipe, groupSize: groupSize, groupCount: groupCount, codes: codes,
-            parameters: parameters, groupIndex: groupIndex)
+            parameters: parameters, groupIndex: groupIndex, kScales: kScales)
         self.init(
             linear: p.linear, block: block, tensor: p.tensor, weight: weight, outputError: p.outputError,
             relativeError: p.relativeError, gptqLoss: p.gptqLoss, deadColumns: deadColumns, seconds: p.seconds,
@@ -392,5 +419,54 @@ extension ClusterTaskOutput {
         case nil:
             throw PayloadError("task_output.result: missing")
         }
+    }
+}
+
+extension QuantizedLinear {
+    static func sameBits(_ a: GroupParameters, _ b: GroupParameters) -> Bool {
+        a.scale.bitPattern == b.scale.bitPattern && a.zero.bitPattern == b.zero.bitPattern
+            && a.inverse.bitPattern == b.inverse.bitPattern && a.minimum.bitPattern == b.minimum.bitPattern
+    }
+
+    /// The K fields of a K format (sizes and ranges checked), nil (and none sent) for the others.
+    static func kScales(
+        _ p: Kiln_V1_QuantizedLinear, _ recipe: QuantRecipe, rows: Int, columns: Int, groupSize: Int, _ field: String
+    ) throws -> KQuantScales? {
+        guard let type = recipe.format.kQuantType else {
+            guard p.kD.isEmpty, p.kDmin.isEmpty, p.kScales.isEmpty, p.kMins.isEmpty else {
+                throw PayloadError("\(field): K-quant fields for format \(recipe.format.rawValue)")
+            }
+            return nil
+        }
+        guard groupSize == type.subBlockSize, columns % KQuantType.superBlockSize == 0 else {
+            throw PayloadError(
+                "\(field): \(type.rawValue) needs groups of \(type.subBlockSize) and columns a multiple of 256, "
+                    + "got \(groupSize) and \(columns)")
+        }
+        let superBlocks = columns / KQuantType.superBlockSize
+        let subBlocks = rows * columns / groupSize
+        let d = try elements(p.kD, count: rows * superBlocks, as: UInt16.self, "\(field).k_d")
+        let dmin = try elements(p.kDmin, count: rows * superBlocks, as: UInt16.self, "\(field).k_dmin")
+        let scales = try elements(p.kScales, count: subBlocks, as: Int8.self, "\(field).k_scales")
+        let mins = try elements(p.kMins, count: type.hasMins ? subBlocks : 0, as: UInt8.self, "\(field).k_mins")
+        let scaleRange: ClosedRange<Int8> =
+            switch type {
+            case .q2_K: 0...15
+            case .q3_K: -32...31
+            case .q4_K, .q5_K: 0...63
+            case .q6_K: -128...127
+            }
+        if let i = scales.firstIndex(where: { !scaleRange.contains($0) }) {
+            throw PayloadError("\(field).k_scales[\(i)]: \(scales[i]) is not a \(type.rawValue) scale")
+        }
+        let minLimit: UInt8 = type == .q2_K ? 15 : 63
+        if let i = mins.firstIndex(where: { $0 > minLimit }) {
+            throw PayloadError("\(field).k_mins[\(i)]: \(mins[i]) is not a \(type.rawValue) min")
+        }
+        if !type.hasMins, let i = dmin.firstIndex(where: { $0 != 0 }) {
+            throw PayloadError("\(field).k_dmin[\(i)]: \(type.rawValue) has no dmin")
+        }
+        return KQuantScales(
+            type: type, rows: rows, superBlocks: superBlocks, d: d, dmin: dmin, scales: scales, mins: mins)
     }
 }

@@ -41,7 +41,8 @@ public enum DiskBudget {
         let statistics = inputs.reduce(Int64(0)) { $0 + $1 * ($1 + 1) / 2 * 16 + $1 * 64 } + 4 * perFile
         // (rows, columns) of each linear.
         let linears: [(Int64, Int64)] = [(attn, h), (kv, h), (kv, h), (h, attn), (inter, h), (inter, h), (h, inter)]
-        let groupSize = Int64(spec.resolvedGroupSize > 0 ? spec.resolvedGroupSize : 32)
+        // K formats: sub-blocks of 16 at the smallest (a mix's Q6_K/Q3_K), 2 more bytes each for their fields.
+        let groupSize = Int64(spec.format.isKQuant ? 8 : spec.resolvedGroupSize > 0 ? spec.resolvedGroupSize : 32)
         let parts = Int64(max(1, spec.rowParts))
         let reconstruct = linears.reduce(Int64(0)) { acc, l in
             let (rows, cols) = l

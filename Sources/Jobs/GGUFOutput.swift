@@ -16,13 +16,24 @@ public enum GGUFOutput {
         case .ggufQ4_1: return 3
         case .ggufQ8_0: return 7
         case .gptqSafetensors: return 0
+        case .ggufQ2_K: return 10
+        case .ggufQ3_K: return 11  // one type throughout: llama.cpp's *_S ids (no plain id exists)
+        case .ggufQ4_K: return 14
+        case .ggufQ5_K: return 16
+        case .ggufQ6_K: return 18
+        case .ggufQ3_K_M: return 12
+        case .ggufQ4_K_M: return 15
         }
     }
 
-    static func dtype(_ f: OutputFormat) -> DType {
+    /// The GGUF block type of a quantizer format.
+    static func dtype(_ f: WeightFormat) -> DType {
         switch f {
         case .ggufQ4_0: return .q4_0
         case .ggufQ4_1: return .q4_1
+        case .ggufQ5_0: return .q5_0
+        case .ggufQ5_1: return .q5_1
+        case .ggufQ2_K, .ggufQ3_K, .ggufQ4_K, .ggufQ5_K, .ggufQ6_K: return f.kQuantType!.dtype
         default: return .q8_0
         }
     }
@@ -49,13 +60,20 @@ public enum GGUFOutput {
     /// The GGUF blocks of one quantized linear.
     public static func blocks(_ q: QuantizedLinear, format: OutputFormat) throws -> GGUFQuantizedTensor {
         let w = q.weight
-        guard w.groupSize == 32, w.columns % 32 == 0,
-            w.groupIndex.enumerated().allSatisfy({ Int($0.element) == $0.offset / 32 })
+        let size = w.recipe.format.fixedGroupSize ?? 32
+        guard format.isGGUF, w.groupSize == size, w.columns % (w.recipe.format.rowMultiple ?? size) == 0,
+            w.groupIndex.enumerated().allSatisfy({ Int($0.element) == $0.offset / size })
         else {
-            throw JobError("\(q.tensor): groups are not GGUF's consecutive blocks of 32 columns")
+            throw JobError("\(q.tensor): groups are not GGUF's consecutive blocks of \(size) columns")
+        }
+        if w.recipe.format.kQuantType != nil {
+            guard let k = w.kScales else {
+                throw JobError("\(q.tensor): K-quant result without its super-block fields")
+            }
+            return GGUFQuantizedTensor(shape: [w.rows, w.columns], codes: w.codes, kScales: k)
         }
         return GGUFQuantizedTensor(
-            type: dtype(format), shape: [w.rows, w.columns], codes: w.codes, parameters: w.parameters)
+            type: dtype(w.recipe.format), shape: [w.rows, w.columns], codes: w.codes, parameters: w.parameters)
     }
 
     /// `linears` is read one tensor at a time, in the file's tensor order.
@@ -80,7 +98,7 @@ public enum GGUFOutput {
             try w.addMetadata(kiln)
             for t in view.tensors {
                 if let q = quantized[t.name] {
-                    try w.declareTensor(t.name, type: dtype(spec.format), shape: [q.rows, q.columns])
+                    try w.declareTensor(t.name, type: dtype(q.format), shape: [q.rows, q.columns])
                 } else {
                     try w.declareTensor(t.name, type: t.dtype, shape: t.shape)
                 }

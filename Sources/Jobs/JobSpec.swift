@@ -20,16 +20,30 @@ public enum OutputFormat: String, Codable, Sendable, CaseIterable {
     case ggufQ4_1 = "gguf-q4_1"
     case ggufQ8_0 = "gguf-q8_0"
     case gptqSafetensors = "gptq-safetensors"
+    /// K-quants, every linear one type (rows not a multiple of 256 fall back: `TensorTypes.swift`).
+    case ggufQ2_K = "gguf-q2_k"
+    case ggufQ3_K = "gguf-q3_k"
+    case ggufQ4_K = "gguf-q4_k"
+    case ggufQ5_K = "gguf-q5_k"
+    case ggufQ6_K = "gguf-q6_k"
+    /// llama.cpp's named mixes: a type per linear (`weightFormat(linear:block:blocks:columns:)`).
+    case ggufQ4_K_M = "gguf-q4_k_m"
+    case ggufQ3_K_M = "gguf-q3_k_m"
 
     public var isGGUF: Bool { self != .gptqSafetensors }
 
-    /// The quantizer's grid for this format.
+    /// The quantizer's grid for this format; a mix's base type (its linears' types: `weightFormat(linear:...)`).
     public var weightFormat: WeightFormat {
         switch self {
         case .ggufQ4_0: return .ggufQ4_0
         case .ggufQ4_1: return .ggufQ4_1
         case .ggufQ8_0: return .ggufQ8_0
         case .gptqSafetensors: return .integer
+        case .ggufQ2_K: return .ggufQ2_K
+        case .ggufQ3_K, .ggufQ3_K_M: return .ggufQ3_K
+        case .ggufQ4_K, .ggufQ4_K_M: return .ggufQ4_K
+        case .ggufQ5_K: return .ggufQ5_K
+        case .ggufQ6_K: return .ggufQ6_K
         }
     }
 
@@ -40,6 +54,10 @@ public enum OutputFormat: String, Codable, Sendable, CaseIterable {
         case .ggufQ4_1: return "4-bit codes in blocks of 32 columns on an asymmetric grid (scale and minimum)"
         case .ggufQ8_0: return "8-bit codes in blocks of 32 columns on a symmetric grid"
         case .gptqSafetensors: return "2, 3, 4 or 8-bit codes, any group size"
+        case .ggufQ4_K_M, .ggufQ3_K_M: return "llama.cpp's mix of K-quant types per tensor"
+        default:
+            let k = weightFormat.kQuantType!
+            return "\(k.bits)-bit codes in super-blocks of 256 columns (sub-blocks of \(k.subBlockSize))"
         }
     }
 }
@@ -102,15 +120,15 @@ public struct JobSpec: Codable, Sendable, Equatable {
     }
 
     public var resolvedBits: Int {
-        bits ?? (format == .ggufQ8_0 ? 8 : 4)
+        bits ?? (format.isGGUF ? format.weightFormat.fixedBits ?? 4 : 4)
     }
 
     public var resolvedGroupSize: Int {
-        groupSize ?? (format.isGGUF ? 32 : 128)
+        groupSize ?? (format.isGGUF ? format.weightFormat.fixedGroupSize ?? 32 : 128)
     }
 
     public var resolvedSymmetric: Bool {
-        symmetric ?? (format != .ggufQ4_1)
+        symmetric ?? (!format.isGGUF || format.weightFormat.isSymmetricGGUF)
     }
 
     /// Whether the per-linear output error is measured (`errorReport`, else GPTQ only).
@@ -136,9 +154,12 @@ public struct JobSpec: Codable, Sendable, Equatable {
 
     /// The quantizer recipe for every linear. For GGUF formats the grid is exactly
     /// the block type's, so what GPTQ optimizes is what the file stores.
-    public var recipe: QuantRecipe {
+    public var recipe: QuantRecipe { recipe(format.weightFormat) }
+
+    /// The recipe on GGUF type `weightFormat` (the output format's own for non-GGUF outputs).
+    public func recipe(_ weightFormat: WeightFormat) -> QuantRecipe {
         if format.isGGUF {
-            var r = QuantRecipe.gguf(format.weightFormat, actOrder: actOrder, percentDamp: percentDamp)
+            var r = QuantRecipe.gguf(weightFormat, actOrder: actOrder, percentDamp: percentDamp)
             r.staticGroups = actOrder || staticGroups == true
             r.blockSize = blockSize ?? 128
             r.scaleSearch = resolvedScaleSearch

@@ -1,4 +1,5 @@
 import Foundation
+import Quantization
 
 /// What the output writers need of the quantized linears: which tensors are quantized
 /// (with a small summary) up front, then each linear by tensor name, one at a time.
@@ -17,8 +18,11 @@ public struct QuantizedLinearSummary: Sendable, Equatable {
     public var columns: Int
     /// Some group's zero point is exactly 0 (GPTQ safetensors then needs gptq_v2).
     public var hasZeroPointZero: Bool
+    /// The stored type (GGUF: its block type).
+    public var format: WeightFormat
 
     public init(_ q: QuantizedLinear) {
+        format = q.weight.recipe.format
         rows = q.weight.rows
         columns = q.weight.columns
         hasZeroPointZero = q.weight.parameters.contains { $0.zero == 0 }

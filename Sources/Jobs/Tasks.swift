@@ -183,7 +183,6 @@ public enum Tasks {
     ) throws
         -> ReconstructResult
     {
-        let recipe = ctx.spec.recipe
         let units = ReconstructUnits(spec: ctx.spec)
         let part = units.part(input.group)
         // One Hessian: GPTQ's as the reference scales it (2/N, N windows), else the error
@@ -208,6 +207,8 @@ public enum Tasks {
             let rows = units.rows(part: part, of: whole.rows)
             let w = units.parts == 1 ? whole : whole.rows(rows)
             let label = units.parts == 1 ? tensor : "\(tensor) rows \(rows.lowerBound)..<\(rows.upperBound)"
+            let recipe = ctx.spec.recipe(
+                linear: name, block: input.block, blocks: ctx.view.config.layerCount, columns: w.cols)
             let q: QuantizedWeight
             var loss = 0.0
             var dead = 0

@@ -71,7 +71,17 @@ extension JobSpec {
                 g, 1...SpecBounds.groupSize, "--group",
                 "use a positive column count (e.g. 32, 64, 128) or -1 for one group per output channel")
         }
-        if format.isGGUF {
+        if format.isKQuant {
+            // K types fix their own sub-blocks, bits and grids (a mix even differs per tensor).
+            for (flag, given) in [
+                ("--bits", bits != nil), ("--group", groupSize != nil), ("--sym/--no-sym", symmetric != nil),
+            ]
+            where given {
+                throw JobError(
+                    "--format \(format.rawValue) stores \(format.gridDescription); \(flag) cannot be chosen: "
+                        + "drop it or use --format gptq-safetensors")
+            }
+        } else if format.isGGUF {
             let fixedBits = format == .ggufQ8_0 ? 8 : 4
             if let b = bits, b != fixedBits {
                 let other = b == 8 ? "gguf-q8_0" : b == 4 ? "gguf-q4_0" : "gptq-safetensors"

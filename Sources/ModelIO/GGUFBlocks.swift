@@ -2,7 +2,7 @@ import Foundation
 import Tensor
 
 // GGUF / ggml block layouts for the types Kiln writes (F32, F16, BF16, Q8_0, Q4_0,
-// Q4_1), as pure functions: packing already-quantized codes and scales into blocks and
+// Q4_1, Q5_0, Q5_1; the K types through `KQuantBlock`), as pure functions: packing already-quantized codes and scales into blocks and
 // round-to-nearest with ggml's reference semantics (quantize_row_q{4_0,4_1,8_0}_ref,
 // on the grids of Tensor/Grid.swift). Reading blocks back is `Dequantize.floats`.
 //
@@ -13,6 +13,8 @@ import Tensor
 // Block layouts (all little-endian):
 //   Q4_0: fp16 d, 16 bytes qs; byte j = code[j] | code[j + 16] << 4; x = (q - 8) * d
 //   Q4_1: fp16 d, fp16 m, 16 bytes qs (as Q4_0);                       x = q * d + m
+//   Q5_0: fp16 d, u32 qh (bit j: bit 4 of code j), 16 bytes qs as Q4_0; x = (q - 16) * d
+//   Q5_1: fp16 d, fp16 m, u32 qh, 16 bytes qs;                          x = q * d + m
 //   Q8_0: fp16 d, 32 int8 qs;                                           x = q * d
 
 /// Quantized codes of one tensor, in flat row-major (PyTorch) element order.
@@ -43,15 +45,26 @@ public struct GGUFQuantizedTensor: Sendable, Equatable {
     public var codes: GGUFCodes
     /// One fp16 scale (d) per block of 32 consecutive elements, as bit patterns.
     public var scales: [UInt16]
-    /// Q4_1 only: one fp16 min (m) per block, as bit patterns.
+    /// Q4_1 / Q5_1 only: one fp16 min (m) per block, as bit patterns.
     public var mins: [UInt16]?
+    /// K types: the super-block fields (`scales` and `mins` are then empty / nil).
+    public var kScales: KQuantScales?
 
-    public init(type: DType, shape: [Int], codes: GGUFCodes, scales: [UInt16], mins: [UInt16]? = nil) {
+    public init(
+        type: DType, shape: [Int], codes: GGUFCodes, scales: [UInt16], mins: [UInt16]? = nil,
+        kScales: KQuantScales? = nil
+    ) {
         self.type = type
         self.shape = shape
         self.codes = codes
         self.scales = scales
         self.mins = mins
+        self.kScales = kScales
+    }
+
+    /// A K-quant tensor [rows, columns] from its codes and super-block fields.
+    public init(shape: [Int], codes: [UInt8], kScales: KQuantScales) {
+        self.init(type: kScales.type.dtype, shape: shape, codes: .unsigned(codes), scales: [], kScales: kScales)
     }
 
     /// From a quantizer's codes (Q8_0: int8 bit patterns) and one grid parameter set per
@@ -60,7 +73,8 @@ public struct GGUFQuantizedTensor: Sendable, Equatable {
         self.init(
             type: type, shape: shape,
             codes: type == .q8_0 ? .signed(codes.map { Int8(bitPattern: $0) }) : .unsigned(codes),
-            scales: parameters.map(\.scaleHalfBits), mins: type == .q4_1 ? parameters.map(\.zeroHalfBits) : nil)
+            scales: parameters.map(\.scaleHalfBits),
+            mins: type == .q4_1 || type == .q5_1 ? parameters.map(\.zeroHalfBits) : nil)
     }
 
     public var elementCount: Int { shape.reduce(1, *) }
@@ -144,6 +158,7 @@ public enum GGUFBlocks {
         guard t.codes.count == n else {
             throw ModelIOError(file: name, "\(t.codes.count) codes for shape \(t.shape) (\(n) elements)")
         }
+        if let type = KQuantType(t.type) { return try packK(t, type, total: total, name: name) }
         let nb = n / blockElements
         guard t.scales.count == nb else {
             throw ModelIOError(file: name, "\(t.scales.count) scales for \(nb) blocks")
@@ -176,6 +191,32 @@ public enum GGUFBlocks {
                     }
                 }
             }
+        case let (.q5_0, .unsigned(codes)), let (.q5_1, .unsigned(codes)):
+            let hasMin = t.type == .q5_1
+            let mins = t.mins ?? []
+            guard hasMin ? mins.count == nb : t.mins == nil else {
+                throw ModelIOError(file: name, "\(t.type.rawValue) takes \(hasMin ? nb : 0) mins, got \(mins.count)")
+            }
+            if let bad = codes.firstIndex(where: { $0 > 31 }) {
+                throw ModelIOError(file: name, "code \(codes[bad]) at element \(bad) does not fit 5 bits")
+            }
+            // fp16 d (, fp16 m), 4 bytes qh (bit j: the fifth bit of code j), 16 bytes of nibbles as Q4_0.
+            let bb = hasMin ? 24 : 22
+            let qh = hasMin ? 4 : 2
+            out.withUnsafeMutableBytes { dst in
+                codes.withUnsafeBufferPointer { c in
+                    for b in 0..<nb {
+                        let o = b * bb
+                        dst.storeBytes(of: t.scales[b].littleEndian, toByteOffset: o, as: UInt16.self)
+                        if hasMin { dst.storeBytes(of: mins[b].littleEndian, toByteOffset: o + 2, as: UInt16.self) }
+                        let e = b * 32
+                        var high: UInt32 = 0
+                        for j in 0..<32 { high |= UInt32(c[e + j] >> 4) << j }
+                        dst.storeBytes(of: high.littleEndian, toByteOffset: o + qh, as: UInt32.self)
+                        for j in 0..<16 { dst[o + qh + 4 + j] = (c[e + j] & 0xF) | (c[e + 16 + j] << 4) }
+                    }
+                }
+            }
         case let (.q8_0, .signed(codes)):
             guard t.mins == nil else { throw ModelIOError(file: name, "Q8_0 takes no mins") }
             out.withUnsafeMutableBytes { dst in
@@ -190,7 +231,39 @@ public enum GGUFBlocks {
         default:
             throw ModelIOError(
                 file: name,
-                "cannot pack \(t.type.rawValue) from \(t.codes) codes (Q4_0/Q4_1 take unsigned, Q8_0 signed)")
+                "cannot pack \(t.type.rawValue) from \(t.codes) codes (Q4_0/Q4_1/Q5_0/Q5_1 take unsigned, Q8_0 signed)")
+        }
+        return out
+    }
+
+    /// K types: each (row, super-block)'s fields and 256 codes as one `KQuantBlock`.
+    private static func packK(_ t: GGUFQuantizedTensor, _ type: KQuantType, total: Int, name: String) throws -> Data {
+        guard case let .unsigned(codes) = t.codes, let k = t.kScales, k.type == type else {
+            throw ModelIOError(
+                file: name, "\(t.type.rawValue) is packed from unsigned codes and its super-block fields")
+        }
+        let columns = t.shape.last ?? 1
+        let rows = columns == 0 ? 0 : t.elementCount / columns
+        let n = type.subBlockCount
+        guard k.rows == rows, k.superBlocks * KQuantType.superBlockSize == columns,
+            k.d.count == rows * k.superBlocks, k.dmin.count == k.d.count, k.scales.count == k.d.count * n,
+            k.mins.count == (type.hasMins ? k.scales.count : 0)
+        else {
+            throw ModelIOError(file: name, "\(type.rawValue) fields do not match shape \(t.shape)")
+        }
+        if let bad = codes.firstIndex(where: { Int($0) > type.maxCode }) {
+            throw ModelIOError(file: name, "code \(codes[bad]) at element \(bad) does not fit \(type.bits) bits")
+        }
+        var out = Data(count: total)
+        out.withUnsafeMutableBytes { dst in
+            for r in 0..<rows {
+                for sb in 0..<k.superBlocks {
+                    let c0 = r * columns + sb * KQuantType.superBlockSize
+                    let block = k.block(row: r, superBlock: sb, codes: codes[c0..<(c0 + KQuantType.superBlockSize)])
+                    let o = (r * k.superBlocks + sb) * type.blockBytes
+                    block.pack(into: UnsafeMutableRawBufferPointer(rebasing: dst[o..<(o + type.blockBytes)]))
+                }
+            }
         }
         return out
     }
@@ -214,6 +287,8 @@ public enum GGUFBlocks {
         case .q4_0: return quantizeBlocks(x, shape: shape, type: type, grid: GGUFQ4_0Grid())
         case .q4_1: return quantizeBlocks(x, shape: shape, type: type, grid: GGUFQ4_1Grid())
         case .q8_0: return quantizeBlocks(x, shape: shape, type: type, grid: GGUFQ8_0Grid())
+        case .q5_0: return quantizeBlocks(x, shape: shape, type: type, grid: GGUFQ5_0Grid())
+        case .q5_1: return quantizeBlocks(x, shape: shape, type: type, grid: GGUFQ5_1Grid())
         default: throw ModelIOError(file: name, "no round-to-nearest quantizer for \(type.rawValue)")
         }
     }
@@ -241,7 +316,8 @@ public enum GGUFBlocks {
         guard x.count == n else { throw ModelIOError(file: name, "\(x.count) values for shape \(shape)") }
         if let d = packFloats(x, as: type) { return d }
         switch type {
-        case .q4_0, .q4_1, .q8_0: return try pack(quantizeRTN(x, shape: shape, type: type, name: name), name: name)
+        case .q4_0, .q4_1, .q5_0, .q5_1, .q8_0:
+            return try pack(quantizeRTN(x, shape: shape, type: type, name: name), name: name)
         case .q2_K, .q3_K, .q4_K, .q5_K, .q6_K:
             return try KQuantBlocks.quantize(x, shape: shape, type: KQuantType(type)!, name: name)
         default: throw ModelIOError(file: name, "cannot encode Float32 as \(type.rawValue)")
@@ -258,10 +334,21 @@ extension GGUFQuantizedTensor {
         case let .unsigned(c): raw = c
         case let .signed(c): raw = c.map { UInt8(bitPattern: $0) }
         }
+        if let k = kScales {
+            let columns = shape.last ?? 1
+            let size = k.type.subBlockSize
+            return dequantize(
+                rows: k.rows, columns: columns, codes: raw, parameters: k.parameters,
+                groupIndex: (0..<columns).map { Int32($0 / size) }, groupCount: columns / size,
+                value: KQuantGrid(k.type).value
+            ).data
+        }
         let value: (UInt8, GroupParameters) -> Float
         switch type {
         case .q4_0: value = GGUFQ4_0Grid().value
         case .q4_1: value = GGUFQ4_1Grid().value
+        case .q5_0: value = GGUFQ5_0Grid().value
+        case .q5_1: value = GGUFQ5_1Grid().value
         default: value = GGUFQ8_0Grid().value
         }
         let parameters = (0..<blockCount).map { b in

@@ -72,6 +72,12 @@ public enum AWQClip {
         case .ggufQ4_0: return run(weight, hessian, recipe, GGUFQ4_0Grid(), symmetric: true, ratios)
         case .ggufQ4_1: return run(weight, hessian, recipe, GGUFQ4_1Grid(), symmetric: false, ratios)
         case .ggufQ8_0: return run(weight, hessian, recipe, GGUFQ8_0Grid(), symmetric: true, ratios)
+        case .ggufQ5_0: return run(weight, hessian, recipe, GGUFQ5_0Grid(), symmetric: true, ratios)
+        case .ggufQ5_1: return run(weight, hessian, recipe, GGUFQ5_1Grid(), symmetric: false, ratios)
+        case .ggufQ2_K, .ggufQ3_K, .ggufQ4_K, .ggufQ5_K, .ggufQ6_K:
+            // The clip search fits each group on its own; K sub-blocks share their super-block's scale.
+            throw AWQError.shapeMismatch(
+                tensor: name, detail: "the clip search has no per-group grid for \(recipe.format.rawValue)")
         }
     }
 

@@ -45,6 +45,10 @@ public enum GPTQ {
         case .ggufQ4_0: return try run(weight, hessian, recipe, GGUFQ4_0Grid(), name)
         case .ggufQ4_1: return try run(weight, hessian, recipe, GGUFQ4_1Grid(), name)
         case .ggufQ8_0: return try run(weight, hessian, recipe, GGUFQ8_0Grid(), name)
+        case .ggufQ5_0: return try run(weight, hessian, recipe, GGUFQ5_0Grid(), name)
+        case .ggufQ5_1: return try run(weight, hessian, recipe, GGUFQ5_1Grid(), name)
+        case .ggufQ2_K, .ggufQ3_K, .ggufQ4_K, .ggufQ5_K, .ggufQ6_K:
+            return try run(weight, hessian, recipe, KQuantGrid(recipe.format.kQuantType!), name)
         }
     }
 
@@ -72,18 +76,87 @@ public enum GPTQ {
         if shape.perChannel { fitGroups(w, grid, shape, importance, into: b.params) }
         // 2. dead columns
         let dead = zeroDeadColumns(&w, &h, shape)
+        // K formats: super-blocks' fields as the file stores them (fitted in 3. or in the sweep).
+        var kScales = recipe.format.kQuantType.map {
+            KQuantScales(type: $0, rows: shape.m, superBlocks: shape.n / KQuantType.superBlockSize)
+        }
         // 3. static groups
-        if recipe.staticGroups { fitGroups(w, grid, shape, importance, into: b.params) }
+        if recipe.staticGroups {
+            if kScales != nil {
+                fitSuperBlocks(w, shape, importance, into: b.params, &kScales!)
+            } else {
+                fitGroups(w, grid, shape, importance, into: b.params)
+            }
+        }
         // 4. act-order permutation
         let perm = recipe.actOrder ? actOrderPermutation(h, n: shape.n) : Array(0..<shape.n)
         // 5. dampening and the upper Cholesky factor of H^-1
         b.loadHessian(h, permutation: recipe.actOrder ? perm : nil)
         let damp = try dampAndFactor(b.factor, n: shape.n, recipe: recipe, name: name)
         b.loadWeight(w, permutation: recipe.actOrder ? perm : nil)
-        let totalLoss = sweep(b, grid, shape, perm, importance: importance.map { i in perm.map { i[$0] } })
+        let totalLoss = sweep(
+            b, grid, shape, perm, importance: importance.map { i in perm.map { i[$0] } }, kScales: &kScales)
         let params = b.rowMajorParameters()
         try Checks.scalesFit(params, groups: shape.groups, recipe: recipe, tensor: name)
-        return b.result(parameters: params, totalLoss: totalLoss, dead: dead, damp: damp, permutation: perm)
+        var result = b.result(parameters: params, totalLoss: totalLoss, dead: dead, damp: damp, permutation: perm)
+        result.weight.stored.kScales = kScales
+        return result
+    }
+
+    /// K formats, static groups: every (row, super-block) fitted on W as it is (original column
+    /// order), its sub-blocks' parameters into `params` (group-major) and its fields into `scales`.
+    static func fitSuperBlocks(
+        _ w: Matrix, _ s: GPTQShape, _ importance: [Float]?, into params: UnsafeMutablePointer<GroupParameters>,
+        _ scales: inout KQuantScales
+    ) {
+        let grid = KQuantGrid(scales.type)
+        w.data.withUnsafeBufferPointer { wp in
+            for r in 0..<s.m {
+                for sb in 0..<scales.superBlocks {
+                    let c0 = sb * KQuantType.superBlockSize
+                    let x = wp.baseAddress! + r * s.n + c0
+                    let block =
+                        importance.map { i in
+                            i.withUnsafeBufferPointer { grid.fit(x, importance: $0.baseAddress! + c0) }
+                        }
+                        ?? grid.fit(x)
+                    storeSuperBlock(block, row: r, firstGroup: c0 / s.g, s, params, &scales)
+                }
+            }
+        }
+    }
+
+    /// K formats without static groups: the super-block starting at column c fitted for every row
+    /// on the weights as updated so far (as `searchGroup`: W1 inside the current block, W beyond),
+    /// with `importance` (sweep order) as llama.cpp's imatrix, or without it as llama.cpp's RTN.
+    static func fitSuperBlock(
+        _ b: GPTQScratch, _ s: GPTQShape, column c: Int, block: Range<Int>, _ importance: [Float]?,
+        _ scales: inout KQuantScales
+    ) {
+        let m = s.m
+        let grid = KQuantGrid(scales.type)
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: KQuantType.superBlockSize) { x in
+            for r in 0..<m {
+                for k in 0..<KQuantType.superBlockSize {
+                    let col = c + k
+                    x[k] = col < block.upperBound ? b.w1[(col - block.lowerBound) * m + r] : b.wt[col * m + r]
+                }
+                let fitted =
+                    importance.map { i in
+                        i.withUnsafeBufferPointer { grid.fit(x.baseAddress!, importance: $0.baseAddress! + c) }
+                    }
+                    ?? grid.fit(x.baseAddress!)
+                storeSuperBlock(fitted, row: r, firstGroup: c / s.g, s, b.params, &scales)
+            }
+        }
+    }
+
+    static func storeSuperBlock(
+        _ block: KQuantBlock, row r: Int, firstGroup: Int, _ s: GPTQShape,
+        _ params: UnsafeMutablePointer<GroupParameters>, _ scales: inout KQuantScales
+    ) {
+        scales.set(row: r, superBlock: firstGroup * s.g / KQuantType.superBlockSize, block)
+        for (j, p) in block.groupParameters.enumerated() { params[(firstGroup + j) * s.m + r] = p }
     }
 
     /// Fits every (row, group) on W as it is (per-channel: one group of all columns) into
@@ -153,7 +226,8 @@ public enum GPTQ {
     /// 6. The column sweep, block by block (see the type's comment). Returns the total loss,
     /// summed in Float64 in sweep order.
     static func sweep<G: QuantizationGrid>(
-        _ b: GPTQScratch, _ grid: G, _ s: GPTQShape, _ perm: [Int], importance: [Float]?
+        _ b: GPTQScratch, _ grid: G, _ s: GPTQShape, _ perm: [Int], importance: [Float]?,
+        kScales: inout KQuantScales?
     ) -> Double {
         let m = s.m
         let n = s.n
@@ -165,7 +239,12 @@ public enum GPTQ {
             for i in 0..<count {
                 let c = i1 + i
                 if !s.perChannel {
-                    if let importance, !s.staticGroups {
+                    if kScales != nil && !s.staticGroups {
+                        if c % KQuantType.superBlockSize == 0 {
+                            fitSuperBlock(b, s, column: c, block: i1..<i2, importance, &kScales!)
+                        }
+                        if c % s.g == 0 { current = b.params + c / s.g * m }
+                    } else if let importance, !s.staticGroups {
                         if c % s.g == 0 { current = searchGroup(b, grid, s, column: c, block: i1..<i2, importance) }
                     } else {
                         current = selectGroup(b, grid, s, column: c, originalColumn: perm[c], current)

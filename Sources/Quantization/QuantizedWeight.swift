@@ -17,10 +17,13 @@ public struct QuantizedTensor: Sendable, Equatable {
     /// g_idx: the group of each original input column (HF GPTQ layout). Without act-order
     /// (or with static groups) this is column / groupSize.
     public var groupIndex: [Int32]
+    /// K formats: the super-block fields the file stores (`parameters` is their sub-blocks'
+    /// `GroupParameters`, one group per sub-block); nil for every other format.
+    public var kScales: KQuantScales?
 
     public init(
         rows: Int, columns: Int, recipe: QuantRecipe, groupSize: Int, groupCount: Int, codes: [UInt8],
-        parameters: [GroupParameters], groupIndex: [Int32]
+        parameters: [GroupParameters], groupIndex: [Int32], kScales: KQuantScales? = nil
     ) {
         self.rows = rows
         self.columns = columns
@@ -30,6 +33,7 @@ public struct QuantizedTensor: Sendable, Equatable {
         self.codes = codes
         self.parameters = parameters
         self.groupIndex = groupIndex
+        self.kScales = kScales
     }
 
     /// Scales [rows, groupCount] (GGUF: fp16-rounded d).
@@ -67,11 +71,11 @@ public struct QuantizedWeight: Sendable, Equatable {
     public init(
         rows: Int, columns: Int, recipe: QuantRecipe, groupSize: Int, groupCount: Int, codes: [UInt8],
         parameters: [GroupParameters], groupIndex: [Int32], permutation: [Int32]?,
-        inversePermutation: [Int32]?, dequantized: Matrix
+        inversePermutation: [Int32]?, dequantized: Matrix, kScales: KQuantScales? = nil
     ) {
         stored = QuantizedTensor(
             rows: rows, columns: columns, recipe: recipe, groupSize: groupSize, groupCount: groupCount, codes: codes,
-            parameters: parameters, groupIndex: groupIndex)
+            parameters: parameters, groupIndex: groupIndex, kScales: kScales)
         self.permutation = permutation
         self.inversePermutation = inversePermutation
         self.dequantized = dequantized

@@ -12,15 +12,51 @@ public enum WeightFormat: String, Codable, Sendable, CaseIterable {
     case ggufQ4_1
     /// GGUF Q8_0: 32 weights per block, value = int8 code * d, d in fp16.
     case ggufQ8_0
+    /// GGUF Q5_0 / Q5_1: Q4_0 / Q4_1 with 5-bit codes.
+    case ggufQ5_0
+    case ggufQ5_1
+    /// GGUF K-quants: super-blocks of 256 columns in sub-blocks of 16 or 32 (the groups), each
+    /// with an integer scale (and min) of the super-block's fp16 d (dmin); see `KQuantType`.
+    case ggufQ2_K
+    case ggufQ3_K
+    case ggufQ4_K
+    case ggufQ5_K
+    case ggufQ6_K
 
-    /// Block length along the input dimension that the format fixes (nil: free).
-    public var fixedGroupSize: Int? { self == .integer ? nil : 32 }
+    /// The K-quant type of a K format.
+    public var kQuantType: KQuantType? {
+        switch self {
+        case .ggufQ2_K: return .q2_K
+        case .ggufQ3_K: return .q3_K
+        case .ggufQ4_K: return .q4_K
+        case .ggufQ5_K: return .q5_K
+        case .ggufQ6_K: return .q6_K
+        default: return nil
+        }
+    }
+
+    /// Block length along the input dimension that the format fixes (nil: free); a K format's sub-block.
+    public var fixedGroupSize: Int? {
+        if self == .integer { return nil }
+        return kQuantType?.subBlockSize ?? 32
+    }
+    /// Columns a row must be a multiple of: the K super-block, else the group.
+    public var rowMultiple: Int? { kQuantType != nil ? KQuantType.superBlockSize : fixedGroupSize }
     /// Bits per code that the format fixes (nil: free, 2...8).
     public var fixedBits: Int? {
         switch self {
         case .integer: return nil
         case .ggufQ4_0, .ggufQ4_1: return 4
+        case .ggufQ5_0, .ggufQ5_1: return 5
         case .ggufQ8_0: return 8
+        case .ggufQ2_K, .ggufQ3_K, .ggufQ4_K, .ggufQ5_K, .ggufQ6_K: return kQuantType!.bits
+        }
+    }
+    /// Whether a GGUF format's grid is symmetric (no min); `.integer` leaves it to the recipe.
+    public var isSymmetricGGUF: Bool {
+        switch self {
+        case .ggufQ4_1, .ggufQ5_1, .ggufQ2_K, .ggufQ4_K, .ggufQ5_K: return false
+        default: return true
         }
     }
 }
@@ -84,7 +120,7 @@ public enum QuantizationError: Error, CustomStringConvertible, Equatable {
 /// How to quantize one linear weight [out, in].
 public struct QuantRecipe: Codable, Sendable, Equatable {
     public var format: WeightFormat
-    /// Bits per code: 2...8 for `.integer`; fixed by GGUF formats (4 or 8).
+    /// Bits per code: 2...8 for `.integer`; fixed by GGUF formats (2...8).
     public var bits: Int
     /// Symmetric grid (`.integer` only: the reference's sym; GGUF formats fix their own).
     public var symmetric: Bool
@@ -126,7 +162,7 @@ public struct QuantRecipe: Codable, Sendable, Equatable {
         blockSize: Int = 128, scaleSearch: Bool = false
     ) -> QuantRecipe {
         QuantRecipe(
-            format: format, bits: format.fixedBits ?? 4, symmetric: format != .ggufQ4_1,
+            format: format, bits: format.fixedBits ?? 4, symmetric: format.isSymmetricGGUF,
             groupSize: format.fixedGroupSize ?? 32, actOrder: actOrder, staticGroups: actOrder,
             percentDamp: percentDamp, blockSize: blockSize, scaleSearch: scaleSearch)
     }
@@ -155,7 +191,7 @@ public struct QuantRecipe: Codable, Sendable, Equatable {
     /// Checks the recipe against a weight of `columns` input columns.
     public func validate(columns: Int, tensor: String) throws {
         try validate()
-        if let g = format.fixedGroupSize, columns % g != 0 {
+        if let g = format.rowMultiple, columns % g != 0 {
             throw QuantizationError.columnsNotMultipleOfBlock(tensor: tensor, columns: columns, block: g)
         }
     }
@@ -177,6 +213,9 @@ extension QuantRecipe {
         case .ggufQ4_0: return GGUFQ4_0Grid()
         case .ggufQ4_1: return GGUFQ4_1Grid()
         case .ggufQ8_0: return GGUFQ8_0Grid()
+        case .ggufQ5_0: return GGUFQ5_0Grid()
+        case .ggufQ5_1: return GGUFQ5_1Grid()
+        case .ggufQ2_K, .ggufQ3_K, .ggufQ4_K, .ggufQ5_K, .ggufQ6_K: return KQuantGrid(format.kQuantType!)
         }
     }
 }

@@ -45,7 +45,13 @@ struct RecipeOptions: ParsableArguments {
     var blockSize: Int?
     @Option(help: "parallel (statistics from full-precision activations) | sequential.")
     var mode: JobMode = .sequential
-    @Option(help: "gguf-q4_0 | gguf-q4_1 | gguf-q8_0 | gptq-safetensors")
+    @Option(
+        help: ArgumentHelp(
+            "gguf-q4_0 | gguf-q4_1 | gguf-q8_0 | gguf-q2_k | gguf-q3_k | gguf-q4_k | gguf-q5_k | gguf-q6_k | "
+                + "gguf-q4_k_m | gguf-q3_k_m | gptq-safetensors",
+            discussion:
+                "q4_k_m / q3_k_m are llama.cpp's mixes for Llama. K types fall back to 32-blocks for rows not a "
+                + "multiple of 256 (Q4_K->Q5_0, Q5_K->Q5_1, Q6_K->Q8_0, Q2_K/Q3_K->Q4_0)"))
     var format: OutputFormat = .ggufQ4_0
     @Option(help: "Output .gguf file, or directory for gptq-safetensors.")
     var out: String

@@ -116,6 +116,15 @@ public nonisolated enum Kiln_V1_OutputFormat: SwiftProtobuf.Enum, Swift.CaseIter
 
   /// Hugging Face GPTQ layout (qweight/qzeros/scales/g_idx)
   case gptqSafetensors // = 4
+  case ggufQ2K // = 5
+  case ggufQ3K // = 6
+  case ggufQ4K // = 7
+  case ggufQ5K // = 8
+  case ggufQ6K // = 9
+
+  /// llama.cpp's Q4_K_M mix (Jobs' OutputFormat.weightFormat)
+  case ggufQ4KM // = 10
+  case ggufQ3KM // = 11
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -129,6 +138,13 @@ public nonisolated enum Kiln_V1_OutputFormat: SwiftProtobuf.Enum, Swift.CaseIter
     case 2: self = .ggufQ41
     case 3: self = .ggufQ80
     case 4: self = .gptqSafetensors
+    case 5: self = .ggufQ2K
+    case 6: self = .ggufQ3K
+    case 7: self = .ggufQ4K
+    case 8: self = .ggufQ5K
+    case 9: self = .ggufQ6K
+    case 10: self = .ggufQ4KM
+    case 11: self = .ggufQ3KM
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -140,6 +156,13 @@ public nonisolated enum Kiln_V1_OutputFormat: SwiftProtobuf.Enum, Swift.CaseIter
     case .ggufQ41: return 2
     case .ggufQ80: return 3
     case .gptqSafetensors: return 4
+    case .ggufQ2K: return 5
+    case .ggufQ3K: return 6
+    case .ggufQ4K: return 7
+    case .ggufQ5K: return 8
+    case .ggufQ6K: return 9
+    case .ggufQ4KM: return 10
+    case .ggufQ3KM: return 11
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -151,6 +174,13 @@ public nonisolated enum Kiln_V1_OutputFormat: SwiftProtobuf.Enum, Swift.CaseIter
     .ggufQ41,
     .ggufQ80,
     .gptqSafetensors,
+    .ggufQ2K,
+    .ggufQ3K,
+    .ggufQ4K,
+    .ggufQ5K,
+    .ggufQ6K,
+    .ggufQ4KM,
+    .ggufQ3KM,
   ]
 
 }
@@ -615,7 +645,7 @@ nonisolated extension Kiln_V1_ScheduleMode: SwiftProtobuf._ProtoNameProviding {
 }
 
 nonisolated extension Kiln_V1_OutputFormat: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0OUTPUT_FORMAT_UNSPECIFIED\0\u{1}OUTPUT_FORMAT_GGUF_Q4_0\0\u{1}OUTPUT_FORMAT_GGUF_Q4_1\0\u{1}OUTPUT_FORMAT_GGUF_Q8_0\0\u{1}OUTPUT_FORMAT_GPTQ_SAFETENSORS\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0OUTPUT_FORMAT_UNSPECIFIED\0\u{1}OUTPUT_FORMAT_GGUF_Q4_0\0\u{1}OUTPUT_FORMAT_GGUF_Q4_1\0\u{1}OUTPUT_FORMAT_GGUF_Q8_0\0\u{1}OUTPUT_FORMAT_GPTQ_SAFETENSORS\0\u{1}OUTPUT_FORMAT_GGUF_Q2_K\0\u{1}OUTPUT_FORMAT_GGUF_Q3_K\0\u{1}OUTPUT_FORMAT_GGUF_Q4_K\0\u{1}OUTPUT_FORMAT_GGUF_Q5_K\0\u{1}OUTPUT_FORMAT_GGUF_Q6_K\0\u{1}OUTPUT_FORMAT_GGUF_Q4_K_M\0\u{1}OUTPUT_FORMAT_GGUF_Q3_K_M\0")
 }
 
 nonisolated extension Kiln_V1_Sampler: SwiftProtobuf._ProtoNameProviding {

@@ -43,6 +43,13 @@ public nonisolated enum Kiln_V1_WeightFormat: SwiftProtobuf.Enum, Swift.CaseIter
   case ggufQ40 // = 2
   case ggufQ41 // = 3
   case ggufQ80 // = 4
+  case ggufQ50 // = 5
+  case ggufQ51 // = 6
+  case ggufQ2K // = 7
+  case ggufQ3K // = 8
+  case ggufQ4K // = 9
+  case ggufQ5K // = 10
+  case ggufQ6K // = 11
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -56,6 +63,13 @@ public nonisolated enum Kiln_V1_WeightFormat: SwiftProtobuf.Enum, Swift.CaseIter
     case 2: self = .ggufQ40
     case 3: self = .ggufQ41
     case 4: self = .ggufQ80
+    case 5: self = .ggufQ50
+    case 6: self = .ggufQ51
+    case 7: self = .ggufQ2K
+    case 8: self = .ggufQ3K
+    case 9: self = .ggufQ4K
+    case 10: self = .ggufQ5K
+    case 11: self = .ggufQ6K
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -67,6 +81,13 @@ public nonisolated enum Kiln_V1_WeightFormat: SwiftProtobuf.Enum, Swift.CaseIter
     case .ggufQ40: return 2
     case .ggufQ41: return 3
     case .ggufQ80: return 4
+    case .ggufQ50: return 5
+    case .ggufQ51: return 6
+    case .ggufQ2K: return 7
+    case .ggufQ3K: return 8
+    case .ggufQ4K: return 9
+    case .ggufQ5K: return 10
+    case .ggufQ6K: return 11
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -78,6 +99,13 @@ public nonisolated enum Kiln_V1_WeightFormat: SwiftProtobuf.Enum, Swift.CaseIter
     .ggufQ40,
     .ggufQ41,
     .ggufQ80,
+    .ggufQ50,
+    .ggufQ51,
+    .ggufQ2K,
+    .ggufQ3K,
+    .ggufQ4K,
+    .ggufQ5K,
+    .ggufQ6K,
   ]
 
 }
@@ -293,6 +321,28 @@ public nonisolated struct Kiln_V1_QuantizedLinear: @unchecked Sendable {
     set {_uniqueStorage()._outputEnergy = newValue}
   }
 
+  /// K formats only (else empty): the super-block fields. rows * columns/256 fp16 d and dmin
+  /// (uint16 each), rows * group_count int8 sub-block scales and (Q2_K/Q4_K/Q5_K) uint8 mins.
+  public var kD: Data {
+    get {_storage._kD}
+    set {_uniqueStorage()._kD = newValue}
+  }
+
+  public var kDmin: Data {
+    get {_storage._kDmin}
+    set {_uniqueStorage()._kDmin = newValue}
+  }
+
+  public var kScales: Data {
+    get {_storage._kScales}
+    set {_uniqueStorage()._kScales = newValue}
+  }
+
+  public var kMins: Data {
+    get {_storage._kMins}
+    set {_uniqueStorage()._kMins = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -506,7 +556,7 @@ public nonisolated struct Kiln_V1_TaskOutput: Sendable {
 fileprivate nonisolated let _protobuf_package = "kiln.v1"
 
 nonisolated extension Kiln_V1_WeightFormat: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0WEIGHT_FORMAT_UNSPECIFIED\0\u{1}WEIGHT_FORMAT_INTEGER\0\u{1}WEIGHT_FORMAT_GGUF_Q4_0\0\u{1}WEIGHT_FORMAT_GGUF_Q4_1\0\u{1}WEIGHT_FORMAT_GGUF_Q8_0\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0WEIGHT_FORMAT_UNSPECIFIED\0\u{1}WEIGHT_FORMAT_INTEGER\0\u{1}WEIGHT_FORMAT_GGUF_Q4_0\0\u{1}WEIGHT_FORMAT_GGUF_Q4_1\0\u{1}WEIGHT_FORMAT_GGUF_Q8_0\0\u{1}WEIGHT_FORMAT_GGUF_Q5_0\0\u{1}WEIGHT_FORMAT_GGUF_Q5_1\0\u{1}WEIGHT_FORMAT_GGUF_Q2_K\0\u{1}WEIGHT_FORMAT_GGUF_Q3_K\0\u{1}WEIGHT_FORMAT_GGUF_Q4_K\0\u{1}WEIGHT_FORMAT_GGUF_Q5_K\0\u{1}WEIGHT_FORMAT_GGUF_Q6_K\0")
 }
 
 nonisolated extension Kiln_V1_HessianAccumulator: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
@@ -725,7 +775,7 @@ nonisolated extension Kiln_V1_QuantRecipe: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Kiln_V1_QuantizedLinear: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".QuantizedLinear"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}linear\0\u{1}block\0\u{1}tensor\0\u{1}rows\0\u{1}columns\0\u{1}recipe\0\u{3}group_size\0\u{3}group_count\0\u{1}codes\0\u{1}parameters\0\u{3}group_index\0\u{3}output_error\0\u{3}relative_error\0\u{3}gptq_loss\0\u{3}dead_columns\0\u{1}seconds\0\u{3}output_energy\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}linear\0\u{1}block\0\u{1}tensor\0\u{1}rows\0\u{1}columns\0\u{1}recipe\0\u{3}group_size\0\u{3}group_count\0\u{1}codes\0\u{1}parameters\0\u{3}group_index\0\u{3}output_error\0\u{3}relative_error\0\u{3}gptq_loss\0\u{3}dead_columns\0\u{1}seconds\0\u{3}output_energy\0\u{3}k_d\0\u{3}k_dmin\0\u{3}k_scales\0\u{3}k_mins\0")
 
   fileprivate class _StorageClass {
     var _linear: String = String()
@@ -745,6 +795,10 @@ nonisolated extension Kiln_V1_QuantizedLinear: SwiftProtobuf.Message, SwiftProto
     var _deadColumns: UInt64 = 0
     var _seconds: Double = 0
     var _outputEnergy: Double = 0
+    var _kD: Data = Data()
+    var _kDmin: Data = Data()
+    var _kScales: Data = Data()
+    var _kMins: Data = Data()
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -772,6 +826,10 @@ nonisolated extension Kiln_V1_QuantizedLinear: SwiftProtobuf.Message, SwiftProto
       _deadColumns = source._deadColumns
       _seconds = source._seconds
       _outputEnergy = source._outputEnergy
+      _kD = source._kD
+      _kDmin = source._kDmin
+      _kScales = source._kScales
+      _kMins = source._kMins
     }
   }
 
@@ -807,6 +865,10 @@ nonisolated extension Kiln_V1_QuantizedLinear: SwiftProtobuf.Message, SwiftProto
         case 15: try { try decoder.decodeSingularUInt64Field(value: &_storage._deadColumns) }()
         case 16: try { try decoder.decodeSingularDoubleField(value: &_storage._seconds) }()
         case 17: try { try decoder.decodeSingularDoubleField(value: &_storage._outputEnergy) }()
+        case 18: try { try decoder.decodeSingularBytesField(value: &_storage._kD) }()
+        case 19: try { try decoder.decodeSingularBytesField(value: &_storage._kDmin) }()
+        case 20: try { try decoder.decodeSingularBytesField(value: &_storage._kScales) }()
+        case 21: try { try decoder.decodeSingularBytesField(value: &_storage._kMins) }()
         default: break
         }
       }
@@ -870,6 +932,18 @@ nonisolated extension Kiln_V1_QuantizedLinear: SwiftProtobuf.Message, SwiftProto
       if _storage._outputEnergy.bitPattern != 0 {
         try visitor.visitSingularDoubleField(value: _storage._outputEnergy, fieldNumber: 17)
       }
+      if !_storage._kD.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._kD, fieldNumber: 18)
+      }
+      if !_storage._kDmin.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._kDmin, fieldNumber: 19)
+      }
+      if !_storage._kScales.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._kScales, fieldNumber: 20)
+      }
+      if !_storage._kMins.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._kMins, fieldNumber: 21)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -896,6 +970,10 @@ nonisolated extension Kiln_V1_QuantizedLinear: SwiftProtobuf.Message, SwiftProto
         if _storage._deadColumns != rhs_storage._deadColumns {return false}
         if _storage._seconds != rhs_storage._seconds {return false}
         if _storage._outputEnergy != rhs_storage._outputEnergy {return false}
+        if _storage._kD != rhs_storage._kD {return false}
+        if _storage._kDmin != rhs_storage._kDmin {return false}
+        if _storage._kScales != rhs_storage._kScales {return false}
+        if _storage._kMins != rhs_storage._kMins {return false}
         return true
       }
       if !storagesAreEqual {return false}

@@ -1,5 +1,3 @@
-import Tensor
-
 // ggml's K-quant super-blocks (llama.cpp ggml/src/ggml-common.h, block_q{2..6}_K): 256 values in
 // 16 sub-blocks of 16 (Q2_K, Q3_K, Q6_K) or 8 of 32 (Q4_K, Q5_K), each with a small integer scale
 // (and, for Q2_K/Q4_K/Q5_K, a min) that multiplies the fp16 super-block d (dmin). Layouts, all

@@ -1,5 +1,3 @@
-import Tensor
-
 /// A K-quant type as a grid over one super-block: `fit` chooses d, dmin and the sub-block scales
 /// and mins of 256 values as llama.cpp does, `code`/`value` map a value to its code and back under
 /// one sub-block's `GroupParameters` (see `KQuantBlock.groupParameters`).
