@@ -23,6 +23,9 @@
 #                          Ops/big.sh: a random Llama-2-7B-sized model (13.5 GB F16 GGUF and HF
 #                          shards under ${KILN_BIG_DIR:-~/.cache/kiln/big}) quantized by a coordinator
 #                          and 2 workers: peak RSS per process, stage times per block, output checks
+#   Ops/bench.sh quality   the quality table: each recipe (RTN, GPTQ, scale search, K-quant mixes,
+#                          AWQ) on SmolLM2 with its bpw, LL perplexity through llama.cpp
+#                          (Ops/ll_perplexity.py), HF perplexity through Kiln, and time (Ops/quality.sh)
 #   Ops/bench.sh all       eval, gptq, peer
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -149,6 +152,8 @@ bench_matrix() {
 }
 
 if [[ ${1:-} == scale ]]; then exec Ops/scale.sh; fi
+# The quality table (issue #11): every recipe's LL and HF perplexity and time (Ops/quality.sh).
+if [[ ${1:-} == quality ]]; then exec Ops/quality.sh; fi
 # The cost model's runs (loopback, netns at 1gbit and 100mbit) and its check: docs/SCALING.md.
 if [[ ${1:-} == model ]]; then exec python3 Ops/costmodel.py --measure --dir "$OUT/costmodel"; fi
 # big needs only the kiln binary (Ops/big.sh builds it if missing), not the release tests.
@@ -164,5 +169,5 @@ case "${1:-all}" in
   peer) bench_peer ;;
   matrix) bench_matrix ;;
   all) bench_eval; bench_gptq; bench_peer ;;
-  *) echo "usage: Ops/bench.sh [eval|gptq|peer|matrix|scale|model|big [gen|gguf|hf|all]|all]" >&2; exit 2 ;;
+  *) echo "usage: Ops/bench.sh [eval|gptq|peer|matrix|scale|model|quality|big [gen|gguf|hf|all]|all]" >&2; exit 2 ;;
 esac

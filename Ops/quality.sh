@@ -30,6 +30,8 @@ all_recipes=(
   "q4_0-rtn-search|gguf|--method rtn --format gguf-q4_0 --scale-search"
   "q4_0-gptq-nosearch|gguf|--method gptq --format gguf-q4_0 --no-scale-search"
   "q4_0-gptq|gguf|--method gptq --format gguf-q4_0"
+  "q4_k_m-gptq|gguf|--method gptq --format gguf-q4_k_m"
+  "q3_k_m-gptq|gguf|--method gptq --format gguf-q3_k_m"
   "w4g64-gptq|dir|--method gptq --format gptq-safetensors --bits 4 --group 64 --no-sym"
   "w3g64-gptq|dir|--method gptq --format gptq-safetensors --bits 3 --group 64 --no-sym"
 )
