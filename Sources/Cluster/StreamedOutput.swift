@@ -178,6 +178,13 @@ struct StreamedLinear {
         t.deadColumns = u64(q.deadColumns)
         t.seconds = q.seconds
         t.outputEnergy = q.outputEnergy
+        // A K-quant's super-block scales are small: serialized with the tail.
+        if let k = w.kScales {
+            t.kD = blob(k.d)
+            t.kDmin = blob(k.dmin)
+            t.kScales = blob(k.scales)
+            t.kMins = blob(k.mins)
+        }
         tail = try t.serializedBytes()
     }
 

@@ -82,6 +82,18 @@ extension QuantizedTensor {
             out.rows += s.rows
             out.codes += s.codes
             out.parameters += s.parameters
+            // A K-quant's super-block fields are row-major too.
+            switch (out.kScales, s.kScales) {
+            case (nil, nil): break
+            case (var k?, let more?) where more.type == k.type && more.superBlocks == k.superBlocks:
+                k.rows += more.rows
+                k.d += more.d
+                k.dmin += more.dmin
+                k.scales += more.scales
+                k.mins += more.mins
+                out.kScales = k
+            default: throw JobError("\(tensor): row slices disagree on their K-quant super-blocks")
+            }
         }
         self = out
     }

@@ -27,6 +27,9 @@ public struct LinearReport: Codable, Sendable, Equatable {
     public var relativeError: Double?
     public var gptqLoss: Double
     public var seconds: Double
+    /// The stored type: a GGUF block type (Q4_0, Q5_0, Q4_K, ... per tensor in the K-quant
+    /// mixes) or "int<bits> g<group>" for GPTQ safetensors. nil in reports written before it existed.
+    public var type: String?
 
     /// The report line of a quantized linear (`kiln run`'s and the cluster's alike), for a
     /// job of `spec` (which says whether the error was measured).
@@ -39,6 +42,7 @@ public struct LinearReport: Codable, Sendable, Equatable {
         relativeError = measured ? q.relativeError : nil
         gptqLoss = q.gptqLoss
         seconds = q.seconds
+        type = q.weight.recipe.typeName
     }
 }
 
@@ -158,6 +162,20 @@ public struct JobReport: Codable, Sendable, Equatable {
                 String(format: "%5d", b) + "  " + row.map { String(format: "%.2e  ", $0.relativeError ?? 0) }.joined())
         }
         s.append(String(format: "mean   %.3e", errors.isEmpty ? 0 : errors.reduce(0, +) / Double(errors.count)))
+        s.append(contentsOf: typeTable(byBlock))
+        return s
+    }
+
+    /// The stored type of each linear by block, when the job mixes types (the K-quant mixes).
+    private func typeTable(_ byBlock: [Int: [LinearReport]]) -> [String] {
+        guard Set(linears.compactMap(\.type)).count > 1 else { return [] }
+        var s = ["", "block  attn_q    attn_k    attn_v    attn_out  ffn_gate  ffn_up    ffn_down   (stored type)"]
+        for b in byBlock.keys.sorted() {
+            let row = byBlock[b]!.sorted { order($0.linear) < order($1.linear) }
+            s.append(
+                String(format: "%5d", b) + "  "
+                    + row.map { ($0.type ?? "?").padding(toLength: 10, withPad: " ", startingAt: 0) }.joined())
+        }
         return s
     }
 

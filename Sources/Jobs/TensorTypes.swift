@@ -36,7 +36,7 @@ extension OutputFormat {
     }
 
     /// llama.cpp's use_more_bits(i_layer, n_layers).
-    static func useMoreBits(_ i: Int, _ n: Int) -> Bool {
+    public static func useMoreBits(_ i: Int, _ n: Int) -> Bool {
         i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2
     }
 

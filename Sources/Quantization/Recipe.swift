@@ -206,6 +206,15 @@ public struct QuantRecipe: Codable, Sendable, Equatable {
 }
 
 extension QuantRecipe {
+    /// The stored type as users name it: the GGUF block type (Q4_0, Q5_K, ...) or
+    /// "int<bits> g<group>" (per channel: "int<bits> pc") for the integer grid.
+    public var typeName: String {
+        switch format {
+        case .integer: return "int\(bits) " + (groupSize == -1 ? "pc" : "g\(groupSize)")
+        default: return String(format.rawValue.dropFirst("gguf".count))
+        }
+    }
+
     /// The grid this recipe quantizes onto.
     public func makeGrid() -> any QuantizationGrid {
         switch format {
