@@ -178,6 +178,7 @@ struct StreamedLinear {
         t.deadColumns = u64(q.deadColumns)
         t.seconds = q.seconds
         t.outputEnergy = q.outputEnergy
+        if let f = q.foldedInputOp { t.foldedInputOp = Kiln_V1_FoldedTensor(f) }
         tail = try t.serializedBytes()
     }
 
