@@ -24,7 +24,7 @@ struct AWQGroup {
     var hessian: Matrix
     /// The norm before the group divided by s (nil when not scaled).
     var folded: FoldedTensor?
-    /// The search's losses for the log: RTN (s = 1) and the chosen alpha's.
+    /// The chosen alpha (nil when not scaled).
     var alpha: Float?
 
     /// The RMSNorm before the group of `linears`, by its file name; nil for o and down.
@@ -88,7 +88,8 @@ extension LlamaBlock {
         default: throw JobError("block \(index): '\(name)' is not its attn_norm or ffn_norm")
         }
         guard weights[keyPath: path].count == values.count else {
-            throw JobError("block \(index): '\(name)' has \(weights[keyPath: path].count) values, the fold \(values.count)")
+            throw JobError(
+                "block \(index): '\(name)' has \(weights[keyPath: path].count) values, the fold \(values.count)")
         }
         weights[keyPath: path] = values
     }

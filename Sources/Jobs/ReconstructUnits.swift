@@ -113,7 +113,8 @@ extension QuantizedLinear {
             foldedInputOp: first.foldedInputOp)
         // Every slice searched the whole group's scales: they agree, or the task was not pure.
         guard slices.allSatisfy({ $0.foldedInputOp == first.foldedInputOp }) else {
-            throw JobError("\(first.tensor): row slices disagree on the folded \(first.foldedInputOp?.name ?? "input op")")
+            throw JobError(
+                "\(first.tensor): row slices disagree on the folded \(first.foldedInputOp?.name ?? "input op")")
         }
     }
 }

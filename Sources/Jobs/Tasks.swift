@@ -263,7 +263,8 @@ public enum Tasks {
         guard let meanAbs = stats.channels.meanAbs else {
             throw JobError(
                 "reconstruct(\(input.block),\(input.group)): the statistics of \(name) carry no mean |x| (collected "
-                    + "by a version that did not gather it, or no tokens); AWQ needs it: collect block \(input.block) again")
+                    + "by a version that did not gather it, or no tokens); AWQ needs it: collect block \(input.block) again"
+            )
         }
         return try AWQGroup.prepare(ctx, block: input.block, groupLinears: groups[g], hessian: h, meanAbs: meanAbs)
     }

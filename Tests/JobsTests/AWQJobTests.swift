@@ -63,7 +63,8 @@ final class AWQJobTests: XCTestCase {
 
     func testMissingMeanAbsNamesTheGroup() throws {
         let model = try Assets.truncatedSmolLM2()
-        let s = Assets.spec(model: model, out: Paths.tempDir("kiln-awq-missing").appendingPathComponent("o.gguf"),
+        let s = Assets.spec(
+            model: model, out: Paths.tempDir("kiln-awq-missing").appendingPathComponent("o.gguf"),
             method: .awq)
         let ctx = try JobContext.open(s)
         let n = 576
