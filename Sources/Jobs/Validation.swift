@@ -71,6 +71,12 @@ extension JobSpec {
                 g, 1...SpecBounds.groupSize, "--group",
                 "use a positive column count (e.g. 32, 64, 128) or -1 for one group per output channel")
         }
+        if format.isKQuant && method.usesAWQ {
+            throw JobError(
+                "--method \(method.rawValue) does not support --format \(format.rawValue) yet (AWQ's clip search "
+                    + "fits 32-column groups; a K type's scales come from 256-column super-blocks): use --method gptq "
+                    + "or rtn with it, or AWQ with gguf-q4_0/q4_1/q8_0 or gptq-safetensors")
+        }
         if format.isKQuant {
             // K types fix their own sub-blocks, bits and grids (a mix even differs per tensor).
             for (flag, given) in [

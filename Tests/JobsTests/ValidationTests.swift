@@ -30,6 +30,15 @@ final class ValidationTests: XCTestCase {
         s.format = .gptqSafetensors
         s.bits = 9
         expectError(s, ["--bits 9", "2 to 8"])
+        // K formats fix their grids; AWQ does not fit them yet.
+        s = base
+        s.format = .ggufQ4_K_M
+        s.groupSize = 64
+        expectError(s, ["--format gguf-q4_k_m", "--group cannot be chosen"])
+        s = base
+        s.format = .ggufQ3_K
+        s.method = .awqGPTQ
+        expectError(s, ["--method awq+gptq", "--format gguf-q3_k"])
         s = base
         s.format = .gptqSafetensors
         s.groupSize = 0
@@ -63,7 +72,7 @@ final class ValidationTests: XCTestCase {
         expectError(s, ["--seqlen 100000", "context length"])
         s = base
         s.errorReport = false
-        expectError(s, ["--no-error-report", "--method rtn", "GPTQ"])
+        expectError(s, ["--no-error-report", "--method rtn", "--method gptq"])
         for parts in [0, 65] {
             s = base
             s.rowParts = parts
