@@ -446,15 +446,22 @@ struct Fixed128: Equatable {
     }
 }
 
-/// Per-channel (per input column) absmax, min and max over all tokens seen.
-/// Merge is max/min, exact and order-independent. The arrays are empty until the
-/// first token arrives (so no infinities need serializing).
+/// Per-channel (per input column) absmax, min and max over all tokens seen, and the sum
+/// of |x| (AWQ's mean |x|). Merge is max/min and an exact fixed-point sum, so it is
+/// order-independent. The arrays are empty until the first token arrives (so no
+/// infinities need serializing).
 public struct ChannelStatistics: Codable, Sendable, Equatable {
     public let columns: Int
     public private(set) var tokens: Int
     public private(set) var absMax: [Float]
     public private(set) var min: [Float]
     public private(set) var max: [Float]
+    /// Sum of |x| per column as 128-bit fixed point (units of 2^-64, as the Hessian): each
+    /// window's Float32 column sums (a function of the window alone) added exactly. Empty
+    /// while tokens == 0, and in statistics from a version that did not gather it (merging
+    /// such a part drops the sum: it would no longer cover every token).
+    public private(set) var absSumHigh: [Int64]
+    public private(set) var absSumLow: [UInt64]
 
     public init(columns: Int) {
         self.columns = columns
@@ -462,19 +469,34 @@ public struct ChannelStatistics: Codable, Sendable, Equatable {
         self.absMax = []
         self.min = []
         self.max = []
+        self.absSumHigh = []
+        self.absSumLow = []
     }
 
-    public init(columns: Int, tokens: Int, absMax: [Float], min: [Float], max: [Float]) throws {
+    public init(
+        columns: Int, tokens: Int, absMax: [Float], min: [Float], max: [Float], absSumHigh: [Int64] = [],
+        absSumLow: [UInt64] = []
+    ) throws {
         let expected = tokens > 0 ? columns : 0
         guard absMax.count == expected, min.count == expected, max.count == expected else {
             throw StatisticsError.invalidState(
                 "channel statistics of \(columns) columns and \(tokens) tokens need \(expected) values per array")
+        }
+        guard absSumHigh.count == absSumLow.count, absSumHigh.isEmpty || absSumHigh.count == expected else {
+            throw StatisticsError.invalidState(
+                "channel statistics of \(columns) columns and \(tokens) tokens: |x| sums of \(absSumHigh.count)/\(absSumLow.count) words, expected none or \(expected)"
+            )
+        }
+        if let c = absSumHigh.firstIndex(where: { $0 < 0 }) {
+            throw StatisticsError.invalidState("channel statistics: the |x| sum of column \(c) is negative")
         }
         self.columns = columns
         self.tokens = tokens
         self.absMax = absMax
         self.min = min
         self.max = max
+        self.absSumHigh = absSumHigh
+        self.absSumLow = absSumLow
     }
 
     public init(from decoder: Decoder) throws {
@@ -482,7 +504,19 @@ public struct ChannelStatistics: Codable, Sendable, Equatable {
         try self.init(
             columns: c.decode(Int.self, forKey: .columns), tokens: c.decode(Int.self, forKey: .tokens),
             absMax: c.decode([Float].self, forKey: .absMax), min: c.decode([Float].self, forKey: .min),
-            max: c.decode([Float].self, forKey: .max))
+            max: c.decode([Float].self, forKey: .max),
+            absSumHigh: c.decodeIfPresent([Int64].self, forKey: .absSumHigh) ?? [],
+            absSumLow: c.decodeIfPresent([UInt64].self, forKey: .absSumLow) ?? [])
+    }
+
+    /// Whether the |x| sums cover every token seen (always when there are none).
+    public var hasAbsSum: Bool { tokens == 0 || absSumHigh.count == columns }
+
+    /// mean |x| per column (the sum over the tokens), nil without tokens or sums.
+    public var meanAbs: [Float]? {
+        guard tokens > 0, absSumHigh.count == columns else { return nil }
+        let t = Double(tokens)
+        return (0..<columns).map { Float(Fixed128(high: absSumHigh[$0], low: absSumLow[$0]).doubleValue / t) }
     }
 
     public mutating func add(_ x: Matrix, name: String = "input") throws {
@@ -492,6 +526,7 @@ public struct ChannelStatistics: Codable, Sendable, Equatable {
         if x.rows == 0 { return }
         var lo = min.isEmpty ? Array(x.data[0..<columns]) : min
         var hi = max.isEmpty ? Array(x.data[0..<columns]) : max
+        var sums = [Float](repeating: 0, count: columns)
         // Column-wise reductions over token rows (no BLAS routine computes a per-column
         // min/max), eight lanes at a time. `poison` collects v * 0, which is NaN exactly
         // when some v is NaN or infinite (min/max would silently drop a NaN).
@@ -501,29 +536,36 @@ public struct ChannelStatistics: Codable, Sendable, Equatable {
         x.data.withUnsafeBufferPointer { xp in
             lo.withUnsafeMutableBufferPointer { lp in
                 hi.withUnsafeMutableBufferPointer { hp in
-                    let xr = UnsafeRawPointer(xp.baseAddress!)
-                    let lr = UnsafeMutableRawPointer(lp.baseAddress!)
-                    let hr = UnsafeMutableRawPointer(hp.baseAddress!)
-                    var c = 0
-                    while c < wide {
-                        var l = lr.loadUnaligned(fromByteOffset: c * 4, as: SIMD8<Float>.self)
-                        var h = hr.loadUnaligned(fromByteOffset: c * 4, as: SIMD8<Float>.self)
-                        for r in 0..<x.rows {
-                            let v = xr.loadUnaligned(fromByteOffset: (r * n + c) * 4, as: SIMD8<Float>.self)
-                            l = pointwiseMin(l, v)
-                            h = pointwiseMax(h, v)
-                            poison += v * 0
+                    sums.withUnsafeMutableBufferPointer { sp in
+                        let xr = UnsafeRawPointer(xp.baseAddress!)
+                        let lr = UnsafeMutableRawPointer(lp.baseAddress!)
+                        let hr = UnsafeMutableRawPointer(hp.baseAddress!)
+                        let sr = UnsafeMutableRawPointer(sp.baseAddress!)
+                        var c = 0
+                        while c < wide {
+                            var l = lr.loadUnaligned(fromByteOffset: c * 4, as: SIMD8<Float>.self)
+                            var h = hr.loadUnaligned(fromByteOffset: c * 4, as: SIMD8<Float>.self)
+                            var a = SIMD8<Float>()
+                            for r in 0..<x.rows {
+                                let v = xr.loadUnaligned(fromByteOffset: (r * n + c) * 4, as: SIMD8<Float>.self)
+                                l = pointwiseMin(l, v)
+                                h = pointwiseMax(h, v)
+                                a += pointwiseMax(v, -v)
+                                poison += v * 0
+                            }
+                            lr.storeBytes(of: l, toByteOffset: c * 4, as: SIMD8<Float>.self)
+                            hr.storeBytes(of: h, toByteOffset: c * 4, as: SIMD8<Float>.self)
+                            sr.storeBytes(of: a, toByteOffset: c * 4, as: SIMD8<Float>.self)
+                            c += 8
                         }
-                        lr.storeBytes(of: l, toByteOffset: c * 4, as: SIMD8<Float>.self)
-                        hr.storeBytes(of: h, toByteOffset: c * 4, as: SIMD8<Float>.self)
-                        c += 8
-                    }
-                    for c in wide..<n {
-                        for r in 0..<x.rows {
-                            let v = xp[r * n + c]
-                            lp[c] = Swift.min(lp[c], v)
-                            hp[c] = Swift.max(hp[c], v)
-                            poison[0] += v * 0
+                        for c in wide..<n {
+                            for r in 0..<x.rows {
+                                let v = xp[r * n + c]
+                                lp[c] = Swift.min(lp[c], v)
+                                hp[c] = Swift.max(hp[c], v)
+                                sp[c] += v.magnitude
+                                poison[0] += v * 0
+                            }
                         }
                     }
                 }
@@ -536,9 +578,21 @@ public struct ChannelStatistics: Codable, Sendable, Equatable {
                 }
             }
         }
+        // The batch's sums added exactly (a window's sum is below 2^62 unless its
+        // activations are absurd: checked like the Hessian's range).
+        var sumHigh = tokens == 0 ? [Int64](repeating: 0, count: n) : absSumHigh
+        var sumLow = tokens == 0 ? [UInt64](repeating: 0, count: n) : absSumLow
+        let keepSums = tokens == 0 || absSumHigh.count == n
+        if keepSums {
+            for c in 0..<n where !Fixed128.accumulate(sums[c], high: &sumHigh[c], low: &sumLow[c]) {
+                throw StatisticsError.fixedPointOverflow(name: name, row: c, column: c)
+            }
+        }
         min = lo
         max = hi
         absMax = (0..<columns).map { Swift.max(-lo[$0], hi[$0]) }
+        absSumHigh = keepSums ? sumHigh : []
+        absSumLow = keepSums ? sumLow : []
         tokens += x.rows
     }
 
@@ -551,11 +605,28 @@ public struct ChannelStatistics: Codable, Sendable, Equatable {
             self = other
             return
         }
+        var sumHigh = absSumHigh
+        var sumLow = absSumLow
+        if hasAbsSum && other.hasAbsSum {
+            for c in 0..<columns {
+                guard
+                    let v = Fixed128(high: sumHigh[c], low: sumLow[c]).adding(
+                        Fixed128(high: other.absSumHigh[c], low: other.absSumLow[c]))
+                else { throw StatisticsError.fixedPointOverflow(name: name, row: c, column: c) }
+                sumHigh[c] = v.high
+                sumLow[c] = v.low
+            }
+        } else {
+            sumHigh = []
+            sumLow = []
+        }
         for c in 0..<columns {
             min[c] = Swift.min(min[c], other.min[c])
             max[c] = Swift.max(max[c], other.max[c])
             absMax[c] = Swift.max(absMax[c], other.absMax[c])
         }
+        absSumHigh = sumHigh
+        absSumLow = sumLow
         tokens += other.tokens
     }
 }

@@ -67,6 +67,8 @@ extension Kiln_V1_QuantMethod {
         switch self {
         case .rtn: return "rtn"
         case .gptq: return "gptq"
+        case .awq: return "awq"
+        case .awqGptq: return "awq+gptq"
         case .unspecified: return "unspecified"
         case .UNRECOGNIZED(let v): return "method \(v)"
         }

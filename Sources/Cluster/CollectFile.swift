@@ -123,10 +123,10 @@ public struct CollectFile: Sendable {
         for (part, range) in [("high", high), ("low", low)] where (range?.count ?? 0) != bytes {
             throw PayloadError("\(field).hessian.\(part): \(range?.count ?? 0) bytes, expected \(bytes)")
         }
-        // Channels: 3 floats per column, plus field headers (per occurrence; occurrences
-        // concatenated are their merge).
+        // Channels: 3 floats and the |x| sum's two 64-bit words per column, plus field headers
+        // (per occurrence; occurrences concatenated are their merge).
         let channelBytes = channels.reduce(0) { $0 + $1.count }
-        guard channelBytes <= (12 * n + 64) * channels.count else {
+        guard channelBytes <= (28 * n + 96) * channels.count else {
             throw PayloadError("\(field).channels: \(channelBytes) bytes for \(n) columns")
         }
         let c: Kiln_V1_ChannelStatistics

@@ -16,7 +16,12 @@ public enum SpecConversion {
         c.seed = s.seed
         c.sampler = s.sampler == .random ? .randomWindows : .contiguous
         p.calibration = c
-        p.method = s.method == .rtn ? .rtn : .gptq
+        switch s.method {
+        case .rtn: p.method = .rtn
+        case .gptq: p.method = .gptq
+        case .awq: p.method = .awq
+        case .awqGPTQ: p.method = .awqGptq
+        }
         p.bits = UInt32(clamping: s.resolvedBits)
         p.groupSize = s.resolvedGroupSize < 0 ? 0 : UInt32(clamping: s.resolvedGroupSize)
         p.symmetric = s.resolvedSymmetric
@@ -62,6 +67,8 @@ public enum SpecConversion {
         switch p.method {
         case .rtn: s.method = .rtn
         case .gptq, .unspecified: s.method = .gptq
+        case .awq: s.method = .awq
+        case .awqGptq: s.method = .awqGPTQ
         case .UNRECOGNIZED(let v): throw PayloadError("spec.method: unknown value \(v)")
         }
         switch p.format {

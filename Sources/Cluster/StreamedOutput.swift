@@ -185,6 +185,7 @@ struct StreamedLinear {
             t.kScales = blob(k.scales)
             t.kMins = blob(k.mins)
         }
+        if let f = q.foldedInputOp { t.foldedInputOp = Kiln_V1_FoldedTensor(f) }
         tail = try t.serializedBytes()
     }
 

@@ -145,8 +145,17 @@ extension ChannelStatistics {
         if let i = (0..<perColumn).first(where: { channel[1][$0] > channel[2][$0] }) {
             throw PayloadError("\(field).channels: min \(channel[1][i]) > max \(channel[2][i]) at column \(i)")
         }
+        // The |x| sums: absent (an older worker's result) or one 128-bit word pair per column.
+        let sumCount = c.absSumHigh.isEmpty && c.absSumLow.isEmpty ? 0 : perColumn
+        let sumHigh = try elements(c.absSumHigh, count: sumCount, as: Int64.self, "\(field).channels.abs_sum_high")
+        let sumLow = try elements(c.absSumLow, count: sumCount, as: UInt64.self, "\(field).channels.abs_sum_low")
+        if let i = sumHigh.firstIndex(where: { $0 < 0 }) {
+            throw PayloadError("\(field).channels.abs_sum_high[\(i)]: a sum of |x| cannot be negative")
+        }
         do {
-            try self.init(columns: columns, tokens: tokens, absMax: channel[0], min: channel[1], max: channel[2])
+            try self.init(
+                columns: columns, tokens: tokens, absMax: channel[0], min: channel[1], max: channel[2],
+                absSumHigh: sumHigh, absSumLow: sumLow)
         } catch {
             throw PayloadError("\(field).channels: \(error)")
         }
@@ -161,6 +170,8 @@ extension Kiln_V1_ChannelStatistics {
         absMax = blob(c.absMax)
         min = blob(c.min)
         max = blob(c.max)
+        absSumHigh = blob(c.absSumHigh)
+        absSumLow = blob(c.absSumLow)
     }
 }
 
@@ -249,6 +260,30 @@ extension Kiln_V1_QuantizedLinear {
         gptqLoss = q.gptqLoss
         deadColumns = u64(q.deadColumns)
         seconds = q.seconds
+        if let f = q.foldedInputOp { foldedInputOp = Kiln_V1_FoldedTensor(f) }
+    }
+}
+
+extension Kiln_V1_FoldedTensor {
+    init(_ f: FoldedTensor) {
+        self.init()
+        name = f.name
+        values = blob(f.values)
+    }
+}
+
+extension FoldedTensor {
+    /// Checked against the columns of the linear that carries it (a norm has one value per
+    /// input column of the group after it).
+    init(_ p: Kiln_V1_FoldedTensor, columns: Int, _ field: String) throws {
+        guard !p.name.isEmpty, p.name.utf8.count <= 4096 else {
+            throw PayloadError("\(field).name: \(p.name.utf8.count) bytes, expected 1 to 4096")
+        }
+        let values = try elements(p.values, count: columns, as: Float.self, "\(field).values")
+        if let i = values.firstIndex(where: { !$0.isFinite }) {
+            throw PayloadError("\(field).values[\(i)]: \(values[i]) is not finite")
+        }
+        self.init(name: p.name, values: values)
     }
 }
 
@@ -296,7 +331,9 @@ extension QuantizedLinear {
         self.init(
             linear: p.linear, block: block, tensor: p.tensor, weight: weight, outputError: p.outputError,
             relativeError: p.relativeError, gptqLoss: p.gptqLoss, deadColumns: deadColumns, seconds: p.seconds,
-            outputEnergy: p.outputEnergy)
+            outputEnergy: p.outputEnergy,
+            foldedInputOp: p.hasFoldedInputOp
+                ? try FoldedTensor(p.foldedInputOp, columns: columns, "\(field).folded_input_op") : nil)
     }
 }
 

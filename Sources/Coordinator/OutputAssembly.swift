@@ -57,6 +57,7 @@ final class DurableLinears: QuantizedLinearSource {
                 if var whole = summary[l.tensor] {
                     whole.rows += s.rows
                     whole.hasZeroPointZero = whole.hasZeroPointZero || s.hasZeroPointZero
+                    whole.foldedInputOp = whole.foldedInputOp ?? s.foldedInputOp
                     summary[l.tensor] = whole
                 } else {
                     summary[l.tensor] = s

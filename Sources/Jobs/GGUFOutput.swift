@@ -80,6 +80,7 @@ public enum GGUFOutput {
     public static func write(spec: JobSpec, view: any ModelView, linears: any QuantizedLinearSource, to url: URL) throws
     {
         let quantized = try linears.summaries()
+        let folded = try quantized.foldedTensors()
         let keys: [String]
         if let g = view as? GGUFModel { keys = g.file.metadataKeys } else { keys = view.metadata.keys.sorted() }
         let w = try GGUFWriter(url: url, replace: spec.overwrite)
@@ -106,6 +107,9 @@ public enum GGUFOutput {
             for t in view.tensors {
                 if quantized[t.name] != nil {
                     try w.writeTensor(t.name, quantized: blocks(try linears.linear(t.name), format: spec.format))
+                } else if let values = folded[t.name] {
+                    // AWQ's folded norm, in the tensor's own type.
+                    try w.writeTensor(t.name, floats: values)
                 } else if let g = view as? GGUFModel, let stored = g.file.tensor(t.name) {
                     // Read from the file a piece at a time: not held, not mapped.
                     try w.writeTensor(t.name, copying: stored.range, of: g.file.url)

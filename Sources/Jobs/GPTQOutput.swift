@@ -30,6 +30,7 @@ public enum GPTQOutput {
         spec: JobSpec, view: any ModelView, linears: any QuantizedLinearSource, to url: URL
     ) throws -> String {
         let quantized = try linears.summaries()
+        let folded = try quantized.foldedTensors()
         // v1 stores zero - 1, so a zero point of 0 needs v2 (the exact values are kept
         // rather than clamping, which would change weights GPTQ optimized).
         let checkpoint: GPTQConfig.CheckpointFormat =
@@ -55,7 +56,10 @@ public enum GPTQOutput {
             for item in items {
                 switch item {
                 case let .plain(src, dst):
-                    if view.info(src)?.dtype == .f16, let st = view as? SafeTensorsModel {
+                    if let values = folded[src] {
+                        // AWQ's folded norm.
+                        try w.writeTensor(dst, floats: values)
+                    } else if view.info(src)?.dtype == .f16, let st = view as? SafeTensorsModel {
                         // Already F16 in a safetensors shard: copied a piece at a time, not held.
                         let (file, range) = try st.stored(src)
                         try w.writeTensor(dst, copying: range, of: file)

@@ -150,7 +150,10 @@ public struct JobEvaluation {
                     var blk = try model.block(b)
                     for name in blk.linearNames {
                         let t = LlamaTensorNames.linear(name, block: b, naming: view.naming)
-                        if let q = linears[t] { try blk.setWeight(name, GPTQOutput.storedWeights(q)) }
+                        guard let q = linears[t] else { continue }
+                        try blk.setWeight(name, GPTQOutput.storedWeights(q))
+                        // AWQ's folded norm, which the file holds in place of the input's.
+                        if let f = q.foldedInputOp { try blk.setNorm(f.name, f.values, naming: view.naming) }
                     }
                     return blk
                 }, progress: evalProgress)

@@ -6,7 +6,18 @@ import Quantization
 // cluster ships this value to workers; every task result is a function of it
 // (and the task's explicit inputs), never of the machine or worker count.
 
-public enum QuantMethod: String, Codable, Sendable, CaseIterable { case rtn, gptq }
+public enum QuantMethod: String, Codable, Sendable, CaseIterable {
+    case rtn, gptq
+    /// AWQ scales (folded into the norm before q,k,v and gate,up) and clip, then RTN.
+    case awq
+    /// AWQ scales and clip, then GPTQ on the scaled weights with the scaled input's Hessian.
+    case awqGPTQ = "awq+gptq"
+
+    /// GPTQ is the quantizer (with or without AWQ first).
+    public var usesGPTQ: Bool { self == .gptq || self == .awqGPTQ }
+    /// AWQ's scale search and clip run before quantizing.
+    public var usesAWQ: Bool { self == .awq || self == .awqGPTQ }
+}
 
 public enum JobMode: String, Codable, Sendable, CaseIterable {
     /// Statistics of every block from full-precision activations.
@@ -133,18 +144,18 @@ public struct JobSpec: Codable, Sendable, Equatable {
 
     /// Whether the per-linear output error is measured (`errorReport`, else GPTQ only).
     public var resolvedErrorReport: Bool {
-        errorReport ?? (method == .gptq)
+        errorReport ?? (method != .rtn)
     }
 
     /// Whether the job gathers calibration statistics (collect, merge and, in sequential
     /// mode, propagate): GPTQ's Hessian, or the error report. RTN without it does not.
     public var needsStatistics: Bool {
-        method == .gptq || resolvedErrorReport || resolvedScaleSearch
+        method != .rtn || resolvedErrorReport || resolvedScaleSearch
     }
 
     /// Whether groups' parameters are searched (`scaleSearch`, else GPTQ only).
     public var resolvedScaleSearch: Bool {
-        scaleSearch ?? (method == .gptq)
+        scaleSearch ?? method.usesGPTQ
     }
 
     /// Static groups as asked, else with act-order when there are groups at all.

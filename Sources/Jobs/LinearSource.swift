@@ -20,12 +20,30 @@ public struct QuantizedLinearSummary: Sendable, Equatable {
     public var hasZeroPointZero: Bool
     /// The stored type (GGUF: its block type).
     public var format: WeightFormat
+    /// AWQ's folded norm this linear carries (`QuantizedLinear.foldedInputOp`).
+    public var foldedInputOp: FoldedTensor?
 
     public init(_ q: QuantizedLinear) {
         format = q.weight.recipe.format
         rows = q.weight.rows
         columns = q.weight.columns
         hasZeroPointZero = q.weight.parameters.contains { $0.zero == 0 }
+        foldedInputOp = q.foldedInputOp
+    }
+}
+
+extension Dictionary where Key == String, Value == QuantizedLinearSummary {
+    /// AWQ's folded tensors by name: what the writers store in place of the input's. One
+    /// tensor carried twice must carry the same values.
+    public func foldedTensors() throws -> [String: [Float]] {
+        var out: [String: [Float]] = [:]
+        for f in values.compactMap(\.foldedInputOp) {
+            if let seen = out[f.name], seen != f.values {
+                throw JobError("two quantized linears carry different folded values of \(f.name)")
+            }
+            out[f.name] = f.values
+        }
+        return out
     }
 }
 

@@ -77,10 +77,17 @@ public struct QuantizedLinear: Sendable, Equatable {
     public var seconds: Double
     /// The output error with Q = 0 (relativeError's divisor; 0: not measured).
     public var outputEnergy: Double
+    /// AWQ: the op before this linear's group (its input RMSNorm) with its output channels
+    /// divided by the group's scales; the writers store it in place of the original and
+    /// propagate runs with it. Carried by the group's first linear (each row slice of it), so
+    /// everything that carries a block's linears (propagate inputs, lineage, result files)
+    /// carries it too.
+    public var foldedInputOp: FoldedTensor?
 
     public init(
         linear: String, block: Int, tensor: String, weight: QuantizedTensor, outputError: Double,
-        relativeError: Double, gptqLoss: Double, deadColumns: Int, seconds: Double, outputEnergy: Double = 0
+        relativeError: Double, gptqLoss: Double, deadColumns: Int, seconds: Double, outputEnergy: Double = 0,
+        foldedInputOp: FoldedTensor? = nil
     ) {
         self.linear = linear
         self.block = block
@@ -92,6 +99,20 @@ public struct QuantizedLinear: Sendable, Equatable {
         self.deadColumns = deadColumns
         self.seconds = seconds
         self.outputEnergy = outputEnergy
+        self.foldedInputOp = foldedInputOp
+    }
+}
+
+/// A tensor of the input model with new Float values (same name and element count): an
+/// RMSNorm's gamma / s after AWQ folded its scales.
+public struct FoldedTensor: Sendable, Equatable {
+    /// Tensor name in the input file.
+    public var name: String
+    public var values: [Float]
+
+    public init(name: String, values: [Float]) {
+        self.name = name
+        self.values = values
     }
 }
 

@@ -188,7 +188,7 @@ public enum Tasks {
         // One Hessian: GPTQ's as the reference scales it (2/N, N windows), else the error
         // report's (2/T, T tokens). Both are the same sums scaled, so the per-token error is
         // the one measured with H times N/T (a 7B down_proj's H is 485 MB: not held twice).
-        let normalization: HessianNormalization = ctx.spec.method == .gptq ? .referenceSamples : .tokens
+        let normalization: HessianNormalization = ctx.spec.method.usesGPTQ ? .referenceSamples : .tokens
         let h = input.statistics?.finalHessian(normalization: normalization)
         let perToken: Double
         if let st = input.statistics?.hessian, normalization == .referenceSamples {
@@ -196,6 +196,7 @@ public enum Tasks {
         } else {
             perToken = 1
         }
+        let awq = try ctx.spec.method.usesAWQ ? awqGroup(ctx, input, hessian: h) : nil
         input.statistics = nil
         var out: [QuantizedLinear] = []
         for name in input.linears {
@@ -209,34 +210,40 @@ public enum Tasks {
             let label = units.parts == 1 ? tensor : "\(tensor) rows \(rows.lowerBound)..<\(rows.upperBound)"
             let recipe = ctx.spec.recipe(
                 linear: name, block: input.block, blocks: ctx.view.config.layerCount, columns: w.cols)
+            // AWQ: the quantizer takes W diag(s) (clipped) and the scaled input's Hessian.
+            let (wq, hq) =
+                awq.map { a in (units.parts == 1 ? a.weights[name]! : a.weights[name]!.rows(rows), a.hessian) }
+                ?? (w, h)
             let q: QuantizedWeight
             var loss = 0.0
             var dead = 0
-            switch ctx.spec.method {
-            case .rtn:
-                // The scale search's importance: the group's Hessian diagonal.
-                let importance = recipe.scaleSearch ? h.map { h in (0..<h.cols).map { h[$0, $0] } } : nil
-                q = try RTN.quantize(w, recipe: recipe, importance: importance, name: label)
-            case .gptq:
-                guard let h else {
+            if ctx.spec.method.usesGPTQ {
+                guard let hq else {
                     throw JobError(
                         "reconstruct(\(input.block),\(input.group)): GPTQ needs the group's merged statistics")
                 }
-                let r = try GPTQ.quantize(w, hessian: h, recipe: recipe, name: label)
+                let r = try GPTQ.quantize(wq, hessian: hq, recipe: recipe, name: label)
                 q = r.weight
                 loss = r.totalLoss
                 dead = r.deadColumns.count
+            } else {
+                // The scale search's importance: the group's Hessian diagonal.
+                let importance = recipe.scaleSearch ? hq.map { h in (0..<h.cols).map { h[$0, $0] } } : nil
+                q = try RTN.quantize(wq, recipe: recipe, importance: importance, name: label)
             }
             var err = 0.0
             var energy = 0.0
             if let h, ctx.spec.resolvedErrorReport {
-                err = OutputError.fromHessian(weight: w, quantized: q.dequantized, hessian: h) * perToken
+                // Against the original weight and input: the effective weight is Q diag(1/s).
+                let effective = awq?.scales.map { AWQ.unscaleColumns(q.dequantized, by: $0) } ?? q.dequantized
+                err = OutputError.fromHessian(weight: w, quantized: effective, hessian: h) * perToken
                 energy = OutputError.energy(weight: w, hessian: h) * perToken
             }
             let ql = QuantizedLinear(
                 linear: name, block: input.block, tensor: tensor, weight: q.stored, outputError: err,
                 relativeError: energy > 0 ? err / energy : 0, gptqLoss: loss, deadColumns: dead,
-                seconds: seconds(since: t0), outputEnergy: energy)
+                seconds: seconds(since: t0), outputEnergy: energy,
+                foldedInputOp: name == input.linears.first ? awq?.folded : nil)
             // The payload must stand for exactly what the quantizer produced.
             guard ql.weight.dequantized().data.elementsEqual(q.dequantized.data, by: { $0.bitPattern == $1.bitPattern })
             else {
@@ -247,14 +254,34 @@ public enum Tasks {
         return ReconstructResult(block: input.block, group: input.group, linears: out)
     }
 
+    /// AWQ's scales, fold and clip for reconstruct input's group (`AWQGroup`).
+    static func awqGroup(_ ctx: JobContext, _ input: ReconstructInput, hessian h: Matrix?) throws -> AWQGroup {
+        let g = ReconstructUnits(spec: ctx.spec).group(input.group)
+        let name = input.statistics?.name ?? groupName(input.block, g)
+        guard let h, let stats = input.statistics else {
+            throw JobError("reconstruct(\(input.block),\(input.group)): AWQ needs the merged statistics of \(name)")
+        }
+        guard let meanAbs = stats.channels.meanAbs else {
+            throw JobError(
+                "reconstruct(\(input.block),\(input.group)): the statistics of \(name) carry no mean |x| (collected "
+                    + "by a version that did not gather it, or no tokens); AWQ needs it: collect block \(input.block) again"
+            )
+        }
+        return try AWQGroup.prepare(ctx, block: input.block, groupLinears: groups[g], hessian: h, meanAbs: meanAbs)
+    }
+
     /// propagate(b, s): runs block b with its quantized (dequantized) weights over shard
-    /// s; the outputs become the shard's input of block b+1.
+    /// s, and AWQ's folded norms, so the next block sees what the file holds; the outputs
+    /// become the shard's input of block b+1.
     public static func propagate(
         _ ctx: JobContext, store: ActivationStore, block b: Int, shard s: Int,
         quantized: [QuantizedLinear]
     ) throws -> PropagateResult {
         var blk = try ctx.block(b)
-        for q in quantized where q.block == b { try blk.setWeight(q.linear, q.weight.dequantized()) }
+        for q in quantized where q.block == b {
+            try blk.setWeight(q.linear, q.weight.dequantized())
+            if let f = q.foldedInputOp { try blk.setNorm(f.name, f.values, naming: ctx.view.naming) }
+        }
         let inputs = try input(ctx, store: store, block: b, shard: s)
         let outputs = inputs.map { blk.forward(hidden: $0, context: ForwardContext()) }
         try store.put(shard: s, ShardActivations(block: b + 1, windows: outputs))

@@ -115,10 +115,10 @@ extension JobSpec {
         }
         try within(
             rowParts, 1...SpecBounds.rowParts, "--row-parts", "use 1 to \(SpecBounds.rowParts) slices per linear")
-        if method == .gptq && errorReport == false {
+        if method != .rtn && errorReport == false {
             throw JobError(
-                "--no-error-report applies to --method rtn: GPTQ measures the output error from the Hessian it "
-                    + "needs anyway; drop the flag")
+                "--no-error-report applies to --method rtn: --method \(method.rawValue) measures the output error "
+                    + "from the Hessian it needs anyway; drop the flag")
         }
         guard percentDamp.isFinite, (0...SpecBounds.maxDamp).contains(percentDamp) else {
             throw JobError("--damp \(percentDamp) must be a fraction from 0 to \(SpecBounds.maxDamp) (e.g. 0.01)")

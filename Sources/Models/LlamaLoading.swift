@@ -33,10 +33,10 @@ public enum LlamaTensorNames {
         }
     }
 
-    static func attnNorm(_ b: Int, _ n: TensorNaming) -> String {
+    public static func attnNorm(_ b: Int, _ n: TensorNaming) -> String {
         n == .gguf ? "blk.\(b).attn_norm.weight" : "model.layers.\(b).input_layernorm.weight"
     }
-    static func ffnNorm(_ b: Int, _ n: TensorNaming) -> String {
+    public static func ffnNorm(_ b: Int, _ n: TensorNaming) -> String {
         n == .gguf ? "blk.\(b).ffn_norm.weight" : "model.layers.\(b).post_attention_layernorm.weight"
     }
     public static func embedding(_ n: TensorNaming) -> String {

@@ -23,7 +23,12 @@ struct RecipeOptions: ParsableArguments {
     var seed: UInt64 = 0
     @Option(help: "consecutive | random (GPTQ reference's random windows).")
     var sampler: SamplerKind = .random
-    @Option(help: "rtn | gptq")
+    @Option(
+        help: """
+            rtn | gptq | awq | awq+gptq. awq: AWQ's per-channel scales for q,k,v and gate,up (folded into the \
+            norm before them) and clipping, then round-to-nearest; awq+gptq: the same, then GPTQ on the scaled \
+            weights. o and down are clipped, not scaled.
+            """)
     var method: QuantMethod = .gptq
     @Option(parsing: .unconditional, help: "Bits per weight (default: the format's; 4 for gptq-safetensors).")
     var bits: Int?

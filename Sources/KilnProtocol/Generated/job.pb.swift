@@ -31,6 +31,12 @@ public nonisolated enum Kiln_V1_QuantMethod: SwiftProtobuf.Enum, Swift.CaseItera
 
   /// Hessian-based error-compensating reconstruction
   case gptq // = 2
+
+  /// AWQ scales (folded into the norm before q,k,v / gate,up) and clip, then RTN
+  case awq // = 3
+
+  /// AWQ scales and clip, then GPTQ on the scaled weights
+  case awqGptq // = 4
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -42,6 +48,8 @@ public nonisolated enum Kiln_V1_QuantMethod: SwiftProtobuf.Enum, Swift.CaseItera
     case 0: self = .unspecified
     case 1: self = .rtn
     case 2: self = .gptq
+    case 3: self = .awq
+    case 4: self = .awqGptq
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -51,6 +59,8 @@ public nonisolated enum Kiln_V1_QuantMethod: SwiftProtobuf.Enum, Swift.CaseItera
     case .unspecified: return 0
     case .rtn: return 1
     case .gptq: return 2
+    case .awq: return 3
+    case .awqGptq: return 4
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -60,6 +70,8 @@ public nonisolated enum Kiln_V1_QuantMethod: SwiftProtobuf.Enum, Swift.CaseItera
     .unspecified,
     .rtn,
     .gptq,
+    .awq,
+    .awqGptq,
   ]
 
 }
@@ -637,7 +649,7 @@ public nonisolated struct Kiln_V1_JobStatus: Sendable {
 fileprivate nonisolated let _protobuf_package = "kiln.v1"
 
 nonisolated extension Kiln_V1_QuantMethod: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0QUANT_METHOD_UNSPECIFIED\0\u{1}QUANT_METHOD_RTN\0\u{1}QUANT_METHOD_GPTQ\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0QUANT_METHOD_UNSPECIFIED\0\u{1}QUANT_METHOD_RTN\0\u{1}QUANT_METHOD_GPTQ\0\u{1}QUANT_METHOD_AWQ\0\u{1}QUANT_METHOD_AWQ_GPTQ\0")
 }
 
 nonisolated extension Kiln_V1_ScheduleMode: SwiftProtobuf._ProtoNameProviding {

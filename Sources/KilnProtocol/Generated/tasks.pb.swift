@@ -149,6 +149,13 @@ public nonisolated struct Kiln_V1_ChannelStatistics: Sendable {
 
   public var max: Data = Data()
 
+  /// Sum of |x| per column (AWQ's mean |x| is this over tokens), exact 128-bit fixed point in
+  /// units of 2^-64 as the Hessian: columns int64 high words, then as many uint64 low words.
+  /// Both empty while tokens == 0, or in results of a version that did not gather it.
+  public var absSumHigh: Data = Data()
+
+  public var absSumLow: Data = Data()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -343,11 +350,39 @@ public nonisolated struct Kiln_V1_QuantizedLinear: @unchecked Sendable {
     set {_uniqueStorage()._kMins = newValue}
   }
 
+  /// AWQ: the op before this linear's group with its output channels divided by the group's
+  /// scales (the input RMSNorm's gamma / s), which the writers store in place of the original
+  /// and propagate runs with. Set on the group's first linear only.
+  public var foldedInputOp: Kiln_V1_FoldedTensor {
+    get {_storage._foldedInputOp ?? Kiln_V1_FoldedTensor()}
+    set {_uniqueStorage()._foldedInputOp = newValue}
+  }
+  /// Returns true if `foldedInputOp` has been explicitly set.
+  public var hasFoldedInputOp: Bool {_storage._foldedInputOp != nil}
+  /// Clears the value of `foldedInputOp`. Subsequent reads from it will return its default value.
+  public mutating func clearFoldedInputOp() {_uniqueStorage()._foldedInputOp = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// A tensor of the input model replaced by new float32 values (same name and shape).
+public nonisolated struct Kiln_V1_FoldedTensor: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  /// float32 values, little-endian.
+  public var values: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 /// The quantized linears of one block.
@@ -611,7 +646,7 @@ nonisolated extension Kiln_V1_HessianAccumulator: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Kiln_V1_ChannelStatistics: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ChannelStatistics"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}columns\0\u{1}tokens\0\u{3}abs_max\0\u{1}min\0\u{1}max\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}columns\0\u{1}tokens\0\u{3}abs_max\0\u{1}min\0\u{1}max\0\u{3}abs_sum_high\0\u{3}abs_sum_low\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -624,6 +659,8 @@ nonisolated extension Kiln_V1_ChannelStatistics: SwiftProtobuf.Message, SwiftPro
       case 3: try { try decoder.decodeSingularBytesField(value: &self.absMax) }()
       case 4: try { try decoder.decodeSingularBytesField(value: &self.min) }()
       case 5: try { try decoder.decodeSingularBytesField(value: &self.max) }()
+      case 6: try { try decoder.decodeSingularBytesField(value: &self.absSumHigh) }()
+      case 7: try { try decoder.decodeSingularBytesField(value: &self.absSumLow) }()
       default: break
       }
     }
@@ -645,6 +682,12 @@ nonisolated extension Kiln_V1_ChannelStatistics: SwiftProtobuf.Message, SwiftPro
     if !self.max.isEmpty {
       try visitor.visitSingularBytesField(value: self.max, fieldNumber: 5)
     }
+    if !self.absSumHigh.isEmpty {
+      try visitor.visitSingularBytesField(value: self.absSumHigh, fieldNumber: 6)
+    }
+    if !self.absSumLow.isEmpty {
+      try visitor.visitSingularBytesField(value: self.absSumLow, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -654,6 +697,8 @@ nonisolated extension Kiln_V1_ChannelStatistics: SwiftProtobuf.Message, SwiftPro
     if lhs.absMax != rhs.absMax {return false}
     if lhs.min != rhs.min {return false}
     if lhs.max != rhs.max {return false}
+    if lhs.absSumHigh != rhs.absSumHigh {return false}
+    if lhs.absSumLow != rhs.absSumLow {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -775,7 +820,7 @@ nonisolated extension Kiln_V1_QuantRecipe: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Kiln_V1_QuantizedLinear: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".QuantizedLinear"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}linear\0\u{1}block\0\u{1}tensor\0\u{1}rows\0\u{1}columns\0\u{1}recipe\0\u{3}group_size\0\u{3}group_count\0\u{1}codes\0\u{1}parameters\0\u{3}group_index\0\u{3}output_error\0\u{3}relative_error\0\u{3}gptq_loss\0\u{3}dead_columns\0\u{1}seconds\0\u{3}output_energy\0\u{3}k_d\0\u{3}k_dmin\0\u{3}k_scales\0\u{3}k_mins\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}linear\0\u{1}block\0\u{1}tensor\0\u{1}rows\0\u{1}columns\0\u{1}recipe\0\u{3}group_size\0\u{3}group_count\0\u{1}codes\0\u{1}parameters\0\u{3}group_index\0\u{3}output_error\0\u{3}relative_error\0\u{3}gptq_loss\0\u{3}dead_columns\0\u{1}seconds\0\u{3}output_energy\0\u{3}k_d\0\u{3}k_dmin\0\u{3}k_scales\0\u{3}k_mins\0\u{3}folded_input_op\0")
 
   fileprivate class _StorageClass {
     var _linear: String = String()
@@ -799,6 +844,7 @@ nonisolated extension Kiln_V1_QuantizedLinear: SwiftProtobuf.Message, SwiftProto
     var _kDmin: Data = Data()
     var _kScales: Data = Data()
     var _kMins: Data = Data()
+    var _foldedInputOp: Kiln_V1_FoldedTensor? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -830,6 +876,7 @@ nonisolated extension Kiln_V1_QuantizedLinear: SwiftProtobuf.Message, SwiftProto
       _kDmin = source._kDmin
       _kScales = source._kScales
       _kMins = source._kMins
+      _foldedInputOp = source._foldedInputOp
     }
   }
 
@@ -869,6 +916,7 @@ nonisolated extension Kiln_V1_QuantizedLinear: SwiftProtobuf.Message, SwiftProto
         case 19: try { try decoder.decodeSingularBytesField(value: &_storage._kDmin) }()
         case 20: try { try decoder.decodeSingularBytesField(value: &_storage._kScales) }()
         case 21: try { try decoder.decodeSingularBytesField(value: &_storage._kMins) }()
+        case 22: try { try decoder.decodeSingularMessageField(value: &_storage._foldedInputOp) }()
         default: break
         }
       }
@@ -944,6 +992,9 @@ nonisolated extension Kiln_V1_QuantizedLinear: SwiftProtobuf.Message, SwiftProto
       if !_storage._kMins.isEmpty {
         try visitor.visitSingularBytesField(value: _storage._kMins, fieldNumber: 21)
       }
+      try { if let v = _storage._foldedInputOp {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 22)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -974,10 +1025,46 @@ nonisolated extension Kiln_V1_QuantizedLinear: SwiftProtobuf.Message, SwiftProto
         if _storage._kDmin != rhs_storage._kDmin {return false}
         if _storage._kScales != rhs_storage._kScales {return false}
         if _storage._kMins != rhs_storage._kMins {return false}
+        if _storage._foldedInputOp != rhs_storage._foldedInputOp {return false}
         return true
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Kiln_V1_FoldedTensor: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".FoldedTensor"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}values\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.values) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.values.isEmpty {
+      try visitor.visitSingularBytesField(value: self.values, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Kiln_V1_FoldedTensor, rhs: Kiln_V1_FoldedTensor) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.values != rhs.values {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
