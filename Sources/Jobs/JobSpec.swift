@@ -141,7 +141,8 @@ public struct JobSpec: Codable, Sendable, Equatable {
     }
 
     public var resolvedGroupSize: Int {
-        groupSize ?? (format.isGGUF ? format.weightFormat.fixedGroupSize ?? 32 : format == .compressedTensorsW8A8 ? -1 : 128)
+        groupSize
+            ?? (format.isGGUF ? format.weightFormat.fixedGroupSize ?? 32 : format == .compressedTensorsW8A8 ? -1 : 128)
     }
 
     /// SmoothQuant's alpha: compressed-tensors-w8a8 only (0.8, llm-compressor's for Llama, unless given).

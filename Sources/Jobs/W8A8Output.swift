@@ -12,11 +12,13 @@ import Tensor
 ///
 /// The grid is the integer reference grid at 8 bits, symmetric, one group per row: value =
 /// scale * (code - 128) with code in 0...255, scale = 2 max|w| / 255 (scale search may pick
-/// a smaller one). So code - 128 is the int8 stored and the scale is kept as is (Float32,
-/// not rounded to the model's dtype): compressed-tensors' int8 * weight_scale is exactly the
-/// quantizer's value. Runtimes quantize the activations per token at run time.
+/// a smaller one). So code - 128 is the int8 stored, with the scale in fp16, the model's
+/// dtype (as GPTQ safetensors stores its scales): compressed-tensors casts weight_scale to
+/// the model's dtype when it decompresses, so a Float32 scale would not be what transformers
+/// runs. int8 * fp16(scale) is what every reader computes, and what the job's evaluation
+/// runs (`int8Rows`). Runtimes quantize the activations per token at run time.
 public enum W8A8Output {
-    /// The linear's int8 codes and per-row scales as stored, in the input file's row layout.
+    /// The linear's int8 codes and per-row scales as stored (fp16-rounded), in the input file's row layout.
     public static func int8Rows(_ q: QuantizedLinear) throws -> Int8Rows {
         let w = q.weight
         let r = w.recipe
@@ -29,10 +31,12 @@ public enum W8A8Output {
         }
         return Int8Rows(
             rows: w.rows, cols: w.columns, codes: w.codes.map { Int8(Int($0) - 128) },
-            scales: w.parameters.map(\.scale))
+            scales: w.parameters.map { W8A8.ScaleStorage.f16.round($0.scale) })
     }
 
-    public static func write(spec: JobSpec, view: any ModelView, linears: any QuantizedLinearSource, to url: URL)
+    public static func write(
+        spec: JobSpec, view: any ModelView, linears: any QuantizedLinearSource, to url: URL
+    )
         throws
     {
         let quantized = try linears.summaries()
@@ -57,7 +61,7 @@ public enum W8A8Output {
             }
         }
         try CompressedTensorsWriter.write(
-            to: url, items: items, scaleDType: .f32, modelConfig: modelConfig, tokenizerFiles: tokenizerFiles,
+            to: url, items: items, scaleDType: .f16, modelConfig: modelConfig, tokenizerFiles: tokenizerFiles,
             replace: spec.overwrite
         ) { item in
             switch item {

@@ -150,7 +150,11 @@ public struct LlamaBlock: LinearWeightsBlock {
 
     /// h += x W^T.
     private func residualLinear(_ x: Matrix, _ l: Linear, _ w: Matrix, into h: inout Matrix) {
-        if let y = kernel?.apply(l, block: index, x) { Kernels.add(&h, y) } else { Kernels.linear(x, w, beta: 1, into: &h) }
+        if let y = kernel?.apply(l, block: index, x) {
+            Kernels.add(&h, y)
+        } else {
+            Kernels.linear(x, w, beta: 1, into: &h)
+        }
     }
 }
 

@@ -38,7 +38,9 @@ public enum SmoothQuant {
     }
 
     /// The fold: each weight's columns times s, the norm's gamma divided by s.
-    public static func fold(scales s: [Float], weights: [Matrix], norm gamma: [Float]) -> (
+    public static func fold(
+        scales s: [Float], weights: [Matrix], norm gamma: [Float]
+    ) -> (
         weights: [Matrix], norm: [Float]
     ) {
         precondition(gamma.count == s.count, "SmoothQuant: norm has \(gamma.count) values, \(s.count) scales")
