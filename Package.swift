@@ -37,7 +37,8 @@ let package = Package(
         .target(name: "Calibration", dependencies: ["Tensor"], swiftSettings: swift6),
         .target(name: "Quantization", dependencies: ["Tensor"], swiftSettings: swift6),
         .target(
-            name: "Jobs", dependencies: ["Tensor", "ModelIO", "Tokenizers", "Models", "Calibration", "Quantization"],
+            name: "Jobs",
+            dependencies: ["Tensor", "ModelIO", "Tokenizers", "Models", "Calibration", "Quantization", "Int8GEMM"],
             swiftSettings: swift6),
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"], swiftSettings: swift6),
         .target(

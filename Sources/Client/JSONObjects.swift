@@ -100,6 +100,7 @@ extension Kiln_V1_OutputFormat {
         case .ggufQ6K: return "gguf-q6_k"
         case .ggufQ4KM: return "gguf-q4_k_m"
         case .ggufQ3KM: return "gguf-q3_k_m"
+        case .compressedTensorsW8A8: return "compressed-tensors-w8a8"
         case .unspecified: return "unspecified"
         case .UNRECOGNIZED(let v): return "format \(v)"
         }

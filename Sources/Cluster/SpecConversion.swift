@@ -39,6 +39,7 @@ public enum SpecConversion {
         case .ggufQ6_K: p.format = .ggufQ6K
         case .ggufQ4_K_M: p.format = .ggufQ4KM
         case .ggufQ3_K_M: p.format = .ggufQ3KM
+        case .compressedTensorsW8A8: p.format = .compressedTensorsW8A8
         }
         p.outputPath = s.output
         p.dampPercent = Float(s.percentDamp)
@@ -83,6 +84,7 @@ public enum SpecConversion {
         case .ggufQ6K: s.format = .ggufQ6_K
         case .ggufQ4KM: s.format = .ggufQ4_K_M
         case .ggufQ3KM: s.format = .ggufQ3_K_M
+        case .compressedTensorsW8A8: s.format = .compressedTensorsW8A8
         case .UNRECOGNIZED(let v): throw PayloadError("spec.format: unknown value \(v)")
         }
         switch p.mode {

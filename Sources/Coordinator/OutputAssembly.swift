@@ -14,6 +14,8 @@ enum OutputAssembly {
         let out = URL(fileURLWithPath: spec.output)
         if spec.format.isGGUF {
             try GGUFOutput.write(spec: spec, view: view, linears: linears, to: out)
+        } else if spec.format == .compressedTensorsW8A8 {
+            try W8A8Output.write(spec: spec, view: view, linears: linears, to: out)
         } else {
             try GPTQOutput.write(spec: spec, view: view, linears: linears, to: out)
         }

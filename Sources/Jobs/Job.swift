@@ -54,6 +54,9 @@ public enum Job {
         var gptqFormat: String?
         if spec.format.isGGUF {
             try GGUFOutput.write(spec: spec, view: ctx.view, linears: linears, to: out)
+        } else if spec.format == .compressedTensorsW8A8 {
+            try W8A8Output.write(spec: spec, view: ctx.view, linears: linears, to: out)
+            notes.append("SmoothQuant alpha \(spec.resolvedSmooth ?? 0) on q,k,v and gate,up (o and down not smoothed)")
         } else {
             gptqFormat = try GPTQOutput.write(spec: spec, view: ctx.view, linears: linears, to: out)
             if gptqFormat == "gptq_v2" {
@@ -143,6 +146,10 @@ public struct JobEvaluation {
                 windows: spec.evalWindows, block: { try written.block($0) },
                 progress: evalProgress)
             source = "written GGUF reopened"
+        } else if spec.format == .compressedTensorsW8A8 {
+            after = try W8A8Evaluation.perplexity(
+                model: model, naming: view.naming, ids: ids, spec: spec, linears: linears, progress: evalProgress)
+            source = W8A8Evaluation.source
         } else {
             after = try BlockwisePerplexity.evaluate(
                 model: model, ids: ids, context: spec.evalContext, windows: spec.evalWindows,

@@ -40,8 +40,11 @@ public enum OutputFormat: String, Codable, Sendable, CaseIterable {
     /// llama.cpp's named mixes: a type per linear (`weightFormat(linear:block:blocks:columns:)`).
     case ggufQ4_K_M = "gguf-q4_k_m"
     case ggufQ3_K_M = "gguf-q3_k_m"
+    /// compressed-tensors W8A8 (a directory): int8 weights per output channel, int8 dynamic
+    /// per-token activations, SmoothQuant folded into the norms before q,k,v and gate,up.
+    case compressedTensorsW8A8 = "compressed-tensors-w8a8"
 
-    public var isGGUF: Bool { self != .gptqSafetensors }
+    public var isGGUF: Bool { self != .gptqSafetensors && self != .compressedTensorsW8A8 }
 
     /// The quantizer's grid for this format; a mix's base type (its linears' types: `weightFormat(linear:...)`).
     public var weightFormat: WeightFormat {
@@ -49,7 +52,7 @@ public enum OutputFormat: String, Codable, Sendable, CaseIterable {
         case .ggufQ4_0: return .ggufQ4_0
         case .ggufQ4_1: return .ggufQ4_1
         case .ggufQ8_0: return .ggufQ8_0
-        case .gptqSafetensors: return .integer
+        case .gptqSafetensors, .compressedTensorsW8A8: return .integer
         case .ggufQ2_K: return .ggufQ2_K
         case .ggufQ3_K, .ggufQ3_K_M: return .ggufQ3_K
         case .ggufQ4_K, .ggufQ4_K_M: return .ggufQ4_K
@@ -65,6 +68,7 @@ public enum OutputFormat: String, Codable, Sendable, CaseIterable {
         case .ggufQ4_1: return "4-bit codes in blocks of 32 columns on an asymmetric grid (scale and minimum)"
         case .ggufQ8_0: return "8-bit codes in blocks of 32 columns on a symmetric grid"
         case .gptqSafetensors: return "2, 3, 4 or 8-bit codes, any group size"
+        case .compressedTensorsW8A8: return "8-bit symmetric codes, one scale per output channel"
         case .ggufQ4_K_M, .ggufQ3_K_M: return "llama.cpp's mix of K-quant types per tensor"
         default:
             let k = weightFormat.kQuantType!
@@ -123,6 +127,8 @@ public struct JobSpec: Codable, Sendable, Equatable {
     /// diagonal as importance (`QuantRecipe.scaleSearch`). nil: on for GPTQ, off for RTN (RTN
     /// with it gathers calibration statistics for the importance).
     public var scaleSearch: Bool?
+    /// SmoothQuant's migration strength alpha (0...1) for compressed-tensors-w8a8; nil: 0.8.
+    public var smooth: Double?
 
     public init(model: String, calibration: String, output: String) {
         self.model = model
@@ -131,11 +137,17 @@ public struct JobSpec: Codable, Sendable, Equatable {
     }
 
     public var resolvedBits: Int {
-        bits ?? (format.isGGUF ? format.weightFormat.fixedBits ?? 4 : 4)
+        bits ?? (format.isGGUF ? format.weightFormat.fixedBits ?? 4 : format == .compressedTensorsW8A8 ? 8 : 4)
     }
 
     public var resolvedGroupSize: Int {
-        groupSize ?? (format.isGGUF ? format.weightFormat.fixedGroupSize ?? 32 : 128)
+        groupSize
+            ?? (format.isGGUF ? format.weightFormat.fixedGroupSize ?? 32 : format == .compressedTensorsW8A8 ? -1 : 128)
+    }
+
+    /// SmoothQuant's alpha: compressed-tensors-w8a8 only (0.8, llm-compressor's for Llama, unless given).
+    public var resolvedSmooth: Double? {
+        format == .compressedTensorsW8A8 ? smooth ?? 0.8 : nil
     }
 
     public var resolvedSymmetric: Bool {
@@ -148,9 +160,10 @@ public struct JobSpec: Codable, Sendable, Equatable {
     }
 
     /// Whether the job gathers calibration statistics (collect, merge and, in sequential
-    /// mode, propagate): GPTQ's Hessian, or the error report. RTN without it does not.
+    /// mode, propagate): GPTQ's Hessian, the error report or SmoothQuant's channel maxima.
+    /// RTN without them does not.
     public var needsStatistics: Bool {
-        method != .rtn || resolvedErrorReport || resolvedScaleSearch
+        method != .rtn || resolvedErrorReport || resolvedScaleSearch || resolvedSmooth != nil
     }
 
     /// Whether groups' parameters are searched (`scaleSearch`, else GPTQ only).
@@ -231,5 +244,6 @@ extension JobSpec {
         errorReport = try c.decodeIfPresent(Bool.self, forKey: .errorReport)
         try take(.rowParts, &rowParts)
         scaleSearch = try c.decodeIfPresent(Bool.self, forKey: .scaleSearch)
+        smooth = try c.decodeIfPresent(Double.self, forKey: .smooth)
     }
 }

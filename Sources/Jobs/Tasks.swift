@@ -196,7 +196,8 @@ public enum Tasks {
         } else {
             perToken = 1
         }
-        let awq = try ctx.spec.method.usesAWQ ? awqGroup(ctx, input, hessian: h) : nil
+        // AWQ's scales, or SmoothQuant's (compressed-tensors-w8a8), in the same shape.
+        let awq = try ctx.spec.method.usesAWQ ? awqGroup(ctx, input, hessian: h) : smoothGroup(ctx, input, hessian: h)
         input.statistics = nil
         var out: [QuantizedLinear] = []
         for name in input.linears {

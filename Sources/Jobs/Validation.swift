@@ -106,9 +106,14 @@ extension JobSpec {
                     "--format \(format.rawValue) stores \(format.gridDescription); \(s ? "--sym" : "--no-sym") "
                         + "does not match it: drop the flag or use --format \(other)")
             }
+        } else if format == .compressedTensorsW8A8 {
+            try validateW8A8Options()
         } else if ![2, 3, 4, 8].contains(resolvedBits) {
             throw JobError(
                 "--format gptq-safetensors packs 2, 3, 4 or 8-bit codes; --bits \(resolvedBits) cannot be stored")
+        }
+        if smooth != nil && format != .compressedTensorsW8A8 {
+            throw JobError("--smooth applies to --format compressed-tensors-w8a8 (SmoothQuant W8A8); drop it")
         }
         try within(samples, 1...SpecBounds.samples, "--samples", "use 1 to \(SpecBounds.samples) calibration windows")
         try within(
@@ -225,7 +230,7 @@ extension JobSpec {
                 "--out \(output) is a directory; --format \(format.rawValue) writes one .gguf file: name a file")
         case .file where !format.isGGUF:
             throw JobError(
-                "--out \(output) is a file; --format gptq-safetensors writes a directory: name a new directory")
+                "--out \(output) is a file; --format \(format.rawValue) writes a directory: name a new directory")
         case .file:
             guard overwrite else {
                 throw JobError("--out \(output) already exists; pass --overwrite to replace it, or choose another path")

@@ -111,3 +111,10 @@ extension LinearWeightsBlock {
         weights[linear: linear] = w
     }
 }
+
+/// Computes a block's linears in place of Float32 BLAS: x [tokens, in] -> x W^T [tokens, out]
+/// with the kernel's own weights (e.g. int8 codes and scales for W8A8, in Jobs, which links
+/// oneDNN; Models does not). nil: this linear runs in Float32 as usual.
+public protocol LinearKernel: Sendable {
+    func apply(_ linear: Linear, block: Int, _ x: Matrix) -> Matrix?
+}

@@ -98,6 +98,8 @@ public struct LlamaBlock: LinearWeightsBlock {
     public let hyper: LlamaHyper
     public var weights: LlamaBlockWeights
     public let rope: RopeTable
+    /// Runs the block's linears in place of Float32 BLAS (the W8A8 int8 path); nil: BLAS.
+    public var kernel: (any LinearKernel)?
 
     public init(index: Int, hyper: LlamaHyper, weights: LlamaBlockWeights, rope: RopeTable) {
         self.index = index
@@ -115,9 +117,9 @@ public struct LlamaBlock: LinearWeightsBlock {
         // Attention.
         let n1 = Kernels.rmsNorm(x, weight: w.attnNorm, eps: p.normEps)
         context.hook?(LinearInput(block: index, linears: ["attn_q", "attn_k", "attn_v"], input: n1))
-        var q = BLAS.linear(n1, w.q)
-        var k = BLAS.linear(n1, w.k)
-        var v = BLAS.linear(n1, w.v)
+        var q = linear(n1, .attnQ, w.q)
+        var k = linear(n1, .attnK, w.k)
+        var v = linear(n1, .attnV, w.v)
         if let b = w.qBias { Kernels.addRowVector(&q, b) }
         if let b = w.kBias { Kernels.addRowVector(&k, b) }
         if let b = w.vBias { Kernels.addRowVector(&v, b) }
@@ -127,18 +129,32 @@ public struct LlamaBlock: LinearWeightsBlock {
             q: q, k: k, v: v, heads: p.headCount, kvHeads: p.kvHeadCount,
             headDim: p.headDim, causal: true)
         context.hook?(LinearInput(block: index, linears: ["attn_output"], input: a))
-        Kernels.linear(a, w.o, beta: 1, into: &h)
+        residualLinear(a, .attnOutput, w.o, into: &h)
 
         // MLP.
         let n2 = Kernels.rmsNorm(h, weight: w.ffnNorm, eps: p.normEps)
         context.hook?(LinearInput(block: index, linears: ["ffn_gate", "ffn_up"], input: n2))
-        var g = BLAS.linear(n2, w.gate)
-        let u = BLAS.linear(n2, w.up)
+        var g = linear(n2, .ffnGate, w.gate)
+        let u = linear(n2, .ffnUp, w.up)
         Kernels.siluMul(gate: &g, up: u)
         context.hook?(LinearInput(block: index, linears: ["ffn_down"], input: g))
         if !context.outputNeeded { return h }  // statistics only: ffn_down's output is not wanted
-        Kernels.linear(g, w.down, beta: 1, into: &h)
+        residualLinear(g, .ffnDown, w.down, into: &h)
         return h
+    }
+
+    /// x W^T, by `kernel` when it runs this linear.
+    private func linear(_ x: Matrix, _ l: Linear, _ w: Matrix) -> Matrix {
+        kernel?.apply(l, block: index, x) ?? BLAS.linear(x, w)
+    }
+
+    /// h += x W^T.
+    private func residualLinear(_ x: Matrix, _ l: Linear, _ w: Matrix, into h: inout Matrix) {
+        if let y = kernel?.apply(l, block: index, x) {
+            Kernels.add(&h, y)
+        } else {
+            Kernels.linear(x, w, beta: 1, into: &h)
+        }
     }
 }
 

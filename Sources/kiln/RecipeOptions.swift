@@ -53,12 +53,14 @@ struct RecipeOptions: ParsableArguments {
     @Option(
         help: ArgumentHelp(
             "gguf-q4_0 | gguf-q4_1 | gguf-q8_0 | gguf-q2_k | gguf-q3_k | gguf-q4_k | gguf-q5_k | gguf-q6_k | "
-                + "gguf-q4_k_m | gguf-q3_k_m | gptq-safetensors",
+                + "gguf-q4_k_m | gguf-q3_k_m | gptq-safetensors | compressed-tensors-w8a8",
             discussion:
                 "q4_k_m / q3_k_m are llama.cpp's mixes for Llama. K types fall back to 32-blocks for rows not a "
-                + "multiple of 256 (Q4_K->Q5_0, Q5_K->Q5_1, Q6_K->Q8_0, Q2_K/Q3_K->Q4_0)"))
+                + "multiple of 256 (Q4_K->Q5_0, Q5_K->Q5_1, Q6_K->Q8_0, Q2_K/Q3_K->Q4_0). compressed-tensors-w8a8: "
+                + "SmoothQuant (--smooth), int8 weights per output channel (rtn or gptq) and int8 dynamic per-token "
+                + "activations, as vLLM loads it"))
     var format: OutputFormat = .ggufQ4_0
-    @Option(help: "Output .gguf file, or directory for gptq-safetensors.")
+    @Option(help: "Output .gguf file, or directory for gptq-safetensors and compressed-tensors-w8a8.")
     var out: String
     @Option(help: "Text file for perplexity before and after.")
     var eval: String?
@@ -93,6 +95,12 @@ struct RecipeOptions: ParsableArguments {
             "Choose each group's scale by importance-weighted search, the Hessian diagonal as importance (default: on for GPTQ; RTN with it reads calibration statistics)."
     )
     var scaleSearch: Bool?
+    @Option(
+        parsing: .unconditional,
+        help:
+            "compressed-tensors-w8a8: SmoothQuant's alpha, 0 to 1 (default 0.8): how much of each input channel's range moves from the activations into the weights of q,k,v and gate,up (o and down are not smoothed)."
+    )
+    var smooth: Double?
 
     func jobSpec() -> JobSpec {
         var s = JobSpec(model: model, calibration: calib, output: out)
@@ -118,6 +126,7 @@ struct RecipeOptions: ParsableArguments {
         s.errorReport = errorReport
         s.rowParts = rowParts
         s.scaleSearch = scaleSearch
+        s.smooth = smooth
         return s
     }
 }

@@ -1,0 +1,135 @@
+import Foundation
+import Jobs
+import ModelIO
+import TestSupport
+import XCTest
+
+/// `--format compressed-tensors-w8a8` on the 2-block SmolLM2: int8 linears with per-channel
+/// scales, SmoothQuant's folded norms in the file, the int8 forward's perplexity close to the
+/// float model's, and (with the peer venv) transformers + compressed-tensors load it.
+final class W8A8JobTests: XCTestCase {
+    static let peerPython = URL(fileURLWithPath: NSHomeDirectory())
+        .appendingPathComponent(".cache/kiln/venv-peer/bin/python")
+
+    func w8a8Spec(_ name: String, method: QuantMethod) throws -> JobSpec {
+        let model = try Assets.truncatedSmolLM2()
+        var s = Assets.spec(
+            model: model, out: Paths.tempDir("kiln-w8a8-\(name)").appendingPathComponent("out"), method: method,
+            format: .compressedTensorsW8A8, samples: 8, seqlen: 128, shardSize: 4)
+        s.evalFile = Paths.repoRoot.appendingPathComponent("Tests/Fixtures/text/fortunes_eval.txt").path
+        s.evalWindows = 4
+        return s
+    }
+
+    func testGPTQW8A8WritesInt8AndRunsTheInt8Path() throws {
+        let s = try w8a8Spec("gptq", method: .gptq)
+        let r = try Job.run(s, concurrency: 2)
+        let ppl = try XCTUnwrap(r.perplexity)
+        let before = try XCTUnwrap(ppl.before)
+        print("W8A8 2-block SmolLM2 perplexity: float \(before), int8 W8A8 \(ppl.after)")
+        XCTAssertEqual(ppl.afterSource, "int8 W8A8 (oneDNN)")
+        // The 2-block model's perplexity is huge (~1e8): compared per token, in nats.
+        XCTAssertLessThan(abs(log(ppl.after) - log(before)), 0.05, "float \(before), W8A8 \(ppl.after)")
+
+        let dir = URL(fileURLWithPath: s.output)
+        let st = try SafeTensorsFile(dir.appendingPathComponent("model.safetensors"))
+        let input = try GGUFFile(URL(fileURLWithPath: s.model))
+        for b in 0..<2 {
+            for p in [
+                "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj",
+            ] {
+                let name = "model.layers.\(b).\(p)"
+                let w = try XCTUnwrap(st.tensor(name + ".weight"), name)
+                XCTAssertEqual(w.info.dtype, .i8, name)
+                let scale = try XCTUnwrap(st.tensor(name + ".weight_scale"), name)
+                XCTAssertEqual(scale.info.dtype, .f16, name)
+                XCTAssertEqual(scale.info.shape, [w.info.shape[0], 1], name)
+                // Symmetric codes use the range: the row maximum is near 127 or -128.
+                let codes = try st.withRawBytes(name + ".weight") { Array($0.bindMemory(to: Int8.self)) }
+                XCTAssertGreaterThan(codes.map { abs(Int($0)) }.max()!, 100, name)
+            }
+            // SmoothQuant folded both norms before a smoothed group.
+            for (hf, gguf) in [("input_layernorm", "attn_norm"), ("post_attention_layernorm", "ffn_norm")] {
+                let written = try st.load("model.layers.\(b).\(hf).weight").data
+                let original = try input.load("blk.\(b).\(gguf).weight").data
+                XCTAssertEqual(written.count, original.count)
+                XCTAssertNotEqual(written, original.map { Float(Float16($0)) }, "\(hf) is folded")
+            }
+        }
+        XCTAssertTrue(r.notes.contains { $0.contains("SmoothQuant alpha 0.8") }, "\(r.notes)")
+
+        guard FileManager.default.isExecutableFile(atPath: Self.peerPython.path) else {
+            throw XCTSkip("\(Self.peerPython.path) not found: the transformers load is skipped")
+        }
+        let (status, out, err) = try runPeerPython([
+            Paths.repoRoot.appendingPathComponent("Ops/check_compressed_tensors.py").path, dir.path,
+        ])
+        let report = try XCTUnwrap(
+            try? JSONSerialization.jsonObject(with: out) as? [String: Any],
+            "no JSON (status \(status)): \(String(decoding: err.suffix(2000), as: UTF8.self))")
+        XCTAssertEqual(status, 0, String(decoding: err.suffix(2000), as: UTF8.self))
+        XCTAssertEqual(report["ok"] as? Bool, true)
+        XCTAssertEqual((report["linears"] as? [String: Any])?.count, 14)
+    }
+
+    func testRTNW8A8IsCloseToFloat() throws {
+        var s = try w8a8Spec("rtn", method: .rtn)
+        s.smooth = 0.5
+        let r = try Job.run(s, concurrency: 2)
+        let ppl = try XCTUnwrap(r.perplexity)
+        let before = try XCTUnwrap(ppl.before)
+        print("W8A8 RTN smooth 0.5 2-block SmolLM2 perplexity: float \(before), int8 W8A8 \(ppl.after)")
+        XCTAssertLessThan(abs(log(ppl.after) - log(before)), 0.08, "float \(before), W8A8 \(ppl.after)")
+    }
+
+    func testRecipeErrorsAreCaughtBeforeWork() throws {
+        let model = try Assets.truncatedSmolLM2()
+        let out = Paths.tempDir("kiln-w8a8-bad").appendingPathComponent("out")
+        var s = Assets.spec(model: model, out: out, format: .compressedTensorsW8A8)
+        for (change, words) in [
+            ({ (s: inout JobSpec) in s.bits = 4 }, "--bits 4"),
+            ({ (s: inout JobSpec) in s.groupSize = 128 }, "--group 128"),
+            ({ (s: inout JobSpec) in s.smooth = 1.5 }, "--smooth 1.5"),
+            ({ (s: inout JobSpec) in s.method = .awq }, "--method awq"),
+            (
+                { (s: inout JobSpec) in
+                    s.format = .ggufQ4_0
+                    s.smooth = 0.5
+                }, "--smooth applies"
+            ),
+        ] {
+            var bad = s
+            change(&bad)
+            XCTAssertThrowsError(try bad.validateOptions()) { XCTAssertTrue("\($0)".contains(words), "\($0)") }
+        }
+        s.smooth = 0.5
+        XCTAssertNoThrow(try s.validateOptions())
+        XCTAssertEqual(s.recipe.bits, 8)
+        XCTAssertEqual(s.recipe.groupSize, -1)
+        XCTAssertTrue(s.recipe.symmetric)
+    }
+
+    private func runPeerPython(_ args: [String]) throws -> (Int32, Data, Data) {
+        let tmp = Paths.tempDir("kiln-w8a8-py")
+        let outURL = tmp.appendingPathComponent("out")
+        let errURL = tmp.appendingPathComponent("err")
+        _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
+        let p = Process()
+        p.executableURL = Self.peerPython
+        p.arguments = args
+        var env = ProcessInfo.processInfo.environment
+        env["HF_HUB_OFFLINE"] = "1"
+        p.environment = env
+        let o = try FileHandle(forWritingTo: outURL)
+        let e = try FileHandle(forWritingTo: errURL)
+        p.standardOutput = o
+        p.standardError = e
+        try p.run()
+        p.waitUntilExit()
+        try o.close()
+        try e.close()
+        return (p.terminationStatus, try Data(contentsOf: outURL), try Data(contentsOf: errURL))
+    }
+}
