@@ -6,10 +6,16 @@ public struct DNNLError: Error, CustomStringConvertible, Sendable {
     public let call: String
     public let status: String
 
+    public init(call: String, status: String) {
+        self.call = call
+        self.status = status
+    }
+
     public var description: String { "oneDNN \(call) failed: \(status)" }
 }
 
-func check(_ status: dnnl_status_t, _ call: String) throws {
+/// Throws `DNNLError` naming `call` unless oneDNN returned success.
+public func check(_ status: dnnl_status_t, _ call: String) throws {
     guard status == dnnl_success else {
         throw DNNLError(call: call, status: String(cString: dnnl_status2str(status)))
     }

@@ -4,7 +4,7 @@ import Tensor
 import TestSupport
 import XCTest
 
-@testable import Int8GEMM
+import Int8GEMM
 
 /// A tiny random Llama quantized W8A8 by Kiln's quantizer, written by CompressedTensorsWriter,
 /// read back by Kiln's safetensors reader and (when the peer venv exists) loaded by

@@ -2,7 +2,7 @@ import Foundation
 import Tensor
 import XCTest
 
-@testable import Int8GEMM
+import Int8GEMM
 
 /// Speed of Int8GEMM against OpenBLAS sgemm on the same shapes, in the same process and at
 /// the same thread count. Prints only (timings on a shared machine are not assertions);

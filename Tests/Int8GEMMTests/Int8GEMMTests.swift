@@ -1,7 +1,7 @@
 import CDNNL
 import XCTest
 
-@testable import Int8GEMM
+import Int8GEMM
 
 /// Small deterministic generator (SplitMix64), so failures reproduce.
 struct SplitMix: RandomNumberGenerator {

@@ -1,7 +1,7 @@
 import Tensor
 import XCTest
 
-@testable import Int8GEMM
+import Int8GEMM
 
 final class W8A8Tests: XCTestCase {
     func gaussian(_ rows: Int, _ cols: Int, _ g: inout SplitMix) -> Matrix {
