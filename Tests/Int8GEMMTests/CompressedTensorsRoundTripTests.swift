@@ -1,10 +1,9 @@
 import Foundation
+import Int8GEMM
 import ModelIO
 import Tensor
 import TestSupport
 import XCTest
-
-import Int8GEMM
 
 /// A tiny random Llama quantized W8A8 by Kiln's quantizer, written by CompressedTensorsWriter,
 /// read back by Kiln's safetensors reader and (when the peer venv exists) loaded by

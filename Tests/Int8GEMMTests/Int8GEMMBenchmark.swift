@@ -1,8 +1,7 @@
 import Foundation
+import Int8GEMM
 import Tensor
 import XCTest
-
-import Int8GEMM
 
 /// Speed of Int8GEMM against OpenBLAS sgemm on the same shapes, in the same process and at
 /// the same thread count. Prints only (timings on a shared machine are not assertions);

@@ -1,7 +1,6 @@
 import CDNNL
-import XCTest
-
 import Int8GEMM
+import XCTest
 
 /// Small deterministic generator (SplitMix64), so failures reproduce.
 struct SplitMix: RandomNumberGenerator {

@@ -1,7 +1,6 @@
+import Int8GEMM
 import Tensor
 import XCTest
-
-import Int8GEMM
 
 final class W8A8Tests: XCTestCase {
     func gaussian(_ rows: Int, _ cols: Int, _ g: inout SplitMix) -> Matrix {
