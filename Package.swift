@@ -86,7 +86,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["ModelIO"], path: "Tests/TestSupport", swiftSettings: swift6),
         .testTarget(name: "TensorTests", dependencies: ["Tensor"], swiftSettings: swift6),
         .testTarget(
-            name: "Int8GEMMTests", dependencies: ["Int8GEMM", "Tensor", "ModelIO", "TestSupport"],
+            name: "Int8GEMMTests", dependencies: ["CDNNL", "Int8GEMM", "Tensor", "ModelIO", "TestSupport"],
             swiftSettings: swift6),
         .testTarget(name: "ModelIOTests", dependencies: ["Tensor", "ModelIO", "TestSupport"], swiftSettings: swift6),
         .testTarget(

@@ -35,7 +35,7 @@ mkdir -p "$MODS" "$OBJS" "$BINS"
 
 # Same CPU flags as Package.swift's `fast` settings.
 FLAGS=(-O -wmo -parse-as-library -sanitize=fuzzer,address -target-cpu haswell
-       -I "$MODS" -I Sources/CBLAS -I Sources/CZeroMQ)
+       -I "$MODS" -I Sources/CBLAS -I Sources/CZeroMQ -I Sources/CDNNL)
 
 # Objects built with other flags are rebuilt.
 if [ "$(cat "$OUT/flags" 2>/dev/null)" != "${FLAGS[*]}" ]; then
@@ -55,9 +55,10 @@ deps_of() {
         ModelIO) echo "Tensor" ;;
         Models) echo "Tensor ModelIO Tokenizers" ;;
         Calibration|Quantization) echo "Tensor" ;;
-        Jobs) echo "Tensor ModelIO Tokenizers Models Calibration Quantization" ;;
+        Int8GEMM) echo "Tensor" ;;
+        Jobs) echo "Tensor ModelIO Tokenizers Models Calibration Quantization Int8GEMM" ;;
         KilnProtocol) echo "SwiftProtobuf ZeroMQ" ;;
-        Cluster) echo "Tensor ModelIO Tokenizers Models Calibration Quantization Jobs SwiftProtobuf ZeroMQ KilnProtocol" ;;
+        Cluster) echo "Tensor ModelIO Tokenizers Models Calibration Quantization Int8GEMM Jobs SwiftProtobuf ZeroMQ KilnProtocol" ;;
     esac
 }
 
@@ -76,7 +77,7 @@ modules_of() {
         safetensors) echo "Tensor ModelIO" ;;
         tokenizer) echo "Tensor ModelIO Tokenizers" ;;
         envelope) echo "SwiftProtobuf ZeroMQ KilnProtocol" ;;
-        codec) echo "Tensor ModelIO Tokenizers Models Calibration Quantization Jobs SwiftProtobuf ZeroMQ KilnProtocol Cluster" ;;
+        codec) echo "Tensor ModelIO Tokenizers Models Calibration Quantization Int8GEMM Jobs SwiftProtobuf ZeroMQ KilnProtocol Cluster" ;;
         *) echo "unknown fuzz target '$1' (known: ${ALL_TARGETS[*]})" >&2
            exit 2 ;;
     esac
@@ -135,7 +136,7 @@ build_target() {
     if stale "$BINS/fuzz-$t" "Fuzz/$t.swift" "${objs[@]}"; then
         echo "fuzz: linking fuzz-$t" >&2
         swiftc "${FLAGS[@]}" -swift-version 6 -module-name "fuzz_$t" "Fuzz/$t.swift" "${objs[@]}" \
-            -lopenblas -llapacke -lzmq -o "$BINS/fuzz-$t" 2>&1 | { grep -v 'Cannot export local symbol' >&2 || true; }
+            -lopenblas -llapacke -lzmq -ldnnl -o "$BINS/fuzz-$t" 2>&1 | { grep -v 'Cannot export local symbol' >&2 || true; }
         touch "$BINS/fuzz-$t"
     fi
 }

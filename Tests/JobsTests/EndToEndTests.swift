@@ -181,8 +181,9 @@ final class EndToEndTests: XCTestCase {
     }
 
     /// GPTQ Q4_0 perplexity of this test's recipe (4 windows of 64 calibration tokens, 2
-    /// evaluation windows) read back from the file, measured on 2026-11-30 (full precision: 39.115).
-    static let smallRecipeAfter = 46.4975
+    /// evaluation windows) read back from the file, measured on 2026-11-30 (full precision: 39.115),
+    /// with the scale search GPTQ runs by default (46.4975 without it).
+    static let smallRecipeAfter = 43.8948
 
     /// The whole SmolLM2, GPTQ into GGUF Q4_0 with little calibration, perplexity before
     /// (FP) and after (the written file reopened).
