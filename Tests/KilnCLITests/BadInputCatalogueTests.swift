@@ -205,7 +205,7 @@ final class BadInputCatalogueTests: XCTestCase {
             Case(name: "q4_0 with 3 bits", args: run + ["--bits", "3"] + out, expect: ["--bits 3", "gguf-q4_0"]),
             Case(name: "q4_1 with --sym", args: run + ["--format", "gguf-q4_1", "--sym"] + out, expect: ["--sym"]),
             Case(name: "unknown format", args: run + ["--format", "gguf-q9_k"] + out, expect: ["--format"]),
-            Case(name: "unknown method", args: run + ["--method", "awq"] + out, expect: ["--method"]),
+            Case(name: "unknown method", args: run + ["--method", "obq"] + out, expect: ["--method"]),
             Case(name: "unknown mode", args: run + ["--mode", "fast"] + out, expect: ["--mode"]),
             Case(name: "threads 0", args: run + ["--threads", "0"] + out, expect: ["--threads 0"]),
             Case(name: "workers 0", args: run + ["--workers", "0"] + out, expect: ["--workers 0"]),
