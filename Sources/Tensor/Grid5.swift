@@ -93,44 +93,11 @@ public struct GGUFQ5_1Grid: QuantizationGrid {
         return scaled + p.zero
     }
 
-    /// Candidates (30 + 0.1 s) / (max - min) for s in 0...20; d and m by the 2x2 weighted least
-    /// squares of x = d l + m, stored as fp16 (as `GGUFQ4_1Grid.fitWeighted` on 32 levels).
+    /// `minScaleSearch` on 32 levels (codes 0...31).
     @inlinable
     public func fitWeighted(
         _ x: UnsafePointer<Float>, count: Int, importance w: UnsafePointer<Float>
     ) -> GroupParameters {
-        let own = fit(x, count: count, stride: 1)
-        var mn = x[0]
-        var mx = x[0]
-        for k in 0..<count {
-            mn = min(mn, x[k])
-            mx = max(mx, x[k])
-        }
-        guard mx > mn else { return own }
-        return leastError(x, w, count: count, first: own) { offer in
-            for s in 0...20 {
-                let iscale = (30 + 0.1 * Float(s)) / (mx - mn)
-                var sw = 0.0
-                var sl = 0.0
-                var sll = 0.0
-                var sx = 0.0
-                var sxl = 0.0
-                for k in 0..<count {
-                    let l = Double(min(max(((x[k] - mn) * iscale).rounded(.toNearestOrEven), 0), 31))
-                    let wk = Double(w[k])
-                    sw += wk
-                    sl += wk * l
-                    sll += wk * l * l
-                    sx += wk * Double(x[k])
-                    sxl += wk * Double(x[k]) * l
-                }
-                let det = sw * sll - sl * sl
-                guard det > 0 else { continue }
-                let d16 = roundToHalf(Float((sw * sxl - sx * sl) / det))
-                let m16 = roundToHalf(Float((sll * sx - sl * sxl) / det))
-                guard d16 > 0, d16.isFinite, m16.isFinite else { continue }
-                offer(GroupParameters(scale: d16, zero: m16, inverse: 1 / d16, minimum: m16))
-            }
-        }
+        minScaleSearch(self, x, w, count: count, top: 31)
     }
 }

@@ -119,44 +119,53 @@ extension GGUFQ8_0Grid {
 }
 
 extension GGUFQ4_1Grid {
-    /// Candidates (14 + 0.1 s) / (max - min) for s in 0...20; for each, d and m solve the
-    /// 2x2 weighted least squares of x = d l + m, stored as fp16.
+    /// `minScaleSearch` on 16 levels (codes 0...15).
     @inlinable
     public func fitWeighted(
         _ x: UnsafePointer<Float>, count: Int, importance w: UnsafePointer<Float>
     ) -> GroupParameters {
-        let own = fit(x, count: count, stride: 1)
-        var mn = x[0]
-        var mx = x[0]
-        for k in 0..<count {
-            mn = min(mn, x[k])
-            mx = max(mx, x[k])
-        }
-        guard mx > mn else { return own }
-        return leastError(x, w, count: count, first: own) { offer in
-            for s in 0...20 {
-                let iscale = (14 + 0.1 * Float(s)) / (mx - mn)
-                var sw = 0.0
-                var sl = 0.0
-                var sll = 0.0
-                var sx = 0.0
-                var sxl = 0.0
-                for k in 0..<count {
-                    let l = Double(min(max(((x[k] - mn) * iscale).rounded(.toNearestOrEven), 0), 15))
-                    let wk = Double(w[k])
-                    sw += wk
-                    sl += wk * l
-                    sll += wk * l * l
-                    sx += wk * Double(x[k])
-                    sxl += wk * Double(x[k]) * l
-                }
-                let det = sw * sll - sl * sl
-                guard det > 0 else { continue }
-                let d16 = roundToHalf(Float((sw * sxl - sx * sl) / det))
-                let m16 = roundToHalf(Float((sll * sx - sl * sxl) / det))
-                guard d16 > 0, d16.isFinite, m16.isFinite else { continue }
-                offer(GroupParameters(scale: d16, zero: m16, inverse: 1 / d16, minimum: m16))
+        minScaleSearch(self, x, w, count: count, top: 15)
+    }
+}
+
+/// The search of the grids value = d l + m (Q4_1, Q5_1; codes 0...top): candidates
+/// (top - 1 + 0.1 s) / (max - min) for s in 0...20; for each, d and m solve the 2x2 weighted
+/// least squares of x = d l + m, stored as fp16 (the grid's own fit first).
+@inlinable
+func minScaleSearch<G: QuantizationGrid>(
+    _ grid: G, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, count: Int, top: Float
+) -> GroupParameters {
+    let own = grid.fit(x, count: count, stride: 1)
+    var mn = x[0]
+    var mx = x[0]
+    for k in 0..<count {
+        mn = min(mn, x[k])
+        mx = max(mx, x[k])
+    }
+    guard mx > mn else { return own }
+    return grid.leastError(x, w, count: count, first: own) { offer in
+        for s in 0...20 {
+            let iscale = (top - 1 + 0.1 * Float(s)) / (mx - mn)
+            var sw = 0.0
+            var sl = 0.0
+            var sll = 0.0
+            var sx = 0.0
+            var sxl = 0.0
+            for k in 0..<count {
+                let l = Double(min(max(((x[k] - mn) * iscale).rounded(.toNearestOrEven), 0), top))
+                let wk = Double(w[k])
+                sw += wk
+                sl += wk * l
+                sll += wk * l * l
+                sx += wk * Double(x[k])
+                sxl += wk * Double(x[k]) * l
             }
+            let det = sw * sll - sl * sl
+            guard det > 0 else { continue }
+            let d16 = roundToHalf(Float((sw * sxl - sx * sl) / det))
+            let m16 = roundToHalf(Float((sll * sx - sl * sxl) / det))
+            guard d16 > 0, d16.isFinite, m16.isFinite else { continue }
+            offer(GroupParameters(scale: d16, zero: m16, inverse: 1 / d16, minimum: m16))
         }
     }
 }
