@@ -5,25 +5,27 @@ import KilnProtocol
 /// while another collect of the same job and block is queued or running here, a finished
 /// one is folded into the block's running sum (exact, so the merge's bits do not depend
 /// on how shards were grouped) and answered "deferred"; the last one sends the sum.
-struct PendingCollects {
-    struct Held {
-        var result: CollectResult
+public struct PendingCollects {
+    public struct Held {
+        public var result: CollectResult
         /// The assignment whose result carries the sum (the latest folded in).
-        var carrier: Kiln_V1_TaskAssignment
+        public var carrier: Kiln_V1_TaskAssignment
     }
 
-    enum Decision {
+    public enum Decision {
         case deferred
         /// Results to send now (two when a shard came back twice and cannot be summed).
         case send([Held])
     }
 
     /// Collects of each "job/block" queued or running here.
-    var expected: [String: Int] = [:]
+    public var expected: [String: Int] = [:]
     var held: [String: Held] = [:]
 
+    public init() {}
+
     /// A collect of `key` finished with `result`.
-    mutating func finished(_ key: String, _ result: CollectResult, carrier: Kiln_V1_TaskAssignment) -> Decision {
+    public mutating func finished(_ key: String, _ result: CollectResult, carrier: Kiln_V1_TaskAssignment) -> Decision {
         let more = leave(key)
         var mine = Held(result: result, carrier: carrier)
         var out: [Held] = []
@@ -42,7 +44,7 @@ struct PendingCollects {
     }
 
     /// A collect of `key` failed: what was held back for the block goes now if nothing else will carry it.
-    mutating func finished(_ key: String) -> Held? {
+    public mutating func finished(_ key: String) -> Held? {
         leave(key) ? nil : held.removeValue(forKey: key)
     }
 
