@@ -115,7 +115,8 @@ let package = Package(
             name: "ClusterTests",
             dependencies: [
                 "Tensor", "ModelIO", "Calibration", "Quantization", "Jobs", "ZeroMQ", "KilnProtocol", "Cluster",
-                "Coordinator", "Worker", "TestSupport", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                "Coordinator", "Worker", "Embedded", "TestSupport",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swift6),

@@ -186,6 +186,7 @@ struct StreamedLinear {
             t.kMins = blob(k.mins)
         }
         if let f = q.foldedInputOp { t.foldedInputOp = Kiln_V1_FoldedTensor(f) }
+        t.candidates = q.candidates.map(Kiln_V1_TypeError.init)
         tail = try t.serializedBytes()
     }
 

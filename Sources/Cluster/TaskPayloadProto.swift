@@ -261,6 +261,25 @@ extension Kiln_V1_QuantizedLinear {
         deadColumns = u64(q.deadColumns)
         seconds = q.seconds
         if let f = q.foldedInputOp { foldedInputOp = Kiln_V1_FoldedTensor(f) }
+        candidates = q.candidates.map(Kiln_V1_TypeError.init)
+    }
+}
+
+extension Kiln_V1_TypeError {
+    init(_ c: BitAllocation.Candidate) {
+        self.init()
+        type = c.format.rawValue
+        error = c.error
+    }
+}
+
+extension BitAllocation.Candidate {
+    init(_ p: Kiln_V1_TypeError, _ field: String) throws {
+        guard let f = WeightFormat(rawValue: p.type), f.bitsPerWeight != nil else {
+            throw PayloadError("\(field).type: '\(p.type.prefix(64))' is not a GGUF weight type")
+        }
+        guard p.error.isFinite, p.error >= 0 else { throw PayloadError("\(field).error: \(p.error) is not finite") }
+        self.init(format: f, error: p.error)
     }
 }
 
@@ -334,6 +353,10 @@ extension QuantizedLinear {
             outputEnergy: p.outputEnergy,
             foldedInputOp: p.hasFoldedInputOp
                 ? try FoldedTensor(p.foldedInputOp, columns: columns, "\(field).folded_input_op") : nil)
+        guard p.candidates.count <= WeightFormat.allCases.count else {
+            throw PayloadError("\(field).candidates: \(p.candidates.count), more than there are types")
+        }
+        candidates = try p.candidates.enumerated().map { try BitAllocation.Candidate($1, "\(field).candidates[\($0)]") }
     }
 }
 

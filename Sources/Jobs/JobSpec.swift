@@ -129,6 +129,15 @@ public struct JobSpec: Codable, Sendable, Equatable {
     public var scaleSearch: Bool?
     /// SmoothQuant's migration strength alpha (0...1) for compressed-tensors-w8a8; nil: 0.8.
     public var smooth: Double?
+    /// Bits per weight the blocks' linears may average: each linear's GGUF type is chosen so
+    /// that their summed sensitivity is least (`TargetBPW`). Resolved into `tensorTypes` by a
+    /// sensitivity job before the job itself runs.
+    public var targetBPW: Double?
+    /// The GGUF type of each linear by tensor name (`typeKey`), replacing the format's.
+    public var tensorTypes: [String: WeightFormat]?
+    /// A sensitivity job: each linear's output error is also measured for every candidate type
+    /// (`candidateTypes`) by RTN with the scale search, and reported (`QuantizedLinear.candidates`).
+    public var measureTypes: Bool = false
 
     public init(model: String, calibration: String, output: String) {
         self.model = model
@@ -245,5 +254,8 @@ extension JobSpec {
         try take(.rowParts, &rowParts)
         scaleSearch = try c.decodeIfPresent(Bool.self, forKey: .scaleSearch)
         smooth = try c.decodeIfPresent(Double.self, forKey: .smooth)
+        targetBPW = try c.decodeIfPresent(Double.self, forKey: .targetBPW)
+        tensorTypes = try c.decodeIfPresent([String: WeightFormat].self, forKey: .tensorTypes)
+        try take(.measureTypes, &measureTypes)
     }
 }

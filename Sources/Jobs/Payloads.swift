@@ -83,6 +83,9 @@ public struct QuantizedLinear: Sendable, Equatable {
     /// everything that carries a block's linears (propagate inputs, lineage, result files)
     /// carries it too.
     public var foldedInputOp: FoldedTensor?
+    /// A sensitivity job's (`JobSpec.measureTypes`) output error of this linear on each
+    /// candidate type, from which `--target-bpw` chooses; empty otherwise.
+    public var candidates: [BitAllocation.Candidate] = []
 
     public init(
         linear: String, block: Int, tensor: String, weight: QuantizedTensor, outputError: Double,

@@ -30,6 +30,11 @@ public struct LinearReport: Codable, Sendable, Equatable {
     /// The stored type: a GGUF block type (Q4_0, Q5_0, Q4_K, ... per tensor in the K-quant
     /// mixes) or "int<bits> g<group>" for GPTQ safetensors. nil in reports written before it existed.
     public var type: String?
+    /// Rows x columns (nil in reports written before it existed).
+    public var weights: Int?
+    /// A sensitivity job's output error of this linear on each candidate type (`--target-bpw`'s
+    /// input), by Kiln type name (ggufQ4_0 ...); nil otherwise.
+    public var candidates: [String: Double]?
 
     /// The report line of a quantized linear (`kiln run`'s and the cluster's alike), for a
     /// job of `spec` (which says whether the error was measured).
@@ -43,6 +48,11 @@ public struct LinearReport: Codable, Sendable, Equatable {
         gptqLoss = q.gptqLoss
         seconds = q.seconds
         type = q.weight.recipe.typeName
+        weights = q.weight.rows * q.weight.columns
+        if !q.candidates.isEmpty {
+            candidates = Dictionary(
+                q.candidates.map { ($0.format.rawValue, $0.error) }, uniquingKeysWith: { a, _ in a })
+        }
     }
 }
 
@@ -150,6 +160,7 @@ public struct JobReport: Codable, Sendable, Equatable {
     private func errorTable() -> [String] {
         guard spec.resolvedErrorReport else {
             return ["output error not computed (RTN needs no calibration statistics; --error-report measures it)"]
+                + typeTable(Dictionary(grouping: linears, by: \.block))
         }
         let errors = linears.map { $0.relativeError ?? 0 }
         var s = [

@@ -240,7 +240,7 @@ public enum Tasks {
                 err = OutputError.fromHessian(weight: w, quantized: effective, hessian: h) * perToken
                 energy = OutputError.energy(weight: w, hessian: h) * perToken
             }
-            let ql = QuantizedLinear(
+            var ql = QuantizedLinear(
                 linear: name, block: input.block, tensor: tensor, weight: q.stored, outputError: err,
                 relativeError: energy > 0 ? err / energy : 0, gptqLoss: loss, deadColumns: dead,
                 seconds: seconds(since: t0), outputEnergy: energy,
@@ -249,6 +249,10 @@ public enum Tasks {
             guard ql.weight.dequantized().data.elementsEqual(q.dequantized.data, by: { $0.bitPattern == $1.bitPattern })
             else {
                 throw JobError("\(label): codes and parameters do not reproduce the quantizer's weights")
+            }
+            if ctx.spec.measureTypes, let h {
+                ql.candidates = try TypeSensitivity.errors(
+                    ctx.spec, weight: w, hessian: h, perToken: perToken, name: label)
             }
             out.append(ql)
         }

@@ -58,9 +58,22 @@ enum KQuantColumns {
 }
 
 extension JobSpec {
-    /// The quantizer recipe of one linear: `recipe` on the linear's own type.
+    /// The quantizer recipe of one linear: `recipe` on the linear's own type (the job's chosen
+    /// type for it when it has `tensorTypes`, else its format's).
     public func recipe(linear: String, block: Int, blocks: Int, columns: Int) -> QuantRecipe {
         guard format.isGGUF else { return recipe }
+        if let t = tensorTypes?[Self.typeKey(linear: linear, block: block)] { return recipe(t) }
         return recipe(format.weightFormat(linear: linear, block: block, blocks: blocks, columns: columns))
+    }
+
+    /// A linear's key in `tensorTypes`: its GGUF tensor name (blk.3.ffn_down.weight).
+    public static func typeKey(linear: String, block: Int) -> String { "blk.\(block).\(linear).weight" }
+
+    /// The GGUF types `--target-bpw` chooses among for a linear of `columns` input columns: the
+    /// 32-blocks always, the K-quants when rows are whole super-blocks.
+    public static func candidateTypes(columns: Int) -> [WeightFormat] {
+        let blocks32: [WeightFormat] = [.ggufQ4_0, .ggufQ4_1, .ggufQ5_0, .ggufQ5_1, .ggufQ8_0]
+        guard columns % KQuantColumns.superBlock == 0 else { return blocks32 }
+        return [.ggufQ2_K, .ggufQ3_K, .ggufQ4_K, .ggufQ5_K, .ggufQ6_K] + blocks32
     }
 }

@@ -43,6 +43,8 @@ public enum SpecBounds {
     public static let evalWindows = 1 << 20
     public static let maxDamp = 10.0
     public static let rowParts = 64
+    /// Entries of `tensorTypes`: a linear per block of the deepest model Kiln accepts.
+    public static let tensorTypes = 1 << 16
 }
 
 extension JobSpec {
@@ -112,6 +114,7 @@ extension JobSpec {
             throw JobError(
                 "--format gptq-safetensors packs 2, 3, 4 or 8-bit codes; --bits \(resolvedBits) cannot be stored")
         }
+        try validateTypeOptions()
         if smooth != nil && format != .compressedTensorsW8A8 {
             throw JobError("--smooth applies to --format compressed-tensors-w8a8 (SmoothQuant W8A8); drop it")
         }
@@ -318,6 +321,7 @@ extension JobSpec {
                 "--row-parts \(rowParts) exceeds the \(fewestRows) output rows of \(file)'s smallest linear; "
                     + "use at most \(fewestRows)")
         }
+        try validateTensorTypes(view)
         if seqlen > c.contextLength {
             throw JobError("--seqlen \(seqlen) exceeds the model's context length \(c.contextLength); lower --seqlen")
         }

@@ -101,6 +101,12 @@ struct RecipeOptions: ParsableArguments {
             "compressed-tensors-w8a8: SmoothQuant's alpha, 0 to 1 (default 0.8): how much of each input channel's range moves from the activations into the weights of q,k,v and gate,up (o and down are not smoothed)."
     )
     var smooth: Double?
+    @Option(
+        parsing: .unconditional,
+        help: ArgumentHelp(
+            "GGUF formats: choose each linear's type (Q2_K...Q8_0) so the linears average at most X bits per weight with the least summed sensitivity, measured first by a sensitivity job (kiln run).",
+            valueName: "X"))
+    var targetBpw: Double?
 
     func jobSpec() -> JobSpec {
         var s = JobSpec(model: model, calibration: calib, output: out)
@@ -127,6 +133,7 @@ struct RecipeOptions: ParsableArguments {
         s.rowParts = rowParts
         s.scaleSearch = scaleSearch
         s.smooth = smooth
+        s.targetBPW = targetBpw
         return s
     }
 }

@@ -70,15 +70,20 @@ struct Run: ParsableCommand {
                     throw UserError(
                         "--spill applies to kiln run without --workers (workers keep their shards in memory)")
                 }
-                try spec().validate(limits: limits)
-                report = try EmbeddedCluster.run(
-                    spec: spec(), workers: n, threads: threads ?? 1, progress: progress.handle
-                ).report
-                try report.write()
+                report = try TargetBPW.run(spec()) { spec in
+                    try spec.validate(limits: limits)
+                    let r = try EmbeddedCluster.run(
+                        spec: spec, workers: n, threads: threads ?? 1, progress: progress.handle
+                    ).report
+                    try r.write()
+                    return r
+                }
             } else {
-                report = try Job.run(
-                    spec(), spill: spill.map { URL(fileURLWithPath: $0) }, limits: limits,
-                    progress: progress.handle)
+                report = try TargetBPW.run(spec()) { spec in
+                    try Job.run(
+                        spec, spill: spill.map { URL(fileURLWithPath: $0) }, limits: limits,
+                        progress: progress.handle)
+                }
             }
             progress.finish()
             if json {

@@ -36,6 +36,11 @@ struct Submit: ParsableCommand {
     func run() throws {
         try runReportingErrors {
             let spec = recipe.jobSpec()
+            if spec.targetBPW != nil {
+                throw UserError(
+                    "--target-bpw runs a sensitivity job before the job: use kiln run (--workers N for the cluster's "
+                        + "code path); a coordinator does not resolve it yet")
+            }
             do { try spec.validateOptions() } catch let e as JobError { throw UserError(e.description) }
             let wire = try spec.wireSpec(name: name ?? URL(fileURLWithPath: spec.output).lastPathComponent)
             let client = try connection.makeClient()

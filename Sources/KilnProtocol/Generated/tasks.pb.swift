@@ -362,11 +362,34 @@ public nonisolated struct Kiln_V1_QuantizedLinear: @unchecked Sendable {
   /// Clears the value of `foldedInputOp`. Subsequent reads from it will return its default value.
   public mutating func clearFoldedInputOp() {_uniqueStorage()._foldedInputOp = nil}
 
+  /// A sensitivity job only (JobSpec.measure_types): this linear's output error on each
+  /// candidate GGUF type, quantized by RTN with the scale search; --target-bpw chooses from them.
+  public var candidates: [Kiln_V1_TypeError] {
+    get {_storage._candidates}
+    set {_uniqueStorage()._candidates = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// One candidate type's output error (same units as QuantizedLinear.output_error).
+public nonisolated struct Kiln_V1_TypeError: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// A Kiln WeightFormat name (ggufQ4_0, ggufQ4_K, ...).
+  public var type: String = String()
+
+  public var error: Double = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 /// A tensor of the input model replaced by new float32 values (same name and shape).
@@ -820,7 +843,7 @@ nonisolated extension Kiln_V1_QuantRecipe: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Kiln_V1_QuantizedLinear: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".QuantizedLinear"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}linear\0\u{1}block\0\u{1}tensor\0\u{1}rows\0\u{1}columns\0\u{1}recipe\0\u{3}group_size\0\u{3}group_count\0\u{1}codes\0\u{1}parameters\0\u{3}group_index\0\u{3}output_error\0\u{3}relative_error\0\u{3}gptq_loss\0\u{3}dead_columns\0\u{1}seconds\0\u{3}output_energy\0\u{3}k_d\0\u{3}k_dmin\0\u{3}k_scales\0\u{3}k_mins\0\u{3}folded_input_op\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}linear\0\u{1}block\0\u{1}tensor\0\u{1}rows\0\u{1}columns\0\u{1}recipe\0\u{3}group_size\0\u{3}group_count\0\u{1}codes\0\u{1}parameters\0\u{3}group_index\0\u{3}output_error\0\u{3}relative_error\0\u{3}gptq_loss\0\u{3}dead_columns\0\u{1}seconds\0\u{3}output_energy\0\u{3}k_d\0\u{3}k_dmin\0\u{3}k_scales\0\u{3}k_mins\0\u{3}folded_input_op\0\u{2}\u{8}candidates\0")
 
   fileprivate class _StorageClass {
     var _linear: String = String()
@@ -845,6 +868,7 @@ nonisolated extension Kiln_V1_QuantizedLinear: SwiftProtobuf.Message, SwiftProto
     var _kScales: Data = Data()
     var _kMins: Data = Data()
     var _foldedInputOp: Kiln_V1_FoldedTensor? = nil
+    var _candidates: [Kiln_V1_TypeError] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -877,6 +901,7 @@ nonisolated extension Kiln_V1_QuantizedLinear: SwiftProtobuf.Message, SwiftProto
       _kScales = source._kScales
       _kMins = source._kMins
       _foldedInputOp = source._foldedInputOp
+      _candidates = source._candidates
     }
   }
 
@@ -917,6 +942,7 @@ nonisolated extension Kiln_V1_QuantizedLinear: SwiftProtobuf.Message, SwiftProto
         case 20: try { try decoder.decodeSingularBytesField(value: &_storage._kScales) }()
         case 21: try { try decoder.decodeSingularBytesField(value: &_storage._kMins) }()
         case 22: try { try decoder.decodeSingularMessageField(value: &_storage._foldedInputOp) }()
+        case 30: try { try decoder.decodeRepeatedMessageField(value: &_storage._candidates) }()
         default: break
         }
       }
@@ -995,6 +1021,9 @@ nonisolated extension Kiln_V1_QuantizedLinear: SwiftProtobuf.Message, SwiftProto
       try { if let v = _storage._foldedInputOp {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 22)
       } }()
+      if !_storage._candidates.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._candidates, fieldNumber: 30)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1026,10 +1055,46 @@ nonisolated extension Kiln_V1_QuantizedLinear: SwiftProtobuf.Message, SwiftProto
         if _storage._kScales != rhs_storage._kScales {return false}
         if _storage._kMins != rhs_storage._kMins {return false}
         if _storage._foldedInputOp != rhs_storage._foldedInputOp {return false}
+        if _storage._candidates != rhs_storage._candidates {return false}
         return true
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Kiln_V1_TypeError: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TypeError"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}type\0\u{1}error\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.type) }()
+      case 2: try { try decoder.decodeSingularDoubleField(value: &self.error) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.type.isEmpty {
+      try visitor.visitSingularStringField(value: self.type, fieldNumber: 1)
+    }
+    if self.error.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.error, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Kiln_V1_TypeError, rhs: Kiln_V1_TypeError) -> Bool {
+    if lhs.type != rhs.type {return false}
+    if lhs.error != rhs.error {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
