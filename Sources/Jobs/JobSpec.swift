@@ -129,6 +129,11 @@ public struct JobSpec: Codable, Sendable, Equatable {
     public var scaleSearch: Bool?
     /// SmoothQuant's migration strength alpha (0...1) for compressed-tensors-w8a8; nil: 0.8.
     public var smooth: Double?
+    /// llama.cpp imatrix file (GGUF or legacy .dat) whose sums / count are RTN's scale-search
+    /// importance, in place of the job's statistics (as llama-quantize --imatrix). RTN only.
+    public var imatrix: String?
+    /// Writes the job's statistics as a llama.cpp GGUF imatrix here (jobs that gather statistics).
+    public var imatrixOut: String?
 
     public init(model: String, calibration: String, output: String) {
         self.model = model
@@ -163,12 +168,12 @@ public struct JobSpec: Codable, Sendable, Equatable {
     /// mode, propagate): GPTQ's Hessian, the error report or SmoothQuant's channel maxima.
     /// RTN without them does not.
     public var needsStatistics: Bool {
-        method != .rtn || resolvedErrorReport || resolvedScaleSearch || resolvedSmooth != nil
+        method != .rtn || resolvedErrorReport || (resolvedScaleSearch && imatrix == nil) || resolvedSmooth != nil
     }
 
-    /// Whether groups' parameters are searched (`scaleSearch`, else GPTQ only).
+    /// Whether groups' parameters are searched (`scaleSearch`, else GPTQ, or RTN with an imatrix).
     public var resolvedScaleSearch: Bool {
-        scaleSearch ?? method.usesGPTQ
+        scaleSearch ?? (method.usesGPTQ || imatrix != nil)
     }
 
     /// Static groups as asked, else with act-order when there are groups at all.
@@ -245,5 +250,7 @@ extension JobSpec {
         try take(.rowParts, &rowParts)
         scaleSearch = try c.decodeIfPresent(Bool.self, forKey: .scaleSearch)
         smooth = try c.decodeIfPresent(Double.self, forKey: .smooth)
+        imatrix = try c.decodeIfPresent(String.self, forKey: .imatrix)
+        imatrixOut = try c.decodeIfPresent(String.self, forKey: .imatrixOut)
     }
 }

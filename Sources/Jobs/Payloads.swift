@@ -1,5 +1,6 @@
 import Calibration
 import Foundation
+import ModelIO
 import Quantization
 import Tensor
 
@@ -83,11 +84,15 @@ public struct QuantizedLinear: Sendable, Equatable {
     /// everything that carries a block's linears (propagate inputs, lineage, result files)
     /// carries it too.
     public var foldedInputOp: FoldedTensor?
+    /// --imatrix-out: the group's sum of x^2 per input column over the calibration tokens (the
+    /// merged Hessian's diagonal, unscaled) as llama.cpp's imatrix entry for this tensor. Carried
+    /// by the first row slice only; nil otherwise.
+    public var inputSquares: Imatrix.Entry?
 
     public init(
         linear: String, block: Int, tensor: String, weight: QuantizedTensor, outputError: Double,
         relativeError: Double, gptqLoss: Double, deadColumns: Int, seconds: Double, outputEnergy: Double = 0,
-        foldedInputOp: FoldedTensor? = nil
+        foldedInputOp: FoldedTensor? = nil, inputSquares: Imatrix.Entry? = nil
     ) {
         self.linear = linear
         self.block = block
@@ -100,6 +105,7 @@ public struct QuantizedLinear: Sendable, Equatable {
         self.seconds = seconds
         self.outputEnergy = outputEnergy
         self.foldedInputOp = foldedInputOp
+        self.inputSquares = inputSquares
     }
 }
 

@@ -101,6 +101,16 @@ struct RecipeOptions: ParsableArguments {
             "compressed-tensors-w8a8: SmoothQuant's alpha, 0 to 1 (default 0.8): how much of each input channel's range moves from the activations into the weights of q,k,v and gate,up (o and down are not smoothed)."
     )
     var smooth: Double?
+    @Option(
+        help:
+            "RTN: llama.cpp imatrix file (llama-imatrix's .gguf or legacy .dat) whose mean x^2 per column is the scale search's importance, as llama-quantize --imatrix; no calibration statistics are gathered."
+    )
+    var imatrix: String?
+    @Option(
+        help:
+            "Also write the job's calibration statistics as a llama.cpp imatrix .gguf (llama-quantize --imatrix reads it); for jobs that gather statistics."
+    )
+    var imatrixOut: String?
 
     func jobSpec() -> JobSpec {
         var s = JobSpec(model: model, calibration: calib, output: out)
@@ -127,6 +137,8 @@ struct RecipeOptions: ParsableArguments {
         s.rowParts = rowParts
         s.scaleSearch = scaleSearch
         s.smooth = smooth
+        s.imatrix = imatrix
+        s.imatrixOut = imatrixOut
         return s
     }
 }
@@ -141,6 +153,8 @@ extension JobSpec {
         s.calibration = Self.absolute(calibration)
         s.output = Self.absolute(output)
         s.evalFile = evalFile.map(Self.absolute)
+        s.imatrix = imatrix.map(Self.absolute)
+        s.imatrixOut = imatrixOut.map(Self.absolute)
         var w = try SpecConversion.toProto(s)
         w.name = name
         return w
