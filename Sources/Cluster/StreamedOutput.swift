@@ -187,6 +187,7 @@ struct StreamedLinear {
         }
         if let f = q.foldedInputOp { t.foldedInputOp = Kiln_V1_FoldedTensor(f) }
         t.candidates = q.candidates.map(Kiln_V1_TypeError.init)
+        if let e = q.inputSquares { t.inputSquares = Kiln_V1_InputSquares(e) }
         tail = try t.serializedBytes()
     }
 

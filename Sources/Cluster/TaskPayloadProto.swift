@@ -2,6 +2,7 @@ import Calibration
 import Foundation
 import Jobs
 import KilnProtocol
+import ModelIO
 import Quantization
 import SwiftProtobuf
 import Tensor
@@ -261,6 +262,7 @@ extension Kiln_V1_QuantizedLinear {
         deadColumns = u64(q.deadColumns)
         seconds = q.seconds
         if let f = q.foldedInputOp { foldedInputOp = Kiln_V1_FoldedTensor(f) }
+        if let e = q.inputSquares { inputSquares = Kiln_V1_InputSquares(e) }
         candidates = q.candidates.map(Kiln_V1_TypeError.init)
     }
 }
@@ -280,6 +282,26 @@ extension BitAllocation.Candidate {
         }
         guard p.error.isFinite, p.error >= 0 else { throw PayloadError("\(field).error: \(p.error) is not finite") }
         self.init(format: f, error: p.error)
+    }
+}
+
+extension Kiln_V1_InputSquares {
+    init(_ e: Imatrix.Entry) {
+        self.init()
+        sums = blob(e.sums)
+        count = e.count
+    }
+}
+
+extension Imatrix.Entry {
+    /// One sum per input column of the linear that carries it, each finite and >= 0.
+    init(_ p: Kiln_V1_InputSquares, columns: Int, _ field: String) throws {
+        let sums = try elements(p.sums, count: columns, as: Float.self, "\(field).sums")
+        if let i = sums.firstIndex(where: { !$0.isFinite || $0 < 0 }) {
+            throw PayloadError("\(field).sums[\(i)]: \(sums[i]) is not a finite sum of squares")
+        }
+        guard p.count.isFinite, p.count >= 0 else { throw PayloadError("\(field).count: \(p.count)") }
+        self.init(sums: sums, count: p.count)
     }
 }
 
@@ -352,7 +374,9 @@ extension QuantizedLinear {
             relativeError: p.relativeError, gptqLoss: p.gptqLoss, deadColumns: deadColumns, seconds: p.seconds,
             outputEnergy: p.outputEnergy,
             foldedInputOp: p.hasFoldedInputOp
-                ? try FoldedTensor(p.foldedInputOp, columns: columns, "\(field).folded_input_op") : nil)
+                ? try FoldedTensor(p.foldedInputOp, columns: columns, "\(field).folded_input_op") : nil,
+            inputSquares: p.hasInputSquares
+                ? try Imatrix.Entry(p.inputSquares, columns: columns, "\(field).input_squares") : nil)
         guard p.candidates.count <= WeightFormat.allCases.count else {
             throw PayloadError("\(field).candidates: \(p.candidates.count), more than there are types")
         }

@@ -2,6 +2,7 @@ import Cluster
 import Foundation
 import Jobs
 import KilnProtocol
+import ModelIO
 
 /// The output file from the durable reconstruct results, through Jobs' writers (the
 /// same code `kiln run` uses). The model is read through its mmap'd view tensor by
@@ -19,6 +20,7 @@ enum OutputAssembly {
         } else {
             try GPTQOutput.write(spec: spec, view: view, linears: linears, to: out)
         }
+        try ImatrixExport.write(spec: spec, entries: linears.inputSquares, tensors: linears.tensorCount)
     }
 }
 
@@ -38,12 +40,16 @@ final class DurableLinears: QuantizedLinearSource {
     private var open: [(path: String, file: ReconstructFile)] = []
     /// Linears decoded after the summaries (for tests and the log).
     private(set) var decodes = 0
+    /// --imatrix-out's entries, by GGUF tensor name (read with the summaries).
+    private(set) var inputSquares: [String: Imatrix.Entry] = [:]
+    var tensorCount: Int { byTensor.count }
 
     init(results: [StoredResult], files: ResultFiles, units: ReconstructUnits) throws {
         self.files = files
         self.units = units
         var byTensor: [String: [(result: StoredResult, index: Int)]] = [:]
         var summary: [String: QuantizedLinearSummary] = [:]
+        var squares: [String: Imatrix.Entry] = [:]
         // Unit order, so each tensor's row slices come in row order.
         func unit(_ r: StoredResult) -> (Int, Int) {
             if case let .reconstruct(b, u) = r.task { return (b, u) }
@@ -55,6 +61,7 @@ final class DurableLinears: QuantizedLinearSource {
             for i in f.tensors.indices {
                 let l = try Self.linear(f, i, of: r)
                 byTensor[l.tensor, default: []].append((r, i))
+                if let e = l.inputSquares { squares[ImatrixExport.name(of: l)] = e }
                 let s = QuantizedLinearSummary(l)
                 if var whole = summary[l.tensor] {
                     whole.rows += s.rows
@@ -68,6 +75,7 @@ final class DurableLinears: QuantizedLinearSource {
         }
         self.byTensor = byTensor
         self.summary = summary
+        self.inputSquares = squares
     }
 
     static func linear(_ f: ReconstructFile, _ i: Int, of r: StoredResult) throws -> QuantizedLinear {

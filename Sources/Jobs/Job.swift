@@ -64,6 +64,8 @@ public enum Job {
                     "some zero points are 0, which the gptq (v1) checkpoint format cannot store: written as gptq_v2")
             }
         }
+        try ImatrixExport.write(
+            spec: spec, entries: ImatrixExport.entries(Array(linears.values)), tensors: linears.count)
         times.write = seconds(since: t0)
 
         t0 = DispatchTime.now()

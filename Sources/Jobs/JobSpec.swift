@@ -138,6 +138,11 @@ public struct JobSpec: Codable, Sendable, Equatable {
     /// A sensitivity job: each linear's output error is also measured for every candidate type
     /// (`candidateTypes`) by RTN with the scale search, and reported (`QuantizedLinear.candidates`).
     public var measureTypes: Bool = false
+    /// llama.cpp imatrix file (GGUF or legacy .dat) whose sums / count are RTN's scale-search
+    /// importance, in place of the job's statistics (as llama-quantize --imatrix). RTN only.
+    public var imatrix: String?
+    /// Writes the job's statistics as a llama.cpp GGUF imatrix here (jobs that gather statistics).
+    public var imatrixOut: String?
 
     public init(model: String, calibration: String, output: String) {
         self.model = model
@@ -172,12 +177,12 @@ public struct JobSpec: Codable, Sendable, Equatable {
     /// mode, propagate): GPTQ's Hessian, the error report or SmoothQuant's channel maxima.
     /// RTN without them does not.
     public var needsStatistics: Bool {
-        method != .rtn || resolvedErrorReport || resolvedScaleSearch || resolvedSmooth != nil
+        method != .rtn || resolvedErrorReport || (resolvedScaleSearch && imatrix == nil) || resolvedSmooth != nil
     }
 
-    /// Whether groups' parameters are searched (`scaleSearch`, else GPTQ only).
+    /// Whether groups' parameters are searched (`scaleSearch`, else GPTQ, or RTN with an imatrix).
     public var resolvedScaleSearch: Bool {
-        scaleSearch ?? method.usesGPTQ
+        scaleSearch ?? (method.usesGPTQ || imatrix != nil)
     }
 
     /// Static groups as asked, else with act-order when there are groups at all.
@@ -257,5 +262,7 @@ extension JobSpec {
         targetBPW = try c.decodeIfPresent(Double.self, forKey: .targetBPW)
         tensorTypes = try c.decodeIfPresent([String: WeightFormat].self, forKey: .tensorTypes)
         try take(.measureTypes, &measureTypes)
+        imatrix = try c.decodeIfPresent(String.self, forKey: .imatrix)
+        imatrixOut = try c.decodeIfPresent(String.self, forKey: .imatrixOut)
     }
 }

@@ -1,5 +1,6 @@
 import Calibration
 import Foundation
+import ModelIO
 import Quantization
 import Tensor
 
@@ -86,11 +87,15 @@ public struct QuantizedLinear: Sendable, Equatable {
     /// A sensitivity job's (`JobSpec.measureTypes`) output error of this linear on each
     /// candidate type, from which `--target-bpw` chooses; empty otherwise.
     public var candidates: [BitAllocation.Candidate] = []
+    /// --imatrix-out: the group's sum of x^2 per input column over the calibration tokens (the
+    /// merged Hessian's diagonal, unscaled) as llama.cpp's imatrix entry for this tensor. Carried
+    /// by the first row slice only; nil otherwise.
+    public var inputSquares: Imatrix.Entry?
 
     public init(
         linear: String, block: Int, tensor: String, weight: QuantizedTensor, outputError: Double,
         relativeError: Double, gptqLoss: Double, deadColumns: Int, seconds: Double, outputEnergy: Double = 0,
-        foldedInputOp: FoldedTensor? = nil
+        foldedInputOp: FoldedTensor? = nil, inputSquares: Imatrix.Entry? = nil
     ) {
         self.linear = linear
         self.block = block
@@ -103,6 +108,7 @@ public struct QuantizedLinear: Sendable, Equatable {
         self.seconds = seconds
         self.outputEnergy = outputEnergy
         self.foldedInputOp = foldedInputOp
+        self.inputSquares = inputSquares
     }
 }
 

@@ -26,6 +26,9 @@ public enum TargetBPW {
         s.groupSize = nil
         s.symmetric = nil
         s.evalFile = nil
+        // Its errors come from its own statistics; it writes no imatrix.
+        s.imatrix = nil
+        s.imatrixOut = nil
         s.output = spec.output + ".sensitivity.gguf"
         return s
     }

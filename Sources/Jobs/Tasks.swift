@@ -19,16 +19,22 @@ public final class JobContext: Sendable {
     /// Calibration windows (samples x seqlen tokens), in sample order.
     public let windows: [[Int32]]
     public let calibrationTokens: Int
+    /// --imatrix's file (`JobSpec.imatrix`), read from the path as the calibration text is.
+    public let imatrix: Imatrix?
 
     /// The last block loaded (a worker's tasks of one block share it).
     private let cachedBlock = Mutex<LlamaBlock?>(nil)
 
-    public init(spec: JobSpec, view: any ModelView, model: LlamaModel, windows: [[Int32]], calibrationTokens: Int) {
+    public init(
+        spec: JobSpec, view: any ModelView, model: LlamaModel, windows: [[Int32]], calibrationTokens: Int,
+        imatrix: Imatrix? = nil
+    ) {
         self.spec = spec
         self.view = view
         self.model = model
         self.windows = windows
         self.calibrationTokens = calibrationTokens
+        self.imatrix = imatrix
     }
 
     /// Opens the model, tokenizes the calibration text and draws the windows (none when
@@ -38,8 +44,9 @@ public final class JobContext: Sendable {
     public static func open(_ spec: JobSpec, outputHead: Bool = true) throws -> JobContext {
         let view = try spec.openForJob()
         let model = try loadCausalLM(view: view, options: ModelLoadOptions(lazyBlocks: true, outputHead: outputHead))
+        let imatrix = try spec.imatrix.map { try Imatrix.read(URL(fileURLWithPath: $0)) }
         guard spec.needsStatistics else {
-            return JobContext(spec: spec, view: view, model: model, windows: [], calibrationTokens: 0)
+            return JobContext(spec: spec, view: view, model: model, windows: [], calibrationTokens: 0, imatrix: imatrix)
         }
         let tokenizer = try makeTokenizer(view)
         let url = URL(fileURLWithPath: spec.calibration)
@@ -47,7 +54,8 @@ public final class JobContext: Sendable {
         let windows = try Sampler.windows(
             tokens: tokens, count: spec.samples, length: spec.seqlen, kind: spec.sampler,
             seed: spec.seed, file: url.lastPathComponent)
-        return JobContext(spec: spec, view: view, model: model, windows: windows, calibrationTokens: tokens.count)
+        return JobContext(
+            spec: spec, view: view, model: model, windows: windows, calibrationTokens: tokens.count, imatrix: imatrix)
     }
 
     /// Block b with its full-precision weights, in the file's row layout (q/k rows as
@@ -198,6 +206,9 @@ public enum Tasks {
         }
         // AWQ's scales, or SmoothQuant's (compressed-tensors-w8a8), in the same shape.
         let awq = try ctx.spec.method.usesAWQ ? awqGroup(ctx, input, hessian: h) : smoothGroup(ctx, input, hessian: h)
+        // Sum of x^2 per column as llama.cpp's imatrix holds it: RTN's importance (without AWQ,
+        // whose scaled input has its own), and --imatrix-out's entry (carried by row slice 0).
+        let squares = input.statistics.map { Imatrix.Entry(inputSquaresOf: $0.hessian) }
         input.statistics = nil
         var out: [QuantizedLinear] = []
         for name in input.linears {
@@ -228,9 +239,11 @@ public enum Tasks {
                 loss = r.totalLoss
                 dead = r.deadColumns.count
             } else {
-                // The scale search's importance: the group's Hessian diagonal.
-                let importance = recipe.scaleSearch ? hq.map { h in (0..<h.cols).map { h[$0, $0] } } : nil
-                q = try RTN.quantize(wq, recipe: recipe, importance: importance, name: label)
+                q = try RTN.quantize(
+                    wq, recipe: recipe,
+                    importance: try rtnImportance(
+                        ctx, recipe, linear: name, block: input.block, squares, scaled: awq == nil ? nil : hq),
+                    name: label)
             }
             var err = 0.0
             var energy = 0.0
@@ -244,7 +257,8 @@ public enum Tasks {
                 linear: name, block: input.block, tensor: tensor, weight: q.stored, outputError: err,
                 relativeError: energy > 0 ? err / energy : 0, gptqLoss: loss, deadColumns: dead,
                 seconds: seconds(since: t0), outputEnergy: energy,
-                foldedInputOp: name == input.linears.first ? awq?.folded : nil)
+                foldedInputOp: name == input.linears.first ? awq?.folded : nil,
+                inputSquares: ctx.spec.imatrixOut != nil && part == 0 ? squares : nil)
             // The payload must stand for exactly what the quantizer produced.
             guard ql.weight.dequantized().data.elementsEqual(q.dequantized.data, by: { $0.bitPattern == $1.bitPattern })
             else {

@@ -58,6 +58,7 @@ extension JobSpec {
         try validateFiles()
         let view = try openForJob()
         try validateModel(view)
+        try validateImatrix(view, limits)
         try MemoryEstimate(spec: self, config: view.config, limits: limits).check(limits)
         return view
     }
@@ -154,7 +155,8 @@ extension JobSpec {
 
     /// Every path the job reads or writes, with its flag.
     var paths: [(flag: String, path: String)] {
-        [("--model", model), ("--calib", calibration)] + (evalFile.map { [("--eval", $0)] } ?? []) + [("--out", output)]
+        [("--model", model), ("--calib", calibration)] + (evalFile.map { [("--eval", $0)] } ?? [])
+            + (imatrix.map { [("--imatrix", $0)] } ?? []) + [("--out", output)]
     }
 
     /// Absolute paths under the allowed roots, when the limits ask for them.

@@ -107,6 +107,16 @@ struct RecipeOptions: ParsableArguments {
             "GGUF formats: choose each linear's type (Q2_K...Q8_0) so the linears average at most X bits per weight with the least summed sensitivity, measured first by a sensitivity job (kiln run).",
             valueName: "X"))
     var targetBpw: Double?
+    @Option(
+        help:
+            "RTN: llama.cpp imatrix file (llama-imatrix's .gguf or legacy .dat) whose mean x^2 per column is the scale search's importance, as llama-quantize --imatrix; no calibration statistics are gathered."
+    )
+    var imatrix: String?
+    @Option(
+        help:
+            "Also write the job's calibration statistics as a llama.cpp imatrix .gguf (llama-quantize --imatrix reads it); for jobs that gather statistics."
+    )
+    var imatrixOut: String?
 
     func jobSpec() -> JobSpec {
         var s = JobSpec(model: model, calibration: calib, output: out)
@@ -134,6 +144,8 @@ struct RecipeOptions: ParsableArguments {
         s.scaleSearch = scaleSearch
         s.smooth = smooth
         s.targetBPW = targetBpw
+        s.imatrix = imatrix
+        s.imatrixOut = imatrixOut
         return s
     }
 }
@@ -148,6 +160,8 @@ extension JobSpec {
         s.calibration = Self.absolute(calibration)
         s.output = Self.absolute(output)
         s.evalFile = evalFile.map(Self.absolute)
+        s.imatrix = imatrix.map(Self.absolute)
+        s.imatrixOut = imatrixOut.map(Self.absolute)
         var w = try SpecConversion.toProto(s)
         w.name = name
         return w

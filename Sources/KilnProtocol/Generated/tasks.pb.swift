@@ -362,6 +362,17 @@ public nonisolated struct Kiln_V1_QuantizedLinear: @unchecked Sendable {
   /// Clears the value of `foldedInputOp`. Subsequent reads from it will return its default value.
   public mutating func clearFoldedInputOp() {_uniqueStorage()._foldedInputOp = nil}
 
+  /// --imatrix-out only: the group's sum of x^2 per input column over the calibration tokens,
+  /// llama.cpp's imatrix entry for this tensor. Set on row slice 0 only.
+  public var inputSquares: Kiln_V1_InputSquares {
+    get {_storage._inputSquares ?? Kiln_V1_InputSquares()}
+    set {_uniqueStorage()._inputSquares = newValue}
+  }
+  /// Returns true if `inputSquares` has been explicitly set.
+  public var hasInputSquares: Bool {_storage._inputSquares != nil}
+  /// Clears the value of `inputSquares`. Subsequent reads from it will return its default value.
+  public mutating func clearInputSquares() {_uniqueStorage()._inputSquares = nil}
+
   /// A sensitivity job only (JobSpec.measure_types): this linear's output error on each
   /// candidate GGUF type, quantized by RTN with the scale search; --target-bpw chooses from them.
   public var candidates: [Kiln_V1_TypeError] {
@@ -386,6 +397,21 @@ public nonisolated struct Kiln_V1_TypeError: Sendable {
   public var type: String = String()
 
   public var error: Double = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// One llama.cpp imatrix entry: float32 sums (little-endian, one per input column) over count tokens.
+public nonisolated struct Kiln_V1_InputSquares: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var sums: Data = Data()
+
+  public var count: Float = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -843,7 +869,7 @@ nonisolated extension Kiln_V1_QuantRecipe: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Kiln_V1_QuantizedLinear: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".QuantizedLinear"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}linear\0\u{1}block\0\u{1}tensor\0\u{1}rows\0\u{1}columns\0\u{1}recipe\0\u{3}group_size\0\u{3}group_count\0\u{1}codes\0\u{1}parameters\0\u{3}group_index\0\u{3}output_error\0\u{3}relative_error\0\u{3}gptq_loss\0\u{3}dead_columns\0\u{1}seconds\0\u{3}output_energy\0\u{3}k_d\0\u{3}k_dmin\0\u{3}k_scales\0\u{3}k_mins\0\u{3}folded_input_op\0\u{2}\u{8}candidates\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}linear\0\u{1}block\0\u{1}tensor\0\u{1}rows\0\u{1}columns\0\u{1}recipe\0\u{3}group_size\0\u{3}group_count\0\u{1}codes\0\u{1}parameters\0\u{3}group_index\0\u{3}output_error\0\u{3}relative_error\0\u{3}gptq_loss\0\u{3}dead_columns\0\u{1}seconds\0\u{3}output_energy\0\u{3}k_d\0\u{3}k_dmin\0\u{3}k_scales\0\u{3}k_mins\0\u{3}folded_input_op\0\u{3}input_squares\0\u{2}\u{7}candidates\0")
 
   fileprivate class _StorageClass {
     var _linear: String = String()
@@ -868,6 +894,7 @@ nonisolated extension Kiln_V1_QuantizedLinear: SwiftProtobuf.Message, SwiftProto
     var _kScales: Data = Data()
     var _kMins: Data = Data()
     var _foldedInputOp: Kiln_V1_FoldedTensor? = nil
+    var _inputSquares: Kiln_V1_InputSquares? = nil
     var _candidates: [Kiln_V1_TypeError] = []
 
       // This property is used as the initial default value for new instances of the type.
@@ -901,6 +928,7 @@ nonisolated extension Kiln_V1_QuantizedLinear: SwiftProtobuf.Message, SwiftProto
       _kScales = source._kScales
       _kMins = source._kMins
       _foldedInputOp = source._foldedInputOp
+      _inputSquares = source._inputSquares
       _candidates = source._candidates
     }
   }
@@ -942,6 +970,7 @@ nonisolated extension Kiln_V1_QuantizedLinear: SwiftProtobuf.Message, SwiftProto
         case 20: try { try decoder.decodeSingularBytesField(value: &_storage._kScales) }()
         case 21: try { try decoder.decodeSingularBytesField(value: &_storage._kMins) }()
         case 22: try { try decoder.decodeSingularMessageField(value: &_storage._foldedInputOp) }()
+        case 23: try { try decoder.decodeSingularMessageField(value: &_storage._inputSquares) }()
         case 30: try { try decoder.decodeRepeatedMessageField(value: &_storage._candidates) }()
         default: break
         }
@@ -1021,6 +1050,9 @@ nonisolated extension Kiln_V1_QuantizedLinear: SwiftProtobuf.Message, SwiftProto
       try { if let v = _storage._foldedInputOp {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 22)
       } }()
+      try { if let v = _storage._inputSquares {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 23)
+      } }()
       if !_storage._candidates.isEmpty {
         try visitor.visitRepeatedMessageField(value: _storage._candidates, fieldNumber: 30)
       }
@@ -1055,6 +1087,7 @@ nonisolated extension Kiln_V1_QuantizedLinear: SwiftProtobuf.Message, SwiftProto
         if _storage._kScales != rhs_storage._kScales {return false}
         if _storage._kMins != rhs_storage._kMins {return false}
         if _storage._foldedInputOp != rhs_storage._foldedInputOp {return false}
+        if _storage._inputSquares != rhs_storage._inputSquares {return false}
         if _storage._candidates != rhs_storage._candidates {return false}
         return true
       }
@@ -1095,6 +1128,41 @@ nonisolated extension Kiln_V1_TypeError: SwiftProtobuf.Message, SwiftProtobuf._M
   public static func ==(lhs: Kiln_V1_TypeError, rhs: Kiln_V1_TypeError) -> Bool {
     if lhs.type != rhs.type {return false}
     if lhs.error != rhs.error {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Kiln_V1_InputSquares: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".InputSquares"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sums\0\u{1}count\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.sums) }()
+      case 2: try { try decoder.decodeSingularFloatField(value: &self.count) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.sums.isEmpty {
+      try visitor.visitSingularBytesField(value: self.sums, fieldNumber: 1)
+    }
+    if self.count.bitPattern != 0 {
+      try visitor.visitSingularFloatField(value: self.count, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Kiln_V1_InputSquares, rhs: Kiln_V1_InputSquares) -> Bool {
+    if lhs.sums != rhs.sums {return false}
+    if lhs.count != rhs.count {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
