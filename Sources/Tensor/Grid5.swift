@@ -39,26 +39,13 @@ public struct GGUFQ5_0Grid: QuantizationGrid {
         Float(Int(code) - 16) * p.scale
     }
 
-    /// Candidates -(16 + 0.1 s) / max for s in -9...9, each refitted by weighted least squares
-    /// and stored as fp16 (as `GGUFQ4_0Grid.fitWeighted` on 32 levels).
+    /// `symmetricScaleSearch` on codes -16...15: candidates -(16 + 0.1 s) / max for s in -9...9
+    /// (as `GGUFQ4_0Grid.fitWeighted` on 32 levels).
     @inlinable
     public func fitWeighted(
         _ x: UnsafePointer<Float>, count: Int, importance w: UnsafePointer<Float>
     ) -> GroupParameters {
-        let own = fit(x, count: count, stride: 1)
-        let (mx, amax) = signedMax(x, count: count)
-        guard amax > 0 else { return own }
-        return leastError(x, w, count: count, first: own) { offer in
-            for s in -9...9 {
-                let iscale = -(16 + 0.1 * Float(s)) / mx
-                guard
-                    let d = leastSquaresScale(
-                        x, w, count: count, code: { min(max(($0 * iscale).rounded(.toNearestOrEven), -16), 15) })
-                else { continue }
-                let d16 = roundToHalf(d)
-                if d16 != 0 && d16.isFinite { offer(GroupParameters(scale: d16, zero: 16, inverse: 1 / d16)) }
-            }
-        }
+        symmetricScaleSearch(self, x, w, count: count, codes: -16...15, steps: -9...9, step: 0.1, fromSignedMax: true)
     }
 }
 
