@@ -59,26 +59,15 @@ func leastSquaresScale(
     return d.isFinite && d != 0 ? d : nil
 }
 
-/// The first value of largest magnitude (signed) and that magnitude.
-@inlinable
-func signedMax(_ x: UnsafePointer<Float>, count: Int) -> (value: Float, magnitude: Float) {
-    var amax: Float = 0
-    var mx: Float = 0
-    for k in 0..<count where amax < abs(x[k]) {
-        amax = abs(x[k])
-        mx = x[k]
-    }
-    return (mx, amax)
-}
-
-extension GGUFQ4_0Grid {
-    /// `symmetricScaleSearch` on codes -8...7: candidates -(8 + 0.1 s) / max for s in -9...9
-    /// (llama.cpp's grid for Q4_0 with an importance matrix).
+extension GGUFSignedMaxGrid {
+    /// `symmetricScaleSearch` on codes -half...half-1: candidates -(half + 0.1 s) / max for s in
+    /// -9...9 (llama.cpp's grid for Q4_0 with an importance matrix).
     @inlinable
     public func fitWeighted(
         _ x: UnsafePointer<Float>, count: Int, importance w: UnsafePointer<Float>
     ) -> GroupParameters {
-        symmetricScaleSearch(self, x, w, count: count, codes: -8...7, steps: -9...9, step: 0.1, fromSignedMax: true)
+        symmetricScaleSearch(
+            self, x, w, count: count, codes: -half...(half - 1), steps: -9...9, step: 0.1, fromSignedMax: true)
     }
 }
 
@@ -121,13 +110,13 @@ func symmetricScaleSearch<G: QuantizationGrid>(
     }
 }
 
-extension GGUFQ4_1Grid {
-    /// `minScaleSearch` on 16 levels (codes 0...15).
+extension GGUFMinMaxGrid {
+    /// `minScaleSearch` on codes 0...top.
     @inlinable
     public func fitWeighted(
         _ x: UnsafePointer<Float>, count: Int, importance w: UnsafePointer<Float>
     ) -> GroupParameters {
-        minScaleSearch(self, x, w, count: count, top: 15)
+        minScaleSearch(self, x, w, count: count, top: top)
     }
 }
 
