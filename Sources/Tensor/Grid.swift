@@ -159,24 +159,29 @@ public struct ReferenceGrid: QuantizationGrid {
     min(max(t, lo), hi).rounded(.towardZero)
 }
 
-/// GGUF Q4_0 as ggml's quantize_row_q4_0_ref: d = max / -8 where max is the first value
-/// of largest magnitude (signed), id = 1/d (0 when d == 0), code = MIN(15, (int8)(x*id + 8.5)),
-/// d stored as fp16 and the value (code - 8) * fp16(d).
-public struct GGUFQ4_0Grid: QuantizationGrid {
-    @inlinable public init() {}
+/// The first value of largest magnitude (signed) among `count` values `stride` apart, and that magnitude.
+@inlinable @inline(__always)
+func signedMax(_ x: UnsafePointer<Float>, count: Int, stride: Int = 1) -> (value: Float, magnitude: Float) {
+    var amax: Float = 0
+    var mx: Float = 0
+    for k in 0..<count where amax < abs(x[k * stride]) {
+        amax = abs(x[k * stride])
+        mx = x[k * stride]
+    }
+    return (mx, amax)
+}
 
+/// ggml's blocks fitted from their first value of largest magnitude, signed (Q4_0, Q5_0), with
+/// `half` the code of 0 (8, 16): d = max / -half, id = 1/d (0 when d == 0), code =
+/// MIN(2 half - 1, (int8)(x*id + half + 0.5)), d stored as fp16 and the value (code - half) * fp16(d).
+public protocol GGUFSignedMaxGrid: QuantizationGrid {
+    var half: Float { get }
+}
+
+extension GGUFSignedMaxGrid {
     @inlinable @inline(__always)
     public func fit(_ base: UnsafePointer<Float>, count: Int, stride: Int) -> GroupParameters {
-        var amax: Float = 0
-        var mx: Float = 0
-        for k in 0..<count {
-            let v = base[k * stride]
-            if amax < abs(v) {
-                amax = abs(v)
-                mx = v
-            }
-        }
-        return parameters(max: mx)
+        parameters(max: signedMax(base, count: count, stride: stride).value)
     }
 
     @inlinable
@@ -203,28 +208,37 @@ public struct GGUFQ4_0Grid: QuantizationGrid {
     /// The parameters of a block whose first value of largest magnitude is `mx`.
     @inlinable @inline(__always)
     func parameters(max mx: Float) -> GroupParameters {
-        let d = mx / -8
+        let d = mx / -half
         let id: Float = d != 0 ? 1 / d : 0
-        return GroupParameters(scale: roundToHalf(d), zero: 8, inverse: id)
+        return GroupParameters(scale: roundToHalf(d), zero: half, inverse: id)
     }
 
     @inlinable @inline(__always)
     public func code(_ x: Float, _ p: GroupParameters) -> UInt8 {
-        codeByte(truncatedCode(x * p.inverse + 8.5, 0, 15))
+        codeByte(truncatedCode(x * p.inverse + (half + 0.5), 0, 2 * half - 1))
     }
 
     @inlinable @inline(__always)
     public func value(_ code: UInt8, _ p: GroupParameters) -> Float {
-        Float(Int(code) - 8) * p.scale
+        Float(Int(code) - Int(half)) * p.scale
     }
 }
 
-/// GGUF Q4_1 as ggml's quantize_row_q4_1_ref: min/max of the block, d = (max - min) / 15,
-/// id = 1/d (0 when d == 0), code = MIN(15, (int8)((x - min)*id + 0.5)); d and m = min
-/// stored as fp16; the value code * fp16(d) + fp16(m) (unfused, as ggml's dequantize_row_q4_1).
-public struct GGUFQ4_1Grid: QuantizationGrid {
+/// GGUF Q4_0 as ggml's quantize_row_q4_0_ref: `GGUFSignedMaxGrid` with 16 levels.
+public struct GGUFQ4_0Grid: GGUFSignedMaxGrid {
     @inlinable public init() {}
+    @inlinable public var half: Float { 8 }
+}
 
+/// ggml's blocks fitted from their minimum and maximum (Q4_1, Q5_1), with codes 0...`top` (15, 31):
+/// d = (max - min) / top, id = 1/d (0 when d == 0), code = MIN(top, (int8)((x - min)*id + 0.5))
+/// (clamped to 0...top for GPTQ's updated weights); d and m = min stored as fp16; the value
+/// code * fp16(d) + fp16(m) (unfused, as ggml's dequantize_row_q4_1).
+public protocol GGUFMinMaxGrid: QuantizationGrid {
+    var top: Float { get }
+}
+
+extension GGUFMinMaxGrid {
     @inlinable @inline(__always)
     public func fit(_ base: UnsafePointer<Float>, count: Int, stride: Int) -> GroupParameters {
         var mn = Float.greatestFiniteMagnitude
@@ -260,14 +274,14 @@ public struct GGUFQ4_1Grid: QuantizationGrid {
     /// The parameters of a block with minimum `mn` and maximum `mx`.
     @inlinable @inline(__always)
     func parameters(min mn: Float, max mx: Float) -> GroupParameters {
-        let d = (mx - mn) / 15
+        let d = (mx - mn) / top
         let id: Float = d != 0 ? 1 / d : 0
         return GroupParameters(scale: roundToHalf(d), zero: roundToHalf(mn), inverse: id, minimum: mn)
     }
 
     @inlinable @inline(__always)
     public func code(_ x: Float, _ p: GroupParameters) -> UInt8 {
-        codeByte(truncatedCode((x - p.minimum) * p.inverse + 0.5, 0, 15))
+        codeByte(truncatedCode((x - p.minimum) * p.inverse + 0.5, 0, top))
     }
 
     @inlinable @inline(__always)
@@ -275,6 +289,12 @@ public struct GGUFQ4_1Grid: QuantizationGrid {
         let scaled = Float(code) * p.scale
         return scaled + p.zero
     }
+}
+
+/// GGUF Q4_1 as ggml's quantize_row_q4_1_ref: `GGUFMinMaxGrid` with 16 levels.
+public struct GGUFQ4_1Grid: GGUFMinMaxGrid {
+    @inlinable public init() {}
+    @inlinable public var top: Float { 15 }
 }
 
 /// GGUF Q8_0 as ggml's quantize_row_q8_0_ref: d = absmax / 127, id = 1/d (0 when d == 0),

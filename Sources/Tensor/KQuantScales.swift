@@ -63,14 +63,12 @@ public struct KQuantScales: Sendable, Equatable {
 
     /// Every sub-block's parameters, [rows, superBlocks * subBlockCount] row-major.
     public var parameters: [GroupParameters] {
-        let n = type.subBlockCount
         var out: [GroupParameters] = []
         out.reserveCapacity(scales.count)
-        for k in 0..<(rows * superBlocks) {
-            let b = KQuantBlock(
-                type: type, d: d[k], dmin: dmin[k], scales: Array(scales[(k * n)..<(k * n + n)]),
-                mins: type.hasMins ? Array(mins[(k * n)..<(k * n + n)]) : [], codes: [])
-            out.append(contentsOf: b.groupParameters)
+        for row in 0..<rows {
+            for k in 0..<superBlocks {
+                out.append(contentsOf: block(row: row, superBlock: k, codes: []).groupParameters)
+            }
         }
         return out
     }

@@ -34,12 +34,7 @@ enum KQuantSearch {
         _ n: Int, _ nmax: Int, _ x: UnsafePointer<Float>, _ levels: UnsafeMutablePointer<Int8>,
         weights: UnsafePointer<Float>?
     ) -> Float {
-        var max: Float = 0
-        var amax: Float = 0
-        for i in 0..<n where abs(x[i]) > amax {
-            amax = abs(x[i])
-            max = x[i]
-        }
+        let (max, amax) = signedMax(x, count: n)
         if amax < groupMaxEpsilon {
             levels.update(repeating: 0, count: n)
             return 0
@@ -86,12 +81,7 @@ enum KQuantSearch {
     static func symmetricRefined(
         _ n: Int, _ nmax: Int, _ x: UnsafePointer<Float>, _ levels: UnsafeMutablePointer<Int8>
     ) -> Float {
-        var max: Float = 0
-        var amax: Float = 0
-        for i in 0..<n where abs(x[i]) > amax {
-            amax = abs(x[i])
-            max = x[i]
-        }
+        let (max, amax) = signedMax(x, count: n)
         if amax < groupMaxEpsilon {
             levels.update(repeating: 0, count: n)
             return 0

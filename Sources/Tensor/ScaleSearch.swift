@@ -59,72 +59,64 @@ func leastSquaresScale(
     return d.isFinite && d != 0 ? d : nil
 }
 
-/// The first value of largest magnitude (signed) and that magnitude.
-@inlinable
-func signedMax(_ x: UnsafePointer<Float>, count: Int) -> (value: Float, magnitude: Float) {
-    var amax: Float = 0
-    var mx: Float = 0
-    for k in 0..<count where amax < abs(x[k]) {
-        amax = abs(x[k])
-        mx = x[k]
-    }
-    return (mx, amax)
-}
-
-extension GGUFQ4_0Grid {
-    /// Candidates -(8 + 0.1 s) / max for s in -9...9 (llama.cpp's grid for Q4_0 with an
-    /// importance matrix), each refitted by weighted least squares and stored as fp16.
+extension GGUFSignedMaxGrid {
+    /// `symmetricScaleSearch` on codes -half...half-1: candidates -(half + 0.1 s) / max for s in
+    /// -9...9 (llama.cpp's grid for Q4_0 with an importance matrix).
     @inlinable
     public func fitWeighted(
         _ x: UnsafePointer<Float>, count: Int, importance w: UnsafePointer<Float>
     ) -> GroupParameters {
-        let own = fit(x, count: count, stride: 1)
-        let (mx, amax) = signedMax(x, count: count)
-        guard amax > 0 else { return own }
-        return leastError(x, w, count: count, first: own) { offer in
-            for s in -9...9 {
-                let iscale = -(8 + 0.1 * Float(s)) / mx
-                guard
-                    let d = leastSquaresScale(
-                        x, w, count: count, code: { min(max(($0 * iscale).rounded(.toNearestOrEven), -8), 7) })
-                else { continue }
-                let d16 = roundToHalf(d)
-                if d16 != 0 && d16.isFinite { offer(GroupParameters(scale: d16, zero: 8, inverse: 1 / d16)) }
-            }
-        }
+        symmetricScaleSearch(
+            self, x, w, count: count, codes: -half...(half - 1), steps: -9...9, step: 0.1, fromSignedMax: true)
     }
 }
 
 extension GGUFQ8_0Grid {
-    /// Candidates (127 + 0.5 s) / amax for s in -16...2, each refitted and stored as fp16.
+    /// `symmetricScaleSearch` on codes -128...127: candidates (127 + 0.5 s) / amax for s in -16...2.
     @inlinable
     public func fitWeighted(
         _ x: UnsafePointer<Float>, count: Int, importance w: UnsafePointer<Float>
     ) -> GroupParameters {
-        let own = fit(x, count: count, stride: 1)
-        let (_, amax) = signedMax(x, count: count)
-        guard amax > 0 else { return own }
-        return leastError(x, w, count: count, first: own) { offer in
-            for s in -16...2 {
-                let iscale = (127 + 0.5 * Float(s)) / amax
-                guard
-                    let d = leastSquaresScale(
-                        x, w, count: count, code: { min(max(($0 * iscale).rounded(.toNearestOrEven), -128), 127) })
-                else { continue }
-                let d16 = roundToHalf(d)
-                if d16 != 0 && d16.isFinite { offer(GroupParameters(scale: d16, zero: 0, inverse: 1 / d16)) }
-            }
+        symmetricScaleSearch(
+            self, x, w, count: count, codes: -128...127, steps: -16...2, step: 0.5, fromSignedMax: false)
+    }
+}
+
+/// The search of the grids value = d (l - zero) with signed levels l in `codes` (Q4_0, Q5_0, Q8_0;
+/// zero is the grid's fixed code offset, as its own fit sets it). Candidates iscale =
+/// -(-lowest + step s) / max when `fromSignedMax` (ggml's Q4_0/Q5_0 map the first value of
+/// largest magnitude to the lowest level), else (highest + step s) / amax (Q8_0), for s in
+/// `steps`; each d refitted by weighted least squares for the levels round(x iscale) clamped to
+/// `codes`, stored as fp16 (the grid's own fit first).
+@inlinable
+func symmetricScaleSearch<G: QuantizationGrid>(
+    _ grid: G, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, count: Int, codes: ClosedRange<Float>,
+    steps: ClosedRange<Int>, step: Float, fromSignedMax: Bool
+) -> GroupParameters {
+    let own = grid.fit(x, count: count, stride: 1)
+    let (mx, amax) = signedMax(x, count: count)
+    guard amax > 0 else { return own }
+    let (lo, hi) = (codes.lowerBound, codes.upperBound)
+    return grid.leastError(x, w, count: count, first: own) { offer in
+        for s in steps {
+            let iscale = fromSignedMax ? -(-lo + step * Float(s)) / mx : (hi + step * Float(s)) / amax
+            guard
+                let d = leastSquaresScale(
+                    x, w, count: count, code: { min(max(($0 * iscale).rounded(.toNearestOrEven), lo), hi) })
+            else { continue }
+            let d16 = roundToHalf(d)
+            if d16 != 0 && d16.isFinite { offer(GroupParameters(scale: d16, zero: own.zero, inverse: 1 / d16)) }
         }
     }
 }
 
-extension GGUFQ4_1Grid {
-    /// `minScaleSearch` on 16 levels (codes 0...15).
+extension GGUFMinMaxGrid {
+    /// `minScaleSearch` on codes 0...top.
     @inlinable
     public func fitWeighted(
         _ x: UnsafePointer<Float>, count: Int, importance w: UnsafePointer<Float>
     ) -> GroupParameters {
-        minScaleSearch(self, x, w, count: count, top: 15)
+        minScaleSearch(self, x, w, count: count, top: top)
     }
 }
 

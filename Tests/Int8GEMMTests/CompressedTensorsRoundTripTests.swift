@@ -9,9 +9,6 @@ import XCTest
 /// read back by Kiln's safetensors reader and (when the peer venv exists) loaded by
 /// transformers + compressed-tensors through Ops/check_compressed_tensors.py.
 final class CompressedTensorsRoundTripTests: XCTestCase {
-    static let peerPython = FileManager.default.homeDirectoryForCurrentUser
-        .appendingPathComponent(".cache/kiln/venv-peer/bin/python")
-
     let (hidden, inter, layers, vocab, heads, kvHeads) = (64, 128, 2, 128, 4, 2)
 
     func modelConfig(dtype: String) throws -> Data {
@@ -120,19 +117,11 @@ final class CompressedTensorsRoundTripTests: XCTestCase {
     /// transformers + compressed-tensors load Kiln's directory; each decompressed linear equals
     /// int8 * scale exactly, the rest bit for bit (BF16 scales and model; F32 scales and model).
     func testTransformersLoadsItThroughCompressedTensors() throws {
-        guard FileManager.default.isExecutableFile(atPath: Self.peerPython.path) else {
-            throw XCTSkip(
-                "\(Self.peerPython.path) not found (Ops/setup-peers.sh makes it): transformers round trip skipped")
-        }
+        let what = "transformers round trip"
+        try PythonCheck.requirePeer(what)
         for (scales, dtype) in [(W8A8.ScaleStorage.bf16, DType.bf16), (.f32, .f32)] {
             let (dir, quantized) = try writeModel(scales: scales, dtype: dtype)
-            let (status, out, err) = try runPeerPython([
-                Paths.repoRoot.appendingPathComponent("Ops/check_compressed_tensors.py").path, dir.path,
-            ])
-            let report = try XCTUnwrap(
-                try? JSONSerialization.jsonObject(with: out) as? [String: Any],
-                "no JSON (status \(status)): \(String(decoding: err.suffix(2000), as: UTF8.self))")
-            XCTAssertEqual(status, 0, String(decoding: err.suffix(2000), as: UTF8.self))
+            let report = try PythonCheck.runPeer("Ops/check_compressed_tensors.py", [dir.path], skipping: what)
             XCTAssertEqual(report["ok"] as? Bool, true, "\(dtype)")
             XCTAssertEqual(report["scheme"] as? Bool, true)
             let linears = try XCTUnwrap(report["linears"] as? [String: [String: Any]])
@@ -147,28 +136,5 @@ final class CompressedTensorsRoundTripTests: XCTestCase {
             let dense = try XCTUnwrap(report["dense"] as? [String: [String: Any]])
             XCTAssertEqual(dense.count, 2 + 2 * layers + 1)
         }
-    }
-
-    private func runPeerPython(_ args: [String]) throws -> (Int32, Data, Data) {
-        let tmp = Paths.tempDir("kiln-ct-py")
-        let outURL = tmp.appendingPathComponent("out")
-        let errURL = tmp.appendingPathComponent("err")
-        _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
-        let p = Process()
-        p.executableURL = Self.peerPython
-        p.arguments = args
-        var env = ProcessInfo.processInfo.environment
-        env["HF_HUB_OFFLINE"] = "1"
-        p.environment = env
-        let o = try FileHandle(forWritingTo: outURL)
-        let e = try FileHandle(forWritingTo: errURL)
-        p.standardOutput = o
-        p.standardError = e
-        try p.run()
-        p.waitUntilExit()
-        try o.close()
-        try e.close()
-        return (p.terminationStatus, try Data(contentsOf: outURL), try Data(contentsOf: errURL))
     }
 }

@@ -8,9 +8,6 @@ import XCTest
 /// scales, SmoothQuant's folded norms in the file, the int8 forward's perplexity close to the
 /// float model's, and (with the peer venv) transformers + compressed-tensors load it.
 final class W8A8JobTests: XCTestCase {
-    static let peerPython = URL(fileURLWithPath: NSHomeDirectory())
-        .appendingPathComponent(".cache/kiln/venv-peer/bin/python")
-
     func w8a8Spec(_ name: String, method: QuantMethod) throws -> JobSpec {
         let model = try Assets.truncatedSmolLM2()
         var s = Assets.spec(
@@ -59,16 +56,8 @@ final class W8A8JobTests: XCTestCase {
         }
         XCTAssertTrue(r.notes.contains { $0.contains("SmoothQuant alpha 0.8") }, "\(r.notes)")
 
-        guard FileManager.default.isExecutableFile(atPath: Self.peerPython.path) else {
-            throw XCTSkip("\(Self.peerPython.path) not found: the transformers load is skipped")
-        }
-        let (status, out, err) = try runPeerPython([
-            Paths.repoRoot.appendingPathComponent("Ops/check_compressed_tensors.py").path, dir.path,
-        ])
-        let report = try XCTUnwrap(
-            try? JSONSerialization.jsonObject(with: out) as? [String: Any],
-            "no JSON (status \(status)): \(String(decoding: err.suffix(2000), as: UTF8.self))")
-        XCTAssertEqual(status, 0, String(decoding: err.suffix(2000), as: UTF8.self))
+        let report = try PythonCheck.runPeer(
+            "Ops/check_compressed_tensors.py", [dir.path], skipping: "the transformers load")
         XCTAssertEqual(report["ok"] as? Bool, true)
         XCTAssertEqual((report["linears"] as? [String: Any])?.count, 14)
     }
@@ -108,28 +97,5 @@ final class W8A8JobTests: XCTestCase {
         XCTAssertEqual(s.recipe.bits, 8)
         XCTAssertEqual(s.recipe.groupSize, -1)
         XCTAssertTrue(s.recipe.symmetric)
-    }
-
-    private func runPeerPython(_ args: [String]) throws -> (Int32, Data, Data) {
-        let tmp = Paths.tempDir("kiln-w8a8-py")
-        let outURL = tmp.appendingPathComponent("out")
-        let errURL = tmp.appendingPathComponent("err")
-        _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
-        let p = Process()
-        p.executableURL = Self.peerPython
-        p.arguments = args
-        var env = ProcessInfo.processInfo.environment
-        env["HF_HUB_OFFLINE"] = "1"
-        p.environment = env
-        let o = try FileHandle(forWritingTo: outURL)
-        let e = try FileHandle(forWritingTo: errURL)
-        p.standardOutput = o
-        p.standardError = e
-        try p.run()
-        p.waitUntilExit()
-        try o.close()
-        try e.close()
-        return (p.terminationStatus, try Data(contentsOf: outURL), try Data(contentsOf: errURL))
     }
 }

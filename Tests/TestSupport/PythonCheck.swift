@@ -17,38 +17,46 @@ public enum PythonCheck {
         }
         let result = try python([Paths.repoRoot.appendingPathComponent(script).path] + args)
         guard result.status == 0 else {
-            throw PythonCheckError(
-                description: "\(script) failed (\(result.status)): \(String(decoding: result.stderr, as: UTF8.self))")
+            throw PythonCheckError(description: "\(script) failed (\(result.status)): \(result.stderr)")
         }
-        guard let object = try JSONSerialization.jsonObject(with: result.stdout) as? [String: Any] else {
+        guard let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any] else {
             throw PythonCheckError(description: "\(script) printed no JSON object")
         }
         return object
     }
 
-    /// Output goes through files, not pipes, so a chatty script cannot block on a full pipe.
-    private static func python(_ arguments: [String]) throws -> (status: Int32, stdout: Data, stderr: Data) {
-        let tmp = FileManager.default.temporaryDirectory
-        let outURL = tmp.appendingPathComponent("kiln-py-\(UUID().uuidString).out")
-        let errURL = tmp.appendingPathComponent("kiln-py-\(UUID().uuidString).err")
-        _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
-        defer {
-            try? FileManager.default.removeItem(at: outURL)
-            try? FileManager.default.removeItem(at: errURL)
+    private static func python(_ arguments: [String]) throws -> ProcessRun {
+        try ProcessRun.run(URL(fileURLWithPath: "/usr/bin/env"), ["python3"] + arguments, timeout: 3600)
+    }
+
+    /// The peer venv (Ops/setup-peers.sh: transformers, compressed-tensors). CI's Ops/setup.sh does
+    /// not make it, so its checks skip when it is absent, KILN_REQUIRE_PYTHON=1 or not.
+    public static let peerPython = URL(fileURLWithPath: NSHomeDirectory())
+        .appendingPathComponent(".cache/kiln/venv-peer/bin/python")
+
+    /// Skips the test (naming `what`) unless the peer venv exists.
+    public static func requirePeer(_ what: String) throws {
+        guard FileManager.default.isExecutableFile(atPath: peerPython.path) else {
+            throw XCTSkip("\(peerPython.path) not found (Ops/setup-peers.sh makes it): \(what) skipped")
         }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3"] + arguments
-        let outHandle = try FileHandle(forWritingTo: outURL)
-        let errHandle = try FileHandle(forWritingTo: errURL)
-        process.standardOutput = outHandle
-        process.standardError = errHandle
-        try process.run()
-        process.waitUntilExit()
-        try outHandle.close()
-        try errHandle.close()
-        return (process.terminationStatus, try Data(contentsOf: outURL), try Data(contentsOf: errURL))
+    }
+
+    /// Runs the peer venv's python on `script args` (script relative to the repository) offline
+    /// (HF_HUB_OFFLINE=1) and returns its JSON report; a non-zero exit fails the test with the end
+    /// of its stderr. Skips as `requirePeer`.
+    public static func runPeer(
+        _ script: String, _ args: [String], skipping what: String, file: StaticString = #filePath, line: UInt = #line
+    ) throws -> [String: Any] {
+        try requirePeer(what)
+        let r = try ProcessRun.run(
+            peerPython, [Paths.repoRoot.appendingPathComponent(script).path] + args, env: ["HF_HUB_OFFLINE": "1"],
+            timeout: 3600)
+        let err = String(r.stderr.suffix(2000))
+        let report = try XCTUnwrap(
+            try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any],
+            "no JSON (status \(r.status)): \(err)", file: file, line: line)
+        XCTAssertEqual(r.status, 0, err, file: file, line: line)
+        return report
     }
 }
 
