@@ -32,6 +32,9 @@ all_recipes=(
   "q4_0-gptq|gguf|--method gptq --format gguf-q4_0"
   "q4_k_m-gptq|gguf|--method gptq --format gguf-q4_k_m"
   "q3_k_m-gptq|gguf|--method gptq --format gguf-q3_k_m"
+  "q3_k_m-rtn-search|gguf|--method rtn --format gguf-q3_k_m --scale-search"
+  "bpw4.5-rtn-search|gguf|--method rtn --format gguf-q4_0 --scale-search --target-bpw 4.5"
+  "bpw4.65-rtn-search|gguf|--method rtn --format gguf-q4_0 --scale-search --target-bpw 4.65"
   "w4g64-gptq|dir|--method gptq --format gptq-safetensors --bits 4 --group 64 --no-sym"
   "w3g64-gptq|dir|--method gptq --format gptq-safetensors --bits 3 --group 64 --no-sym"
 )
