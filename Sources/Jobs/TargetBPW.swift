@@ -61,13 +61,16 @@ public enum TargetBPW {
 
     /// Runs `spec` through `run`; with a target, first its sensitivity job, then the job with
     /// the chosen types. The final report carries each linear's sensitivities and a note.
-    public static func run(_ spec: JobSpec, run: (JobSpec) throws -> JobReport) throws -> JobReport {
+    /// `limits`: those the runner applies, for the check of the whole job before any work.
+    public static func run(
+        _ spec: JobSpec, limits: JobLimits = JobLimits(), run: (JobSpec) throws -> JobReport
+    ) throws -> JobReport {
         guard let target = spec.targetBPW, spec.tensorTypes == nil else { return try run(spec) }
         try spec.validateTargetBPW()
         // Everything else about the job, and whether its linears can meet the target, before any work.
         var probe = spec
         probe.targetBPW = nil
-        try spec.validateTargetFits(try probe.validate())
+        try spec.validateTargetFits(try probe.validate(limits: limits))
         let sense = sensitivitySpec(spec)
         // Only what the sensitivity job itself creates is removed afterwards.
         let created = [sense.output, JobReport.url(forOutput: sense.output).path].filter {

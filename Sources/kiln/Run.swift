@@ -70,7 +70,7 @@ struct Run: ParsableCommand {
                     throw UserError(
                         "--spill applies to kiln run without --workers (workers keep their shards in memory)")
                 }
-                report = try TargetBPW.run(spec()) { spec in
+                report = try TargetBPW.run(spec(), limits: limits) { spec in
                     try spec.validate(limits: limits)
                     let r = try EmbeddedCluster.run(
                         spec: spec, workers: n, threads: threads ?? 1, progress: progress.handle
@@ -79,7 +79,9 @@ struct Run: ParsableCommand {
                     return r
                 }
             } else {
-                report = try TargetBPW.run(spec()) { spec in
+                var spilled = limits
+                spilled.activationsInMemory = spill == nil
+                report = try TargetBPW.run(spec(), limits: spilled) { spec in
                     try Job.run(
                         spec, spill: spill.map { URL(fileURLWithPath: $0) }, limits: limits,
                         progress: progress.handle)
