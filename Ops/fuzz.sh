@@ -23,7 +23,7 @@ case "${1:-}" in
     *) SECONDS_EACH="$1"; shift ;;
 esac
 
-ALL_TARGETS=(gguf safetensors tokenizer envelope codec)
+ALL_TARGETS=(gguf safetensors tokenizer envelope codec imatrix)
 TARGETS=("$@")
 [ ${#TARGETS[@]} -eq 0 ] && TARGETS=("${ALL_TARGETS[@]}")
 
@@ -78,6 +78,7 @@ modules_of() {
         tokenizer) echo "Tensor ModelIO Tokenizers" ;;
         envelope) echo "SwiftProtobuf ZeroMQ KilnProtocol" ;;
         codec) echo "Tensor ModelIO Tokenizers Models Calibration Quantization Int8GEMM Jobs SwiftProtobuf ZeroMQ KilnProtocol Cluster" ;;
+        imatrix) echo "Tensor ModelIO" ;;
         *) echo "unknown fuzz target '$1' (known: ${ALL_TARGETS[*]})" >&2
            exit 2 ;;
     esac
@@ -91,6 +92,7 @@ max_len_of() {
         tokenizer) echo 16384 ;;
         envelope) echo 8192 ;;
         codec) echo 16384 ;;
+        imatrix) echo 4096 ;;
     esac
 }
 

@@ -66,8 +66,15 @@ public struct Imatrix: Sendable, Equatable {
         do { data = try Data(contentsOf: url, options: .mappedIfSafe) } catch {
             throw ModelIOError(file: url.path, "cannot read the imatrix file: \(error.localizedDescription)")
         }
-        let m = try data.starts(with: Data("GGUF".utf8)) ? readGGUF(url) : readLegacy(data, file: url.path)
-        try m.check(file: url.path)
+        return try read(bytes: data, name: url.path)
+    }
+
+    /// Reads either encoding from bytes; errors name the file as `name`.
+    public static func read(bytes data: Data, name: String) throws -> Imatrix {
+        let m =
+            try data.starts(with: Data("GGUF".utf8))
+            ? readGGUF(GGUFFile(bytes: data, name: name), file: name) : readLegacy(data, file: name)
+        try m.check(file: name)
         return m
     }
 
@@ -85,9 +92,7 @@ public struct Imatrix: Sendable, Equatable {
         }
     }
 
-    static func readGGUF(_ url: URL) throws -> Imatrix {
-        let file = url.path
-        let g = try GGUFFile(url)
+    static func readGGUF(_ g: GGUFFile, file: String) throws -> Imatrix {
         guard case .string("imatrix")? = g.metadata["general.type"] else {
             throw ModelIOError(file: file, "a GGUF file but not an imatrix (general.type is not \"imatrix\")")
         }

@@ -48,6 +48,16 @@ final class ModelIOFuzzRegressionTests: XCTestCase {
         }
     }
 
+    /// What Fuzz/imatrix.swift does: either encoding from bytes.
+    func testRecordedImatrixInputsAreRefused() throws {
+        let inputs = Paths.fuzzInputs("imatrix")
+        if inputs.isEmpty { throw XCTSkip("no inputs under Tests/Fixtures/fuzz/imatrix") }
+        for url in inputs {
+            let bytes = try Data(contentsOf: url)
+            assertModelIOError(["fuzz.imatrix"]) { _ = try Imatrix.read(bytes: bytes, name: "fuzz.imatrix") }
+        }
+    }
+
     /// A zero-sized tensor [0, 2^40, 2^40] passed the size check (its product is 0),
     /// then its element count, multiplied outermost first, trapped.
     func testZeroSizedTensorWithHugeDimensionsIsRefused() throws {
