@@ -91,9 +91,22 @@ public final class SafeTensorsModel: ModelView, Sendable {
         }
     }
 
+    /// A JSON file beside the weights is a few KiB to a few MiB (an index of every tensor).
+    static let maxJSONBytes = 256 << 20
+
     static func readJSON(_ url: URL) throws -> JSONValue {
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch {
+        var data = Data()
+        do {
+            let size = (try FileManager.default.attributesOfItem(atPath: url.path)[.size] as? NSNumber)?.intValue ?? 0
+            guard size <= maxJSONBytes else {
+                throw ModelIOError(file: url.lastPathComponent, "\(size) bytes, more than a JSON file here may hold")
+            }
+            // An empty file is not read: Foundation's reader of a zero-length file leaks its
+            // buffer (LeakSanitizer, Ops/fuzz.sh safetensors), and its content is known.
+            if size > 0 { data = try Data(contentsOf: url) }
+        } catch let e as ModelIOError {
+            throw e
+        } catch {
             throw ModelIOError(file: url.lastPathComponent, "cannot read: \(error.localizedDescription)")
         }
         return try JSONValue.parse(data, file: url.lastPathComponent, what: "content")
