@@ -73,7 +73,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swift6),
-        .target(name: "Client", dependencies: ["KilnProtocol", "ZeroMQ"], swiftSettings: swift6),
+        .target(
+            name: "Client", dependencies: ["KilnProtocol", "ZeroMQ", "Jobs", "ModelIO", "Cluster"],
+            swiftSettings: swift6),
         .executableTarget(
             name: "kiln",
             dependencies: [
@@ -115,7 +117,7 @@ let package = Package(
             name: "ClusterTests",
             dependencies: [
                 "Tensor", "ModelIO", "Calibration", "Quantization", "Jobs", "ZeroMQ", "KilnProtocol", "Cluster",
-                "Coordinator", "Worker", "Embedded", "TestSupport",
+                "Coordinator", "Worker", "Embedded", "Client", "TestSupport",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
             ],

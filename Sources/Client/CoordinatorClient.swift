@@ -103,7 +103,7 @@ public final class CoordinatorClient {
         return r
     }
 
-    private func call<R>(
+    func call<R>(
         _ body: Kiln_V1_Envelope.OneOf_Body, expecting: String, jobID: String? = nil,
         _ extract: (Kiln_V1_Envelope.OneOf_Body) -> R?
     ) throws -> R {

@@ -8,7 +8,7 @@ import Synchronization
 import ZeroMQ
 
 // Client requests on the ROUTER (a client connects a DEALER): submit, status, cancel,
-// workers, snapshot. Progress goes out on the PUB socket with the job id as topic;
+// workers, snapshot, report. Progress goes out on the PUB socket with the job id as topic;
 // a watcher subscribes, then asks for a snapshot, then applies updates with a
 // greater sequence (the Clone pattern).
 
@@ -178,6 +178,28 @@ extension Coordinator {
                 routing, .unknownJob, field: "snapshot_request.job_id", "no job '\(r.jobID)'", correlation: cid)
         }
         reply(routing, Message(.snapshotResponse(resp), correlationID: cid))
+    }
+
+    func onReport(_ routing: Data, _ r: Kiln_V1_ReportRequest, _ cid: String) {
+        guard let run = jobs[r.jobID] else {
+            return errorReply(
+                routing, .unknownJob, field: "report_request.job_id", "no job '\(r.jobID)'", correlation: cid)
+        }
+        guard let report = run.report, let json = try? report.jsonData() else {
+            let why =
+                run.state != .succeeded
+                ? "it has not succeeded"
+                : run.spec.measureTypes
+                    ? "this coordinator started after it ended (reports are kept in memory)"
+                    : "the coordinator keeps the reports of sensitivity jobs (measure_types) only"
+            return errorReply(
+                routing, .invalidField, field: "report_request.job_id", "job '\(r.jobID)' has no report: \(why)",
+                correlation: cid)
+        }
+        var resp = Kiln_V1_ReportResponse()
+        resp.jobID = run.id
+        resp.reportJson = String(decoding: json, as: UTF8.self)
+        reply(routing, Message(.reportResponse(resp), correlationID: cid))
     }
 
     /// The whole state of a job: one ModuleProgress per (block, phase).

@@ -350,14 +350,20 @@ extension Coordinator {
         let store = self.store
         let spec = run.spec
         let jobID = run.id
+        let submittedMs = run.submittedMs
         work.async { [weak self] in
-            let outcome = Result {
+            let outcome = Result { () -> JobReport? in
                 try OutputAssembly.write(spec: spec, results: try store.results(job: jobID), files: files)
+                // A sensitivity job's report is its result (`kiln submit --target-bpw` fetches it).
+                guard spec.measureTypes, let self else { return nil }
+                return try self.report(
+                    job: jobID, spec: spec, seconds: Double(Self.nowMs() - submittedMs) / 1000)
             }
             self?.post { [weak self] in
                 guard let self, let run = self.jobs[jobID] else { return }
                 switch outcome {
-                case .success:
+                case .success(let report):
+                    run.report = report
                     run.state = .succeeded
                     run.finishedMs = Self.nowMs()
                     try? self.store.setJobState(jobID, state: "succeeded", finishedMs: run.finishedMs)

@@ -381,6 +381,7 @@ public final class Coordinator: @unchecked Sendable {  // loop-only state checke
         case .cancelRequest(let r): onCancel(routing, r, message.correlationID)
         case .listWorkersRequest: onListWorkers(routing, message.correlationID)
         case .snapshotRequest(let r): onSnapshot(routing, r, message.correlationID)
+        case .reportRequest(let r): onReport(routing, r, message.correlationID)
         case .error(let e):
             logBad(routing, kind: "error report", "peer reported an error: \(e.message)", ["field": "\(e.field)"])
         default:
@@ -396,7 +397,7 @@ public final class Coordinator: @unchecked Sendable {  // loop-only state checke
             "refused a message \(m.envelope.authToken.isEmpty ? "without" : "with a wrong") token")
         switch m.body {
         case .workerHello?, .submitRequest?, .statusRequest?, .cancelRequest?, .listWorkersRequest?, .snapshotRequest?,
-            .rangeFetchRequest?:
+            .reportRequest?, .rangeFetchRequest?:
             let path = config.dataDir.appendingPathComponent(LocalToken.fileName).path
             let e = Kiln_V1_Error(
                 .unauthorized, field: "auth_token",

@@ -57,6 +57,8 @@ final class JobRun {
         (try? FileManager.default.attributesOfItem(atPath: spec.model)[.size] as? NSNumber)?.uint64Value ?? 0
     var phases: [Int: [Kiln_V1_Phase: PhaseProgress]] = [:]
     var profile = JobProfile()
+    /// A sensitivity job's report once its output is written (`ReportRequest`; memory only).
+    var report: JobReport?
 
     init(id: String, spec: JobSpec, blocks: Int, state: Kiln_V1_JobState, submittedMs: Int64) {
         self.id = id

@@ -59,18 +59,32 @@ public enum TargetBPW {
         return (Dictionary(uniqueKeysWithValues: zip(keys, choice.formats)), choice)
     }
 
-    /// Runs `spec` through `run`; with a target, first its sensitivity job, then the job with
-    /// the chosen types. The final report carries each linear's sensitivities and a note.
-    /// `limits`: those the runner applies, for the check of the whole job before any work.
-    public static func run(
-        _ spec: JobSpec, limits: JobLimits = JobLimits(), run: (JobSpec) throws -> JobReport
-    ) throws -> JobReport {
-        guard let target = spec.targetBPW, spec.tensorTypes == nil else { return try run(spec) }
+    /// A target resolved: the job with the chosen types, and what chose them.
+    public struct Resolution: Sendable {
+        /// The job with `tensorTypes` set (its target kept, for the report).
+        public var spec: JobSpec
+        /// The sensitivity job's report.
+        public var sensitivity: JobReport
+        public var choice: BitAllocation.Choice
+    }
+
+    /// Resolves `spec`'s target: checks the whole job before any work, runs its sensitivity
+    /// job through `run`, chooses the types. The chain `kiln run` (locally or with --workers)
+    /// and `kiln submit` (against a coordinator) share. `validate` checks the job without its
+    /// target (every other option; `run`'s runner refuses an unresolved target) and returns
+    /// the model's view when it can open it, for the check that the linears can meet the
+    /// target. The sensitivity job's output and report are removed afterwards if they appeared
+    /// here (a coordinator on another machine keeps its copy).
+    public static func resolve(
+        _ spec: JobSpec, validate: (JobSpec) throws -> (any ModelView)?, run: (JobSpec) throws -> JobReport
+    ) throws -> Resolution {
+        guard let target = spec.targetBPW, spec.tensorTypes == nil else {
+            throw JobError("resolve: the job has no --target-bpw to resolve")
+        }
         try spec.validateTargetBPW()
-        // Everything else about the job, and whether its linears can meet the target, before any work.
         var probe = spec
         probe.targetBPW = nil
-        try spec.validateTargetFits(try probe.validate(limits: limits))
+        if let view = try validate(probe) { try spec.validateTargetFits(view) }
         let sense = sensitivitySpec(spec)
         // Only what the sensitivity job itself creates is removed afterwards.
         let created = [sense.output, JobReport.url(forOutput: sense.output).path].filter {
@@ -81,16 +95,35 @@ public enum TargetBPW {
         let (types, choice) = try choose(from: measured, target: target)
         var main = spec
         main.tensorTypes = types
-        var report = try run(main)
-        let byTensor = Dictionary(measured.linears.map { ($0.tensor, $0.candidates) }, uniquingKeysWith: { a, _ in a })
+        return Resolution(spec: main, sensitivity: measured, choice: choice)
+    }
+
+    /// Runs `spec` through `run`; with a target, first its sensitivity job, then the job with
+    /// the chosen types. The final report carries each linear's sensitivities and a note.
+    /// `limits`: those the runner applies, for the check of the whole job before any work.
+    public static func run(
+        _ spec: JobSpec, limits: JobLimits = JobLimits(), run: (JobSpec) throws -> JobReport
+    ) throws -> JobReport {
+        guard spec.targetBPW != nil, spec.tensorTypes == nil else { return try run(spec) }
+        let resolved = try resolve(spec, validate: { try $0.validate(limits: limits) }, run: run)
+        var report = try run(resolved.spec)
+        resolved.annotate(&report)
+        try OutputPlacement.write(try report.jsonData(), to: JobReport.url(forOutput: report.output), replace: true)
+        return report
+    }
+}
+
+extension TargetBPW.Resolution {
+    /// The job's report with each linear's sensitivities and a note of the choice.
+    public func annotate(_ report: inout JobReport) {
+        let byTensor = Dictionary(
+            sensitivity.linears.map { ($0.tensor, $0.candidates) }, uniquingKeysWith: { a, _ in a })
         for i in report.linears.indices { report.linears[i].candidates = byTensor[report.linears[i].tensor] ?? nil }
         let counts = Dictionary(grouping: choice.formats, by: { $0 }).map { ($0.key.typeName, $0.value.count) }
         report.notes.append(
-            String(format: "target %.4g bpw: the linears average %.4f bpw; ", target, choice.bitsPerWeight)
+            String(format: "target %.4g bpw: the linears average %.4f bpw; ", spec.targetBPW ?? 0, choice.bitsPerWeight)
                 + counts.sorted { $0.0 < $1.0 }.map { "\($0.0) x\($0.1)" }.joined(separator: ", ")
-                + String(format: " (sensitivity job: %.1f s)", measured.times.total))
-        try OutputPlacement.write(try report.jsonData(), to: JobReport.url(forOutput: report.output), replace: true)
-        return report
+                + String(format: " (sensitivity job: %.1f s)", sensitivity.times.total))
     }
 }
 

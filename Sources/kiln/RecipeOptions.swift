@@ -151,10 +151,17 @@ struct RecipeOptions: ParsableArguments {
 }
 
 extension JobSpec {
-    /// The spec as a coordinator receives it: paths made absolute (the coordinator
-    /// does not share our working directory), then the coordinator's own conversion
-    /// (the portable proto fields plus spec_json, which carries every option).
+    /// The spec as a coordinator receives it: paths made absolute (`withAbsolutePaths`),
+    /// then the coordinator's own conversion (the portable proto fields plus spec_json,
+    /// which carries every option).
     func wireSpec(name: String) throws -> Kiln_V1_JobSpec {
+        var w = try SpecConversion.toProto(withAbsolutePaths())
+        w.name = name
+        return w
+    }
+
+    /// Paths made absolute: the coordinator does not share our working directory.
+    func withAbsolutePaths() -> JobSpec {
         var s = self
         s.model = Self.absolute(model)
         s.calibration = Self.absolute(calibration)
@@ -162,9 +169,7 @@ extension JobSpec {
         s.evalFile = evalFile.map(Self.absolute)
         s.imatrix = imatrix.map(Self.absolute)
         s.imatrixOut = imatrixOut.map(Self.absolute)
-        var w = try SpecConversion.toProto(s)
-        w.name = name
-        return w
+        return s
     }
 
     static func absolute(_ path: String) -> String {

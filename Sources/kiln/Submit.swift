@@ -10,6 +10,10 @@ struct Submit: ParsableCommand {
             Takes the recipe options of `kiln run`. Paths are sent as absolute paths and must \
             be readable by the coordinator (and the workers, or they fetch the model from it).
 
+            With --target-bpw, the sensitivity job runs on the coordinator first (as "<name>.sensitivity", \
+            followed to its end, its progress on stderr); the job is then submitted with the types chosen \
+            from its report, as `kiln run --target-bpw` chooses them.
+
             Example: JOB=$(kiln submit --model m.gguf --calib text.txt --out m-q4_0.gguf) && kiln watch "$JOB"
             """)
 
@@ -35,19 +39,15 @@ struct Submit: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            let spec = recipe.jobSpec()
-            if spec.targetBPW != nil {
-                throw UserError(
-                    "--target-bpw runs a sensitivity job before the job: use kiln run (--workers N for the cluster's "
-                        + "code path); a coordinator does not resolve it yet")
+            var spec = recipe.jobSpec().withAbsolutePaths()
+            let label = name ?? URL(fileURLWithPath: spec.output).lastPathComponent
+            let resolving = spec.targetBPW != nil && spec.tensorTypes == nil
+            if !resolving {
+                do { try spec.validateOptions() } catch let e as JobError { throw UserError(e.description) }
             }
-            do { try spec.validateOptions() } catch let e as JobError { throw UserError(e.description) }
-            let wire = try spec.wireSpec(name: name ?? URL(fileURLWithPath: spec.output).lastPathComponent)
             let client = try connection.makeClient()
-            let reply = try client.submit(wire)
-            guard !reply.jobID.isEmpty else {
-                throw UserError("coordinator at \(client.endpoint) accepted the job but sent no job id")
-            }
+            if resolving { spec = try resolveTarget(spec, name: label, client: client) }
+            let reply = try client.submit(spec, name: label)
             if json && !wait {
                 try printJSON(["job_id": reply.jobID, "state": reply.status.state.label])
             } else if !json {
@@ -57,6 +57,23 @@ struct Submit: ParsableCommand {
             if wait {
                 try followJob(reply.jobID, client: client, publish: publish, plain: plain, json: json)
             }
+        }
+    }
+
+    /// `--target-bpw`: its sensitivity job runs on the coordinator first (its progress on
+    /// stderr), and the job is submitted with the types chosen from its report.
+    func resolveTarget(_ spec: JobSpec, name: String, client: CoordinatorClient) throws -> JobSpec {
+        let progress = PlainLines(out: FileHandle.standardError)
+        do {
+            return try client.resolveTargetBPW(
+                spec, name: name, publish: publish,
+                submitted: { id in
+                    FileHandle.standardError.write(Data("kiln: sensitivity job \(id) (--target-bpw)\n".utf8))
+                },
+                progress: { view, previous in progress.show(view, previous: previous, nowUnixMs: WallClock.nowUnixMs) }
+            ).spec
+        } catch let e as JobError {
+            throw UserError(e.description)
         }
     }
 }

@@ -260,6 +260,22 @@ public nonisolated struct Kiln_V1_Envelope: @unchecked Sendable {
     set {_uniqueStorage()._body = .progressUpdate(newValue)}
   }
 
+  public var reportRequest: Kiln_V1_ReportRequest {
+    get {
+      if case .reportRequest(let v)? = _storage._body {return v}
+      return Kiln_V1_ReportRequest()
+    }
+    set {_uniqueStorage()._body = .reportRequest(newValue)}
+  }
+
+  public var reportResponse: Kiln_V1_ReportResponse {
+    get {
+      if case .reportResponse(let v)? = _storage._body {return v}
+      return Kiln_V1_ReportResponse()
+    }
+    set {_uniqueStorage()._body = .reportResponse(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Body: Equatable, Sendable {
@@ -291,6 +307,8 @@ public nonisolated struct Kiln_V1_Envelope: @unchecked Sendable {
     case snapshotRequest(Kiln_V1_SnapshotRequest)
     case snapshotResponse(Kiln_V1_SnapshotResponse)
     case progressUpdate(Kiln_V1_ProgressUpdate)
+    case reportRequest(Kiln_V1_ReportRequest)
+    case reportResponse(Kiln_V1_ReportResponse)
 
   }
 
@@ -305,7 +323,7 @@ fileprivate nonisolated let _protobuf_package = "kiln.v1"
 
 nonisolated extension Kiln_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Envelope"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}correlation_id\0\u{1}tensors\0\u{3}auth_token\0\u{4}\u{6}worker_hello\0\u{3}worker_welcome\0\u{1}heartbeat\0\u{3}worker_goodbye\0\u{3}task_assignment\0\u{3}task_progress\0\u{3}task_result\0\u{3}task_cancel\0\u{3}range_fetch_request\0\u{3}range_fetch_response\0\u{3}tensor_chunk\0\u{1}credit\0\u{1}error\0\u{3}task_result_ack\0\u{4}\u{7}submit_request\0\u{3}submit_response\0\u{3}status_request\0\u{3}status_response\0\u{3}cancel_request\0\u{3}cancel_response\0\u{3}list_workers_request\0\u{3}list_workers_response\0\u{3}snapshot_request\0\u{3}snapshot_response\0\u{3}progress_update\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}correlation_id\0\u{1}tensors\0\u{3}auth_token\0\u{4}\u{6}worker_hello\0\u{3}worker_welcome\0\u{1}heartbeat\0\u{3}worker_goodbye\0\u{3}task_assignment\0\u{3}task_progress\0\u{3}task_result\0\u{3}task_cancel\0\u{3}range_fetch_request\0\u{3}range_fetch_response\0\u{3}tensor_chunk\0\u{1}credit\0\u{1}error\0\u{3}task_result_ack\0\u{4}\u{7}submit_request\0\u{3}submit_response\0\u{3}status_request\0\u{3}status_response\0\u{3}cancel_request\0\u{3}cancel_response\0\u{3}list_workers_request\0\u{3}list_workers_response\0\u{3}snapshot_request\0\u{3}snapshot_response\0\u{3}progress_update\0\u{3}report_request\0\u{3}report_response\0")
 
   fileprivate class _StorageClass {
     var _protocolVersion: Kiln_V1_ProtocolVersion = .unspecified
@@ -675,6 +693,32 @@ nonisolated extension Kiln_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf._Me
             _storage._body = .progressUpdate(v)
           }
         }()
+        case 41: try {
+          var v: Kiln_V1_ReportRequest?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .reportRequest(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .reportRequest(v)
+          }
+        }()
+        case 42: try {
+          var v: Kiln_V1_ReportResponse?
+          var hadOneofValue = false
+          if let current = _storage._body {
+            hadOneofValue = true
+            if case .reportResponse(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._body = .reportResponse(v)
+          }
+        }()
         default: break
         }
       }
@@ -799,6 +843,14 @@ nonisolated extension Kiln_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf._Me
       case .progressUpdate?: try {
         guard case .progressUpdate(let v)? = _storage._body else { preconditionFailure() }
         try visitor.visitSingularMessageField(value: v, fieldNumber: 40)
+      }()
+      case .reportRequest?: try {
+        guard case .reportRequest(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 41)
+      }()
+      case .reportResponse?: try {
+        guard case .reportResponse(let v)? = _storage._body else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 42)
       }()
       case nil: break
       }
