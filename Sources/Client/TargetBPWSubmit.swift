@@ -43,7 +43,8 @@ extension CoordinatorClient {
         switch view.state {
         case .succeeded: return try report(jobID: id)
         case .cancelled: throw JobError("job \(id) (\(name)) was cancelled")
-        default: throw JobError("job \(id) (\(name)) failed: \(view.error.map(JobTable.errorText) ?? "no error reported")")
+        default:
+            throw JobError("job \(id) (\(name)) failed: \(view.error.map(JobTable.errorText) ?? "no error reported")")
         }
     }
 
