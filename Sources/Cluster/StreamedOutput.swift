@@ -186,6 +186,7 @@ struct StreamedLinear {
             t.kMins = blob(k.mins)
         }
         if let f = q.foldedInputOp { t.foldedInputOp = Kiln_V1_FoldedTensor(f) }
+        if let m = q.migratedScales { t.migratedScales = Kiln_V1_FoldedTensor(m) }
         t.candidates = q.candidates.map(Kiln_V1_TypeError.init)
         if let e = q.inputSquares { t.inputSquares = Kiln_V1_InputSquares(e) }
         tail = try t.serializedBytes()

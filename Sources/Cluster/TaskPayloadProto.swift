@@ -262,6 +262,7 @@ extension Kiln_V1_QuantizedLinear {
         deadColumns = u64(q.deadColumns)
         seconds = q.seconds
         if let f = q.foldedInputOp { foldedInputOp = Kiln_V1_FoldedTensor(f) }
+        if let m = q.migratedScales { migratedScales = Kiln_V1_FoldedTensor(m) }
         if let e = q.inputSquares { inputSquares = Kiln_V1_InputSquares(e) }
         candidates = q.candidates.map(Kiln_V1_TypeError.init)
     }
@@ -310,6 +311,23 @@ extension Kiln_V1_FoldedTensor {
         self.init()
         name = f.name
         values = blob(f.values)
+    }
+}
+
+extension Kiln_V1_FoldedTensor {
+    init(_ m: MigratedScales) {
+        self.init(FoldedTensor(name: m.into, values: m.scales))
+    }
+}
+
+extension MigratedScales {
+    /// One positive finite scale per input column of the linear that carries it.
+    init(_ p: Kiln_V1_FoldedTensor, columns: Int, _ field: String) throws {
+        let f = try FoldedTensor(p, columns: columns, field)
+        if let i = f.values.firstIndex(where: { $0 <= 0 }) {
+            throw PayloadError("\(field).values[\(i)]: \(f.values[i]) is not a positive scale")
+        }
+        self.init(into: f.name, scales: f.values)
     }
 }
 
@@ -376,7 +394,9 @@ extension QuantizedLinear {
             foldedInputOp: p.hasFoldedInputOp
                 ? try FoldedTensor(p.foldedInputOp, columns: columns, "\(field).folded_input_op") : nil,
             inputSquares: p.hasInputSquares
-                ? try Imatrix.Entry(p.inputSquares, columns: columns, "\(field).input_squares") : nil)
+                ? try Imatrix.Entry(p.inputSquares, columns: columns, "\(field).input_squares") : nil,
+            migratedScales: p.hasMigratedScales
+                ? try MigratedScales(p.migratedScales, columns: columns, "\(field).migrated_scales") : nil)
         guard p.candidates.count <= WeightFormat.allCases.count else {
             throw PayloadError("\(field).candidates: \(p.candidates.count), more than there are types")
         }

@@ -67,6 +67,7 @@ final class DurableLinears: QuantizedLinearSource {
                     whole.rows += s.rows
                     whole.hasZeroPointZero = whole.hasZeroPointZero || s.hasZeroPointZero
                     whole.foldedInputOp = whole.foldedInputOp ?? s.foldedInputOp
+                    whole.migratedScales = whole.migratedScales ?? s.migratedScales
                     summary[l.tensor] = whole
                 } else {
                     summary[l.tensor] = s

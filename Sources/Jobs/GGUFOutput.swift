@@ -81,6 +81,9 @@ public enum GGUFOutput {
     {
         let quantized = try linears.summaries()
         let folded = try quantized.foldedTensors()
+        guard try quantized.migrations().isEmpty else {
+            throw JobError("migrated scales (SmoothQuant of ffn_down) are written only to compressed-tensors-w8a8")
+        }
         let keys: [String]
         if let g = view as? GGUFModel { keys = g.file.metadataKeys } else { keys = view.metadata.keys.sorted() }
         let w = try GGUFWriter(url: url, replace: spec.overwrite)

@@ -31,6 +31,9 @@ public enum GPTQOutput {
     ) throws -> String {
         let quantized = try linears.summaries()
         let folded = try quantized.foldedTensors()
+        guard try quantized.migrations().isEmpty else {
+            throw JobError("migrated scales (SmoothQuant of ffn_down) are written only to compressed-tensors-w8a8")
+        }
         // v1 stores zero - 1, so a zero point of 0 needs v2 (the exact values are kept
         // rather than clamping, which would change weights GPTQ optimized).
         let checkpoint: GPTQConfig.CheckpointFormat =

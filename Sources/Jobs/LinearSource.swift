@@ -22,6 +22,8 @@ public struct QuantizedLinearSummary: Sendable, Equatable {
     public var format: WeightFormat
     /// AWQ's folded norm this linear carries (`QuantizedLinear.foldedInputOp`).
     public var foldedInputOp: FoldedTensor?
+    /// SmoothQuant's scales for the linear before this one (`QuantizedLinear.migratedScales`).
+    public var migratedScales: MigratedScales?
 
     public init(_ q: QuantizedLinear) {
         format = q.weight.recipe.format
@@ -29,6 +31,7 @@ public struct QuantizedLinearSummary: Sendable, Equatable {
         columns = q.weight.columns
         hasZeroPointZero = q.weight.parameters.contains { $0.zero == 0 }
         foldedInputOp = q.foldedInputOp
+        migratedScales = q.migratedScales
     }
 }
 

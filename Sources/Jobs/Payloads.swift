@@ -91,11 +91,15 @@ public struct QuantizedLinear: Sendable, Equatable {
     /// merged Hessian's diagonal, unscaled) as llama.cpp's imatrix entry for this tensor. Carried
     /// by the first row slice only; nil otherwise.
     public var inputSquares: Imatrix.Entry?
+    /// SmoothQuant of ffn_down: the scales its columns were multiplied by, which ffn_up's
+    /// output rows are divided by when the block is assembled (`MigratedScales`). Carried by
+    /// each row slice of the down linear; nil otherwise.
+    public var migratedScales: MigratedScales?
 
     public init(
         linear: String, block: Int, tensor: String, weight: QuantizedTensor, outputError: Double,
         relativeError: Double, gptqLoss: Double, deadColumns: Int, seconds: Double, outputEnergy: Double = 0,
-        foldedInputOp: FoldedTensor? = nil, inputSquares: Imatrix.Entry? = nil
+        foldedInputOp: FoldedTensor? = nil, inputSquares: Imatrix.Entry? = nil, migratedScales: MigratedScales? = nil
     ) {
         self.linear = linear
         self.block = block
@@ -109,6 +113,7 @@ public struct QuantizedLinear: Sendable, Equatable {
         self.outputEnergy = outputEnergy
         self.foldedInputOp = foldedInputOp
         self.inputSquares = inputSquares
+        self.migratedScales = migratedScales
     }
 }
 
@@ -122,6 +127,24 @@ public struct FoldedTensor: Sendable, Equatable {
     public init(name: String, values: [Float]) {
         self.name = name
         self.values = values
+    }
+}
+
+/// Scale migrated from one linear's input to the linear before it, when no norm sits between
+/// them (SmoothQuant of ffn_down, whose input is silu(gate) * up): the carrying linear's
+/// columns were multiplied by `scales`, so `into`'s output rows must be divided by them for
+/// the block to compute what it did. Another task quantizes `into`, so the division is
+/// applied where the block is assembled (propagate, the writer, the evaluation), on its
+/// stored row scales: exact for a per-row symmetric grid, whose codes do not depend on the
+/// row's magnitude.
+public struct MigratedScales: Sendable, Equatable {
+    /// Tensor name (in the input file) of the linear whose output rows are divided.
+    public var into: String
+    public var scales: [Float]
+
+    public init(into: String, scales: [Float]) {
+        self.into = into
+        self.scales = scales
     }
 }
 

@@ -122,9 +122,11 @@ extension QuantizedLinear {
             linear: first.linear, block: first.block, tensor: first.tensor, weight: weight, outputError: error,
             relativeError: energy > 0 ? error / energy : 0, gptqLoss: slices.reduce(0) { $0 + $1.gptqLoss },
             deadColumns: first.deadColumns, seconds: slices.reduce(0) { $0 + $1.seconds }, outputEnergy: energy,
-            foldedInputOp: first.foldedInputOp, inputSquares: first.inputSquares)
+            foldedInputOp: first.foldedInputOp, inputSquares: first.inputSquares, migratedScales: first.migratedScales)
         // Every slice searched the whole group's scales: they agree, or the task was not pure.
-        guard slices.allSatisfy({ $0.foldedInputOp == first.foldedInputOp }) else {
+        guard
+            slices.allSatisfy({ $0.foldedInputOp == first.foldedInputOp && $0.migratedScales == first.migratedScales })
+        else {
             throw JobError(
                 "\(first.tensor): row slices disagree on the folded \(first.foldedInputOp?.name ?? "input op")")
         }

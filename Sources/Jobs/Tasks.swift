@@ -258,7 +258,8 @@ public enum Tasks {
                 relativeError: energy > 0 ? err / energy : 0, gptqLoss: loss, deadColumns: dead,
                 seconds: seconds(since: t0), outputEnergy: energy,
                 foldedInputOp: name == input.linears.first ? awq?.folded : nil,
-                inputSquares: ctx.spec.imatrixOut != nil && part == 0 ? squares : nil)
+                inputSquares: ctx.spec.imatrixOut != nil && part == 0 ? squares : nil,
+                migratedScales: smoothMigration(ctx, block: input.block, linear: name, awq))
             // The payload must stand for exactly what the quantizer produced.
             guard ql.weight.dequantized().data.elementsEqual(q.dequantized.data, by: { $0.bitPattern == $1.bitPattern })
             else {
@@ -297,7 +298,8 @@ public enum Tasks {
         quantized: [QuantizedLinear]
     ) throws -> PropagateResult {
         var blk = try ctx.block(b)
-        for q in quantized where q.block == b {
+        // SmoothQuant's scales migrated from down into up, as the file holds them.
+        for q in try ScaleMigration.apply(quantized.filter { $0.block == b }) {
             try blk.setWeight(q.linear, q.weight.dequantized())
             if let f = q.foldedInputOp { try blk.setNorm(f.name, f.values, naming: ctx.view.naming) }
         }

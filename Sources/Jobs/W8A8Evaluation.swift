@@ -18,6 +18,8 @@ enum W8A8Evaluation {
         let gemm = try Int8GEMM()
         gemm.threads = BLAS.threads
         var running: W8A8Kernel?
+        // SmoothQuant's scales migrated from down into up, as the file holds them.
+        let linears = try ScaleMigration.apply(linears)
         let result = try BlockwisePerplexity.evaluate(
             model: model, ids: ids, context: spec.evalContext, windows: spec.evalWindows,
             block: { b in

@@ -41,6 +41,7 @@ public enum W8A8Output {
     {
         let quantized = try linears.summaries()
         let folded = try quantized.foldedTensors()
+        let migrated = try quantized.migrations()
         let tmp = FileManager.default.temporaryDirectory.appendingPathComponent(
             "kiln-tok-\(getpid())-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: tmp) }
@@ -71,7 +72,9 @@ public enum W8A8Output {
                 return .floats(try folded[src] ?? view.load(src).data)
             case let .linear(prefix, _, _, _):
                 let src = source[prefix]!
-                let q = try linears.linear(src)
+                var q = try linears.linear(src)
+                // SmoothQuant's scales migrated from down: up's rows divided by them.
+                if let s = migrated[src] { q = try q.dividingOutputRows(by: s) }
                 var rows = try int8Rows(q)
                 var bias = view.has(GPTQOutput.biasName(src)) ? try view.load(GPTQOutput.biasName(src)).data : nil
                 if let order = halvesOrder(q, view: view) {

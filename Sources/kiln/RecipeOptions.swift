@@ -98,7 +98,7 @@ struct RecipeOptions: ParsableArguments {
     @Option(
         parsing: .unconditional,
         help:
-            "compressed-tensors-w8a8: SmoothQuant's alpha, 0 to 1 (default 0.8): how much of each input channel's range moves from the activations into the weights of q,k,v and gate,up (o and down are not smoothed)."
+            "compressed-tensors-w8a8: SmoothQuant's alpha, 0 to 1 (default 0.8): how much of each input channel's range moves from the activations into the weights of q,k,v, gate,up and down (down's scales go into up's rows; o is not smoothed)."
     )
     var smooth: Double?
     @Option(

@@ -1,6 +1,7 @@
 import Foundation
 import Jobs
 import ModelIO
+import Tensor
 import TestSupport
 import XCTest
 
@@ -55,11 +56,58 @@ final class W8A8JobTests: XCTestCase {
             }
         }
         XCTAssertTrue(r.notes.contains { $0.contains("SmoothQuant alpha 0.8") }, "\(r.notes)")
+        for b in 0..<2 { try checkDownMigratedIntoUp(st, input, block: b) }
 
         let report = try PythonCheck.runPeer(
             "Ops/check_compressed_tensors.py", [dir.path], skipping: "the transformers load")
         XCTAssertEqual(report["ok"] as? Bool, true)
         XCTAssertEqual((report["linears"] as? [String: Any])?.count, 14)
+    }
+
+    /// down's SmoothQuant scales s moved into up: the file's down column j is about the
+    /// original's times s_j and up's row j (after the ffn_norm fold's column scales) about
+    /// the original's divided by s_j, so their
+    /// product per channel j (max|down_:,j| max|up_j,:|) is the original's within int8
+    /// rounding, while down's column maxima themselves moved. Were up's rows left undivided,
+    /// the products would be off by s_j.
+    func checkDownMigratedIntoUp(_ st: SafeTensorsFile, _ input: GGUFFile, block b: Int) throws {
+        func int8Matrix(_ name: String) throws -> Matrix {
+            let codes = try st.withRawBytes(name + ".weight") { Array($0.bindMemory(to: Int8.self)) }
+            let scales = try st.load(name + ".weight_scale").data
+            let shape = try XCTUnwrap(st.tensor(name + ".weight")).info.shape
+            var m = Matrix(rows: shape[0], cols: shape[1])
+            for r in 0..<m.rows {
+                for c in 0..<m.cols { m.data[r * m.cols + c] = Float(codes[r * m.cols + c]) * scales[r] }
+            }
+            return m
+        }
+        let down = try int8Matrix("model.layers.\(b).mlp.down_proj")
+        let up = try int8Matrix("model.layers.\(b).mlp.up_proj")
+        let down0 = try input.load("blk.\(b).ffn_down.weight")
+        var up0 = try input.load("blk.\(b).ffn_up.weight")
+        // up's columns carry the ffn_norm fold: s = gamma / the written gamma.
+        let gamma = try input.load("blk.\(b).ffn_norm.weight").data
+        let written = try st.load("model.layers.\(b).post_attention_layernorm.weight").data
+        for r in 0..<up0.rows {
+            for c in 0..<up0.cols { up0.data[r * up0.cols + c] *= gamma[c] / written[c] }
+        }
+        XCTAssertEqual(down.cols, up.rows)
+        func colMax(_ m: Matrix, _ j: Int) -> Float { (0..<m.rows).map { abs(m.data[$0 * m.cols + j]) }.max()! }
+        func rowMax(_ m: Matrix, _ j: Int) -> Float { m.data[j * m.cols..<(j + 1) * m.cols].map(abs).max()! }
+        // Per channel j, |log| of the file's down x up maxima against the original's (with the
+        // migration) and of down's alone (were up's rows not divided, the product would move so).
+        var products: [Float] = []
+        var moved: [Float] = []
+        for j in 0..<down.cols {
+            products.append(abs(log(colMax(down, j) * rowMax(up, j) / (colMax(down0, j) * rowMax(up0, j)))))
+            moved.append(abs(log(colMax(down, j) / colMax(down0, j))))
+        }
+        // GPTQ moves weights beyond rounding, most for a column whose maximum is small in its
+        // row: the medians, not every channel.
+        let product = products.sorted()[products.count / 2]
+        let scaled = moved.sorted()[moved.count / 2]
+        XCTAssertLessThan(product, 0.03, "block \(b): median of down x up per channel, log ratio")
+        XCTAssertGreaterThan(scaled, 10 * product, "block \(b): down's columns were scaled, median log ratio")
     }
 
     func testRTNW8A8IsCloseToFloat() throws {

@@ -373,6 +373,18 @@ public nonisolated struct Kiln_V1_QuantizedLinear: @unchecked Sendable {
   /// Clears the value of `inputSquares`. Subsequent reads from it will return its default value.
   public mutating func clearInputSquares() {_uniqueStorage()._inputSquares = nil}
 
+  /// SmoothQuant of ffn_down: the scales its columns were multiplied by; the writers and
+  /// propagate divide ffn_up's output rows by them (name: ffn_up's tensor; one value per
+  /// input column of this linear). Set on each row slice of the down linear.
+  public var migratedScales: Kiln_V1_FoldedTensor {
+    get {_storage._migratedScales ?? Kiln_V1_FoldedTensor()}
+    set {_uniqueStorage()._migratedScales = newValue}
+  }
+  /// Returns true if `migratedScales` has been explicitly set.
+  public var hasMigratedScales: Bool {_storage._migratedScales != nil}
+  /// Clears the value of `migratedScales`. Subsequent reads from it will return its default value.
+  public mutating func clearMigratedScales() {_uniqueStorage()._migratedScales = nil}
+
   /// A sensitivity job only (JobSpec.measure_types): this linear's output error on each
   /// candidate GGUF type, quantized by RTN with the scale search; --target-bpw chooses from them.
   public var candidates: [Kiln_V1_TypeError] {
@@ -869,7 +881,7 @@ nonisolated extension Kiln_V1_QuantRecipe: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Kiln_V1_QuantizedLinear: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".QuantizedLinear"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}linear\0\u{1}block\0\u{1}tensor\0\u{1}rows\0\u{1}columns\0\u{1}recipe\0\u{3}group_size\0\u{3}group_count\0\u{1}codes\0\u{1}parameters\0\u{3}group_index\0\u{3}output_error\0\u{3}relative_error\0\u{3}gptq_loss\0\u{3}dead_columns\0\u{1}seconds\0\u{3}output_energy\0\u{3}k_d\0\u{3}k_dmin\0\u{3}k_scales\0\u{3}k_mins\0\u{3}folded_input_op\0\u{3}input_squares\0\u{2}\u{7}candidates\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}linear\0\u{1}block\0\u{1}tensor\0\u{1}rows\0\u{1}columns\0\u{1}recipe\0\u{3}group_size\0\u{3}group_count\0\u{1}codes\0\u{1}parameters\0\u{3}group_index\0\u{3}output_error\0\u{3}relative_error\0\u{3}gptq_loss\0\u{3}dead_columns\0\u{1}seconds\0\u{3}output_energy\0\u{3}k_d\0\u{3}k_dmin\0\u{3}k_scales\0\u{3}k_mins\0\u{3}folded_input_op\0\u{3}input_squares\0\u{3}migrated_scales\0\u{2}\u{6}candidates\0")
 
   fileprivate class _StorageClass {
     var _linear: String = String()
@@ -895,6 +907,7 @@ nonisolated extension Kiln_V1_QuantizedLinear: SwiftProtobuf.Message, SwiftProto
     var _kMins: Data = Data()
     var _foldedInputOp: Kiln_V1_FoldedTensor? = nil
     var _inputSquares: Kiln_V1_InputSquares? = nil
+    var _migratedScales: Kiln_V1_FoldedTensor? = nil
     var _candidates: [Kiln_V1_TypeError] = []
 
       // This property is used as the initial default value for new instances of the type.
@@ -929,6 +942,7 @@ nonisolated extension Kiln_V1_QuantizedLinear: SwiftProtobuf.Message, SwiftProto
       _kMins = source._kMins
       _foldedInputOp = source._foldedInputOp
       _inputSquares = source._inputSquares
+      _migratedScales = source._migratedScales
       _candidates = source._candidates
     }
   }
@@ -971,6 +985,7 @@ nonisolated extension Kiln_V1_QuantizedLinear: SwiftProtobuf.Message, SwiftProto
         case 21: try { try decoder.decodeSingularBytesField(value: &_storage._kMins) }()
         case 22: try { try decoder.decodeSingularMessageField(value: &_storage._foldedInputOp) }()
         case 23: try { try decoder.decodeSingularMessageField(value: &_storage._inputSquares) }()
+        case 24: try { try decoder.decodeSingularMessageField(value: &_storage._migratedScales) }()
         case 30: try { try decoder.decodeRepeatedMessageField(value: &_storage._candidates) }()
         default: break
         }
@@ -1053,6 +1068,9 @@ nonisolated extension Kiln_V1_QuantizedLinear: SwiftProtobuf.Message, SwiftProto
       try { if let v = _storage._inputSquares {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 23)
       } }()
+      try { if let v = _storage._migratedScales {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 24)
+      } }()
       if !_storage._candidates.isEmpty {
         try visitor.visitRepeatedMessageField(value: _storage._candidates, fieldNumber: 30)
       }
@@ -1088,6 +1106,7 @@ nonisolated extension Kiln_V1_QuantizedLinear: SwiftProtobuf.Message, SwiftProto
         if _storage._kMins != rhs_storage._kMins {return false}
         if _storage._foldedInputOp != rhs_storage._foldedInputOp {return false}
         if _storage._inputSquares != rhs_storage._inputSquares {return false}
+        if _storage._migratedScales != rhs_storage._migratedScales {return false}
         if _storage._candidates != rhs_storage._candidates {return false}
         return true
       }
