@@ -37,6 +37,8 @@ all_recipes=(
   "bpw4.65-rtn-search|gguf|--method rtn --format gguf-q4_0 --scale-search --target-bpw 4.65"
   "w4g64-gptq|dir|--method gptq --format gptq-safetensors --bits 4 --group 64 --no-sym"
   "w3g64-gptq|dir|--method gptq --format gptq-safetensors --bits 3 --group 64 --no-sym"
+  "bpw4.5-gptq|gguf|--method gptq --format gguf-q4_0 --target-bpw 4.5"
+  "w8a8-smooth0.8-gptq|dir|--method gptq --format compressed-tensors-w8a8 --smooth 0.8"
 )
 selected=(${RECIPES:-})
 
