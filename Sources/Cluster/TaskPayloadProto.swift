@@ -321,15 +321,9 @@ extension Kiln_V1_FoldedTensor {
 }
 
 extension MigratedScales {
-    /// One positive finite scale per output row of the linear it goes into: at most one per
-    /// input column of the linear that carries it (o's are per v row, fewer with grouped-query
-    /// attention); the count is checked against the target when applied.
+    /// One positive finite scale per input column of the linear that carries it.
     init(_ p: Kiln_V1_FoldedTensor, columns: Int, _ field: String) throws {
-        let count = p.values.count / MemoryLayout<Float>.size
-        guard count >= 1, count <= columns else {
-            throw PayloadError("\(field).values: \(count) scales, expected 1 to \(columns)")
-        }
-        let f = try FoldedTensor(p, columns: count, field)
+        let f = try FoldedTensor(p, columns: columns, field)
         if let i = f.values.firstIndex(where: { $0 <= 0 }) {
             throw PayloadError("\(field).values[\(i)]: \(f.values[i]) is not a positive scale")
         }

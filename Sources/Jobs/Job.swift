@@ -57,8 +57,8 @@ public enum Job {
         } else if spec.format == .compressedTensorsW8A8 {
             try W8A8Output.write(spec: spec, view: ctx.view, linears: linears, to: out)
             notes.append(
-                "SmoothQuant alpha \(spec.resolvedSmooth ?? 0) on q,k,v, gate,up (into the norms), o and down (into "
-                    + "v's and up's rows)")
+                "SmoothQuant alpha \(spec.resolvedSmooth ?? 0) on q,k,v, gate,up (into the norms) and down (into "
+                    + "up's rows); o not smoothed")
         } else {
             gptqFormat = try GPTQOutput.write(spec: spec, view: ctx.view, linears: linears, to: out)
             if gptqFormat == "gptq_v2" {

@@ -91,9 +91,9 @@ public struct QuantizedLinear: Sendable, Equatable {
     /// merged Hessian's diagonal, unscaled) as llama.cpp's imatrix entry for this tensor. Carried
     /// by the first row slice only; nil otherwise.
     public var inputSquares: Imatrix.Entry?
-    /// SmoothQuant of ffn_down (attn_output): the scales its columns were multiplied by, which
-    /// ffn_up's (attn_v's) output rows are divided by when the block is assembled
-    /// (`MigratedScales`). Carried by each row slice of that linear; nil otherwise.
+    /// SmoothQuant of ffn_down: the scales its columns were multiplied by, which ffn_up's
+    /// output rows are divided by when the block is assembled (`MigratedScales`). Carried by
+    /// each row slice of the down linear; nil otherwise.
     public var migratedScales: MigratedScales?
 
     public init(
@@ -131,10 +131,8 @@ public struct FoldedTensor: Sendable, Equatable {
 }
 
 /// Scale migrated from one linear's input to the linear before it, when no norm sits between
-/// them (SmoothQuant of ffn_down, whose input is silu(gate) * up, and of attn_output, whose
-/// input is the heads' weighted sums of v's rows): the carrying linear's columns were
-/// multiplied by `scales` (o's: expanded over the query heads of each kv head), so `into`'s
-/// output rows must be divided by them for
+/// them (SmoothQuant of ffn_down, whose input is silu(gate) * up): the carrying linear's
+/// columns were multiplied by `scales`, so `into`'s output rows must be divided by them for
 /// the block to compute what it did. Another task quantizes `into`, so the division is
 /// applied where the block is assembled (propagate, the writer, the evaluation), on its
 /// stored row scales: exact for a per-row symmetric grid, whose codes do not depend on the

@@ -205,8 +205,7 @@ public enum Tasks {
             perToken = 1
         }
         // AWQ's scales, or SmoothQuant's (compressed-tensors-w8a8), in the same shape.
-        let smoothed = try ctx.spec.method.usesAWQ ? nil : smoothGroup(ctx, input, hessian: h)
-        let awq = try ctx.spec.method.usesAWQ ? awqGroup(ctx, input, hessian: h) : smoothed?.group
+        let awq = try ctx.spec.method.usesAWQ ? awqGroup(ctx, input, hessian: h) : smoothGroup(ctx, input, hessian: h)
         // Sum of x^2 per column as llama.cpp's imatrix holds it: RTN's importance (without AWQ,
         // whose scaled input has its own), and --imatrix-out's entry (carried by row slice 0).
         let squares = input.statistics.map { Imatrix.Entry(inputSquaresOf: $0.hessian) }
@@ -260,7 +259,7 @@ public enum Tasks {
                 seconds: seconds(since: t0), outputEnergy: energy,
                 foldedInputOp: name == input.linears.first ? awq?.folded : nil,
                 inputSquares: ctx.spec.imatrixOut != nil && part == 0 ? squares : nil,
-                migratedScales: smoothed?.migrated)
+                migratedScales: smoothMigration(ctx, block: input.block, linear: name, awq))
             // The payload must stand for exactly what the quantizer produced.
             guard ql.weight.dequantized().data.elementsEqual(q.dequantized.data, by: { $0.bitPattern == $1.bitPattern })
             else {

@@ -19,42 +19,7 @@ public enum SmoothQuant {
     /// s per input column. `activationAbsMax`: max|x_j| over the calibration tokens;
     /// `weights`: the group's linears [out, in], all with the same input columns.
     public static func scales(activationAbsMax x: [Float], weights: [Matrix], alpha: Double) -> [Float] {
-        let wmax = columnMax(weights, columns: x.count)
-        return (0..<x.count).map { scale(x[$0], wmax[$0], alpha) }
-    }
-
-    /// s for attn_output, whose input columns come from v's rows through the heads: with
-    /// grouped-query attention every query head of a group reads the same v row for its
-    /// column, so those columns must share one s (v's row is divided by it). The maxima are
-    /// taken over each tied set. Returns s per v row (`source`, heads/kvHeads fewer) and per
-    /// input column of o (`columns`). Columns are head-major: column h*dim + d reads v row
-    /// (h / (heads/kvHeads))*dim + d.
-    public static func tiedScales(
-        activationAbsMax x: [Float], weight: Matrix, alpha: Double, heads: Int, kvHeads: Int
-    ) -> (source: [Float], columns: [Float]) {
-        precondition(heads > 0 && kvHeads > 0 && heads % kvHeads == 0 && x.count % heads == 0)
-        let dim = x.count / heads
-        let per = heads / kvHeads
-        let wmax = columnMax([weight], columns: x.count)
-        let sourceOf = { (j: Int) in (j / dim / per) * dim + j % dim }
-        var xs = [Float](repeating: 0, count: kvHeads * dim)
-        var ws = xs
-        for j in 0..<x.count {
-            xs[sourceOf(j)] = max(xs[sourceOf(j)], x[j])
-            ws[sourceOf(j)] = max(ws[sourceOf(j)], wmax[j])
-        }
-        let source = (0..<xs.count).map { scale(xs[$0], ws[$0], alpha) }
-        return (source, (0..<x.count).map { source[sourceOf($0)] })
-    }
-
-    static func scale(_ x: Float, _ w: Float, _ alpha: Double) -> Float {
-        let a = Double(max(x, floor))
-        let b = Double(max(w, floor))
-        return Float(Foundation.pow(a, alpha) / Foundation.pow(b, 1 - alpha))
-    }
-
-    /// max|W_:,j| over every weight.
-    static func columnMax(_ weights: [Matrix], columns n: Int) -> [Float] {
+        let n = x.count
         var wmax = [Float](repeating: 0, count: n)
         for w in weights {
             precondition(w.cols == n, "SmoothQuant: weight has \(w.cols) columns, activations \(n)")
@@ -65,7 +30,11 @@ public enum SmoothQuant {
                 }
             }
         }
-        return wmax
+        return (0..<n).map { j in
+            let a = Double(max(x[j], floor))
+            let b = Double(max(wmax[j], floor))
+            return Float(Foundation.pow(a, alpha) / Foundation.pow(b, 1 - alpha))
+        }
     }
 
     /// The fold: each weight's columns times s, the norm's gamma divided by s.

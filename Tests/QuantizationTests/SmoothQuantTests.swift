@@ -66,35 +66,4 @@ final class SmoothQuantTests: XCTestCase {
         let s = SmoothQuant.scales(activationAbsMax: [0, 4, 0], weights: [w], alpha: 0.8)
         XCTAssertTrue(s.allSatisfy { $0.isFinite && $0 > 0 }, "\(s)")
     }
-    /// o after v with grouped-query attention (4 query heads on 2 kv heads of dim 3): columns
-    /// reading one v row share its s, and dividing v's rows by `source` while o's columns take
-    /// `columns` leaves o's output unchanged.
-    func testTiedScalesForOAfterVKeepTheOutput() throws {
-        let (heads, kv, dim, tokens) = (4, 2, 3, 10)
-        let v = matrix(tokens, kv * dim, seed: 5, outliers: [1: 20, 4: 0.01])
-        // Query head h reads kv head h / 2: its attention output for column h*dim+d is v's row (h/2)*dim+d.
-        func expand(_ y: Matrix) -> Matrix {
-            var x = Matrix(rows: y.rows, cols: heads * dim)
-            for t in 0..<y.rows {
-                for j in 0..<x.cols { x[t, j] = y[t, (j / dim / (heads / kv)) * dim + j % dim] }
-            }
-            return x
-        }
-        let o = matrix(8, heads * dim, seed: 9, outliers: [2: 5])
-        let x = expand(v)
-        let s = SmoothQuant.tiedScales(
-            activationAbsMax: columnAbsMax([x]), weight: o, alpha: 0.5, heads: heads, kvHeads: kv)
-        XCTAssertEqual(s.source.count, kv * dim)
-        for j in 0..<heads * dim {
-            XCTAssertEqual(s.columns[j], s.source[(j / dim / 2) * dim + j % dim], "column \(j)")
-        }
-        XCTAssertNotEqual(s.columns[1], s.columns[7], "columns reading v rows 1 and 4 (outliers), different scales")
-        var vScaled = v
-        for t in 0..<tokens { for r in 0..<kv * dim { vScaled[t, r] /= s.source[r] } }
-        let before = BLAS.matmul(x, o, transB: true)
-        let after = BLAS.matmul(expand(vScaled), AWQ.scaleColumns(o, by: s.columns), transB: true)
-        for i in before.data.indices {
-            XCTAssertEqual(after.data[i], before.data[i], accuracy: 1e-4 * max(1, abs(before.data[i])))
-        }
-    }
 }

@@ -373,10 +373,9 @@ public nonisolated struct Kiln_V1_QuantizedLinear: @unchecked Sendable {
   /// Clears the value of `inputSquares`. Subsequent reads from it will return its default value.
   public mutating func clearInputSquares() {_uniqueStorage()._inputSquares = nil}
 
-  /// SmoothQuant of ffn_down / attn_output: the scales its columns were multiplied by; the
-  /// writers and propagate divide ffn_up's / attn_v's output rows by them (name: that tensor;
-  /// one value per row of it, at most one per input column of this linear). Set on each row
-  /// slice of the carrying linear.
+  /// SmoothQuant of ffn_down: the scales its columns were multiplied by; the writers and
+  /// propagate divide ffn_up's output rows by them (name: ffn_up's tensor; one value per
+  /// input column of this linear). Set on each row slice of the down linear.
   public var migratedScales: Kiln_V1_FoldedTensor {
     get {_storage._migratedScales ?? Kiln_V1_FoldedTensor()}
     set {_uniqueStorage()._migratedScales = newValue}
