@@ -13,8 +13,8 @@ import Tensor
 /// group's first linear. down's input is silu(gate) * up, linear in up's output rows, so
 /// its scales migrate into up (`MigratedScales`): up's task quantizes up unchanged, and
 /// the block's assembly divides up's per-row scales by s, which the int8 per-row grid
-/// takes exactly. o is not smoothed (v's rows are shared by several query heads' columns
-/// of o): nil for its group.
+/// takes exactly. o is not smoothed: its migration into v (tied over the query heads of a
+/// kv head) gained nothing on SmolLM2 (docs/ARCHITECTURE.md); nil for its group.
 enum SmoothQuantGroup {
     static func prepare(
         _ ctx: JobContext, block b: Int, groupLinears: [String], statistics: LinearStatistics?, hessian h: Matrix?,
