@@ -4,22 +4,20 @@ import Quantization
 /// Applies `MigratedScales` where a block's quantized linears are assembled: the target
 /// linear's output rows divided by the scales its successor's columns were multiplied by.
 public enum ScaleMigration {
-    /// `linears` by tensor name, each migration its linears carry applied to its target.
-    /// A target missing from `linears` is left to the caller that holds it (propagate and the
-    /// writers see whole blocks; a partial dictionary is not an error here).
+    /// `linears` by tensor name, each migration they carry applied to its target among them.
     public static func apply(_ linears: [String: QuantizedLinear]) throws -> [String: QuantizedLinear] {
-        var out = linears
-        for (target, scales) in try migrations(linears.values.map(\.migratedScales)) {
-            guard let q = out[target] else { continue }
-            out[target] = try q.dividingOutputRows(by: scales)
-        }
-        return out
+        let m = try migrations(linears.values.map(\.migratedScales))
+        return try linears.mapValues { try applying(m, to: $0) }
     }
 
     /// `linears` in their order, each migration they carry applied to its target among them.
     public static func apply(_ linears: [QuantizedLinear]) throws -> [QuantizedLinear] {
         let m = try migrations(linears.map(\.migratedScales))
-        return try linears.map { q in try m[q.tensor].map { try q.dividingOutputRows(by: $0) } ?? q }
+        return try linears.map { try applying(m, to: $0) }
+    }
+
+    static func applying(_ m: [String: [Float]], to q: QuantizedLinear) throws -> QuantizedLinear {
+        try m[q.tensor].map { try q.dividingOutputRows(by: $0) } ?? q
     }
 
     /// The scales by target tensor name; one target carried twice must carry the same scales

@@ -151,15 +151,6 @@ struct RecipeOptions: ParsableArguments {
 }
 
 extension JobSpec {
-    /// The spec as a coordinator receives it: paths made absolute (`withAbsolutePaths`),
-    /// then the coordinator's own conversion (the portable proto fields plus spec_json,
-    /// which carries every option).
-    func wireSpec(name: String) throws -> Kiln_V1_JobSpec {
-        var w = try SpecConversion.toProto(withAbsolutePaths())
-        w.name = name
-        return w
-    }
-
     /// Paths made absolute: the coordinator does not share our working directory.
     func withAbsolutePaths() -> JobSpec {
         var s = self

@@ -14,13 +14,7 @@ import XCTest
 final class SubmitTargetBPWTests: XCTestCase {
     func testSubmitResolvesTheTypesKilnRunChooses() throws {
         let dir = Paths.tempDir("kiln-submit-target-bpw")
-        let model = try ClusterAssets.smolLM2(blocks: 2)
-        var spec = ClusterAssets.spec(
-            model: model, out: dir.appendingPathComponent("t.gguf"), method: .rtn, mode: .sequential, samples: 4)
-        spec.format = .ggufQ4_0
-        spec.scaleSearch = true
-        spec.targetBPW = 4.75
-        BLAS.threads = 1
+        let spec = try ClusterAssets.targetBPWSpec(out: dir.appendingPathComponent("t.gguf"))
         var local = spec
         local.output = spec.output + ".local.gguf"
         let report = try TargetBPW.run(local) { try Job.run($0) }

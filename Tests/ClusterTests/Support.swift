@@ -64,6 +64,17 @@ enum ClusterAssets {
         return s
     }
 
+    /// `--target-bpw 4.75` on the 2-block SmolLM2: RTN with the scale search into Q4_0, as the
+    /// target-bpw tests run it (one BLAS thread, as the workers).
+    static func targetBPWSpec(out: URL) throws -> JobSpec {
+        var s = spec(model: try smolLM2(blocks: 2), out: out, method: .rtn, mode: .sequential, samples: 4)
+        s.format = .ggufQ4_0
+        s.scaleSearch = true
+        s.targetBPW = 4.75
+        BLAS.threads = 1
+        return s
+    }
+
     /// The local executor's output for `spec` (written next to spec.output with a .local suffix).
     static func localReference(_ spec: JobSpec) throws -> Data {
         // Workers run one BLAS thread; the reference must too (OpenBLAS results depend on it).
