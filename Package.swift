@@ -23,6 +23,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        // Traits off: neither swift-configuration nor the full-Foundation extras are used.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
@@ -50,19 +55,21 @@ let package = Package(
             dependencies: [
                 "Tensor", "ModelIO", "Calibration", "Quantization", "Jobs", "KilnProtocol",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
             ],
             swiftSettings: swift6),
         .target(
             name: "Coordinator",
             dependencies: [
                 "ModelIO", "Jobs", "KilnProtocol", "ZeroMQ", "Cluster", .product(name: "GRDB", package: "GRDB.swift"),
-                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Logging", package: "swift-log"), .product(name: "CoreMetrics", package: "swift-metrics"),
             ],
             swiftSettings: swift6),
         .target(
             name: "Worker",
             dependencies: [
                 "Tensor", "Jobs", "KilnProtocol", "ZeroMQ", "Cluster", .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
             ],
             swiftSettings: swift6),
         // `kiln run --workers N`: a coordinator and N workers in one process.
@@ -76,12 +83,23 @@ let package = Package(
         .target(
             name: "Client", dependencies: ["KilnProtocol", "ZeroMQ", "Jobs", "ModelIO", "Cluster"],
             swiftSettings: swift6),
+        // The coordinator's web dashboard and every process's /metrics (Hummingbird, Prometheus text).
+        .target(
+            name: "Web",
+            dependencies: [
+                "KilnProtocol", "ZeroMQ", "Client", .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "CoreMetrics", package: "swift-metrics"), .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swift6),
         .executableTarget(
             name: "kiln",
             dependencies: [
                 "Tensor", "ModelIO", "Tokenizers", "Models", "Calibration", "Jobs", "ZeroMQ", "KilnProtocol", "Cluster",
-                "Coordinator", "Worker", "Embedded", "Client",
+                "Coordinator", "Worker", "Embedded", "Client", "Web",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swift6),
@@ -117,7 +135,7 @@ let package = Package(
             name: "ClusterTests",
             dependencies: [
                 "Tensor", "ModelIO", "Calibration", "Quantization", "Jobs", "ZeroMQ", "KilnProtocol", "Cluster",
-                "Coordinator", "Worker", "Embedded", "Client", "TestSupport",
+                "Coordinator", "Worker", "Embedded", "Client", "Web", "TestSupport",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -106,6 +106,35 @@ extension Coordinator {
     }
 
     /// A job's state, read on the loop thread: (state, error).
+    /// Evaluation results measured outside the coordinator (it never loads the weights):
+    /// `kiln run` evaluates before and after, and the job's status (the dashboard) shows them.
+    /// Finite values only; published as a state update.
+    public func recordEvaluation(job id: String, _ results: [String: Double]) {
+        let finite = results.filter { $0.value.isFinite }
+        onLoop { [self] in
+            guard let run = self.jobs[id], !finite.isEmpty else { return }
+            run.evalResults.merge(finite) { $1 }
+            self.publishState(run)
+        }
+    }
+
+    /// The sequence number of the last progress update published.
+    public func publishedSequence() -> UInt64 {
+        let out = Mutex<UInt64>(0)
+        onLoop { [self] in out.withLock { $0 = self.sequence } }
+        return out.withLock { $0 }
+    }
+
+    /// Runs f on the loop and waits for it (returns at once if the loop has stopped).
+    private func onLoop(_ f: @escaping @Sendable () -> Void) {
+        let done = DispatchSemaphore(value: 0)
+        post {
+            f()
+            done.signal()
+        }
+        _ = done.wait(timeout: .now() + 10)
+    }
+
     public func jobState(_ id: String) -> (state: Kiln_V1_JobState, error: String)? {
         let done = DispatchSemaphore(value: 0)
         let out = Mutex<(Kiln_V1_JobState, String)?>(nil)
@@ -215,6 +244,7 @@ extension Coordinator {
         if !run.error.isEmpty {
             s.error = Kiln_V1_Error(run.state == .cancelled ? .cancelled : .taskFailed, run.error)
         }
+        s.evalResults = run.evalResults
         let now = Self.nowMs()
         for b in 0..<run.graph.blocks {
             for ph in [Kiln_V1_Phase.collect, .merge, .reconstruct, .propagate] {
@@ -226,6 +256,7 @@ extension Coordinator {
                 m.total = UInt32(p.total)
                 m.workerID = p.worker
                 m.error = p.error
+                m.linearErrors = p.linearErrors
                 m.startedUnixMs = p.startedMs
                 if p.startedMs > 0 {
                     m.elapsedMs = UInt64(max(0, (p.finishedMs > 0 ? p.finishedMs : now) - p.startedMs))
@@ -253,7 +284,10 @@ extension Coordinator {
         }
     }
 
-    func publishState(_ run: JobRun) { publish(run, full: true) }
+    func publishState(_ run: JobRun) {
+        publish(run, full: true)
+        recordStateMetrics()  // a job's phase is current at once, not at the next second
+    }
 }
 
 /// A job that passed validation off the loop, with its opened model (header only).

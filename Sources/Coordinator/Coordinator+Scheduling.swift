@@ -251,9 +251,16 @@ extension Coordinator {
     }
 
     /// A task's result is durable: update the graph, drop caches no longer needed, publish.
-    func completed(_ run: JobRun, _ t: TaskID, worker: String, error: Double = 0) {
+    func completed(_ run: JobRun, _ t: TaskID, worker: String, error: Double = 0, linearErrors: [String: Double] = [:])
+    {
         assertOnLoop()
-        run.markDone(t, worker: worker, nowMs: Self.nowMs(), error: error)
+        if let r = run.running[t] {
+            metrics.time(
+                "kiln_task_duration_seconds", [("kind", t.kindName)], seconds: Double(Self.nowMs() - r.startedMs) / 1000
+            )
+        }
+        metrics.count("kiln_tasks_completed_total", [("kind", t.kindName)])
+        run.markDone(t, worker: worker, nowMs: Self.nowMs(), error: error, linearErrors: linearErrors)
         let b = t.block
         let blockDone = run.graph.tasks.allSatisfy { $0.block != b || run.done.contains($0) }
         let reconstructed = (0..<run.graph.groups).allSatisfy { run.done.contains(.reconstruct(block: b, group: $0)) }
@@ -286,6 +293,7 @@ extension Coordinator {
             m.workerID = p.worker
             m.startedUnixMs = p.startedMs
             m.error = p.error
+            m.linearErrors = p.linearErrors
             m.elapsedMs = UInt64(max(0, (p.finishedMs > 0 ? p.finishedMs : Self.nowMs()) - p.startedMs))
         }
         publish(run, module: m)

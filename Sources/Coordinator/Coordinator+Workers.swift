@@ -96,6 +96,7 @@ extension Coordinator {
     func requeue(_ job: String, _ t: TaskID, attempt: Int, outcome: String) {
         guard let run = jobs[job], let r = run.running[t], r.attempt == attempt else { return }
         run.running[t] = nil
+        metrics.count("kiln_task_attempts_requeued_total", [("kind", t.kindName)])
         try? store.endAttempt(job: job, task: t, attempt: attempt, outcome: outcome, nowMs: Self.nowMs())
     }
 
@@ -288,10 +289,10 @@ extension Coordinator {
         let shards = run.graph.shards
         let sequential = run.spec.mode == .sequential
         work.async { [weak self] in
-            let outcome = Result { () -> (error: Double, covered: [TaskID]) in
+            let outcome = Result { () -> (error: Double, linears: [String: Double], covered: [TaskID]) in
                 // A result in a file is checked in place: a collect's Hessians are never loaded,
                 // a reconstruct's linears are decoded one at a time.
-                var reconstructed: (linears: [QuantizedLinear], error: Double)?
+                var reconstructed: (linears: [QuantizedLinear], errors: [String: Double], error: Double)?
                 let covered: [TaskID]
                 switch payload {
                 case .memory(let data):
@@ -299,12 +300,13 @@ extension Coordinator {
                     guard o.taskID == t else { throw CoordinatorError("payload is for \(o.taskID), not \(t)") }
                     try Coordinator.validate(o, groups: groups, shards: shards, units: units)
                     if case let .reconstruct(rr) = o {
-                        reconstructed = (rr.linears, rr.linears.map(\.relativeError).max() ?? 0)
+                        reconstructed = (
+                            rr.linears, Coordinator.linearErrors(rr.linears), rr.linears.map(\.relativeError).max() ?? 0
+                        )
                     }
                     covered = o.coveredTasks
                 case .file(let file, _, _) where t.isReconstruct:
-                    let (linears, error) = try Coordinator.checkReconstruct(file, t, units: units, keep: sequential)
-                    reconstructed = (linears, error)
+                    reconstructed = try Coordinator.checkReconstruct(file, t, units: units, keep: sequential)
                     covered = [t]
                 case .file(let file, _, _):
                     let c = try CollectFile(file)
@@ -323,19 +325,23 @@ extension Coordinator {
                 // Durable before acknowledged: file fsynced, then recorded in one transaction.
                 let url: URL
                 let sum: UInt32
+                let durableStart = DispatchTime.now().uptimeNanoseconds
                 switch payload {
                 case .memory(let data): (url, sum) = try files.write(data, job: jobID, task: t)
                 case let .file(file, _, checksum): (url, sum) = (try files.adopt(file, job: jobID, task: t), checksum)
                 }
+                self?.metrics.time(
+                    "kiln_result_fsync_seconds", [("kind", t.kindName)],
+                    seconds: Double(DispatchTime.now().uptimeNanoseconds - durableStart) / 1e9)
                 try store.recordResult(
                     job: jobID,
                     StoredResult(task: t, path: url.path, checksum: sum, bytes: payload.count, worker: workerID),
                     covering: covered, attempt: attempt, nowMs: Coordinator.nowMs())
-                guard let reconstructed else { return (0, covered) }
+                guard let reconstructed else { return (0, [:], covered) }
                 // Kept decoded for the block's propagate inputs (work queue: it owns the caches);
                 // parallel mode has none (a 7B block's linears are ~250 MB decoded).
                 if sequential { self?.reconstructedCache[jobID, default: [:]][t] = reconstructed.linears }
-                return (reconstructed.error, covered)
+                return (reconstructed.error, reconstructed.errors, covered)
             }
             self?.post { [weak self] in
                 guard let self, let run = self.jobs[jobID] else { return }
@@ -352,13 +358,13 @@ extension Coordinator {
                         self.requeue(jobID, d.task, attempt: d.attempt, outcome: "its sum was rejected")
                     }
                     live?.deferred.removeAll { $0.job == jobID && $0.task.block == t.block }
-                case .success(let (err, covered)):
+                case .success(let (err, linearErrors, covered)):
                     self.reply(routing, Message(.taskResultAck(accepted)))
                     live?.deferred.removeAll { d in d.job == jobID && covered.contains(d.task) }
                     for c in covered where !run.done.contains(c) {
                         live?.tasksDone += 1
                         if let s = c.shard, !run.isTerminal { run.shardOwner[s] = workerID }
-                        self.completed(run, c, worker: workerID, error: err)
+                        self.completed(run, c, worker: workerID, error: err, linearErrors: linearErrors)
                     }
                 }
             }
@@ -447,22 +453,31 @@ extension Coordinator {
     /// relative error.
     public static func checkReconstruct(
         _ file: SpoolFile, _ t: TaskID, units: ReconstructUnits, keep: Bool
-    ) throws -> (linears: [QuantizedLinear], error: Double) {
+    ) throws -> (linears: [QuantizedLinear], errors: [String: Double], error: Double) {
         let f = try ReconstructFile(file)
         guard f.taskID == t else { throw CoordinatorError("payload is for \(f.taskID), not \(t)") }
         guard f.group < units.count, f.tensors.count == units.linears(f.group).count else {
             throw CoordinatorError("reconstruct result holds \(f.tensors.count) linears, not unit \(f.group)'s")
         }
         var kept: [QuantizedLinear] = []
+        var errors: [String: Double] = [:]
         var error = 0.0
         for i in f.tensors.indices {
             let l = try f.linear(i)
             try validate(
                 .reconstruct(ReconstructResult(block: f.block, group: f.group, linears: [l])), linear: i, units: units)
             error = max(error, l.relativeError)
+            errors.merge(linearErrors([l])) { max($0, $1) }
             if keep { kept.append(l) }
         }
-        return (kept, error)
+        return (kept, errors, error)
+    }
+
+    /// Each linear's relative output error by linear name (row slices: the largest), finite only.
+    public static func linearErrors(_ linears: [QuantizedLinear]) -> [String: Double] {
+        var out: [String: Double] = [:]
+        for l in linears where l.relativeError.isFinite { out[l.linear] = max(out[l.linear] ?? 0, l.relativeError) }
+        return out
     }
 
     /// Checks a decoded result against what the job expects before accepting it.

@@ -142,8 +142,17 @@ public final class Coordinator: @unchecked Sendable {  // loop-only state checke
     private let trafficLock = NSLock()
     private var _traffic = TrafficCounters()
     public var traffic: TrafficCounters { trafficLock.withLock { _traffic } }
-    func countSent(_ kind: String, _ n: Int) { trafficLock.withLock { _traffic.sent[kind, default: 0] += n } }
-    func countReceived(_ kind: String, _ n: Int) { trafficLock.withLock { _traffic.received[kind, default: 0] += n } }
+    func countSent(_ kind: String, _ n: Int) {
+        trafficLock.withLock { _traffic.sent[kind, default: 0] += n }
+        metrics.count("kiln_bytes_sent_total", [("kind", kind)], by: n)
+    }
+    func countReceived(_ kind: String, _ n: Int) {
+        trafficLock.withLock { _traffic.received[kind, default: 0] += n }
+        metrics.count("kiln_bytes_received_total", [("kind", kind)], by: n)
+    }
+    let metrics: MetricSeries
+    /// When the state gauges were last set (loop only).
+    var metricsSetMs: Int64 = 0
     func countChunks(sent: Int = 0, received: Int = 0, failed: Int = 0) {
         trafficLock.withLock {
             _traffic.chunksSent += sent
@@ -160,6 +169,7 @@ public final class Coordinator: @unchecked Sendable {  // loop-only state checke
         logger: Logger = Logger(label: "kiln.coordinator")
     ) throws {
         self.config = config
+        metrics = MetricSeries(factory: config.metricsFactory)
         self.context = context
         self.log = logger
         badMessageLog = LogLimiter(burst: 3, intervalMs: config.repeatLogIntervalMs)
@@ -470,5 +480,9 @@ public final class Coordinator: @unchecked Sendable {  // loop-only state checke
             }
         }
         schedule()
+        if now - metricsSetMs >= 1000 {
+            metricsSetMs = now
+            recordStateMetrics()
+        }
     }
 }

@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import Jobs
 import KilnProtocol
@@ -43,6 +44,9 @@ public struct CoordinatorConfig: Sendable {
     /// Repeated log lines a peer can provoke (malformed messages, denied keys) are logged a
     /// few times, then summarised once per this interval.
     public var repeatLogIntervalMs: Int64 = 10_000
+    /// Where the coordinator's metrics go (`kiln coordinator --http`: a Prometheus registry);
+    /// nil: nowhere.
+    public var metricsFactory: (any MetricsFactory)?
 
     var effectiveChunkBytes: Int { max(1, min(chunkBytes, limits.maxFrameBytes)) }
 

@@ -18,6 +18,8 @@ struct PhaseProgress {
     var startedMs: Int64 = 0
     var finishedMs: Int64 = 0
     var error = 0.0
+    /// Reconstruct: each linear's relative output error, by linear name.
+    var linearErrors: [String: Double] = [:]
 }
 
 /// What never changes about a job: safe to hand to the work queue (the rest of `JobRun`
@@ -59,6 +61,9 @@ final class JobRun {
     var profile = JobProfile()
     /// A sensitivity job's report once its output is written (`ReportRequest`; memory only).
     var report: JobReport?
+    /// Perplexities the process that ran the job measured (`kiln run`: "perplexity_before",
+    /// "perplexity_after"), published in the job's status; memory only.
+    var evalResults: [String: Double] = [:]
 
     init(id: String, spec: JobSpec, blocks: Int, state: Kiln_V1_JobState, submittedMs: Int64) {
         self.id = id
@@ -122,7 +127,7 @@ final class JobRun {
         phases[t.block]?[ph] = p
     }
 
-    func markDone(_ t: TaskID, worker: String, nowMs: Int64, error: Double = 0) {
+    func markDone(_ t: TaskID, worker: String, nowMs: Int64, error: Double = 0, linearErrors: [String: Double] = [:]) {
         readiness.markDone(t)
         running[t] = nil
         let ph = Self.phase(t)
@@ -132,6 +137,7 @@ final class JobRun {
         if p.done == p.total { p.finishedMs = nowMs }
         if !worker.isEmpty { p.worker = worker }
         p.error = max(p.error, error)
+        p.linearErrors.merge(linearErrors) { max($0, $1) }
         phases[t.block]?[ph] = p
     }
 

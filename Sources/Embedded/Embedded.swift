@@ -21,7 +21,8 @@ public enum EmbeddedCluster {
 
     public static func run(
         spec: JobSpec, workers n: Int, threads: Int = 1, dataDir: URL? = nil,
-        logLevel: Logger.Level = .warning, progress: ((JobEvent) -> Void)? = nil
+        logLevel: Logger.Level = .warning, progress: ((JobEvent) -> Void)? = nil,
+        started: ((Coordinator, ZMQContext) throws -> Void)? = nil, stopping: ((Coordinator) -> Void)? = nil
     ) throws -> Outcome {
         guard n >= 1 else { throw JobError("--workers \(n) must be at least 1") }
         try spec.validate()
@@ -31,6 +32,7 @@ public enum EmbeddedCluster {
         let evaluation = try JobEvaluation.open(spec)
         let evalThreads = BLAS.threads
         let before = try evaluation?.before(progress: progress)
+        let evalBeforeSeconds = Date().timeIntervalSince(t0)
         var log = Logger(label: "kiln.embedded", factory: { StreamLogHandler.standardError(label: $0) })
         log.logLevel = logLevel
         let context = ZMQContext()
@@ -44,6 +46,10 @@ public enum EmbeddedCluster {
         let coordinator = try Coordinator(config: config, context: context, logger: log)
         coordinator.onEvent = { _, e in progress?(e) }
         coordinator.start()
+        do { try started?(coordinator, context) } catch {
+            coordinator.stop()
+            throw error
+        }
         let workers = (0..<n).map { i in
             var wc = WorkerConfig(coordinator: config.listen, threads: threads, id: "embedded-\(i + 1)")
             wc.token = coordinator.token
@@ -53,6 +59,7 @@ public enum EmbeddedCluster {
         defer {
             for w in workers { w.requestStop() }
             for w in workers { w.stop() }
+            stopping?(coordinator)
             coordinator.stop()
         }
         progress?(.phase("calibrate and reconstruct (\(n) worker\(n == 1 ? "" : "s"))"))
@@ -71,11 +78,23 @@ public enum EmbeddedCluster {
             spec: spec, reconstructions: reconstructions, seconds: seconds,
             notes: ["embedded cluster: \(n) worker\(n == 1 ? "" : "s") over inproc://"])
         if let evaluation {
+            let t1 = Date()
             BLAS.threads = evalThreads
             report.perplexity = try evaluation.after(
                 output: URL(fileURLWithPath: spec.output), linears: reconstructions.linearsByTensor,
                 before: before, progress: progress)
             report.times.total = Date().timeIntervalSince(t0)
+            report.times.evalAfter = Date().timeIntervalSince(t1)
+            if before != nil { report.times.evalBefore = evalBeforeSeconds }
+            // The dashboard shows them with the job (the coordinator has no evaluation of its own).
+            if let p = report.perplexity {
+                var results = ["perplexity_after": p.after, "eval_after_seconds": report.times.evalAfter]
+                if let b = p.before {
+                    results["perplexity_before"] = b
+                    results["eval_before_seconds"] = report.times.evalBefore
+                }
+                coordinator.recordEvaluation(job: id, results)
+            }
         }
         return Outcome(jobID: id, report: report, traffic: coordinator.traffic, seconds: seconds)
     }

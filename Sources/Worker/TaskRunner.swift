@@ -82,6 +82,9 @@ final class TaskRunner: @unchecked Sendable {
         }
     }
 
+    /// Tasks waiting for a lane.
+    var queued: Int { cond.withLock { queue.count } }
+
     func submit(_ a: Kiln_V1_TaskAssignment, input: Input) {
         cond.lock()
         queue.append((a, input))

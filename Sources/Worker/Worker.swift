@@ -1,3 +1,5 @@
+import Cluster
+import CoreMetrics
 import Foundation
 import Jobs
 import KilnProtocol
@@ -38,6 +40,8 @@ public struct WorkerConfig: Sendable {
     /// Always fetch the model from the coordinator, even if its path is readable here
     /// (hosts without the coordinator's file system).
     public var fetchModel = false
+    /// Where the worker's metrics go (`kiln worker --metrics`: a Prometheus registry); nil: nowhere.
+    public var metricsFactory: (any MetricsFactory)?
 
     public init(coordinator: String, threads: Int = 1, id: String? = nil) {
         self.coordinator = coordinator
@@ -77,6 +81,8 @@ public final class Worker: @unchecked Sendable {
     private let started = Mutex<LoopThread?>(nil)
     /// Results handed to the socket (guarded by outLock: tests and the CLI read it from other threads).
     private var tasksRunCount = 0
+    let metrics: MetricSeries
+    private var metricsSetMs: Int64 = 0
     public var tasksRun: Int { outLock.withLock { tasksRunCount } }
     /// This connection's handshake events, and whether the coordinator welcomed it.
     private var watch: HandshakeWatch?
@@ -99,6 +105,7 @@ public final class Worker: @unchecked Sendable {
         log[metadataKey: "worker"] = "\(config.id)"
         Self.useBLASThreads(1)
         let log = self.log
+        metrics = MetricSeries(factory: config.metricsFactory)
         let cache =
             config.cacheDirectory
             ?? FileManager.default.temporaryDirectory
@@ -379,9 +386,11 @@ public final class Worker: @unchecked Sendable {
                     // A deferred answer has no result to keep: the one that carries it is kept.
                     if r.status != .deferred { unacked["\(r.taskID)#\(r.attempt)"] = o }
                     outLock.withLock { tasksRunCount += 1 }
+                    recordResult(r, o)
                 }
                 try send(o)
             }
+            recordStateMetrics()
             reportHandshake(final: false)
             let now = Self.nowMs()
             if now - lastHeardMs > intervalMs * liveness {
@@ -425,6 +434,7 @@ public final class Worker: @unchecked Sendable {
             }
             return
         }
+        countReceived(m, frames)
         switch m.body {
         case .workerWelcome(let w)?:
             if w.heartbeatIntervalMs > 0 { intervalMs = Int64(w.heartbeatIntervalMs) }
@@ -522,4 +532,53 @@ public final class Worker: @unchecked Sendable {
 public struct WorkerError: Error, CustomStringConvertible {
     public let description: String
     public init(_ d: String) { description = d }
+}
+
+// Metrics (series listed in docs/ARCHITECTURE.md); loop thread only.
+extension Worker {
+    /// A task's answer leaving: its count by kind and status, its duration, its bytes.
+    fileprivate func recordResult(_ r: Kiln_V1_TaskResult, _ o: Outgoing) {
+        guard metrics.enabled else { return }
+        let kind = TaskID(wireName: r.taskID)?.kindName ?? "unknown"
+        let status: String
+        switch r.status {
+        case .ok: status = "ok"
+        case .deferred: status = "deferred"
+        case .retryable: status = "retryable"
+        default: status = "failed"
+        }
+        metrics.count("kiln_worker_tasks_total", [("kind", kind), ("status", status)])
+        if r.status != .deferred {
+            metrics.time("kiln_worker_task_duration_seconds", [("kind", kind)], seconds: Double(r.elapsedMs) / 1000)
+        }
+        let bytes = o.payload?.size ?? o.message.tensors.reduce(0) { $0 + $1.bytes.count }
+        metrics.count("kiln_worker_bytes_sent_total", [("kind", kind)], by: bytes)
+    }
+
+    /// Bytes from the coordinator by what they carry: a task's input (by kind), chunks, model ranges, control.
+    fileprivate func countReceived(_ m: Message, _ frames: [Data]) {
+        guard metrics.enabled else { return }
+        let kind: String
+        switch m.body {
+        case .taskAssignment(let a)?: kind = TaskID(wireName: a.taskID)?.kindName ?? "unknown"
+        case .tensorChunk?: kind = "chunk"
+        case .rangeFetchResponse?: kind = "model"
+        default: kind = "control"
+        }
+        metrics.count("kiln_worker_bytes_received_total", [("kind", kind)], by: frames.reduce(0) { $0 + $1.count })
+    }
+
+    /// Connection, silence of the coordinator, lanes and queued tasks; once a second.
+    fileprivate func recordStateMetrics() {
+        let now = Self.nowMs()
+        guard metrics.enabled, now - metricsSetMs >= 1000 else { return }
+        metricsSetMs = now
+        metrics.setState([
+            ("kiln_worker_connected", [], welcomed ? 1 : 0),
+            ("kiln_worker_heartbeat_age_seconds", [], Double(max(0, now - lastHeardMs)) / 1000),
+            ("kiln_worker_lanes", [], Double(config.threads)),
+            ("kiln_worker_queue_depth", [], Double(runner.queued)),
+            ("kiln_worker_unacknowledged_results", [], Double(unacked.count)),
+        ])
+    }
 }

@@ -4,6 +4,7 @@ import Foundation
 import Jobs
 import Logging
 import Synchronization
+import Web
 import ZeroMQ
 
 struct CoordinatorCommand: ParsableCommand {
@@ -13,8 +14,9 @@ struct CoordinatorCommand: ParsableCommand {
         discussion: """
             One ROUTER socket at --listen serves workers and clients; progress is published at
             --publish (default: the listen port + 1). Without CURVE keys only loopback addresses
-            are bound unless --insecure is given.
-            Example: kiln coordinator --listen tcp://127.0.0.1:5555 --data-dir /var/lib/kiln
+            are bound unless --insecure is given. --http serves the web dashboard and /metrics
+            (Prometheus); beyond loopback it also needs --http-token-file.
+            Example: kiln coordinator --listen tcp://127.0.0.1:5555 --data-dir /var/lib/kiln --http 127.0.0.1:8080
             """)
 
     @Option(help: "ROUTER endpoint for workers and clients.")
@@ -47,6 +49,15 @@ struct CoordinatorCommand: ParsableCommand {
             "Refuse a job whose estimated memory per process exceeds SIZE (e.g. 16G; default 80% of RAM).",
             valueName: "size"))
     var maxJobMemory: String?
+    @Option(
+        help: ArgumentHelp(
+            "Serve the web dashboard and /metrics at HOST:PORT (a bare PORT: 127.0.0.1:PORT).", valueName: "host:port"))
+    var http: String?
+    @Option(
+        help: ArgumentHelp(
+            "File holding the bearer token every --http request must carry (required beyond loopback).",
+            valueName: "file"))
+    var httpTokenFile: String?
     @Option(help: "trace | debug | info | notice | warning | error")
     var logLevel = "info"
 
@@ -93,10 +104,24 @@ struct CoordinatorCommand: ParsableCommand {
             } else if allowKeys != nil {
                 throw UserError("--allow-keys needs --curve-secret")
             }
-            let coordinator = try Coordinator(config: c)
+            // The dashboard is bound before the coordinator starts, so a taken port fails fast;
+            // it follows the coordinator as a client (with its own CURVE key, let in here).
+            let web = try http.map {
+                try WebPort(bind: $0, tokenFile: httpTokenFile, secured: c.curveSecretKey != nil, insecure: insecure)
+            }
+            web?.configure(&c)
+            let coordinator: Coordinator
+            do { coordinator = try Coordinator(config: c) } catch {
+                web?.stop()
+                throw error
+            }
             print(
                 "coordinator listening on \(coordinator.endpoints.listen), progress on \(coordinator.endpoints.publish)"
             )
+            if let web {
+                web.follow(coordinator)
+                print("dashboard on \(web.url) (Prometheus metrics at \(web.url)metrics)")
+            }
             if coordinator.token != nil {
                 let file = c.dataDir.appendingPathComponent(LocalToken.fileName).path
                 print("clients and workers need its token: --token-file \(file) (or KILN_TOKEN_FILE=\(file))")
@@ -104,6 +129,7 @@ struct CoordinatorCommand: ParsableCommand {
             fflush(nil)  // every stdio stream (the global `stdout` is not concurrency-safe to name)
             let signals = stopOnSignals { coordinator.requestStop() }
             coordinator.run()
+            web?.stop()
             coordinator.stop()
             _ = signals
         }

@@ -46,6 +46,16 @@ struct Run: ParsableCommand {
     var spill: String?
     @Flag(help: "Print the report as JSON on stdout.")
     var json = false
+    @Option(
+        help: ArgumentHelp(
+            "With --workers: serve the web dashboard of the in-process coordinator at HOST:PORT (loopback only; "
+                + "a bare PORT: 127.0.0.1:PORT).", valueName: "host:port"))
+    var http: String?
+    @Option(
+        help: ArgumentHelp(
+            "With --http: keep serving the finished job's page for this many seconds after the report.",
+            valueName: "seconds"))
+    var httpLinger = 0.0
 
     func spec() -> JobSpec { recipe.jobSpec() }
 
@@ -65,6 +75,14 @@ struct Run: ParsableCommand {
             let limits = try limits()
             let progress = RunProgress(terminal: isatty(STDERR_FILENO) == 1, errorReport: spec().resolvedErrorReport)
             let report: JobReport
+            guard http == nil || workers != nil else {
+                throw UserError("--http needs --workers N: the dashboard follows the in-process coordinator")
+            }
+            guard httpLinger >= 0, httpLinger.isFinite, httpLinger <= 86_400 else {
+                throw UserError("--http-linger \(httpLinger) must be 0 to 86400 seconds")
+            }
+            let web = try http.map { try WebPort(bind: $0, tokenFile: nil, secured: false, insecure: false) }
+            if let web { FileHandle.standardError.write(Data("dashboard on \(web.url)\n".utf8)) }
             if let n = workers {
                 guard spill == nil else {
                     throw UserError(
@@ -73,7 +91,9 @@ struct Run: ParsableCommand {
                 report = try TargetBPW.run(spec(), limits: limits) { spec in
                     try spec.validate(limits: limits)
                     let r = try EmbeddedCluster.run(
-                        spec: spec, workers: n, threads: threads ?? 1, progress: progress.handle
+                        spec: spec, workers: n, threads: threads ?? 1, progress: progress.handle,
+                        started: { coordinator, context in web?.follow(coordinator, context: context) },
+                        stopping: { coordinator in web?.finish(coordinator) }
                     ).report
                     try r.write()
                     return r
@@ -93,6 +113,15 @@ struct Run: ParsableCommand {
                 FileHandle.standardOutput.write(Data("\n".utf8))
             } else {
                 print(report.table())
+            }
+            if let web {
+                if httpLinger > 0 {
+                    fflush(nil)
+                    FileHandle.standardError.write(
+                        Data("the dashboard keeps showing the job at \(web.url) for \(Int(httpLinger)) s\n".utf8))
+                    Thread.sleep(forTimeInterval: httpLinger)
+                }
+                web.stop()
             }
         }
     }

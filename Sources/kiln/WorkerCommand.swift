@@ -2,6 +2,7 @@ import ArgumentParser
 import Coordinator
 import Foundation
 import Logging
+import Web
 import Worker
 import ZeroMQ
 
@@ -37,6 +38,18 @@ struct WorkerCommand: ParsableCommand {
             "Always fetch the job's model from the coordinator in ranges, even if its path is readable here (hosts that do not share the coordinator's files). Without it the worker fetches only when the path is unreadable or its size differs."
     )
     var fetchModel = false
+    @Option(
+        help: ArgumentHelp(
+            "Serve this worker's Prometheus metrics at http://HOST:PORT/metrics (a bare PORT: 127.0.0.1:PORT).",
+            valueName: "host:port"))
+    var metrics: String?
+    @Option(
+        help: ArgumentHelp(
+            "File holding the bearer token every --metrics request must carry (required beyond loopback).",
+            valueName: "file"))
+    var metricsTokenFile: String?
+    @Flag(help: "Allow --metrics beyond loopback without CURVE keys (trusted networks only).")
+    var insecure = false
     @Option(help: "trace | debug | info | notice | warning | error")
     var logLevel = "info"
 
@@ -63,6 +76,22 @@ struct WorkerCommand: ParsableCommand {
             c.token = try token.read(environment: ProcessInfo.processInfo.environment)
             c.fetchModel = fetchModel
             if let d = cacheDir { c.cacheDirectory = URL(fileURLWithPath: d) }
+            var server: HTTPService?
+            if let text = metrics {
+                let bind = try HTTPBind.parse(
+                    text.allSatisfy(\.isNumber) ? "127.0.0.1:\(text)" : text, flag: "--metrics")
+                let token = try metricsTokenFile.map { try BearerToken.read($0, flag: "--metrics-token-file") }
+                try bind.check(
+                    secured: c.curveServerKey != nil, insecure: insecure, token: token,
+                    tokenFlag: "--metrics-token-file")
+                let registry = MetricsRegistry()
+                c.metricsFactory = registry.factory
+                server = try MetricsServer.start(
+                    bind, registry: registry, token: token, logger: Logger(label: "kiln.http"))
+                print("worker metrics on http://\(bind.host):\(server!.port)/metrics")
+                fflush(nil)
+            }
+            defer { server?.stop() }
             let worker = Worker(config: c)
             let signals = stopOnSignals { worker.requestStop() }
             worker.run()

@@ -148,10 +148,14 @@ final class StreamedOutputTests: XCTestCase {
         linears[1].relativeError = 0.75
         let units = ReconstructUnits(parts: 2)
         let good = try file("good.bin", linears)
-        let (kept, error) = try Coordinator.checkReconstruct(
+        let (kept, errors, error) = try Coordinator.checkReconstruct(
             good, .reconstruct(block: 3, group: 0), units: units, keep: true)
         XCTAssertEqual(kept, linears)
         XCTAssertEqual(error, 0.75)
+        // The dashboard's per-linear errors: each linear's own (the largest of its row slices).
+        XCTAssertEqual(errors, Coordinator.linearErrors(linears))
+        XCTAssertEqual(
+            errors[linears[1].linear], linears.filter { $0.linear == linears[1].linear }.map(\.relativeError).max())
         XCTAssertEqual(
             try Coordinator.checkReconstruct(good, .reconstruct(block: 3, group: 0), units: units, keep: false).linears,
             [])

@@ -596,6 +596,11 @@ public nonisolated struct Kiln_V1_ModuleProgress: Sendable {
 
   public var elapsedMs: UInt64 = 0
 
+  /// Reconstruct phase: each linear's relative output error so far, by linear name
+  /// ("attn_q", ...): the dashboard's heatmap. Kept in memory only (empty after a restart
+  /// for blocks reconstructed before it).
+  public var linearErrors: Dictionary<String,Double> = [:]
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -964,7 +969,7 @@ nonisolated extension Kiln_V1_JobSpec: SwiftProtobuf.Message, SwiftProtobuf._Mes
 
 nonisolated extension Kiln_V1_ModuleProgress: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ModuleProgress"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}block\0\u{1}module\0\u{1}phase\0\u{1}done\0\u{1}total\0\u{1}error\0\u{3}worker_id\0\u{3}started_unix_ms\0\u{3}elapsed_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}block\0\u{1}module\0\u{1}phase\0\u{1}done\0\u{1}total\0\u{1}error\0\u{3}worker_id\0\u{3}started_unix_ms\0\u{3}elapsed_ms\0\u{3}linear_errors\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -981,6 +986,7 @@ nonisolated extension Kiln_V1_ModuleProgress: SwiftProtobuf.Message, SwiftProtob
       case 7: try { try decoder.decodeSingularStringField(value: &self.workerID) }()
       case 8: try { try decoder.decodeSingularInt64Field(value: &self.startedUnixMs) }()
       case 9: try { try decoder.decodeSingularUInt64Field(value: &self.elapsedMs) }()
+      case 10: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufDouble>.self, value: &self.linearErrors) }()
       default: break
       }
     }
@@ -1014,6 +1020,9 @@ nonisolated extension Kiln_V1_ModuleProgress: SwiftProtobuf.Message, SwiftProtob
     if self.elapsedMs != 0 {
       try visitor.visitSingularUInt64Field(value: self.elapsedMs, fieldNumber: 9)
     }
+    if !self.linearErrors.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufDouble>.self, value: self.linearErrors, fieldNumber: 10)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1027,6 +1036,7 @@ nonisolated extension Kiln_V1_ModuleProgress: SwiftProtobuf.Message, SwiftProtob
     if lhs.workerID != rhs.workerID {return false}
     if lhs.startedUnixMs != rhs.startedUnixMs {return false}
     if lhs.elapsedMs != rhs.elapsedMs {return false}
+    if lhs.linearErrors != rhs.linearErrors {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
