@@ -122,5 +122,7 @@ def client(cluster):
 
 def small_job(out, **extra):
     """The cheapest real job: RTN on SmolLM2-135M, parallel, no calibration statistics."""
-    return dict(model=str(MODEL), calib=str(CALIB), out=str(out), samples=4, seqlen=64,
-                method="rtn", mode="parallel", format="gguf-q4_0", **extra)
+    spec = dict(model=str(MODEL), calib=str(CALIB), out=str(out), samples=4, seqlen=64,
+                method="rtn", mode="parallel", format="gguf-q4_0")
+    spec.update(extra)
+    return spec
