@@ -36,7 +36,8 @@ int kiln_read_token(const char *path, char out[65], char *err) {
     while (start < end && strchr(" \t\r\n", buf[start])) start++;
     while (end > start && strchr(" \t\r\n", buf[end - 1])) end--;
     int ok = end - start == 64;
-    for (size_t i = start; ok && i < end; i++) ok = (buf[i] >= '0' && buf[i] <= '9') || (buf[i] >= 'a' && buf[i] <= 'f');
+    for (size_t i = start; ok && i < end; i++)
+        ok = (buf[i] >= '0' && buf[i] <= '9') || (buf[i] >= 'a' && buf[i] <= 'f');
     if (!ok) {
         snprintf(err, KILN_ERR_LEN,
                  "--token-file %s: not a coordinator token (64 hex digits); pass the coordinator's DATA_DIR/token",

@@ -140,7 +140,8 @@ int main(int argc, char **argv) {
         case 'T': {
             char *end = NULL;
             timeout = strtod(optarg, &end);
-            if (*end || !(timeout > 0 && timeout < 86400)) return die_usage("--timeout %s: not a number of seconds in (0, 86400)%s", optarg, "");
+            if (*end || !(timeout > 0 && timeout < 86400))
+                return die_usage("--timeout %s: not a number of seconds in (0, 86400)%s", optarg, "");
             break;
         }
         case 'm': model = optarg; break;

@@ -53,19 +53,43 @@ class Cluster:
         self.token_file = None if secured else str(self.data / "token")
         self.procs = []
         self.start(
-            "coordinator", "--listen", self.endpoint, "--data-dir", str(self.data),
-            "--allow-path", str(tmp), "--allow-path", str(ASSETS), "--allow-path", str(ROOT / "Tests/Fixtures"),
+            "coordinator",
+            "--listen",
+            self.endpoint,
+            "--data-dir",
+            str(self.data),
+            "--allow-path",
+            str(tmp),
+            "--allow-path",
+            str(ASSETS),
+            "--allow-path",
+            str(ROOT / "Tests/Fixtures"),
             *coordinator_args,
         )
         if not secured:
             self.wait_for(lambda: (self.data / "token").is_file(), "the coordinator's token file")
         env = {} if secured else {"KILN_TOKEN_FILE": self.token_file}
-        self.start("worker", "--coordinator", self.endpoint, "--threads", "1", "--id", "w1", *worker_args, env=env)
+        self.start(
+            "worker",
+            "--coordinator",
+            self.endpoint,
+            "--threads",
+            "1",
+            "--id",
+            "w1",
+            *worker_args,
+            env=env,
+        )
 
     def start(self, *args, env=None):
         log = open(self.tmp / f"{args[0]}.log", "wb")
-        p = subprocess.Popen([self.bin, *args], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                             env=dict(os.environ, **(env or {})))
+        p = subprocess.Popen(
+            [self.bin, *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=dict(os.environ, **(env or {})),
+        )
         self.procs.append((args[0], p, log))
 
     def wait_for(self, ready, what, seconds=60):
@@ -88,8 +112,10 @@ class Cluster:
         self.wait_for(ready, f"{n} worker(s) listed")
 
     def logs(self):
-        return "\n".join(f"--- {name}\n{(self.tmp / f'{name}.log').read_text(errors='replace')[-4000:]}"
-                         for name, _, _ in self.procs)
+        return "\n".join(
+            f"--- {name}\n{(self.tmp / f'{name}.log').read_text(errors='replace')[-4000:]}"
+            for name, _, _ in self.procs
+        )
 
     def stop(self):
         for _, p, _ in reversed(self.procs):
@@ -122,7 +148,15 @@ def client(cluster):
 
 def small_job(out, **extra):
     """The cheapest real job: RTN on SmolLM2-135M, parallel, no calibration statistics."""
-    spec = dict(model=str(MODEL), calib=str(CALIB), out=str(out), samples=4, seqlen=64,
-                method="rtn", mode="parallel", format="gguf-q4_0")
+    spec = dict(
+        model=str(MODEL),
+        calib=str(CALIB),
+        out=str(out),
+        samples=4,
+        seqlen=64,
+        method="rtn",
+        mode="parallel",
+        format="gguf-q4_0",
+    )
     spec.update(extra)
     return spec

@@ -37,8 +37,25 @@ def test_submit_watch_status(client, cluster):
 def test_cli_submit_wait_with_bars(cluster):
     out = cluster.tmp / "cli-q4_0.gguf"
     job = small_job(out)
-    args = ["submit", "--wait", "--bars", "--model", job["model"], "--calib", job["calib"], "--out", str(out),
-            "--samples", "4", "--seqlen", "64", "--method", "rtn", "--mode", "parallel"]
+    args = [
+        "submit",
+        "--wait",
+        "--bars",
+        "--model",
+        job["model"],
+        "--calib",
+        job["calib"],
+        "--out",
+        str(out),
+        "--samples",
+        "4",
+        "--seqlen",
+        "64",
+        "--method",
+        "rtn",
+        "--mode",
+        "parallel",
+    ]
     r = run_cli(cluster, *args)
     assert r.returncode == 0, r.stderr + cluster.logs()
     job_id = r.stdout.splitlines()[0]
@@ -46,7 +63,9 @@ def test_cli_submit_wait_with_bars(cluster):
     assert "block 29" in r.stderr and "100%" in r.stderr  # tqdm's bars
     assert out.is_file()
     s = run_cli(cluster, "status", job_id)
-    assert s.returncode == 0 and f"{job_id}: succeeded, 30/30 blocks" in s.stdout, s.stdout + s.stderr
+    assert s.returncode == 0 and f"{job_id}: succeeded, 30/30 blocks" in s.stdout, (
+        s.stdout + s.stderr
+    )
 
 
 def test_cancel(client, cluster):
@@ -88,12 +107,19 @@ def test_errors_name_what_to_fix(cluster):
             c.submit(**small_job(cluster.tmp / "x.gguf", method="fast"))
         with pytest.raises(CoordinatorError) as e:
             c.submit(**small_job(cluster.tmp / "y.gguf", calib="/nonexistent/calib.txt"))
-        assert e.value.field == "submit_request.spec" and "/nonexistent/calib.txt" in e.value.message
+        assert (
+            e.value.field == "submit_request.spec" and "/nonexistent/calib.txt" in e.value.message
+        )
     r = run_cli(cluster, "--token-file", "", "workers")
     assert r.returncode == 1 and "requires its token" in r.stderr, r.stderr
 
 
 def run_cli(cluster, *args):
     env = dict(os.environ, KILN_COORDINATOR=cluster.endpoint, KILN_TOKEN_FILE=cluster.token_file)
-    return subprocess.run([sys.executable, "-m", "kiln_client.cli", "--timeout", "10", *args],
-                          capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "kiln_client.cli", "--timeout", "10", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )

@@ -17,10 +17,22 @@ def secured(tmp_path_factory):
         subprocess.run([kiln_bin(), "keygen", str(tmp / name)], check=True, capture_output=True)
     allowed = tmp / "allowed.pub"
     allowed.write_text((tmp / "worker.pub").read_text() + (tmp / "alice.pub").read_text())
-    c = Cluster(tmp, coordinator_args=["--curve-secret", str(tmp / "coordinator.secret"),
-                                       "--allow-keys", str(allowed)],
-                worker_args=["--curve-server-key", str(tmp / "coordinator.pub"),
-                             "--curve-secret", str(tmp / "worker.secret")], secured=True)
+    c = Cluster(
+        tmp,
+        coordinator_args=[
+            "--curve-secret",
+            str(tmp / "coordinator.secret"),
+            "--allow-keys",
+            str(allowed),
+        ],
+        worker_args=[
+            "--curve-server-key",
+            str(tmp / "coordinator.pub"),
+            "--curve-secret",
+            str(tmp / "worker.secret"),
+        ],
+        secured=True,
+    )
     try:
         yield c
     finally:
@@ -30,10 +42,14 @@ def secured(tmp_path_factory):
 def test_allowed_key_lists_workers_and_others_are_refused(secured):
     tmp = secured.tmp
     server = str(tmp / "coordinator.pub")
-    with Client(secured.endpoint, curve_server_key=server, curve_secret=str(tmp / "alice.secret")) as alice:
+    with Client(
+        secured.endpoint, curve_server_key=server, curve_secret=str(tmp / "alice.secret")
+    ) as alice:
         secured.wait_workers(alice)
         assert [w.worker_id for w in alice.workers()] == ["w1"]
-    with Client(secured.endpoint, curve_server_key=server, curve_secret=str(tmp / "mallory.secret")) as mallory:
+    with Client(
+        secured.endpoint, curve_server_key=server, curve_secret=str(tmp / "mallory.secret")
+    ) as mallory:
         with pytest.raises(NoAnswer, match="refused this CURVE key .ask its operator to add"):
             mallory.workers()
     with Client(secured.endpoint, timeout=2) as plain:

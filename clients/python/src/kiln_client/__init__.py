@@ -7,6 +7,16 @@ from .spec import job_spec
 from .view import JobView, state_name
 
 __all__ = [
-    "Client", "CloneSequencer", "CoordinatorError", "JobView", "KilnError", "MalformedReply",
-    "NoAnswer", "UnknownJob", "UsageError", "job_spec", "publish_endpoint", "state_name",
+    "Client",
+    "CloneSequencer",
+    "CoordinatorError",
+    "JobView",
+    "KilnError",
+    "MalformedReply",
+    "NoAnswer",
+    "UnknownJob",
+    "UsageError",
+    "job_spec",
+    "publish_endpoint",
+    "state_name",
 ]

@@ -30,23 +30,45 @@ def _connection(suppress=False):
         defaults = dict.fromkeys(defaults, argparse.SUPPRESS)
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("connection")
-    g.add_argument("--coordinator", default=defaults["coordinator"],
-                   help="coordinator endpoint (default: $KILN_COORDINATOR, else tcp://127.0.0.1:5555)")
-    g.add_argument("--token-file", default=defaults["token_file"],
-                   help="the coordinator's DATA_DIR/token (default: $KILN_TOKEN_FILE); "
-                   "a coordinator without CURVE keys requires it")
-    g.add_argument("--curve-server-key", default=defaults["curve_server_key"],
-                   help="file holding the coordinator's CURVE public key (default: $KILN_CURVE_SERVER_KEY)")
-    g.add_argument("--curve-secret", default=defaults["curve_secret"],
-                   help="file holding this client's CURVE secret key (default: $KILN_CURVE_SECRET)")
-    g.add_argument("--timeout", type=float, default=defaults["timeout"], help="seconds to wait for each answer")
-    g.add_argument("--publish", default=defaults["publish"],
-                   help="progress feed endpoint (default: the coordinator's port + 1)")
+    g.add_argument(
+        "--coordinator",
+        default=defaults["coordinator"],
+        help="coordinator endpoint (default: $KILN_COORDINATOR, else tcp://127.0.0.1:5555)",
+    )
+    g.add_argument(
+        "--token-file",
+        default=defaults["token_file"],
+        help="the coordinator's DATA_DIR/token (default: $KILN_TOKEN_FILE); "
+        "a coordinator without CURVE keys requires it",
+    )
+    g.add_argument(
+        "--curve-server-key",
+        default=defaults["curve_server_key"],
+        help="file holding the coordinator's CURVE public key (default: $KILN_CURVE_SERVER_KEY)",
+    )
+    g.add_argument(
+        "--curve-secret",
+        default=defaults["curve_secret"],
+        help="file holding this client's CURVE secret key (default: $KILN_CURVE_SECRET)",
+    )
+    g.add_argument(
+        "--timeout",
+        type=float,
+        default=defaults["timeout"],
+        help="seconds to wait for each answer",
+    )
+    g.add_argument(
+        "--publish",
+        default=defaults["publish"],
+        help="progress feed endpoint (default: the coordinator's port + 1)",
+    )
     return p
 
 
 def _parser():
-    parser = argparse.ArgumentParser(prog="kiln-client", description=__doc__, parents=[_connection()])
+    parser = argparse.ArgumentParser(
+        prog="kiln-client", description=__doc__, parents=[_connection()]
+    )
     common = _connection(suppress=True)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -68,11 +90,17 @@ def _parser():
     s.add_argument("--format", choices=FORMATS, default="gguf-q4_0")
     s.add_argument("--damp", type=float, default=0.01)
     s.add_argument("--error-report", action=argparse.BooleanOptionalAction)
-    s.add_argument("--spec-json", metavar="FILE", help="Kiln's own JobSpec as JSON (overrides the fields above)")
+    s.add_argument(
+        "--spec-json",
+        metavar="FILE",
+        help="Kiln's own JobSpec as JSON (overrides the fields above)",
+    )
     s.add_argument("--wait", action="store_true", help="follow the job to its end like watch")
     _display_flags(s)
 
-    w = sub.add_parser("watch", parents=[common], help="follow a job to its end (exit 1 unless it succeeded)")
+    w = sub.add_parser(
+        "watch", parents=[common], help="follow a job to its end (exit 1 unless it succeeded)"
+    )
     w.add_argument("job")
     _display_flags(w)
 
@@ -91,15 +119,23 @@ def _parser():
 
 def _display_flags(p):
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--bars", action="store_true", help="a progress bar per block even when not on a terminal")
+    g.add_argument(
+        "--bars", action="store_true", help="a progress bar per block even when not on a terminal"
+    )
     g.add_argument("--plain", action="store_true", help="one line per change even on a terminal")
 
 
 def main(argv=None):
     args = _parser().parse_args(argv)
     try:
-        with Client(args.coordinator, token_file=args.token_file, curve_server_key=args.curve_server_key,
-                    curve_secret=args.curve_secret, timeout=args.timeout, publish=args.publish) as client:
+        with Client(
+            args.coordinator,
+            token_file=args.token_file,
+            curve_server_key=args.curve_server_key,
+            curve_secret=args.curve_secret,
+            timeout=args.timeout,
+            publish=args.publish,
+        ) as client:
             return COMMANDS[args.command](client, args)
     except KilnError as e:
         print(f"kiln-client: {e}", file=sys.stderr)
@@ -109,15 +145,21 @@ def main(argv=None):
 
 
 def _submit(client, args):
-    fields = {k: getattr(args, k) for k in (
-        "model calib out name samples seqlen seed sampler method bits group sym act_order mode format damp "
-        "error_report").split()}
+    fields = {
+        k: getattr(args, k)
+        for k in (
+            "model calib out name samples seqlen seed sampler method bits group sym act_order mode format damp "
+            "error_report"
+        ).split()
+    }
     if args.spec_json:
         try:
             with open(args.spec_json, encoding="utf-8") as f:
                 fields["spec_json"] = f.read()
         except OSError as e:
-            raise KilnError(f"--spec-json {args.spec_json}: cannot read the file ({e.strerror})") from None
+            raise KilnError(
+                f"--spec-json {args.spec_json}: cannot read the file ({e.strerror})"
+            ) from None
     job = client.submit(**fields)
     print(job, flush=True)
     return _follow(client, job, args) if args.wait else 0
@@ -157,7 +199,10 @@ class _Lines:
     def update(self, view):
         if view.state_name != self.state:
             self.state = view.state_name
-            print(f"job {self.job}: {self.state} ({view.blocks_done}/{view.blocks_total} blocks)", flush=True)
+            print(
+                f"job {self.job}: {self.state} ({view.blocks_done}/{view.blocks_total} blocks)",
+                flush=True,
+            )
         for b, f in enumerate(view.block_fractions()):
             if f >= 1 and b not in self.done:
                 self.done.add(b)
@@ -179,14 +224,29 @@ class _Bars:
 
     def update(self, view):
         if self.head is None:
-            self.head = self.tqdm(total=view.blocks_total or 1, desc="job", unit="block", position=0,
-                                  file=sys.stderr, dynamic_ncols=True)
+            self.head = self.tqdm(
+                total=view.blocks_total or 1,
+                desc="job",
+                unit="block",
+                position=0,
+                file=sys.stderr,
+                dynamic_ncols=True,
+            )
         fractions = view.block_fractions()
         while len(self.bars) < len(fractions):
             b = len(self.bars)
-            self.bars.append(self.tqdm(total=100, desc=f"block {b}", unit="%", position=b + 1, leave=True,
-                                       file=sys.stderr, dynamic_ncols=True,
-                                       bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}"))
+            self.bars.append(
+                self.tqdm(
+                    total=100,
+                    desc=f"block {b}",
+                    unit="%",
+                    position=b + 1,
+                    leave=True,
+                    file=sys.stderr,
+                    dynamic_ncols=True,
+                    bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}",
+                )
+            )
         for bar, f in zip(self.bars, fractions):
             n = round(f * 100)
             if n != bar.n:
@@ -205,7 +265,9 @@ def _status(client, args):
     if args.json:
         print(json_format.MessageToJson(s, preserving_proto_field_name=True))
         return 0
-    print(f"{s.job_id}: {state_name(s.state)}, {s.blocks_done}/{s.blocks_total} blocks, output {s.spec.output_path}")
+    print(
+        f"{s.job_id}: {state_name(s.state)}, {s.blocks_done}/{s.blocks_total} blocks, output {s.spec.output_path}"
+    )
     if s.HasField("error"):
         print(f"error: {s.error.message}")
     return 0
@@ -219,7 +281,12 @@ def _cancel(client, args):
 def _workers(client, args):
     workers = client.workers()
     if args.json:
-        print(json.dumps([json_format.MessageToDict(w, preserving_proto_field_name=True) for w in workers], indent=2))
+        print(
+            json.dumps(
+                [json_format.MessageToDict(w, preserving_proto_field_name=True) for w in workers],
+                indent=2,
+            )
+        )
         return 0
     for w in workers:
         state = client_pb2.WorkerState.Name(w.state).removeprefix("WORKER_STATE_").lower()
@@ -229,7 +296,13 @@ def _workers(client, args):
     return 0
 
 
-COMMANDS = {"submit": _submit, "watch": _watch, "status": _status, "cancel": _cancel, "workers": _workers}
+COMMANDS = {
+    "submit": _submit,
+    "watch": _watch,
+    "status": _status,
+    "cancel": _cancel,
+    "workers": _workers,
+}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -29,11 +29,13 @@ def publish_endpoint(endpoint):
     """The coordinator's progress feed by its convention: same host, listen port + 1."""
     if not endpoint.startswith("tcp://"):
         raise UsageError(f'endpoint "{endpoint}": not a tcp://HOST:PORT endpoint; pass publish=')
-    host, sep, port = endpoint[len("tcp://"):].rpartition(":")
+    host, sep, port = endpoint[len("tcp://") :].rpartition(":")
     if not sep or not host:
         raise UsageError(f'endpoint "{endpoint}": missing :PORT')
     if not port.isdigit() or not 1 <= int(port) <= 65534:
-        raise UsageError(f'endpoint "{endpoint}": the port must be a number in 1...65534 (progress is on port + 1)')
+        raise UsageError(
+            f'endpoint "{endpoint}": the port must be a number in 1...65534 (progress is on port + 1)'
+        )
     return f"tcp://{host}:{int(port) + 1}"
 
 
@@ -46,7 +48,12 @@ def _key(value, what, secret):
 
 class Client:
     def __init__(
-        self, endpoint, token_file=None, curve_server_key=None, curve_secret=None, timeout=5.0,
+        self,
+        endpoint,
+        token_file=None,
+        curve_server_key=None,
+        curve_secret=None,
+        timeout=5.0,
         publish=None,
     ):
         if not isinstance(timeout, (int, float)) or not timeout > 0:
@@ -113,15 +120,21 @@ class Client:
     def submit(self, spec=None, client_token=None, **fields):
         """Submits a job (a dict and/or keyword fields, see kiln_client.spec); returns its id."""
         req = client_pb2.SubmitRequest(client_token=client_token or str(uuid.uuid4()))
-        req.spec.CopyFrom(spec if isinstance(spec, specs.job_pb2.JobSpec) else specs.job_spec(spec, **fields))
+        req.spec.CopyFrom(
+            spec if isinstance(spec, specs.job_pb2.JobSpec) else specs.job_spec(spec, **fields)
+        )
         reply = self._call("submit_request", req, "submit_response")
         if not reply.job_id:
-            raise MalformedReply(f"coordinator at {self.endpoint} answered a submit with an empty job id")
+            raise MalformedReply(
+                f"coordinator at {self.endpoint} answered a submit with an empty job id"
+            )
         return reply.job_id
 
     def status(self, job_id):
         """The job's kiln.v1.JobStatus."""
-        return self._call("status_request", client_pb2.StatusRequest(job_id=job_id), "status_response", job_id).status
+        return self._call(
+            "status_request", client_pb2.StatusRequest(job_id=job_id), "status_response", job_id
+        ).status
 
     def cancel(self, job_id, reason=""):
         """Cancels a job; returns its state afterwards (a kiln.v1.JobState value)."""
@@ -130,7 +143,11 @@ class Client:
 
     def workers(self):
         """The connected workers (kiln.v1.WorkerInfo)."""
-        return list(self._call("list_workers_request", client_pb2.ListWorkersRequest(), "list_workers_response").workers)
+        return list(
+            self._call(
+                "list_workers_request", client_pb2.ListWorkersRequest(), "list_workers_response"
+            ).workers
+        )
 
     def snapshot(self, job_id=""):
         """Every job's status (or one job's), with the sequence of the last update it reflects."""
@@ -139,7 +156,9 @@ class Client:
 
     def report(self, job_id):
         """The JSON report the coordinator kept of a job (sensitivity jobs only)."""
-        return self._call("report_request", client_pb2.ReportRequest(job_id=job_id), "report_response", job_id).report_json
+        return self._call(
+            "report_request", client_pb2.ReportRequest(job_id=job_id), "report_response", job_id
+        ).report_json
 
     def watch(self, job_id, idle_resync=5.0, tick=0.5):
         """Follows a job to its end: yields its JobView (one object, updated in place) after
@@ -180,9 +199,14 @@ class Client:
         poller.register(self._socket, zmq.POLLIN)
         while True:
             now = time.monotonic()
-            if pending is None and (not seen_snapshot or sequencer.needs_snapshot or now - last_activity >= idle_resync):
+            if pending is None and (
+                not seen_snapshot or sequencer.needs_snapshot or now - last_activity >= idle_resync
+            ):
                 sequencer.snapshot_requested()
-                pending = (self._send("snapshot_request", client_pb2.SnapshotRequest(job_id=job_id)), now + self.timeout)
+                pending = (
+                    self._send("snapshot_request", client_pb2.SnapshotRequest(job_id=job_id)),
+                    now + self.timeout,
+                )
             if pending and now >= pending[1]:
                 raise self._no_answer()
             wait = tick if pending is None else max(0.0, min(tick, pending[1] - now))
@@ -225,7 +249,10 @@ class Client:
             env = envelope_pb2.Envelope.FromString(frames[1])
         except DecodeError:
             return None
-        if env.protocol_version != common_pb2.PROTOCOL_VERSION_1 or env.WhichOneof("body") != "progress_update":
+        if (
+            env.protocol_version != common_pb2.PROTOCOL_VERSION_1
+            or env.WhichOneof("body") != "progress_update"
+        ):
             return None
         return env.progress_update
 
@@ -248,7 +275,9 @@ class Client:
     def _send(self, field, request):
         self._next_id += 1
         cid = f"{self._prefix}-{self._next_id}"
-        env = envelope_pb2.Envelope(protocol_version=common_pb2.PROTOCOL_VERSION_1, correlation_id=cid)
+        env = envelope_pb2.Envelope(
+            protocol_version=common_pb2.PROTOCOL_VERSION_1, correlation_id=cid
+        )
         if self.token:
             env.auth_token = self.token
         getattr(env, field).CopyFrom(request)
@@ -268,7 +297,9 @@ class Client:
         try:
             env = envelope_pb2.Envelope.FromString(frames[0])
         except DecodeError as e:
-            raise MalformedReply(f"malformed reply from {self.endpoint}: frame 0 is not an Envelope ({e})") from None
+            raise MalformedReply(
+                f"malformed reply from {self.endpoint}: frame 0 is not an Envelope ({e})"
+            ) from None
         if env.protocol_version != common_pb2.PROTOCOL_VERSION_1:
             raise MalformedReply(
                 f"malformed reply from {self.endpoint}: protocol_version {env.protocol_version}, "
@@ -289,9 +320,13 @@ class Client:
             message = e.message
             if e.code == common_pb2.ERROR_CODE_UNAUTHORIZED and not self.token:
                 message += " [kiln-client: pass token_file= / --token-file]"
-            raise CoordinatorError(self.endpoint, common_pb2.ErrorCode.Name(e.code), message, e.field)
+            raise CoordinatorError(
+                self.endpoint, common_pb2.ErrorCode.Name(e.code), message, e.field
+            )
         if kind != expecting:
-            raise MalformedReply(f"coordinator at {self.endpoint} answered {kind} to a request expecting {expecting}")
+            raise MalformedReply(
+                f"coordinator at {self.endpoint} answered {kind} to a request expecting {expecting}"
+            )
         return getattr(env, kind)
 
     def _no_answer(self):
@@ -299,7 +334,9 @@ class Client:
         (handshake done) a coordinator that is slow or stuck."""
         hint = self._watch.hint(curve=self.curve is not None)
         if hint:
-            return NoAnswer(f"the coordinator at {self.endpoint} did not complete the connection handshake: {hint}")
+            return NoAnswer(
+                f"the coordinator at {self.endpoint} did not complete the connection handshake: {hint}"
+            )
         verdict = self._watch.verdict()
         if verdict == "refused":
             if self.ephemeral:
@@ -313,7 +350,9 @@ class Client:
                 f"(ask its operator to add {self.curve[1]} to --allow-keys)"
             )
         if verdict == "unreachable":
-            return NoAnswer(f"no coordinator answers at {self.endpoint} (is `kiln coordinator` running there?)")
+            return NoAnswer(
+                f"no coordinator answers at {self.endpoint} (is `kiln coordinator` running there?)"
+            )
         return NoAnswer(
             f"no answer from {self.endpoint} within {self.timeout:g} s: is `kiln coordinator` running there?"
         )

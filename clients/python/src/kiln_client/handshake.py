@@ -37,7 +37,10 @@ class HandshakeWatch:
                 self.last = ("succeeded", 0)
             elif kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
                 self.last = ("refused", e["value"])
-            elif kind in (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL):
+            elif kind in (
+                zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
+                zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL,
+            ):
                 self.last = ("protocol", e["value"])
         if self.last:
             return self.last[0]

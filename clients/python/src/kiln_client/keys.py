@@ -69,5 +69,7 @@ def read_key(path, what, secret):
         keys.append(line)
     if len(keys) != 1:
         found = "no key" if not keys else f"{len(keys)} keys"
-        raise UsageError(f"{what} {path}: {found} in the file; it should hold one (`kiln keygen NAME`)")
+        raise UsageError(
+            f"{what} {path}: {found} in the file; it should hold one (`kiln keygen NAME`)"
+        )
     return keys[0]

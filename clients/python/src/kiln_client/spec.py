@@ -31,7 +31,10 @@ FORMATS = {
     "gptq-safetensors": job_pb2.OUTPUT_FORMAT_GPTQ_SAFETENSORS,
     "compressed-tensors-w8a8": job_pb2.OUTPUT_FORMAT_COMPRESSED_TENSORS_W8A8,
 }
-MODES = {"parallel": job_pb2.SCHEDULE_MODE_PARALLEL, "sequential": job_pb2.SCHEDULE_MODE_SEQUENTIAL}
+MODES = {
+    "parallel": job_pb2.SCHEDULE_MODE_PARALLEL,
+    "sequential": job_pb2.SCHEDULE_MODE_SEQUENTIAL,
+}
 SAMPLERS = {"consecutive": job_pb2.SAMPLER_CONTIGUOUS, "random": job_pb2.SAMPLER_RANDOM_WINDOWS}
 
 FIELDS = (
@@ -44,7 +47,9 @@ def _choice(field, value, table):
     try:
         return table[value]
     except KeyError:
-        raise UsageError(f"spec field {field}: {value!r} is not one of {', '.join(table)}") from None
+        raise UsageError(
+            f"spec field {field}: {value!r} is not one of {', '.join(table)}"
+        ) from None
 
 
 def _count(field, value, low, high):
