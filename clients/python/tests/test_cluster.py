@@ -110,6 +110,10 @@ def test_errors_name_what_to_fix(cluster):
         assert (
             e.value.field == "submit_request.spec" and "/nonexistent/calib.txt" in e.value.message
         )
+    r = run_cli(cluster, "--token-file", "/nonexistent/token", "workers")
+    assert (
+        r.returncode == 1 and "--token-file /nonexistent/token: cannot read" in r.stderr
+    ), r.stderr
     r = run_cli(cluster, "--token-file", "", "workers")
     assert r.returncode == 1 and "requires its token" in r.stderr, r.stderr
 

@@ -1,5 +1,6 @@
 """kiln-client with CURVE: keys made by `kiln keygen`, a coordinator with --curve-secret and
---allow-keys (no token then); an allowed key lists the worker, an unlisted key is refused."""
+--allow-keys (no token then); an allowed key lists the worker and follows a job to its end,
+an unlisted key is refused."""
 
 import subprocess
 
@@ -7,7 +8,7 @@ import pytest
 
 from kiln_client import Client, NoAnswer, UsageError
 
-from conftest import Cluster, kiln_bin
+from conftest import Cluster, kiln_bin, small_job
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +48,10 @@ def test_allowed_key_lists_workers_and_others_are_refused(secured):
     ) as alice:
         secured.wait_workers(alice)
         assert [w.worker_id for w in alice.workers()] == ["w1"]
+        # The progress feed is a CURVE server too: watching needs the same keys.
+        job = alice.submit(**small_job(tmp / "curve-q4_0.gguf"))
+        assert alice.wait(job).state_name == "succeeded", secured.logs()
+        assert (tmp / "curve-q4_0.gguf").is_file()
     with Client(
         secured.endpoint, curve_server_key=server, curve_secret=str(tmp / "mallory.secret")
     ) as mallory:

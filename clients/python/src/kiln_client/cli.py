@@ -9,6 +9,7 @@ from google.protobuf import json_format
 
 from .client import Client
 from .errors import KilnError
+from .keys import read_token
 from .proto import client_pb2
 from .spec import FORMATS, METHODS, MODES, SAMPLERS
 from .view import state_name
@@ -128,6 +129,8 @@ def _display_flags(p):
 def main(argv=None):
     args = _parser().parse_args(argv)
     try:
+        if args.token_file:
+            read_token(args.token_file, what="--token-file")  # errors name the flag
         with Client(
             args.coordinator,
             token_file=args.token_file,
