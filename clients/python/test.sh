@@ -18,8 +18,11 @@ export KILN_BIN=${KILN_BIN:-$root/.build/release/kiln}
 venv=${KILN_PYCLIENT_VENV:-$HOME/.cache/kiln/venv-pyclient}
 
 # The committed generated code must match Protos/ (protoc from Debian's protobuf-compiler).
-command -v protoc >/dev/null || apt-get install -y -qq protobuf-compiler >/dev/null \
-  || die "cannot install protobuf-compiler"
+if ! command -v protoc >/dev/null; then
+  apt-get install -y -qq protobuf-compiler >/dev/null 2>&1 \
+    || { apt-get update -qq && apt-get install -y -qq protobuf-compiler >/dev/null; } \
+    || die "cannot install protobuf-compiler"
+fi
 "$here/gen.sh" --check
 
 if [[ ! -x $venv/bin/python ]]; then
