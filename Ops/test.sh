@@ -58,6 +58,12 @@ if [[ "${KILN_FUZZ_SECONDS:-60}" != 0 ]]; then
   check "fuzz (${KILN_FUZZ_SECONDS:-60} s per target)" Ops/fuzz.sh "${KILN_FUZZ_SECONDS:-60}"
 fi
 
+# Clients of the coordinator's protocol outside Swift (clients/): the Python package
+# kiln-client and the C conformance client, each against a real coordinator and worker on
+# a small SmolLM2 job (they install their own packages). Two extra checks.
+check "python client (clients/python/test.sh)" clients/python/test.sh
+check "c client (clients/c/test.sh)" clients/c/test.sh
+
 # The code stays as .swift-format lays it out (generated protobuf code aside). One extra check.
 check "format (swift format lint --strict)" bash -c \
   "git ls-files '*.swift' | grep -v '/Generated/' | xargs swift format lint --strict --configuration .swift-format --parallel"

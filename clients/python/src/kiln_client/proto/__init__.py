@@ -1,0 +1,1 @@
+"""Kiln wire protocol messages, generated from Protos/kiln/v1 by gen.sh."""
