@@ -64,6 +64,12 @@ fi
 check "python client (clients/python/test.sh)" clients/python/test.sh
 check "c client (clients/c/test.sh)" clients/c/test.sh
 
+# Operations: the dashboard in a real browser (Debian's chromium, headless, on `kiln run
+# --workers 2 --http` mid-job) and Debian's Prometheus scraping a live coordinator and
+# worker. Each installs its packages. Two extra checks.
+check "dashboard in chromium (Ops/dashboard-test.sh)" Ops/dashboard-test.sh
+check "prometheus scrape (Ops/metrics-test.sh)" Ops/metrics-test.sh
+
 # The code stays as .swift-format lays it out (generated protobuf code aside). One extra check.
 check "format (swift format lint --strict)" bash -c \
   "git ls-files '*.swift' | grep -v '/Generated/' | xargs swift format lint --strict --configuration .swift-format --parallel"
