@@ -16,7 +16,7 @@
 # (model cache, Ops/fetch-assets.sh), KILN_SLURM_KEEP=1 (keep the temporary directory).
 set -euo pipefail
 
-me=slurm-test.sh
+me="slurm-test.sh"
 die() { echo "$me: $*" >&2; exit 1; }
 say() { echo "$me: $*"; }
 [[ $# -eq 0 ]] || { echo "usage: Ops/slurm-test.sh" >&2; exit 2; }
@@ -163,44 +163,55 @@ say "slurm up: node $host, slurmctld port $port ($((SECONDS - started)) s)"
 
 fail() { echo "$me: FAILED: $*" >&2; failed=1; }
 
-# 1. A real job with CURVE keys, the coordinator bound to 0.0.0.0.
+# A small real SmolLM2 job through kiln.sbatch; ENV... are extra environment assignments.
+# Checks: sbatch exits 0, the worker ran as the srun task (its id and its srun --output
+# log), it left with its goodbye, and the output is a GGUF with the input's architecture
+# and parameter count.
+real_job() {
+  local name=$1 job status got want
+  shift
+  local out=$work/job/$name.gguf log=$work/job/$name.log t0=$SECONDS
+  set +e
+  job=$(cd "$work/job" && env "$marker" KILN_BIN="$bin" KILN_READY_TIMEOUT=60 KILN_STOP_TIMEOUT=10 "$@" \
+    KILN_MODEL="$model" KILN_CALIB="$calib" KILN_OUT="$out" KILN_FORMAT=gguf-q4_0 KILN_METHOD=rtn \
+    timeout 600 sbatch --parsable --wait --time=10 --cpus-per-task="$(nproc)" --output="$log" "$sbatch_script" \
+    --mode parallel --samples 4 --seqlen 64 --shard-size 2)
+  status=$?
+  set -e
+  job=${job%%;*}
+  say "$name: sbatch exit status $status in $((SECONDS - t0)) s"
+  local run=$work/job/kiln-$job worker=slurm-$job.0-task0-$host
+  if ((status != 0)); then
+    fail "$name: sbatch exit status $status; log $log:"
+    cat "$log" >&2 || true
+    for f in "$run"/*.log; do echo "--- $f" >&2; tail -n 20 "$f" >&2; done
+  fi
+  grep -q "step 3/4 (job): succeeded" "$log" || fail "$name: $log does not say the job succeeded"
+  grep -q "$worker" "$log" || fail "$name: no worker with the srun task's id ($worker) in $log"
+  [[ -s $run/worker-0-$host.log ]] || fail "$name: no worker log from srun's --output ($run/worker-0-$host.log)"
+  # A TERM to srun itself would have killed the worker without its goodbye.
+  grep -q "reason=goodbye.*worker=$worker" "$run/coordinator.log" ||
+    fail "$name: the worker left without its goodbye ($run/coordinator.log)"
+  [[ -s $out ]] || { fail "$name: no output at $out"; return; }
+  want=$("$bin" inspect --json --no-tensors "$model" | python3 -c "$summary")
+  got=$("$bin" inspect --json --no-tensors "$out" | python3 -c "$summary") || fail "$name: kiln inspect cannot read $out"
+  [[ $got == "$want" ]] || fail "$name: $out: kiln inspect says '$got', want '$want'"
+}
+summary='import json, sys; o = json.load(sys.stdin); print(o["format"], o["architecture"], o["parameters"])'
+
+# 1. CURVE keys made by `kiln keygen`: the coordinator binds 0.0.0.0, the worker dials the host name.
 keys=$work/job/keys
 mkdir -p "$keys"
 (cd "$keys" && for k in coordinator worker client; do "$bin" keygen "$k" >/dev/null; done)
 cat "$keys/worker.pub" "$keys/client.pub" >"$keys/allowed.pub"
-out=$work/job/smollm2-q4_0.gguf
-log=$work/job/sbatch.log
-t0=$SECONDS
-set +e
-job=$(cd "$work/job" && env "$marker" KILN_BIN="$bin" KILN_KEYS="$keys" KILN_READY_TIMEOUT=60 KILN_STOP_TIMEOUT=10 \
-  KILN_MODEL="$model" KILN_CALIB="$calib" KILN_OUT="$out" KILN_FORMAT=gguf-q4_0 KILN_METHOD=rtn \
-  timeout 900 sbatch --parsable --wait --time=10 --cpus-per-task="$(nproc)" --output="$log" "$sbatch_script" \
-  --mode parallel --samples 4 --seqlen 64 --shard-size 2)
-status=$?
-set -e
-say "job 1 (CURVE, rtn): sbatch exit status $status in $((SECONDS - t0)) s"
-job=${job%%;*}
-if ((status != 0)); then
-  fail "sbatch exit status $status; log $log:"
-  cat "$log" >&2 || true
-  for f in "$work/job/kiln-$job"/*.log; do echo "--- $f" >&2; tail -n 20 "$f" >&2; done
-fi
-grep -q "step 3/4 (job): succeeded" "$log" || fail "the sbatch log does not say the job succeeded"
-grep -q "slurm-$job.0-task0-$host" "$log" || fail "no worker with the srun task's id (slurm-$job.0-task0-$host) in $log"
-[[ -s $work/job/kiln-$job/worker-0-$host.log ]] || fail "no worker log from srun's --output (kiln-$job/worker-0-$host.log)"
-# Stopped cleanly: the worker said goodbye (a TERM to srun would have killed it instead).
-grep -q "reason=goodbye.*worker=slurm-$job.0-task0-$host" "$work/job/kiln-$job/coordinator.log" ||
-  fail "the worker left without its goodbye (kiln-$job/coordinator.log)"
-if [[ -s $out ]]; then
-  want=$("$bin" inspect --json --no-tensors "$model" | python3 -c 'import json,sys; o=json.load(sys.stdin); print(o["architecture"], o["parameters"])')
-  got=$("$bin" inspect --json --no-tensors "$out" | python3 -c 'import json,sys; o=json.load(sys.stdin); print(o["format"], o["architecture"], o["parameters"])') ||
-    fail "kiln inspect cannot read $out"
-  [[ $got == "gguf $want" ]] || fail "output $out: kiln inspect says '$got', want 'gguf $want'"
-else
-  fail "no output at $out"
-fi
+# (Workers dial this host's name, as on a real cluster; 127.0.0.1 if it does not resolve here.)
+curve_env=(KILN_KEYS="$keys")
+getent hosts "$(hostname)" >/dev/null || curve_env+=(KILN_COORDINATOR_HOST=127.0.0.1)
+real_job curve "${curve_env[@]}"
+# 2. One node without keys: loopback, the worker and the client present DATA_DIR/token.
+real_job loopback
 
-# 2. A coordinator that cannot start: the failure names step 1 and the coordinator log.
+# 3. A coordinator that cannot start: the failure names step 1 and the coordinator log.
 log2=$work/job/sbatch-fail.log
 t0=$SECONDS
 set +e
@@ -209,7 +220,7 @@ set +e
   timeout 300 sbatch --wait --time=5 --output="$log2" "$sbatch_script" >/dev/null)
 status=$?
 set -e
-say "job 2 (no coordinator): sbatch exit status $status in $((SECONDS - t0)) s"
+say "no-coordinator: sbatch exit status $status in $((SECONDS - t0)) s"
 ((status != 0)) || fail "sbatch succeeded although the coordinator cannot start"
 grep -q "step 1/4 (coordinator) failed: it exited with status" "$log2" ||
   { fail "the failure does not name step 1:"; cat "$log2" >&2; }
