@@ -58,6 +58,11 @@ if [[ "${KILN_FUZZ_SECONDS:-60}" != 0 ]]; then
   check "fuzz (${KILN_FUZZ_SECONDS:-60} s per target)" Ops/fuzz.sh "${KILN_FUZZ_SECONDS:-60}"
 fi
 
+# Scheduler launches (Cluster/slurm, Cluster/k8s): kiln.sbatch under a real single-host Slurm
+# (installs slurm-wlm and munge; ~35 s), and the Kubernetes manifests against the schema (~15 s).
+check "slurm (Cluster/slurm/kiln.sbatch)" Ops/slurm-test.sh
+check "k8s manifests (Ops/k8s-validate.sh)" Ops/k8s-validate.sh
+
 # The code stays as .swift-format lays it out (generated protobuf code aside). One extra check.
 check "format (swift format lint --strict)" bash -c \
   "git ls-files '*.swift' | grep -v '/Generated/' | xargs swift format lint --strict --configuration .swift-format --parallel"
