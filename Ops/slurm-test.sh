@@ -6,7 +6,9 @@
 #   1. a small SmolLM2 job with CURVE keys (`kiln keygen`): sbatch exits 0, the output is a
 #      GGUF `kiln inspect` reads with the input's architecture and parameter count, the
 #      worker registered with its srun task's id and logged to its srun output file;
-#   2. a coordinator that cannot start: sbatch fails, naming step 1 and the coordinator log.
+#   2. the same without keys (loopback, the coordinator's token);
+#   3. a job the coordinator refuses: sbatch exits 1, the worker still stopped cleanly;
+#   4. a coordinator that cannot start: sbatch fails, naming step 1 and the coordinator log.
 # Everything is stopped and removed at the end, also on failure; any process left that
 # carries this run's marker is killed and fails the test.
 #
@@ -211,7 +213,24 @@ real_job curve "${curve_env[@]}"
 # 2. One node without keys: loopback, the worker and the client present DATA_DIR/token.
 real_job loopback
 
-# 3. A coordinator that cannot start: the failure names step 1 and the coordinator log.
+# 3. A job the coordinator refuses (its model is a text file): the batch job fails with the
+# job's status, and the worker still leaves with its goodbye.
+log3=$work/job/failing.log
+t0=$SECONDS
+set +e
+job=$(cd "$work/job" && env "$marker" KILN_BIN="$bin" KILN_READY_TIMEOUT=60 KILN_STOP_TIMEOUT=10 \
+  KILN_MODEL="$calib" KILN_CALIB="$calib" KILN_OUT="$work/job/failing.gguf" KILN_METHOD=rtn \
+  timeout 300 sbatch --parsable --wait --time=5 --output="$log3" "$sbatch_script")
+status=$?
+set -e
+job=${job%%;*}
+say "failing: sbatch exit status $status in $((SECONDS - t0)) s"
+((status == 1)) || { fail "failing: sbatch exit status $status, want 1 (the job's)"; cat "$log3" >&2; }
+grep -q "step 3/4 (job): failed" "$log3" || fail "failing: $log3 does not say the job failed"
+grep -q "reason=goodbye.*worker=slurm-$job.0-task0-$host" "$work/job/kiln-$job/coordinator.log" ||
+  fail "failing: the worker left without its goodbye (kiln-$job/coordinator.log)"
+
+# 4. A coordinator that cannot start: the failure names step 1 and the coordinator log.
 log2=$work/job/sbatch-fail.log
 t0=$SECONDS
 set +e

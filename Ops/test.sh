@@ -59,7 +59,7 @@ if [[ "${KILN_FUZZ_SECONDS:-60}" != 0 ]]; then
 fi
 
 # Scheduler launches (Cluster/slurm, Cluster/k8s): kiln.sbatch under a real single-host Slurm
-# (installs slurm-wlm and munge; ~35 s), and the Kubernetes manifests against the schema (~15 s).
+# (installs slurm-wlm and munge; ~40 s), and the Kubernetes manifests against the schema (~15 s).
 check "slurm (Cluster/slurm/kiln.sbatch)" Ops/slurm-test.sh
 check "k8s manifests (Ops/k8s-validate.sh)" Ops/k8s-validate.sh
 
