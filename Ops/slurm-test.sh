@@ -88,7 +88,12 @@ cleanup() {
     done
     ((status)) || status=1
   fi
-  if [[ ${KILN_SLURM_KEEP:-0} == 1 ]]; then say "kept $work"; else rm -rf "$work"; fi
+  if [[ ${KILN_SLURM_KEEP:-0} == 1 ]]; then
+    say "kept $work"
+  else
+    rm -rf "$work"
+    ((status == 0)) || say "KILN_SLURM_KEEP=1 keeps the logs and the Slurm state of a run"
+  fi
   say "wall time $((SECONDS - started)) s"
   exit "$status"
 }
