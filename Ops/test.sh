@@ -69,6 +69,10 @@ check "c client (clients/c/test.sh)" clients/c/test.sh
 # worker. Each installs its packages. Two extra checks.
 check "dashboard in chromium (Ops/dashboard-test.sh)" Ops/dashboard-test.sh
 check "prometheus scrape (Ops/metrics-test.sh)" Ops/metrics-test.sh
+# Scheduler launches (Cluster/slurm, Cluster/k8s): kiln.sbatch under a real single-host Slurm
+# (installs slurm-wlm and munge; ~40 s), and the Kubernetes manifests against the schema (~15 s).
+check "slurm (Cluster/slurm/kiln.sbatch)" Ops/slurm-test.sh
+check "k8s manifests (Ops/k8s-validate.sh)" Ops/k8s-validate.sh
 
 # The code stays as .swift-format lays it out (generated protobuf code aside). One extra check.
 check "format (swift format lint --strict)" bash -c \
