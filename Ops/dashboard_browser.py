@@ -19,7 +19,6 @@ import time
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
-from selenium.webdriver.common.by import By
 
 
 def fail(msg):
@@ -40,7 +39,7 @@ def main():
     o = Options()
     o.binary_location = "/usr/bin/chromium"
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--window-size=1500,1300"):
+                 "--window-size=1500,1500"):
         o.add_argument(flag)
     driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=o)
     try:
@@ -49,12 +48,30 @@ def main():
         driver.quit()
 
 
+# The page redraws as events arrive, so it is read in one script call, never element by element.
+READ = """
+const q = (sel) => [...document.querySelectorAll(sel)];
+return {
+  jobs: q("#jobs tbody tr").length,
+  rows: q("#blocks tbody tr").map((tr) => [Number(tr.dataset.block), tr.dataset.stage]),
+  state: (document.getElementById("job-state") || {}).textContent || "",
+  cells: q("#heat td.cell").length,
+  linears: Math.max(0, q("#heat tr:first-child th").length - 1),
+  phases: q("#phase-plot text").map((t) => t.textContent),
+  ppl: q("#ppl-plot text").map((t) => t.textContent),
+  ppl_none: !!document.getElementById("ppl-none"),
+  workers: q("#workers tbody tr").map((tr) => tr.dataset.worker),
+};
+"""
+
+
+def page(driver):
+    return driver.execute_script(READ)
+
+
 def rows(driver):
     """block -> stage, from the block table's data attributes."""
-    out = {}
-    for tr in driver.find_elements(By.CSS_SELECTOR, "#blocks tbody tr"):
-        out[int(tr.get_attribute("data-block"))] = tr.get_attribute("data-stage")
-    return out
+    return {b: s for b, s in page(driver)["rows"]}
 
 
 def run(driver, a):
@@ -62,7 +79,8 @@ def run(driver, a):
     deadline = time.time() + a.timeout
     # The job shows up with its rows.
     while time.time() < deadline:
-        if driver.find_elements(By.CSS_SELECTOR, "#jobs tbody tr") and len(rows(driver)) == a.blocks:
+        p = page(driver)
+        if p["jobs"] and len(p["rows"]) == a.blocks:
             break
         time.sleep(0.2)
     else:
@@ -71,16 +89,16 @@ def run(driver, a):
     shot = False
     state = ""
     while time.time() < deadline:
-        r = rows(driver)
+        p = page(driver)
+        r = {b: s for b, s in p["rows"]}
         for b, s in r.items():
             seen = history.setdefault(b, [])
             if not seen or seen[-1] != s:
                 seen.append(s)
-        state = driver.find_element(By.ID, "job-state").text
+        state = p["state"]
         done = sum(1 for s in r.values() if s == "done")
         # Mid-job: some blocks done, some not.
-        if not shot and 0 < done < a.blocks:
-            time.sleep(0.5)
+        if not shot and a.blocks // 2 <= done < a.blocks - 2:
             driver.save_screenshot(a.screenshot)
             shot = True
         if state in ("succeeded", "failed", "cancelled"):
@@ -90,42 +108,39 @@ def run(driver, a):
         fail(f"the page shows the job as '{state}', not succeeded")
     if not shot:
         fail("the job ended before the page showed it part-done (no mid-job screenshot)")
-    r = rows(driver)
-    if sorted(r) != list(range(a.blocks)) or set(r.values()) != {"done"}:
-        fail(f"at the end not every block row is done: {r}")
     changed = [b for b, h in history.items() if len(h) >= 2]
     intermediate = [b for b, h in history.items() if any(s not in ("waiting", "done") for s in h)]
     if not changed or not intermediate:
         fail(f"block stages did not change live: {history}")
-    # The final report: heatmap, phase times, perplexity.
-    want = None
-    if a.expect_perplexity:
-        while time.time() < deadline and not driver.find_elements(By.CSS_SELECTOR, "#ppl-plot"):
-            time.sleep(0.25)
-    cells = driver.find_elements(By.CSS_SELECTOR, "#heat td.cell")
-    linears = len(driver.find_elements(By.CSS_SELECTOR, "#heat tr:first-child th")) - 1
-    if linears < 1 or len(cells) != a.blocks * linears:
-        fail(f"heatmap: {len(cells)} coloured cells for {a.blocks} blocks x {linears} linears")
-    phases = driver.find_elements(By.CSS_SELECTOR, "#phase-plot text")
-    phase_names = [t.text for t in phases]
+    # The final report: heatmap, phase times, perplexity (which `kiln run` measures after writing).
+    p = page(driver)
+    while a.expect_perplexity and time.time() < deadline and not p["ppl"]:
+        time.sleep(0.25)
+        p = page(driver)
+    r = {b: s for b, s in p["rows"]}
+    if sorted(r) != list(range(a.blocks)) or set(r.values()) != {"done"}:
+        fail(f"at the end not every block row is done: {r}")
+    if p["linears"] < 1 or p["cells"] != a.blocks * p["linears"]:
+        fail(f"heatmap: {p['cells']} coloured cells for {a.blocks} blocks x {p['linears']} linears")
+    phase_names = p["phases"][::2]
     for name in ("statistics", "reconstruct", "job"):
         if name not in phase_names:
-            fail(f"phase plot lacks '{name}': {phase_names}")
-    ppl = [t.text for t in driver.find_elements(By.CSS_SELECTOR, "#ppl-plot text")]
+            fail(f"phase plot lacks '{name}': {p['phases']}")
+    want = None
     if a.expect_perplexity:
+        ppl = p["ppl"]
         if "before" not in ppl or "after" not in ppl:
             fail(f"perplexity plot: {ppl}")
         want = {ppl[i]: float(ppl[i + 1]) for i in range(0, len(ppl) - 1, 2)}
-    elif not driver.find_elements(By.ID, "ppl-none"):
+    elif not p["ppl_none"]:
         fail("no perplexity plot and no note saying why")
-    workers = [tr.get_attribute("data-worker") for tr in driver.find_elements(By.CSS_SELECTOR, "#workers tbody tr")]
-    if not workers:
+    if not p["workers"]:
         fail("no worker row")
     if a.final_screenshot:
         driver.save_screenshot(a.final_screenshot)
     print(json.dumps({
-        "blocks": a.blocks, "linears": linears, "stages_seen": sorted({s for h in history.values() for s in h}),
-        "blocks_seen_changing": len(changed), "workers": workers, "phases": phase_names[::2],
+        "blocks": a.blocks, "linears": p["linears"], "stages_seen": sorted({s for h in history.values() for s in h}),
+        "blocks_seen_changing": len(changed), "workers": p["workers"], "phases": phase_names,
         "perplexity": want, "screenshot": a.screenshot,
     }))
     return 0

@@ -163,10 +163,17 @@ enum DashboardPage {
               el("td", { text: (spec.model_path || "").split("/").pop() + " → " + (spec.output_path || "").split("/").pop() }),
               el("td", { text: rows.filter((r) => r.stage === "done").length + "/" + num(j.blocks_total) }),
               el("td", {}, bar(frac)),
-              el("td", { text: fmtMs(num(j.elapsed_ms)) }));
+              el("td", { text: fmtMs(jobElapsed(j)) }));
             tr.addEventListener("click", () => { selected = id; render(); });
             body.append(tr);
           }
+        }
+
+        const TERMINAL = ["succeeded", "failed", "cancelled"];
+        // A running job's elapsed time goes on between updates; an ended one's is its status's.
+        function jobElapsed(job) {
+          if (TERMINAL.includes(stateName(job.state)) || !num(job.submitted_unix_ms)) return num(job.elapsed_ms);
+          return Math.max(num(job.elapsed_ms), Date.now() + clockOffset - num(job.submitted_unix_ms));
         }
 
         function bar(frac) {
@@ -334,7 +341,8 @@ enum DashboardPage {
           for (const [key, name] of [["eval_before_seconds", "eval before"], ["eval_after_seconds", "eval after"]]) {
             if (ev[key] !== undefined) items.push({ name: name, value: num(ev[key]), text: fmtMs(Math.round(1000 * num(ev[key]))), color: "#a855f7" });
           }
-          if (num(job.elapsed_ms)) items.push({ name: "job", value: num(job.elapsed_ms) / 1000, text: fmtMs(num(job.elapsed_ms)), color: "#6b7280" });
+          const elapsed = jobElapsed(job);
+          if (elapsed) items.push({ name: "job", value: elapsed / 1000, text: fmtMs(elapsed), color: "#6b7280" });
           if (!items.length) { host.append(el("p", { class: "muted", text: "no phase started yet" })); return; }
           const svg = svgBars(items);
           svg.id = "phase-plot";
@@ -370,5 +378,6 @@ enum DashboardPage {
           es.onerror = () => setFeed("the dashboard's event stream dropped; reconnecting");
         }
         connect();
+        setInterval(later, 1000);
         """#
 }
