@@ -25,7 +25,7 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
+  if [[ -n ${KILN_KEEP:-} ]]; then echo "metrics-test.sh: kept $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -65,7 +65,10 @@ pids+=($!)
 query() {
   curl -s --max-time 5 "http://127.0.0.1:$prom/api/v1/query" --data-urlencode "query=$1" | python3 -c '
 import json, sys
-r = json.load(sys.stdin)
+try:
+    r = json.load(sys.stdin)
+except ValueError:
+    sys.exit()  # not up yet: no result
 assert r["status"] == "success", r
 for s in r["data"]["result"]:
     print(json.dumps(s["metric"], sort_keys=True), s["value"][1], sep="\t")'
@@ -77,23 +80,13 @@ done
 [[ $(query 'sum(up)' | cut -f2) == 2 ]] || { query up >&2; tail -5 "$work/prometheus.log" >&2; die "Prometheus does not scrape both ports"; }
 
 job=$("$bin" submit --model "$model" --calib Tests/Fixtures/text/fortunes_calib.txt --samples 4 --seqlen 64 \
-  --method rtn --format gguf-q4_0 --out "$work/out.gguf")
+  --method gptq --format gguf-q4_0 --out "$work/out.gguf")
 echo "metrics-test.sh: job $job" >&2
-# Mid-job, the task counters move between two scrapes.
-moved=0
-first=""
-for _ in $(seq 600); do
-  v=$(query 'sum(kiln_tasks_completed_total)' | cut -f2)
-  if [[ -n $v && -z $first ]]; then first=$v; fi
-  if [[ -n $first && -n $v ]] && python3 -c "import sys; sys.exit(0 if float('$v') > float('$first') else 1)"; then moved=1; break; fi
-  sleep 0.5
-done
-((moved)) || die "kiln_tasks_completed_total did not move while the job ran"
 "$bin" status "$job" --json >/dev/null
-for _ in $(seq 600); do
-  [[ $(query "kiln_job_phase{job=\"$job\",phase=\"succeeded\"}" | cut -f2) == 1 ]] && break; sleep 0.5
+for _ in $(seq 240); do
+  [[ $(query "kiln_job_phase{job_id=\"$job\",phase=\"succeeded\"}" | cut -f2) == 1 ]] && break; sleep 0.5
 done
-[[ $(query "kiln_job_phase{job=\"$job\",phase=\"succeeded\"}" | cut -f2) == 1 ]] || die "the job did not succeed (kiln_job_phase)"
+[[ $(query "kiln_job_phase{job_id=\"$job\",phase=\"succeeded\"}" | cut -f2) == 1 ]] || die "the job did not succeed (kiln_job_phase)"
 sleep 2  # one more scrape of the workers' last counts
 
 fail=0
@@ -111,6 +104,12 @@ for expr in 'sum(kiln_tasks_completed_total{kind="reconstruct"})' 'sum(kiln_work
   v=$(query "$expr" | cut -f2)
   python3 -c "import sys; sys.exit(0 if float('${v:-0}') > 0 else 1)" || { echo "metrics-test.sh: $expr = ${v:-none}" >&2; fail=1; }
   echo "metrics-test.sh: $expr = $v" >&2
+done
+# The counters moved while the job ran: Prometheus's own record of them, at 1 s steps, rose.
+for series in 'sum(kiln_tasks_completed_total)' 'sum(kiln_worker_tasks_total)' 'sum(kiln_bytes_received_total)'; do
+  v=$(query "max_over_time(${series}[10m:1s]) - min_over_time(${series}[10m:1s])" | cut -f2)
+  python3 -c "import sys; sys.exit(0 if float('${v:-0}') > 0 else 1)" || { echo "metrics-test.sh: $series did not move (${v:-none})" >&2; fail=1; }
+  echo "metrics-test.sh: $series rose by $v during the job" >&2
 done
 # An unauthenticated scrape is refused.
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$http/metrics")

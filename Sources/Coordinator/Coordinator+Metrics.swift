@@ -14,7 +14,7 @@ extension Coordinator {
         for id in jobOrder {
             guard let run = jobs[id] else { continue }
             for state in JobRun.metricStates {
-                values.append(("kiln_job_phase", [("job", id), ("phase", state)], run.metricState == state ? 1 : 0))
+                values.append(("kiln_job_phase", [("job_id", id), ("phase", state)], run.metricState == state ? 1 : 0))
             }
             guard !run.isTerminal else { continue }
             for t in run.graph.tasks {

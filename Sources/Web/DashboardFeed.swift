@@ -34,6 +34,8 @@ public final class DashboardFeed: Sendable {
     private struct Shared {
         var state = DashboardState()
         var streams: [UUID: AsyncStream<String>.Continuation] = [:]
+        /// Stopped: no new stream (a graceful shutdown waits for open ones).
+        var closed = false
     }
 
     let log: Logger
@@ -62,7 +64,10 @@ public final class DashboardFeed: Sendable {
         if started.exchange(false, ordering: .acquiringAndReleasing) { finished.wait() }
         // Finished outside the lock: finishing runs the stream's onTermination, which takes it.
         let streams = shared.withLock { s in
-            defer { s.streams = [:] }
+            defer {
+                s.streams = [:]
+                s.closed = true
+            }
             return Array(s.streams.values)
         }
         for c in streams { c.finish() }
@@ -93,12 +98,13 @@ public final class DashboardFeed: Sendable {
     /// The whole state, as /api/state serves it.
     public func stateJSON() -> String { shared.withLock { $0.state.jsonText(nowUnixMs: WallClock.nowUnixMs) } }
 
-    /// A page's event stream: the whole state first, then each change. nil: too many pages follow.
+    /// A page's event stream: the whole state first, then each change. nil: too many pages
+    /// follow, or the feed has stopped (the server is shutting down).
     func subscribe() -> (id: UUID, events: AsyncStream<String>)? {
         let id = UUID()
         let (stream, continuation) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingNewest(10_000))
         let admitted = shared.withLock { s -> Bool in
-            guard s.streams.count < Self.maxStreams else { return false }
+            guard !s.closed, s.streams.count < Self.maxStreams else { return false }
             continuation.yield(Self.event("state", s.state.jsonText(nowUnixMs: WallClock.nowUnixMs)))
             s.streams[id] = continuation
             return true

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import NIOCore
+import ServiceLifecycle
 import Synchronization
 
 /// A Hummingbird server on its own task, started and stopped from synchronous code (the
@@ -11,6 +12,7 @@ public final class HTTPService: Sendable {
     public let bind: HTTPBind
     /// The bound port (the asked one, or the one picked for port 0).
     public let port: Int
+    private let group: ServiceGroup
     private let task: Task<Void, Never>
     private let finished: DispatchSemaphore
 
@@ -28,8 +30,11 @@ public final class HTTPService: Sendable {
                 ready.signal()
             },
             logger: logger)
+        // In a service group, so that `stop` can shut it down gracefully: requests in flight
+        // end (the dashboard's event streams are ended first) rather than being cancelled.
+        let group = ServiceGroup(services: [app], logger: logger)
         let task = Task {
-            do { try await app.run() } catch {
+            do { try await group.run() } catch {
                 let first = outcome.withLock { o -> Bool in
                     guard o == nil else { return false }
                     o = .failure(error)
@@ -42,24 +47,30 @@ public final class HTTPService: Sendable {
         ready.wait()
         switch outcome.withLock({ $0 })! {
         case .success(let port):
-            return HTTPService(bind: bind, port: port, task: task, finished: finished)
+            return HTTPService(bind: bind, port: port, group: group, task: task, finished: finished)
         case .failure(let error):
             finished.wait()
             throw WebError("\(bind.flag) \(bind): cannot listen: \(Self.explain(error))")
         }
     }
 
-    private init(bind: HTTPBind, port: Int, task: Task<Void, Never>, finished: DispatchSemaphore) {
+    private init(bind: HTTPBind, port: Int, group: ServiceGroup, task: Task<Void, Never>, finished: DispatchSemaphore) {
         self.bind = bind
         self.port = port
+        self.group = group
         self.task = task
         self.finished = finished
     }
 
-    /// Closes the port and waits for the server to end.
+    /// Closes the port and waits for the server to end: gracefully, or cancelled after 5 s
+    /// (a client that keeps a request open).
     public func stop() {
-        task.cancel()
-        finished.wait()
+        let group = self.group
+        Task { await group.triggerGracefulShutdown() }
+        if finished.wait(timeout: .now() + 5) == .timedOut {
+            task.cancel()
+            finished.wait()
+        }
     }
 
     /// NIO's bind errors, said plainly.

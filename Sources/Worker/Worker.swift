@@ -575,7 +575,7 @@ extension Worker {
         metricsSetMs = now
         metrics.setState([
             ("kiln_worker_connected", [], welcomed ? 1 : 0),
-            ("kiln_worker_heartbeat_age_seconds", [], Double(max(0, now - lastHeardMs)) / 1000),
+            ("kiln_worker_coordinator_silence_seconds", [], Double(max(0, now - lastHeardMs)) / 1000),
             ("kiln_worker_lanes", [], Double(config.threads)),
             ("kiln_worker_queue_depth", [], Double(runner.queued)),
             ("kiln_worker_unacknowledged_results", [], Double(unacked.count)),

@@ -171,7 +171,7 @@ final class WebPortTests: XCTestCase {
         for series in [
             "kiln_tasks_completed_total{kind=\"reconstruct\"}", "kiln_task_duration_seconds_count{kind=\"collect\"}",
             "kiln_bytes_received_total{kind=\"reconstruct\"}", "kiln_result_fsync_seconds_count",
-            "kiln_job_phase{job=\"\(job)\",phase=\"succeeded\"} 1", "kiln_workers_connected 1",
+            "kiln_job_phase{job_id=\"\(job)\",phase=\"succeeded\"} 1", "kiln_workers_connected 1",
             "kiln_tasks{kind=\"reconstruct\",state=\"done\"}", "kiln_queue_depth",
         ] {
             XCTAssertTrue(text.contains(series), "\(series) missing from /metrics:\n\(text)")
