@@ -72,7 +72,7 @@ port_free() { ! (exec 3<>"/dev/tcp/$host/$1") 2>/dev/null; }
 free_port_pair() {
   local p i
   for i in $(seq 1 200); do
-    p=$((20000 + RANDOM % 40000))
+    p=$((20000 + RANDOM % 12000))  # below the ephemeral range (32768+): no outgoing socket holds it
     if port_free "$p" && port_free $((p + 1)); then echo "$p"; return; fi
   done
   die "no free pair of TCP ports found on $host"
