@@ -172,20 +172,4 @@ public struct JobView: Equatable, Sendable {
 extension Kiln_V1_JobState {
     /// SUCCEEDED, FAILED or CANCELLED: nothing more will happen.
     public var isTerminal: Bool { self == .succeeded || self == .failed || self == .cancelled }
-
-    /// Lowercase name for people and JSON ("running").
-    public var label: String {
-        switch self {
-        case .unspecified: return "unknown"
-        case .queued: return "queued"
-        case .planning: return "planning"
-        case .running: return "running"
-        case .writing: return "writing"
-        case .evaluating: return "evaluating"
-        case .succeeded: return "succeeded"
-        case .failed: return "failed"
-        case .cancelled: return "cancelled"
-        case .UNRECOGNIZED(let v): return "state \(v)"
-        }
-    }
 }

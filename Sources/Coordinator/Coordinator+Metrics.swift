@@ -14,7 +14,7 @@ extension Coordinator {
         for id in jobOrder {
             guard let run = jobs[id] else { continue }
             for state in JobRun.metricStates {
-                values.append(("kiln_job_phase", [("job_id", id), ("phase", state)], run.metricState == state ? 1 : 0))
+                values.append(("kiln_job_phase", [("job_id", id), ("phase", state)], run.state.label == state ? 1 : 0))
             }
             guard !run.isTerminal else { continue }
             for t in run.graph.tasks {
@@ -56,18 +56,4 @@ extension JobRun {
     static let metricStates = [
         "queued", "planning", "running", "writing", "evaluating", "succeeded", "failed", "cancelled",
     ]
-
-    var metricState: String {
-        switch state {
-        case .queued: return "queued"
-        case .planning: return "planning"
-        case .running: return "running"
-        case .writing: return "writing"
-        case .evaluating: return "evaluating"
-        case .succeeded: return "succeeded"
-        case .failed: return "failed"
-        case .cancelled: return "cancelled"
-        case .unspecified, .UNRECOGNIZED: return "unknown"
-        }
-    }
 }
