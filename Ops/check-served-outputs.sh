@@ -26,10 +26,10 @@ trap 'rm -rf "$work"' EXIT
 passed=0
 failed=0
 
-# job FORMAT OUT: a small GPTQ job with evaluation; prints the report's "after".
+# job FORMAT OUT [ARGS]: a small GPTQ job with evaluation; prints the report's "after".
 job() {
   "$kiln" run --model "$model" --calib "$calib" --method gptq --format "$1" --samples 8 --seqlen 128 \
-    --out "$2" --eval "$eval_text" --eval-windows 4 --no-eval-before >"$work/$1.log" 2>&1 \
+    "${@:3}" --out "$2" --eval "$eval_text" --eval-windows 4 --no-eval-before >"$work/$1.log" 2>&1 \
     || { tail -20 "$work/$1.log" >&2; return 1; }
   python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["perplexity"]["after"])' "${2%/}.report.json"
 }
@@ -47,14 +47,14 @@ PY
 }
 
 check() {
-  local name=$1 format=$2 out=$3 setup=$4 script=$5
+  local name=$1 format=$2 out=$3 setup=$4 script=$5 job_args=("${@:6}")
   local start=$SECONDS python after result
   if ! python=$("$setup" | tail -1); then
     echo "$name: FAILED: $setup could not install the runtime"
     return 1
   fi
   echo "$name: runtime ready in $((SECONDS - start)) s" >&2
-  after=$(job "$format" "$out") || { echo "$name: FAILED: the kiln job failed"; return 1; }
+  after=$(job "$format" "$out" "${job_args[@]}") || { echo "$name: FAILED: the kiln job failed"; return 1; }
   "$kiln" eval "$out" --text "$eval_text" --windows 1 --write-ids "$work/ids.json" >/dev/null 2>&1 \
     || { echo "$name: FAILED: kiln eval $out"; return 1; }
   result=$("$python" "$script" "$out" --ids "$work/ids.json" --windows 4 --ctx 512 2>"$work/$name.err" | tail -1) \
@@ -66,7 +66,9 @@ for what in "$@"; do
   case $what in
     gptq) args=("gptq (transformers + gptqmodel)" gptq-safetensors "$work/gptq" Ops/setup-gptq-runtime.sh Ops/hf_perplexity.py) ;;
     gguf) args=("gguf (llama.cpp)" gguf-q4_0 "$work/q4_0.gguf" Ops/setup-llama-cpp.sh Ops/ll_perplexity.py) ;;
-    w4a16) args=("w4a16 (transformers + compressed-tensors)" compressed-tensors-w4a16 "$work/w4a16" Ops/setup-peers.sh Ops/hf_perplexity.py) ;;
+    # SmolLM2's 576 input columns are not whole groups of 128, which compressed-tensors needs.
+    w4a16) args=("w4a16 (transformers + compressed-tensors)" compressed-tensors-w4a16 "$work/w4a16" Ops/setup-peers.sh
+      Ops/hf_perplexity.py --group 64) ;;
     *) die "unknown runtime '$what' (gptq, gguf, w4a16)" ;;
   esac
   if check "${args[@]}"; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
