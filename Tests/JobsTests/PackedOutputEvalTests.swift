@@ -35,4 +35,25 @@ final class PackedOutputEvalTests: XCTestCase {
     func testGPTQDirectoryEvalMatchesReport() throws { try evalMatchesReport(.gptqSafetensors, group: nil) }
 
     func testW4A16DirectoryEvalMatchesReport() throws { try evalMatchesReport(.compressedTensorsW4A16, group: 64) }
+
+    /// compressed-tensors-w4a16 stores what compressed-tensors and vLLM read: 4-bit symmetric
+    /// codes in whole groups of each row, the groups in column order.
+    func testW4A16RefusesWhatItCannotStore() throws {
+        let model = try Assets.truncatedSmolLM2()
+        let out = Paths.tempDir("kiln-w4a16-validation").appendingPathComponent("out")
+        func error(_ edit: (inout JobSpec) -> Void) -> String {
+            var s = Assets.spec(model: model, out: out, format: .compressedTensorsW4A16)
+            edit(&s)
+            do {
+                try s.validate()
+                return "no error"
+            } catch { return "\(error)" }
+        }
+        // SmolLM2's 576 input columns are 4.5 groups of 128 (the default).
+        XCTAssertTrue(error { _ in }.contains("--group 64"), error { _ in })
+        XCTAssertTrue(error { $0.bits = 8 }.contains("--bits 8"), error { $0.bits = 8 })
+        XCTAssertTrue(error { $0.symmetric = false }.contains("--no-sym"))
+        XCTAssertTrue(error { $0.staticGroups = false }.contains("static groups"))
+        XCTAssertEqual(error { $0.groupSize = 64 }, "no error")
+    }
 }
