@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Kiln's outputs where users serve them: a real SmolLM2 job per runtime, then the output's
-# perplexity in that runtime against the job report's "after", on the same tokens and
+# Kiln's outputs where users serve them: a real SmolLM2 job per runtime, `kiln eval` of the
+# output equal to the job report's "after", then the output's perplexity in that runtime
+# against the report's, on the same tokens and
 # windows (Kiln's tokenizer, `kiln eval --write-ids`; 4 windows of 512 of the eval fixture).
 #   gptq   gptq-safetensors in transformers + optimum + gptqmodel (Ops/setup-gptq-runtime.sh)
 #   gguf   gguf-q4_0 in llama.cpp through llama-cpp-python (Ops/setup-llama-cpp.sh); llama.cpp
@@ -55,8 +56,12 @@ check() {
   fi
   echo "$name: runtime ready in $((SECONDS - start)) s" >&2
   after=$(job "$format" "$out" "${job_args[@]}") || { echo "$name: FAILED: the kiln job failed"; return 1; }
-  "$kiln" eval "$out" --text "$eval_text" --windows 1 --write-ids "$work/ids.json" >/dev/null 2>&1 \
+  # kiln eval of the output gives the report's figure exactly, and the tokens for the runtime.
+  local own
+  own=$("$kiln" eval "$out" --text "$eval_text" --windows 4 --ctx 512 --json --write-ids "$work/ids.json" 2>/dev/null) \
     || { echo "$name: FAILED: kiln eval $out"; return 1; }
+  python3 -c 'import json, sys; sys.exit(json.loads(sys.argv[1])["perplexity"] != float(sys.argv[2]))' "$own" "$after" \
+    || { echo "$name: FAILED: kiln eval $out gives $own, the report $after"; return 1; }
   result=$("$python" "$script" "$out" --ids "$work/ids.json" --windows 4 --ctx 512 2>"$work/$name.err" | tail -1) \
     || { tail -20 "$work/$name.err"; echo "$name: FAILED: $script"; return 1; }
   compare "$name" "$after" "$result" && echo "$name: $((SECONDS - start)) s" >&2
