@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A Python venv with llama-cpp-python (llama.cpp built from source, CPU only) for
 # Ops/check_llama_cpp.py, outside git: ${KILN_LLAMA_VENV:-$HOME/.cache/kiln/venv-llama}.
-# Building llama.cpp takes 10+ minutes on 2 cores; an existing working venv is kept.
+# Only libllama and ggml are built (no llava/mtmd, tools, server, examples, tests, curl):
+# about a third of the full build's time on 2 cores. An existing working venv is kept.
 #
 #   Ops/setup-llama-cpp.sh            create or check the venv; prints its python
 #   LLAMA_CPP_PYTHON_VERSION=0.3.16 Ops/setup-llama-cpp.sh   pin a version (default: newest)
@@ -21,10 +22,14 @@ python3 -m venv "$venv" || die "cannot create a venv at $venv (apt-get install p
 "$venv/bin/pip" install --quiet --upgrade pip >&2
 # GGML_NATIVE: this machine's instruction set; no GPU backends. The build runs in pip's
 # isolated environment (scikit-build-core and cmake come from PyPI).
-echo "setup-llama-cpp.sh: building llama-cpp-python${version:+ $version} from source (10+ minutes)..." >&2
-CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF}" \
+flags="-DGGML_NATIVE=ON -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
+flags+=" -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF"
+echo "setup-llama-cpp.sh: building llama-cpp-python${version:+ $version} from source (minutes)..." >&2
+start=$SECONDS
+CMAKE_ARGS="${CMAKE_ARGS:-$flags}" \
   CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)} \
   "$venv/bin/pip" install --no-binary llama-cpp-python "llama-cpp-python${version:+==$version}" numpy >&2 \
   || die "pip install llama-cpp-python failed (see above; a C/C++ compiler is needed)"
 "$venv/bin/python" -c 'import llama_cpp' || die "llama_cpp does not import from $venv"
+echo "setup-llama-cpp.sh: built and installed in $((SECONDS - start)) s" >&2
 echo "$venv/bin/python"

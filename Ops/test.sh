@@ -74,6 +74,11 @@ check "prometheus scrape (Ops/metrics-test.sh)" Ops/metrics-test.sh
 # (installs slurm-wlm and munge; ~40 s), and the Kubernetes manifests against the schema (~15 s).
 check "slurm (Cluster/slurm/kiln.sbatch)" Ops/slurm-test.sh
 check "k8s manifests (Ops/k8s-validate.sh)" Ops/k8s-validate.sh
+# Outputs where users serve them (issue #12 item 6): a SmolLM2 job per runtime, its perplexity
+# there within 1% of the job report's. Each runtime's venv installs on first use (w4a16:
+# transformers + compressed-tensors, ~4 min; gptq: transformers + gptqmodel, ~5 min; gguf:
+# llama.cpp built from source, 5-11 min), so CI runs w4a16 unless KILN_SERVED_RUNTIMES says more.
+check "served outputs (${KILN_SERVED_RUNTIMES:-w4a16})" Ops/check-served-outputs.sh ${KILN_SERVED_RUNTIMES:-w4a16}
 
 # The code stays as .swift-format lays it out (generated protobuf code aside). One extra check.
 check "format (swift format lint --strict)" bash -c \

@@ -40,6 +40,9 @@ public enum SpecConversion {
         case .ggufQ4_K_M: p.format = .ggufQ4KM
         case .ggufQ3_K_M: p.format = .ggufQ3KM
         case .compressedTensorsW8A8: p.format = .compressedTensorsW8A8
+        case .compressedTensorsW4A16:
+            // The protocol's OutputFormat has no value for it yet.
+            throw PayloadError("--format compressed-tensors-w4a16 runs with kiln run only, not on a cluster yet")
         }
         p.outputPath = s.output
         p.dampPercent = Float(s.percentDamp)

@@ -15,7 +15,7 @@ public enum GGUFOutput {
         case .ggufQ4_0: return 2
         case .ggufQ4_1: return 3
         case .ggufQ8_0: return 7
-        case .gptqSafetensors, .compressedTensorsW8A8: return 0
+        case .gptqSafetensors, .compressedTensorsW8A8, .compressedTensorsW4A16: return 0
         case .ggufQ2_K: return 10
         case .ggufQ3_K: return 11  // one type throughout: llama.cpp's *_S ids (no plain id exists)
         case .ggufQ4_K: return 14

@@ -29,6 +29,10 @@ public enum GPTQOutput {
     public static func write(
         spec: JobSpec, view: any ModelView, linears: any QuantizedLinearSource, to url: URL
     ) throws -> String {
+        // The coordinator's OutputAssembly sends every non-GGUF, non-W8A8 format here.
+        guard spec.format == .gptqSafetensors else {
+            throw JobError("--format \(spec.format.rawValue) is not written as a GPTQ checkpoint")
+        }
         let quantized = try linears.summaries()
         let folded = try quantized.foldedTensors()
         guard try quantized.migrations().isEmpty else {

@@ -59,6 +59,8 @@ public enum Job {
             notes.append(
                 "SmoothQuant alpha \(spec.resolvedSmooth ?? 0) on q,k,v, gate,up (into the norms) and down (into "
                     + "up's rows); o not smoothed")
+        } else if spec.format == .compressedTensorsW4A16 {
+            try W4A16Output.write(spec: spec, view: ctx.view, linears: linears, to: out)
         } else {
             gptqFormat = try GPTQOutput.write(spec: spec, view: ctx.view, linears: linears, to: out)
             if gptqFormat == "gptq_v2" {
@@ -155,20 +157,16 @@ public struct JobEvaluation {
                 model: model, naming: view.naming, ids: ids, spec: spec, linears: linears, progress: evalProgress)
             source = W8A8Evaluation.source
         } else {
+            // GPTQ or W4A16: the written checkpoint itself (PackedCheckpointModel dequantizes it): its fp16
+            // embedding and norms too, so `kiln eval` of the directory gives this figure.
+            let written = try loadCausalLM(view: try openModel(output), options: ModelLoadOptions(lazyBlocks: true))
             after = try BlockwisePerplexity.evaluate(
-                model: model, ids: ids, context: spec.evalContext, windows: spec.evalWindows,
-                block: { b in
-                    var blk = try model.block(b)
-                    for name in blk.linearNames {
-                        let t = LlamaTensorNames.linear(name, block: b, naming: view.naming)
-                        guard let q = linears[t] else { continue }
-                        try blk.setWeight(name, GPTQOutput.storedWeights(q))
-                        // AWQ's folded norm, which the file holds in place of the input's.
-                        if let f = q.foldedInputOp { try blk.setNorm(f.name, f.values, naming: view.naming) }
-                    }
-                    return blk
-                }, progress: evalProgress)
-            source = "GPTQ weights as stored (fp16 scales), in memory"
+                model: written, ids: ids, context: spec.evalContext,
+                windows: spec.evalWindows, block: { try written.block($0) },
+                progress: evalProgress)
+            source =
+                spec.format == .compressedTensorsW4A16
+                ? "written W4A16 checkpoint reopened" : "written GPTQ checkpoint reopened"
         }
         return PerplexityReport(
             file: URL(fileURLWithPath: spec.evalFile ?? "").lastPathComponent, windows: spec.evalWindows,

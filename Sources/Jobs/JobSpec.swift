@@ -43,8 +43,11 @@ public enum OutputFormat: String, Codable, Sendable, CaseIterable {
     /// compressed-tensors W8A8 (a directory): int8 weights per output channel, int8 dynamic
     /// per-token activations, SmoothQuant folded into the norms before q,k,v and gate,up.
     case compressedTensorsW8A8 = "compressed-tensors-w8a8"
+    /// compressed-tensors W4A16 (a directory, "pack-quantized"): symmetric 4-bit weights in
+    /// groups with one scale each, the activations in float, as vLLM and llm-compressor use it.
+    case compressedTensorsW4A16 = "compressed-tensors-w4a16"
 
-    public var isGGUF: Bool { self != .gptqSafetensors && self != .compressedTensorsW8A8 }
+    public var isGGUF: Bool { ![.gptqSafetensors, .compressedTensorsW8A8, .compressedTensorsW4A16].contains(self) }
 
     /// The quantizer's grid for this format; a mix's base type (its linears' types: `weightFormat(linear:...)`).
     public var weightFormat: WeightFormat {
@@ -52,7 +55,7 @@ public enum OutputFormat: String, Codable, Sendable, CaseIterable {
         case .ggufQ4_0: return .ggufQ4_0
         case .ggufQ4_1: return .ggufQ4_1
         case .ggufQ8_0: return .ggufQ8_0
-        case .gptqSafetensors, .compressedTensorsW8A8: return .integer
+        case .gptqSafetensors, .compressedTensorsW8A8, .compressedTensorsW4A16: return .integer
         case .ggufQ2_K: return .ggufQ2_K
         case .ggufQ3_K, .ggufQ3_K_M: return .ggufQ3_K
         case .ggufQ4_K, .ggufQ4_K_M: return .ggufQ4_K
@@ -69,6 +72,7 @@ public enum OutputFormat: String, Codable, Sendable, CaseIterable {
         case .ggufQ8_0: return "8-bit codes in blocks of 32 columns on a symmetric grid"
         case .gptqSafetensors: return "2, 3, 4 or 8-bit codes, any group size"
         case .compressedTensorsW8A8: return "8-bit symmetric codes, one scale per output channel"
+        case .compressedTensorsW4A16: return "4-bit symmetric codes in groups of input columns, one scale per group"
         case .ggufQ4_K_M, .ggufQ3_K_M: return "llama.cpp's mix of K-quant types per tensor"
         default:
             let k = weightFormat.kQuantType!

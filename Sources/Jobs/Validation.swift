@@ -111,6 +111,8 @@ extension JobSpec {
             }
         } else if format == .compressedTensorsW8A8 {
             try validateW8A8Options()
+        } else if format == .compressedTensorsW4A16 {
+            try validateW4A16Options()
         } else if ![2, 3, 4, 8].contains(resolvedBits) {
             throw JobError(
                 "--format gptq-safetensors packs 2, 3, 4 or 8-bit codes; --bits \(resolvedBits) cannot be stored")
@@ -315,6 +317,18 @@ extension JobSpec {
                 throw JobError(
                     "--group \(g) exceeds the widest linear input of \(file) (\(widest) columns); "
                         + "use -1 for one group per output channel, or a group size up to \(widest)")
+            }
+            // compressed-tensors (and vLLM's kernels) split each row into whole groups only.
+            let g = resolvedGroupSize
+            if format == .compressedTensorsW4A16, g != -1 {
+                let inputs = Set([c.hiddenSize, c.headCount * c.headDim, c.intermediateSize])
+                if let cols = inputs.sorted().first(where: { $0 % g != 0 }) {
+                    let fits = [128, 64, 32].first { d in inputs.allSatisfy { $0 % d == 0 } }
+                    throw JobError(
+                        "model \(file): linears with \(cols) input columns are not whole groups of \(g), which "
+                            + "compressed-tensors-w4a16 needs; use "
+                            + (fits.map { "--group \($0) or " } ?? "") + "--group -1 (one scale per output channel)")
+                }
             }
         }
         let fewestRows = min(c.headCount * c.headDim, c.kvHeadCount * c.headDim, c.hiddenSize, c.intermediateSize)

@@ -70,7 +70,7 @@ public enum W8A8Output {
                 let src = source[name]!
                 // SmoothQuant's folded norm, else the input's tensor.
                 return .floats(try folded[src] ?? view.load(src).data)
-            case let .linear(prefix, _, _, _):
+            case let .linear(prefix, _, _, _), let .packedLinear(prefix, _, _, _, _, _):
                 let src = source[prefix]!
                 var q = try linears.linear(src)
                 // SmoothQuant's scales migrated from down: up's rows divided by them.

@@ -47,6 +47,43 @@ public struct CompressedTensorsW8A8Config: Sendable, Equatable {
     }
 }
 
+/// The `quantization_config` of a W4A16 checkpoint ("pack-quantized", llm-compressor's W4A16
+/// scheme): symmetric int weights in groups of `groupSize` input columns (-1: one per output
+/// channel), activations left in the model's float type.
+public struct CompressedTensorsW4A16Config: Sendable, Equatable {
+    public var version: String
+    public var bits: Int
+    public var groupSize: Int
+    public var ignore: [String]
+
+    public init(version: String = "0.19.0", bits: Int = 4, groupSize: Int = 128, ignore: [String] = ["lm_head"]) {
+        self.version = version
+        self.bits = bits
+        self.groupSize = groupSize
+        self.ignore = ignore
+    }
+
+    public var jsonObject: [String: Any] {
+        let null = NSNull()
+        let weights: [String: Any] = [
+            "actorder": null, "block_structure": null, "dynamic": false,
+            "group_size": groupSize == -1 ? null : groupSize as Any, "num_bits": bits, "observer": "minmax",
+            "observer_kwargs": [String: Any](), "scale_dtype": null, "strategy": groupSize == -1 ? "channel" : "group",
+            "symmetric": true, "type": "int", "zp_dtype": null,
+        ]
+        let group: [String: Any] = [
+            "format": "pack-quantized", "targets": ["Linear"], "weights": weights, "input_activations": null,
+            "output_activations": null,
+        ]
+        return [
+            "config_groups": ["group_0": group], "format": "pack-quantized", "global_compression_ratio": null,
+            "ignore": ignore, "kv_cache_scheme": null, "quant_method": "compressed-tensors",
+            "quantization_status": "compressed", "sparsity_config": [String: Any](),
+            "transform_config": [String: Any](), "version": version,
+        ]
+    }
+}
+
 /// Writes a compressed-tensors W8A8 directory: model.safetensors, config.json with
 /// `quantization_config`, the tokenizer files, and Kiln's manifest; all of it appears only
 /// when every tensor was written (see `OutputPlacement`).
@@ -57,12 +94,16 @@ public enum CompressedTensorsWriter {
     public enum Item: Sendable, Equatable {
         /// A quantized linear `<prefix>` with weight [outFeatures, inFeatures].
         case linear(prefix: String, outFeatures: Int, inFeatures: Int, bias: Bool)
+        /// A pack-quantized linear `<prefix>` (W4A16): weight_packed, weight_scale [out, groups],
+        /// weight_shape.
+        case packedLinear(prefix: String, outFeatures: Int, inFeatures: Int, groups: Int, bits: Int, bias: Bool)
         /// A tensor stored as is, from Float32 values converted to `dtype` (F32, F16, BF16).
         case tensor(name: String, dtype: DType, shape: [Int])
 
         var name: String {
             switch self {
             case let .linear(prefix, _, _, _): return prefix
+            case let .packedLinear(prefix, _, _, _, _, _): return prefix
             case let .tensor(name, _, _): return name
             }
         }
@@ -71,6 +112,8 @@ public enum CompressedTensorsWriter {
     public enum Contents {
         /// Codes [out, in] row-major in [-127, 127] (or -128), scales [out], optional bias [out].
         case linear(codes: [Int8], scales: [Float], bias: [Float]?)
+        /// Codes [out, in] row-major, each q + 2^(bits-1) for the signed value q; scales [out, groups].
+        case packed(codes: [UInt8], scales: [Float], bias: [Float]?)
         case floats([Float])
     }
 
@@ -79,7 +122,8 @@ public enum CompressedTensorsWriter {
     /// - modelConfig: the source config.json; `quantization_config` is added, and `torch_dtype`
     ///   set to the scales' dtype when the config names none.
     public static func write(
-        to directory: URL, items: [Item], config: CompressedTensorsW8A8Config = .init(), scaleDType: DType = .bf16,
+        to directory: URL, items: [Item], config: [String: Any] = CompressedTensorsW8A8Config().jsonObject,
+        scaleDType: DType = .bf16,
         modelConfig: Data, tokenizerFiles: [URL] = [], replace: Bool = false,
         contents: (Item) throws -> Contents
     ) throws {
@@ -89,7 +133,7 @@ public enum CompressedTensorsWriter {
         guard var cfg = (try? JSONSerialization.jsonObject(with: modelConfig)) as? [String: Any] else {
             throw ModelIOError(file: directory.path, "model config.json is not a JSON object")
         }
-        cfg["quantization_config"] = config.jsonObject
+        cfg["quantization_config"] = config
         if cfg["torch_dtype"] == nil, cfg["dtype"] == nil { cfg["torch_dtype"] = torchName(scaleDType) }
 
         let tmp = try OutputPlacement.createTemporaryDirectory(for: directory)
@@ -102,6 +146,15 @@ public enum CompressedTensorsWriter {
                 guard o > 0, i > 0 else { throw ModelIOError(file: directory.path, "\(p): shape [\(o), \(i)]") }
                 try st.declare(p + ".weight", dtype: .i8, shape: [o, i])
                 try st.declare(p + ".weight_scale", dtype: scaleDType, shape: [o, 1])
+                if bias { try st.declare(p + ".bias", dtype: scaleDType, shape: [o]) }
+            case let .packedLinear(p, o, i, g, bits, bias):
+                guard o > 0, i > 0, g > 0, (i * bits) % 32 == 0 else {
+                    throw ModelIOError(
+                        file: directory.path, "\(p): [\(o), \(i)] in \(g) groups cannot be packed at \(bits) bits")
+                }
+                try st.declare(p + ".weight_packed", dtype: .i32, shape: [o, i * bits / 32])
+                try st.declare(p + ".weight_scale", dtype: scaleDType, shape: [o, g])
+                try st.declare(p + ".weight_shape", dtype: .i64, shape: [2])
                 if bias { try st.declare(p + ".bias", dtype: scaleDType, shape: [o]) }
             case let .tensor(name, dtype, shape):
                 try st.declare(name, dtype: dtype, shape: shape)
@@ -147,6 +200,31 @@ public enum CompressedTensorsWriter {
             }
             try codes.withUnsafeBytes { try st.write(p + ".weight", bytes: $0) }
             try st.write(p + ".weight_scale", floats: scales)
+            if let b = bias { try st.write(p + ".bias", floats: b) }
+        case let (.packedLinear(p, o, i, g, bits, hasBias), .packed(codes, scales, bias)):
+            guard codes.count == o * i, scales.count == o * g, (bias != nil) == hasBias,
+                bias.map({ $0.count == o }) ?? true
+            else {
+                throw ModelIOError(
+                    file: p,
+                    "\(codes.count) codes, \(scales.count) scales, bias \(bias?.count ?? 0) for the declared [\(o), \(i)] in \(g) groups"
+                )
+            }
+            guard codes.allSatisfy({ Int($0) < 1 << bits }), scales.allSatisfy({ $0.isFinite && $0 >= 0 }) else {
+                throw ModelIOError(file: p, "a code exceeds \(bits) bits or a scale is negative or not finite")
+            }
+            var words = [Int32](repeating: 0, count: o * i * bits / 32)
+            let perRow = i * bits / 32
+            for r in 0..<o {
+                GPTQPacking.packBits(bits: bits, count: i, value: { UInt32(codes[r * i + $0]) }) { w, v in
+                    words[r * perRow + w] = Int32(bitPattern: v.littleEndian)
+                }
+            }
+            try words.withUnsafeBytes { try st.write(p + ".weight_packed", bytes: $0) }
+            try st.write(p + ".weight_scale", floats: scales)
+            try [Int64(o).littleEndian, Int64(i).littleEndian].withUnsafeBytes {
+                try st.write(p + ".weight_shape", bytes: $0)
+            }
             if let b = bias { try st.write(p + ".bias", floats: b) }
         case let (.tensor(name, _, shape), .floats(values)):
             guard values.count == shape.reduce(1, *) else {

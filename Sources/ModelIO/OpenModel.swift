@@ -12,9 +12,10 @@ public func openModel(_ url: URL) throws -> any ModelView {
     switch url.pathExtension.lowercased() {
     case "gguf": return try GGUFModel(url)
     case "safetensors":
-        return try SafeTensorsModel(directory: url.deletingLastPathComponent(), files: [url], given: url)
+        return try PackedCheckpointModel.open(
+            SafeTensorsModel(directory: url.deletingLastPathComponent(), files: [url], given: url))
     case "json" where url.lastPathComponent.hasSuffix(".index.json"):
-        return try SafeTensorsModel(index: url, given: url)
+        return try PackedCheckpointModel.open(SafeTensorsModel(index: url, given: url))
     default:
         // Decide by content: GGUF files start with "GGUF".
         let head = try FileHandle(forReadingFrom: url).read(upToCount: 4) ?? Data()
@@ -28,12 +29,17 @@ private func openDirectory(_ dir: URL) throws -> any ModelView {
     let fm = FileManager.default
     let names = (try? fm.contentsOfDirectory(atPath: dir.path)) ?? []
     let index = dir.appendingPathComponent("model.safetensors.index.json")
-    if fm.fileExists(atPath: index.path) { return try SafeTensorsModel(index: index, given: dir) }
+    if fm.fileExists(atPath: index.path) {
+        return try PackedCheckpointModel.open(SafeTensorsModel(index: index, given: dir))
+    }
     let single = dir.appendingPathComponent("model.safetensors")
-    if fm.fileExists(atPath: single.path) { return try SafeTensorsModel(directory: dir, files: [single], given: dir) }
+    if fm.fileExists(atPath: single.path) {
+        return try PackedCheckpointModel.open(SafeTensorsModel(directory: dir, files: [single], given: dir))
+    }
     let shards = names.filter { $0.hasSuffix(".safetensors") }.sorted()
     if !shards.isEmpty {
-        return try SafeTensorsModel(directory: dir, files: shards.map { dir.appendingPathComponent($0) }, given: dir)
+        return try PackedCheckpointModel.open(
+            SafeTensorsModel(directory: dir, files: shards.map { dir.appendingPathComponent($0) }, given: dir))
     }
     let ggufs = names.filter { $0.lowercased().hasSuffix(".gguf") }
     if ggufs.count == 1 { return try GGUFModel(dir.appendingPathComponent(ggufs[0])) }

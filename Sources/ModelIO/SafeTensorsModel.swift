@@ -14,6 +14,8 @@ public final class SafeTensorsModel: ModelView, Sendable {
     /// strings as "safetensors.<key>".
     public let metadata: [String: GGUFValue]
     public let shards: [SafeTensorsFile]
+    /// config.json's `quantization_config` (nil when absent): see PackedCheckpointModel.
+    let quantizationConfig: JSONValue?
     private let owner: [String: Int]  // tensor name -> shard index
 
     /// Opens the given safetensors files (in order) with config.json from `directory`.
@@ -48,8 +50,16 @@ public final class SafeTensorsModel: ModelView, Sendable {
         json.flatten(prefix: "", into: &meta)
         for s in shards { for (k, v) in s.metadata { meta["safetensors.\(k)"] = .string(v) } }
         metadata = meta
+        quantizationConfig = object["quantization_config"]
+        // A packed linear (GPTQ qweight, compressed-tensors weight_packed) counts as its weight.
         let names = Set(all.map(\.name))
-        config = try Self.config(object, has: { names.contains($0) })
+        config = try Self.config(
+            object,
+            has: { n in
+                guard n.hasSuffix(".weight") else { return names.contains(n) }
+                let stem = n.dropLast(".weight".count)
+                return names.contains(n) || names.contains(stem + ".qweight") || names.contains(stem + ".weight_packed")
+            })
 
         let tokJSON = directory.appendingPathComponent("tokenizer.json")
         let vocab = directory.appendingPathComponent("vocab.txt")
@@ -112,7 +122,7 @@ public final class SafeTensorsModel: ModelView, Sendable {
         return try JSONValue.parse(data, file: url.lastPathComponent, what: "content")
     }
 
-    private func shard(_ name: String) throws -> SafeTensorsFile {
+    func shard(_ name: String) throws -> SafeTensorsFile {
         guard let i = owner[name] else {
             throw ModelIOError(file: url.lastPathComponent, "tensor '\(name)': not found")
         }

@@ -33,6 +33,9 @@ struct Eval: ParsableCommand {
     @Flag(help: "Print a JSON object with perplexity, tokens, windows and seconds.")
     var json = false
 
+    @Option(help: "Also write the text's token ids (a JSON list) here, for scoring the same tokens elsewhere.")
+    var writeIds: String?
+
     func run() throws {
         try runReportingErrors {
             guard ctx >= 2 else { throw UserError("--ctx must be at least 2 (got \(ctx))") }
@@ -57,6 +60,13 @@ struct Eval: ParsableCommand {
             let textURL = URL(fileURLWithPath: text)
             let content = try TextFile.read(textURL, what: "text file (--text)")
             let ids = tokenizer.encode(content).map(Int32.init)
+            if let path = writeIds {
+                do {
+                    try JSONSerialization.data(withJSONObject: ids.map(Int.init)).write(to: URL(fileURLWithPath: path))
+                } catch {
+                    throw UserError("--write-ids \(path): cannot write: \(error.localizedDescription)")
+                }
+            }
             let available = ids.count / ctx
             guard available >= 1 else {
                 throw UserError("\(text): \(ids.count) tokens is less than one window of --ctx \(ctx)")

@@ -53,14 +53,16 @@ struct RecipeOptions: ParsableArguments {
     @Option(
         help: ArgumentHelp(
             "gguf-q4_0 | gguf-q4_1 | gguf-q8_0 | gguf-q2_k | gguf-q3_k | gguf-q4_k | gguf-q5_k | gguf-q6_k | "
-                + "gguf-q4_k_m | gguf-q3_k_m | gptq-safetensors | compressed-tensors-w8a8",
+                + "gguf-q4_k_m | gguf-q3_k_m | gptq-safetensors | compressed-tensors-w8a8 | compressed-tensors-w4a16",
             discussion:
                 "q4_k_m / q3_k_m are llama.cpp's mixes for Llama. K types fall back to 32-blocks for rows not a "
                 + "multiple of 256 (Q4_K->Q5_0, Q5_K->Q5_1, Q6_K->Q8_0, Q2_K/Q3_K->Q4_0). compressed-tensors-w8a8: "
                 + "SmoothQuant (--smooth), int8 weights per output channel (rtn or gptq) and int8 dynamic per-token "
-                + "activations, as vLLM loads it"))
+                + "activations, as vLLM loads it. compressed-tensors-w4a16: 4-bit symmetric weights with one "
+                + "scale per group (--group, 128 by default), float activations (pack-quantized, as vLLM and "
+                + "llm-compressor use it)"))
     var format: OutputFormat = .ggufQ4_0
-    @Option(help: "Output .gguf file, or directory for gptq-safetensors and compressed-tensors-w8a8.")
+    @Option(help: "Output .gguf file, or directory for gptq-safetensors and compressed-tensors-w8a8/w4a16.")
     var out: String
     @Option(help: "Text file for perplexity before and after.")
     var eval: String?

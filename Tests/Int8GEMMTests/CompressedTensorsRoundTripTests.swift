@@ -73,6 +73,9 @@ final class CompressedTensorsRoundTripTests: XCTestCase {
                 return .linear(codes: q.codes, scales: q.scales, bias: nil)
             case let .tensor(name, _, _):
                 return .floats(dense[name]!)
+            case .packedLinear:
+                XCTFail("no packed linear was declared")
+                return .floats([])
             }
         }
         return (dir, quantized)

@@ -272,7 +272,11 @@ final class GPTQWriterTests: XCTestCase {
         try w.finish()
         XCTAssertTrue(fileNames(in: out).contains("model.safetensors.index.json"), "\(fileNames(in: out))")
 
-        let m = try openModel(out)
+        // openModel presents each linear as its dequantized weight; the stored parts are the base's.
+        let packed = try XCTUnwrap(try openModel(out) as? PackedCheckpointModel)
+        XCTAssertEqual(Set(packed.tensors.map(\.name)).count, 2 + 2 + 1)
+        for l in lins { XCTAssertEqual(try packed.load(l.prefix + ".weight").data, l.dequantized().data, l.prefix) }
+        let m = packed.base
         XCTAssertEqual(m.format, "safetensors")
         XCTAssertEqual(m.config.hiddenSize, 64)
         XCTAssertEqual(Set(m.tensors.map(\.name)).count, 2 + 4 * 2 + 1)
@@ -324,7 +328,7 @@ final class GPTQWriterTests: XCTestCase {
             return out
         }
         let fromMemory = try write("plain-memory") { try $0.writeTensor("model.embed_tokens.weight", floats: emb) }
-        let source = try XCTUnwrap(try openModel(fromMemory) as? SafeTensorsModel)
+        let source = try XCTUnwrap(try openModel(fromMemory) as? PackedCheckpointModel).base
         let (file, range) = try source.stored("model.embed_tokens.weight")
         let copied = try write("plain-copied") {
             try $0.writeTensor("model.embed_tokens.weight", copying: range, of: file)
