@@ -101,6 +101,7 @@ extension Kiln_V1_OutputFormat {
         case .ggufQ4KM: return "gguf-q4_k_m"
         case .ggufQ3KM: return "gguf-q3_k_m"
         case .compressedTensorsW8A8: return "compressed-tensors-w8a8"
+        case .compressedTensorsW4A16: return "compressed-tensors-w4a16"
         case .unspecified: return "unspecified"
         case .UNRECOGNIZED(let v): return "format \(v)"
         }

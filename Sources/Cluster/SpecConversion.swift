@@ -40,9 +40,7 @@ public enum SpecConversion {
         case .ggufQ4_K_M: p.format = .ggufQ4KM
         case .ggufQ3_K_M: p.format = .ggufQ3KM
         case .compressedTensorsW8A8: p.format = .compressedTensorsW8A8
-        case .compressedTensorsW4A16:
-            // The protocol's OutputFormat has no value for it yet.
-            throw PayloadError("--format compressed-tensors-w4a16 runs with kiln run only, not on a cluster yet")
+        case .compressedTensorsW4A16: p.format = .compressedTensorsW4A16
         }
         p.outputPath = s.output
         p.dampPercent = Float(s.percentDamp)
@@ -88,6 +86,7 @@ public enum SpecConversion {
         case .ggufQ4KM: s.format = .ggufQ4_K_M
         case .ggufQ3KM: s.format = .ggufQ3_K_M
         case .compressedTensorsW8A8: s.format = .compressedTensorsW8A8
+        case .compressedTensorsW4A16: s.format = .compressedTensorsW4A16
         case .UNRECOGNIZED(let v): throw PayloadError("spec.format: unknown value \(v)")
         }
         switch p.mode {

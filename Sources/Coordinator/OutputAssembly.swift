@@ -17,6 +17,8 @@ enum OutputAssembly {
             try GGUFOutput.write(spec: spec, view: view, linears: linears, to: out)
         } else if spec.format == .compressedTensorsW8A8 {
             try W8A8Output.write(spec: spec, view: view, linears: linears, to: out)
+        } else if spec.format == .compressedTensorsW4A16 {
+            try W4A16Output.write(spec: spec, view: view, linears: linears, to: out)
         } else {
             try GPTQOutput.write(spec: spec, view: view, linears: linears, to: out)
         }

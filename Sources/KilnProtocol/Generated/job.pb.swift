@@ -140,6 +140,9 @@ public nonisolated enum Kiln_V1_OutputFormat: SwiftProtobuf.Enum, Swift.CaseIter
 
   /// int8 W8A8 with SmoothQuant (alpha in spec_json)
   case compressedTensorsW8A8 // = 12
+
+  /// 4-bit symmetric, fp16 group scales, pack-quantized
+  case compressedTensorsW4A16 // = 13
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -161,6 +164,7 @@ public nonisolated enum Kiln_V1_OutputFormat: SwiftProtobuf.Enum, Swift.CaseIter
     case 10: self = .ggufQ4KM
     case 11: self = .ggufQ3KM
     case 12: self = .compressedTensorsW8A8
+    case 13: self = .compressedTensorsW4A16
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -180,6 +184,7 @@ public nonisolated enum Kiln_V1_OutputFormat: SwiftProtobuf.Enum, Swift.CaseIter
     case .ggufQ4KM: return 10
     case .ggufQ3KM: return 11
     case .compressedTensorsW8A8: return 12
+    case .compressedTensorsW4A16: return 13
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -199,6 +204,7 @@ public nonisolated enum Kiln_V1_OutputFormat: SwiftProtobuf.Enum, Swift.CaseIter
     .ggufQ4KM,
     .ggufQ3KM,
     .compressedTensorsW8A8,
+    .compressedTensorsW4A16,
   ]
 
 }
@@ -668,7 +674,7 @@ nonisolated extension Kiln_V1_ScheduleMode: SwiftProtobuf._ProtoNameProviding {
 }
 
 nonisolated extension Kiln_V1_OutputFormat: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0OUTPUT_FORMAT_UNSPECIFIED\0\u{1}OUTPUT_FORMAT_GGUF_Q4_0\0\u{1}OUTPUT_FORMAT_GGUF_Q4_1\0\u{1}OUTPUT_FORMAT_GGUF_Q8_0\0\u{1}OUTPUT_FORMAT_GPTQ_SAFETENSORS\0\u{1}OUTPUT_FORMAT_GGUF_Q2_K\0\u{1}OUTPUT_FORMAT_GGUF_Q3_K\0\u{1}OUTPUT_FORMAT_GGUF_Q4_K\0\u{1}OUTPUT_FORMAT_GGUF_Q5_K\0\u{1}OUTPUT_FORMAT_GGUF_Q6_K\0\u{1}OUTPUT_FORMAT_GGUF_Q4_K_M\0\u{1}OUTPUT_FORMAT_GGUF_Q3_K_M\0\u{1}OUTPUT_FORMAT_COMPRESSED_TENSORS_W8A8\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0OUTPUT_FORMAT_UNSPECIFIED\0\u{1}OUTPUT_FORMAT_GGUF_Q4_0\0\u{1}OUTPUT_FORMAT_GGUF_Q4_1\0\u{1}OUTPUT_FORMAT_GGUF_Q8_0\0\u{1}OUTPUT_FORMAT_GPTQ_SAFETENSORS\0\u{1}OUTPUT_FORMAT_GGUF_Q2_K\0\u{1}OUTPUT_FORMAT_GGUF_Q3_K\0\u{1}OUTPUT_FORMAT_GGUF_Q4_K\0\u{1}OUTPUT_FORMAT_GGUF_Q5_K\0\u{1}OUTPUT_FORMAT_GGUF_Q6_K\0\u{1}OUTPUT_FORMAT_GGUF_Q4_K_M\0\u{1}OUTPUT_FORMAT_GGUF_Q3_K_M\0\u{1}OUTPUT_FORMAT_COMPRESSED_TENSORS_W8A8\0\u{1}OUTPUT_FORMAT_COMPRESSED_TENSORS_W4A16\0")
 }
 
 nonisolated extension Kiln_V1_Sampler: SwiftProtobuf._ProtoNameProviding {

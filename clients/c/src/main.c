@@ -31,6 +31,7 @@ static const choice FORMATS[] = {
     {"gguf-q3_k_m", KILN__V1__OUTPUT_FORMAT__OUTPUT_FORMAT_GGUF_Q3_K_M},
     {"gptq-safetensors", KILN__V1__OUTPUT_FORMAT__OUTPUT_FORMAT_GPTQ_SAFETENSORS},
     {"compressed-tensors-w8a8", KILN__V1__OUTPUT_FORMAT__OUTPUT_FORMAT_COMPRESSED_TENSORS_W8A8},
+    {"compressed-tensors-w4a16", KILN__V1__OUTPUT_FORMAT__OUTPUT_FORMAT_COMPRESSED_TENSORS_W4A16},
     {NULL, 0},
 };
 static const choice METHODS[] = {

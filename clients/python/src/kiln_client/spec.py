@@ -30,6 +30,7 @@ FORMATS = {
     "gguf-q3_k_m": job_pb2.OUTPUT_FORMAT_GGUF_Q3_K_M,
     "gptq-safetensors": job_pb2.OUTPUT_FORMAT_GPTQ_SAFETENSORS,
     "compressed-tensors-w8a8": job_pb2.OUTPUT_FORMAT_COMPRESSED_TENSORS_W8A8,
+    "compressed-tensors-w4a16": job_pb2.OUTPUT_FORMAT_COMPRESSED_TENSORS_W4A16,
 }
 MODES = {
     "parallel": job_pb2.SCHEDULE_MODE_PARALLEL,
