@@ -92,7 +92,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "CoreMetrics", package: "swift-metrics"), .product(name: "Logging", package: "swift-log"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swift6),
         .executableTarget(
@@ -101,7 +101,6 @@ let package = Package(
                 "Tensor", "ModelIO", "Tokenizers", "Models", "Calibration", "Jobs", "ZeroMQ", "KilnProtocol", "Cluster",
                 "Coordinator", "Worker", "Embedded", "Client", "Web",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swift6),

@@ -182,7 +182,9 @@ final class EndToEndTests: XCTestCase {
 
     /// GPTQ Q4_0 perplexity of this test's recipe (4 windows of 64 calibration tokens, 2
     /// evaluation windows) read back from the file, measured on 2026-11-30 (full precision: 39.115),
-    /// with the scale search GPTQ runs by default (46.4975 without it).
+    /// with the scale search GPTQ runs by default (46.4975 without it). GPTQ on 256 calibration
+    /// tokens is sensitive to the BLAS kernels' rounding: OpenBLAS's generic Prescott kernels (a
+    /// machine whose CPU it does not name) give 43.3178, 1.3% away, hence the 2.5% band.
     static let smallRecipeAfter = 43.8948
 
     /// The whole SmolLM2, GPTQ into GGUF Q4_0 with little calibration, perplexity before
@@ -208,7 +210,8 @@ final class EndToEndTests: XCTestCase {
         let referenceBefore = exp(nll / (511 * 2))
         XCTAssertEqual(before, referenceBefore, accuracy: referenceBefore * 1e-4, "full precision disagrees")
         XCTAssertEqual(
-            p.after, Self.smallRecipeAfter, accuracy: Self.smallRecipeAfter * 0.01, "GPTQ Q4_0 moved more than 1%")
+            p.after, Self.smallRecipeAfter, accuracy: Self.smallRecipeAfter * 0.025,
+            "GPTQ Q4_0 moved more than 2.5%")
         XCTAssertEqual(r.linears.count, 30 * 7)
         XCTAssertTrue(r.linears.allSatisfy { ($0.outputError?.isFinite ?? false) && ($0.relativeError ?? 1) < 0.1 })
         XCTAssertGreaterThan(r.peakRSSBytes, 0)
