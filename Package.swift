@@ -56,20 +56,25 @@ let package = Package(
             dependencies: [
                 "Tensor", "ModelIO", "Calibration", "Quantization", "Jobs", "KilnProtocol",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-                .product(name: "CoreMetrics", package: "swift-metrics"),
             ],
+            swiftSettings: swift6),
+        // Series through swift-metrics (the coordinator's and the workers'), backend-free.
+        .target(
+            name: "KilnMetrics", dependencies: [.product(name: "CoreMetrics", package: "swift-metrics")],
             swiftSettings: swift6),
         .target(
             name: "Coordinator",
             dependencies: [
-                "ModelIO", "Jobs", "KilnProtocol", "ZeroMQ", "Cluster", .product(name: "GRDB", package: "GRDB.swift"),
-                .product(name: "Logging", package: "swift-log"), .product(name: "CoreMetrics", package: "swift-metrics"),
+                "ModelIO", "Jobs", "KilnProtocol", "ZeroMQ", "Cluster", "KilnMetrics",
+                .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
             ],
             swiftSettings: swift6),
         .target(
             name: "Worker",
             dependencies: [
-                "Tensor", "Jobs", "KilnProtocol", "ZeroMQ", "Cluster", .product(name: "Logging", package: "swift-log"),
+                "Tensor", "Jobs", "KilnProtocol", "ZeroMQ", "Cluster", "KilnMetrics",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ],
             swiftSettings: swift6),
@@ -89,7 +94,8 @@ let package = Package(
             name: "Web",
             dependencies: [
                 "KilnProtocol", "ZeroMQ", "Client", .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "NIOCore", package: "swift-nio"), .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),

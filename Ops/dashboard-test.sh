@@ -54,7 +54,9 @@ grep -q "dashboard on" "$work/run.err" || { cat "$work/run.err" >&2; die "kiln r
 "$venv/bin/python" Ops/dashboard_browser.py "http://127.0.0.1:$port/" --blocks 30 --expect-perplexity \
   --screenshot "$out/dashboard-midjob.png" --final-screenshot "$out/dashboard-final.png" \
   | tee "$work/summary.json" || { tail -20 "$work/run.err" >&2; die "the page did not show what it should"; }
-# The page's perplexities are the report's (kiln run printed it before lingering).
+# The page's perplexities are the report's, which kiln run prints once its coordinator has
+# stopped (the page may have them a few seconds earlier).
+for _ in $(seq 300); do grep -q "perplexity " "$work/run.out" && break; sleep 0.2; done
 python3 - "$work/summary.json" "$work/run.out" <<'PY'
 import json, re, sys
 page = json.load(open(sys.argv[1]))["perplexity"]

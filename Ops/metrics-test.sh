@@ -80,7 +80,7 @@ done
 [[ $(query 'sum(up)' | cut -f2) == 2 ]] || { query up >&2; tail -5 "$work/prometheus.log" >&2; die "Prometheus does not scrape both ports"; }
 
 job=$("$bin" submit --model "$model" --calib Tests/Fixtures/text/fortunes_calib.txt --samples 4 --seqlen 64 \
-  --method gptq --format gguf-q4_0 --out "$work/out.gguf")
+  --method rtn --error-report --format gguf-q4_0 --out "$work/out.gguf")
 echo "metrics-test.sh: job $job" >&2
 "$bin" status "$job" --json >/dev/null
 for _ in $(seq 240); do

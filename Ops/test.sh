@@ -50,13 +50,13 @@ if status != 0 and failed == 0: failed = 1  # swift test failed outside any test
 print(passed, failed, skipped)
 PY
 )
-# Fuzzing after the unit tests: each libFuzzer target for KILN_FUZZ_SECONDS (20 s: a smoke
+# Fuzzing after the unit tests: each libFuzzer target for KILN_FUZZ_SECONDS (10 s: a smoke
 # run that keeps CI under 30 minutes; `Ops/fuzz.sh 600` fuzzes for real; 0 skips), builds
 # cached in .build-fuzz. One extra check: Ops/fuzz.sh prints its table
 # here, before the summary, and fails if a target crashed (the input is kept under
 # Tests/Fixtures/fuzz/<target>/ for the FuzzRegression tests).
-if [[ "${KILN_FUZZ_SECONDS:-20}" != 0 ]]; then
-  check "fuzz (${KILN_FUZZ_SECONDS:-20} s per target)" Ops/fuzz.sh "${KILN_FUZZ_SECONDS:-20}"
+if [[ "${KILN_FUZZ_SECONDS:-10}" != 0 ]]; then
+  check "fuzz (${KILN_FUZZ_SECONDS:-10} s per target)" Ops/fuzz.sh "${KILN_FUZZ_SECONDS:-10}"
 fi
 
 # Clients of the coordinator's protocol outside Swift (clients/): the Python package

@@ -1,6 +1,7 @@
 import Cluster
 import Foundation
 import Jobs
+import KilnMetrics
 import KilnProtocol
 import Logging
 import Synchronization

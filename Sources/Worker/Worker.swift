@@ -2,6 +2,7 @@ import Cluster
 import CoreMetrics
 import Foundation
 import Jobs
+import KilnMetrics
 import KilnProtocol
 import Logging
 import Synchronization
