@@ -36,7 +36,8 @@ out=${1:-$work}
 mkdir -p "$out"
 pid=""
 cleanup() {
-  [[ -n $pid ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  # kiln run lingers serving the page: stop it (its TERM status is not this script's).
+  if [[ -n $pid ]]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
