@@ -34,6 +34,19 @@ public struct HTTPBind: Sendable, Equatable, CustomStringConvertible {
         return HTTPBind(host: String(host), port: port, flag: flag)
     }
 
+    /// A port flag as the commands take it (`--http`, `--metrics`): HOST:PORT or a bare PORT
+    /// (127.0.0.1:PORT), its token file read, and both checked against the process's
+    /// security (`check`). Returns the address and the token.
+    public static func configure(
+        _ text: String, flag: String, tokenFile: String?, secured: Bool, insecure: Bool
+    ) throws -> (bind: HTTPBind, token: String?) {
+        let bind = try parse(text.allSatisfy(\.isNumber) ? "127.0.0.1:\(text)" : text, flag: flag)
+        let tokenFlag = "\(flag)-token-file"
+        let token = try tokenFile.map { try BearerToken.read($0, flag: tokenFlag) }
+        try bind.check(secured: secured, insecure: insecure, token: token, tokenFlag: tokenFlag)
+        return (bind, token)
+    }
+
     public init(host: String, port: Int, flag: String) {
         self.host = host
         self.port = port

@@ -15,9 +15,8 @@ final class WebPort {
 
     /// Checks the address against the process's security and binds the port.
     init(bind text: String, tokenFile: String?, secured: Bool, insecure: Bool, flag: String = "--http") throws {
-        let bind = try HTTPBind.parse(text.allSatisfy(\.isNumber) ? "127.0.0.1:\(text)" : text, flag: flag)
-        let token = try tokenFile.map { try BearerToken.read($0, flag: "\(flag)-token-file") }
-        try bind.check(secured: secured, insecure: insecure, token: token, tokenFlag: "\(flag)-token-file")
+        let (bind, token) = try HTTPBind.configure(
+            text, flag: flag, tokenFile: tokenFile, secured: secured, insecure: insecure)
         registry = MetricsRegistry()
         keys = secured ? try ZMQCurveKeyPair.generate() : nil
         feed = DashboardFeed(logger: Logger(label: "kiln.dashboard"))

@@ -78,12 +78,9 @@ struct WorkerCommand: ParsableCommand {
             if let d = cacheDir { c.cacheDirectory = URL(fileURLWithPath: d) }
             var server: HTTPService?
             if let text = metrics {
-                let bind = try HTTPBind.parse(
-                    text.allSatisfy(\.isNumber) ? "127.0.0.1:\(text)" : text, flag: "--metrics")
-                let token = try metricsTokenFile.map { try BearerToken.read($0, flag: "--metrics-token-file") }
-                try bind.check(
-                    secured: c.curveServerKey != nil, insecure: insecure, token: token,
-                    tokenFlag: "--metrics-token-file")
+                let (bind, token) = try HTTPBind.configure(
+                    text, flag: "--metrics", tokenFile: metricsTokenFile, secured: c.curveServerKey != nil,
+                    insecure: insecure)
                 let registry = MetricsRegistry()
                 c.metricsFactory = registry.factory
                 server = try MetricsServer.start(
