@@ -132,6 +132,28 @@ public enum GPTQOutput {
         return items
     }
 
+    /// The compressed-tensors writers' items (W8A8, W4A16): the plain tensors in fp16, each
+    /// linear as `linear` lays it out (its HF prefix, its summary, whether it has a bias);
+    /// `source` maps each written name back to the model's tensor.
+    static func compressedTensorsItems(
+        view: any ModelView, quantized: [String: QuantizedLinearSummary],
+        linear: (String, QuantizedLinearSummary, Bool) -> CompressedTensorsWriter.Item
+    ) throws -> (items: [CompressedTensorsWriter.Item], source: [String: String]) {
+        var source: [String: String] = [:]
+        let items: [CompressedTensorsWriter.Item] = try outputItems(view).map { item in
+            switch item {
+            case let .plain(src, dst):
+                source[dst] = src
+                return .tensor(name: dst, dtype: .f16, shape: view.info(src)!.shape)
+            case let .linear(src, dst):
+                guard let q = quantized[src] else { throw JobError("no quantized result for \(src)") }
+                source[dst] = src
+                return linear(dst, q, view.has(biasName(src)))
+            }
+        }
+        return (items, source)
+    }
+
     static func biasName(_ weightName: String) -> String { String(weightName.dropLast("weight".count)) + "bias" }
 
     /// A quantized linear as the GPTQ writer takes it: q/k rows (codes, parameters, bias) moved

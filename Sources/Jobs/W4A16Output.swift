@@ -23,20 +23,11 @@ public enum W4A16Output {
             "kiln-tok-\(getpid())-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: tmp) }
         let (modelConfig, tokenizerFiles) = try GPTQOutput.configAndTokenizer(view: view, tmp: tmp)
-        var source: [String: String] = [:]
-        let items: [CompressedTensorsWriter.Item] = try GPTQOutput.outputItems(view).map { item in
-            switch item {
-            case let .plain(src, dst):
-                source[dst] = src
-                return .tensor(name: dst, dtype: .f16, shape: view.info(src)!.shape)
-            case let .linear(src, dst):
-                guard let q = quantized[src] else { throw JobError("no quantized result for \(src)") }
-                source[dst] = src
-                let groups = GPTQPacking.groupCount(inFeatures: q.columns, groupSize: spec.resolvedGroupSize)
-                return .packedLinear(
-                    prefix: dst, outFeatures: q.rows, inFeatures: q.columns, groups: groups, bits: 4,
-                    bias: view.has(GPTQOutput.biasName(src)))
-            }
+        let (items, source) = try GPTQOutput.compressedTensorsItems(view: view, quantized: quantized) {
+            dst, q, bias in
+            let groups = GPTQPacking.groupCount(inFeatures: q.columns, groupSize: spec.resolvedGroupSize)
+            return .packedLinear(
+                prefix: dst, outFeatures: q.rows, inFeatures: q.columns, groups: groups, bits: 4, bias: bias)
         }
         let config = CompressedTensorsW4A16Config(groupSize: spec.resolvedGroupSize)
         try CompressedTensorsWriter.write(

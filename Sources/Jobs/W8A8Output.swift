@@ -46,20 +46,8 @@ public enum W8A8Output {
             "kiln-tok-\(getpid())-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: tmp) }
         let (modelConfig, tokenizerFiles) = try GPTQOutput.configAndTokenizer(view: view, tmp: tmp)
-        let sources = GPTQOutput.outputItems(view)
-        var source: [String: String] = [:]
-        let items: [CompressedTensorsWriter.Item] = try sources.map { item in
-            switch item {
-            case let .plain(src, dst):
-                source[dst] = src
-                return .tensor(name: dst, dtype: .f16, shape: view.info(src)!.shape)
-            case let .linear(src, dst):
-                guard let q = quantized[src] else { throw JobError("no quantized result for \(src)") }
-                source[dst] = src
-                return .linear(
-                    prefix: dst, outFeatures: q.rows, inFeatures: q.columns,
-                    bias: view.has(GPTQOutput.biasName(src)))
-            }
+        let (items, source) = try GPTQOutput.compressedTensorsItems(view: view, quantized: quantized) {
+            dst, q, bias in .linear(prefix: dst, outFeatures: q.rows, inFeatures: q.columns, bias: bias)
         }
         try CompressedTensorsWriter.write(
             to: url, items: items, scaleDType: .f16, modelConfig: modelConfig, tokenizerFiles: tokenizerFiles,
